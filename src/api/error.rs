@@ -1,0 +1,47 @@
+//! Error bodies. Every non-2xx response carries `{"error": CODE, "message": TEXT}`, where the
+//! message tells a person what went wrong and what to do. The server maps codes to HTTP
+//! status in one place (`server::error`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::ObjectId;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    InvalidCredentials,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    AlreadyExists,
+    HeadMoved,
+    MissingReferences,
+    PayloadTooLarge,
+    QuotaExceeded,
+    Internal,
+    /// A code this client does not know yet (sent by a newer server).
+    #[serde(other)]
+    Unknown,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorCode,
+    pub message: String,
+    /// With `quota_exceeded`: bytes in use and the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// With `head_moved`: the library's current head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<ObjectId>,
+}
+
+impl ErrorBody {
+    pub fn new(error: ErrorCode, message: impl Into<String>) -> Self {
+        Self { error, message: message.into(), used: None, limit: None, head: None }
+    }
+}

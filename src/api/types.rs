@@ -1,0 +1,217 @@
+//! Request and response bodies (JSON).
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::kdf::KdfParams;
+use crate::crypto::{BlobKind, ObjectId};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PreloginRequest {
+    pub email: String,
+}
+
+/// The salt and cost with which the client derives its keys from the password. The server
+/// answers the same way for unknown addresses, so this does not reveal who has an account.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PreloginResponse {
+    #[serde(with = "super::b64")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    #[serde(default)]
+    pub plan: Option<String>,
+    #[serde(default)]
+    pub marketing_email: bool,
+    #[serde(with = "super::b64")]
+    pub auth_secret: Vec<u8>,
+    #[serde(with = "super::b64")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    #[serde(with = "super::b64")]
+    pub public_key: Vec<u8>,
+    /// The account's private key wrapped under the password-derived key.
+    #[serde(with = "super::b64")]
+    pub wrapped_private_key: Vec<u8>,
+    /// The same private key wrapped under the recovery key.
+    #[serde(with = "super::b64")]
+    pub recovery_wrapped_private_key: Vec<u8>,
+    /// The default library, its key sealed to `public_key`.
+    pub library_name: String,
+    #[serde(with = "super::b64")]
+    pub library_wrapped_key: Vec<u8>,
+    #[serde(default)]
+    pub client: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub email: String,
+    #[serde(with = "super::b64")]
+    pub auth_secret: Vec<u8>,
+    #[serde(default)]
+    pub client: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub id: i64,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub plan: String,
+    pub quota_bytes: u64,
+    pub used_bytes: u64,
+    pub marketing_email: bool,
+    /// Seconds since the Unix epoch.
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AccountKeys {
+    #[serde(with = "super::b64")]
+    pub public_key: Vec<u8>,
+    #[serde(with = "super::b64")]
+    pub wrapped_private_key: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionResponse {
+    /// The bearer token. Shown once; the server keeps only its hash.
+    pub token: String,
+    pub session_id: String,
+    pub account: AccountInfo,
+    pub keys: AccountKeys,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Permission {
+    Owner,
+    ReadWrite,
+    Read,
+}
+
+impl Permission {
+    pub fn can_write(self) -> bool {
+        matches!(self, Permission::Owner | Permission::ReadWrite)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::Owner => "owner",
+            Permission::ReadWrite => "read-write",
+            Permission::Read => "read",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "owner" => Some(Permission::Owner),
+            "read-write" => Some(Permission::ReadWrite),
+            "read" => Some(Permission::Read),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LibraryInfo {
+    pub id: String,
+    pub name: String,
+    pub owner_email: String,
+    pub permission: Permission,
+    pub head: Option<ObjectId>,
+    /// The library key sealed to the caller's public key.
+    #[serde(with = "super::b64")]
+    pub wrapped_key: Vec<u8>,
+    pub stored_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LibraryList {
+    pub libraries: Vec<LibraryInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CreateLibraryRequest {
+    pub name: String,
+    #[serde(with = "super::b64")]
+    pub wrapped_key: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct IdList {
+    pub ids: Vec<ObjectId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MissingResponse {
+    pub missing: Vec<ObjectId>,
+}
+
+/// What the server is told about a snapshot in plaintext: its time and parent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub time_ns: i64,
+    pub parent: Option<ObjectId>,
+}
+
+/// One object in an upload batch; its bytes follow the header in order.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct UploadObject {
+    pub id: ObjectId,
+    pub kind: BlobKind,
+    pub len: u32,
+    /// Objects this one references (a tree's chunks and subtrees, a snapshot's tree).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refs: Vec<ObjectId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotMeta>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UploadHeader {
+    pub objects: Vec<UploadObject>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UploadResponse {
+    pub stored: u64,
+    pub stored_bytes: u64,
+    pub already_present: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HeadUpdate {
+    pub expected: Option<ObjectId>,
+    pub new: ObjectId,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HeadResponse {
+    pub head: Option<ObjectId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotRecord {
+    pub id: ObjectId,
+    pub time_ns: i64,
+    pub parent: Option<ObjectId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SnapshotList {
+    pub snapshots: Vec<SnapshotRecord>,
+}

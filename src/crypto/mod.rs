@@ -1,0 +1,34 @@
+//! Client-side cryptography: key derivation, key wrapping, the blob envelope and object ids.
+//!
+//! Invariant: nothing leaves the client unencrypted except what the server must see (blob
+//! sizes and kinds, the ids a tree references). Every primitive comes from a reviewed crate
+//! (RustCrypto, BLAKE3); nothing here is hand-rolled. This module knows nothing of HTTP or
+//! files.
+
+pub mod blob;
+pub mod id;
+pub mod kdf;
+pub mod keys;
+
+pub use blob::BlobKind;
+pub use id::{IdKey, ObjectId};
+pub use keys::{AccountKeyPair, LibraryKeys, SymmetricKey};
+
+/// What can go wrong in this module. None of these carry key material.
+#[derive(Debug, thiserror::Error)]
+pub enum CryptoError {
+    #[error("decryption failed: wrong key, or the data was altered")]
+    Decrypt,
+    #[error("unsupported blob format version {0}; a newer ibackup wrote it, please upgrade")]
+    Version(u8),
+    #[error("blob is truncated ({0} bytes)")]
+    Truncated(usize),
+    #[error("object {0} does not match its content (corrupted or substituted)")]
+    IdMismatch(ObjectId),
+    #[error("key derivation failed: {0}")]
+    Kdf(String),
+    #[error("malformed key: {0}")]
+    Key(&'static str),
+    #[error("decompression failed: {0}")]
+    Decompress(String),
+}

@@ -1,0 +1,14 @@
+//! ibackup: an encrypted online backup and storage service.
+//!
+//! One library shared by two binaries. The folders are the architecture
+//! (see `docs/ARCHITECTURE.md`): `api` holds the wire types, `crypto` the keys and the blob
+//! envelope, `model` the objects (chunk, tree, snapshot), `server` the axum service and
+//! `client` the command-line client. `fsutil` and `units` are small helpers both sides use.
+
+pub mod api;
+pub mod client;
+pub mod crypto;
+pub mod fsutil;
+pub mod model;
+pub mod server;
+pub mod units;

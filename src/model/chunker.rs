@@ -1,0 +1,60 @@
+//! Content-defined chunking (FastCDC 2020): boundaries follow content, so an insertion early
+//! in a file changes only the chunks around it and the rest deduplicate.
+
+use std::io::Read;
+
+/// No chunk is smaller than this, except a whole file that is.
+pub const MIN_CHUNK: u32 = 256 * 1024;
+pub const AVG_CHUNK: u32 = 1024 * 1024;
+pub const MAX_CHUNK: u32 = 4 * 1024 * 1024;
+
+/// Splits everything `reader` yields into chunks.
+pub fn chunks<R: Read>(reader: R) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
+    fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|chunk| {
+        chunk.map(|c| c.data).map_err(|e| match e {
+            fastcdc::v2020::Error::IoError(io) => io,
+            other => std::io::Error::other(other.to_string()),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn random(len: usize, seed: u64) -> Vec<u8> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..len).map(|_| rng.gen()).collect()
+    }
+
+    #[test]
+    fn small_file_is_one_chunk_and_empty_file_none() {
+        let data = random(1000, 1);
+        let parts: Vec<_> = chunks(&data[..]).map(Result::unwrap).collect();
+        assert_eq!(parts, vec![data]);
+        assert_eq!(chunks(&b""[..]).count(), 0);
+    }
+
+    #[test]
+    fn chunks_respect_bounds_and_reassemble() {
+        let data = random(12 << 20, 2);
+        let parts: Vec<_> = chunks(&data[..]).map(Result::unwrap).collect();
+        assert!(parts.len() > 3);
+        for part in &parts[..parts.len() - 1] {
+            assert!(part.len() >= MIN_CHUNK as usize && part.len() <= MAX_CHUNK as usize);
+        }
+        assert_eq!(parts.concat(), data);
+    }
+
+    #[test]
+    fn insertion_shifts_only_nearby_chunks() {
+        let data = random(8 << 20, 3);
+        let mut edited = b"inserted".to_vec();
+        edited.extend_from_slice(&data);
+        let before: Vec<_> = chunks(&data[..]).map(Result::unwrap).collect();
+        let after: Vec<_> = chunks(&edited[..]).map(Result::unwrap).collect();
+        let shared = after.iter().filter(|c| before.contains(c)).count();
+        assert!(shared >= before.len() - 2, "{shared} of {} chunks shared", before.len());
+    }
+}

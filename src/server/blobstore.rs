@@ -1,0 +1,90 @@
+//! Where blob bytes live: pack files, each an immutable concatenation of blobs from one
+//! upload, under `packs/LIBRARY/XX/PACK` in the data directory. The database records which
+//! blob is where; a pack that no row points at is garbage (left by a crash or a refused
+//! upload) and is removed by collection.
+//!
+//! Packs are written atomically and durably (temp file, fsync, rename, fsync directory)
+//! before any database row refers to them.
+
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{create_private_dir, write_atomic};
+
+#[derive(Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    pub fn open(root: &Path) -> io::Result<Self> {
+        create_private_dir(root)?;
+        Ok(Self { root: root.to_owned() })
+    }
+
+    /// Ids reach here only after `db::is_random_id` checked them, so they cannot escape
+    /// `root`.
+    fn pack_path(&self, library_id: &str, pack_id: &str) -> PathBuf {
+        self.root.join(library_id).join(&pack_id[..2]).join(pack_id)
+    }
+
+    pub fn write_pack(&self, library_id: &str, pack_id: &str, data: &[u8]) -> io::Result<()> {
+        let path = self.pack_path(library_id, pack_id);
+        let dir = path.parent().expect("pack path has a parent");
+        if !dir.exists() {
+            create_private_dir(dir)?;
+            crate::fsutil::sync_dir(dir.parent().expect("library dir"))?;
+        }
+        write_atomic(&path, data, 0o600)
+    }
+
+    /// Reads several blobs, opening each pack once.
+    pub fn read_many(
+        &self,
+        library_id: &str,
+        wanted: &[(String, u64, u64)],
+    ) -> io::Result<Vec<Vec<u8>>> {
+        let mut open: Option<(String, File)> = None;
+        let mut out = Vec::with_capacity(wanted.len());
+        for (pack_id, offset, size) in wanted {
+            if open.as_ref().map(|(id, _)| id != pack_id).unwrap_or(true) {
+                open = Some((pack_id.clone(), File::open(self.pack_path(library_id, pack_id))?));
+            }
+            let file = &open.as_ref().expect("opened above").1;
+            let mut buf = vec![0u8; *size as usize];
+            file.read_exact_at(&mut buf, *offset)?;
+            out.push(buf);
+        }
+        Ok(out)
+    }
+
+    pub fn delete_pack(&self, library_id: &str, pack_id: &str) -> io::Result<()> {
+        match fs::remove_file(self.pack_path(library_id, pack_id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_delete() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("packs")).unwrap();
+        let lib = "0123456789abcdef0123456789abcdef";
+        let pack = "fedcba9876543210fedcba9876543210";
+        store.write_pack(lib, pack, b"helloworld").unwrap();
+        let got = store
+            .read_many(lib, &[(pack.into(), 5, 5), (pack.into(), 0, 5)])
+            .unwrap();
+        assert_eq!(got, vec![b"world".to_vec(), b"hello".to_vec()]);
+        store.delete_pack(lib, pack).unwrap();
+        assert!(store.read_many(lib, &[(pack.into(), 0, 1)]).is_err());
+        store.delete_pack(lib, pack).unwrap();
+    }
+}

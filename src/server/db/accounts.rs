@@ -1,0 +1,121 @@
+//! Accounts: identity, plan, login material and the wrapped account key.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::{now, DbError};
+
+pub struct NewAccount<'a> {
+    pub email: &'a str,
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub plan: &'a str,
+    pub auth_hash: &'a str,
+    pub kdf_salt: &'a [u8],
+    pub kdf_params: &'a str,
+    pub public_key: &'a [u8],
+    pub wrapped_private_key: &'a [u8],
+    pub recovery_wrapped_private_key: &'a [u8],
+    pub marketing_consent: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccountRow {
+    pub id: i64,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub plan: String,
+    pub quota_override: Option<i64>,
+    pub auth_hash: String,
+    pub kdf_salt: Vec<u8>,
+    pub kdf_params: String,
+    pub public_key: Vec<u8>,
+    pub wrapped_private_key: Vec<u8>,
+    pub marketing_consent: bool,
+    pub created_at: i64,
+}
+
+const COLUMNS: &str = "id, email, first_name, last_name, plan, quota_override, auth_hash, \
+                       kdf_salt, kdf_params, public_key, wrapped_private_key, marketing_consent, \
+                       created_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
+    Ok(AccountRow {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        first_name: row.get(2)?,
+        last_name: row.get(3)?,
+        plan: row.get(4)?,
+        quota_override: row.get(5)?,
+        auth_hash: row.get(6)?,
+        kdf_salt: row.get(7)?,
+        kdf_params: row.get(8)?,
+        public_key: row.get(9)?,
+        wrapped_private_key: row.get(10)?,
+        marketing_consent: row.get(11)?,
+        created_at: row.get(12)?,
+    })
+}
+
+pub fn insert(conn: &Connection, account: &NewAccount<'_>) -> Result<i64, DbError> {
+    conn.execute(
+        "INSERT INTO accounts (email, first_name, last_name, plan, auth_hash, kdf_salt, \
+         kdf_params, public_key, wrapped_private_key, recovery_wrapped_private_key, \
+         marketing_consent, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            account.email,
+            account.first_name,
+            account.last_name,
+            account.plan,
+            account.auth_hash,
+            account.kdf_salt,
+            account.kdf_params,
+            account.public_key,
+            account.wrapped_private_key,
+            account.recovery_wrapped_private_key,
+            account.marketing_consent,
+            now(),
+        ],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+pub fn by_email(conn: &Connection, email: &str) -> Result<Option<AccountRow>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM accounts WHERE email = ?1");
+    Ok(conn.query_row(&sql, [email], from_row).optional()?)
+}
+
+pub fn by_id(conn: &Connection, id: i64) -> Result<Option<AccountRow>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+}
+
+pub fn list(conn: &Connection) -> Result<Vec<AccountRow>, DbError> {
+    let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY id");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Distinct bytes stored in all libraries the account owns: what its quota is charged.
+pub fn used_bytes(conn: &Connection, account_id: i64) -> Result<u64, DbError> {
+    let used: i64 = conn.query_row(
+        "SELECT COALESCE(SUM(stored_bytes), 0) FROM libraries WHERE owner_id = ?1",
+        [account_id],
+        |row| row.get(0),
+    )?;
+    Ok(used.max(0) as u64)
+}
+
+/// Sets (or with `None` clears) an administrator's quota override. False if no such e-mail.
+pub fn set_quota_override(
+    conn: &Connection,
+    email: &str,
+    bytes: Option<u64>,
+) -> Result<bool, DbError> {
+    let changed = conn.execute(
+        "UPDATE accounts SET quota_override = ?2 WHERE email = ?1",
+        params![email, bytes.map(|b| b.min(i64::MAX as u64) as i64)],
+    )?;
+    Ok(changed == 1)
+}

@@ -1,0 +1,157 @@
+//! Objects: where each stored blob lives (pack and offset), its kind and size, the edges
+//! between objects, and the plaintext metadata of snapshots.
+//!
+//! Invariant: an object row exists only when every object it references has a row, so a
+//! stored snapshot is always complete.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{now, DbError};
+use crate::api::types::SnapshotMeta;
+use crate::crypto::{BlobKind, ObjectId};
+
+/// Where a stored blob is.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub pack_id: String,
+    pub offset: u64,
+    pub size: u64,
+}
+
+pub fn kind_of(
+    conn: &Connection,
+    library_id: &str,
+    id: &ObjectId,
+) -> Result<Option<BlobKind>, DbError> {
+    let code: Option<u8> = conn
+        .query_row(
+            "SELECT kind FROM objects WHERE library_id = ?1 AND id = ?2",
+            params![library_id, id.as_bytes().as_slice()],
+            |row| row.get(0),
+        )
+        .optional()?;
+    code.map(|c| BlobKind::from_code(c).ok_or_else(|| DbError::Corrupt(format!("kind {c}"))))
+        .transpose()
+}
+
+/// The ids among `ids` that the library does not hold.
+pub fn missing(
+    conn: &Connection,
+    library_id: &str,
+    ids: &[ObjectId],
+) -> Result<Vec<ObjectId>, DbError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT 1 FROM objects WHERE library_id = ?1 AND id = ?2")?;
+    let mut missing = Vec::new();
+    for id in ids {
+        if !stmt.exists(params![library_id, id.as_bytes().as_slice()])? {
+            missing.push(*id);
+        }
+    }
+    Ok(missing)
+}
+
+pub fn locate(
+    conn: &Connection,
+    library_id: &str,
+    ids: &[ObjectId],
+) -> Result<Vec<Option<Location>>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT pack_id, offset, size FROM objects WHERE library_id = ?1 AND id = ?2",
+    )?;
+    ids.iter()
+        .map(|id| {
+            Ok(stmt
+                .query_row(params![library_id, id.as_bytes().as_slice()], |row| {
+                    Ok(Location {
+                        pack_id: row.get(0)?,
+                        offset: row.get::<_, i64>(1)? as u64,
+                        size: row.get::<_, i64>(2)? as u64,
+                    })
+                })
+                .optional()?)
+        })
+        .collect()
+}
+
+pub fn insert_pack(
+    conn: &Connection,
+    library_id: &str,
+    pack_id: &str,
+    size: u64,
+) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO packs (id, library_id, size, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![pack_id, library_id, size as i64, now()],
+    )?;
+    Ok(())
+}
+
+/// Records a stored object. False if the library already had it (nothing changes then).
+pub fn insert(
+    conn: &Connection,
+    library_id: &str,
+    id: &ObjectId,
+    kind: BlobKind,
+    location: &Location,
+) -> Result<bool, DbError> {
+    let changed = conn.prepare_cached(
+        "INSERT OR IGNORE INTO objects (library_id, id, kind, size, pack_id, offset, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        library_id,
+        id.as_bytes().as_slice(),
+        kind.code(),
+        location.size as i64,
+        location.pack_id,
+        location.offset as i64,
+        now(),
+    ])?;
+    Ok(changed == 1)
+}
+
+pub fn insert_edges(
+    conn: &Connection,
+    library_id: &str,
+    parent: &ObjectId,
+    children: &[ObjectId],
+) -> Result<(), DbError> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO edges (library_id, parent, child) VALUES (?1, ?2, ?3)",
+    )?;
+    for child in children {
+        stmt.execute(params![
+            library_id,
+            parent.as_bytes().as_slice(),
+            child.as_bytes().as_slice()
+        ])?;
+    }
+    Ok(())
+}
+
+pub fn insert_snapshot(
+    conn: &Connection,
+    library_id: &str,
+    id: &ObjectId,
+    meta: &SnapshotMeta,
+) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO snapshots (library_id, id, time_ns, parent) VALUES (?1, ?2, ?3, ?4)",
+        params![
+            library_id,
+            id.as_bytes().as_slice(),
+            meta.time_ns,
+            meta.parent.as_ref().map(|p| p.as_bytes().to_vec())
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn add_stored_bytes(conn: &Connection, library_id: &str, delta: i64) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE libraries SET stored_bytes = stored_bytes + ?2 WHERE id = ?1",
+        params![library_id, delta],
+    )?;
+    Ok(())
+}

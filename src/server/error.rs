@@ -1,0 +1,114 @@
+//! The server's error policy.
+//!
+//! Handlers return [`ApiError`]; [`status`] is the one place where an error code becomes an
+//! HTTP status. Every error reaches the client as a JSON [`ErrorBody`] whose message says what
+//! to do. Internal failures are logged here with their cause and reach the client as a
+//! generic 500, never with paths, SQL or secrets.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::api::{ErrorBody, ErrorCode};
+use crate::crypto::ObjectId;
+use crate::units::format_size;
+
+use super::db::DbError;
+
+#[derive(Debug)]
+pub struct ApiError(pub ErrorBody);
+
+pub fn status(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadRequest | ErrorCode::MissingReferences => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized | ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::AlreadyExists | ErrorCode::HeadMoved => StatusCode::CONFLICT,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
+        ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self(ErrorBody::new(code, message))
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::BadRequest, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::PayloadTooLarge, message)
+    }
+
+    pub fn quota_exceeded(used: u64, limit: u64) -> Self {
+        let mut body = ErrorBody::new(
+            ErrorCode::QuotaExceeded,
+            format!(
+                "quota exceeded: {} of {} used; delete old snapshots or choose a larger plan",
+                format_size(used),
+                format_size(limit)
+            ),
+        );
+        body.used = Some(used);
+        body.limit = Some(limit);
+        Self(body)
+    }
+
+    pub fn head_moved(head: Option<ObjectId>) -> Self {
+        let mut body = ErrorBody::new(
+            ErrorCode::HeadMoved,
+            "the library changed since you read it; merge with the new head and retry",
+        );
+        body.head = head;
+        Self(body)
+    }
+
+    /// Logs `cause` and answers with a message that reveals nothing of it.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {cause}");
+        Self::new(ErrorCode::Internal, "internal server error; the server log has details")
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<rusqlite::Error> for ApiError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(error: std::io::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (status(self.0.error), Json(self.0)).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

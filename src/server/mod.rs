@@ -1,0 +1,152 @@
+//! `ibackup-server`: accounts, sessions, libraries and encrypted objects over HTTPS.
+//!
+//! The server never decrypts anything: it stores blobs it cannot read, checks what it can
+//! without keys (sizes, kinds, references, quota, permissions) and moves library heads only
+//! by compare-and-swap. Handlers live in modules named for what they own; SQL lives in `db`.
+
+pub mod accounts;
+pub mod admin;
+pub mod app;
+pub mod blobstore;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod libraries;
+pub mod objects;
+pub mod plans;
+pub mod sessions;
+pub mod tls;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Deserialize, Serialize};
+use tower::ServiceExt;
+
+use crate::fsutil::{create_private_dir, write_atomic};
+
+/// Options of `ibackup-server serve`.
+#[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
+pub struct ServeOptions {
+    /// Where the database, blobs and certificate live.
+    #[arg(long, env = "IBACKUP_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Serve plain HTTP instead of HTTPS (only on a loopback address).
+    #[arg(long)]
+    pub insecure_http: bool,
+}
+
+/// Opens the database and blob store of a data directory, creating them on first use.
+pub fn open_data_dir(data_dir: &Path) -> anyhow::Result<(db::Db, blobstore::BlobStore)> {
+    create_private_dir(data_dir)?;
+    let database = db::Db::open(&data_dir.join("ibackup.db"))?;
+    let blobs = blobstore::BlobStore::open(&data_dir.join("packs"))?;
+    Ok((database, blobs))
+}
+
+fn load_or_create_secret(path: &Path) -> anyhow::Result<[u8; 32]> {
+    if let Ok(bytes) = std::fs::read(path) {
+        if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) {
+            return Ok(secret);
+        }
+        anyhow::bail!("{} is damaged (not 32 bytes); move it away to make a new one", path.display());
+    }
+    let secret: [u8; 32] = rand::random();
+    write_atomic(path, &secret, 0o600)?;
+    Ok(secret)
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+    if options.insecure_http && !options.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "plain HTTP is allowed only on a loopback address ({} is not); drop \
+             --insecure-http to serve HTTPS",
+            options.listen.ip()
+        );
+    }
+    let (database, blobs) = open_data_dir(&options.data_dir)?;
+    let secret = load_or_create_secret(&options.data_dir.join("server-secret"))?;
+    let dummy_hash = crate::crypto::kdf::hash_auth_secret(&rand::random::<[u8; 32]>())?;
+    let state = app::AppState {
+        db: database,
+        blobs,
+        secret: Arc::new(secret),
+        dummy_hash: Arc::from(dummy_hash),
+    };
+    let router = app::router(state);
+    let tls = if options.insecure_http {
+        None
+    } else {
+        let identity =
+            tls::load_or_create(&options.data_dir.join("tls")).map_err(anyhow::Error::msg)?;
+        Some(identity)
+    };
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
+    let address = listener.local_addr()?;
+    match &tls {
+        Some(identity) => {
+            println!("listening on https://{address}");
+            println!("certificate fingerprint {}", identity.fingerprint);
+        }
+        None => println!("listening on http://{address}"),
+    }
+    use std::io::Write;
+    std::io::stdout().flush()?;
+    let acceptor = tls.map(|identity| tokio_rustls::TlsAcceptor::from(identity.config));
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    continue;
+                }
+            },
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        };
+        let router = router.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            match acceptor {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls_stream) => serve_connection(tls_stream, peer, router).await,
+                    Err(e) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                },
+                None => serve_connection(stream, peer, router).await,
+            }
+        });
+    }
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+async fn serve_connection<IO>(io: IO, peer: SocketAddr, router: axum::Router)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+        let mut request = request.map(axum::body::Body::new);
+        request.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(request)
+    });
+    if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(io), service)
+        .await
+    {
+        tracing::debug!("connection from {peer} ended: {e}");
+    }
+}

@@ -1,0 +1,267 @@
+//! Object storage routes: which ids are missing, batch upload, batch fetch.
+//!
+//! An upload is accepted whole or not at all. The server checks what it can without keys:
+//! sizes, kinds, the envelope version, that every referenced object is already stored (or
+//! earlier in the same batch), and the owner's quota. New blobs go to one pack file, written
+//! durably before the rows that point at it are committed.
+
+use std::collections::{HashMap, HashSet};
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::app::AppState;
+use super::db::{self, accounts, objects, DbError};
+use super::error::{ApiError, ApiResult};
+use super::extract::{ApiBytes, ApiJson, Caller};
+use super::libraries::{require, Need};
+use super::plans;
+use crate::api::routes::{MAX_BATCH_BYTES, MAX_IDS_PER_REQUEST};
+use crate::api::types::{IdList, MissingResponse, UploadObject, UploadResponse};
+use crate::api::{frame, ErrorCode};
+use crate::crypto::blob::{BLOB_VERSION, MIN_BLOB_LEN, OVERHEAD};
+use crate::crypto::{BlobKind, ObjectId};
+use crate::model::chunker::MAX_CHUNK;
+
+/// Largest tree or snapshot blob.
+const MAX_METADATA_BLOB: usize = 32 << 20;
+const MAX_OBJECTS_PER_UPLOAD: usize = 100_000;
+
+fn check_ids(ids: &[ObjectId]) -> ApiResult<()> {
+    if ids.len() > MAX_IDS_PER_REQUEST {
+        return Err(ApiError::too_large(format!(
+            "{} ids in one request; send at most {MAX_IDS_PER_REQUEST}",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
+
+pub async fn missing(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(library_id): Path<String>,
+    ApiJson(req): ApiJson<IdList>,
+) -> ApiResult<Json<MissingResponse>> {
+    check_ids(&req.ids)?;
+    let missing = state
+        .db
+        .call(move |conn| -> ApiResult<_> {
+            require(conn, &library_id, caller.account_id, Need::Read)?;
+            Ok(objects::missing(conn, &library_id, &req.ids)?)
+        })
+        .await?;
+    Ok(Json(MissingResponse { missing }))
+}
+
+/// Checks one declared object against what the server can know about it.
+fn check_object(object: &UploadObject, blob: &[u8]) -> ApiResult<()> {
+    let max = match object.kind {
+        BlobKind::Chunk => MAX_CHUNK as usize + OVERHEAD,
+        BlobKind::Tree | BlobKind::Snapshot => MAX_METADATA_BLOB,
+    };
+    if blob.len() < MIN_BLOB_LEN || blob.len() > max {
+        return Err(ApiError::bad_request(format!(
+            "object {} is {} bytes; a {:?} blob is {MIN_BLOB_LEN} to {max} bytes",
+            object.id,
+            blob.len(),
+            object.kind
+        )));
+    }
+    if blob[0] != BLOB_VERSION {
+        return Err(ApiError::bad_request(format!(
+            "object {} has envelope version {}; this server stores version {BLOB_VERSION}",
+            object.id, blob[0]
+        )));
+    }
+    let shape_ok = match object.kind {
+        BlobKind::Chunk => object.refs.is_empty() && object.snapshot.is_none(),
+        BlobKind::Tree => object.snapshot.is_none(),
+        BlobKind::Snapshot => object.refs.len() == 1 && object.snapshot.is_some(),
+    };
+    if !shape_ok {
+        return Err(ApiError::bad_request(format!(
+            "object {}: a chunk has no refs, a tree no snapshot metadata, and a snapshot \
+             exactly one ref (its tree) and its metadata",
+            object.id
+        )));
+    }
+    Ok(())
+}
+
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(library_id): Path<String>,
+    ApiBytes(body): ApiBytes,
+) -> ApiResult<Json<UploadResponse>> {
+    let (header, blobs) =
+        frame::decode_upload(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if header.objects.len() > MAX_OBJECTS_PER_UPLOAD {
+        return Err(ApiError::too_large(format!(
+            "{} objects in one upload; send at most {MAX_OBJECTS_PER_UPLOAD}",
+            header.objects.len()
+        )));
+    }
+    for (object, blob) in header.objects.iter().zip(&blobs) {
+        check_object(object, blob)?;
+    }
+
+    // 1. Decide what is new and check references and quota before writing anything.
+    let objects_meta = header.objects.clone();
+    let lib = library_id.clone();
+    let (new_indices, owner_id) = state
+        .db
+        .call(move |conn| -> ApiResult<_> {
+            let granted = require(conn, &lib, caller.account_id, Need::Write)?;
+            let ids: Vec<ObjectId> = objects_meta.iter().map(|o| o.id).collect();
+            let absent: HashSet<ObjectId> =
+                objects::missing(conn, &lib, &ids)?.into_iter().collect();
+            let mut earlier: HashMap<ObjectId, BlobKind> = HashMap::new();
+            let mut new_indices = Vec::new();
+            let mut new_bytes = 0u64;
+            for (index, object) in objects_meta.iter().enumerate() {
+                for r in &object.refs {
+                    let kind = match earlier.get(r) {
+                        Some(kind) => Some(*kind),
+                        None => objects::kind_of(conn, &lib, r)?,
+                    };
+                    let fits = match (object.kind, kind) {
+                        (_, None) => false,
+                        (BlobKind::Snapshot, Some(kind)) => kind == BlobKind::Tree,
+                        (_, Some(kind)) => kind != BlobKind::Snapshot,
+                    };
+                    if !fits {
+                        return Err(ApiError::new(
+                            ErrorCode::MissingReferences,
+                            format!(
+                                "object {} references {r}, which is not stored (or is the \
+                                 wrong kind); upload what it references first",
+                                object.id
+                            ),
+                        ));
+                    }
+                }
+                if absent.contains(&object.id) && !earlier.contains_key(&object.id) {
+                    new_indices.push(index);
+                    new_bytes += u64::from(object.len);
+                }
+                earlier.insert(object.id, object.kind);
+            }
+            check_quota(conn, granted.owner_id, new_bytes)?;
+            Ok((new_indices, granted.owner_id))
+        })
+        .await?;
+    let already_present = (header.objects.len() - new_indices.len()) as u64;
+    if new_indices.is_empty() {
+        return Ok(Json(UploadResponse { stored: 0, stored_bytes: 0, already_present }));
+    }
+
+    // 2. Write the new blobs as one pack, durably.
+    let pack_id = db::random_id();
+    let mut pack = Vec::with_capacity(new_indices.iter().map(|&i| blobs[i].len()).sum());
+    let mut placed = Vec::with_capacity(new_indices.len());
+    for &index in &new_indices {
+        let location = objects::Location {
+            pack_id: pack_id.clone(),
+            offset: pack.len() as u64,
+            size: blobs[index].len() as u64,
+        };
+        pack.extend_from_slice(blobs[index]);
+        placed.push((header.objects[index].clone(), location));
+    }
+    let pack_size = pack.len() as u64;
+    let store = state.blobs.clone();
+    let (lib, pid) = (library_id.clone(), pack_id.clone());
+    tokio::task::spawn_blocking(move || store.write_pack(&lib, &pid, &pack))
+        .await
+        .map_err(ApiError::internal)??;
+
+    // 3. Record it all in one transaction; on any refusal, drop the pack again.
+    let lib = library_id.clone();
+    let pid = pack_id.clone();
+    let committed = state
+        .db
+        .call(move |conn| -> ApiResult<UploadResponse> {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(DbError::from)?;
+            objects::insert_pack(&tx, &lib, &pid, pack_size)?;
+            let mut response = UploadResponse { already_present, ..Default::default() };
+            for (object, location) in &placed {
+                if !objects::insert(&tx, &lib, &object.id, object.kind, location)? {
+                    response.already_present += 1;
+                    continue;
+                }
+                response.stored += 1;
+                response.stored_bytes += location.size;
+                objects::insert_edges(&tx, &lib, &object.id, &object.refs)?;
+                if let Some(meta) = &object.snapshot {
+                    objects::insert_snapshot(&tx, &lib, &object.id, meta)?;
+                }
+            }
+            check_quota(&tx, owner_id, response.stored_bytes)?;
+            objects::add_stored_bytes(&tx, &lib, response.stored_bytes as i64)?;
+            tx.commit().map_err(DbError::from)?;
+            Ok(response)
+        })
+        .await;
+    if committed.is_err() {
+        let _ = state.blobs.delete_pack(&library_id, &pack_id);
+    }
+    Ok(Json(committed?))
+}
+
+fn check_quota(conn: &rusqlite::Connection, owner_id: i64, adding: u64) -> ApiResult<()> {
+    let owner = accounts::by_id(conn, owner_id)?
+        .ok_or_else(|| ApiError::internal("library owner missing"))?;
+    let limit = plans::quota_for(&owner.plan, owner.quota_override);
+    let used = accounts::used_bytes(conn, owner_id)?;
+    if used.saturating_add(adding) > limit {
+        return Err(ApiError::quota_exceeded(used, limit));
+    }
+    Ok(())
+}
+
+pub async fn fetch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(library_id): Path<String>,
+    ApiJson(req): ApiJson<IdList>,
+) -> ApiResult<Response> {
+    check_ids(&req.ids)?;
+    let lib = library_id.clone();
+    let wanted = state
+        .db
+        .call(move |conn| -> ApiResult<Vec<(String, u64, u64)>> {
+            require(conn, &lib, caller.account_id, Need::Read)?;
+            let locations = objects::locate(conn, &lib, &req.ids)?;
+            let mut wanted = Vec::with_capacity(locations.len());
+            let mut total = 0u64;
+            for (id, location) in req.ids.iter().zip(locations) {
+                let location = location.ok_or_else(|| {
+                    ApiError::not_found(format!("object {id} is not stored in this library"))
+                })?;
+                total += location.size + 4;
+                wanted.push((location.pack_id, location.offset, location.size));
+            }
+            if total > MAX_BATCH_BYTES as u64 {
+                return Err(ApiError::too_large(format!(
+                    "these objects total {total} bytes; ask for at most {MAX_BATCH_BYTES} at once"
+                )));
+            }
+            Ok(wanted)
+        })
+        .await?;
+    let store = state.blobs.clone();
+    let body = tokio::task::spawn_blocking(move || {
+        store
+            .read_many(&library_id, &wanted)
+            .map(|blobs| frame::encode_frames(blobs.iter().map(Vec::as_slice)))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+}

@@ -1,0 +1,95 @@
+//! Checks on user-supplied text at the server boundary. Each failure says what is allowed.
+
+use super::error::ApiError;
+
+/// Normalises and checks an e-mail address: trimmed, lower-case, one `@`, a dot in the
+/// domain, no spaces or control characters, at most 254 characters.
+pub fn email(text: &str) -> Result<String, ApiError> {
+    let email = text.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            }
+            None => false,
+        };
+    if valid {
+        Ok(email)
+    } else {
+        Err(ApiError::bad_request(format!("`{}` is not a valid e-mail address", text.trim())))
+    }
+}
+
+/// A first or last name: 1 to 100 characters, no control characters.
+pub fn person_name(field: &str, text: &str) -> Result<String, ApiError> {
+    let name = text.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "{field} must be 1 to 100 characters without control characters"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+/// A library name: 1 to 100 characters; no `/`, `@`, control characters or leading dot;
+/// not `snapshots` (the mount reserves it).
+pub fn library_name(text: &str) -> Result<String, ApiError> {
+    let name = text.trim();
+    let valid = !name.is_empty()
+        && name.chars().count() <= 100
+        && !name.starts_with('.')
+        && !name.chars().any(|c| c == '/' || c == '@' || c.is_control())
+        && name != "snapshots";
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "`{name}` cannot name a library: use 1 to 100 characters without `/`, `@` or a \
+             leading dot, and not `snapshots`"
+        )))
+    }
+}
+
+/// A binary field with a length in `range`.
+pub fn bytes_len(
+    field: &str,
+    value: &[u8],
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<(), ApiError> {
+    if range.contains(&value.len()) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{field} must be {} to {} bytes, got {}",
+            range.start(),
+            range.end(),
+            value.len()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(email(" Alice@Example.COM ").unwrap(), "alice@example.com");
+        for bad in ["", "alice", "a@b", "a b@c.d", "@c.d", "a@@c.d", "a@.d", "a@d."] {
+            assert!(email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn library_names() {
+        assert!(library_name("Project X").is_ok());
+        for bad in ["", "a/b", "x@y", ".hidden", "snapshots", "tab\there"] {
+            assert!(library_name(bad).is_err(), "{bad}");
+        }
+    }
+}
