@@ -4,7 +4,9 @@
 /// T/TB/TiB). Decimal units (KB, MB, …) are powers of 1000, binary ones (KiB, K, …) of 1024.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let value: f64 = number
         .parse()
@@ -19,7 +21,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "gb" => 1_000_000_000,
         "t" | "tib" => 1 << 40,
         "tb" => 1_000_000_000_000,
-        other => return Err(format!("unknown size unit `{other}`; use B, KiB, MiB, GiB or TiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}`; use B, KiB, MiB, GiB or TiB"
+            ))
+        }
     };
     let bytes = value * factor as f64;
     if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {

@@ -10,7 +10,9 @@ pub fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S:
 
 pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<u8>, D::Error> {
     let text = String::deserialize(deserializer)?;
-    STANDARD.decode(text.as_bytes()).map_err(|_| serde::de::Error::custom("invalid base64"))
+    STANDARD
+        .decode(text.as_bytes())
+        .map_err(|_| serde::de::Error::custom("invalid base64"))
 }
 
 pub fn encode(bytes: &[u8]) -> String {

@@ -42,6 +42,12 @@ pub struct ErrorBody {
 
 impl ErrorBody {
     pub fn new(error: ErrorCode, message: impl Into<String>) -> Self {
-        Self { error, message: message.into(), used: None, limit: None, head: None }
+        Self {
+            error,
+            message: message.into(),
+            used: None,
+            limit: None,
+            head: None,
+        }
     }
 }

@@ -39,7 +39,10 @@ pub fn decode_upload(body: &[u8]) -> Result<(UploadHeader, Vec<&[u8]>), FrameErr
         serde_json::from_slice(header_bytes).map_err(|e| FrameError::Header(e.to_string()))?;
     let declared: u64 = header.objects.iter().map(|o| u64::from(o.len)).sum();
     if declared != data.len() as u64 {
-        return Err(FrameError::LengthMismatch { declared, actual: data.len() as u64 });
+        return Err(FrameError::LengthMismatch {
+            declared,
+            actual: data.len() as u64,
+        });
     }
     let mut blobs = Vec::with_capacity(header.objects.len());
     for object in &header.objects {
@@ -78,7 +81,10 @@ fn split_u32(body: &[u8]) -> Result<(u32, &[u8]), FrameError> {
         return Err(FrameError::Truncated);
     }
     let (len, rest) = body.split_at(4);
-    Ok((u32::from_be_bytes(len.try_into().expect("four bytes")), rest))
+    Ok((
+        u32::from_be_bytes(len.try_into().expect("four bytes")),
+        rest,
+    ))
 }
 
 #[cfg(test)]
@@ -118,7 +124,10 @@ mod tests {
     #[test]
     fn frames_round_trip() {
         let body = encode_frames([&b"one"[..], b"", b"three"]);
-        assert_eq!(decode_frames(&body).unwrap(), vec![&b"one"[..], b"", b"three"]);
+        assert_eq!(
+            decode_frames(&body).unwrap(),
+            vec![&b"one"[..], b"", b"three"]
+        );
         assert!(decode_frames(&body[..body.len() - 1]).is_err());
     }
 }

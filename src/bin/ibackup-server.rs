@@ -45,8 +45,7 @@ enum UserCommand {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -56,12 +55,12 @@ fn main() -> std::process::ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(server::serve(options))),
         Command::Admin { data_dir, command } => match command {
-            AdminCommand::User { command: UserCommand::List } => {
-                server::admin::user_list(&data_dir).map(|out| print!("{out}"))
-            }
-            AdminCommand::User { command: UserCommand::SetQuota { email, size } } => {
-                server::admin::set_quota(&data_dir, &email, &size).map(|out| println!("{out}"))
-            }
+            AdminCommand::User {
+                command: UserCommand::List,
+            } => server::admin::user_list(&data_dir).map(|out| print!("{out}")),
+            AdminCommand::User {
+                command: UserCommand::SetQuota { email, size },
+            } => server::admin::set_quota(&data_dir, &email, &size).map(|out| println!("{out}")),
         },
     };
     match result {

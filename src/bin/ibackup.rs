@@ -1,1 +1,5 @@
-fn main() {}
+//! `ibackup`: see `ibackup --help`.
+
+fn main() -> std::process::ExitCode {
+    ibackup::client::cli::main()
+}

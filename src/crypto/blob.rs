@@ -83,7 +83,9 @@ impl LibraryKeys {
     /// Seals `plaintext` whose id the caller already computed.
     pub fn seal_with_id(&self, kind: BlobKind, id: &ObjectId, plaintext: &[u8]) -> Vec<u8> {
         let compressed = if worth_compressing(plaintext) {
-            zstd::bulk::compress(plaintext, ZSTD_LEVEL).ok().filter(|c| c.len() < plaintext.len())
+            zstd::bulk::compress(plaintext, ZSTD_LEVEL)
+                .ok()
+                .filter(|c| c.len() < plaintext.len())
         } else {
             None
         };
@@ -127,7 +129,13 @@ impl LibraryKeys {
         let inner = self
             .blob
             .cipher()
-            .decrypt(nonce, Payload { msg: &blob[1 + NONCE_LEN..], aad: &aad })
+            .decrypt(
+                nonce,
+                Payload {
+                    msg: &blob[1 + NONCE_LEN..],
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CryptoError::Decrypt)?;
         let plaintext = match inner.first() {
             Some(&RAW) => inner[1..].to_vec(),
@@ -162,9 +170,16 @@ mod tests {
             assert_eq!(keys.open(BlobKind::Chunk, &id, &blob).unwrap(), plaintext);
         }
         let (_, blob) = keys.seal(BlobKind::Chunk, &text);
-        assert!(blob.len() < text.len() / 10, "repetitive text is compressed");
+        assert!(
+            blob.len() < text.len() / 10,
+            "repetitive text is compressed"
+        );
         let (_, blob) = keys.seal(BlobKind::Chunk, &random);
-        assert_eq!(blob.len(), random.len() + OVERHEAD, "random data is stored raw");
+        assert_eq!(
+            blob.len(),
+            random.len() + OVERHEAD,
+            "random data is stored raw"
+        );
     }
 
     #[test]
@@ -179,17 +194,29 @@ mod tests {
         let keys = keys();
         let (id_a, blob_a) = keys.seal(BlobKind::Chunk, b"a");
         let (id_b, _) = keys.seal(BlobKind::Chunk, b"b");
-        assert!(keys.open(BlobKind::Chunk, &id_b, &blob_a).is_err(), "wrong id");
-        assert!(keys.open(BlobKind::Tree, &id_a, &blob_a).is_err(), "wrong kind");
+        assert!(
+            keys.open(BlobKind::Chunk, &id_b, &blob_a).is_err(),
+            "wrong id"
+        );
+        assert!(
+            keys.open(BlobKind::Tree, &id_a, &blob_a).is_err(),
+            "wrong kind"
+        );
         let mut bad = blob_a.clone();
         *bad.last_mut().unwrap() ^= 1;
-        assert!(keys.open(BlobKind::Chunk, &id_a, &bad).is_err(), "flipped bit");
+        assert!(
+            keys.open(BlobKind::Chunk, &id_a, &bad).is_err(),
+            "flipped bit"
+        );
         let mut future = blob_a;
         future[0] = 9;
         assert!(matches!(
             keys.open(BlobKind::Chunk, &id_a, &future),
             Err(CryptoError::Version(9))
         ));
-        assert!(keys().open(BlobKind::Chunk, &id_a, &bad).is_err(), "other library's key");
+        assert!(
+            keys().open(BlobKind::Chunk, &id_a, &bad).is_err(),
+            "other library's key"
+        );
     }
 }

@@ -113,7 +113,10 @@ mod tests {
         let b = IdKey::new([2; 32]);
         assert_eq!(a.id_of(b"data"), a.id_of(b"data"));
         assert_ne!(a.id_of(b"data"), b.id_of(b"data"));
-        assert_ne!(a.id_of(b"data"), ObjectId(*blake3::hash(b"data").as_bytes()));
+        assert_ne!(
+            a.id_of(b"data"),
+            ObjectId(*blake3::hash(b"data").as_bytes())
+        );
     }
 
     #[test]

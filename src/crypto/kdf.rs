@@ -23,7 +23,11 @@ pub struct KdfParams {
 impl Default for KdfParams {
     /// Stronger than OWASP's minimum (19 MiB, 2 passes): 64 MiB, 3 passes.
     fn default() -> Self {
-        Self { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
+        Self {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
     }
 }
 
@@ -51,9 +55,13 @@ pub fn derive(
     params: &KdfParams,
 ) -> Result<(SymmetricKey, AuthSecret), CryptoError> {
     params.validate().map_err(CryptoError::Kdf)?;
-    let argon_params =
-        Params::new(params.memory_kib, params.iterations, params.parallelism, Some(64))
-            .map_err(|e| CryptoError::Kdf(e.to_string()))?;
+    let argon_params = Params::new(
+        params.memory_kib,
+        params.iterations,
+        params.parallelism,
+        Some(64),
+    )
+    .map_err(|e| CryptoError::Kdf(e.to_string()))?;
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, argon_params);
     let mut out = Zeroizing::new([0u8; 64]);
     argon
@@ -94,7 +102,11 @@ mod tests {
 
     #[test]
     fn derivation_is_deterministic_and_salted() {
-        let params = KdfParams { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 };
+        let params = KdfParams {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        };
         let (k1, a1) = derive(b"password", b"salt-salt-salt-1", &params).unwrap();
         let (k2, a2) = derive(b"password", b"salt-salt-salt-1", &params).unwrap();
         let (k3, _) = derive(b"password", b"salt-salt-salt-2", &params).unwrap();
@@ -106,7 +118,11 @@ mod tests {
 
     #[test]
     fn weak_parameters_are_refused() {
-        let weak = KdfParams { memory_kib: 1024, iterations: 1, parallelism: 1 };
+        let weak = KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
         assert!(derive(b"pw", b"salt-salt-salt-1", &weak).is_err());
     }
 

@@ -35,7 +35,9 @@ impl SymmetricKey {
     }
 
     pub fn from_slice(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let bytes: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::Key("not 32 bytes"))?;
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::Key("not 32 bytes"))?;
         Ok(Self(bytes))
     }
 
@@ -99,13 +101,18 @@ pub struct AccountKeyPair {
 
 impl AccountKeyPair {
     pub fn generate() -> Self {
-        Self { secret: crypto_box::SecretKey::generate(&mut rand::rngs::OsRng) }
+        Self {
+            secret: crypto_box::SecretKey::generate(&mut rand::rngs::OsRng),
+        }
     }
 
     pub fn from_secret_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        let bytes: [u8; 32] =
-            bytes.try_into().map_err(|_| CryptoError::Key("private key is not 32 bytes"))?;
-        Ok(Self { secret: crypto_box::SecretKey::from(bytes) })
+        let bytes: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| CryptoError::Key("private key is not 32 bytes"))?;
+        Ok(Self {
+            secret: crypto_box::SecretKey::from(bytes),
+        })
     }
 
     pub fn secret_bytes(&self) -> Zeroizing<[u8; 32]> {
@@ -118,8 +125,9 @@ impl AccountKeyPair {
 
     /// Seals `secret` so that only the holder of `public`'s private key can open it.
     pub fn seal_to(public: &[u8], secret: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        let public: [u8; 32] =
-            public.try_into().map_err(|_| CryptoError::Key("public key is not 32 bytes"))?;
+        let public: [u8; 32] = public
+            .try_into()
+            .map_err(|_| CryptoError::Key("public key is not 32 bytes"))?;
         crypto_box::PublicKey::from(public)
             .seal(&mut rand::rngs::OsRng, secret)
             .map_err(|_| CryptoError::Key("sealing failed"))
@@ -127,7 +135,10 @@ impl AccountKeyPair {
 
     /// Opens a box sealed to this key pair.
     pub fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        self.secret.unseal(sealed).map(Zeroizing::new).map_err(|_| CryptoError::Decrypt)
+        self.secret
+            .unseal(sealed)
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Decrypt)
     }
 }
 
@@ -157,7 +168,10 @@ mod tests {
     fn wrap_round_trip_and_tamper_detection() {
         let key = SymmetricKey::generate();
         let mut wrapped = key.wrap(b"library key bytes");
-        assert_eq!(key.unwrap_secret(&wrapped).unwrap().as_slice(), b"library key bytes");
+        assert_eq!(
+            key.unwrap_secret(&wrapped).unwrap().as_slice(),
+            b"library key bytes"
+        );
         assert!(SymmetricKey::generate().unwrap_secret(&wrapped).is_err());
         wrapped[14] ^= 1;
         assert!(key.unwrap_secret(&wrapped).is_err());

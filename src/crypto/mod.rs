@@ -14,6 +14,13 @@ pub use blob::BlobKind;
 pub use id::{IdKey, ObjectId};
 pub use keys::{AccountKeyPair, LibraryKeys, SymmetricKey};
 
+/// A TLS certificate's fingerprint as servers print it and clients pin it:
+/// `SHA256:` and the hex digest of its DER encoding.
+pub fn cert_fingerprint(cert_der: &[u8]) -> String {
+    use sha2::Digest;
+    format!("SHA256:{}", hex::encode(sha2::Sha256::digest(cert_der)))
+}
+
 /// What can go wrong in this module. None of these carry key material.
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {

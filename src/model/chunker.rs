@@ -55,6 +55,10 @@ mod tests {
         let before: Vec<_> = chunks(&data[..]).map(Result::unwrap).collect();
         let after: Vec<_> = chunks(&edited[..]).map(Result::unwrap).collect();
         let shared = after.iter().filter(|c| before.contains(c)).count();
-        assert!(shared >= before.len() - 2, "{shared} of {} chunks shared", before.len());
+        assert!(
+            shared >= before.len() - 2,
+            "{shared} of {} chunks shared",
+            before.len()
+        );
     }
 }

@@ -72,7 +72,11 @@ mod tests {
             paths: vec!["/home/alice".into()],
             tags: vec![],
             kind: SnapshotKind::Backup,
-            summary: SnapshotSummary { files: 1, dirs: 2, bytes: 3 },
+            summary: SnapshotSummary {
+                files: 1,
+                dirs: 2,
+                bytes: 3,
+            },
         };
         assert_eq!(Snapshot::decode(&snapshot.encode()).unwrap(), snapshot);
         assert_eq!(snapshot.time_text(), "2026-11-29T02:45:00Z");

@@ -106,7 +106,9 @@ impl Tree {
     pub fn decode(bytes: &[u8]) -> Result<Self, ModelError> {
         let tree: Tree = codec::decode(bytes)?;
         if !tree.entries.windows(2).all(|w| w[0].name < w[1].name) {
-            return Err(ModelError::Malformed("tree entries are not sorted and unique".into()));
+            return Err(ModelError::Malformed(
+                "tree entries are not sorted and unique".into(),
+            ));
         }
         if let Some(bad) = tree.entries.iter().find(|e| !valid_name(&e.name)) {
             return Err(ModelError::Malformed(format!(
@@ -139,7 +141,10 @@ mod tests {
             size: 3,
             inode: 42,
             xattrs: vec![],
-            chunks: vec![ChunkRef { id: IdKey::new([1; 32]).id_of(b"abc"), len: 3 }],
+            chunks: vec![ChunkRef {
+                id: IdKey::new([1; 32]).id_of(b"abc"),
+                len: 3,
+            }],
             target: None,
             subtree: None,
         }
@@ -147,7 +152,11 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trip_with_non_utf8_names() {
-        let tree = Tree::new(vec![file(b"z"), file(b"\xff\xfe odd"), file("ü ñ".as_bytes())]);
+        let tree = Tree::new(vec![
+            file(b"z"),
+            file(b"\xff\xfe odd"),
+            file("ü ñ".as_bytes()),
+        ]);
         let decoded = Tree::decode(&tree.encode()).unwrap();
         assert_eq!(decoded, tree);
         assert!(decoded.get(b"\xff\xfe odd").is_some());
@@ -160,7 +169,9 @@ mod tests {
         let mut bytes = Tree::new(vec![file(b"a")]).encode();
         bytes[0] = 2;
         assert!(matches!(Tree::decode(&bytes), Err(ModelError::Version(2))));
-        let evil = Tree { entries: vec![file(b"../etc")] };
+        let evil = Tree {
+            entries: vec![file(b"../etc")],
+        };
         assert!(Tree::decode(&evil.encode()).is_err());
     }
 

@@ -25,7 +25,10 @@ pub async fn prelogin(
 ) -> ApiResult<Json<PreloginResponse>> {
     let email = validate::email(&req.email)?;
     let lookup = email.clone();
-    let found = state.db.call(move |conn| accounts::by_email(conn, &lookup)).await?;
+    let found = state
+        .db
+        .call(move |conn| accounts::by_email(conn, &lookup))
+        .await?;
     let response = match found {
         Some(account) => PreloginResponse {
             salt: account.kdf_salt,
@@ -33,7 +36,10 @@ pub async fn prelogin(
         },
         // The same shape for unknown addresses, stable per address, so this cannot be used
         // to learn who has an account.
-        None => PreloginResponse { salt: state.fake_salt(&email), kdf: KdfParams::default() },
+        None => PreloginResponse {
+            salt: state.fake_salt(&email),
+            kdf: KdfParams::default(),
+        },
     };
     Ok(Json(response))
 }
@@ -46,10 +52,16 @@ pub async fn register(
     let first_name = validate::person_name("first name", &req.first_name)?;
     let last_name = validate::person_name("last name", &req.last_name)?;
     let library_name = validate::library_name(&req.library_name)?;
-    let plan_name = req.plan.as_deref().unwrap_or(plans::DEFAULT_PLAN).to_owned();
+    let plan_name = req
+        .plan
+        .as_deref()
+        .unwrap_or(plans::DEFAULT_PLAN)
+        .to_owned();
     let plan = plans::find(&plan_name).ok_or_else(|| {
         let names: Vec<_> = plans::PLANS.iter().map(|p| p.name).collect();
-        ApiError::bad_request(format!("unknown plan `{plan_name}`; choose one of {names:?}"))
+        ApiError::bad_request(format!(
+            "unknown plan `{plan_name}`; choose one of {names:?}"
+        ))
     })?;
     if plan.monthly_price_cents > 0 {
         return Err(ApiError::bad_request(format!(
@@ -60,13 +72,21 @@ pub async fn register(
     validate::bytes_len("auth_secret", &req.auth_secret, 32..=32)?;
     validate::bytes_len("salt", &req.salt, 16..=64)?;
     validate::bytes_len("public_key", &req.public_key, 32..=32)?;
-    validate::bytes_len("wrapped_private_key", &req.wrapped_private_key, WRAPPED_KEY_LEN)?;
+    validate::bytes_len(
+        "wrapped_private_key",
+        &req.wrapped_private_key,
+        WRAPPED_KEY_LEN,
+    )?;
     validate::bytes_len(
         "recovery_wrapped_private_key",
         &req.recovery_wrapped_private_key,
         WRAPPED_KEY_LEN,
     )?;
-    validate::bytes_len("library_wrapped_key", &req.library_wrapped_key, SEALED_KEY_LEN)?;
+    validate::bytes_len(
+        "library_wrapped_key",
+        &req.library_wrapped_key,
+        SEALED_KEY_LEN,
+    )?;
     req.kdf.validate().map_err(ApiError::bad_request)?;
     let client = client_label(req.client.as_deref());
 

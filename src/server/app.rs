@@ -42,8 +42,14 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ACCOUNT, get(accounts::show))
         .route(routes::SESSIONS, post(sessions::login))
         .route(routes::SESSION_CURRENT, delete(sessions::logout))
-        .route(routes::LIBRARIES, get(libraries::list).post(libraries::create))
-        .route(routes::LIBRARY_HEAD, get(libraries::head).put(libraries::set_head))
+        .route(
+            routes::LIBRARIES,
+            get(libraries::list).post(libraries::create),
+        )
+        .route(
+            routes::LIBRARY_HEAD,
+            get(libraries::head).put(libraries::set_head),
+        )
         .route(routes::LIBRARY_SNAPSHOTS, get(libraries::snapshots))
         .route(routes::OBJECTS_MISSING, post(objects::missing))
         .route(
@@ -58,7 +64,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn health() -> Json<Health> {
-    Json(Health { status: "ok".into(), version: env!("CARGO_PKG_VERSION").into() })
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
 }
 
 async fn not_found() -> ApiError {
@@ -66,5 +75,8 @@ async fn not_found() -> ApiError {
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorCode::MethodNotAllowed, "this route does not take that method")
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
 }

@@ -21,7 +21,9 @@ pub struct BlobStore {
 impl BlobStore {
     pub fn open(root: &Path) -> io::Result<Self> {
         create_private_dir(root)?;
-        Ok(Self { root: root.to_owned() })
+        Ok(Self {
+            root: root.to_owned(),
+        })
     }
 
     /// Ids reach here only after `db::is_random_id` checked them, so they cannot escape
@@ -50,7 +52,10 @@ impl BlobStore {
         let mut out = Vec::with_capacity(wanted.len());
         for (pack_id, offset, size) in wanted {
             if open.as_ref().map(|(id, _)| id != pack_id).unwrap_or(true) {
-                open = Some((pack_id.clone(), File::open(self.pack_path(library_id, pack_id))?));
+                open = Some((
+                    pack_id.clone(),
+                    File::open(self.pack_path(library_id, pack_id))?,
+                ));
             }
             let file = &open.as_ref().expect("opened above").1;
             let mut buf = vec![0u8; *size as usize];

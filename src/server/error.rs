@@ -83,7 +83,10 @@ impl ApiError {
     /// Logs `cause` and answers with a message that reveals nothing of it.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {cause}");
-        Self::new(ErrorCode::Internal, "internal server error; the server log has details")
+        Self::new(
+            ErrorCode::Internal,
+            "internal server error; the server log has details",
+        )
     }
 }
 

@@ -1,11 +1,11 @@
 //! Request extractors that turn every malformed input into a JSON error a person can act on:
 //! [`ApiJson`] for bodies, [`Caller`] for the bearer token.
 
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::body::Bytes;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -94,10 +94,16 @@ impl FromRequestParts<AppState> for Caller {
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer TOKEN`"))?;
         let hash = hash_token(token.trim());
-        let found = state.db.call(move |conn| sessions::lookup(conn, &hash)).await?;
+        let found = state
+            .db
+            .call(move |conn| sessions::lookup(conn, &hash))
+            .await?;
         let (session_id, account_id) = found.ok_or_else(|| {
             ApiError::unauthorized("session expired or logged out; run `ibackup login`")
         })?;
-        Ok(Self { account_id, session_id })
+        Ok(Self {
+            account_id,
+            session_id,
+        })
     }
 }

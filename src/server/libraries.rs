@@ -37,27 +37,39 @@ pub fn require(
     need: Need,
 ) -> ApiResult<Granted> {
     if !db::is_random_id(library_id) {
-        return Err(ApiError::not_found(format!("no library has the id `{library_id}`")));
+        return Err(ApiError::not_found(format!(
+            "no library has the id `{library_id}`"
+        )));
     }
     match libraries::access(conn, library_id, account_id)? {
-        libraries::Access::Unknown => {
-            Err(ApiError::not_found(format!("no library has the id `{library_id}`")))
-        }
+        libraries::Access::Unknown => Err(ApiError::not_found(format!(
+            "no library has the id `{library_id}`"
+        ))),
         libraries::Access::NotMember => Err(ApiError::forbidden(
             "this library belongs to another account and was not shared with you",
         )),
         libraries::Access::Member { permission, .. }
             if need == Need::Write && !permission.can_write() =>
         {
-            Err(ApiError::forbidden("this library was shared with you read-only"))
+            Err(ApiError::forbidden(
+                "this library was shared with you read-only",
+            ))
         }
-        libraries::Access::Member { permission, owner_id } => Ok(Granted { owner_id, permission }),
+        libraries::Access::Member {
+            permission,
+            owner_id,
+        } => Ok(Granted {
+            owner_id,
+            permission,
+        }),
     }
 }
 
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<LibraryList>> {
-    let libraries =
-        state.db.call(move |conn| libraries::list_for(conn, caller.account_id)).await?;
+    let libraries = state
+        .db
+        .call(move |conn| libraries::list_for(conn, caller.account_id))
+        .await?;
     Ok(Json(LibraryList { libraries }))
 }
 
@@ -125,7 +137,9 @@ pub async fn set_head(
                 req.expected.as_ref(),
                 &req.new,
             )? {
-                Ok(()) => Ok(Json(HeadResponse { head: Some(req.new) })),
+                Ok(()) => Ok(Json(HeadResponse {
+                    head: Some(req.new),
+                })),
                 Err(actual) => Err(ApiError::head_moved(actual)),
             }
         })

@@ -56,7 +56,10 @@ fn load_or_create_secret(path: &Path) -> anyhow::Result<[u8; 32]> {
         if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) {
             return Ok(secret);
         }
-        anyhow::bail!("{} is damaged (not 32 bytes); move it away to make a new one", path.display());
+        anyhow::bail!(
+            "{} is damaged (not 32 bytes); move it away to make a new one",
+            path.display()
+        );
     }
     let secret: [u8; 32] = rand::random();
     write_atomic(path, &secret, 0o600)?;

@@ -156,7 +156,11 @@ pub async fn upload(
         .await?;
     let already_present = (header.objects.len() - new_indices.len()) as u64;
     if new_indices.is_empty() {
-        return Ok(Json(UploadResponse { stored: 0, stored_bytes: 0, already_present }));
+        return Ok(Json(UploadResponse {
+            stored: 0,
+            stored_bytes: 0,
+            already_present,
+        }));
     }
 
     // 2. Write the new blobs as one pack, durably.
@@ -189,7 +193,10 @@ pub async fn upload(
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(DbError::from)?;
             objects::insert_pack(&tx, &lib, &pid, pack_size)?;
-            let mut response = UploadResponse { already_present, ..Default::default() };
+            let mut response = UploadResponse {
+                already_present,
+                ..Default::default()
+            };
             for (object, location) in &placed {
                 if !objects::insert(&tx, &lib, &object.id, object.kind, location)? {
                     response.already_present += 1;

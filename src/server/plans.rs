@@ -10,10 +10,26 @@ pub struct Plan {
 pub const DEFAULT_PLAN: &str = "free";
 
 pub const PLANS: &[Plan] = &[
-    Plan { name: "free", quota_bytes: 5 << 30, monthly_price_cents: 0 },
-    Plan { name: "personal", quota_bytes: 500 << 30, monthly_price_cents: 499 },
-    Plan { name: "pro", quota_bytes: 2 << 40, monthly_price_cents: 999 },
-    Plan { name: "business", quota_bytes: 10 << 40, monthly_price_cents: 2999 },
+    Plan {
+        name: "free",
+        quota_bytes: 5 << 30,
+        monthly_price_cents: 0,
+    },
+    Plan {
+        name: "personal",
+        quota_bytes: 500 << 30,
+        monthly_price_cents: 499,
+    },
+    Plan {
+        name: "pro",
+        quota_bytes: 2 << 40,
+        monthly_price_cents: 999,
+    },
+    Plan {
+        name: "business",
+        quota_bytes: 10 << 40,
+        monthly_price_cents: 2999,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Plan> {
@@ -24,6 +40,8 @@ pub fn find(name: &str) -> Option<&'static Plan> {
 pub fn quota_for(plan: &str, quota_override: Option<i64>) -> u64 {
     match quota_override {
         Some(bytes) => bytes.max(0) as u64,
-        None => find(plan).map(|p| p.quota_bytes).unwrap_or(PLANS[0].quota_bytes),
+        None => find(plan)
+            .map(|p| p.quota_bytes)
+            .unwrap_or(PLANS[0].quota_bytes),
     }
 }

@@ -22,7 +22,10 @@ pub async fn login(
     let invalid = || ApiError::new(ErrorCode::InvalidCredentials, "wrong e-mail or password");
     let email = validate::email(&req.email).map_err(|_| invalid())?;
     let lookup = email.clone();
-    let account = state.db.call(move |conn| accounts::by_email(conn, &lookup)).await?;
+    let account = state
+        .db
+        .call(move |conn| accounts::by_email(conn, &lookup))
+        .await?;
     let stored_hash = match &account {
         Some(account) => account.auth_hash.clone(),
         None => state.dummy_hash.to_string(),
@@ -49,6 +52,9 @@ pub async fn login(
 }
 
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
-    state.db.call(move |conn| sessions::revoke(conn, &caller.session_id)).await?;
+    state
+        .db
+        .call(move |conn| sessions::revoke(conn, &caller.session_id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

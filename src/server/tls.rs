@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use sha2::{Digest, Sha256};
 
+use crate::crypto::cert_fingerprint;
 use crate::fsutil::{create_private_dir, write_atomic};
 
 pub struct TlsIdentity {
@@ -15,16 +15,16 @@ pub struct TlsIdentity {
     pub fingerprint: String,
 }
 
-pub fn fingerprint(cert_der: &[u8]) -> String {
-    format!("SHA256:{}", hex::encode(Sha256::digest(cert_der)))
-}
-
 pub fn load_or_create(dir: &Path) -> Result<TlsIdentity, String> {
     create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let cert_path = dir.join("cert.der");
     let key_path = dir.join("key.der");
     if !cert_path.exists() || !key_path.exists() {
-        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+        let mut names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
         if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
             if !host.trim().is_empty() {
                 names.push(host.trim().to_owned());
@@ -38,7 +38,7 @@ pub fn load_or_create(dir: &Path) -> Result<TlsIdentity, String> {
     }
     let cert = std::fs::read(&cert_path).map_err(|e| format!("{}: {e}", cert_path.display()))?;
     let key = std::fs::read(&key_path).map_err(|e| format!("{}: {e}", key_path.display()))?;
-    let fingerprint = fingerprint(&cert);
+    let fingerprint = cert_fingerprint(&cert);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -50,5 +50,8 @@ pub fn load_or_create(dir: &Path) -> Result<TlsIdentity, String> {
         )
         .map_err(|e| format!("the saved certificate is unusable: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsIdentity { config: Arc::new(config), fingerprint })
+    Ok(TlsIdentity {
+        config: Arc::new(config),
+        fingerprint,
+    })
 }

@@ -21,7 +21,10 @@ pub fn email(text: &str) -> Result<String, ApiError> {
     if valid {
         Ok(email)
     } else {
-        Err(ApiError::bad_request(format!("`{}` is not a valid e-mail address", text.trim())))
+        Err(ApiError::bad_request(format!(
+            "`{}` is not a valid e-mail address",
+            text.trim()
+        )))
     }
 }
 
@@ -80,7 +83,9 @@ mod tests {
     #[test]
     fn emails() {
         assert_eq!(email(" Alice@Example.COM ").unwrap(), "alice@example.com");
-        for bad in ["", "alice", "a@b", "a b@c.d", "@c.d", "a@@c.d", "a@.d", "a@d."] {
+        for bad in [
+            "", "alice", "a@b", "a b@c.d", "@c.d", "a@@c.d", "a@.d", "a@d.",
+        ] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }

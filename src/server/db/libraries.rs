@@ -12,7 +12,10 @@ pub enum Access {
     Unknown,
     /// It exists, but the caller is not a member.
     NotMember,
-    Member { permission: Permission, owner_id: i64 },
+    Member {
+        permission: Permission,
+        owner_id: i64,
+    },
 }
 
 pub fn create(
@@ -96,14 +99,22 @@ pub fn info_for(
     library_id: &str,
     account_id: i64,
 ) -> Result<Option<LibraryInfo>, DbError> {
-    Ok(list_for(conn, account_id)?.into_iter().find(|l| l.id == library_id))
+    Ok(list_for(conn, account_id)?
+        .into_iter()
+        .find(|l| l.id == library_id))
 }
 
 pub fn access(conn: &Connection, library_id: &str, account_id: i64) -> Result<Access, DbError> {
     let owner: Option<i64> = conn
-        .query_row("SELECT owner_id FROM libraries WHERE id = ?1", [library_id], |row| row.get(0))
+        .query_row(
+            "SELECT owner_id FROM libraries WHERE id = ?1",
+            [library_id],
+            |row| row.get(0),
+        )
         .optional()?;
-    let Some(owner_id) = owner else { return Ok(Access::Unknown) };
+    let Some(owner_id) = owner else {
+        return Ok(Access::Unknown);
+    };
     let perm: Option<String> = conn
         .query_row(
             "SELECT permission FROM library_members WHERE library_id = ?1 AND account_id = ?2",
@@ -113,13 +124,19 @@ pub fn access(conn: &Connection, library_id: &str, account_id: i64) -> Result<Ac
         .optional()?;
     Ok(match perm {
         None => Access::NotMember,
-        Some(text) => Access::Member { permission: permission(&text)?, owner_id },
+        Some(text) => Access::Member {
+            permission: permission(&text)?,
+            owner_id,
+        },
     })
 }
 
 pub fn head(conn: &Connection, library_id: &str) -> Result<Option<ObjectId>, DbError> {
-    let head: Option<Vec<u8>> =
-        conn.query_row("SELECT head FROM libraries WHERE id = ?1", [library_id], |row| row.get(0))?;
+    let head: Option<Vec<u8>> = conn.query_row(
+        "SELECT head FROM libraries WHERE id = ?1",
+        [library_id],
+        |row| row.get(0),
+    )?;
     object_id(head)
 }
 
@@ -159,7 +176,11 @@ pub fn committed_snapshots(
     )?;
     let rows = stmt
         .query_map([library_id], |row| {
-            Ok((row.get::<_, Vec<u8>>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<Vec<u8>>>(2)?))
+            Ok((
+                row.get::<_, Vec<u8>>(0)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, Option<Vec<u8>>>(2)?,
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()

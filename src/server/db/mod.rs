@@ -42,7 +42,9 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         schema::migrate(&mut conn)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     /// Runs `f` with the connection on the blocking thread pool.
@@ -63,7 +65,10 @@ impl Db {
 
     /// Runs `f` on the current thread (command-line tools).
     pub fn blocking<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        let mut guard = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
     }
 }
@@ -83,5 +88,8 @@ pub fn random_id() -> String {
 
 /// Whether `text` looks like an id made by [`random_id`] (safe to use in a path).
 pub fn is_random_id(text: &str) -> bool {
-    text.len() == 32 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 32
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

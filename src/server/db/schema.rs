@@ -84,7 +84,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if applied > known {
-        return Err(DbError::SchemaTooNew { found: applied, known });
+        return Err(DbError::SchemaTooNew {
+            found: applied,
+            known,
+        });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         let tx = conn.transaction()?;
@@ -105,6 +108,9 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         conn.pragma_update(None, "user_version", 99).unwrap();
-        assert!(matches!(migrate(&mut conn), Err(DbError::SchemaTooNew { found: 99, .. })));
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(DbError::SchemaTooNew { found: 99, .. })
+        ));
     }
 }

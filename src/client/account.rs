@@ -1,0 +1,198 @@
+//! Registering, logging in and out. The password never leaves this process: it derives the
+//! key-encryption key (kept here) and the auth secret (sent), per ARCHITECTURE §3.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use rand::RngCore;
+
+use super::config::{KnownServers, Paths, SessionFile};
+use super::password::{read_password, Purpose};
+use super::remote::{parse_server_url, Remote};
+use super::{client_label, ClientError, Result};
+use crate::api::routes;
+use crate::api::types::{
+    AccountInfo, Health, LoginRequest, PreloginRequest, PreloginResponse, RegisterRequest,
+    SessionResponse,
+};
+use crate::crypto::kdf::{self, KdfParams};
+use crate::crypto::{AccountKeyPair, SymmetricKey};
+
+pub const DEFAULT_LIBRARY: &str = "Backups";
+
+/// Connects to `server`, pinning its certificate on first use: asks on a terminal, needs
+/// `trust_new` otherwise, and refuses if a pinned certificate changed.
+pub fn connect(paths: &Paths, server: &str, trust_new: bool) -> Result<Remote> {
+    let url = parse_server_url(server).map_err(ClientError::Usage)?;
+    let key = url.as_str().trim_end_matches('/').to_owned();
+    let known_file = KnownServers::file(paths).display().to_string();
+    if url.scheme() == "http" {
+        return Remote::new(&url, None, known_file).map_err(ClientError::Usage);
+    }
+    let mut known = KnownServers::load(paths)?;
+    if let Some(pin) = known.servers.get(&key) {
+        let remote =
+            Remote::new(&url, Some(pin.clone()), known_file).map_err(ClientError::Usage)?;
+        remote.get::<Health>(routes::HEALTH)?;
+        return Ok(remote);
+    }
+    let probe = Remote::new(&url, None, known_file.clone()).map_err(ClientError::Usage)?;
+    probe.get::<Health>(routes::HEALTH)?;
+    let fingerprint = probe
+        .presented_fingerprint()
+        .ok_or_else(|| ClientError::Usage("the server presented no certificate".into()))?;
+    if !trust_new {
+        confirm_new_server(&key, &fingerprint)?;
+    }
+    known.servers.insert(key, fingerprint.clone());
+    known.save(paths)?;
+    Remote::new(&url, Some(fingerprint), known_file).map_err(ClientError::Usage)
+}
+
+fn confirm_new_server(server: &str, fingerprint: &str) -> Result<()> {
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Err(ClientError::Usage(format!(
+            "the server at {server} is not known yet; its certificate fingerprint is \
+             {fingerprint}. Compare it with the one `ibackup-server serve` printed, then run \
+             again with --trust-new"
+        )));
+    }
+    eprint!(
+        "The server at {server} is new to this computer.\nIts certificate fingerprint is \
+         {fingerprint}\nCompare it with the one `ibackup-server serve` printed.\nTrust it? [y/N] "
+    );
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+        Ok(())
+    } else {
+        Err(ClientError::Usage(
+            "server not trusted; nothing was sent to it".into(),
+        ))
+    }
+}
+
+pub struct RegisterOptions {
+    pub server: String,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub plan: Option<String>,
+    pub marketing_email: bool,
+    pub trust_new: bool,
+    pub password_stdin: bool,
+}
+
+pub struct Registered {
+    pub account: AccountInfo,
+    /// Shown once; the only way back in if the password is forgotten.
+    pub recovery_key: String,
+}
+
+pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> {
+    let password = read_password(options.password_stdin, Purpose::New)?;
+    let remote = connect(paths, &options.server, options.trust_new)?;
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let kdf_params = KdfParams::default();
+    let (kek, auth) = kdf::derive(password.as_bytes(), &salt, &kdf_params)?;
+    let pair = AccountKeyPair::generate();
+    let recovery = SymmetricKey::generate();
+    let library_key = SymmetricKey::generate();
+    let request = RegisterRequest {
+        email: options.email.clone(),
+        first_name: options.first_name.clone(),
+        last_name: options.last_name.clone(),
+        plan: options.plan.clone(),
+        marketing_email: options.marketing_email,
+        auth_secret: auth.to_vec(),
+        salt: salt.to_vec(),
+        kdf: kdf_params,
+        public_key: pair.public_bytes().to_vec(),
+        wrapped_private_key: kek.wrap(pair.secret_bytes().as_ref()),
+        recovery_wrapped_private_key: recovery.wrap(pair.secret_bytes().as_ref()),
+        library_name: DEFAULT_LIBRARY.into(),
+        library_wrapped_key: AccountKeyPair::seal_to(&pair.public_bytes(), library_key.as_bytes())?,
+        client: Some(client_label()),
+    };
+    let response: SessionResponse = remote.post(routes::ACCOUNTS, &request, false)?;
+    save_session(paths, &remote, &response, &pair)?;
+    Ok(Registered {
+        account: response.account,
+        recovery_key: recovery.to_display_groups(),
+    })
+}
+
+pub fn login(
+    paths: &Paths,
+    server: &str,
+    email: &str,
+    trust_new: bool,
+    password_stdin: bool,
+) -> Result<AccountInfo> {
+    let password = read_password(password_stdin, Purpose::Existing)?;
+    let remote = connect(paths, server, trust_new)?;
+    let prelogin: PreloginResponse = remote.post(
+        routes::PRELOGIN,
+        &PreloginRequest {
+            email: email.into(),
+        },
+        true,
+    )?;
+    let (kek, auth) = kdf::derive(password.as_bytes(), &prelogin.salt, &prelogin.kdf)?;
+    let request = LoginRequest {
+        email: email.into(),
+        auth_secret: auth.to_vec(),
+        client: Some(client_label()),
+    };
+    let response: SessionResponse = remote.post(routes::SESSIONS, &request, false)?;
+    let secret = kek
+        .unwrap_secret(&response.keys.wrapped_private_key)
+        .map_err(|_| {
+            ClientError::State(
+            "the server accepted the password, but its copy of your key does not open with it; \
+             the account may have been tampered with — contact the server's operator"
+                .into(),
+        )
+        })?;
+    let pair = AccountKeyPair::from_secret_bytes(&secret)?;
+    if pair.public_bytes().as_slice() != response.keys.public_key.as_slice() {
+        return Err(ClientError::State(
+            "the server's public key for this account does not match the private key".into(),
+        ));
+    }
+    if let Ok(old) = super::session::Session::load(paths) {
+        let _ = old.remote.delete(routes::SESSION_CURRENT);
+    }
+    save_session(paths, &remote, &response, &pair)?;
+    Ok(response.account)
+}
+
+fn save_session(
+    paths: &Paths,
+    remote: &Remote,
+    response: &SessionResponse,
+    pair: &AccountKeyPair,
+) -> Result<()> {
+    SessionFile {
+        server: remote.base().to_owned(),
+        email: response.account.email.clone(),
+        session_id: response.session_id.clone(),
+        token: response.token.clone(),
+        private_key: crate::api::b64::encode(pair.secret_bytes().as_ref()),
+    }
+    .save(paths)
+}
+
+/// Ends the session on the server (if it can be reached) and forgets it here.
+/// Returns whether the server confirmed.
+pub fn logout(paths: &Paths) -> Result<bool> {
+    let session = super::session::Session::load(paths)?;
+    let confirmed = match session.remote.delete(routes::SESSION_CURRENT) {
+        Ok(()) => true,
+        Err(e) if e.code() == Some(crate::api::ErrorCode::Unauthorized) => true,
+        Err(_) => false,
+    };
+    SessionFile::delete(paths)?;
+    Ok(confirmed)
+}

@@ -1,0 +1,356 @@
+//! `ibackup backup`: stores local paths as a new snapshot of a library.
+//!
+//! Each source is stored under its absolute path, spliced into the root of the library's
+//! current head, so what the head holds at other paths is kept. The new snapshot's parent is
+//! that head; files unchanged since it (size, mtime, inode) are not re-read, and chunks and
+//! trees the server already holds are not uploaded again. The head moves by compare-and-swap:
+//! if another writer moved it meanwhile, the sources are spliced into the new head and the
+//! commit is retried, so neither side's work is lost.
+
+mod content;
+mod scan;
+mod trees;
+
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use self::content::{ContentStats, FileRead};
+use self::scan::{Change, Node, Scan};
+use self::trees::TreeWriter;
+use super::session::Session;
+use super::store::{Batch, Store};
+use super::{hostname, ClientError, Result};
+use crate::api::types::{SnapshotMeta, UploadObject};
+use crate::crypto::{BlobKind, ObjectId};
+use crate::model::{Entry, EntryKind, Snapshot, SnapshotKind, SnapshotSummary, Tree};
+
+const COMMIT_ATTEMPTS: usize = 10;
+
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub library: String,
+    pub tags: Vec<String>,
+    pub progress: bool,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct BackupSummary {
+    pub snapshot: Option<ObjectId>,
+    pub parent: Option<ObjectId>,
+    pub library: String,
+    pub paths: Vec<String>,
+    pub files_new: u64,
+    pub files_changed: u64,
+    pub files_unmodified: u64,
+    pub dirs: u64,
+    /// Bytes of all files in the sources.
+    pub bytes_total: u64,
+    /// Bytes read from disk (changed and new files only).
+    pub bytes_read: u64,
+    pub chunks_uploaded: u64,
+    /// Plaintext bytes of the chunks uploaded.
+    pub chunk_bytes_uploaded: u64,
+    pub trees_uploaded: u64,
+    /// Bytes sent as blobs (chunks, trees, snapshot), encrypted and compressed.
+    pub bytes_uploaded: u64,
+    pub duration_secs: f64,
+    /// Files skipped or stored inconsistently; when not empty the exit code is 3.
+    pub warnings: Vec<String>,
+}
+
+/// A path to back up, resolved to where it lives.
+struct Source {
+    path: PathBuf,
+    components: Vec<Vec<u8>>,
+    /// The directories above it, as entries, outermost first.
+    ancestors: Vec<Entry>,
+}
+
+fn resolve_source(path: &Path) -> Result<Source> {
+    std::fs::symlink_metadata(path).map_err(ClientError::io(path))?;
+    // Resolve the parent but not the last component, so a symlink is stored as a symlink.
+    let absolute = match path.file_name() {
+        Some(name) => {
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            let parent = parent.unwrap_or(Path::new("."));
+            std::fs::canonicalize(parent)
+                .map_err(ClientError::io(parent))?
+                .join(name)
+        }
+        None => std::fs::canonicalize(path).map_err(ClientError::io(path))?,
+    };
+    let components: Vec<Vec<u8>> = absolute
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(name.as_bytes().to_vec()),
+            _ => None,
+        })
+        .collect();
+    let mut ancestors = Vec::new();
+    let mut prefix = PathBuf::from("/");
+    for name in components.iter().take(components.len().saturating_sub(1)) {
+        prefix.push(std::ffi::OsStr::from_bytes(name));
+        let meta = std::fs::symlink_metadata(&prefix).map_err(ClientError::io(&prefix))?;
+        ancestors.push(scan::entry_for(name.clone(), &prefix, &meta));
+    }
+    Ok(Source {
+        path: absolute,
+        components,
+        ancestors,
+    })
+}
+
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> {
+    let started = Instant::now();
+    if options.paths.is_empty() {
+        return Err(ClientError::Usage(
+            "name at least one path to back up".into(),
+        ));
+    }
+    let library = session.open_library(&options.library)?;
+    if !library.info.permission.can_write() {
+        return Err(ClientError::Usage(format!(
+            "library `{}` was shared with you read-only; back up into one of your own",
+            options.library
+        )));
+    }
+    let store = Store::new(&session.remote, &library);
+    let mut sources: Vec<Source> = options
+        .paths
+        .iter()
+        .map(|p| resolve_source(p))
+        .collect::<Result<_>>()?;
+    sources.sort_by(|a, b| a.components.cmp(&b.components));
+    sources.dedup_by(|a, b| a.components == b.components);
+
+    let mut head = store.head()?;
+    let mut head_root = match head {
+        Some(id) => Some(store.load_snapshot(&id)?.tree),
+        None => None,
+    };
+    let mut writer = TreeWriter::new(&store, HashMap::new());
+
+    // Scan every source against what the head holds at the same path.
+    let mut scan = Scan::default();
+    let mut nodes = Vec::new();
+    for source in &sources {
+        let previous = match head_root {
+            Some(root) if source.components.is_empty() => Some(root_entry(root)),
+            Some(root) => trees::lookup(&mut writer, root, &source.components)?,
+            None => None,
+        };
+        let previous_trees = match previous.as_ref().and_then(|e| e.subtree) {
+            Some(subtree) => store.load_subtrees(subtree)?,
+            None => HashMap::new(),
+        };
+        let name = source.components.last().cloned().unwrap_or_default();
+        let node = scan
+            .node(&source.path, name, previous.as_ref(), &previous_trees)
+            .ok_or_else(|| ClientError::Usage(scan.warnings.pop().unwrap_or_default()))?;
+        nodes.push(node);
+    }
+
+    let total: u64 = scan.jobs.iter().map(|j| j.size).sum();
+    let bar = progress_bar(options.progress, total);
+    let stats = ContentStats::default();
+    let reads = content::store_contents(&store, &scan.jobs, &stats, &bar);
+    bar.finish_and_clear();
+    let mut reads: Vec<Option<FileRead>> = reads?.into_iter().map(Some).collect();
+
+    let mut summary = BackupSummary {
+        library: options.library.clone(),
+        paths: sources
+            .iter()
+            .map(|s| s.path.display().to_string())
+            .collect(),
+        warnings: std::mem::take(&mut scan.warnings),
+        ..Default::default()
+    };
+    let entries: Vec<Entry> = nodes
+        .into_iter()
+        .map(|node| build(node, &mut reads, &mut writer, &mut summary))
+        .collect::<Option<_>>()
+        .ok_or_else(|| ClientError::Usage(summary.warnings.last().cloned().unwrap_or_default()))?;
+
+    for _ in 0..COMMIT_ATTEMPTS {
+        let mut root = head_root;
+        for (source, entry) in sources.iter().zip(&entries) {
+            root = Some(if source.components.is_empty() {
+                entry.subtree.expect("the root is a directory")
+            } else {
+                writer.splice(root, &source.components, &source.ancestors, entry)?
+            });
+        }
+        let root = match root {
+            Some(root) => root,
+            None => writer.add(Tree::default()),
+        };
+        let tree_stats = writer.flush()?;
+        summary.trees_uploaded += tree_stats.trees_uploaded;
+        summary.bytes_uploaded += tree_stats.bytes_uploaded;
+        let snapshot = Snapshot {
+            tree: root,
+            parent: head,
+            time_ns: now_ns(),
+            host: hostname(),
+            username: std::env::var("USER").unwrap_or_default(),
+            paths: summary.paths.clone(),
+            tags: options.tags.clone(),
+            kind: SnapshotKind::Backup,
+            summary: SnapshotSummary {
+                files: summary.files_new + summary.files_changed + summary.files_unmodified,
+                dirs: summary.dirs,
+                bytes: summary.bytes_total,
+            },
+        };
+        let (id, snapshot_bytes) = upload_snapshot(&store, &snapshot)?;
+        summary.bytes_uploaded += snapshot_bytes;
+        match store.set_head(head, id)? {
+            Ok(()) => {
+                summary.snapshot = Some(id);
+                summary.parent = head;
+                break;
+            }
+            Err(actual) => {
+                head = actual;
+                head_root = match actual {
+                    Some(id) => Some(store.load_snapshot(&id)?.tree),
+                    None => None,
+                };
+            }
+        }
+    }
+    if summary.snapshot.is_none() {
+        return Err(ClientError::State(format!(
+            "the library kept changing under this backup ({COMMIT_ATTEMPTS} attempts); try again"
+        )));
+    }
+    summary.bytes_read = stats.bytes_read.into_inner();
+    summary.chunks_uploaded = stats.chunks_uploaded.into_inner();
+    summary.chunk_bytes_uploaded = stats.chunk_bytes_uploaded.into_inner();
+    summary.bytes_uploaded += stats.blob_bytes_uploaded.into_inner();
+    summary.duration_secs = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// A directory entry standing for the whole root, for backing up `/`.
+fn root_entry(root: ObjectId) -> Entry {
+    Entry {
+        name: Vec::new(),
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime_ns: 0,
+        size: 0,
+        inode: 0,
+        xattrs: Vec::new(),
+        chunks: Vec::new(),
+        target: None,
+        subtree: Some(root),
+    }
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Uploads a snapshot; returns its id and how many bytes were sent.
+fn upload_snapshot(store: &Store<'_>, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
+    let (id, blob) = store.keys.seal(BlobKind::Snapshot, &snapshot.encode());
+    let mut batch = Batch::default();
+    let object = UploadObject {
+        id,
+        kind: BlobKind::Snapshot,
+        len: blob.len() as u32,
+        refs: vec![snapshot.tree],
+        snapshot: Some(SnapshotMeta {
+            time_ns: snapshot.time_ns,
+            parent: snapshot.parent,
+        }),
+    };
+    let bytes = blob.len() as u64;
+    batch.push(object, blob);
+    store.upload(batch)?;
+    Ok((id, bytes))
+}
+
+/// Turns a scanned node into its entry, queueing directory trees children first.
+/// `None` if the node could not be stored (a warning says why).
+fn build(
+    node: Node,
+    reads: &mut [Option<FileRead>],
+    writer: &mut TreeWriter<'_>,
+    summary: &mut BackupSummary,
+) -> Option<Entry> {
+    match node {
+        Node::File {
+            mut entry,
+            job,
+            change,
+        } => {
+            if let Some(index) = job {
+                match reads[index].take() {
+                    Some(FileRead::Stored {
+                        chunks,
+                        size,
+                        mtime_ns,
+                        warning,
+                    }) => {
+                        entry.chunks = chunks;
+                        entry.size = size;
+                        entry.mtime_ns = mtime_ns;
+                        summary.warnings.extend(warning);
+                    }
+                    Some(FileRead::Failed(message)) => {
+                        summary.warnings.push(message);
+                        return None;
+                    }
+                    None => return None,
+                }
+            }
+            match change {
+                Change::New => summary.files_new += 1,
+                Change::Changed => summary.files_changed += 1,
+                Change::Unmodified => summary.files_unmodified += 1,
+            }
+            summary.bytes_total += entry.size;
+            Some(entry)
+        }
+        Node::Symlink(entry) => Some(entry),
+        Node::Dir {
+            mut entry,
+            children,
+        } => {
+            let entries: Vec<Entry> = children
+                .into_iter()
+                .filter_map(|child| build(child, reads, writer, summary))
+                .collect();
+            entry.subtree = Some(writer.add(Tree::new(entries)));
+            summary.dirs += 1;
+            Some(entry)
+        }
+    }
+}

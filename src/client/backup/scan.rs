@@ -1,0 +1,209 @@
+//! Walks the local file system into an in-memory tree of nodes, deciding for each file
+//! whether it must be read: a file whose size, mtime and inode match its entry in the parent
+//! snapshot keeps that entry's chunks and is not opened.
+
+use std::collections::HashMap;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::crypto::ObjectId;
+use crate::model::{Entry, EntryKind, Tree, Xattr};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    New,
+    Changed,
+    Unmodified,
+}
+
+/// A file whose content must be read.
+pub struct FileJob {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
+pub enum Node {
+    File {
+        entry: Entry,
+        job: Option<usize>,
+        change: Change,
+    },
+    Symlink(Entry),
+    Dir {
+        entry: Entry,
+        children: Vec<Node>,
+    },
+}
+
+#[derive(Default)]
+pub struct Scan {
+    pub jobs: Vec<FileJob>,
+    pub warnings: Vec<String>,
+}
+
+fn mtime_ns(meta: &Metadata) -> i64 {
+    meta.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(meta.mtime_nsec())
+}
+
+fn read_xattrs(path: &Path) -> Vec<Xattr> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut xattrs: Vec<Xattr> = names
+        .filter_map(|name| {
+            let value = xattr::get(path, &name).ok().flatten()?;
+            Some(Xattr {
+                name: name.as_bytes().to_vec(),
+                value,
+            })
+        })
+        .collect();
+    xattrs.sort_by(|a, b| a.name.cmp(&b.name));
+    xattrs
+}
+
+/// The entry for `path` from its metadata, with no content yet.
+pub fn entry_for(name: Vec<u8>, path: &Path, meta: &Metadata) -> Entry {
+    let kind = if meta.file_type().is_dir() {
+        EntryKind::Dir
+    } else if meta.file_type().is_symlink() {
+        EntryKind::Symlink
+    } else {
+        EntryKind::File
+    };
+    Entry {
+        name,
+        kind,
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime_ns: mtime_ns(meta),
+        size: if kind == EntryKind::Dir {
+            0
+        } else {
+            meta.len()
+        },
+        inode: meta.ino(),
+        xattrs: if kind == EntryKind::Symlink {
+            Vec::new()
+        } else {
+            read_xattrs(path)
+        },
+        chunks: Vec::new(),
+        target: None,
+        subtree: None,
+    }
+}
+
+impl Scan {
+    /// Scans `path` (named `name` in its parent), comparing with `parent` from the last
+    /// snapshot. Returns `None` (with a warning) for what cannot be backed up.
+    pub fn node(
+        &mut self,
+        path: &Path,
+        name: Vec<u8>,
+        parent: Option<&Entry>,
+        parent_trees: &HashMap<ObjectId, Tree>,
+    ) -> Option<Node> {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                self.warnings
+                    .push(format!("{}: {e}; skipped", path.display()));
+                return None;
+            }
+        };
+        let file_type = meta.file_type();
+        let mut entry = entry_for(name, path, &meta);
+        if file_type.is_dir() {
+            let parent_tree = parent
+                .filter(|p| p.kind == EntryKind::Dir)
+                .and_then(|p| p.subtree)
+                .and_then(|id| parent_trees.get(&id));
+            let children = self.dir_children(path, parent_tree, parent_trees)?;
+            Some(Node::Dir { entry, children })
+        } else if file_type.is_symlink() {
+            match std::fs::read_link(path) {
+                Ok(target) => {
+                    entry.target = Some(target.as_os_str().as_bytes().to_vec());
+                    Some(Node::Symlink(entry))
+                }
+                Err(e) => {
+                    self.warnings
+                        .push(format!("{}: {e}; skipped", path.display()));
+                    None
+                }
+            }
+        } else if file_type.is_file() {
+            let previous = parent.filter(|p| p.kind == EntryKind::File);
+            let unchanged = previous.filter(|p| {
+                p.size == entry.size && p.mtime_ns == entry.mtime_ns && p.inode == entry.inode
+            });
+            if let Some(previous) = unchanged {
+                entry.chunks = previous.chunks.clone();
+                return Some(Node::File {
+                    entry,
+                    job: None,
+                    change: Change::Unmodified,
+                });
+            }
+            let change = if previous.is_some() {
+                Change::Changed
+            } else {
+                Change::New
+            };
+            self.jobs.push(FileJob {
+                path: path.to_owned(),
+                size: entry.size,
+            });
+            Some(Node::File {
+                entry,
+                job: Some(self.jobs.len() - 1),
+                change,
+            })
+        } else {
+            self.warnings.push(format!(
+                "{}: not a regular file, directory or symlink (device, socket or pipe); skipped",
+                path.display()
+            ));
+            None
+        }
+    }
+
+    fn dir_children(
+        &mut self,
+        path: &Path,
+        parent_tree: Option<&Tree>,
+        parent_trees: &HashMap<ObjectId, Tree>,
+    ) -> Option<Vec<Node>> {
+        let reader = match std::fs::read_dir(path) {
+            Ok(reader) => reader,
+            Err(e) => {
+                self.warnings
+                    .push(format!("{}: {e}; skipped", path.display()));
+                return None;
+            }
+        };
+        let mut names: Vec<_> = Vec::new();
+        for item in reader {
+            match item {
+                Ok(item) => names.push(item.file_name()),
+                Err(e) => self.warnings.push(format!("{}: {e}", path.display())),
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let children = names
+            .into_iter()
+            .filter_map(|name| {
+                let bytes = name.as_bytes().to_vec();
+                let previous = parent_tree.and_then(|t| t.get(&bytes));
+                self.node(&path.join(&name), bytes, previous, parent_trees)
+            })
+            .collect();
+        Some(children)
+    }
+}

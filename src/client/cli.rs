@@ -1,0 +1,343 @@
+//! The command line: clap definitions, dispatch, and how results are shown (a table or
+//! sentence for people, one JSON document with `--json` for scripts).
+//!
+//! Exit codes: 0 success; 1 failure (nothing was changed that should not have been);
+//! 3 a backup or restore finished but skipped or could not fully restore something, as
+//! the warnings say (like restic).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use super::account::{self, RegisterOptions, DEFAULT_LIBRARY};
+use super::backup::{self, BackupOptions};
+use super::config::Paths;
+use super::restore::{self, RestoreOptions};
+use super::session::Session;
+use super::store::Store;
+use super::{snapshots, Result};
+use crate::units::format_size;
+
+#[derive(Parser)]
+#[command(
+    name = "ibackup",
+    version,
+    about = "Encrypted online backup: back up, restore, browse"
+)]
+pub struct Cli {
+    /// Print results as JSON, for scripts.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Server URL, e.g. https://backup.example.com:8443
+    #[arg(long, env = "IBACKUP_SERVER")]
+    server: String,
+    /// Trust the server's certificate without asking, if it was never seen before.
+    #[arg(long)]
+    trust_new: bool,
+    /// Read the password from the first line of standard input.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an account (and its default library `Backups`) and log in.
+    Register {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        first_name: String,
+        #[arg(long)]
+        last_name: String,
+        /// Subscription plan (default: free).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Agree to receive marketing e-mail (off unless given).
+        #[arg(long)]
+        marketing_email: bool,
+    },
+    /// Log in on this computer.
+    Login {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        email: String,
+    },
+    /// End this computer's session and forget its keys.
+    Logout,
+    /// Back up files and directories as a new snapshot.
+    Backup {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value = DEFAULT_LIBRARY)]
+        library: String,
+        /// Tag the snapshot (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// List a library's snapshots.
+    Snapshots {
+        #[arg(long, default_value = DEFAULT_LIBRARY)]
+        library: String,
+    },
+    /// Restore a snapshot, or a path in it (SNAPSHOT:PATH), into a directory.
+    Restore {
+        /// `latest`, a snapshot id or unique prefix, optionally followed by `:PATH`.
+        snapshot: String,
+        #[arg(long)]
+        target: PathBuf,
+        #[arg(long, default_value = DEFAULT_LIBRARY)]
+        library: String,
+    },
+    /// Libraries you own or that were shared with you.
+    Library {
+        #[command(subcommand)]
+        command: LibraryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LibraryCommand {
+    /// List libraries.
+    List,
+    /// Create a library.
+    Create { name: String },
+}
+
+/// Parses the command line, runs it, and reports.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let json = cli.json;
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            if json {
+                let body = serde_json::json!({ "error": error.to_string() });
+                println!("{body}");
+            }
+            eprintln!("ibackup: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialises")
+    );
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let paths = Paths::from_env()?;
+    let json = cli.json;
+    match cli.command {
+        Command::Register {
+            server,
+            email,
+            first_name,
+            last_name,
+            plan,
+            marketing_email,
+        } => {
+            let options = RegisterOptions {
+                server: server.server,
+                email,
+                first_name,
+                last_name,
+                plan,
+                marketing_email,
+                trust_new: server.trust_new,
+                password_stdin: server.password_stdin,
+            };
+            let registered = account::register(&paths, &options)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "account": registered.account,
+                    "recovery_key": registered.recovery_key,
+                }));
+            } else {
+                println!(
+                    "Account {} created and logged in; library `{DEFAULT_LIBRARY}` is ready.\n\n\
+                     Your recovery key (shown only this once; keep it somewhere safe):\n\n    {}\n\n\
+                     It lets you set a new password without losing your data if you forget \
+                     yours. ibackup cannot read your files, so without the password or this \
+                     key nobody can recover them.",
+                    registered.account.email, registered.recovery_key
+                );
+            }
+        }
+        Command::Login { server, email } => {
+            let account = account::login(
+                &paths,
+                &server.server,
+                &email,
+                server.trust_new,
+                server.password_stdin,
+            )?;
+            if json {
+                print_json(&account);
+            } else {
+                println!(
+                    "Logged in as {} ({} plan, {} of {} used).",
+                    account.email,
+                    account.plan,
+                    format_size(account.used_bytes),
+                    format_size(account.quota_bytes)
+                );
+            }
+        }
+        Command::Logout => {
+            let confirmed = account::logout(&paths)?;
+            if json {
+                print_json(
+                    &serde_json::json!({ "logged_out": true, "server_confirmed": confirmed }),
+                );
+            } else if confirmed {
+                println!("Logged out.");
+            } else {
+                println!(
+                    "Logged out here; the server could not be reached, so the session stays \
+                     valid there until it expires."
+                );
+            }
+        }
+        Command::Backup {
+            paths: sources,
+            library,
+            tags,
+        } => {
+            let session = Session::load(&paths)?;
+            let options = BackupOptions {
+                paths: sources,
+                library,
+                tags,
+                progress: !json && std::io::stderr().is_terminal(),
+            };
+            let summary = backup::run(&session, &options)?;
+            for warning in &summary.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if json {
+                print_json(&summary);
+            } else {
+                println!(
+                    "Files: {} new, {} changed, {} unmodified; {} directories\n\
+                     Read {}, uploaded {} ({} chunks) in {:.1}s\n\
+                     Snapshot {} saved",
+                    summary.files_new,
+                    summary.files_changed,
+                    summary.files_unmodified,
+                    summary.dirs,
+                    format_size(summary.bytes_read),
+                    format_size(summary.bytes_uploaded),
+                    summary.chunks_uploaded,
+                    summary.duration_secs,
+                    summary.snapshot.map(|id| id.short()).unwrap_or_default(),
+                );
+            }
+            if !summary.warnings.is_empty() {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Snapshots { library } => {
+            let session = Session::load(&paths)?;
+            let open = session.open_library(&library)?;
+            let store = Store::new(&session.remote, &open);
+            let list = snapshots::list(&store)?;
+            if json {
+                print_json(&list);
+            } else if list.is_empty() {
+                println!("No snapshots yet in `{library}`; run `ibackup backup PATH`.");
+            } else {
+                println!(
+                    "{:<10} {:<22} {:<16} {:>10}  PATHS",
+                    "ID", "TIME", "HOST", "SIZE"
+                );
+                for s in &list {
+                    println!(
+                        "{:<10} {:<22} {:<16} {:>10}  {}{}",
+                        s.short_id,
+                        s.time,
+                        s.host,
+                        format_size(s.summary.bytes),
+                        s.paths.join(", "),
+                        if s.latest { "  (latest)" } else { "" }
+                    );
+                }
+            }
+        }
+        Command::Restore {
+            snapshot,
+            target,
+            library,
+        } => {
+            let session = Session::load(&paths)?;
+            let options = RestoreOptions {
+                spec: snapshot,
+                target,
+                library,
+            };
+            let summary = restore::run(&session, &options)?;
+            for warning in &summary.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if json {
+                print_json(&summary);
+            } else {
+                println!(
+                    "Restored {} files, {} directories, {} symlinks ({}) in {:.1}s",
+                    summary.files,
+                    summary.dirs,
+                    summary.symlinks,
+                    format_size(summary.bytes),
+                    summary.duration_secs
+                );
+            }
+            if !summary.warnings.is_empty() {
+                return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Library { command } => {
+            let session = Session::load(&paths)?;
+            match command {
+                LibraryCommand::List => {
+                    let libraries = session.libraries()?;
+                    if json {
+                        print_json(&libraries);
+                    } else {
+                        println!("{:<30} {:<12} {:>10}", "NAME", "ACCESS", "STORED");
+                        for l in &libraries {
+                            println!(
+                                "{:<30} {:<12} {:>10}",
+                                session.display_name(l),
+                                l.permission.as_str(),
+                                format_size(l.stored_bytes)
+                            );
+                        }
+                    }
+                }
+                LibraryCommand::Create { name } => {
+                    let info = session.create_library(&name)?;
+                    if json {
+                        print_json(&info);
+                    } else {
+                        println!("Library `{}` created.", info.name);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

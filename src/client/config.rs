@@ -1,0 +1,137 @@
+//! Client state on disk: where it lives, the pinned server certificates and the session.
+//!
+//! State lives in `IBACKUP_CONFIG_DIR` (default `~/.config/ibackup`), caches in
+//! `IBACKUP_CACHE_DIR` (default `~/.cache/ibackup`). Files holding tokens or keys are mode
+//! 0600 in a 0700 directory, and every write is atomic.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::ClientError;
+use crate::fsutil::{create_private_dir, write_atomic};
+
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub config_dir: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Result<Self, ClientError> {
+        let home = || {
+            std::env::var_os("HOME").map(PathBuf::from).ok_or_else(|| {
+                ClientError::Usage(
+                    "HOME is not set; set IBACKUP_CONFIG_DIR and IBACKUP_CACHE_DIR".into(),
+                )
+            })
+        };
+        let config_dir = match std::env::var_os("IBACKUP_CONFIG_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => home()?.join(".config/ibackup"),
+        };
+        let cache_dir = match std::env::var_os("IBACKUP_CACHE_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => home()?.join(".cache/ibackup"),
+        };
+        Ok(Self {
+            config_dir,
+            cache_dir,
+        })
+    }
+
+    fn known_servers(&self) -> PathBuf {
+        self.config_dir.join("known_servers.json")
+    }
+
+    fn session(&self) -> PathBuf {
+        self.config_dir.join("session.json")
+    }
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ClientError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            ClientError::State(format!(
+                "{} is damaged ({e}); fix or delete it and log in again",
+                path.display()
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ClientError::State(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+fn write_json<T: Serialize>(dir: &Path, path: &Path, value: &T) -> Result<(), ClientError> {
+    create_private_dir(dir)
+        .and_then(|()| {
+            let bytes = Zeroizing::new(serde_json::to_vec_pretty(value).expect("serialises"));
+            write_atomic(path, &bytes, 0o600)
+        })
+        .map_err(|e| ClientError::State(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Server certificate fingerprints accepted so far, by server URL (like ssh's known_hosts).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct KnownServers {
+    pub servers: BTreeMap<String, String>,
+}
+
+impl KnownServers {
+    pub fn load(paths: &Paths) -> Result<Self, ClientError> {
+        Ok(read_json(&paths.known_servers())?.unwrap_or_default())
+    }
+
+    pub fn save(&self, paths: &Paths) -> Result<(), ClientError> {
+        write_json(&paths.config_dir, &paths.known_servers(), self)
+    }
+
+    pub fn file(paths: &Paths) -> PathBuf {
+        paths.known_servers()
+    }
+}
+
+/// The logged-in session: the bearer token and the account's private key, which unlocks the
+/// library keys. Deleted by `ibackup logout`.
+#[derive(Serialize, Deserialize)]
+pub struct SessionFile {
+    pub server: String,
+    pub email: String,
+    pub session_id: String,
+    pub token: String,
+    /// The account's X25519 private key (base64).
+    pub private_key: String,
+}
+
+impl SessionFile {
+    pub fn load(paths: &Paths) -> Result<Self, ClientError> {
+        read_json(&paths.session())?.ok_or(ClientError::NotLoggedIn)
+    }
+
+    pub fn save(&self, paths: &Paths) -> Result<(), ClientError> {
+        write_json(&paths.config_dir, &paths.session(), self)
+    }
+
+    pub fn delete(paths: &Paths) -> Result<bool, ClientError> {
+        match std::fs::remove_file(paths.session()) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(ClientError::State(format!(
+                "cannot remove the session file: {e}"
+            ))),
+        }
+    }
+}
+
+impl Drop for SessionFile {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.token.zeroize();
+        self.private_key.zeroize();
+    }
+}

@@ -1,0 +1,212 @@
+//! Encrypted objects of one library on the server: load and verify trees, snapshots and
+//! chunks; find which ids are missing; upload batches; move the head.
+//!
+//! Everything that comes back is decrypted with the library key and checked against its id,
+//! so a server that alters or swaps data is caught, not believed.
+
+use std::collections::{HashMap, HashSet};
+
+use super::remote::{Remote, RemoteError};
+use super::session::OpenLibrary;
+use super::Result;
+use crate::api::routes::{self, MAX_IDS_PER_REQUEST};
+use crate::api::types::{
+    HeadResponse, HeadUpdate, IdList, MissingResponse, SnapshotList, SnapshotRecord, UploadHeader,
+    UploadObject, UploadResponse,
+};
+use crate::api::{frame, ErrorCode};
+use crate::crypto::{BlobKind, LibraryKeys, ObjectId};
+use crate::model::{Snapshot, Tree};
+
+/// Upload batches are cut at about this size.
+pub const BATCH_BYTES: usize = 16 << 20;
+const BATCH_OBJECTS: usize = 20_000;
+/// Trees fetched per request.
+const TREES_PER_FETCH: usize = 500;
+
+pub struct Store<'a> {
+    remote: &'a Remote,
+    library_id: String,
+    pub keys: LibraryKeys,
+}
+
+/// Objects gathered for one upload request.
+#[derive(Default)]
+pub struct Batch {
+    header: UploadHeader,
+    blobs: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Batch {
+    pub fn push(&mut self, object: UploadObject, blob: Vec<u8>) {
+        self.bytes += blob.len();
+        self.header.objects.push(object);
+        self.blobs.push(blob);
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.bytes >= BATCH_BYTES || self.blobs.len() >= BATCH_OBJECTS
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl<'a> Store<'a> {
+    pub fn new(remote: &'a Remote, library: &OpenLibrary) -> Self {
+        Self {
+            remote,
+            library_id: library.info.id.clone(),
+            keys: library.keys.clone(),
+        }
+    }
+
+    fn path(&self, template: &str) -> String {
+        routes::library(template, &self.library_id)
+    }
+
+    pub fn head(&self) -> Result<Option<ObjectId>> {
+        Ok(self
+            .remote
+            .get::<HeadResponse>(&self.path(routes::LIBRARY_HEAD))?
+            .head)
+    }
+
+    /// Moves the head from `expected` to `new`; `Err(actual)` if someone moved it first.
+    pub fn set_head(
+        &self,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+    ) -> Result<std::result::Result<(), Option<ObjectId>>> {
+        let update = HeadUpdate { expected, new };
+        match self
+            .remote
+            .put::<_, HeadResponse>(&self.path(routes::LIBRARY_HEAD), &update)
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(RemoteError::Api { body, .. }) if body.error == ErrorCode::HeadMoved => {
+                Ok(Err(body.head))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn snapshots(&self) -> Result<Vec<SnapshotRecord>> {
+        Ok(self
+            .remote
+            .get::<SnapshotList>(&self.path(routes::LIBRARY_SNAPSHOTS))?
+            .snapshots)
+    }
+
+    /// The ids among `ids` the server does not hold.
+    pub fn missing(&self, ids: &[ObjectId]) -> Result<HashSet<ObjectId>> {
+        let mut missing = HashSet::new();
+        for group in ids.chunks(MAX_IDS_PER_REQUEST) {
+            let request = IdList {
+                ids: group.to_vec(),
+            };
+            let response: MissingResponse =
+                self.remote
+                    .post(&self.path(routes::OBJECTS_MISSING), &request, true)?;
+            missing.extend(response.missing);
+        }
+        Ok(missing)
+    }
+
+    pub fn upload(&self, batch: Batch) -> Result<UploadResponse> {
+        let body = frame::encode_upload(&batch.header, &batch.blobs);
+        drop(batch);
+        Ok(self
+            .remote
+            .post_bytes(&self.path(routes::OBJECTS_UPLOAD), body)?)
+    }
+
+    /// Fetches raw blobs in one request, splitting it if the server finds it too large.
+    pub fn fetch_raw(&self, ids: &[ObjectId]) -> Result<Vec<Vec<u8>>> {
+        let request = IdList { ids: ids.to_vec() };
+        match self
+            .remote
+            .post_for_bytes(&self.path(routes::OBJECTS_FETCH), &request)
+        {
+            Ok(body) => {
+                let blobs = frame::decode_frames(&body)
+                    .map_err(|e| RemoteError::Protocol(e.to_string()))?;
+                if blobs.len() != ids.len() {
+                    return Err(RemoteError::Protocol(format!(
+                        "asked for {} objects, got {}",
+                        ids.len(),
+                        blobs.len()
+                    ))
+                    .into());
+                }
+                Ok(blobs.into_iter().map(<[u8]>::to_vec).collect())
+            }
+            Err(RemoteError::Api { body, .. })
+                if body.error == ErrorCode::PayloadTooLarge && ids.len() > 1 =>
+            {
+                let (a, b) = ids.split_at(ids.len() / 2);
+                let mut blobs = self.fetch_raw(a)?;
+                blobs.extend(self.fetch_raw(b)?);
+                Ok(blobs)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Fetches, decrypts and verifies objects of one kind.
+    pub fn load(&self, kind: BlobKind, ids: &[ObjectId]) -> Result<Vec<Vec<u8>>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for group in ids.chunks(TREES_PER_FETCH) {
+            for (id, blob) in group.iter().zip(self.fetch_raw(group)?) {
+                out.push(self.keys.open(kind, id, &blob)?);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn load_tree(&self, id: &ObjectId) -> Result<Tree> {
+        let plain = self.load(BlobKind::Tree, std::slice::from_ref(id))?;
+        Ok(Tree::decode(&plain[0])?)
+    }
+
+    pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
+        let plain = self.load(BlobKind::Snapshot, std::slice::from_ref(id))?;
+        Ok(Snapshot::decode(&plain[0])?)
+    }
+
+    pub fn load_snapshots(&self, ids: &[ObjectId]) -> Result<Vec<Snapshot>> {
+        self.load(BlobKind::Snapshot, ids)?
+            .iter()
+            .map(|plain| Ok(Snapshot::decode(plain)?))
+            .collect()
+    }
+
+    /// Loads the tree `root` and every tree below it, one request per level.
+    pub fn load_subtrees(&self, root: ObjectId) -> Result<HashMap<ObjectId, Tree>> {
+        let mut trees = HashMap::new();
+        let mut level = vec![root];
+        while !level.is_empty() {
+            let plain = self.load(BlobKind::Tree, &level)?;
+            let mut next = Vec::new();
+            let mut queued = HashSet::new();
+            for (id, bytes) in level.iter().zip(plain) {
+                let tree = Tree::decode(&bytes)?;
+                for sub in tree.entries.iter().filter_map(|e| e.subtree) {
+                    if !trees.contains_key(&sub) && sub != *id && queued.insert(sub) {
+                        next.push(sub);
+                    }
+                }
+                trees.insert(*id, tree);
+            }
+            next.retain(|id| !trees.contains_key(id));
+            level = next;
+        }
+        Ok(trees)
+    }
+}
