@@ -155,13 +155,13 @@ mod tests {
     use super::*;
     use crate::crypto::SymmetricKey;
 
-    fn keys() -> LibraryKeys {
+    fn new_keys() -> LibraryKeys {
         LibraryKeys::derive(&SymmetricKey::generate())
     }
 
     #[test]
     fn round_trip_compressible_and_random() {
-        let keys = keys();
+        let keys = new_keys();
         let text = b"hello hello hello hello hello hello hello".repeat(1000);
         let mut random = vec![0u8; 300_000];
         rand::rngs::OsRng.fill_bytes(&mut random);
@@ -184,14 +184,14 @@ mod tests {
 
     #[test]
     fn plaintext_does_not_appear_in_blob() {
-        let keys = keys();
+        let keys = new_keys();
         let (_, blob) = keys.seal(BlobKind::Chunk, b"UNIQUE-MARKER-1234");
         assert!(!blob.windows(18).any(|w| w == b"UNIQUE-MARKER-1234"));
     }
 
     #[test]
     fn substitution_and_tampering_are_detected() {
-        let keys = keys();
+        let keys = new_keys();
         let (id_a, blob_a) = keys.seal(BlobKind::Chunk, b"a");
         let (id_b, _) = keys.seal(BlobKind::Chunk, b"b");
         assert!(
@@ -215,7 +215,7 @@ mod tests {
             Err(CryptoError::Version(9))
         ));
         assert!(
-            keys().open(BlobKind::Chunk, &id_a, &bad).is_err(),
+            new_keys().open(BlobKind::Chunk, &id_a, &bad).is_err(),
             "other library's key"
         );
     }

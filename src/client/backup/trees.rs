@@ -40,8 +40,8 @@ impl<'a> TreeWriter<'a> {
     /// Queues a tree for upload and returns its id.
     pub fn add(&mut self, tree: Tree) -> ObjectId {
         let id = self.store.keys.id.id_of(&tree.encode());
-        if !self.made.contains_key(&id) {
-            self.made.insert(id, tree);
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.made.entry(id) {
+            slot.insert(tree);
             self.order.push(id);
         }
         id

@@ -1,0 +1,8 @@
+//! The integration tests: real `ibackup-server` and `ibackup` binaries against each other on
+//! loopback over TLS, with real SQLite and real files. One binary, one module per area.
+
+mod accounts;
+mod backup_restore;
+mod quota;
+mod tls;
+mod util;

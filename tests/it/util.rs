@@ -1,0 +1,348 @@
+//! Helpers: a [`TestServer`] started on a free loopback port with a temporary data
+//! directory, a [`TestClient`] with its own config and cache directories, and tree
+//! generation and comparison. Everything cleans up on drop, also after a failed assert.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use rand::{Rng, RngCore, SeedableRng};
+use tempfile::TempDir;
+
+pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_ibackup-server");
+pub const CLIENT_BIN: &str = env!("CARGO_BIN_EXE_ibackup");
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestServer {
+    pub data: TempDir,
+    pub url: String,
+    pub fingerprint: String,
+    pub port: u16,
+    child: Child,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), 0)
+    }
+
+    /// Starts a server on `port` (0: any free port) with data in `data`.
+    pub fn start_in(data: TempDir, port: u16) -> Self {
+        let mut child = Command::new(SERVER_BIN)
+            .args(["serve", "--data-dir"])
+            .arg(data.path())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start ibackup-server");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut url = None;
+        let mut fingerprint = None;
+        while url.is_none() || fingerprint.is_none() {
+            let line = lines.next().expect("server printed its address").unwrap();
+            if let Some(rest) = line.strip_prefix("listening on ") {
+                url = Some(rest.trim().to_owned());
+            } else if let Some(rest) = line.strip_prefix("certificate fingerprint ") {
+                fingerprint = Some(rest.trim().to_owned());
+            }
+        }
+        let url = url.unwrap();
+        let port = url.rsplit(':').next().unwrap().parse().unwrap();
+        Self {
+            data,
+            url,
+            fingerprint: fingerprint.unwrap(),
+            port,
+            child,
+        }
+    }
+
+    /// Stops the server and hands back its data directory.
+    pub fn stop(mut self) -> TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
+    }
+
+    pub fn admin(&self, args: &[&str]) -> Output {
+        Command::new(SERVER_BIN)
+            .args(["admin", "--data-dir"])
+            .arg(self.data.path())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One user's computer: its own config and cache directories.
+pub struct TestClient {
+    pub home: TempDir,
+    pub email: String,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "stdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl TestClient {
+    pub fn new(email: &str) -> Self {
+        Self {
+            home: tempfile::tempdir().unwrap(),
+            email: email.to_owned(),
+        }
+    }
+
+    pub fn config_dir(&self) -> PathBuf {
+        self.home.path().join("config")
+    }
+
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(CLIENT_BIN);
+        command
+            .env("HOME", self.home.path())
+            .env("IBACKUP_CONFIG_DIR", self.config_dir())
+            .env("IBACKUP_CACHE_DIR", self.home.path().join("cache"))
+            .env("IBACKUP_PASSWORD", PASSWORD)
+            .env_remove("IBACKUP_SERVER")
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, |_| {})
+    }
+
+    pub fn run_with(&self, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Run {
+        let mut command = self.command();
+        command.args(args);
+        adjust(&mut command);
+        let output = command.output().unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn register(&self, server: &TestServer) -> Run {
+        self.run(&[
+            "register",
+            "--server",
+            &server.url,
+            "--email",
+            &self.email,
+            "--first-name",
+            "Test",
+            "--last-name",
+            "User",
+            "--trust-new",
+        ])
+        .ok()
+    }
+
+    pub fn backup(&self, paths: &[&Path]) -> Run {
+        let mut args = vec!["backup".to_owned(), "--json".to_owned()];
+        args.extend(paths.iter().map(|p| p.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.run(&args)
+    }
+
+    pub fn session_token(&self) -> String {
+        let text = fs::read_to_string(self.config_dir().join("session.json")).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        value["token"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Sends a raw HTTP request to a test server, with the certificate pinned.
+pub fn raw_request(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> (u16, serde_json::Value) {
+    use ibackup::client::tls::PinVerifier;
+    let verifier = PinVerifier::new(Some(server.fingerprint.clone()));
+    let client = reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(verifier.client_config())
+        .build()
+        .unwrap();
+    let mut request = client.request(method.parse().unwrap(), format!("{}{path}", server.url));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some((content_type, bytes)) = body {
+        request = request.header("content-type", content_type).body(bytes);
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+    (status, value)
+}
+
+/// Makes a tree with nested and empty directories, empty and large files, a symlink, and
+/// names with spaces, Unicode and non-UTF-8 bytes. Returns its root.
+pub fn make_tree(root: &Path, big_file_bytes: usize, seed: u64) -> PathBuf {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let tree = root.join("data");
+    fs::create_dir_all(tree.join("docs/deep/er/still")).unwrap();
+    fs::create_dir_all(tree.join("empty dir")).unwrap();
+    fs::create_dir_all(tree.join("ünïcødé ✓")).unwrap();
+    fs::write(tree.join("empty file"), b"").unwrap();
+    fs::write(tree.join("docs/readme.txt"), b"hello, world\n").unwrap();
+    fs::write(
+        tree.join("docs/deep/er/still/notes with spaces.md"),
+        b"# notes\n".repeat(500),
+    )
+    .unwrap();
+    fs::write(tree.join("ünïcødé ✓/日本語.txt"), "こんにちは".repeat(100)).unwrap();
+    let odd = std::ffi::OsStr::from_bytes(b"bytes-\xff\xfe-name");
+    fs::write(tree.join(odd), b"not utf-8 name").unwrap();
+    let mut big = vec![0u8; big_file_bytes];
+    rng.fill_bytes(&mut big);
+    fs::write(tree.join("docs/random.bin"), &big).unwrap();
+    for i in 0..30 {
+        let len = rng.gen_range(0..20_000);
+        let text: Vec<u8> = (0..len).map(|_| rng.gen_range(b'a'..=b'z')).collect();
+        fs::write(tree.join(format!("docs/deep/file-{i:02}.txt")), text).unwrap();
+    }
+    std::os::unix::fs::symlink("docs/readme.txt", tree.join("link to readme")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/target", tree.join("dangling")).unwrap();
+    fs::set_permissions(
+        tree.join("docs/readme.txt"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    fs::set_permissions(tree.join("docs/deep/er"), fs::Permissions::from_mode(0o750)).unwrap();
+    let script = tree.join("run.sh");
+    fs::write(&script, b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    filetime::set_file_mtime(
+        tree.join("docs/readme.txt"),
+        filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789),
+    )
+    .unwrap();
+    tree
+}
+
+/// Asserts two trees are identical: names, kinds, contents, modes, mtimes (to the
+/// nanosecond) and symlink targets.
+#[track_caller]
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let mut differences = Vec::new();
+    compare(expected, actual, Path::new(""), &mut differences);
+    assert!(
+        differences.is_empty(),
+        "trees differ:\n{}",
+        differences.join("\n")
+    );
+}
+
+fn listing(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    names
+}
+
+fn compare(expected: &Path, actual: &Path, rel: &Path, out: &mut Vec<String>) {
+    let (a, b) = (expected.join(rel), actual.join(rel));
+    let (ma, mb) = match (fs::symlink_metadata(&a), fs::symlink_metadata(&b)) {
+        (Ok(ma), Ok(mb)) => (ma, mb),
+        (_, Err(e)) => return out.push(format!("{}: missing ({e})", rel.display())),
+        (Err(e), _) => return out.push(format!("{}: unexpected ({e})", rel.display())),
+    };
+    if ma.file_type() != mb.file_type() {
+        return out.push(format!("{}: type differs", rel.display()));
+    }
+    if ma.file_type().is_symlink() {
+        if fs::read_link(&a).unwrap() != fs::read_link(&b).unwrap() {
+            out.push(format!("{}: symlink target differs", rel.display()));
+        }
+    } else {
+        if ma.mode() & 0o7777 != mb.mode() & 0o7777 {
+            out.push(format!(
+                "{}: mode {:o} != {:o}",
+                rel.display(),
+                ma.mode(),
+                mb.mode()
+            ));
+        }
+    }
+    if (ma.mtime(), ma.mtime_nsec()) != (mb.mtime(), mb.mtime_nsec()) && !rel.as_os_str().is_empty()
+    {
+        out.push(format!("{}: mtime differs", rel.display()));
+    }
+    if ma.is_file() && fs::read(&a).unwrap() != fs::read(&b).unwrap() {
+        out.push(format!("{}: content differs", rel.display()));
+    }
+    if ma.is_dir() {
+        let (na, nb) = (listing(&a), listing(&b));
+        if na != nb {
+            out.push(format!(
+                "{}: entries differ: {na:?} vs {nb:?}",
+                rel.display()
+            ));
+        }
+        for name in na.iter().filter(|n| nb.contains(n)) {
+            compare(expected, actual, &rel.join(name), out);
+        }
+    }
+}
+
+/// Every file below `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(path) = stack.pop() {
+        let meta = fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if meta.is_file() {
+            let bytes = fs::read(&path).unwrap();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+pub fn write_file(path: &Path, bytes: &[u8]) {
+    fs::File::create(path).unwrap().write_all(bytes).unwrap();
+}
