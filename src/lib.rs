@@ -1,7 +1,7 @@
 //! ibackup: an encrypted online backup and storage service.
 //!
 //! One library shared by two binaries. The folders are the architecture
-//! (see `docs/ARCHITECTURE.md`): `api` holds the wire types, `crypto` the keys and the blob
+//! (see `docs/DECISIONS.md` and the shared architecture): `api` holds the wire types, `crypto` the keys and the blob
 //! envelope, `model` the objects (chunk, tree, snapshot), `server` the axum service and
 //! `client` the command-line client. `fsutil` and `units` are small helpers both sides use.
 
