@@ -6,8 +6,11 @@
 
 pub mod account;
 pub mod backup;
+pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod fuse;
+pub mod journal;
 pub mod password;
 pub mod remote;
 pub mod restore;
@@ -15,6 +18,8 @@ pub mod session;
 pub mod snapshots;
 pub mod store;
 pub mod tls;
+pub mod vfs;
+pub mod writeback;
 
 use std::path::PathBuf;
 

@@ -7,9 +7,9 @@
 //! if another writer moved it meanwhile, the sources are spliced into the new head and the
 //! commit is retried, so neither side's work is lost.
 
-mod content;
-mod scan;
-mod trees;
+pub(crate) mod content;
+pub(crate) mod scan;
+pub(crate) mod trees;
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;

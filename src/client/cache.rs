@@ -1,0 +1,290 @@
+//! Caches for reading a library: decrypted plaintexts in memory (bounded LRU) and fetched
+//! blobs on disk (bounded, least recently used evicted first, kept across mounts).
+//!
+//! The disk cache holds blobs exactly as the server sent them: encrypted, so it never holds
+//! plaintext. A damaged cache file fails authentication when opened and is fetched again.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use lru::LruCache;
+
+use super::remote::Remote;
+use super::session::OpenLibrary;
+use super::store::Store;
+use super::Result;
+use crate::crypto::{BlobKind, ObjectId};
+use crate::model::Tree;
+
+type Key = (String, ObjectId);
+
+/// Encrypted blobs on disk under `DIR/LIBRARY/XX/ID`.
+pub struct DiskCache {
+    dir: PathBuf,
+    limit: u64,
+    state: Mutex<(u64, LruCache<Key, u64>)>,
+}
+
+impl DiskCache {
+    pub fn open(dir: &Path, limit: u64) -> io::Result<Self> {
+        crate::fsutil::create_private_dir(dir)?;
+        let mut found: Vec<(SystemTime, Key, u64)> = Vec::new();
+        for library in fs::read_dir(dir)?.flatten() {
+            let library_name = library.file_name().to_string_lossy().into_owned();
+            for prefix in fs::read_dir(library.path()).into_iter().flatten().flatten() {
+                for file in fs::read_dir(prefix.path()).into_iter().flatten().flatten() {
+                    let Ok(meta) = file.metadata() else { continue };
+                    let name = file.file_name().to_string_lossy().into_owned();
+                    if let Ok(id) = name.parse::<ObjectId>() {
+                        let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                        found.push((used, (library_name.clone(), id), meta.len()));
+                    } else {
+                        let _ = fs::remove_file(file.path());
+                    }
+                }
+            }
+        }
+        found.sort_by_key(|(used, _, _)| *used);
+        let mut lru = LruCache::unbounded();
+        let mut total = 0;
+        for (_, key, size) in found {
+            total += size;
+            lru.put(key, size);
+        }
+        let cache = Self {
+            dir: dir.to_owned(),
+            limit,
+            state: Mutex::new((total, lru)),
+        };
+        cache.evict();
+        Ok(cache)
+    }
+
+    fn path(&self, library: &str, id: &ObjectId) -> PathBuf {
+        let hex = id.to_hex();
+        self.dir.join(library).join(&hex[..2]).join(hex)
+    }
+
+    pub fn get(&self, library: &str, id: &ObjectId) -> Option<Vec<u8>> {
+        let blob = fs::read(self.path(library, id)).ok()?;
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.1.promote(&(library.to_owned(), *id));
+        Some(blob)
+    }
+
+    pub fn put(&self, library: &str, id: &ObjectId, blob: &[u8]) {
+        if self.limit == 0 || blob.len() as u64 > self.limit {
+            return;
+        }
+        let path = self.path(library, id);
+        let dir = path.parent().expect("has a parent");
+        let tmp = dir.join(format!(".tmp-{}", rand::random::<u64>()));
+        let written = fs::create_dir_all(dir)
+            .and_then(|()| fs::write(&tmp, blob))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+            return;
+        }
+        {
+            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = state.1.put((library.to_owned(), *id), blob.len() as u64) {
+                state.0 -= old;
+            }
+            state.0 += blob.len() as u64;
+        }
+        self.evict();
+    }
+
+    fn evict(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while state.0 > self.limit {
+            let Some(((library, id), size)) = state.1.pop_lru() else {
+                break;
+            };
+            state.0 -= size;
+            let _ = fs::remove_file(self.path(&library, &id));
+        }
+    }
+
+    pub fn used(&self) -> u64 {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+}
+
+/// Decrypted objects in memory, bounded by bytes.
+struct MemoryCache {
+    limit: u64,
+    used: u64,
+    lru: LruCache<Key, Arc<Vec<u8>>>,
+}
+
+impl MemoryCache {
+    fn get(&mut self, key: &Key) -> Option<Arc<Vec<u8>>> {
+        self.lru.get(key).cloned()
+    }
+
+    fn put(&mut self, key: Key, value: Arc<Vec<u8>>) {
+        self.used += value.len() as u64;
+        if let Some(old) = self.lru.put(key, value) {
+            self.used -= old.len() as u64;
+        }
+        while self.used > self.limit {
+            match self.lru.pop_lru() {
+                Some((_, old)) => self.used -= old.len() as u64,
+                None => break,
+            }
+        }
+    }
+}
+
+/// Reads objects of the libraries a mount shows: memory, then disk, then the server.
+pub struct Fetcher {
+    remote: Arc<Remote>,
+    disk: DiskCache,
+    memory: Mutex<MemoryCache>,
+    in_flight: Mutex<HashSet<Key>>,
+}
+
+impl Fetcher {
+    pub fn new(remote: Arc<Remote>, disk: DiskCache, memory_limit: u64) -> Self {
+        let memory = MemoryCache {
+            limit: memory_limit,
+            used: 0,
+            lru: LruCache::unbounded(),
+        };
+        Self {
+            remote,
+            disk,
+            memory: Mutex::new(memory),
+            in_flight: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn remote(&self) -> &Remote {
+        &self.remote
+    }
+
+    pub fn is_cached(&self, library: &OpenLibrary, id: &ObjectId) -> bool {
+        let key = (library.info.id.clone(), *id);
+        self.memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lru
+            .contains(&key)
+    }
+
+    /// Plaintexts of `ids`, each verified against its id.
+    pub fn get(
+        &self,
+        library: &OpenLibrary,
+        kind: BlobKind,
+        ids: &[ObjectId],
+    ) -> Result<Vec<Arc<Vec<u8>>>> {
+        let lib = &library.info.id;
+        let mut found: HashMap<ObjectId, Arc<Vec<u8>>> = HashMap::new();
+        let mut fetch = Vec::new();
+        {
+            let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            for id in ids {
+                match memory.get(&(lib.clone(), *id)) {
+                    Some(plain) => {
+                        found.insert(*id, plain);
+                    }
+                    None => fetch.push(*id),
+                }
+            }
+        }
+        let mut from_server = Vec::new();
+        for id in fetch {
+            if found.contains_key(&id) {
+                continue;
+            }
+            let cached = self
+                .disk
+                .get(lib, &id)
+                .and_then(|blob| library.keys.open(kind, &id, &blob).ok());
+            match cached {
+                Some(plain) => {
+                    found.insert(id, self.remember(lib, id, plain));
+                }
+                None => from_server.push(id),
+            }
+        }
+        from_server.sort();
+        from_server.dedup();
+        if !from_server.is_empty() {
+            let store = Store::new(&self.remote, library);
+            for (id, blob) in from_server.iter().zip(store.fetch_raw(&from_server)?) {
+                let plain = library.keys.open(kind, id, &blob)?;
+                self.disk.put(lib, id, &blob);
+                found.insert(*id, self.remember(lib, *id, plain));
+            }
+        }
+        Ok(ids.iter().map(|id| found[id].clone()).collect())
+    }
+
+    fn remember(&self, lib: &str, id: ObjectId, plain: Vec<u8>) -> Arc<Vec<u8>> {
+        let plain = Arc::new(plain);
+        let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        memory.put((lib.to_owned(), id), plain.clone());
+        plain
+    }
+
+    pub fn tree(&self, library: &OpenLibrary, id: &ObjectId) -> Result<Tree> {
+        let plain = self.get(library, BlobKind::Tree, std::slice::from_ref(id))?;
+        Ok(Tree::decode(&plain[0])?)
+    }
+
+    /// Fetches chunks in the background so a sequential reader finds them ready.
+    pub fn prefetch(self: &Arc<Self>, library: &Arc<OpenLibrary>, ids: Vec<ObjectId>) {
+        let wanted: Vec<ObjectId> = {
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            ids.into_iter()
+                .filter(|id| !self.is_cached(library, id))
+                .filter(|id| in_flight.insert((library.info.id.clone(), *id)))
+                .collect()
+        };
+        if wanted.is_empty() {
+            return;
+        }
+        let (fetcher, library) = (self.clone(), library.clone());
+        std::thread::spawn(move || {
+            let _ = fetcher.get(&library, BlobKind::Chunk, &wanted);
+            let mut in_flight = fetcher.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+            for id in wanted {
+                in_flight.remove(&(library.info.id.clone(), id));
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_cache_evicts_least_recently_used_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<ObjectId> = (0..4u8).map(|i| ObjectId::from_bytes([i; 32])).collect();
+        let cache = DiskCache::open(dir.path(), 250).unwrap();
+        cache.put("lib", &ids[0], &[0; 100]);
+        cache.put("lib", &ids[1], &[1; 100]);
+        assert!(
+            cache.get("lib", &ids[0]).is_some(),
+            "touch 0 so 1 is the oldest"
+        );
+        cache.put("lib", &ids[2], &[2; 100]);
+        assert!(cache.get("lib", &ids[1]).is_none());
+        assert!(cache.get("lib", &ids[0]).is_some());
+        assert!(cache.used() <= 250);
+        drop(cache);
+        let again = DiskCache::open(dir.path(), 250).unwrap();
+        assert_eq!(again.get("lib", &ids[2]).unwrap(), vec![2; 100]);
+        assert_eq!(again.used(), 200);
+    }
+}

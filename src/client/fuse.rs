@@ -1,0 +1,490 @@
+//! The thin FUSE adapter: translates kernel requests into `vfs` calls and `vfs` answers
+//! into replies. No file-system logic lives here; errors become errno values in [`errno`].
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow,
+};
+
+use super::vfs::{Caller, Stat, Vfs, VfsError};
+use crate::model::EntryKind;
+
+/// How long the kernel may trust what it was told: live views can change under it (other
+/// clients), snapshots never do.
+const LIVE_TTL: Duration = Duration::from_secs(1);
+const SNAPSHOT_TTL: Duration = Duration::from_secs(3600);
+
+/// The one place errors become errno values.
+pub fn errno(error: &VfsError) -> i32 {
+    match error {
+        VfsError::NotFound => libc::ENOENT,
+        VfsError::NotDir => libc::ENOTDIR,
+        VfsError::IsDir => libc::EISDIR,
+        VfsError::Exists => libc::EEXIST,
+        VfsError::NotEmpty => libc::ENOTEMPTY,
+        VfsError::ReadOnly => libc::EROFS,
+        VfsError::Access => libc::EACCES,
+        VfsError::NoSpace => libc::EDQUOT,
+        VfsError::Invalid(_) => libc::EINVAL,
+        VfsError::BadHandle => libc::EBADF,
+        VfsError::CrossDevice => libc::EXDEV,
+        VfsError::NameTooLong => libc::ENAMETOOLONG,
+        VfsError::NoAttribute => libc::ENODATA,
+        VfsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
+        VfsError::Remote(_) => libc::EIO,
+    }
+}
+
+pub struct FuseFs {
+    pub vfs: Arc<Mutex<Vfs>>,
+    /// `(quota, used)` bytes for statfs.
+    pub space: Arc<Mutex<(u64, u64)>>,
+}
+
+fn time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn file_attr(stat: &Stat) -> FileAttr {
+    let kind = match stat.kind {
+        EntryKind::Dir => FileType::Directory,
+        EntryKind::File => FileType::RegularFile,
+        EntryKind::Symlink => FileType::Symlink,
+    };
+    FileAttr {
+        ino: stat.ino,
+        size: stat.attr.size,
+        blocks: stat.attr.size.div_ceil(512),
+        atime: time(stat.attr.mtime_ns),
+        mtime: time(stat.attr.mtime_ns),
+        ctime: time(stat.attr.ctime_ns),
+        crtime: time(stat.attr.mtime_ns),
+        kind,
+        perm: (stat.attr.mode & 0o7777) as u16,
+        nlink: stat.nlink,
+        uid: stat.attr.uid,
+        gid: stat.attr.gid,
+        rdev: 0,
+        blksize: 1 << 20,
+        flags: 0,
+    }
+}
+
+fn ttl(stat: &Stat) -> Duration {
+    if stat.read_only {
+        SNAPSHOT_TTL
+    } else {
+        LIVE_TTL
+    }
+}
+
+impl FuseFs {
+    fn vfs(&self) -> MutexGuard<'_, Vfs> {
+        self.vfs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Filesystem for FuseFs {
+    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_write(1 << 20);
+        Ok(())
+    }
+
+    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        match self.vfs().lookup(parent, name.as_bytes()) {
+            Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), 0),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+        match self.vfs().stat(ino) {
+            Ok(stat) => reply.attr(&ttl(&stat), &file_attr(&stat)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
+        match self.vfs().readlink(ino) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
+        match self.vfs().opendir(ino) {
+            Ok(fh) => reply.opened(fh, 0),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn readdir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectory,
+    ) {
+        let vfs = self.vfs();
+        match vfs.readdir(fh, offset.max(0) as usize) {
+            Ok(entries) => {
+                for (i, (ino, kind, name)) in entries.iter().enumerate() {
+                    let kind = match kind {
+                        EntryKind::Dir => FileType::Directory,
+                        EntryKind::File => FileType::RegularFile,
+                        EntryKind::Symlink => FileType::Symlink,
+                    };
+                    let next = offset.max(0) + i as i64 + 1;
+                    if reply.add(*ino, next, kind, OsStr::from_bytes(name)) {
+                        break;
+                    }
+                }
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn releasedir(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        _flags: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.vfs().releasedir(fh);
+        reply.ok();
+    }
+
+    fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+        let mut vfs = self.vfs();
+        let result = if flags & libc::O_ACCMODE == libc::O_RDONLY {
+            vfs.open_read(ino)
+        } else {
+            vfs.open_write(ino, flags & libc::O_TRUNC != 0)
+        };
+        match result {
+            Ok(opened) => {
+                let flags = if opened.keep_cache {
+                    fuser::consts::FOPEN_KEEP_CACHE
+                } else {
+                    0
+                };
+                reply.opened(opened.fh, flags)
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn read(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        offset: i64,
+        size: u32,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        reply: ReplyData,
+    ) {
+        match self.vfs().read(fh, offset.max(0) as u64, size as usize) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn release(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.vfs().close(fh) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn create(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self
+            .vfs()
+            .create(parent, name.as_bytes(), mode & !umask, caller(req))
+        {
+            Ok((stat, opened)) => reply.created(&ttl(&stat), &file_attr(&stat), 0, opened.fh, 0),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn write(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        offset: i64,
+        data: &[u8],
+        _write_flags: u32,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        reply: ReplyWrite,
+    ) {
+        match self.vfs().write(fh, offset.max(0) as u64, data) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn flush(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _fh: u64,
+        _lock_owner: u64,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn fsync(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        match self.vfs().fsync(fh) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn mkdir(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        match self
+            .vfs()
+            .mkdir(parent, name.as_bytes(), mode & !umask, caller(req))
+        {
+            Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), 0),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn symlink(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        link_name: &OsStr,
+        target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        let target = target.as_os_str().as_bytes();
+        match self
+            .vfs()
+            .symlink(parent, link_name.as_bytes(), target, caller(req))
+        {
+            Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), 0),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        match self.vfs().remove(parent, name.as_bytes(), false) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        match self.vfs().remove(parent, name.as_bytes(), true) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn rename(
+        &mut self,
+        _req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        flags: u32,
+        reply: ReplyEmpty,
+    ) {
+        if flags & !(libc::RENAME_NOREPLACE) != 0 {
+            return reply.error(libc::EINVAL);
+        }
+        let no_replace = flags & libc::RENAME_NOREPLACE != 0;
+        match self.vfs().rename(
+            parent,
+            name.as_bytes(),
+            new_parent,
+            new_name.as_bytes(),
+            no_replace,
+        ) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<u64>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<u32>,
+        reply: ReplyAttr,
+    ) {
+        let mtime_ns = mtime.map(|t| {
+            let t = match t {
+                TimeOrNow::SpecificTime(t) => t,
+                TimeOrNow::Now => SystemTime::now(),
+            };
+            match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => d.as_nanos() as i64,
+                Err(e) => -(e.duration().as_nanos() as i64),
+            }
+        });
+        match self.vfs().setattr(ino, mode, uid, gid, size, mtime_ns) {
+            Ok(stat) => reply.attr(&ttl(&stat), &file_attr(&stat)),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn setxattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        match self.vfs().set_xattr(ino, name.as_bytes(), Some(value)) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn getxattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        name: &OsStr,
+        size: u32,
+        reply: ReplyXattr,
+    ) {
+        let vfs = self.vfs();
+        let value = match vfs.xattrs(ino) {
+            Ok(xattrs) => xattrs
+                .iter()
+                .find(|x| x.name == name.as_bytes())
+                .map(|x| x.value.clone()),
+            Err(e) => return reply.error(errno(&e)),
+        };
+        match value {
+            None => reply.error(libc::ENODATA),
+            Some(value) => xattr_reply(reply, size, &value),
+        }
+    }
+
+    fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+        let vfs = self.vfs();
+        match vfs.xattrs(ino) {
+            Ok(xattrs) => {
+                let mut names = Vec::new();
+                for x in xattrs {
+                    names.extend_from_slice(&x.name);
+                    names.push(0);
+                }
+                xattr_reply(reply, size, &names)
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn removexattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
+        match self.vfs().set_xattr(ino, name.as_bytes(), None) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
+    fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
+        let (quota, used) = *self.space.lock().unwrap_or_else(|p| p.into_inner());
+        const BLOCK: u64 = 4096;
+        let blocks = quota.div_ceil(BLOCK);
+        let free = quota.saturating_sub(used) / BLOCK;
+        reply.statfs(
+            blocks,
+            free,
+            free,
+            1 << 20,
+            1 << 20,
+            BLOCK as u32,
+            255,
+            BLOCK as u32,
+        );
+    }
+}
+
+fn caller(req: &Request<'_>) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if value.len() as u32 <= size {
+        reply.data(value);
+    } else {
+        reply.error(libc::ERANGE);
+    }
+}

@@ -1,0 +1,227 @@
+//! The write-back journal: every change made through the mount, as a path-based operation,
+//! in a local SQLite database, until it is uploaded.
+//!
+//! An operation is appended before the call that made it returns (close, fsync, mkdir,
+//! rename, …), so a crash or SIGKILL afterwards leaves it on disk, and the next mount
+//! replays and uploads it. The database runs in WAL mode: commits survive a process crash
+//! at once; `append_durable` (used by fsync) also fsyncs, so they survive a power cut.
+//! Staged file contents live beside it in `staging/`, named by the operations.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection};
+use serde::{Deserialize, Serialize};
+
+use crate::model::Xattr;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Op {
+    /// The file at `path` now has the content of staged file `stage` and these attributes.
+    /// `base` is the signature of the server's version it was edited from (none if new).
+    Write {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        stage: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime_ns: i64,
+        xattrs: Vec<Xattr>,
+        base: Option<String>,
+    },
+    Mkdir {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime_ns: i64,
+    },
+    Symlink {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        target: Vec<u8>,
+        uid: u32,
+        gid: u32,
+        mtime_ns: i64,
+    },
+    Remove {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+    },
+    Rename {
+        #[serde(with = "serde_bytes")]
+        from: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        to: Vec<u8>,
+    },
+    SetAttr {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mtime_ns: Option<i64>,
+    },
+    SetXattrs {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        xattrs: Vec<Xattr>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("write-back journal: {0}")]
+pub struct JournalError(#[from] rusqlite::Error);
+
+pub struct Journal {
+    conn: Mutex<Connection>,
+}
+
+fn encode(op: &Op) -> Vec<u8> {
+    crate::model::codec::encode(op)
+}
+
+fn decode(bytes: &[u8]) -> Option<Op> {
+    crate::model::codec::decode(bytes).ok()
+}
+
+impl Journal {
+    pub fn open(path: &Path) -> Result<Self, JournalError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS ops (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                library TEXT NOT NULL,
+                op BLOB NOT NULL
+            );",
+        )?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn append(&self, library: &str, op: &Op) -> Result<i64, JournalError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO ops (library, op) VALUES (?1, ?2)",
+            params![library, encode(op)],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Appends and fsyncs, so the operation survives a power cut.
+    pub fn append_durable(&self, library: &str, op: &Op) -> Result<i64, JournalError> {
+        let seq = self.append(library, op)?;
+        self.conn()
+            .query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))?;
+        Ok(seq)
+    }
+
+    /// Pending operations of a library, oldest first.
+    pub fn pending(&self, library: &str) -> Result<Vec<(i64, Op)>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT seq, op FROM ops WHERE library = ?1 ORDER BY seq")?;
+        let rows = stmt
+            .query_map([library], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(seq, bytes)| Some((seq, decode(&bytes)?)))
+            .collect())
+    }
+
+    /// Drops the operations up to `seq` (uploaded) and rewrites later ones (`updates`).
+    pub fn complete(
+        &self,
+        library: &str,
+        seq: i64,
+        updates: &[(i64, Op)],
+    ) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM ops WHERE library = ?1 AND seq <= ?2",
+            params![library, seq],
+        )?;
+        for (seq, op) in updates {
+            tx.execute(
+                "UPDATE ops SET op = ?2 WHERE seq = ?1",
+                params![seq, encode(op)],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Staged files still named by a pending operation.
+    pub fn stages_in_use(&self) -> Result<std::collections::HashSet<String>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT op FROM ops")?;
+        let rows = stmt
+            .query_map([], |row| row.get::<_, Vec<u8>>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows
+            .iter()
+            .filter_map(|bytes| match decode(bytes) {
+                Some(Op::Write { stage, .. }) => Some(stage),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// `(operations, distinct files written)` waiting, over all libraries.
+    pub fn counts(&self) -> Result<(u64, u64), JournalError> {
+        let conn = self.conn();
+        let ops: i64 = conn.query_row("SELECT COUNT(*) FROM ops", [], |row| row.get(0))?;
+        drop(conn);
+        Ok((ops as u64, self.stages_in_use()?.len() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_survive_reopen_and_complete_drops_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let journal = Journal::open(&path).unwrap();
+        let mkdir = Op::Mkdir {
+            path: b"a".to_vec(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 1,
+        };
+        let remove = Op::Remove {
+            path: b"\xffodd".to_vec(),
+        };
+        let first = journal.append("lib", &mkdir).unwrap();
+        journal.append_durable("lib", &remove).unwrap();
+        journal.append("other", &mkdir).unwrap();
+        drop(journal);
+        let journal = Journal::open(&path).unwrap();
+        let pending = journal.pending("lib").unwrap();
+        assert_eq!(
+            pending.iter().map(|(_, op)| op.clone()).collect::<Vec<_>>(),
+            vec![mkdir, remove]
+        );
+        journal.complete("lib", first, &[]).unwrap();
+        assert_eq!(journal.pending("lib").unwrap().len(), 1);
+        assert_eq!(journal.counts().unwrap().0, 2);
+    }
+}

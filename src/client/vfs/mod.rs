@@ -1,0 +1,442 @@
+//! The filesystem model behind the mount: what `~/ibackup` shows and how it answers lookup,
+//! getattr, readdir, open, read and (in `write`) every change. Plain Rust, tested without a
+//! kernel; `client::fuse` only translates to and from FUSE.
+//!
+//! Layout: one directory per library (`Backups`, shared ones `NAME@OWNER`) showing its live
+//! head, and `snapshots/LIBRARY/TIMESTAMP/` read-only for each snapshot, with
+//! `snapshots/LIBRARY/latest` a symlink to the newest. Inode numbers are never reused while
+//! mounted; directories load lazily, and snapshot listings are taken once per open, so
+//! readdir offsets survive changes made meanwhile.
+
+pub mod nodes;
+mod read;
+mod write;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use self::nodes::{Attr, Body, Ino, Node, Nodes, Place, ROOT};
+use super::cache::Fetcher;
+use super::session::OpenLibrary;
+use super::ClientError;
+use crate::crypto::ObjectId;
+use crate::model::EntryKind;
+
+pub use self::read::{Handle, Opened};
+pub use self::write::Caller;
+
+/// What went wrong, in terms a file system can report. `client::fuse` maps each to an errno.
+#[derive(Debug, thiserror::Error)]
+pub enum VfsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("file exists")]
+    Exists,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("read-only: snapshots never change")]
+    ReadOnly,
+    #[error("permission denied")]
+    Access,
+    #[error("quota exceeded")]
+    NoSpace,
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("cannot move between libraries")]
+    CrossDevice,
+    #[error("file name too long")]
+    NameTooLong,
+    #[error("no such extended attribute")]
+    NoAttribute,
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Remote(#[from] ClientError),
+}
+
+pub type VfsResult<T> = Result<T, VfsError>;
+
+/// A library as the mount shows it.
+pub struct LibraryView {
+    pub library: Arc<OpenLibrary>,
+    pub display: String,
+    /// The live directory.
+    pub live: Ino,
+    /// `snapshots/LIBRARY/`.
+    pub snapshots: Ino,
+    pub head: Option<ObjectId>,
+    pub writable: bool,
+    snapshots_loaded: bool,
+}
+
+/// What `getattr` and `lookup` report.
+#[derive(Clone, Debug)]
+pub struct Stat {
+    pub ino: Ino,
+    pub kind: EntryKind,
+    pub attr: Attr,
+    pub nlink: u32,
+    pub read_only: bool,
+}
+
+pub struct Vfs {
+    pub(crate) nodes: Nodes,
+    pub(crate) libraries: Vec<LibraryView>,
+    pub(crate) fetcher: Arc<Fetcher>,
+    pub(crate) handles: HashMap<u64, Handle>,
+    next_handle: u64,
+    /// Listings taken at opendir, by handle.
+    listings: HashMap<u64, Vec<(Ino, EntryKind, Vec<u8>)>>,
+    /// Where staged (written, not yet uploaded) files live.
+    pub(crate) stage_dir: std::path::PathBuf,
+    pub(crate) journal: Arc<super::journal::Journal>,
+    /// When the last change was journaled, for the uploader's quiet delay.
+    pub last_change: std::time::Instant,
+}
+
+/// A library to show, with its head and that head's root tree.
+pub struct MountedLibrary {
+    pub library: OpenLibrary,
+    pub display: String,
+    pub head: Option<(ObjectId, ObjectId)>,
+}
+
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn virtual_attr(mode: u32) -> Attr {
+    let now = now_ns();
+    Attr {
+        mode,
+        uid: 0,
+        gid: 0,
+        mtime_ns: now,
+        ctime_ns: now,
+        size: 0,
+    }
+}
+
+pub const SNAPSHOTS_DIR: &[u8] = b"snapshots";
+
+impl Vfs {
+    pub fn new(
+        libraries: Vec<MountedLibrary>,
+        fetcher: Arc<Fetcher>,
+        owner: (u32, u32),
+        stage_dir: std::path::PathBuf,
+        journal: Arc<super::journal::Journal>,
+    ) -> Self {
+        let mut nodes = Nodes::default();
+        let mut root_attr = virtual_attr(0o755);
+        (root_attr.uid, root_attr.gid) = owner;
+        let root = nodes.insert(Node::dir(ROOT, b"", root_attr.clone(), Place::Virtual));
+        debug_assert_eq!(root, ROOT);
+        let snapshots_root = nodes.insert(Node::dir(
+            ROOT,
+            SNAPSHOTS_DIR,
+            virtual_attr(0o555),
+            Place::Virtual,
+        ));
+        let mut views = Vec::new();
+        let mut root_children = BTreeMap::new();
+        let mut snapshot_children = BTreeMap::new();
+        root_children.insert(SNAPSHOTS_DIR.to_vec(), snapshots_root);
+        for (index, mounted) in libraries.into_iter().enumerate() {
+            let writable = mounted.library.info.permission.can_write();
+            let mut attr = root_attr.clone();
+            attr.mode = if writable { 0o755 } else { 0o555 };
+            let name = mounted.display.as_bytes();
+            let mut live = Node::dir(ROOT, name, attr, Place::Live(index));
+            if let Some((_, root_tree)) = mounted.head {
+                live.body = Body::Dir {
+                    children: None,
+                    tree: Some(root_tree),
+                };
+            }
+            let live = nodes.insert(live);
+            let mut list = Node::dir(snapshots_root, name, virtual_attr(0o555), Place::Virtual);
+            list.body = Body::Dir {
+                children: None,
+                tree: None,
+            };
+            let snapshots = nodes.insert(list);
+            root_children.insert(name.to_vec(), live);
+            snapshot_children.insert(name.to_vec(), snapshots);
+            views.push(LibraryView {
+                library: Arc::new(mounted.library),
+                display: mounted.display,
+                live,
+                snapshots,
+                head: mounted.head.map(|(head, _)| head),
+                writable,
+                snapshots_loaded: false,
+            });
+        }
+        set_children(&mut nodes, ROOT, root_children);
+        set_children(&mut nodes, snapshots_root, snapshot_children);
+        Vfs {
+            nodes,
+            libraries: views,
+            fetcher,
+            handles: HashMap::new(),
+            next_handle: 1,
+            listings: HashMap::new(),
+            stage_dir,
+            journal,
+            last_change: std::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn node(&self, ino: Ino) -> VfsResult<&Node> {
+        self.nodes.get(ino).ok_or(VfsError::NotFound)
+    }
+
+    pub(crate) fn new_handle(&mut self, handle: Handle) -> u64 {
+        let fh = self.next_handle;
+        self.next_handle += 1;
+        self.handles.insert(fh, handle);
+        fh
+    }
+
+    pub fn stat(&self, ino: Ino) -> VfsResult<Stat> {
+        let node = self.node(ino)?;
+        let read_only = !matches!(node.place, Place::Live(i) if self.libraries[i].writable);
+        let mut attr = node.attr.clone();
+        if let (
+            Body::File {
+                staged: Some(_), ..
+            },
+            Some(size),
+        ) = (&node.body, self.open_size(ino))
+        {
+            attr.size = size;
+        }
+        if matches!(node.place, Place::Snapshot(_)) {
+            attr.mode &= !0o222;
+        }
+        let nlink = if node.kind == EntryKind::Dir { 2 } else { 1 };
+        Ok(Stat {
+            ino,
+            kind: node.kind,
+            attr,
+            nlink,
+            read_only,
+        })
+    }
+
+    /// The children of a directory, loading them first if needed.
+    pub(crate) fn children(&mut self, ino: Ino) -> VfsResult<&BTreeMap<Vec<u8>, Ino>> {
+        let node = self.node(ino)?;
+        let (place, tree) = match &node.body {
+            Body::Dir {
+                children: Some(_), ..
+            } => {
+                return match &self.node(ino)?.body {
+                    Body::Dir {
+                        children: Some(children),
+                        ..
+                    } => Ok(children),
+                    _ => unreachable!("checked above"),
+                };
+            }
+            Body::Dir {
+                children: None,
+                tree,
+            } => (node.place, *tree),
+            _ => return Err(VfsError::NotDir),
+        };
+        let loaded = match (place, tree) {
+            (Place::Live(lib) | Place::Snapshot(lib), Some(tree)) => {
+                let library = self.libraries[lib].library.clone();
+                let tree = self.fetcher.tree(&library, &tree)?;
+                tree.entries
+                    .iter()
+                    .map(|entry| {
+                        (
+                            entry.name.clone(),
+                            self.nodes.insert(Node::from_entry(entry, ino, place)),
+                        )
+                    })
+                    .collect()
+            }
+            (Place::Virtual, _) => self.load_snapshot_list(ino)?,
+            _ => BTreeMap::new(),
+        };
+        set_children(&mut self.nodes, ino, loaded);
+        self.children(ino)
+    }
+
+    /// Fills `snapshots/LIBRARY/` with one directory per snapshot and `latest`.
+    fn load_snapshot_list(&mut self, ino: Ino) -> VfsResult<BTreeMap<Vec<u8>, Ino>> {
+        let Some(index) = self.libraries.iter().position(|v| v.snapshots == ino) else {
+            return Ok(BTreeMap::new());
+        };
+        let library = self.libraries[index].library.clone();
+        let store = super::store::Store::new(self.fetcher.remote(), &library);
+        let records = store.snapshots()?;
+        let ids: Vec<ObjectId> = records.iter().map(|r| r.id).collect();
+        let plains = self
+            .fetcher
+            .get(&library, crate::crypto::BlobKind::Snapshot, &ids)?;
+        let mut children = BTreeMap::new();
+        let mut newest: Option<(i64, Vec<u8>)> = None;
+        for (id, plain) in ids.iter().zip(plains) {
+            let snapshot = crate::model::Snapshot::decode(&plain).map_err(ClientError::from)?;
+            let mut name = snapshot.time_text().into_bytes();
+            if children.contains_key(&name) {
+                name = format!("{}-{}", snapshot.time_text(), id.short()).into_bytes();
+            }
+            let attr = Attr {
+                mode: 0o555,
+                uid: 0,
+                gid: 0,
+                mtime_ns: snapshot.time_ns,
+                ctime_ns: snapshot.time_ns,
+                size: 0,
+            };
+            let mut dir = Node::dir(ino, &name, attr, Place::Snapshot(index));
+            dir.body = Body::Dir {
+                children: None,
+                tree: Some(snapshot.tree),
+            };
+            if newest
+                .as_ref()
+                .is_none_or(|(time, _)| snapshot.time_ns >= *time)
+            {
+                newest = Some((snapshot.time_ns, name.clone()));
+            }
+            children.insert(name, self.nodes.insert(dir));
+        }
+        if let Some((time, target)) = newest {
+            let link = Node {
+                parent: ino,
+                name: b"latest".to_vec(),
+                kind: EntryKind::Symlink,
+                attr: Attr {
+                    mode: 0o777,
+                    uid: 0,
+                    gid: 0,
+                    mtime_ns: time,
+                    ctime_ns: time,
+                    size: target.len() as u64,
+                },
+                xattrs: Vec::new(),
+                body: Body::Symlink(target),
+                place: Place::Virtual,
+            };
+            children.insert(b"latest".to_vec(), self.nodes.insert(link));
+        }
+        self.libraries[index].snapshots_loaded = true;
+        Ok(children)
+    }
+
+    pub fn lookup(&mut self, parent: Ino, name: &[u8]) -> VfsResult<Stat> {
+        let ino = *self.children(parent)?.get(name).ok_or(VfsError::NotFound)?;
+        self.stat(ino)
+    }
+
+    pub fn readlink(&self, ino: Ino) -> VfsResult<Vec<u8>> {
+        match &self.node(ino)?.body {
+            Body::Symlink(target) => Ok(target.clone()),
+            _ => Err(VfsError::Invalid("not a symlink")),
+        }
+    }
+
+    /// Takes a listing of a directory (with `.` and `..`) for readdir to page through.
+    pub fn opendir(&mut self, ino: Ino) -> VfsResult<u64> {
+        let parent = self.node(ino)?.parent;
+        let mut listing = vec![
+            (ino, EntryKind::Dir, b".".to_vec()),
+            (parent, EntryKind::Dir, b"..".to_vec()),
+        ];
+        let children: Vec<(Vec<u8>, Ino)> = self
+            .children(ino)?
+            .iter()
+            .map(|(n, i)| (n.clone(), *i))
+            .collect();
+        for (name, child) in children {
+            listing.push((child, self.node(child)?.kind, name));
+        }
+        let fh = self.next_handle;
+        self.next_handle += 1;
+        self.listings.insert(fh, listing);
+        Ok(fh)
+    }
+
+    /// Entries from position `offset` of the listing taken at opendir.
+    pub fn readdir(&self, fh: u64, offset: usize) -> VfsResult<&[(Ino, EntryKind, Vec<u8>)]> {
+        let listing = self.listings.get(&fh).ok_or(VfsError::BadHandle)?;
+        Ok(listing.get(offset..).unwrap_or(&[]))
+    }
+
+    pub fn releasedir(&mut self, fh: u64) {
+        self.listings.remove(&fh);
+    }
+
+    /// Replaces what the live view of library `index` shows with a new head, when another
+    /// client moved it and nothing local is pending.
+    pub fn show_new_head(&mut self, index: usize, head: ObjectId, root: ObjectId) {
+        let view = &mut self.libraries[index];
+        view.head = Some(head);
+        let live = view.live;
+        if view.snapshots_loaded {
+            view.snapshots_loaded = false;
+            let snapshots = view.snapshots;
+            self.reset_dir(snapshots, None);
+        }
+        self.reset_dir(live, Some(root));
+    }
+
+    fn reset_dir(&mut self, ino: Ino, tree: Option<ObjectId>) {
+        let old = match self.nodes.get_mut(ino) {
+            Some(node) => std::mem::replace(
+                &mut node.body,
+                Body::Dir {
+                    children: None,
+                    tree,
+                },
+            ),
+            None => return,
+        };
+        if let Body::Dir {
+            children: Some(children),
+            ..
+        } = old
+        {
+            for child in children.into_values() {
+                self.nodes.remove_tree(child);
+            }
+        }
+    }
+
+    /// Live nodes whose content is staged file `stage`.
+    pub(crate) fn nodes_with_stage(&self, stage: &str) -> Vec<Ino> {
+        (1..=self.nodes.len() as Ino)
+            .filter(|ino| {
+                matches!(self.nodes.get(*ino), Some(Node { body: Body::File { staged: Some(s), .. }, .. }) if s == stage)
+            })
+            .collect()
+    }
+
+    pub fn release(&mut self, fh: u64) {
+        self.handles.remove(&fh);
+    }
+}
+
+pub(crate) fn set_children(nodes: &mut Nodes, ino: Ino, children: BTreeMap<Vec<u8>, Ino>) {
+    if let Some(node) = nodes.get_mut(ino) {
+        if let Body::Dir { children: slot, .. } = &mut node.body {
+            *slot = Some(children);
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Opening and reading files: offset → chunk by binary search over chunk offsets → memory
+//! cache → disk cache → server, with read-ahead of the next chunks when reads are
+//! sequential. Snapshot files never change, so the kernel may keep their pages cached.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use super::nodes::{Body, Ino, Place};
+use super::{Vfs, VfsError, VfsResult};
+use crate::crypto::BlobKind;
+use crate::model::ChunkRef;
+
+/// Chunks fetched ahead of a sequential reader.
+const READ_AHEAD: usize = 4;
+
+pub enum Handle {
+    /// Committed content, read chunk by chunk.
+    Chunks {
+        library: usize,
+        chunks: Arc<Vec<ChunkRef>>,
+        offsets: Vec<u64>,
+        last_end: u64,
+    },
+    /// A staged local file (write-back), opened for reading and maybe writing.
+    Staged {
+        ino: Ino,
+        file: File,
+        writable: bool,
+        wrote: bool,
+    },
+}
+
+/// What `open` answers: the handle and whether the kernel may keep cached pages.
+pub struct Opened {
+    pub fh: u64,
+    pub keep_cache: bool,
+}
+
+impl Vfs {
+    /// Opens a file for reading (writes go through `open_for_write`).
+    pub fn open_read(&mut self, ino: Ino) -> VfsResult<Opened> {
+        let node = self.node(ino)?;
+        let place = node.place;
+        let handle = match &node.body {
+            Body::File {
+                staged: Some(stage),
+                ..
+            } => {
+                let file = File::open(self.stage_path(stage))?;
+                Handle::Staged {
+                    ino,
+                    file,
+                    writable: false,
+                    wrote: false,
+                }
+            }
+            Body::File { chunks, .. } => {
+                let library = match place {
+                    Place::Live(i) | Place::Snapshot(i) => i,
+                    Place::Virtual => return Err(VfsError::IsDir),
+                };
+                let mut offsets = Vec::with_capacity(chunks.len() + 1);
+                let mut total = 0u64;
+                offsets.push(0);
+                for chunk in chunks.iter() {
+                    total += u64::from(chunk.len);
+                    offsets.push(total);
+                }
+                Handle::Chunks {
+                    library,
+                    chunks: chunks.clone(),
+                    offsets,
+                    last_end: 0,
+                }
+            }
+            Body::Dir { .. } => return Err(VfsError::IsDir),
+            Body::Symlink(_) => return Err(VfsError::Invalid("cannot open a symlink")),
+        };
+        let keep_cache = matches!(place, Place::Snapshot(_));
+        Ok(Opened {
+            fh: self.new_handle(handle),
+            keep_cache,
+        })
+    }
+
+    pub fn read(&mut self, fh: u64, offset: u64, size: usize) -> VfsResult<Vec<u8>> {
+        let fetcher = self.fetcher.clone();
+        let libraries: Vec<_> = self.libraries.iter().map(|v| v.library.clone()).collect();
+        match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
+            Handle::Staged { file, .. } => {
+                let mut buf = vec![0u8; size];
+                let mut filled = 0;
+                while filled < size {
+                    let n = file.read_at(&mut buf[filled..], offset + filled as u64)?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                buf.truncate(filled);
+                Ok(buf)
+            }
+            Handle::Chunks {
+                library,
+                chunks,
+                offsets,
+                last_end,
+            } => {
+                let total = *offsets.last().expect("offsets start with 0");
+                if offset >= total || size == 0 {
+                    return Ok(Vec::new());
+                }
+                let end = (offset + size as u64).min(total);
+                let library = &libraries[*library];
+                let mut index = offsets.partition_point(|&o| o <= offset) - 1;
+                let mut out = Vec::with_capacity((end - offset) as usize);
+                let mut position = offset;
+                while position < end {
+                    let chunk = &chunks[index];
+                    let plain = fetcher
+                        .get(library, BlobKind::Chunk, &[chunk.id])?
+                        .remove(0);
+                    let from = (position - offsets[index]) as usize;
+                    let to = ((end.min(offsets[index + 1])) - offsets[index]) as usize;
+                    let piece = plain
+                        .get(from..to)
+                        .ok_or(VfsError::Invalid("chunk shorter than recorded"))?;
+                    out.extend_from_slice(piece);
+                    position += piece.len() as u64;
+                    index += 1;
+                }
+                if offset == *last_end || offset == 0 {
+                    let ahead: Vec<_> = chunks
+                        .iter()
+                        .skip(index)
+                        .take(READ_AHEAD)
+                        .map(|c| c.id)
+                        .collect();
+                    fetcher.prefetch(library, ahead);
+                }
+                *last_end = end;
+                Ok(out)
+            }
+        }
+    }
+
+    /// The current size of a file while it is staged (open for writing or waiting to upload).
+    pub(crate) fn open_size(&self, ino: Ino) -> Option<u64> {
+        match &self.nodes.get(ino)?.body {
+            Body::File {
+                staged: Some(stage),
+                ..
+            } => std::fs::metadata(self.stage_path(stage))
+                .ok()
+                .map(|m| m.len()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn stage_path(&self, stage: &str) -> std::path::PathBuf {
+        self.stage_dir.join(stage)
+    }
+}

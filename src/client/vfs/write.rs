@@ -1,0 +1,561 @@
+//! Changes through the mount: each updates the in-memory tree at once (so the next call sees
+//! it) and appends an operation to the journal before returning (so it is never lost).
+//! File contents are staged in local files; opening with O_TRUNC or creating downloads
+//! nothing. Only live views of libraries the user may write to can change: snapshots answer
+//! EROFS, the virtual directories and read-only shares EACCES.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use super::nodes::{Attr, Body, Ino, Node, Place};
+use super::read::{Handle, Opened};
+use super::{now_ns, Stat, Vfs, VfsError, VfsResult};
+use crate::client::journal::Op;
+use crate::crypto::BlobKind;
+use crate::model::tree::valid_name;
+use crate::model::{EntryKind, Xattr};
+
+/// Who asks, as the kernel says.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Vfs {
+    /// The library index of a node that may change, or why it may not.
+    fn writable(&self, ino: Ino) -> VfsResult<usize> {
+        match self.node(ino)?.place {
+            Place::Live(index) if self.libraries[index].writable => Ok(index),
+            Place::Snapshot(_) => Err(VfsError::ReadOnly),
+            Place::Virtual if self.libraries.iter().any(|v| v.snapshots == ino) => {
+                Err(VfsError::ReadOnly)
+            }
+            Place::Virtual
+                if self.node(ino)?.name == super::SNAPSHOTS_DIR && ino != super::nodes::ROOT =>
+            {
+                Err(VfsError::ReadOnly)
+            }
+            _ => Err(VfsError::Access),
+        }
+    }
+
+    /// The path of a live node inside its library (`a/b/c`), or `None` if it is no longer
+    /// reachable (unlinked while open).
+    pub(crate) fn live_path(&self, ino: Ino) -> Option<(usize, Vec<u8>)> {
+        let Place::Live(index) = self.nodes.get(ino)?.place else {
+            return None;
+        };
+        let root = self.libraries[index].live;
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut current = ino;
+        while current != root {
+            let node = self.nodes.get(current)?;
+            let parent = self.nodes.get(node.parent)?;
+            match &parent.body {
+                Body::Dir {
+                    children: Some(children),
+                    ..
+                } if children.get(&node.name) == Some(&current) => {}
+                _ => return None,
+            }
+            parts.push(&node.name);
+            current = node.parent;
+        }
+        parts.reverse();
+        Some((index, parts.join(&b'/')))
+    }
+
+    fn record(&mut self, index: usize, op: Op, durable: bool) -> VfsResult<()> {
+        let library = self.libraries[index].library.info.id.clone();
+        let result = if durable {
+            self.journal.append_durable(&library, &op)
+        } else {
+            self.journal.append(&library, &op)
+        };
+        result.map_err(|e| VfsError::Io(std::io::Error::other(e.to_string())))?;
+        self.last_change = std::time::Instant::now();
+        Ok(())
+    }
+
+    fn check_name(name: &[u8]) -> VfsResult<()> {
+        if name.len() > 255 {
+            return Err(VfsError::NameTooLong);
+        }
+        if !valid_name(name) {
+            return Err(VfsError::Invalid("invalid file name"));
+        }
+        Ok(())
+    }
+
+    /// Adds a new child, failing if the name is taken.
+    fn add_child(&mut self, parent: Ino, name: &[u8], node: Node) -> VfsResult<Ino> {
+        Self::check_name(name)?;
+        if self.children(parent)?.contains_key(name) {
+            return Err(VfsError::Exists);
+        }
+        let ino = self.nodes.insert(node);
+        self.insert_child(parent, name, ino);
+        Ok(ino)
+    }
+
+    fn insert_child(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Option<Ino> {
+        let now = now_ns();
+        let node = self.nodes.get_mut(parent)?;
+        node.attr.mtime_ns = now;
+        node.attr.ctime_ns = now;
+        match &mut node.body {
+            Body::Dir {
+                children: Some(children),
+                ..
+            } => children.insert(name.to_vec(), ino),
+            _ => None,
+        }
+    }
+
+    fn remove_child(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        let now = now_ns();
+        let node = self.nodes.get_mut(parent)?;
+        node.attr.mtime_ns = now;
+        node.attr.ctime_ns = now;
+        match &mut node.body {
+            Body::Dir {
+                children: Some(children),
+                ..
+            } => children.remove(name),
+            _ => None,
+        }
+    }
+
+    fn new_attr(mode: u32, caller: Caller) -> Attr {
+        let now = now_ns();
+        Attr {
+            mode: mode & 0o7777,
+            uid: caller.uid,
+            gid: caller.gid,
+            mtime_ns: now,
+            ctime_ns: now,
+            size: 0,
+        }
+    }
+
+    fn new_stage(&self) -> VfsResult<(String, File)> {
+        std::fs::create_dir_all(&self.stage_dir)?;
+        let stage = hex::encode(rand::random::<[u8; 16]>());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(self.stage_path(&stage))?;
+        Ok((stage, file))
+    }
+
+    pub fn create(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        caller: Caller,
+    ) -> VfsResult<(Stat, Opened)> {
+        let index = self.writable(parent)?;
+        let (stage, file) = self.new_stage()?;
+        let node = Node {
+            parent,
+            name: name.to_vec(),
+            kind: EntryKind::File,
+            attr: Self::new_attr(mode, caller),
+            xattrs: Vec::new(),
+            body: Body::File {
+                chunks: Arc::new(Vec::new()),
+                staged: Some(stage.clone()),
+                base: None,
+            },
+            place: Place::Live(index),
+        };
+        let ino = match self.add_child(parent, name, node) {
+            Ok(ino) => ino,
+            Err(e) => {
+                let _ = std::fs::remove_file(self.stage_path(&stage));
+                return Err(e);
+            }
+        };
+        let fh = self.new_handle(Handle::Staged {
+            ino,
+            file,
+            writable: true,
+            wrote: true,
+        });
+        Ok((
+            self.stat(ino)?,
+            Opened {
+                fh,
+                keep_cache: false,
+            },
+        ))
+    }
+
+    /// Opens a file for writing: stages it locally (copying the content unless truncating).
+    pub fn open_write(&mut self, ino: Ino, truncate: bool) -> VfsResult<Opened> {
+        let index = self.writable(ino)?;
+        let (chunks, staged) = match &self.node(ino)?.body {
+            Body::File { chunks, staged, .. } => (chunks.clone(), staged.clone()),
+            Body::Dir { .. } => return Err(VfsError::IsDir),
+            Body::Symlink(_) => return Err(VfsError::Invalid("cannot open a symlink")),
+        };
+        let file = match staged {
+            Some(stage) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(self.stage_path(&stage))?;
+                if truncate {
+                    file.set_len(0)?;
+                }
+                file
+            }
+            None => {
+                let (stage, file) = self.new_stage()?;
+                if !truncate {
+                    let library = self.libraries[index].library.clone();
+                    let mut offset = 0u64;
+                    for group in chunks.chunks(16) {
+                        let ids: Vec<_> = group.iter().map(|c| c.id).collect();
+                        for plain in self.fetcher.get(&library, BlobKind::Chunk, &ids)? {
+                            file.write_all_at(&plain, offset)?;
+                            offset += plain.len() as u64;
+                        }
+                    }
+                }
+                if let Some(Node {
+                    body: Body::File { staged, .. },
+                    ..
+                }) = self.nodes.get_mut(ino)
+                {
+                    *staged = Some(stage);
+                }
+                file
+            }
+        };
+        if truncate {
+            self.touch(ino, Some(0));
+        }
+        let fh = self.new_handle(Handle::Staged {
+            ino,
+            file,
+            writable: true,
+            wrote: truncate,
+        });
+        Ok(Opened {
+            fh,
+            keep_cache: false,
+        })
+    }
+
+    fn touch(&mut self, ino: Ino, size: Option<u64>) {
+        let now = now_ns();
+        if let Some(node) = self.nodes.get_mut(ino) {
+            node.attr.mtime_ns = now;
+            node.attr.ctime_ns = now;
+            if let Some(size) = size {
+                node.attr.size = size;
+            }
+        }
+    }
+
+    pub fn write(&mut self, fh: u64, offset: u64, data: &[u8]) -> VfsResult<usize> {
+        let ino = match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
+            Handle::Staged {
+                ino,
+                file,
+                writable: true,
+                wrote,
+            } => {
+                file.write_all_at(data, offset)?;
+                *wrote = true;
+                *ino
+            }
+            _ => return Err(VfsError::BadHandle),
+        };
+        let size = self.open_size(ino);
+        self.touch(ino, size);
+        Ok(data.len())
+    }
+
+    /// Journals the staged content of `ino` as the file's new state.
+    fn record_write(&mut self, ino: Ino, durable: bool) -> VfsResult<()> {
+        let Some((index, path)) = self.live_path(ino) else {
+            return Ok(());
+        };
+        let node = self.node(ino)?;
+        let Body::File {
+            staged: Some(stage),
+            base,
+            ..
+        } = &node.body
+        else {
+            return Ok(());
+        };
+        let op = Op::Write {
+            path,
+            stage: stage.clone(),
+            mode: node.attr.mode,
+            uid: node.attr.uid,
+            gid: node.attr.gid,
+            mtime_ns: node.attr.mtime_ns,
+            xattrs: node.xattrs.clone(),
+            base: base.clone(),
+        };
+        self.record(index, op, durable)
+    }
+
+    pub fn fsync(&mut self, fh: u64) -> VfsResult<()> {
+        let ino = match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
+            Handle::Staged {
+                ino, file, wrote, ..
+            } => {
+                file.sync_all()?;
+                let wrote = std::mem::take(wrote);
+                if !wrote {
+                    return Ok(());
+                }
+                *ino
+            }
+            Handle::Chunks { .. } => return Ok(()),
+        };
+        self.record_write(ino, true)
+    }
+
+    /// Closes a handle; a file written through it is journaled before this returns.
+    pub fn close(&mut self, fh: u64) -> VfsResult<()> {
+        match self.handles.remove(&fh) {
+            Some(Handle::Staged {
+                ino, wrote: true, ..
+            }) => self.record_write(ino, false),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn mkdir(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        mode: u32,
+        caller: Caller,
+    ) -> VfsResult<Stat> {
+        let index = self.writable(parent)?;
+        let node = Node::dir(
+            parent,
+            name,
+            Self::new_attr(mode, caller),
+            Place::Live(index),
+        );
+        let attr = node.attr.clone();
+        let ino = self.add_child(parent, name, node)?;
+        let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
+        let op = Op::Mkdir {
+            path,
+            mode: attr.mode,
+            uid: attr.uid,
+            gid: attr.gid,
+            mtime_ns: attr.mtime_ns,
+        };
+        self.record(index, op, false)?;
+        self.stat(ino)
+    }
+
+    pub fn symlink(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+        caller: Caller,
+    ) -> VfsResult<Stat> {
+        let index = self.writable(parent)?;
+        let mut attr = Self::new_attr(0o777, caller);
+        attr.size = target.len() as u64;
+        let node = Node {
+            parent,
+            name: name.to_vec(),
+            kind: EntryKind::Symlink,
+            attr: attr.clone(),
+            xattrs: Vec::new(),
+            body: Body::Symlink(target.to_vec()),
+            place: Place::Live(index),
+        };
+        let ino = self.add_child(parent, name, node)?;
+        let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
+        let op = Op::Symlink {
+            path,
+            target: target.to_vec(),
+            uid: attr.uid,
+            gid: attr.gid,
+            mtime_ns: attr.mtime_ns,
+        };
+        self.record(index, op, false)?;
+        self.stat(ino)
+    }
+
+    fn is_empty_dir(&mut self, ino: Ino) -> VfsResult<bool> {
+        Ok(self.children(ino)?.is_empty())
+    }
+
+    /// Removes a file or symlink (`dir == false`) or an empty directory (`dir == true`).
+    pub fn remove(&mut self, parent: Ino, name: &[u8], dir: bool) -> VfsResult<()> {
+        let index = self.writable(parent)?;
+        let ino = *self.children(parent)?.get(name).ok_or(VfsError::NotFound)?;
+        let is_dir = self.node(ino)?.kind == EntryKind::Dir;
+        match (dir, is_dir) {
+            (true, false) => return Err(VfsError::NotDir),
+            (false, true) => return Err(VfsError::IsDir),
+            (true, true) if !self.is_empty_dir(ino)? => return Err(VfsError::NotEmpty),
+            _ => {}
+        }
+        let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
+        self.remove_child(parent, name);
+        self.record(index, Op::Remove { path }, false)
+    }
+
+    pub fn rename(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        no_replace: bool,
+    ) -> VfsResult<()> {
+        let index = self.writable(parent)?;
+        if self.writable(new_parent)? != index {
+            return Err(VfsError::CrossDevice);
+        }
+        Self::check_name(new_name)?;
+        let ino = *self.children(parent)?.get(name).ok_or(VfsError::NotFound)?;
+        if self.node(new_parent)?.kind != EntryKind::Dir {
+            return Err(VfsError::NotDir);
+        }
+        // A directory cannot move into itself.
+        let mut up = new_parent;
+        while up != self.libraries[index].live {
+            if up == ino {
+                return Err(VfsError::Invalid("cannot move a directory into itself"));
+            }
+            up = self.node(up)?.parent;
+        }
+        if let Some(&existing) = self.children(new_parent)?.get(new_name) {
+            if existing == ino {
+                return Ok(());
+            }
+            if no_replace {
+                return Err(VfsError::Exists);
+            }
+            let (source_dir, target_dir) = (
+                self.node(ino)?.kind == EntryKind::Dir,
+                self.node(existing)?.kind == EntryKind::Dir,
+            );
+            match (source_dir, target_dir) {
+                (false, true) => return Err(VfsError::IsDir),
+                (true, false) => return Err(VfsError::NotDir),
+                (true, true) if !self.is_empty_dir(existing)? => return Err(VfsError::NotEmpty),
+                _ => {}
+            }
+        }
+        let (_, from) = self.live_path(ino).ok_or(VfsError::NotFound)?;
+        self.remove_child(parent, name);
+        self.insert_child(new_parent, new_name, ino);
+        if let Some(node) = self.nodes.get_mut(ino) {
+            node.parent = new_parent;
+            node.name = new_name.to_vec();
+            node.attr.ctime_ns = now_ns();
+        }
+        let (_, to) = self.live_path(ino).ok_or(VfsError::NotFound)?;
+        self.record(index, Op::Rename { from, to }, false)
+    }
+
+    /// chmod, chown, truncate and utimens.
+    pub fn setattr(
+        &mut self,
+        ino: Ino,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        mtime_ns: Option<i64>,
+    ) -> VfsResult<Stat> {
+        let index = self.writable(ino)?;
+        if let Some(size) = size {
+            let opened = self.open_write(ino, size == 0)?;
+            let result = match self.handles.get(&opened.fh) {
+                Some(Handle::Staged { file, .. }) => file.set_len(size).map_err(VfsError::from),
+                _ => Err(VfsError::BadHandle),
+            };
+            if let Some(Handle::Staged { wrote, .. }) = self.handles.get_mut(&opened.fh) {
+                *wrote = true;
+            }
+            self.touch(ino, Some(size));
+            result?;
+            self.close(opened.fh)?;
+        }
+        let node = self.nodes.get_mut(ino).ok_or(VfsError::NotFound)?;
+        if let Some(mode) = mode {
+            node.attr.mode = mode & 0o7777;
+        }
+        if let Some(uid) = uid {
+            node.attr.uid = uid;
+        }
+        if let Some(gid) = gid {
+            node.attr.gid = gid;
+        }
+        if let Some(mtime) = mtime_ns {
+            node.attr.mtime_ns = mtime;
+        }
+        node.attr.ctime_ns = now_ns();
+        if mode.is_some() || uid.is_some() || gid.is_some() || mtime_ns.is_some() {
+            if let Some((_, path)) = self.live_path(ino) {
+                self.record(
+                    index,
+                    Op::SetAttr {
+                        path,
+                        mode,
+                        uid,
+                        gid,
+                        mtime_ns,
+                    },
+                    false,
+                )?;
+            }
+        }
+        self.stat(ino)
+    }
+
+    pub fn xattrs(&self, ino: Ino) -> VfsResult<&[Xattr]> {
+        Ok(&self.node(ino)?.xattrs)
+    }
+
+    /// Sets (`Some`) or removes (`None`) an extended attribute.
+    pub fn set_xattr(&mut self, ino: Ino, name: &[u8], value: Option<&[u8]>) -> VfsResult<()> {
+        let index = self.writable(ino)?;
+        let node = self.nodes.get_mut(ino).ok_or(VfsError::NotFound)?;
+        let mut xattrs: BTreeMap<Vec<u8>, Vec<u8>> =
+            node.xattrs.drain(..).map(|x| (x.name, x.value)).collect();
+        let existed = match value {
+            Some(value) => {
+                xattrs.insert(name.to_vec(), value.to_vec());
+                true
+            }
+            None => xattrs.remove(name).is_some(),
+        };
+        node.xattrs = xattrs
+            .into_iter()
+            .map(|(name, value)| Xattr { name, value })
+            .collect();
+        if !existed {
+            return Err(VfsError::NoAttribute);
+        }
+        let xattrs = node.xattrs.clone();
+        if let Some((_, path)) = self.live_path(ino) {
+            self.record(index, Op::SetXattrs { path, xattrs }, false)?;
+        }
+        Ok(())
+    }
+}

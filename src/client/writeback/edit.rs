@@ -1,0 +1,336 @@
+//! Replaying journaled operations onto a library's tree as the server has it now, to make
+//! the next snapshot. Directories load on demand; untouched subtrees keep their ids.
+//!
+//! Merging: an operation whose target moved or vanished is skipped, a write into a removed
+//! directory recreates it, and a file changed both here and elsewhere keeps both versions,
+//! the local one as `NAME (conflict HOST YYYY-MM-DD HHMM)`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::client::backup::trees::TreeWriter;
+use crate::client::journal::Op;
+use crate::client::vfs::nodes::content_sig;
+use crate::client::Result;
+use crate::crypto::ObjectId;
+use crate::model::{ChunkRef, Entry, EntryKind, Tree};
+
+enum Item {
+    /// Unchanged: a file, symlink, or a directory not loaded.
+    Clean(Entry),
+    Dir(EditDir),
+}
+
+struct EditDir {
+    meta: Entry,
+    items: BTreeMap<Vec<u8>, Item>,
+}
+
+pub struct EditTree {
+    root: EditDir,
+    /// Paths written by this replay (so our own earlier writes are not conflicts).
+    written: HashSet<Vec<u8>>,
+    conflict_suffix: String,
+    pub conflicts: Vec<String>,
+}
+
+fn dir_entry(name: &[u8], mode: u32, uid: u32, gid: u32, mtime_ns: i64) -> Entry {
+    Entry {
+        name: name.to_vec(),
+        kind: EntryKind::Dir,
+        mode,
+        uid,
+        gid,
+        mtime_ns,
+        size: 0,
+        inode: 0,
+        xattrs: Vec::new(),
+        chunks: Vec::new(),
+        target: None,
+        subtree: None,
+    }
+}
+
+fn split(path: &[u8]) -> Vec<Vec<u8>> {
+    path.split(|b| *b == b'/')
+        .filter(|p| !p.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+fn load(writer: &mut TreeWriter<'_>, meta: Entry) -> Result<EditDir> {
+    let items = match meta.subtree {
+        Some(id) => writer
+            .get(&id)?
+            .entries
+            .into_iter()
+            .map(|e| (e.name.clone(), Item::Clean(e)))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    Ok(EditDir { meta, items })
+}
+
+impl EditDir {
+    /// The directory `name` below this one, loaded; made if missing and `create`.
+    fn subdir(
+        &mut self,
+        writer: &mut TreeWriter<'_>,
+        name: &[u8],
+        create: bool,
+    ) -> Result<Option<&mut EditDir>> {
+        let loaded = match self.items.remove(name) {
+            Some(Item::Dir(dir)) => Some(dir),
+            Some(Item::Clean(entry)) if entry.kind == EntryKind::Dir => Some(load(writer, entry)?),
+            Some(other) => {
+                self.items.insert(name.to_vec(), other);
+                return Ok(None);
+            }
+            None if create => {
+                let now = crate::client::vfs::now_ns();
+                Some(EditDir {
+                    meta: dir_entry(name, 0o755, 0, 0, now),
+                    items: BTreeMap::new(),
+                })
+            }
+            None => None,
+        };
+        Ok(match loaded {
+            Some(dir) => {
+                self.items.insert(name.to_vec(), Item::Dir(dir));
+                match self.items.get_mut(name) {
+                    Some(Item::Dir(dir)) => Some(dir),
+                    _ => unreachable!("just inserted"),
+                }
+            }
+            None => None,
+        })
+    }
+}
+
+impl EditTree {
+    pub fn new(writer: &mut TreeWriter<'_>, root: Option<ObjectId>, host: &str) -> Result<Self> {
+        let mut meta = dir_entry(b"", 0o755, 0, 0, 0);
+        meta.subtree = root;
+        let stamp = crate::model::snapshot::format_time_ns(crate::client::vfs::now_ns());
+        let suffix = format!(
+            " (conflict {host} {} {}{})",
+            &stamp[..10],
+            &stamp[11..13],
+            &stamp[14..16]
+        );
+        Ok(Self {
+            root: load(writer, meta)?,
+            written: HashSet::new(),
+            conflict_suffix: suffix,
+            conflicts: Vec::new(),
+        })
+    }
+
+    /// The directory holding `path` and the last component; `None` if it cannot exist.
+    fn parent<'a>(
+        &'a mut self,
+        writer: &mut TreeWriter<'_>,
+        path: &[u8],
+        create: bool,
+    ) -> Result<Option<(&'a mut EditDir, Vec<u8>)>> {
+        let mut parts = split(path);
+        let Some(name) = parts.pop() else {
+            return Ok(None);
+        };
+        let mut dir = &mut self.root;
+        for part in parts {
+            match dir.subdir(writer, &part, create)? {
+                Some(next) => dir = next,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some((dir, name)))
+    }
+
+    fn entry_mut<'a>(
+        &'a mut self,
+        writer: &mut TreeWriter<'_>,
+        path: &[u8],
+    ) -> Result<Option<&'a mut Entry>> {
+        let Some((dir, name)) = self.parent(writer, path, false)? else {
+            return Ok(None);
+        };
+        Ok(match dir.items.get_mut(&name) {
+            Some(Item::Clean(entry)) => Some(entry),
+            Some(Item::Dir(sub)) => Some(&mut sub.meta),
+            None => None,
+        })
+    }
+
+    pub fn apply(
+        &mut self,
+        writer: &mut TreeWriter<'_>,
+        op: &Op,
+        contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
+    ) -> Result<()> {
+        match op {
+            Op::Write {
+                path,
+                stage,
+                mode,
+                uid,
+                gid,
+                mtime_ns,
+                xattrs,
+                base,
+            } => {
+                let Some((chunks, size)) = contents.get(stage) else {
+                    return Ok(());
+                };
+                let ours = self.written.contains(path);
+                let suffix = self.conflict_suffix.clone();
+                let Some((dir, name)) = self.parent(writer, path, true)? else {
+                    return Ok(());
+                };
+                let clash = match dir.items.get(&name) {
+                    None => false,
+                    Some(_) if ours => false,
+                    Some(Item::Clean(e)) if e.kind == EntryKind::File => {
+                        base.as_deref() != Some(content_sig(&e.chunks).as_str())
+                    }
+                    Some(_) => true,
+                };
+                let name = if clash {
+                    let mut renamed = name.clone();
+                    renamed.extend_from_slice(suffix.as_bytes());
+                    renamed
+                } else {
+                    name
+                };
+                let entry = Entry {
+                    name: name.clone(),
+                    kind: EntryKind::File,
+                    mode: *mode,
+                    uid: *uid,
+                    gid: *gid,
+                    mtime_ns: *mtime_ns,
+                    size: *size,
+                    inode: 0,
+                    xattrs: xattrs.clone(),
+                    chunks: chunks.clone(),
+                    target: None,
+                    subtree: None,
+                };
+                dir.items.insert(name.clone(), Item::Clean(entry));
+                if clash {
+                    self.conflicts
+                        .push(String::from_utf8_lossy(&name).into_owned());
+                } else {
+                    self.written.insert(path.clone());
+                }
+            }
+            Op::Mkdir {
+                path,
+                mode,
+                uid,
+                gid,
+                mtime_ns,
+            } => {
+                if let Some((dir, name)) = self.parent(writer, path, true)? {
+                    if !dir.items.contains_key(&name) {
+                        let meta = dir_entry(&name, *mode, *uid, *gid, *mtime_ns);
+                        dir.items.insert(
+                            name,
+                            Item::Dir(EditDir {
+                                meta,
+                                items: BTreeMap::new(),
+                            }),
+                        );
+                    }
+                }
+            }
+            Op::Symlink {
+                path,
+                target,
+                uid,
+                gid,
+                mtime_ns,
+            } => {
+                if let Some((dir, name)) = self.parent(writer, path, true)? {
+                    let mut entry = dir_entry(&name, 0o777, *uid, *gid, *mtime_ns);
+                    entry.kind = EntryKind::Symlink;
+                    entry.size = target.len() as u64;
+                    entry.target = Some(target.clone());
+                    dir.items.insert(name, Item::Clean(entry));
+                }
+            }
+            Op::Remove { path } => {
+                if let Some((dir, name)) = self.parent(writer, path, false)? {
+                    dir.items.remove(&name);
+                }
+                self.written.remove(path);
+            }
+            Op::Rename { from, to } => {
+                let taken = match self.parent(writer, from, false)? {
+                    Some((dir, name)) => dir.items.remove(&name),
+                    None => None,
+                };
+                if let Some(mut item) = taken {
+                    if let Some((dir, name)) = self.parent(writer, to, true)? {
+                        match &mut item {
+                            Item::Clean(e) => e.name = name.clone(),
+                            Item::Dir(d) => d.meta.name = name.clone(),
+                        }
+                        dir.items.insert(name, item);
+                    }
+                    if self.written.remove(from) {
+                        self.written.insert(to.clone());
+                    }
+                }
+            }
+            Op::SetAttr {
+                path,
+                mode,
+                uid,
+                gid,
+                mtime_ns,
+            } => {
+                if let Some(entry) = self.entry_mut(writer, path)? {
+                    entry.mode = mode.unwrap_or(entry.mode);
+                    entry.uid = uid.unwrap_or(entry.uid);
+                    entry.gid = gid.unwrap_or(entry.gid);
+                    entry.mtime_ns = mtime_ns.unwrap_or(entry.mtime_ns);
+                }
+            }
+            Op::SetXattrs { path, xattrs } => {
+                if let Some(entry) = self.entry_mut(writer, path)? {
+                    entry.xattrs = xattrs.clone();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the changed trees (children first) and returns the root's id.
+    pub fn write(&mut self, writer: &mut TreeWriter<'_>) -> ObjectId {
+        fn write_dir(dir: &mut EditDir, writer: &mut TreeWriter<'_>) -> ObjectId {
+            let entries = dir
+                .items
+                .values_mut()
+                .map(|item| match item {
+                    Item::Clean(entry) => entry.clone(),
+                    Item::Dir(sub) => {
+                        let mut meta = sub.meta.clone();
+                        meta.subtree = Some(write_dir(sub, writer));
+                        meta
+                    }
+                })
+                .collect();
+            writer.add(Tree::new(entries))
+        }
+        write_dir(&mut self.root, writer)
+    }
+
+    /// The content signature of the file at `path` now, if it is a file.
+    pub fn file_sig(&mut self, writer: &mut TreeWriter<'_>, path: &[u8]) -> Result<Option<String>> {
+        Ok(self
+            .entry_mut(writer, path)?
+            .filter(|e| e.kind == EntryKind::File)
+            .map(|e| content_sig(&e.chunks)))
+    }
+}

@@ -1,0 +1,344 @@
+//! The background uploader of a mount: after a quiet delay, turns journaled changes into a
+//! `write-back` snapshot and moves the library's head by compare-and-swap, merging with
+//! whatever another client committed meanwhile (see `edit`).
+//!
+//! Order of work for one library: upload the staged contents (only chunks the server
+//! lacks), replay the pending operations onto the current head, upload the new trees and the
+//! snapshot, compare-and-swap the head (replaying onto the new head if it moved), and only
+//! then drop the operations from the journal and the staged files that nothing needs.
+//! A failure anywhere leaves the journal as it was, to retry later.
+
+mod edit;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use self::edit::EditTree;
+use super::backup::content::{self, ContentStats, FileRead};
+use super::backup::scan::FileJob;
+use super::backup::trees::TreeWriter;
+use super::journal::{Journal, Op};
+use super::remote::Remote;
+use super::store::{Batch, Store};
+use super::vfs::nodes::{content_sig, Body};
+use super::vfs::{Handle, Vfs};
+use super::{hostname, ClientError, Result};
+use crate::api::types::{SnapshotMeta, UploadObject};
+use crate::crypto::{BlobKind, ObjectId};
+use crate::model::{ChunkRef, Snapshot, SnapshotKind, SnapshotSummary};
+
+const COMMIT_ATTEMPTS: usize = 10;
+
+/// What `ibackup status` shows about a mount.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct UploadStatus {
+    pub pending_operations: u64,
+    pub pending_files: u64,
+    pub pending_bytes: u64,
+    pub snapshots_uploaded: u64,
+    pub last_error: Option<String>,
+    pub conflicts: Vec<String>,
+}
+
+pub struct Uploader {
+    pub vfs: Arc<Mutex<Vfs>>,
+    pub journal: Arc<Journal>,
+    pub remote: Arc<Remote>,
+    pub delay: Duration,
+    pub stage_dir: PathBuf,
+    pub status: Arc<Mutex<UploadStatus>>,
+    /// Set to upload at once, without waiting for quiet.
+    pub hurry: Arc<AtomicBool>,
+    /// Set to end the loop.
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Uploader {
+    fn vfs(&self) -> std::sync::MutexGuard<'_, Vfs> {
+        self.vfs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs until `stop`; uploads whenever changes have been quiet for the delay.
+    pub fn run(&self) {
+        let mut backoff = Duration::from_secs(1);
+        let mut next_try = Instant::now();
+        while !self.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+            self.refresh_status();
+            let quiet = self.vfs().last_change.elapsed() >= self.delay;
+            if !(quiet || self.hurry.load(Ordering::SeqCst)) || Instant::now() < next_try {
+                continue;
+            }
+            match self.upload_all() {
+                Ok(()) => {
+                    backoff = Duration::from_secs(1);
+                    self.status
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .last_error = None;
+                }
+                Err(error) => {
+                    self.status
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .last_error = Some(error.to_string());
+                    next_try = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        self.refresh_status();
+    }
+
+    pub fn refresh_status(&self) {
+        let pending = self.journal.counts().unwrap_or((0, 0));
+        let bytes: u64 = self
+            .journal
+            .stages_in_use()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|stage| std::fs::metadata(self.stage_dir.join(stage)).ok())
+            .map(|m| m.len())
+            .sum();
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.pending_operations = pending.0;
+        status.pending_files = pending.1;
+        status.pending_bytes = bytes;
+    }
+
+    /// Uploads what every library has pending.
+    pub fn upload_all(&self) -> Result<()> {
+        let count = self.vfs().libraries.len();
+        for index in 0..count {
+            let library_id = self.vfs().libraries[index].library.info.id.clone();
+            let ops = self.journal.pending(&library_id).map_err(state_error)?;
+            if !ops.is_empty() {
+                self.upload_library(index, ops)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn upload_library(&self, index: usize, ops: Vec<(i64, Op)>) -> Result<()> {
+        let (library, shown_head) = {
+            let vfs = self.vfs();
+            (
+                vfs.libraries[index].library.clone(),
+                vfs.libraries[index].head,
+            )
+        };
+        let store = Store::new(&self.remote, &library);
+        let last_seq = ops.last().map(|(seq, _)| *seq).unwrap_or(0);
+
+        // 1. The staged contents.
+        let stages: Vec<String> = ops
+            .iter()
+            .filter_map(|(_, op)| match op {
+                Op::Write { stage, .. } => Some(stage.clone()),
+                _ => None,
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .filter(|stage| self.stage_dir.join(stage).exists())
+            .collect();
+        let jobs: Vec<FileJob> = stages
+            .iter()
+            .map(|stage| {
+                let path = self.stage_dir.join(stage);
+                let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                FileJob { path, size }
+            })
+            .collect();
+        let stats = ContentStats::default();
+        let reads =
+            content::store_contents(&store, &jobs, &stats, &indicatif::ProgressBar::hidden())?;
+        let mut contents: HashMap<String, (Vec<ChunkRef>, u64)> = HashMap::new();
+        for (stage, read) in stages.iter().zip(reads) {
+            match read {
+                FileRead::Stored { chunks, size, .. } => {
+                    contents.insert(stage.clone(), (chunks, size));
+                }
+                FileRead::Failed(message) => return Err(ClientError::State(message)),
+            }
+        }
+
+        // 2. Replay onto the current head and commit, retrying if the head moves.
+        let host = hostname();
+        for _ in 0..COMMIT_ATTEMPTS {
+            let head = store.head()?;
+            let root = match head {
+                Some(id) => Some(store.load_snapshot(&id)?.tree),
+                None => None,
+            };
+            let mut writer = TreeWriter::new(&store, HashMap::new());
+            let mut edit = EditTree::new(&mut writer, root, &host)?;
+            for (_, op) in &ops {
+                edit.apply(&mut writer, op, &contents)?;
+            }
+            let new_root = edit.write(&mut writer);
+            writer.flush()?;
+            let snapshot = Snapshot {
+                tree: new_root,
+                parent: head,
+                time_ns: crate::client::vfs::now_ns(),
+                host: host.clone(),
+                username: std::env::var("USER").unwrap_or_default(),
+                paths: vec!["/".into()],
+                tags: Vec::new(),
+                kind: SnapshotKind::WriteBack,
+                summary: SnapshotSummary::default(),
+            };
+            let (id, blob) = store.keys.seal(BlobKind::Snapshot, &snapshot.encode());
+            let mut batch = Batch::default();
+            let object = UploadObject {
+                id,
+                kind: BlobKind::Snapshot,
+                len: blob.len() as u32,
+                refs: vec![new_root],
+                snapshot: Some(SnapshotMeta {
+                    time_ns: snapshot.time_ns,
+                    parent: head,
+                }),
+            };
+            batch.push(object, blob);
+            store.upload(batch)?;
+            if store.set_head(head, id)?.is_err() {
+                continue;
+            }
+            self.committed(
+                index,
+                last_seq,
+                &mut writer,
+                &mut edit,
+                &contents,
+                id,
+                new_root,
+                head != shown_head,
+            )?;
+            let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            status.snapshots_uploaded += 1;
+            status.conflicts.extend(edit.conflicts.drain(..));
+            return Ok(());
+        }
+        Err(ClientError::State(
+            "the library kept changing; will retry".into(),
+        ))
+    }
+
+    /// After a commit: forget uploaded operations, point live files at their chunks, drop
+    /// staged files nothing needs, and show other clients' changes if nothing is pending.
+    #[allow(clippy::too_many_arguments)]
+    fn committed(
+        &self,
+        index: usize,
+        last_seq: i64,
+        writer: &mut TreeWriter<'_>,
+        edit: &mut EditTree,
+        contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
+        head: ObjectId,
+        root: ObjectId,
+        remote_changed: bool,
+    ) -> Result<()> {
+        let mut vfs = self.vfs();
+        let library_id = vfs.libraries[index].library.info.id.clone();
+        let later = self.journal.pending(&library_id).map_err(state_error)?;
+        let later: Vec<(i64, Op)> = later
+            .into_iter()
+            .filter(|(seq, _)| *seq > last_seq)
+            .collect();
+        let mut updates = Vec::new();
+        for (seq, op) in &later {
+            if let Op::Write { path, base, .. } = op {
+                let now = edit.file_sig(writer, path)?;
+                if now != *base {
+                    let mut op = op.clone();
+                    if let Op::Write { base, .. } = &mut op {
+                        *base = now;
+                    }
+                    updates.push((*seq, op));
+                }
+            }
+        }
+        self.journal
+            .complete(&library_id, last_seq, &updates)
+            .map_err(state_error)?;
+        vfs.libraries[index].head = Some(head);
+
+        let needed = self.journal.stages_in_use().map_err(state_error)?;
+        let open: HashSet<u64> = vfs
+            .handles
+            .values()
+            .filter_map(|h| match h {
+                Handle::Staged { ino, .. } => Some(*ino),
+                _ => None,
+            })
+            .collect();
+        let mut freed = Vec::new();
+        for (stage, (chunks, _)) in contents {
+            if needed.contains(stage) {
+                continue;
+            }
+            let holders = vfs.nodes_with_stage(stage);
+            if holders.iter().any(|ino| open.contains(ino)) {
+                continue;
+            }
+            for ino in holders {
+                if let Some(node) = vfs.nodes.get_mut(ino) {
+                    node.body = Body::File {
+                        chunks: Arc::new(chunks.clone()),
+                        staged: None,
+                        base: Some(content_sig(chunks)),
+                    };
+                }
+            }
+            freed.push(stage.clone());
+        }
+        if remote_changed && later.is_empty() && open.is_empty() {
+            vfs.show_new_head(index, head, root);
+        }
+        drop(vfs);
+        for stage in freed {
+            let _ = std::fs::remove_file(self.stage_dir.join(stage));
+        }
+        Ok(())
+    }
+
+    /// Checks the server for heads another client moved, and shows them when nothing local
+    /// is pending.
+    pub fn poll_heads(&self) -> Result<()> {
+        let count = self.vfs().libraries.len();
+        for index in 0..count {
+            let (library, shown) = {
+                let vfs = self.vfs();
+                (
+                    vfs.libraries[index].library.clone(),
+                    vfs.libraries[index].head,
+                )
+            };
+            let store = Store::new(&self.remote, &library);
+            let head = store.head()?;
+            if head == shown || head.is_none() {
+                continue;
+            }
+            let root = store.load_snapshot(&head.expect("checked"))?.tree;
+            let pending = self
+                .journal
+                .pending(&library.info.id)
+                .map_err(state_error)?;
+            let mut vfs = self.vfs();
+            if pending.is_empty() && vfs.handles.is_empty() {
+                vfs.show_new_head(index, head.expect("checked"), root);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn state_error(error: impl std::fmt::Display) -> ClientError {
+    ClientError::State(error.to_string())
+}
