@@ -100,6 +100,17 @@ enum Command {
         #[arg(long, default_value = DEFAULT_LIBRARY)]
         library: String,
     },
+    /// Mount your libraries and their snapshots as a folder (default ~/ibackup).
+    Mount(super::mount::MountOptions),
+    /// Unmount, after uploading pending changes unless --no-wait.
+    Umount {
+        mountpoint: Option<PathBuf>,
+        /// Unmount at once; pending changes stay queued for the next mount.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Mounts and their pending uploads.
+    Status,
     /// Libraries you own or that were shared with you.
     Library {
         #[command(subcommand)]
@@ -307,6 +318,66 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             if !summary.warnings.is_empty() {
                 return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Mount(options) => {
+            let mountpoint = super::mount::mount(&paths, &options)?;
+            if !options.foreground {
+                if json {
+                    print_json(&serde_json::json!({ "mounted": mountpoint }));
+                } else {
+                    println!(
+                        "Mounted at {}; `ibackup umount` ends it.",
+                        mountpoint.display()
+                    );
+                }
+            }
+        }
+        Command::Umount {
+            mountpoint,
+            no_wait,
+        } => {
+            let progress = !json && std::io::stderr().is_terminal();
+            let record = super::mount::umount(&paths, mountpoint.as_deref(), no_wait, progress)?;
+            if json {
+                print_json(&record);
+            } else if record.uploads.pending_operations > 0 {
+                println!(
+                    "Unmounted {}; {} files ({}) stay queued and upload at the next mount.",
+                    record.mountpoint.display(),
+                    record.uploads.pending_files,
+                    format_size(record.uploads.pending_bytes)
+                );
+            } else {
+                println!(
+                    "Unmounted {}; all changes are uploaded.",
+                    record.mountpoint.display()
+                );
+            }
+        }
+        Command::Status => {
+            let mounts = super::mount::status(&paths);
+            if json {
+                print_json(&serde_json::json!({ "mounts": mounts }));
+            } else if mounts.is_empty() {
+                println!("Nothing mounted.");
+            } else {
+                for m in &mounts {
+                    println!(
+                        "{}: {} files ({}) pending upload{}",
+                        m.mountpoint.display(),
+                        m.uploads.pending_files,
+                        format_size(m.uploads.pending_bytes),
+                        m.uploads
+                            .last_error
+                            .as_ref()
+                            .map(|e| format!("; last error: {e}"))
+                            .unwrap_or_default()
+                    );
+                    for conflict in &m.uploads.conflicts {
+                        println!("  conflict kept as: {conflict}");
+                    }
+                }
             }
         }
         Command::Library { command } => {

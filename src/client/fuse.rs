@@ -36,6 +36,7 @@ pub fn errno(error: &VfsError) -> i32 {
         VfsError::CrossDevice => libc::EXDEV,
         VfsError::NameTooLong => libc::ENAMETOOLONG,
         VfsError::NoAttribute => libc::ENODATA,
+        VfsError::NotSupported => libc::EOPNOTSUPP,
         VfsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
         VfsError::Remote(_) => libc::EIO,
     }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod fuse;
 pub mod journal;
+pub mod mount;
 pub mod password;
 pub mod remote;
 pub mod restore;

@@ -54,6 +54,8 @@ pub enum VfsError {
     NameTooLong,
     #[error("no such extended attribute")]
     NoAttribute,
+    #[error("operation not supported")]
+    NotSupported,
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]

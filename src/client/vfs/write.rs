@@ -535,6 +535,11 @@ impl Vfs {
     /// Sets (`Some`) or removes (`None`) an extended attribute.
     pub fn set_xattr(&mut self, ino: Ino, name: &[u8], value: Option<&[u8]>) -> VfsResult<()> {
         let index = self.writable(ino)?;
+        // ACLs and other system attributes would stand in for the mode bits (cp -a sets the
+        // ACL instead of chmod when it can); refusing them makes tools fall back to chmod.
+        if name.starts_with(b"system.") || name.starts_with(b"security.") {
+            return Err(VfsError::NotSupported);
+        }
         let node = self.nodes.get_mut(ino).ok_or(VfsError::NotFound)?;
         let mut xattrs: BTreeMap<Vec<u8>, Vec<u8>> =
             node.xattrs.drain(..).map(|x| (x.name, x.value)).collect();

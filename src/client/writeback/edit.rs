@@ -232,15 +232,13 @@ impl EditTree {
                 mtime_ns,
             } => {
                 if let Some((dir, name)) = self.parent(writer, path, true)? {
-                    if !dir.items.contains_key(&name) {
-                        let meta = dir_entry(&name, *mode, *uid, *gid, *mtime_ns);
-                        dir.items.insert(
-                            name,
-                            Item::Dir(EditDir {
-                                meta,
-                                items: BTreeMap::new(),
-                            }),
-                        );
+                    if let std::collections::btree_map::Entry::Vacant(slot) = dir.items.entry(name)
+                    {
+                        let meta = dir_entry(slot.key(), *mode, *uid, *gid, *mtime_ns);
+                        slot.insert(Item::Dir(EditDir {
+                            meta,
+                            items: BTreeMap::new(),
+                        }));
                     }
                 }
             }

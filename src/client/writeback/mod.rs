@@ -222,7 +222,7 @@ impl Uploader {
             )?;
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
             status.snapshots_uploaded += 1;
-            status.conflicts.extend(edit.conflicts.drain(..));
+            status.conflicts.append(&mut edit.conflicts);
             return Ok(());
         }
         Err(ClientError::State(
@@ -304,6 +304,28 @@ impl Uploader {
         drop(vfs);
         for stage in freed {
             let _ = std::fs::remove_file(self.stage_dir.join(stage));
+        }
+        Ok(())
+    }
+
+    /// Shows each library's recorded head afresh (after uploading what the previous mount
+    /// left, which the tree built at start does not include).
+    pub fn show_committed_heads(&self) -> Result<()> {
+        let count = self.vfs().libraries.len();
+        for index in 0..count {
+            let (library, head) = {
+                let vfs = self.vfs();
+                (
+                    vfs.libraries[index].library.clone(),
+                    vfs.libraries[index].head,
+                )
+            };
+            if let Some(head) = head {
+                let root = Store::new(&self.remote, &library)
+                    .load_snapshot(&head)?
+                    .tree;
+                self.vfs().show_new_head(index, head, root);
+            }
         }
         Ok(())
     }

@@ -1,0 +1,495 @@
+//! `ibackup mount`, `umount` and `status`.
+//!
+//! `mount` checks what it needs (FUSE, a free mount point, a session), then runs the mount
+//! in a background process of its own and returns once the mount is ready (`--foreground`
+//! stays attached). The mount process writes its state (pending uploads, last error) to a
+//! small file under the cache directory, which `status` and `umount` read.
+//! On SIGTERM (and `umount`, and `fusermount3 -u`) it uploads what is pending, then ends;
+//! on SIGUSR1 (`umount --no-wait`) it unmounts at once and leaves the queue for next time.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::cache::{DiskCache, Fetcher};
+use super::config::Paths;
+use super::fuse::FuseFs;
+use super::journal::Journal;
+use super::session::Session;
+use super::store::Store;
+use super::vfs::{MountedLibrary, Vfs};
+use super::writeback::{UploadStatus, Uploader};
+use super::{ClientError, Result};
+use crate::units::{format_size, parse_size};
+
+fn size_arg(text: &str) -> std::result::Result<u64, String> {
+    parse_size(text)
+}
+
+/// Options of `ibackup mount` (flags, or fields of a config file).
+#[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
+pub struct MountOptions {
+    /// Where to mount (default: ~/ibackup, created if missing).
+    pub mountpoint: Option<PathBuf>,
+    /// Stay attached instead of running in the background.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Disk cache of fetched (encrypted) blobs.
+    #[arg(long, default_value = "10GiB", value_parser = size_arg)]
+    pub cache_size: u64,
+    /// Memory cache of decrypted chunks.
+    #[arg(long, default_value = "128MiB", value_parser = size_arg)]
+    pub memory_cache: u64,
+    /// Seconds of quiet before changes are uploaded.
+    #[arg(long, default_value_t = 2.0)]
+    pub write_back_delay: f64,
+    /// Show everything read-only.
+    #[arg(long)]
+    pub read_only: bool,
+}
+
+/// What a running mount publishes about itself.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MountRecord {
+    pub mountpoint: PathBuf,
+    pub pid: u32,
+    pub running: bool,
+    #[serde(flatten)]
+    pub uploads: UploadStatus,
+}
+
+fn default_mountpoint() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join("ibackup"))
+        .ok_or_else(|| ClientError::Usage("HOME is not set; name the mount point".into()))
+}
+
+fn records_dir(paths: &Paths) -> PathBuf {
+    paths.cache_dir.join("mounts")
+}
+
+fn record_path(paths: &Paths, mountpoint: &Path) -> PathBuf {
+    let key = blake3::hash(mountpoint.as_os_str().as_encoded_bytes()).to_hex();
+    records_dir(paths).join(format!("{}.json", &key[..16]))
+}
+
+fn write_record(path: &Path, record: &MountRecord) {
+    let tmp = path.with_extension("tmp");
+    if let Ok(json) = serde_json::to_vec_pretty(record) {
+        if std::fs::write(&tmp, json).is_ok() {
+            let _ = std::fs::rename(&tmp, path);
+        }
+    }
+}
+
+fn read_record(path: &Path) -> Option<MountRecord> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether something is mounted at `path` (from /proc/self/mountinfo).
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines()
+        .any(|line| line.split(' ').nth(4).map(unescape_mount_path).as_deref() == Some(path))
+}
+
+fn unescape_mount_path(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            if let Ok(value) = u8::from_str_radix(&field[i + 1..i + 4], 8) {
+                out.push(value);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    use std::os::unix::ffi::OsStringExt;
+    PathBuf::from(std::ffi::OsString::from_vec(out))
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// Checks FUSE and the mount point; returns the mount point's canonical path.
+fn preflight(mountpoint: Option<&Path>) -> Result<PathBuf> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err(ClientError::Usage(
+            "FUSE is not available: /dev/fuse is missing; load the fuse module (modprobe fuse) \
+             or, in a container, pass the device through"
+                .into(),
+        ));
+    }
+    if !on_path("fusermount3") {
+        return Err(ClientError::Usage(
+            "fusermount3 was not found; install FUSE 3 (e.g. `apt-get install fuse3`)".into(),
+        ));
+    }
+    let mountpoint = match mountpoint {
+        Some(path) => path.to_owned(),
+        None => default_mountpoint()?,
+    };
+    std::fs::create_dir_all(&mountpoint).map_err(ClientError::io(&mountpoint))?;
+    let mountpoint = std::fs::canonicalize(&mountpoint).map_err(ClientError::io(&mountpoint))?;
+    if is_mounted(&mountpoint) {
+        return Err(ClientError::Usage(format!(
+            "{} is busy: something is already mounted there; `ibackup umount {}` first",
+            mountpoint.display(),
+            mountpoint.display()
+        )));
+    }
+    Ok(mountpoint)
+}
+
+pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
+    let mountpoint = preflight(options.mountpoint.as_deref())?;
+    Session::load(paths)?;
+    if options.foreground {
+        run_foreground(paths, options, &mountpoint)?;
+        return Ok(mountpoint);
+    }
+    // Run the mount in a process of its own and wait until it is ready.
+    std::fs::create_dir_all(&paths.cache_dir).map_err(ClientError::io(&paths.cache_dir))?;
+    let log_path = paths.cache_dir.join("mount.log");
+    let log = std::fs::File::create(&log_path).map_err(ClientError::io(&log_path))?;
+    let exe = std::env::current_exe().map_err(ClientError::io("current executable"))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("mount")
+        .arg(&mountpoint)
+        .arg("--foreground")
+        .args(["--cache-size", &options.cache_size.to_string()])
+        .args(["--memory-cache", &options.memory_cache.to_string()])
+        .args(["--write-back-delay", &options.write_back_delay.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(ClientError::io(&log_path))?)
+        .stderr(log);
+    if options.read_only {
+        command.arg("--read-only");
+    }
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    let mut child = command.spawn().map_err(ClientError::io("ibackup mount"))?;
+    let started = Instant::now();
+    loop {
+        if is_mounted(&mountpoint) {
+            return Ok(mountpoint);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let reason = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no reason given");
+            return Err(ClientError::State(format!(
+                "the mount failed: {}",
+                reason.trim_start_matches("ibackup: ")
+            )));
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            return Err(ClientError::State(format!(
+                "the mount did not become ready in 2 minutes; see {}",
+                log_path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn account_dir(paths: &Paths, session: &Session) -> PathBuf {
+    let key =
+        blake3::hash(format!("{}\n{}", session.remote.base(), session.email).as_bytes()).to_hex();
+    paths.cache_dir.join(&key[..16])
+}
+
+fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> Result<()> {
+    let session = Session::load(paths)?;
+    let account_dir = account_dir(paths, &session);
+    let mut mounted = Vec::new();
+    for info in session.libraries()? {
+        let display = session.display_name(&info);
+        let library = session.open_library(&display)?;
+        let head = match library.info.head {
+            Some(head) => {
+                let store = Store::new(&session.remote, &library);
+                Some((head, store.load_snapshot(&head)?.tree))
+            }
+            None => None,
+        };
+        mounted.push(MountedLibrary {
+            library,
+            display,
+            head,
+        });
+    }
+    let account = session
+        .remote
+        .get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)?;
+    let space = Arc::new(Mutex::new((account.quota_bytes, account.used_bytes)));
+    let remote = Arc::new(session.remote);
+    let blobs = account_dir.join("blobs");
+    let disk = DiskCache::open(&blobs, options.cache_size).map_err(ClientError::io(&blobs))?;
+    let fetcher = Arc::new(Fetcher::new(remote.clone(), disk, options.memory_cache));
+    let writeback_dir = account_dir.join("writeback");
+    crate::fsutil::create_private_dir(&writeback_dir).map_err(ClientError::io(&writeback_dir))?;
+    let journal = Arc::new(
+        Journal::open(&writeback_dir.join("journal.db"))
+            .map_err(|e| ClientError::State(e.to_string()))?,
+    );
+    let stage_dir = writeback_dir.join("staging");
+    let meta = std::fs::metadata("/proc/self").map_err(ClientError::io("/proc/self"))?;
+    use std::os::unix::fs::MetadataExt;
+    let mut vfs = Vfs::new(
+        mounted,
+        fetcher,
+        (meta.uid(), meta.gid()),
+        stage_dir.clone(),
+        journal.clone(),
+    );
+    if options.read_only {
+        for view in &mut vfs.libraries {
+            view.writable = false;
+        }
+    }
+    let vfs = Arc::new(Mutex::new(vfs));
+    let status = Arc::new(Mutex::new(UploadStatus::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let hurry = Arc::new(AtomicBool::new(false));
+    let uploader = Arc::new(Uploader {
+        vfs: vfs.clone(),
+        journal: journal.clone(),
+        remote: remote.clone(),
+        delay: Duration::from_secs_f64(options.write_back_delay.max(0.0)),
+        stage_dir,
+        status: status.clone(),
+        hurry: hurry.clone(),
+        stop: stop.clone(),
+    });
+    // Changes a previous mount left behind go up first, so the tree shows them.
+    if journal.counts().map(|c| c.0).unwrap_or(0) > 0 {
+        eprintln!("uploading changes left by the previous mount");
+        if let Err(e) = uploader
+            .upload_all()
+            .and_then(|()| uploader.show_committed_heads())
+        {
+            eprintln!("warning: {e}; they stay queued and will be retried");
+        }
+    }
+
+    let mount_options = [
+        fuser::MountOption::FSName("ibackup".into()),
+        fuser::MountOption::Subtype("ibackup".into()),
+        fuser::MountOption::NoAtime,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+    ];
+    let fs = FuseFs {
+        vfs: vfs.clone(),
+        space: space.clone(),
+    };
+    let session = fuser::spawn_mount2(fs, mountpoint, &mount_options).map_err(|e| {
+        ClientError::State(format!("cannot mount at {}: {e}", mountpoint.display()))
+    })?;
+    println!("mounted at {}", mountpoint.display());
+    let _ = std::io::stdout().flush();
+
+    let terminate = Arc::new(AtomicBool::new(false));
+    let no_wait = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let _ = signal_hook::flag::register(signal, terminate.clone());
+    }
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, no_wait.clone());
+
+    let upload_thread = {
+        let uploader = uploader.clone();
+        std::thread::spawn(move || uploader.run())
+    };
+    let poll_thread = {
+        let (uploader, stop, space, remote) = (
+            uploader.clone(),
+            stop.clone(),
+            space.clone(),
+            remote.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut last = Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(200));
+                if last.elapsed() >= Duration::from_secs(30) {
+                    last = Instant::now();
+                    let _ = uploader.poll_heads();
+                    if let Ok(account) =
+                        remote.get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)
+                    {
+                        *space.lock().unwrap_or_else(|p| p.into_inner()) =
+                            (account.quota_bytes, account.used_bytes);
+                    }
+                }
+            }
+        })
+    };
+
+    let record_file = record_path(paths, mountpoint);
+    let _ = std::fs::create_dir_all(records_dir(paths));
+    let publish = |running: bool| {
+        let record = MountRecord {
+            mountpoint: mountpoint.to_owned(),
+            pid: std::process::id(),
+            running,
+            uploads: status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        };
+        write_record(&record_file, &record);
+    };
+    let mut draining = false;
+    loop {
+        publish(true);
+        std::thread::sleep(Duration::from_millis(100));
+        if no_wait.load(Ordering::SeqCst) {
+            break;
+        }
+        if terminate.load(Ordering::SeqCst) || session.guard.is_finished() {
+            if !draining {
+                draining = true;
+                hurry.store(true, Ordering::SeqCst);
+            }
+            let pending = journal.counts().map(|c| c.0).unwrap_or(0);
+            let open = !vfs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .handles
+                .is_empty();
+            if pending == 0 && (!open || session.guard.is_finished()) {
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    drop(session);
+    let _ = upload_thread.join();
+    let _ = poll_thread.join();
+    uploader.refresh_status();
+    publish(false);
+    let left = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if left.pending_operations > 0 {
+        eprintln!(
+            "unmounted {}; {} files ({}) stay queued for the next mount",
+            mountpoint.display(),
+            left.pending_files,
+            format_size(left.pending_bytes)
+        );
+    } else {
+        eprintln!("unmounted {}; everything is uploaded", mountpoint.display());
+    }
+    Ok(())
+}
+
+/// Ends a mount: waits for its uploads (showing progress) unless `no_wait`.
+pub fn umount(
+    paths: &Paths,
+    mountpoint: Option<&Path>,
+    no_wait: bool,
+    progress: bool,
+) -> Result<MountRecord> {
+    let mountpoint = match mountpoint {
+        Some(path) => path.to_owned(),
+        None => default_mountpoint()?,
+    };
+    let mountpoint = std::fs::canonicalize(&mountpoint).unwrap_or(mountpoint);
+    let file = record_path(paths, &mountpoint);
+    let record = read_record(&file).filter(|r| r.running && alive(r.pid));
+    let Some(record) = record else {
+        if is_mounted(&mountpoint) {
+            let status = std::process::Command::new("fusermount3")
+                .arg("-u")
+                .arg(&mountpoint)
+                .status();
+            if matches!(status, Ok(s) if s.success()) {
+                return Ok(MountRecord {
+                    mountpoint,
+                    ..Default::default()
+                });
+            }
+            return Err(ClientError::State(format!(
+                "cannot unmount {}",
+                mountpoint.display()
+            )));
+        }
+        return Err(ClientError::Usage(format!(
+            "nothing is mounted at {}",
+            mountpoint.display()
+        )));
+    };
+    let signal = if no_wait { "-USR1" } else { "-TERM" };
+    std::process::Command::new("kill")
+        .args([signal, &record.pid.to_string()])
+        .status()
+        .map_err(ClientError::io("kill"))?;
+    while alive(record.pid) {
+        if progress {
+            if let Some(now) = read_record(&file) {
+                eprint!(
+                    "\ruploading: {} files ({}) pending    ",
+                    now.uploads.pending_files,
+                    format_size(now.uploads.pending_bytes)
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+    let last = read_record(&file).unwrap_or(record);
+    let _ = std::fs::remove_file(&file);
+    Ok(last)
+}
+
+/// The running mounts of this user, with their pending uploads.
+pub fn status(paths: &Paths) -> Vec<MountRecord> {
+    let mut records: Vec<MountRecord> = std::fs::read_dir(records_dir(paths))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| read_record(&entry.path()))
+        .filter(|record| record.running && alive(record.pid))
+        .collect();
+    records.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint));
+    records
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(
+            unescape_mount_path("/home/a\\040b"),
+            PathBuf::from("/home/a b")
+        );
+        assert_eq!(unescape_mount_path("/plain"), PathBuf::from("/plain"));
+    }
+}
