@@ -50,6 +50,9 @@ pub struct MountOptions {
     /// Show everything read-only.
     #[arg(long)]
     pub read_only: bool,
+    /// Seconds between checks for changes other clients made.
+    #[arg(long, default_value_t = 30.0)]
+    pub poll_interval: f64,
 }
 
 /// What a running mount publishes about itself.
@@ -168,7 +171,18 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
     // Run the mount in a process of its own and wait until it is ready.
     std::fs::create_dir_all(&paths.cache_dir).map_err(ClientError::io(&paths.cache_dir))?;
     let log_path = paths.cache_dir.join("mount.log");
-    let log = std::fs::File::create(&log_path).map_err(ClientError::io(&log_path))?;
+    // Appended to, so one mount's messages survive the next; started afresh past 1 MiB.
+    let too_big = std::fs::metadata(&log_path)
+        .map(|m| m.len() > 1 << 20)
+        .unwrap_or(false);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(!too_big)
+        .write(true)
+        .truncate(too_big)
+        .open(&log_path)
+        .map_err(ClientError::io(&log_path))?;
+    let log_start = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe().map_err(ClientError::io("current executable"))?;
     let mut command = std::process::Command::new(exe);
     command
@@ -178,6 +192,7 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
         .args(["--cache-size", &options.cache_size.to_string()])
         .args(["--memory-cache", &options.memory_cache.to_string()])
         .args(["--write-back-delay", &options.write_back_delay.to_string()])
+        .args(["--poll-interval", &options.poll_interval.to_string()])
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(ClientError::io(&log_path))?)
         .stderr(log);
@@ -193,7 +208,8 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
             return Ok(mountpoint);
         }
         if let Ok(Some(_)) = child.try_wait() {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let log = std::fs::read(&log_path).unwrap_or_default();
+            let log = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or_default());
             let reason = log
                 .lines()
                 .rev()
@@ -334,11 +350,12 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
             space.clone(),
             remote.clone(),
         );
+        let interval = Duration::from_secs_f64(options.poll_interval.max(0.5));
         std::thread::spawn(move || {
             let mut last = Instant::now();
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
-                if last.elapsed() >= Duration::from_secs(30) {
+                if last.elapsed() >= interval {
                     last = Instant::now();
                     let _ = uploader.poll_heads();
                     if let Ok(account) =

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod backup_restore;
+mod mount;
 mod quota;
 mod tls;
 mod util;

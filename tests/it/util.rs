@@ -250,6 +250,27 @@ pub fn make_tree(root: &Path, big_file_bytes: usize, seed: u64) -> PathBuf {
     let script = tree.join("run.sh");
     fs::write(&script, b"#!/bin/sh\necho hi\n").unwrap();
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    // Fixed times in the past, with nanoseconds: copies made in the same second as the
+    // source would otherwise look unchanged to rsync, which then leaves times alone.
+    let mut stack = vec![tree.clone()];
+    let mut all = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if fs::symlink_metadata(&path).unwrap().is_dir() {
+                stack.push(path.clone());
+            }
+            all.push(path);
+        }
+    }
+    all.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    for (i, path) in all.iter().enumerate() {
+        let time = filetime::FileTime::from_unix_time(
+            1_500_000_000 + i as i64 * 3_607,
+            123_456_789 - i as u32,
+        );
+        filetime::set_symlink_file_times(path, time, time).unwrap();
+    }
     filetime::set_file_mtime(
         tree.join("docs/readme.txt"),
         filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789),
@@ -262,8 +283,25 @@ pub fn make_tree(root: &Path, big_file_bytes: usize, seed: u64) -> PathBuf {
 /// nanosecond) and symlink targets.
 #[track_caller]
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    assert_tree_with(expected, actual, 1);
+}
+
+/// As [`assert_same_tree`], with mtimes compared to the second (what tar keeps).
+#[track_caller]
+pub fn assert_same_tree_to_seconds(expected: &Path, actual: &Path) {
+    assert_tree_with(expected, actual, 1_000_000_000);
+}
+
+#[track_caller]
+fn assert_tree_with(expected: &Path, actual: &Path, mtime_unit_ns: i64) {
     let mut differences = Vec::new();
-    compare(expected, actual, Path::new(""), &mut differences);
+    compare(
+        expected,
+        actual,
+        Path::new(""),
+        mtime_unit_ns,
+        &mut differences,
+    );
     assert!(
         differences.is_empty(),
         "trees differ:\n{}",
@@ -280,7 +318,7 @@ fn listing(dir: &Path) -> Vec<std::ffi::OsString> {
     names
 }
 
-fn compare(expected: &Path, actual: &Path, rel: &Path, out: &mut Vec<String>) {
+fn compare(expected: &Path, actual: &Path, rel: &Path, unit: i64, out: &mut Vec<String>) {
     let (a, b) = (expected.join(rel), actual.join(rel));
     let (ma, mb) = match (fs::symlink_metadata(&a), fs::symlink_metadata(&b)) {
         (Ok(ma), Ok(mb)) => (ma, mb),
@@ -304,9 +342,16 @@ fn compare(expected: &Path, actual: &Path, rel: &Path, out: &mut Vec<String>) {
             ));
         }
     }
-    if (ma.mtime(), ma.mtime_nsec()) != (mb.mtime(), mb.mtime_nsec()) && !rel.as_os_str().is_empty()
-    {
-        out.push(format!("{}: mtime differs", rel.display()));
+    let mtime = |m: &fs::Metadata| (m.mtime() * 1_000_000_000 + m.mtime_nsec()) / unit;
+    if mtime(&ma) != mtime(&mb) && !rel.as_os_str().is_empty() {
+        out.push(format!(
+            "{}: mtime {}.{:09} != {}.{:09}",
+            rel.display(),
+            ma.mtime(),
+            ma.mtime_nsec(),
+            mb.mtime(),
+            mb.mtime_nsec()
+        ));
     }
     if ma.is_file() && fs::read(&a).unwrap() != fs::read(&b).unwrap() {
         out.push(format!("{}: content differs", rel.display()));
@@ -320,7 +365,7 @@ fn compare(expected: &Path, actual: &Path, rel: &Path, out: &mut Vec<String>) {
             ));
         }
         for name in na.iter().filter(|n| nb.contains(n)) {
-            compare(expected, actual, &rel.join(name), out);
+            compare(expected, actual, &rel.join(name), unit, out);
         }
     }
 }
@@ -345,4 +390,94 @@ pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 
 pub fn write_file(path: &Path, bytes: &[u8]) {
     fs::File::create(path).unwrap().write_all(bytes).unwrap();
+}
+
+/// Whether FUSE mounts can run here. With `IBACKUP_REQUIRE_FUSE=1` (CI), a missing FUSE
+/// fails the test instead of skipping it.
+pub fn fuse_or_skip() -> bool {
+    let available = Path::new("/dev/fuse").exists()
+        && Command::new("fusermount3")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !available {
+        if std::env::var("IBACKUP_REQUIRE_FUSE").as_deref() == Ok("1") {
+            panic!(
+                "FUSE is required (IBACKUP_REQUIRE_FUSE=1) but /dev/fuse or fusermount3 is missing"
+            );
+        }
+        eprintln!("skipped: FUSE is not available here");
+    }
+    available
+}
+
+/// A running `ibackup mount` of a client; unmounted (without waiting) on drop.
+pub struct TestMount<'a> {
+    pub client: &'a TestClient,
+    pub dir: PathBuf,
+}
+
+impl<'a> TestMount<'a> {
+    pub fn start(client: &'a TestClient, extra: &[&str]) -> Self {
+        let dir = client.home.path().join("ibackup");
+        let mut args = vec!["mount", dir.to_str().unwrap()];
+        if !extra.contains(&"--write-back-delay") {
+            args.extend_from_slice(&["--write-back-delay", "0.2"]);
+        }
+        args.extend_from_slice(extra);
+        client.run(&args).ok();
+        Self { client, dir }
+    }
+
+    /// The live view of the default library.
+    pub fn live(&self) -> PathBuf {
+        self.dir.join("Backups")
+    }
+
+    /// Unmounts, waiting for uploads; returns the command's output.
+    pub fn unmount(self) -> Run {
+        self.client.run(&["umount", self.dir.to_str().unwrap()])
+    }
+
+    /// Waits until the mount reports nothing pending.
+    pub fn settle(&self) {
+        // The mount refreshes its status every 100 ms; let it see what was just written.
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        for _ in 0..600 {
+            let status = self.client.run(&["status", "--json"]).json();
+            let mounts = status["mounts"].as_array().cloned().unwrap_or_default();
+            let pending: u64 = mounts
+                .iter()
+                .map(|m| m["pending_operations"].as_u64().unwrap_or(0))
+                .sum();
+            let snapshot_made = mounts.iter().all(|m| m["last_error"].is_null());
+            if pending == 0 && snapshot_made {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!(
+            "uploads did not finish in 60 s: {}",
+            self.client.run(&["status"]).stdout
+        );
+    }
+}
+
+impl Drop for TestMount<'_> {
+    fn drop(&mut self) {
+        if is_mounted(&self.dir) {
+            let _ = self
+                .client
+                .run(&["umount", "--no-wait", self.dir.to_str().unwrap()]);
+            let _ = Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.dir)
+                .output();
+        }
+    }
+}
+
+pub fn is_mounted(dir: &Path) -> bool {
+    let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+    ibackup::client::mount::is_mounted(&dir)
 }

@@ -10,6 +10,8 @@
 
 pub mod nodes;
 mod read;
+#[cfg(test)]
+mod tests;
 mod write;
 
 use std::collections::{BTreeMap, HashMap};

@@ -1,0 +1,250 @@
+//! The filesystem model without a kernel or a server: a library with no snapshot yet, so
+//! every answer comes from the model and the journal it writes.
+
+use std::sync::Arc;
+
+use super::nodes::ROOT;
+use super::{Caller, MountedLibrary, Vfs, VfsError};
+use crate::api::types::{LibraryInfo, Permission};
+use crate::client::cache::{DiskCache, Fetcher};
+use crate::client::journal::{Journal, Op};
+use crate::client::remote::{parse_server_url, Remote};
+use crate::client::session::OpenLibrary;
+use crate::crypto::{LibraryKeys, SymmetricKey};
+use crate::model::EntryKind;
+
+const ME: Caller = Caller {
+    uid: 1000,
+    gid: 1000,
+};
+
+struct Fixture {
+    vfs: Vfs,
+    journal: Arc<Journal>,
+    live: u64,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(permission: Permission) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    // Never contacted: an empty library needs no tree or chunk from the server.
+    let url = parse_server_url("http://127.0.0.1:9").unwrap();
+    let remote = Arc::new(Remote::new(&url, None, String::new()).unwrap());
+    let disk = DiskCache::open(&dir.path().join("blobs"), 1 << 20).unwrap();
+    let fetcher = Arc::new(Fetcher::new(remote, disk, 1 << 20));
+    let journal = Arc::new(Journal::open(&dir.path().join("journal.db")).unwrap());
+    let info = LibraryInfo {
+        id: "0123456789abcdef0123456789abcdef".into(),
+        name: "Backups".into(),
+        owner_email: "me@example.com".into(),
+        permission,
+        head: None,
+        wrapped_key: Vec::new(),
+        stored_bytes: 0,
+    };
+    let library = OpenLibrary {
+        info,
+        keys: LibraryKeys::derive(&SymmetricKey::generate()),
+    };
+    let mounted = vec![MountedLibrary {
+        library,
+        display: "Backups".into(),
+        head: None,
+    }];
+    let mut vfs = Vfs::new(
+        mounted,
+        fetcher,
+        (1000, 1000),
+        dir.path().join("staging"),
+        journal.clone(),
+    );
+    let live = vfs.lookup(ROOT, b"Backups").unwrap().ino;
+    Fixture {
+        vfs,
+        journal,
+        live,
+        _dir: dir,
+    }
+}
+
+fn ops(f: &Fixture) -> Vec<Op> {
+    f.journal
+        .pending("0123456789abcdef0123456789abcdef")
+        .unwrap()
+        .into_iter()
+        .map(|(_, op)| op)
+        .collect()
+}
+
+#[test]
+fn layout_has_libraries_and_snapshots() {
+    let mut f = fixture(Permission::Owner);
+    let fh = f.vfs.opendir(ROOT).unwrap();
+    let names: Vec<Vec<u8>> = f
+        .vfs
+        .readdir(fh, 0)
+        .unwrap()
+        .iter()
+        .map(|e| e.2.clone())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            b".".to_vec(),
+            b"..".to_vec(),
+            b"Backups".to_vec(),
+            b"snapshots".to_vec()
+        ]
+    );
+    let snapshots = f.vfs.lookup(ROOT, b"snapshots").unwrap();
+    assert!(snapshots.read_only);
+    assert!(matches!(
+        f.vfs.mkdir(ROOT, b"x", 0o755, ME),
+        Err(VfsError::Access)
+    ));
+    assert!(matches!(
+        f.vfs.mkdir(snapshots.ino, b"x", 0o755, ME),
+        Err(VfsError::ReadOnly)
+    ));
+}
+
+#[test]
+fn create_write_read_and_journal_on_close() {
+    let mut f = fixture(Permission::Owner);
+    let (stat, opened) = f.vfs.create(f.live, b"notes.txt", 0o640, ME).unwrap();
+    assert_eq!(stat.attr.mode, 0o640);
+    f.vfs.write(opened.fh, 0, b"hello ").unwrap();
+    f.vfs.write(opened.fh, 6, b"world").unwrap();
+    assert!(
+        ops(&f).is_empty(),
+        "nothing is journaled before close or fsync"
+    );
+    assert_eq!(f.vfs.read(opened.fh, 0, 100).unwrap(), b"hello world");
+    f.vfs.close(opened.fh).unwrap();
+    match ops(&f).as_slice() {
+        [Op::Write {
+            path,
+            mode,
+            base: None,
+            ..
+        }] => {
+            assert_eq!(path, b"notes.txt");
+            assert_eq!(*mode, 0o640);
+        }
+        other => panic!("unexpected journal: {other:?}"),
+    }
+    assert_eq!(f.vfs.lookup(f.live, b"notes.txt").unwrap().attr.size, 11);
+    assert!(matches!(
+        f.vfs.create(f.live, b"notes.txt", 0o644, ME),
+        Err(VfsError::Exists)
+    ));
+    let again = f.vfs.open_read(stat.ino).unwrap();
+    assert_eq!(f.vfs.read(again.fh, 6, 3).unwrap(), b"wor");
+}
+
+#[test]
+fn directories_rename_and_remove_with_posix_errors() {
+    let mut f = fixture(Permission::Owner);
+    let dir = f.vfs.mkdir(f.live, b"dir", 0o755, ME).unwrap().ino;
+    let (file, opened) = f.vfs.create(dir, b"a", 0o644, ME).unwrap();
+    f.vfs.close(opened.fh).unwrap();
+    assert!(matches!(
+        f.vfs.remove(f.live, b"dir", true),
+        Err(VfsError::NotEmpty)
+    ));
+    assert!(matches!(
+        f.vfs.remove(f.live, b"dir", false),
+        Err(VfsError::IsDir)
+    ));
+    assert!(matches!(
+        f.vfs.remove(dir, b"a", true),
+        Err(VfsError::NotDir)
+    ));
+    assert!(matches!(
+        f.vfs.lookup(dir, b"missing"),
+        Err(VfsError::NotFound)
+    ));
+    assert!(matches!(
+        f.vfs.rename(f.live, b"dir", dir, b"inside", false),
+        Err(VfsError::Invalid(_))
+    ));
+    let other = f.vfs.mkdir(f.live, b"other", 0o755, ME).unwrap().ino;
+    f.vfs.rename(dir, b"a", other, b"b", false).unwrap();
+    assert_eq!(f.vfs.lookup(other, b"b").unwrap().ino, file.ino);
+    let (_, opened) = f.vfs.create(other, b"c", 0o644, ME).unwrap();
+    f.vfs.close(opened.fh).unwrap();
+    assert!(matches!(
+        f.vfs.rename(other, b"b", other, b"c", true),
+        Err(VfsError::Exists)
+    ));
+    f.vfs.rename(other, b"b", other, b"c", false).unwrap();
+    assert!(matches!(f.vfs.lookup(other, b"b"), Err(VfsError::NotFound)));
+    f.vfs.remove(f.live, b"dir", true).unwrap();
+    let kinds: Vec<&str> = ops(&f)
+        .iter()
+        .map(|op| match op {
+            Op::Mkdir { .. } => "mkdir",
+            Op::Write { .. } => "write",
+            Op::Rename { .. } => "rename",
+            Op::Remove { .. } => "remove",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["mkdir", "write", "mkdir", "rename", "write", "rename", "remove"]
+    );
+}
+
+#[test]
+fn setattr_truncate_symlink_and_xattrs() {
+    let mut f = fixture(Permission::Owner);
+    let (stat, opened) = f.vfs.create(f.live, b"f", 0o644, ME).unwrap();
+    f.vfs.write(opened.fh, 0, b"0123456789").unwrap();
+    f.vfs.close(opened.fh).unwrap();
+    let after = f
+        .vfs
+        .setattr(
+            stat.ino,
+            Some(0o600),
+            None,
+            None,
+            Some(4),
+            Some(1_000_000_000),
+        )
+        .unwrap();
+    assert_eq!(
+        (after.attr.mode, after.attr.size, after.attr.mtime_ns),
+        (0o600, 4, 1_000_000_000)
+    );
+    let link = f.vfs.symlink(f.live, b"l", b"f", ME).unwrap();
+    assert_eq!(link.kind, EntryKind::Symlink);
+    assert_eq!(f.vfs.readlink(link.ino).unwrap(), b"f");
+    f.vfs
+        .set_xattr(stat.ino, b"user.tag", Some(b"blue"))
+        .unwrap();
+    assert_eq!(f.vfs.xattrs(stat.ino).unwrap()[0].value, b"blue");
+    assert!(matches!(
+        f.vfs
+            .set_xattr(stat.ino, b"system.posix_acl_access", Some(b"x")),
+        Err(VfsError::NotSupported)
+    ));
+    f.vfs.set_xattr(stat.ino, b"user.tag", None).unwrap();
+    assert!(matches!(
+        f.vfs.set_xattr(stat.ino, b"user.tag", None),
+        Err(VfsError::NoAttribute)
+    ));
+}
+
+#[test]
+fn read_only_share_refuses_changes() {
+    let mut f = fixture(Permission::Read);
+    assert!(matches!(
+        f.vfs.mkdir(f.live, b"x", 0o755, ME),
+        Err(VfsError::Access)
+    ));
+    assert!(matches!(
+        f.vfs.create(f.live, b"x", 0o644, ME),
+        Err(VfsError::Access)
+    ));
+}

@@ -1,0 +1,548 @@
+//! The FUSE mount, on a real kernel mount against a real server. Skipped where FUSE is
+//! missing, unless IBACKUP_REQUIRE_FUSE=1 (CI), which makes a missing FUSE fail.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use rand::{Rng, RngCore, SeedableRng};
+
+use crate::util::{
+    assert_same_tree, assert_same_tree_to_seconds, fuse_or_skip, is_mounted, make_tree, write_file,
+    TestClient, TestMount, TestServer,
+};
+
+fn sh(dir: &Path, script: &str) {
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{script}\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn cp_and_rsync_in_and_out_survive_a_fresh_mount() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-copy@example.com");
+    client.register(&server);
+    let work = tempfile::tempdir().unwrap();
+    let source = make_tree(work.path(), 3_000_000, 11);
+    let mount = TestMount::start(&client, &[]);
+    let inside = mount.live().join("copied");
+    sh(
+        work.path(),
+        &format!("cp -a '{}' '{}'", source.display(), inside.display()),
+    );
+    assert_same_tree(&source, &inside);
+    let synced = mount.live().join("synced");
+    sh(
+        work.path(),
+        &format!(
+            "rsync -a --checksum '{}/' '{}/'",
+            source.display(),
+            synced.display()
+        ),
+    );
+    assert_same_tree(&source, &synced);
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("all changes are uploaded"),
+        "{}",
+        run.stdout
+    );
+
+    // A fresh cache: everything comes back from the server.
+    fs::remove_dir_all(client.home.path().join("cache")).unwrap();
+    let mount = TestMount::start(&client, &[]);
+    assert_same_tree(&source, &mount.live().join("copied"));
+    let out = work.path().join("out");
+    sh(
+        work.path(),
+        &format!(
+            "rsync -a --checksum '{}/' '{}/'",
+            mount.live().join("synced").display(),
+            out.display()
+        ),
+    );
+    assert_same_tree(&source, &out);
+    mount.unmount();
+}
+
+#[test]
+fn tar_git_and_editor_saves_work_inside() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-tools@example.com");
+    client.register(&server);
+    let work = tempfile::tempdir().unwrap();
+    let source = make_tree(work.path(), 100_000, 12);
+    sh(work.path(), "tar cf archive.tar data");
+    let mount = TestMount::start(&client, &[]);
+    let live = mount.live();
+    sh(
+        &live,
+        &format!(
+            "mkdir untarred && tar xf '{}/archive.tar' -C untarred",
+            work.path().display()
+        ),
+    );
+    // tar keeps whole seconds only.
+    assert_same_tree_to_seconds(&source, &live.join("untarred/data"));
+
+    let repo = live.join("repo");
+    fs::create_dir(&repo).unwrap();
+    sh(
+        &repo,
+        "git init -q . && git config user.email t@example.com && git config user.name T && \
+         echo one > a.txt && mkdir sub && echo two > sub/b.txt && git add -A && \
+         git commit -qm first && echo three >> a.txt && git commit -qam second && \
+         git fsck --strict && test \"$(git log --oneline | wc -l)\" = 2",
+    );
+
+    // An editor's save: write a temporary file, fsync it, rename it over the original.
+    write_file(&live.join("doc.txt"), b"draft 1");
+    let tmp = live.join(".doc.txt.swp");
+    {
+        use std::io::Write;
+        let mut file = fs::File::create(&tmp).unwrap();
+        file.write_all(b"draft 2, saved").unwrap();
+        file.sync_all().unwrap();
+    }
+    fs::rename(&tmp, live.join("doc.txt")).unwrap();
+    assert_eq!(fs::read(live.join("doc.txt")).unwrap(), b"draft 2, saved");
+    mount.unmount();
+
+    let restored = work.path().join("restored");
+    client
+        .run(&[
+            "restore",
+            "latest:/",
+            "--target",
+            restored.to_str().unwrap(),
+        ])
+        .ok();
+    assert_eq!(
+        fs::read(restored.join("doc.txt")).unwrap(),
+        b"draft 2, saved"
+    );
+    assert!(!restored.join(".doc.txt.swp").exists());
+    assert_same_tree_to_seconds(&source, &restored.join("untarred/data"));
+    sh(
+        &restored.join("repo"),
+        "git fsck --strict && git log --oneline | wc -l | grep -q 2",
+    );
+}
+
+#[test]
+fn large_file_reads_back_at_random_offsets() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-large@example.com");
+    client.register(&server);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(13);
+    let mut data = vec![0u8; 200_000_000];
+    rng.fill_bytes(&mut data);
+    let mount = TestMount::start(&client, &[]);
+    let path = mount.live().join("large.bin");
+    fs::write(&path, &data).unwrap();
+    mount.unmount();
+    fs::remove_dir_all(client.home.path().join("cache")).unwrap();
+    let mount = TestMount::start(&client, &[]);
+    let file = fs::File::open(mount.live().join("large.bin")).unwrap();
+    assert_eq!(file.metadata().unwrap().len(), data.len() as u64);
+    use std::os::unix::fs::FileExt;
+    for _ in 0..200 {
+        let offset = rng.gen_range(0..data.len());
+        let len = rng.gen_range(1..300_000).min(data.len() - offset);
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, offset as u64).unwrap();
+        assert!(
+            buf == data[offset..offset + len],
+            "bytes differ at offset {offset}"
+        );
+    }
+    drop(file);
+    mount.unmount();
+}
+
+#[test]
+fn snapshots_show_the_past_and_refuse_writes() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-snapshots@example.com");
+    client.register(&server);
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("docs");
+    fs::create_dir(&dir).unwrap();
+    write_file(&dir.join("v.txt"), b"version 1");
+    client.backup(&[&dir]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write_file(&dir.join("v.txt"), b"version 2");
+    client.backup(&[&dir]).ok();
+
+    let mount = TestMount::start(&client, &[]);
+    let list = mount.dir.join("snapshots/Backups");
+    let mut names: Vec<String> = fs::read_dir(&list)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[2], "latest");
+    let inner = dir.strip_prefix("/").unwrap().join("v.txt");
+    assert_eq!(
+        fs::read(list.join(&names[0]).join(&inner)).unwrap(),
+        b"version 1"
+    );
+    assert_eq!(
+        fs::read(list.join(&names[1]).join(&inner)).unwrap(),
+        b"version 2"
+    );
+    assert_eq!(
+        fs::read_link(list.join("latest")).unwrap(),
+        Path::new(&names[1])
+    );
+    assert_eq!(
+        fs::read(list.join("latest").join(&inner)).unwrap(),
+        b"version 2"
+    );
+    assert_eq!(fs::read(mount.live().join(&inner)).unwrap(), b"version 2");
+
+    let old = list.join(&names[0]).join(&inner);
+    let refused = [
+        fs::write(&old, b"x").unwrap_err(),
+        fs::remove_file(&old).unwrap_err(),
+        fs::create_dir(old.with_file_name("new")).unwrap_err(),
+        fs::create_dir(list.join("new")).unwrap_err(),
+    ];
+    for error in refused {
+        assert_eq!(error.kind(), ErrorKind::ReadOnlyFilesystem, "{error}");
+    }
+    assert_eq!(
+        fs::metadata(&old).unwrap().mode() & 0o222,
+        0,
+        "snapshots show no write bits"
+    );
+    mount.unmount();
+}
+
+#[test]
+fn posix_errors_are_the_expected_ones() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-errno@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &[]);
+    let live = mount.live();
+    fs::create_dir(live.join("d")).unwrap();
+    write_file(&live.join("d/f"), b"x");
+    assert_eq!(
+        fs::remove_dir(live.join("d")).unwrap_err().raw_os_error(),
+        Some(libc::ENOTEMPTY)
+    );
+    assert_eq!(
+        fs::create_dir(live.join("d")).unwrap_err().kind(),
+        ErrorKind::AlreadyExists
+    );
+    let exclusive = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(live.join("d/f"));
+    assert_eq!(exclusive.unwrap_err().kind(), ErrorKind::AlreadyExists);
+    assert_eq!(
+        fs::read(live.join("nope")).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        fs::read(live.join("d/f/x")).unwrap_err().raw_os_error(),
+        Some(libc::ENOTDIR)
+    );
+    assert_eq!(
+        fs::write(live.join("d"), b"x").unwrap_err().raw_os_error(),
+        Some(libc::EISDIR)
+    );
+    assert_eq!(
+        fs::write(mount.dir.join("toplevel"), b"x")
+            .unwrap_err()
+            .kind(),
+        ErrorKind::PermissionDenied
+    );
+    // Append, truncate, chmod, utimens, xattrs, symlinks.
+    {
+        use std::io::Write;
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(live.join("d/f"))
+            .unwrap();
+        file.write_all(b"yz").unwrap();
+    }
+    assert_eq!(fs::read(live.join("d/f")).unwrap(), b"xyz");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(live.join("d/f"))
+        .unwrap()
+        .set_len(1)
+        .unwrap();
+    assert_eq!(fs::read(live.join("d/f")).unwrap(), b"x");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(live.join("d/f"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        fs::metadata(live.join("d/f")).unwrap().mode() & 0o777,
+        0o600
+    );
+    filetime::set_file_mtime(
+        live.join("d/f"),
+        filetime::FileTime::from_unix_time(1_500_000_000, 7),
+    )
+    .unwrap();
+    assert_eq!(
+        fs::metadata(live.join("d/f")).unwrap().mtime(),
+        1_500_000_000
+    );
+    xattr::set(live.join("d/f"), "user.color", b"blue").unwrap();
+    assert_eq!(
+        xattr::get(live.join("d/f"), "user.color").unwrap().unwrap(),
+        b"blue"
+    );
+    std::os::unix::fs::symlink("f", live.join("d/link")).unwrap();
+    assert_eq!(fs::read(live.join("d/link")).unwrap(), b"x");
+    fs::rename(live.join("d/f"), live.join("d/g")).unwrap();
+    fs::remove_file(live.join("d/link")).unwrap();
+    let statfs = Command::new("df")
+        .arg("--output=size")
+        .arg("-B1")
+        .arg(&mount.dir)
+        .output()
+        .unwrap();
+    let size: u64 = String::from_utf8_lossy(&statfs.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(size, 5 << 30, "statfs reports the plan's quota");
+    mount.unmount();
+    let out = tempfile::tempdir().unwrap();
+    client
+        .run(&[
+            "restore",
+            "latest:/d",
+            "--target",
+            out.path().to_str().unwrap(),
+        ])
+        .ok();
+    assert_eq!(fs::read(out.path().join("g")).unwrap(), b"x");
+    assert_eq!(
+        fs::metadata(out.path().join("g")).unwrap().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        xattr::get(out.path().join("g"), "user.color")
+            .unwrap()
+            .unwrap(),
+        b"blue"
+    );
+    assert!(!out.path().join("f").exists() && !out.path().join("link").exists());
+}
+
+#[test]
+fn nothing_acknowledged_is_lost_when_the_mount_is_killed() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-crash@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &["--write-back-delay", "600"]);
+    for i in 0..50 {
+        write_file(
+            &mount.live().join(format!("file-{i}.txt")),
+            format!("content {i}").as_bytes(),
+        );
+    }
+    // The mount publishes its state every 100 ms: wait until it shows all 50 pending.
+    let mut status = client.run(&["status", "--json"]).ok().json();
+    for _ in 0..100 {
+        if status["mounts"][0]["pending_files"].as_u64() == Some(50) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        status = client.run(&["status", "--json"]).ok().json();
+    }
+    assert_eq!(status["mounts"][0]["pending_files"], 50, "{status}");
+    let pid = status["mounts"][0]["pid"].as_u64().unwrap();
+    Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("fusermount3")
+        .arg("-uz")
+        .arg(&mount.dir)
+        .status()
+        .unwrap();
+    assert!(!is_mounted(&mount.dir));
+    drop(mount);
+
+    let mount = TestMount::start(&client, &[]);
+    mount.unmount();
+    let out = tempfile::tempdir().unwrap();
+    client
+        .run(&[
+            "restore",
+            "latest:/",
+            "--target",
+            out.path().to_str().unwrap(),
+        ])
+        .ok();
+    for i in 0..50 {
+        let got = fs::read(out.path().join(format!("file-{i}.txt"))).unwrap();
+        assert_eq!(got, format!("content {i}").as_bytes());
+    }
+}
+
+#[test]
+fn writes_during_a_server_outage_arrive_when_it_returns() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-outage@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &[]);
+    write_file(&mount.live().join("before.txt"), b"before");
+    mount.settle();
+    let port = server.port;
+    let data = server.stop();
+    write_file(&mount.live().join("during.txt"), b"during the outage");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let status = client.run(&["status", "--json"]).ok().json();
+    assert!(
+        status["mounts"][0]["pending_files"].as_u64().unwrap() >= 1,
+        "{status}"
+    );
+    assert_eq!(
+        fs::read(mount.live().join("during.txt")).unwrap(),
+        b"during the outage"
+    );
+    let server = TestServer::start_in(data, port);
+    mount.settle();
+    mount.unmount();
+    let out = tempfile::tempdir().unwrap();
+    client
+        .run(&[
+            "restore",
+            "latest:/",
+            "--target",
+            out.path().to_str().unwrap(),
+        ])
+        .ok();
+    assert_eq!(
+        fs::read(out.path().join("during.txt")).unwrap(),
+        b"during the outage"
+    );
+    assert_eq!(fs::read(out.path().join("before.txt")).unwrap(), b"before");
+    drop(server);
+}
+
+#[test]
+fn two_mounts_of_one_library_merge_and_keep_both_sides_of_a_conflict() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let first = TestClient::new("mount-two@example.com");
+    first.register(&server);
+    let second = TestClient::new("mount-two@example.com");
+    second
+        .run(&[
+            "login",
+            "--server",
+            &server.url,
+            "--email",
+            "mount-two@example.com",
+            "--trust-new",
+        ])
+        .ok();
+    write_file(&first.home.path().join("seed"), b"seed");
+    let one = TestMount::start(&first, &["--poll-interval", "0.5"]);
+    write_file(&one.live().join("shared.txt"), b"original");
+    one.settle();
+    let two = TestMount::start(&second, &["--poll-interval", "0.5"]);
+    assert_eq!(
+        fs::read(two.live().join("shared.txt")).unwrap(),
+        b"original"
+    );
+
+    write_file(&one.live().join("from-one.txt"), b"one");
+    write_file(&two.live().join("from-two.txt"), b"two");
+    write_file(&one.live().join("shared.txt"), b"edited by one");
+    write_file(&two.live().join("shared.txt"), b"edited by two");
+    one.settle();
+    two.settle();
+    // Each side sees the other's files once its poll picks up the new head.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(one.live().join("from-two.txt").exists() && two.live().join("from-one.txt").exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "changes did not cross between the mounts"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    one.unmount();
+    two.unmount();
+    let out = tempfile::tempdir().unwrap();
+    first
+        .run(&[
+            "restore",
+            "latest:/",
+            "--target",
+            out.path().to_str().unwrap(),
+        ])
+        .ok();
+    assert_eq!(fs::read(out.path().join("from-one.txt")).unwrap(), b"one");
+    assert_eq!(fs::read(out.path().join("from-two.txt")).unwrap(), b"two");
+    let mut versions: Vec<Vec<u8>> = fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("shared.txt"))
+        .map(|e| fs::read(e.path()).unwrap())
+        .collect();
+    versions.sort();
+    assert_eq!(
+        versions,
+        vec![b"edited by one".to_vec(), b"edited by two".to_vec()]
+    );
+    let names: Vec<String> = fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("shared.txt (conflict ")),
+        "{names:?}"
+    );
+}
