@@ -8,8 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime};
 
 use lru::LruCache;
 
@@ -148,6 +148,8 @@ pub struct Fetcher {
     disk: DiskCache,
     memory: Mutex<MemoryCache>,
     in_flight: Mutex<HashSet<Key>>,
+    /// Signalled when a prefetch lands, so a reader waits for it instead of fetching twice.
+    landed: Condvar,
 }
 
 impl Fetcher {
@@ -162,6 +164,7 @@ impl Fetcher {
             disk,
             memory: Mutex::new(memory),
             in_flight: Mutex::new(HashSet::new()),
+            landed: Condvar::new(),
         }
     }
 
@@ -199,6 +202,17 @@ impl Fetcher {
                 }
             }
         }
+        if !fetch.is_empty() {
+            self.wait_for_prefetch(lib, &fetch);
+            let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+            fetch.retain(|id| match memory.get(&(lib.clone(), *id)) {
+                Some(plain) => {
+                    found.insert(*id, plain);
+                    false
+                }
+                None => true,
+            });
+        }
         let mut from_server = Vec::new();
         for id in fetch {
             if found.contains_key(&id) {
@@ -228,6 +242,53 @@ impl Fetcher {
         Ok(ids.iter().map(|id| found[id].clone()).collect())
     }
 
+    /// Waits (a bounded time) while any of `ids` is being prefetched.
+    fn wait_for_prefetch(&self, lib: &str, ids: &[ObjectId]) {
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while ids
+            .iter()
+            .any(|id| in_flight.contains(&(lib.to_owned(), *id)))
+        {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            in_flight = self
+                .landed
+                .wait_timeout(in_flight, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
+    /// Loads `ids` into the caches from disk or the server (a prefetch: no waiting).
+    fn fetch_missing(&self, library: &OpenLibrary, kind: BlobKind, ids: &[ObjectId]) -> Result<()> {
+        let lib = &library.info.id;
+        let mut from_server = Vec::new();
+        for id in ids {
+            match self
+                .disk
+                .get(lib, id)
+                .and_then(|blob| library.keys.open(kind, id, &blob).ok())
+            {
+                Some(plain) => {
+                    self.remember(lib, *id, plain);
+                }
+                None => from_server.push(*id),
+            }
+        }
+        if !from_server.is_empty() {
+            let store = Store::new(&self.remote, library);
+            for (id, blob) in from_server.iter().zip(store.fetch_raw(&from_server)?) {
+                let plain = library.keys.open(kind, id, &blob)?;
+                self.disk.put(lib, id, &blob);
+                self.remember(lib, *id, plain);
+            }
+        }
+        Ok(())
+    }
+
     fn remember(&self, lib: &str, id: ObjectId, plain: Vec<u8>) -> Arc<Vec<u8>> {
         let plain = Arc::new(plain);
         let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
@@ -252,14 +313,18 @@ impl Fetcher {
         if wanted.is_empty() {
             return;
         }
-        let (fetcher, library) = (self.clone(), library.clone());
-        std::thread::spawn(move || {
-            let _ = fetcher.get(&library, BlobKind::Chunk, &wanted);
-            let mut in_flight = fetcher.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            for id in wanted {
-                in_flight.remove(&(library.info.id.clone(), id));
-            }
-        });
+        // Two chunks per request, in parallel, so decryption overlaps the transfer.
+        for group in wanted.chunks(2) {
+            let (fetcher, library, group) = (self.clone(), library.clone(), group.to_vec());
+            std::thread::spawn(move || {
+                let _ = fetcher.fetch_missing(&library, BlobKind::Chunk, &group);
+                let mut in_flight = fetcher.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                for id in group {
+                    in_flight.remove(&(library.info.id.clone(), id));
+                }
+                fetcher.landed.notify_all();
+            });
+        }
     }
 }
 

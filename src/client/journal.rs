@@ -95,13 +95,21 @@ impl Journal {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS ops (
-                seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                library TEXT NOT NULL,
-                op BLOB NOT NULL
-            );",
-        )?;
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version < 1 {
+            // `stage` and `bytes` repeat what Write operations name, so that counting what
+            // is pending needs no decoding.
+            conn.execute_batch(
+                "CREATE TABLE IF NOT EXISTS ops (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    library TEXT NOT NULL,
+                    op BLOB NOT NULL
+                );
+                ALTER TABLE ops ADD COLUMN stage TEXT;
+                ALTER TABLE ops ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+                PRAGMA user_version = 1;",
+            )?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -111,18 +119,23 @@ impl Journal {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn append(&self, library: &str, op: &Op) -> Result<i64, JournalError> {
+    /// Appends an operation; `bytes` is the size of the staged file a Write names.
+    pub fn append(&self, library: &str, op: &Op, bytes: u64) -> Result<i64, JournalError> {
+        let stage = match op {
+            Op::Write { stage, .. } => Some(stage.as_str()),
+            _ => None,
+        };
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO ops (library, op) VALUES (?1, ?2)",
-            params![library, encode(op)],
+            "INSERT INTO ops (library, op, stage, bytes) VALUES (?1, ?2, ?3, ?4)",
+            params![library, encode(op), stage, bytes as i64],
         )?;
         Ok(conn.last_insert_rowid())
     }
 
     /// Appends and fsyncs, so the operation survives a power cut.
-    pub fn append_durable(&self, library: &str, op: &Op) -> Result<i64, JournalError> {
-        let seq = self.append(library, op)?;
+    pub fn append_durable(&self, library: &str, op: &Op, bytes: u64) -> Result<i64, JournalError> {
+        let seq = self.append(library, op, bytes)?;
         self.conn()
             .query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))?;
         Ok(seq)
@@ -169,25 +182,28 @@ impl Journal {
     /// Staged files still named by a pending operation.
     pub fn stages_in_use(&self) -> Result<std::collections::HashSet<String>, JournalError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT op FROM ops")?;
-        let rows = stmt
-            .query_map([], |row| row.get::<_, Vec<u8>>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows
-            .iter()
-            .filter_map(|bytes| match decode(bytes) {
-                Some(Op::Write { stage, .. }) => Some(stage),
-                _ => None,
-            })
-            .collect())
+        let mut stmt = conn.prepare("SELECT DISTINCT stage FROM ops WHERE stage IS NOT NULL")?;
+        let stages = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(stages)
     }
 
-    /// `(operations, distinct files written)` waiting, over all libraries.
-    pub fn counts(&self) -> Result<(u64, u64), JournalError> {
+    /// `(operations, distinct files written, their bytes)` waiting, over all libraries.
+    pub fn counts(&self) -> Result<(u64, u64, u64), JournalError> {
         let conn = self.conn();
-        let ops: i64 = conn.query_row("SELECT COUNT(*) FROM ops", [], |row| row.get(0))?;
-        drop(conn);
-        Ok((ops as u64, self.stages_in_use()?.len() as u64))
+        let (ops, files): (i64, i64) = conn.query_row(
+            "SELECT COUNT(*), COUNT(DISTINCT stage) FROM ops",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let bytes: i64 = conn.query_row(
+            "SELECT COALESCE(SUM(b), 0) FROM \
+             (SELECT MAX(bytes) AS b FROM ops WHERE stage IS NOT NULL GROUP BY stage)",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok((ops as u64, files as u64, bytes as u64))
     }
 }
 
@@ -210,9 +226,9 @@ mod tests {
         let remove = Op::Remove {
             path: b"\xffodd".to_vec(),
         };
-        let first = journal.append("lib", &mkdir).unwrap();
-        journal.append_durable("lib", &remove).unwrap();
-        journal.append("other", &mkdir).unwrap();
+        let first = journal.append("lib", &mkdir, 0).unwrap();
+        journal.append_durable("lib", &remove, 0).unwrap();
+        journal.append("other", &mkdir, 0).unwrap();
         drop(journal);
         let journal = Journal::open(&path).unwrap();
         let pending = journal.pending("lib").unwrap();

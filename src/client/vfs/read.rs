@@ -12,7 +12,7 @@ use crate::crypto::BlobKind;
 use crate::model::ChunkRef;
 
 /// Chunks fetched ahead of a sequential reader.
-const READ_AHEAD: usize = 4;
+const READ_AHEAD: usize = 8;
 
 pub enum Handle {
     /// Committed content, read chunk by chunk.
@@ -77,7 +77,9 @@ impl Vfs {
             Body::Dir { .. } => return Err(VfsError::IsDir),
             Body::Symlink(_) => return Err(VfsError::Invalid("cannot open a symlink")),
         };
-        let keep_cache = matches!(place, Place::Snapshot(_));
+        // Committed content never changes under an inode (a change stages it, a change by
+        // another client makes new inodes), so the kernel may keep its cached pages.
+        let keep_cache = matches!(handle, Handle::Chunks { .. });
         Ok(Opened {
             fh: self.new_handle(handle),
             keep_cache,
@@ -114,6 +116,17 @@ impl Vfs {
                 let end = (offset + size as u64).min(total);
                 let library = &libraries[*library];
                 let mut index = offsets.partition_point(|&o| o <= offset) - 1;
+                // Ask for what follows before waiting on what is needed now.
+                if offset == *last_end || offset == 0 {
+                    let after = offsets.partition_point(|&o| o < end);
+                    let ahead: Vec<_> = chunks
+                        .iter()
+                        .skip(after)
+                        .take(READ_AHEAD)
+                        .map(|c| c.id)
+                        .collect();
+                    fetcher.prefetch(library, ahead);
+                }
                 let mut out = Vec::with_capacity((end - offset) as usize);
                 let mut position = offset;
                 while position < end {
@@ -129,15 +142,6 @@ impl Vfs {
                     out.extend_from_slice(piece);
                     position += piece.len() as u64;
                     index += 1;
-                }
-                if offset == *last_end || offset == 0 {
-                    let ahead: Vec<_> = chunks
-                        .iter()
-                        .skip(index)
-                        .take(READ_AHEAD)
-                        .map(|c| c.id)
-                        .collect();
-                    fetcher.prefetch(library, ahead);
                 }
                 *last_end = end;
                 Ok(out)

@@ -70,10 +70,16 @@ impl Vfs {
 
     fn record(&mut self, index: usize, op: Op, durable: bool) -> VfsResult<()> {
         let library = self.libraries[index].library.info.id.clone();
+        let bytes = match &op {
+            Op::Write { stage, .. } => std::fs::metadata(self.stage_path(stage))
+                .map(|m| m.len())
+                .unwrap_or(0),
+            _ => 0,
+        };
         let result = if durable {
-            self.journal.append_durable(&library, &op)
+            self.journal.append_durable(&library, &op, bytes)
         } else {
-            self.journal.append(&library, &op)
+            self.journal.append(&library, &op, bytes)
         };
         result.map_err(|e| VfsError::Io(std::io::Error::other(e.to_string())))?;
         self.last_change = std::time::Instant::now();
@@ -278,7 +284,8 @@ impl Vfs {
             }
             _ => return Err(VfsError::BadHandle),
         };
-        let size = self.open_size(ino);
+        let end = offset + data.len() as u64;
+        let size = self.nodes.get(ino).map(|n| n.attr.size.max(end));
         self.touch(ino, size);
         Ok(data.len())
     }

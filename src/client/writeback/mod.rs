@@ -96,18 +96,10 @@ impl Uploader {
     }
 
     pub fn refresh_status(&self) {
-        let pending = self.journal.counts().unwrap_or((0, 0));
-        let bytes: u64 = self
-            .journal
-            .stages_in_use()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|stage| std::fs::metadata(self.stage_dir.join(stage)).ok())
-            .map(|m| m.len())
-            .sum();
+        let (operations, files, bytes) = self.journal.counts().unwrap_or((0, 0, 0));
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        status.pending_operations = pending.0;
-        status.pending_files = pending.1;
+        status.pending_operations = operations;
+        status.pending_files = files;
         status.pending_bytes = bytes;
     }
 
