@@ -262,8 +262,15 @@ impl Fetcher {
         }
     }
 
-    /// Loads `ids` into the caches from disk or the server (a prefetch: no waiting).
-    fn fetch_missing(&self, library: &OpenLibrary, kind: BlobKind, ids: &[ObjectId]) -> Result<()> {
+    /// Loads `ids` into the memory cache from disk or the server (a prefetch: no waiting).
+    /// Returns the blobs that came from the server, for the disk cache: writing them there
+    /// can wait until readers waiting on this prefetch were woken.
+    fn fetch_missing(
+        &self,
+        library: &OpenLibrary,
+        kind: BlobKind,
+        ids: &[ObjectId],
+    ) -> Result<Vec<(ObjectId, Vec<u8>)>> {
         let lib = &library.info.id;
         let mut from_server = Vec::new();
         for id in ids {
@@ -278,15 +285,16 @@ impl Fetcher {
                 None => from_server.push(*id),
             }
         }
+        let mut fetched = Vec::new();
         if !from_server.is_empty() {
             let store = Store::new(&self.remote, library);
             for (id, blob) in from_server.iter().zip(store.fetch_raw(&from_server)?) {
                 let plain = library.keys.open(kind, id, &blob)?;
-                self.disk.put(lib, id, &blob);
                 self.remember(lib, *id, plain);
+                fetched.push((*id, blob));
             }
         }
-        Ok(())
+        Ok(fetched)
     }
 
     fn remember(&self, lib: &str, id: ObjectId, plain: Vec<u8>) -> Arc<Vec<u8>> {
@@ -317,12 +325,17 @@ impl Fetcher {
         for group in wanted.chunks(2) {
             let (fetcher, library, group) = (self.clone(), library.clone(), group.to_vec());
             std::thread::spawn(move || {
-                let _ = fetcher.fetch_missing(&library, BlobKind::Chunk, &group);
-                let mut in_flight = fetcher.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                for id in group {
-                    in_flight.remove(&(library.info.id.clone(), id));
+                let fetched = fetcher.fetch_missing(&library, BlobKind::Chunk, &group);
+                {
+                    let mut in_flight = fetcher.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                    for id in &group {
+                        in_flight.remove(&(library.info.id.clone(), *id));
+                    }
                 }
                 fetcher.landed.notify_all();
+                for (id, blob) in fetched.unwrap_or_default() {
+                    fetcher.disk.put(&library.info.id, &id, &blob);
+                }
             });
         }
     }
