@@ -455,6 +455,18 @@ impl Filesystem for FuseFs {
         }
     }
 
+    /// Hard links are not supported: trees store each path's entry on its own.
+    fn link(
+        &mut self,
+        _req: &Request<'_>,
+        _ino: u64,
+        _new_parent: u64,
+        _new_name: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(libc::EPERM);
+    }
+
     fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
         let (quota, used) = *self.space.lock().unwrap_or_else(|p| p.into_inner());
         const BLOCK: u64 = 4096;

@@ -326,6 +326,12 @@ fn posix_errors_are_the_expected_ones() {
         b"blue"
     );
     std::os::unix::fs::symlink("f", live.join("d/link")).unwrap();
+    let hard = fs::hard_link(live.join("d/f"), live.join("d/hard")).unwrap_err();
+    assert_eq!(
+        hard.raw_os_error(),
+        Some(libc::EPERM),
+        "hard links are refused"
+    );
     assert_eq!(fs::read(live.join("d/link")).unwrap(), b"x");
     fs::rename(live.join("d/f"), live.join("d/g")).unwrap();
     fs::remove_file(live.join("d/link")).unwrap();
@@ -545,4 +551,71 @@ fn two_mounts_of_one_library_merge_and_keep_both_sides_of_a_conflict() {
         names.iter().any(|n| n.starts_with("shared.txt (conflict ")),
         "{names:?}"
     );
+}
+
+#[test]
+fn unmounting_by_fusermount_uploads_and_no_wait_leaves_a_queue() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-umount@example.com");
+    client.register(&server);
+    let restore = |name: &str| {
+        let out = tempfile::tempdir().unwrap();
+        client
+            .run(&[
+                "restore",
+                "latest:/",
+                "--target",
+                out.path().to_str().unwrap(),
+            ])
+            .ok();
+        fs::read(out.path().join(name)).ok()
+    };
+
+    // fusermount3 -u: the mount process still uploads what is pending, then ends.
+    let mount = TestMount::start(&client, &["--write-back-delay", "600"]);
+    write_file(&mount.live().join("by-fusermount.txt"), b"one");
+    Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mount.dir)
+        .status()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while restore("by-fusermount.txt").is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not uploaded after fusermount3 -u"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(mount);
+    while !client.run(&["status", "--json"]).json()["mounts"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    // --no-wait: unmounts at once, says what stays queued, and the next mount sends it.
+    let mount = TestMount::start(&client, &["--write-back-delay", "600"]);
+    write_file(&mount.live().join("queued.txt"), b"two");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let run = client
+        .run(&["umount", "--no-wait", mount.dir.to_str().unwrap()])
+        .ok();
+    assert!(
+        run.stdout.contains("1 files") && run.stdout.contains("stay queued"),
+        "{}",
+        run.stdout
+    );
+    assert!(!is_mounted(&mount.dir));
+    assert_eq!(restore("queued.txt"), None);
+    drop(mount);
+    let mount = TestMount::start(&client, &[]);
+    assert_eq!(fs::read(mount.live().join("queued.txt")).unwrap(), b"two");
+    mount.unmount();
+    assert_eq!(restore("queued.txt").as_deref(), Some(&b"two"[..]));
 }
