@@ -148,12 +148,14 @@ impl Vfs {
     }
 
     fn new_stage(&self) -> VfsResult<(String, File)> {
-        std::fs::create_dir_all(&self.stage_dir)?;
+        crate::fsutil::create_private_dir(&self.stage_dir)?;
         let stage = hex::encode(rand::random::<[u8; 16]>());
+        use std::os::unix::fs::OpenOptionsExt;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
+            .mode(0o600)
             .open(self.stage_path(&stage))?;
         Ok((stage, file))
     }
