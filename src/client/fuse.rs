@@ -103,17 +103,11 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        match self.vfs().lookup(parent, name.as_bytes()) {
-            Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), 0),
-            Err(e) => reply.error(errno(&e)),
-        }
+        answer_entry(reply, self.vfs().lookup(parent, name.as_bytes()))
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        match self.vfs().stat(ino) {
-            Ok(stat) => reply.attr(&ttl(&stat), &file_attr(&stat)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        answer_attr(reply, self.vfs().stat(ino))
     }
 
     fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
@@ -217,10 +211,7 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        match self.vfs().close(fh) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        answer_empty(reply, self.vfs().close(fh))
     }
 
     fn create(
@@ -279,10 +270,7 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.vfs().fsync(fh) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        answer_empty(reply, self.vfs().fsync(fh))
     }
 
     fn mkdir(
@@ -322,17 +310,11 @@ impl Filesystem for FuseFs {
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        match self.vfs().remove(parent, name.as_bytes(), false) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        answer_empty(reply, self.vfs().remove(parent, name.as_bytes(), false))
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        match self.vfs().remove(parent, name.as_bytes(), true) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        answer_empty(reply, self.vfs().remove(parent, name.as_bytes(), true))
     }
 
     fn rename(
@@ -349,16 +331,16 @@ impl Filesystem for FuseFs {
             return reply.error(libc::EINVAL);
         }
         let no_replace = flags & libc::RENAME_NOREPLACE != 0;
-        match self.vfs().rename(
-            parent,
-            name.as_bytes(),
-            new_parent,
-            new_name.as_bytes(),
-            no_replace,
-        ) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        answer_empty(
+            reply,
+            self.vfs().rename(
+                parent,
+                name.as_bytes(),
+                new_parent,
+                new_name.as_bytes(),
+                no_replace,
+            ),
+        )
     }
 
     fn setattr(
@@ -389,10 +371,10 @@ impl Filesystem for FuseFs {
                 Err(e) => -(e.duration().as_nanos() as i64),
             }
         });
-        match self.vfs().setattr(ino, mode, uid, gid, size, mtime_ns) {
-            Ok(stat) => reply.attr(&ttl(&stat), &file_attr(&stat)),
-            Err(e) => reply.error(errno(&e)),
-        }
+        answer_attr(
+            reply,
+            self.vfs().setattr(ino, mode, uid, gid, size, mtime_ns),
+        )
     }
 
     fn setxattr(
@@ -405,10 +387,10 @@ impl Filesystem for FuseFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        match self.vfs().set_xattr(ino, name.as_bytes(), Some(value)) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        answer_empty(
+            reply,
+            self.vfs().set_xattr(ino, name.as_bytes(), Some(value)),
+        )
     }
 
     fn getxattr(
@@ -449,10 +431,7 @@ impl Filesystem for FuseFs {
     }
 
     fn removexattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
-        match self.vfs().set_xattr(ino, name.as_bytes(), None) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(&e)),
-        }
+        answer_empty(reply, self.vfs().set_xattr(ino, name.as_bytes(), None))
     }
 
     /// Hard links are not supported: trees store each path's entry on its own.
@@ -482,6 +461,27 @@ impl Filesystem for FuseFs {
             255,
             BLOCK as u32,
         );
+    }
+}
+
+fn answer_entry(reply: ReplyEntry, result: Result<Stat, VfsError>) {
+    match result {
+        Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), 0),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+fn answer_attr(reply: ReplyAttr, result: Result<Stat, VfsError>) {
+    match result {
+        Ok(stat) => reply.attr(&ttl(&stat), &file_attr(&stat)),
+        Err(e) => reply.error(errno(&e)),
+    }
+}
+
+fn answer_empty(reply: ReplyEmpty, result: Result<(), VfsError>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(&e)),
     }
 }
 

@@ -276,14 +276,7 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
             .push(format!("{}: cannot restore {what}: {e}", path.display()));
     };
     for (path, entry) in &plan.files {
-        set_owner(path, entry);
-        set_xattrs(path, entry);
-        if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)) {
-            warn(path, "mode", e);
-        }
-        if let Err(e) = filetime::set_file_times(path, mtime(entry), mtime(entry)) {
-            warn(path, "mtime", e);
-        }
+        apply_attributes(path, entry, &mut warn);
     }
     for (path, entry) in &plan.links {
         if fs::symlink_metadata(path).is_ok() {
@@ -301,14 +294,23 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
     }
     // Deepest first: a directory's mtime is set after everything inside it is written.
     for (path, entry) in plan.dirs.iter().rev() {
-        set_owner(path, entry);
-        set_xattrs(path, entry);
-        if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)) {
-            warn(path, "mode", e);
-        }
-        if let Err(e) = filetime::set_file_times(path, mtime(entry), mtime(entry)) {
-            warn(path, "mtime", e);
-        }
+        apply_attributes(path, entry, &mut warn);
+    }
+}
+
+/// Owner, xattrs, mode and mtime of a file or directory.
+fn apply_attributes(
+    path: &Path,
+    entry: &Entry,
+    warn: &mut impl FnMut(&Path, &str, std::io::Error),
+) {
+    set_owner(path, entry);
+    set_xattrs(path, entry);
+    if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)) {
+        warn(path, "mode", e);
+    }
+    if let Err(e) = filetime::set_file_times(path, mtime(entry), mtime(entry)) {
+        warn(path, "mtime", e);
     }
 }
 

@@ -10,6 +10,7 @@ use super::remote::{Remote, RemoteError};
 use super::session::OpenLibrary;
 use super::Result;
 use crate::api::routes::{self, MAX_IDS_PER_REQUEST};
+use crate::api::types::SnapshotMeta;
 use crate::api::types::{
     HeadResponse, HeadUpdate, IdList, MissingResponse, SnapshotList, SnapshotRecord, UploadHeader,
     UploadObject, UploadResponse,
@@ -117,6 +118,27 @@ impl<'a> Store<'a> {
             missing.extend(response.missing);
         }
         Ok(missing)
+    }
+
+    /// Seals and uploads a snapshot (its tree must be stored); returns its id and the bytes
+    /// sent. The head does not move until `set_head`.
+    pub fn upload_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
+        let (id, blob) = self.keys.seal(BlobKind::Snapshot, &snapshot.encode());
+        let bytes = blob.len() as u64;
+        let object = UploadObject {
+            id,
+            kind: BlobKind::Snapshot,
+            len: blob.len() as u32,
+            refs: vec![snapshot.tree],
+            snapshot: Some(SnapshotMeta {
+                time_ns: snapshot.time_ns,
+                parent: snapshot.parent,
+            }),
+        };
+        let mut batch = Batch::default();
+        batch.push(object, blob);
+        self.upload(batch)?;
+        Ok((id, bytes))
     }
 
     pub fn upload(&self, batch: Batch) -> Result<UploadResponse> {

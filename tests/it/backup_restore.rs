@@ -116,16 +116,7 @@ fn two_clients_backing_up_at_once_both_land() {
     let first = TestClient::new("race@example.com");
     first.register(&server);
     let second = TestClient::new("race@example.com");
-    second
-        .run(&[
-            "login",
-            "--server",
-            &server.url,
-            "--email",
-            "race@example.com",
-            "--trust-new",
-        ])
-        .ok();
+    second.login(&server);
     let work = tempfile::tempdir().unwrap();
     let dirs: Vec<_> = (0..2)
         .map(|i| {

@@ -484,16 +484,7 @@ fn two_mounts_of_one_library_merge_and_keep_both_sides_of_a_conflict() {
     let first = TestClient::new("mount-two@example.com");
     first.register(&server);
     let second = TestClient::new("mount-two@example.com");
-    second
-        .run(&[
-            "login",
-            "--server",
-            &server.url,
-            "--email",
-            "mount-two@example.com",
-            "--trust-new",
-        ])
-        .ok();
+    second.login(&server);
     write_file(&first.home.path().join("seed"), b"seed");
     let one = TestMount::start(&first, &["--poll-interval", "0.5"]);
     write_file(&one.live().join("shared.txt"), b"original");

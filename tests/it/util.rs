@@ -171,6 +171,19 @@ impl TestClient {
         .ok()
     }
 
+    /// Logs this computer in to an account another client registered.
+    pub fn login(&self, server: &TestServer) -> Run {
+        self.run(&[
+            "login",
+            "--server",
+            &server.url,
+            "--email",
+            &self.email,
+            "--trust-new",
+        ])
+        .ok()
+    }
+
     pub fn backup(&self, paths: &[&Path]) -> Run {
         let mut args = vec!["backup".to_owned(), "--json".to_owned()];
         args.extend(paths.iter().map(|p| p.display().to_string()));

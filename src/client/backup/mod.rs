@@ -23,10 +23,9 @@ use self::content::{ContentStats, FileRead};
 use self::scan::{Change, Node, Scan};
 use self::trees::TreeWriter;
 use super::session::Session;
-use super::store::{Batch, Store};
+use super::store::Store;
 use super::{hostname, ClientError, Result};
-use crate::api::types::{SnapshotMeta, UploadObject};
-use crate::crypto::{BlobKind, ObjectId};
+use crate::crypto::ObjectId;
 use crate::model::{Entry, EntryKind, Snapshot, SnapshotKind, SnapshotSummary, Tree};
 
 const COMMIT_ATTEMPTS: usize = 10;
@@ -222,7 +221,7 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
                 bytes: summary.bytes_total,
             },
         };
-        let (id, snapshot_bytes) = upload_snapshot(&store, &snapshot)?;
+        let (id, snapshot_bytes) = store.upload_snapshot(&snapshot)?;
         summary.bytes_uploaded += snapshot_bytes;
         match store.set_head(head, id)? {
             Ok(()) => {
@@ -275,26 +274,6 @@ fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
-}
-
-/// Uploads a snapshot; returns its id and how many bytes were sent.
-fn upload_snapshot(store: &Store<'_>, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
-    let (id, blob) = store.keys.seal(BlobKind::Snapshot, &snapshot.encode());
-    let mut batch = Batch::default();
-    let object = UploadObject {
-        id,
-        kind: BlobKind::Snapshot,
-        len: blob.len() as u32,
-        refs: vec![snapshot.tree],
-        snapshot: Some(SnapshotMeta {
-            time_ns: snapshot.time_ns,
-            parent: snapshot.parent,
-        }),
-    };
-    let bytes = blob.len() as u64;
-    batch.push(object, blob);
-    store.upload(batch)?;
-    Ok((id, bytes))
 }
 
 /// Turns a scanned node into its entry, queueing directory trees children first.

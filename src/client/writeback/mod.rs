@@ -24,12 +24,11 @@ use super::backup::scan::FileJob;
 use super::backup::trees::TreeWriter;
 use super::journal::{Journal, Op};
 use super::remote::Remote;
-use super::store::{Batch, Store};
+use super::store::Store;
 use super::vfs::nodes::{content_sig, Body};
 use super::vfs::{Handle, Vfs};
 use super::{hostname, ClientError, Result};
-use crate::api::types::{SnapshotMeta, UploadObject};
-use crate::crypto::{BlobKind, ObjectId};
+use crate::crypto::ObjectId;
 use crate::model::{ChunkRef, Snapshot, SnapshotKind, SnapshotSummary};
 
 const COMMIT_ATTEMPTS: usize = 10;
@@ -185,20 +184,7 @@ impl Uploader {
                 kind: SnapshotKind::WriteBack,
                 summary: SnapshotSummary::default(),
             };
-            let (id, blob) = store.keys.seal(BlobKind::Snapshot, &snapshot.encode());
-            let mut batch = Batch::default();
-            let object = UploadObject {
-                id,
-                kind: BlobKind::Snapshot,
-                len: blob.len() as u32,
-                refs: vec![new_root],
-                snapshot: Some(SnapshotMeta {
-                    time_ns: snapshot.time_ns,
-                    parent: head,
-                }),
-            };
-            batch.push(object, blob);
-            store.upload(batch)?;
+            let (id, _) = store.upload_snapshot(&snapshot)?;
             if store.set_head(head, id)?.is_err() {
                 continue;
             }
