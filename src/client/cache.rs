@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use lru::LruCache;
 
 use super::remote::Remote;
@@ -120,15 +121,15 @@ impl DiskCache {
 struct MemoryCache {
     limit: u64,
     used: u64,
-    lru: LruCache<Key, Arc<Vec<u8>>>,
+    lru: LruCache<Key, Bytes>,
 }
 
 impl MemoryCache {
-    fn get(&mut self, key: &Key) -> Option<Arc<Vec<u8>>> {
+    fn get(&mut self, key: &Key) -> Option<Bytes> {
         self.lru.get(key).cloned()
     }
 
-    fn put(&mut self, key: Key, value: Arc<Vec<u8>>) {
+    fn put(&mut self, key: Key, value: Bytes) {
         self.used += value.len() as u64;
         if let Some(old) = self.lru.put(key, value) {
             self.used -= old.len() as u64;
@@ -187,9 +188,9 @@ impl Fetcher {
         library: &OpenLibrary,
         kind: BlobKind,
         ids: &[ObjectId],
-    ) -> Result<Vec<Arc<Vec<u8>>>> {
+    ) -> Result<Vec<Bytes>> {
         let lib = &library.info.id;
-        let mut found: HashMap<ObjectId, Arc<Vec<u8>>> = HashMap::new();
+        let mut found: HashMap<ObjectId, Bytes> = HashMap::new();
         let mut fetch = Vec::new();
         {
             let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
@@ -270,7 +271,7 @@ impl Fetcher {
         library: &OpenLibrary,
         kind: BlobKind,
         ids: &[ObjectId],
-    ) -> Result<Vec<(ObjectId, Vec<u8>)>> {
+    ) -> Result<Vec<(ObjectId, Bytes)>> {
         let lib = &library.info.id;
         let mut from_server = Vec::new();
         for id in ids {
@@ -297,8 +298,7 @@ impl Fetcher {
         Ok(fetched)
     }
 
-    fn remember(&self, lib: &str, id: ObjectId, plain: Vec<u8>) -> Arc<Vec<u8>> {
-        let plain = Arc::new(plain);
+    fn remember(&self, lib: &str, id: ObjectId, plain: Bytes) -> Bytes {
         let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
         memory.put((lib.to_owned(), id), plain.clone());
         plain

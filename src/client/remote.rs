@@ -236,15 +236,12 @@ impl Remote {
         &self,
         path: &str,
         body: &B,
-    ) -> Result<Vec<u8>, RemoteError> {
+    ) -> Result<bytes::Bytes, RemoteError> {
         let response = self.send(
             || self.request(reqwest::Method::POST, path).json(body),
             true,
         )?;
-        response
-            .bytes()
-            .map(|b| b.to_vec())
-            .map_err(|e| self.transport_error(e))
+        response.bytes().map_err(|e| self.transport_error(e))
     }
 }
 

@@ -150,7 +150,7 @@ impl<'a> Store<'a> {
     }
 
     /// Fetches raw blobs in one request, splitting it if the server finds it too large.
-    pub fn fetch_raw(&self, ids: &[ObjectId]) -> Result<Vec<Vec<u8>>> {
+    pub fn fetch_raw(&self, ids: &[ObjectId]) -> Result<Vec<bytes::Bytes>> {
         let request = IdList { ids: ids.to_vec() };
         match self
             .remote
@@ -167,7 +167,8 @@ impl<'a> Store<'a> {
                     ))
                     .into());
                 }
-                Ok(blobs.into_iter().map(<[u8]>::to_vec).collect())
+                // Slices of the one response body, not copies.
+                Ok(blobs.into_iter().map(|blob| body.slice_ref(blob)).collect())
             }
             Err(RemoteError::Api { body, .. })
                 if body.error == ErrorCode::PayloadTooLarge && ids.len() > 1 =>
@@ -182,7 +183,7 @@ impl<'a> Store<'a> {
     }
 
     /// Fetches, decrypts and verifies objects of one kind.
-    pub fn load(&self, kind: BlobKind, ids: &[ObjectId]) -> Result<Vec<Vec<u8>>> {
+    pub fn load(&self, kind: BlobKind, ids: &[ObjectId]) -> Result<Vec<bytes::Bytes>> {
         let mut out = Vec::with_capacity(ids.len());
         for group in ids.chunks(TREES_PER_FETCH) {
             for (id, blob) in group.iter().zip(self.fetch_raw(group)?) {

@@ -4,8 +4,9 @@
 //! ciphertext to its version, kind and id, so the server cannot pass off one blob as another.
 //! See `docs/FORMAT.md`.
 
-use aes_gcm::aead::{Aead, AeadInPlace, Payload};
-use aes_gcm::Nonce;
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Nonce, Tag};
+use bytes::Bytes;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
@@ -95,52 +96,54 @@ impl LibraryKeys {
         };
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let mut out = Vec::with_capacity(OVERHEAD + body.len());
+        // One buffer, encrypted in place: the body is copied once.
+        let header = 1 + NONCE_LEN;
+        let mut out = Vec::with_capacity(header + 1 + body.len() + TAG_LEN);
         out.push(BLOB_VERSION);
         out.extend_from_slice(&nonce);
         out.push(flag);
         out.extend_from_slice(body);
-        let header = 1 + NONCE_LEN;
-        let mut sealed = out.split_off(header);
         let tag = self
             .blob
             .cipher()
             .encrypt_in_place_detached(
                 Nonce::from_slice(&nonce),
                 &associated_data(kind, id),
-                &mut sealed,
+                &mut out[header..],
             )
             .expect("AES-GCM encryption fails only past 64 GiB");
-        out.extend_from_slice(&sealed);
         out.extend_from_slice(&tag);
         out
     }
 
-    /// Opens a blob and checks that its plaintext really has id `id`.
-    pub fn open(&self, kind: BlobKind, id: &ObjectId, blob: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    /// Opens a blob and checks that its plaintext really has id `id`. The plaintext is
+    /// decrypted in place in one copy of the blob; no further copy is made for raw content.
+    pub fn open(&self, kind: BlobKind, id: &ObjectId, blob: &[u8]) -> Result<Bytes, CryptoError> {
         if blob.len() < MIN_BLOB_LEN {
             return Err(CryptoError::Truncated(blob.len()));
         }
         if blob[0] != BLOB_VERSION {
             return Err(CryptoError::Version(blob[0]));
         }
-        let nonce = Nonce::from_slice(&blob[1..1 + NONCE_LEN]);
-        let aad = associated_data(kind, id);
-        let inner = self
-            .blob
+        let header = 1 + NONCE_LEN;
+        let nonce = Nonce::from_slice(&blob[1..header]);
+        let (sealed, tag) = blob[header..].split_at(blob.len() - header - TAG_LEN);
+        let mut inner = sealed.to_vec();
+        self.blob
             .cipher()
-            .decrypt(
+            .decrypt_in_place_detached(
                 nonce,
-                Payload {
-                    msg: &blob[1 + NONCE_LEN..],
-                    aad: &aad,
-                },
+                &associated_data(kind, id),
+                &mut inner,
+                Tag::from_slice(tag),
             )
             .map_err(|_| CryptoError::Decrypt)?;
         let plaintext = match inner.first() {
-            Some(&RAW) => inner[1..].to_vec(),
-            Some(&ZSTD) => zstd::stream::decode_all(&inner[1..])
-                .map_err(|e| CryptoError::Decompress(e.to_string()))?,
+            Some(&RAW) => Bytes::from(inner).slice(1..),
+            Some(&ZSTD) => Bytes::from(
+                zstd::stream::decode_all(&inner[1..])
+                    .map_err(|e| CryptoError::Decompress(e.to_string()))?,
+            ),
             _ => return Err(CryptoError::Decrypt),
         };
         if self.id.id_of(&plaintext) != *id {
@@ -167,7 +170,10 @@ mod tests {
         rand::rngs::OsRng.fill_bytes(&mut random);
         for plaintext in [&text[..], &random[..], b""] {
             let (id, blob) = keys.seal(BlobKind::Chunk, plaintext);
-            assert_eq!(keys.open(BlobKind::Chunk, &id, &blob).unwrap(), plaintext);
+            assert_eq!(
+                keys.open(BlobKind::Chunk, &id, &blob).unwrap().as_ref(),
+                plaintext
+            );
         }
         let (_, blob) = keys.seal(BlobKind::Chunk, &text);
         assert!(

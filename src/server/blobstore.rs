@@ -42,14 +42,16 @@ impl BlobStore {
         write_atomic(&path, data, 0o600)
     }
 
-    /// Reads several blobs, opening each pack once.
-    pub fn read_many(
+    /// Reads blobs, opening each pack once, straight into one fetch answer (`length (u32 BE) || blob` each),
+    /// without an intermediate copy.
+    pub fn read_frames(
         &self,
         library_id: &str,
         wanted: &[(String, u64, u64)],
-    ) -> io::Result<Vec<Vec<u8>>> {
+    ) -> io::Result<Vec<u8>> {
+        let total: u64 = wanted.iter().map(|(_, _, size)| size + 4).sum();
+        let mut out = Vec::with_capacity(total as usize);
         let mut open: Option<(String, File)> = None;
-        let mut out = Vec::with_capacity(wanted.len());
         for (pack_id, offset, size) in wanted {
             if open.as_ref().map(|(id, _)| id != pack_id).unwrap_or(true) {
                 open = Some((
@@ -58,9 +60,10 @@ impl BlobStore {
                 ));
             }
             let file = &open.as_ref().expect("opened above").1;
-            let mut buf = vec![0u8; *size as usize];
-            file.read_exact_at(&mut buf, *offset)?;
-            out.push(buf);
+            out.extend_from_slice(&(*size as u32).to_be_bytes());
+            let start = out.len();
+            out.resize(start + *size as usize, 0);
+            file.read_exact_at(&mut out[start..], *offset)?;
         }
         Ok(out)
     }
@@ -84,12 +87,13 @@ mod tests {
         let lib = "0123456789abcdef0123456789abcdef";
         let pack = "fedcba9876543210fedcba9876543210";
         store.write_pack(lib, pack, b"helloworld").unwrap();
-        let got = store
-            .read_many(lib, &[(pack.into(), 5, 5), (pack.into(), 0, 5)])
+        let body = store
+            .read_frames(lib, &[(pack.into(), 5, 5), (pack.into(), 0, 5)])
             .unwrap();
-        assert_eq!(got, vec![b"world".to_vec(), b"hello".to_vec()]);
+        let got = crate::api::frame::decode_frames(&body).unwrap();
+        assert_eq!(got, vec![&b"world"[..], b"hello"]);
         store.delete_pack(lib, pack).unwrap();
-        assert!(store.read_many(lib, &[(pack.into(), 0, 1)]).is_err());
+        assert!(store.read_frames(lib, &[(pack.into(), 0, 1)]).is_err());
         store.delete_pack(lib, pack).unwrap();
     }
 }

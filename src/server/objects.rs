@@ -165,18 +165,30 @@ pub async fn upload(
 
     // 2. Write the new blobs as one pack, durably.
     let pack_id = db::random_id();
-    let mut pack = Vec::with_capacity(new_indices.iter().map(|&i| blobs[i].len()).sum());
     let mut placed = Vec::with_capacity(new_indices.len());
+    let mut offset = 0u64;
     for &index in &new_indices {
+        let size = blobs[index].len() as u64;
         let location = objects::Location {
             pack_id: pack_id.clone(),
-            offset: pack.len() as u64,
-            size: blobs[index].len() as u64,
+            offset,
+            size,
         };
-        pack.extend_from_slice(blobs[index]);
+        offset += size;
         placed.push((header.objects[index].clone(), location));
     }
-    let pack_size = pack.len() as u64;
+    let pack_size = offset;
+    // When every object is new (the usual case) the pack is the body's blob region as is.
+    let pack: axum::body::Bytes = if new_indices.len() == header.objects.len() {
+        let data_start = body.len() - blobs.iter().map(|b| b.len()).sum::<usize>();
+        body.slice(data_start..)
+    } else {
+        let mut pack = Vec::with_capacity(pack_size as usize);
+        for &index in &new_indices {
+            pack.extend_from_slice(blobs[index]);
+        }
+        pack.into()
+    };
     let store = state.blobs.clone();
     let (lib, pid) = (library_id.clone(), pack_id.clone());
     tokio::task::spawn_blocking(move || store.write_pack(&lib, &pid, &pack))
@@ -263,12 +275,8 @@ pub async fn fetch(
         })
         .await?;
     let store = state.blobs.clone();
-    let body = tokio::task::spawn_blocking(move || {
-        store
-            .read_many(&library_id, &wanted)
-            .map(|blobs| frame::encode_frames(blobs.iter().map(Vec::as_slice)))
-    })
-    .await
-    .map_err(ApiError::internal)??;
+    let body = tokio::task::spawn_blocking(move || store.read_frames(&library_id, &wanted))
+        .await
+        .map_err(ApiError::internal)??;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
 }
