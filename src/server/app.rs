@@ -10,7 +10,7 @@ use super::blobstore::BlobStore;
 use super::db::Db;
 use super::error::ApiError;
 use super::{accounts, libraries, objects, sessions};
-use crate::api::routes::{self, MAX_BATCH_BYTES, MAX_JSON_BYTES};
+use crate::api::routes;
 use crate::api::types::Health;
 use crate::api::ErrorCode;
 
@@ -52,14 +52,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::LIBRARY_SNAPSHOTS, get(libraries::snapshots))
         .route(routes::OBJECTS_MISSING, post(objects::missing))
-        .route(
-            routes::OBJECTS_UPLOAD,
-            post(objects::upload).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES)),
-        )
+        .route(routes::OBJECTS_UPLOAD, post(objects::upload))
         .route(routes::OBJECTS_FETCH, post(objects::fetch))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_JSON_BYTES))
+        // ApiJson and ApiBytes enforce their own limits, so they can answer cleanly.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 

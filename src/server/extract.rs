@@ -2,10 +2,8 @@
 //! [`ApiJson`] for bodies, [`Caller`] for the bearer token.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -13,50 +11,74 @@ use super::app::AppState;
 use super::db::sessions;
 use super::error::ApiError;
 
-/// A JSON body; malformed, mistyped or oversized bodies become 400 or 413 with the reason.
+/// A JSON body of at most `MAX_JSON_BYTES`; malformed, mistyped or oversized bodies become
+/// 400 or 413 with the reason.
 pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim() == "application/json" || v.trim().ends_with("+json"))
+            .unwrap_or(false);
+        if !json {
+            return Err(ApiError::bad_request(
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
         }
+        let body = read_limited(req, crate::api::routes::MAX_JSON_BYTES).await?;
+        serde_json::from_slice(&body)
+            .map(Self)
+            .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiError {
-    match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large("request body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ApiError::bad_request("send the body as JSON with `Content-Type: application/json`")
-        }
-        _ => ApiError::bad_request(format!("invalid request body: {}", rejection.body_text())),
-    }
-}
-
-/// A raw body, with a size limit turned into 413.
+/// A raw body of at most `MAX_BATCH_BYTES`.
 pub struct ApiBytes(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for ApiBytes {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Bytes::from_request(req, state).await {
-            Ok(bytes) => Ok(Self(bytes)),
-            Err(rejection @ BytesRejection::FailedToBufferBody(_))
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
-            {
-                Err(ApiError::too_large(format!(
-                    "request body is larger than {} bytes; send smaller batches",
-                    crate::api::routes::MAX_BATCH_BYTES
-                )))
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        read_limited(req, crate::api::routes::MAX_BATCH_BYTES)
+            .await
+            .map(Self)
+    }
+}
+
+/// Past a body's limit, up to this much more is read and dropped before answering 413, so
+/// a client still sending gets the answer instead of a reset connection.
+const DRAIN_BYTES: usize = 16 << 20;
+
+/// Reads a body of at most `limit` bytes; a larger one is answered 413 with a message.
+async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+    use axum::body::HttpBody;
+    use http_body_util::BodyExt;
+    let mut body = req.into_body();
+    let mut data = Vec::with_capacity((body.size_hint().lower() as usize).min(limit));
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
+        if let Ok(chunk) = frame.into_data() {
+            seen += chunk.len();
+            if seen <= limit {
+                data.extend_from_slice(&chunk);
+            } else if seen > limit + DRAIN_BYTES {
+                break;
             }
-            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
         }
     }
+    if seen > limit {
+        return Err(ApiError::too_large(format!(
+            "request body is larger than {limit} bytes; send less at once"
+        )));
+    }
+    Ok(Bytes::from(data))
 }
 
 /// The account behind a valid `Authorization: Bearer TOKEN` header.

@@ -552,16 +552,19 @@ fn unmounting_by_fusermount_uploads_and_no_wait_leaves_a_queue() {
     let server = TestServer::start();
     let client = TestClient::new("mount-umount@example.com");
     client.register(&server);
+    // What the latest snapshot holds at `name`; none while there is no snapshot yet.
     let restore = |name: &str| {
         let out = tempfile::tempdir().unwrap();
-        client
-            .run(&[
-                "restore",
-                "latest:/",
-                "--target",
-                out.path().to_str().unwrap(),
-            ])
-            .ok();
+        let run = client.run(&[
+            "restore",
+            "latest:/",
+            "--target",
+            out.path().to_str().unwrap(),
+        ]);
+        if run.code != 0 {
+            assert!(run.stderr.contains("no snapshots yet"), "{}", run.stderr);
+            return None;
+        }
         fs::read(out.path().join(name)).ok()
     };
 
