@@ -187,8 +187,12 @@ fn write_contents(store: &Store<'_>, plan: &Plan) -> Result<()> {
                 let _ = fs::remove_file(path);
             }
         }
-        let file = fs::File::create(path).map_err(ClientError::io(path))?;
-        file.set_len(entry.size).map_err(ClientError::io(path))?;
+        // A file of one chunk is created by the worker that writes that chunk; others are
+        // created here at their size, so workers can fill their chunks in any order.
+        if entry.chunks.len() != 1 {
+            let file = fs::File::create(path).map_err(ClientError::io(path))?;
+            file.set_len(entry.size).map_err(ClientError::io(path))?;
+        }
         let mut offset = 0u64;
         for chunk in &entry.chunks {
             let places = destinations.entry(chunk.id).or_default();
@@ -249,7 +253,11 @@ fn write_batch(
     for (id, blob) in ids.iter().zip(store.fetch_raw(ids)?) {
         let data = store.keys.open(BlobKind::Chunk, id, &blob)?;
         for &(file_index, offset) in &destinations[id] {
-            let path = &plan.files[file_index].0;
+            let (path, entry) = &plan.files[file_index];
+            if entry.chunks.len() == 1 {
+                fs::write(path, &data).map_err(ClientError::io(path))?;
+                continue;
+            }
             let file = OpenOptions::new()
                 .write(true)
                 .open(path)
