@@ -309,8 +309,14 @@ impl Fetcher {
         Ok(Tree::decode(&plain[0])?)
     }
 
-    /// Fetches chunks in the background so a sequential reader finds them ready.
-    pub fn prefetch(self: &Arc<Self>, library: &Arc<OpenLibrary>, ids: Vec<ObjectId>) {
+    /// Fetches chunks in the background so a sequential reader finds them ready, `per_request`
+    /// chunks to a request, the requests in parallel.
+    pub fn prefetch(
+        self: &Arc<Self>,
+        library: &Arc<OpenLibrary>,
+        ids: Vec<ObjectId>,
+        per_request: usize,
+    ) {
         let wanted: Vec<ObjectId> = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
             ids.into_iter()
@@ -321,8 +327,7 @@ impl Fetcher {
         if wanted.is_empty() {
             return;
         }
-        // Two chunks per request, in parallel, so decryption overlaps the transfer.
-        for group in wanted.chunks(2) {
+        for group in wanted.chunks(per_request.max(1)) {
             let (fetcher, library, group) = (self.clone(), library.clone(), group.to_vec());
             std::thread::spawn(move || {
                 let fetched = fetcher.fetch_missing(&library, BlobKind::Chunk, &group);

@@ -102,6 +102,8 @@ pub struct Vfs {
     pub(crate) journal: Arc<super::journal::Journal>,
     /// When the last change was journaled, for the uploader's quiet delay.
     pub last_change: std::time::Instant,
+    /// Directories whose small files were already prefetched together.
+    pub(crate) prefetched_dirs: std::collections::HashSet<Ino>,
 }
 
 /// A library to show, with its head and that head's root tree.
@@ -198,6 +200,7 @@ impl Vfs {
             stage_dir,
             journal,
             last_change: std::time::Instant::now(),
+            prefetched_dirs: std::collections::HashSet::new(),
         }
     }
 

@@ -13,6 +13,9 @@ use crate::model::ChunkRef;
 
 /// Chunks fetched ahead of a sequential reader.
 const READ_AHEAD: usize = 8;
+/// Small files whose content is fetched together when the first of a directory is opened.
+const SIBLINGS: usize = 256;
+const SIBLING_BYTES: u64 = 16 << 20;
 
 pub enum Handle {
     /// Committed content, read chunk by chunk.
@@ -80,6 +83,14 @@ impl Vfs {
         // Committed content never changes under an inode (a change stages it, a change by
         // another client makes new inodes), so the kernel may keep its cached pages.
         let keep_cache = matches!(handle, Handle::Chunks { .. });
+        if let Handle::Chunks {
+            library, chunks, ..
+        } = &handle
+        {
+            if chunks.len() == 1 {
+                self.prefetch_siblings(ino, *library);
+            }
+        }
         Ok(Opened {
             fh: self.new_handle(handle),
             keep_cache,
@@ -125,7 +136,8 @@ impl Vfs {
                         .take(READ_AHEAD)
                         .map(|c| c.id)
                         .collect();
-                    fetcher.prefetch(library, ahead);
+                    // Two chunks per request, so decryption overlaps the transfer.
+                    fetcher.prefetch(library, ahead, 2);
                 }
                 let mut out = Vec::with_capacity((end - offset) as usize);
                 let mut position = offset;
@@ -147,6 +159,45 @@ impl Vfs {
                 Ok(out)
             }
         }
+    }
+
+    /// Tools that walk a tree (grep -r, cp -r, tar) read the small files of a directory one
+    /// after another; fetching them in a few large requests, once per directory, saves a
+    /// round trip per file.
+    fn prefetch_siblings(&mut self, ino: Ino, library: usize) {
+        let Some(parent) = self.nodes.get(ino).map(|n| n.parent) else {
+            return;
+        };
+        if !self.prefetched_dirs.insert(parent) {
+            return;
+        }
+        let Some(Body::Dir {
+            children: Some(children),
+            ..
+        }) = self.nodes.get(parent).map(|n| &n.body)
+        else {
+            return;
+        };
+        let mut ids = Vec::new();
+        let mut bytes = 0u64;
+        for child in children.values() {
+            if let Some(Body::File {
+                chunks,
+                staged: None,
+                ..
+            }) = self.nodes.get(*child).map(|n| &n.body)
+            {
+                if let [chunk] = chunks.as_slice() {
+                    bytes += u64::from(chunk.len);
+                    ids.push(chunk.id);
+                }
+            }
+            if ids.len() >= SIBLINGS || bytes >= SIBLING_BYTES {
+                break;
+            }
+        }
+        let library = self.libraries[library].library.clone();
+        self.fetcher.prefetch(&library, ids, 64);
     }
 
     /// The current size of a file while it is staged (open for writing or waiting to upload).
