@@ -406,21 +406,23 @@ impl Vfs {
         self.stat(ino)
     }
 
-    fn is_empty_dir(&mut self, ino: Ino) -> VfsResult<bool> {
-        Ok(self.children(ino)?.is_empty())
+    /// Whether `target` may be removed, or replaced by a directory (`as_dir`) or a
+    /// non-directory: kinds must match, and a directory must be empty.
+    fn check_replaceable(&mut self, target: Ino, as_dir: bool) -> VfsResult<()> {
+        let is_dir = self.node(target)?.kind == EntryKind::Dir;
+        match (as_dir, is_dir) {
+            (true, false) => Err(VfsError::NotDir),
+            (false, true) => Err(VfsError::IsDir),
+            (true, true) if !self.children(target)?.is_empty() => Err(VfsError::NotEmpty),
+            _ => Ok(()),
+        }
     }
 
     /// Removes a file or symlink (`dir == false`) or an empty directory (`dir == true`).
     pub fn remove(&mut self, parent: Ino, name: &[u8], dir: bool) -> VfsResult<()> {
         let index = self.writable(parent)?;
         let ino = *self.children(parent)?.get(name).ok_or(VfsError::NotFound)?;
-        let is_dir = self.node(ino)?.kind == EntryKind::Dir;
-        match (dir, is_dir) {
-            (true, false) => return Err(VfsError::NotDir),
-            (false, true) => return Err(VfsError::IsDir),
-            (true, true) if !self.is_empty_dir(ino)? => return Err(VfsError::NotEmpty),
-            _ => {}
-        }
+        self.check_replaceable(ino, dir)?;
         let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
         self.remove_child(parent, name);
         self.record(index, Op::Remove { path }, false)
@@ -458,16 +460,8 @@ impl Vfs {
             if no_replace {
                 return Err(VfsError::Exists);
             }
-            let (source_dir, target_dir) = (
-                self.node(ino)?.kind == EntryKind::Dir,
-                self.node(existing)?.kind == EntryKind::Dir,
-            );
-            match (source_dir, target_dir) {
-                (false, true) => return Err(VfsError::IsDir),
-                (true, false) => return Err(VfsError::NotDir),
-                (true, true) if !self.is_empty_dir(existing)? => return Err(VfsError::NotEmpty),
-                _ => {}
-            }
+            let source_dir = self.node(ino)?.kind == EntryKind::Dir;
+            self.check_replaceable(existing, source_dir)?;
         }
         let (_, from) = self.live_path(ino).ok_or(VfsError::NotFound)?;
         self.remove_child(parent, name);
