@@ -434,10 +434,6 @@ impl Vfs {
             })
             .collect()
     }
-
-    pub fn release(&mut self, fh: u64) {
-        self.handles.remove(&fh);
-    }
 }
 
 pub(crate) fn set_children(nodes: &mut Nodes, ino: Ino, children: BTreeMap<Vec<u8>, Ino>) {

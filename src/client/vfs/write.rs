@@ -108,20 +108,15 @@ impl Vfs {
     }
 
     fn insert_child(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Option<Ino> {
-        let now = now_ns();
-        let node = self.nodes.get_mut(parent)?;
-        node.attr.mtime_ns = now;
-        node.attr.ctime_ns = now;
-        match &mut node.body {
-            Body::Dir {
-                children: Some(children),
-                ..
-            } => children.insert(name.to_vec(), ino),
-            _ => None,
-        }
+        self.changed_children(parent)?.insert(name.to_vec(), ino)
     }
 
     fn remove_child(&mut self, parent: Ino, name: &[u8]) -> Option<Ino> {
+        self.changed_children(parent)?.remove(name)
+    }
+
+    /// The loaded children of `parent`, about to change: its mtime and ctime become now.
+    fn changed_children(&mut self, parent: Ino) -> Option<&mut BTreeMap<Vec<u8>, Ino>> {
         let now = now_ns();
         let node = self.nodes.get_mut(parent)?;
         node.attr.mtime_ns = now;
@@ -130,7 +125,7 @@ impl Vfs {
             Body::Dir {
                 children: Some(children),
                 ..
-            } => children.remove(name),
+            } => Some(children),
             _ => None,
         }
     }
