@@ -218,16 +218,8 @@ impl Vfs {
     pub fn stat(&self, ino: Ino) -> VfsResult<Stat> {
         let node = self.node(ino)?;
         let read_only = !matches!(node.place, Place::Live(i) if self.libraries[i].writable);
+        // `attr.size` follows every write, truncate and setattr, staged or not.
         let mut attr = node.attr.clone();
-        if let (
-            Body::File {
-                staged: Some(_), ..
-            },
-            Some(size),
-        ) = (&node.body, self.open_size(ino))
-        {
-            attr.size = size;
-        }
         if matches!(node.place, Place::Snapshot(_)) {
             attr.mode &= !0o222;
         }

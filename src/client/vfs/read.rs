@@ -99,7 +99,6 @@ impl Vfs {
 
     pub fn read(&mut self, fh: u64, offset: u64, size: usize) -> VfsResult<Vec<u8>> {
         let fetcher = self.fetcher.clone();
-        let libraries: Vec<_> = self.libraries.iter().map(|v| v.library.clone()).collect();
         match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
             Handle::Staged { file, .. } => {
                 let mut buf = vec![0u8; size];
@@ -125,7 +124,7 @@ impl Vfs {
                     return Ok(Vec::new());
                 }
                 let end = (offset + size as u64).min(total);
-                let library = &libraries[*library];
+                let library = &self.libraries[*library].library;
                 let mut index = offsets.partition_point(|&o| o <= offset) - 1;
                 // Ask for what follows before waiting on what is needed now.
                 if offset == *last_end || offset == 0 {
@@ -198,19 +197,6 @@ impl Vfs {
         }
         let library = self.libraries[library].library.clone();
         self.fetcher.prefetch(&library, ids, 64);
-    }
-
-    /// The current size of a file while it is staged (open for writing or waiting to upload).
-    pub(crate) fn open_size(&self, ino: Ino) -> Option<u64> {
-        match &self.nodes.get(ino)?.body {
-            Body::File {
-                staged: Some(stage),
-                ..
-            } => std::fs::metadata(self.stage_path(stage))
-                .ok()
-                .map(|m| m.len()),
-            _ => None,
-        }
     }
 
     pub(crate) fn stage_path(&self, stage: &str) -> std::path::PathBuf {
