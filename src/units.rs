@@ -52,6 +52,13 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// An amount of money in cents: `4.99 USD`, `-2.50 USD`.
+pub fn money(cents: i64, currency: &str) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let cents = cents.unsigned_abs();
+    format!("{sign}{}.{:02} {currency}", cents / 100, cents % 100)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,14 @@ pub enum ErrorCode {
     MissingReferences,
     PayloadTooLarge,
     QuotaExceeded,
+    /// A charge was declined, or a paid plan has no card.
+    PaymentRequired,
+    /// The subscription was canceled: data can be read, not changed.
+    AccountInactive,
+    /// A smaller plan than what is stored.
+    UsageAboveLimit,
+    /// Too many failed attempts; `retry_after` says when to try again.
+    TooManyRequests,
     Internal,
     /// A code this client does not know yet (sent by a newer server).
     #[serde(other)]
@@ -38,6 +46,9 @@ pub struct ErrorBody {
     /// With `head_moved`: the library's current head.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<ObjectId>,
+    /// With `too_many_requests`: seconds to wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl ErrorBody {
@@ -48,6 +59,7 @@ impl ErrorBody {
             used: None,
             limit: None,
             head: None,
+            retry_after: None,
         }
     }
 }

@@ -76,6 +76,18 @@ pub struct AccountInfo {
     pub marketing_email: bool,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
+    /// `active`, `canceled` (readable until `delete_after`) or `expired` (data deleted).
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub canceled_at: Option<i64>,
+    #[serde(default)]
+    pub delete_after: Option<i64>,
+    /// End of the paid period, when the next charge is due.
+    #[serde(default)]
+    pub period_end: Option<i64>,
+    #[serde(default)]
+    pub card: Option<super::account::CardSummary>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -12,16 +12,46 @@ struct Cli {
     command: Command,
 }
 
+#[derive(clap::Args)]
+struct DataDirArg {
+    #[arg(long, env = "IBACKUP_DATA_DIR")]
+    data_dir: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API (HTTPS with a self-signed certificate made on first start).
     Serve(server::ServeOptions),
     /// Operator commands on a data directory.
     Admin {
-        #[arg(long, env = "IBACKUP_DATA_DIR")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data: DataDirArg,
         #[command(subcommand)]
         command: AdminCommand,
+    },
+    /// Send a message to every account that agreed to marketing e-mail.
+    Announce {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[arg(long)]
+        subject: String,
+        /// A text file holding the message.
+        #[arg(long)]
+        body_file: PathBuf,
+    },
+    /// Surveys: answered voluntarily, reported only in aggregate.
+    Survey {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[command(subcommand)]
+        command: SurveyCommand,
+    },
+    /// Satisfaction feedback users sent with `ibackup feedback`.
+    Feedback {
+        #[command(flatten)]
+        data: DataDirArg,
+        #[command(subcommand)]
+        command: FeedbackCommand,
     },
 }
 
@@ -32,14 +62,78 @@ enum AdminCommand {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Run maintenance now: purge old records, renew, end canceled accounts, collect.
+    Maintenance,
 }
 
 #[derive(Subcommand)]
 enum UserCommand {
-    /// List accounts with plan, quota and usage.
+    /// List accounts with plan, status, quota and usage.
     List,
     /// Override an account's storage quota (e.g. `10GiB`), or `plan` to follow its plan.
     SetQuota { email: String, size: String },
+}
+
+#[derive(Subcommand)]
+enum SurveyCommand {
+    /// Create a survey from a TOML file: `title`, then `[[questions]]` with `text`, `choices`.
+    Create { file: PathBuf },
+    /// List surveys with their number of respondents.
+    List,
+    /// Show a survey's counts, hiding any below the configured minimum.
+    Report { id: String },
+}
+
+#[derive(Subcommand)]
+enum FeedbackCommand {
+    /// List ratings and messages.
+    List,
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(options) => {
+            tokio::runtime::Runtime::new()?.block_on(server::serve(options))?;
+        }
+        Command::Admin { data, command } => match command {
+            AdminCommand::User {
+                command: UserCommand::List,
+            } => print!("{}", server::admin::user_list(&data.data_dir)?),
+            AdminCommand::User {
+                command: UserCommand::SetQuota { email, size },
+            } => println!(
+                "{}",
+                server::admin::set_quota(&data.data_dir, &email, &size)?
+            ),
+            AdminCommand::Maintenance => {
+                let report = server::admin::maintenance(&data.data_dir)?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+        },
+        Command::Announce {
+            data,
+            subject,
+            body_file,
+        } => {
+            let sent = server::admin::announce(&data.data_dir, &subject, &body_file)?;
+            println!("sent to {sent} accounts that agreed to marketing e-mail");
+        }
+        Command::Survey { data, command } => match command {
+            SurveyCommand::Create { file } => {
+                let id = server::admin::survey_create(&data.data_dir, &file)?;
+                println!("survey {id} created; users answer it with `ibackup account survey {id}`");
+            }
+            SurveyCommand::List => print!("{}", server::admin::survey_list(&data.data_dir)?),
+            SurveyCommand::Report { id } => {
+                print!("{}", server::admin::survey_report(&data.data_dir, &id)?)
+            }
+        },
+        Command::Feedback {
+            data,
+            command: FeedbackCommand::List,
+        } => print!("{}", server::admin::feedback_list(&data.data_dir)?),
+    }
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,21 +143,7 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(options) => tokio::runtime::Runtime::new()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(server::serve(options))),
-        Command::Admin { data_dir, command } => match command {
-            AdminCommand::User {
-                command: UserCommand::List,
-            } => server::admin::user_list(&data_dir).map(|out| print!("{out}")),
-            AdminCommand::User {
-                command: UserCommand::SetQuota { email, size },
-            } => server::admin::set_quota(&data_dir, &email, &size).map(|out| println!("{out}")),
-        },
-    };
-    match result {
+    match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ibackup-server: {e:#}");

@@ -81,10 +81,14 @@ pub struct RegisterOptions {
     pub marketing_email: bool,
     pub trust_new: bool,
     pub password_stdin: bool,
+    /// Read the card for a paid plan from four lines of stdin.
+    pub card_stdin: bool,
 }
 
 pub struct Registered {
     pub account: AccountInfo,
+    /// Why the paid plan asked for could not be set up (the account is on the free plan).
+    pub plan_problem: Option<String>,
     /// Shown once; the only way back in if the password is forgotten.
     pub recovery_key: String,
 }
@@ -92,6 +96,26 @@ pub struct Registered {
 pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> {
     let password = read_password(options.password_stdin, Purpose::New)?;
     let remote = connect(paths, &options.server, options.trust_new)?;
+    // A paid plan starts as the free one; the card and the plan follow once the account exists.
+    let plans: crate::api::account::PlanList = remote.get(routes::PLANS)?;
+    let paid_plan = match &options.plan {
+        Some(name) => match plans.plans.iter().find(|p| &p.name == name) {
+            Some(plan) if plan.price_cents > 0 => Some(name.clone()),
+            Some(_) => None,
+            None => {
+                let names: Vec<_> = plans.plans.iter().map(|p| p.name.as_str()).collect();
+                return Err(ClientError::Usage(format!(
+                    "unknown plan `{name}`; choose one of {}",
+                    names.join(", ")
+                )));
+            }
+        },
+        None => None,
+    };
+    let card = match &paid_plan {
+        Some(_) => Some(super::profile::read_card(options.card_stdin)?),
+        None => None,
+    };
     let mut salt = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut salt);
     let kdf_params = KdfParams::default();
@@ -103,7 +127,11 @@ pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> 
         email: options.email.clone(),
         first_name: options.first_name.clone(),
         last_name: options.last_name.clone(),
-        plan: options.plan.clone(),
+        plan: if paid_plan.is_some() {
+            None
+        } else {
+            options.plan.clone()
+        },
         marketing_email: options.marketing_email,
         auth_secret: auth.to_vec(),
         salt: salt.to_vec(),
@@ -117,8 +145,20 @@ pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> 
     };
     let response: SessionResponse = remote.post(routes::ACCOUNTS, &request, false)?;
     save_session(paths, &remote, &response, &pair)?;
+    let mut account = response.account;
+    let mut plan_problem = None;
+    if let (Some(plan), Some(card)) = (&paid_plan, &card) {
+        let session = super::session::Session::load(paths)?;
+        let upgraded = super::profile::add_card(&session, card)
+            .and_then(|_| super::profile::change_plan(&session, plan));
+        match upgraded {
+            Ok(changed) => account = changed.account,
+            Err(e) => plan_problem = Some(e.to_string()),
+        }
+    }
     Ok(Registered {
-        account: response.account,
+        account,
+        plan_problem,
         recovery_key: recovery.to_display_groups(),
     })
 }
@@ -168,7 +208,7 @@ pub fn login(
     Ok(response.account)
 }
 
-fn save_session(
+pub fn save_session(
     paths: &Paths,
     remote: &Remote,
     response: &SessionResponse,

@@ -66,6 +66,10 @@ enum Command {
         /// Agree to receive marketing e-mail (off unless given).
         #[arg(long)]
         marketing_email: bool,
+        /// For a paid plan: read the card from four lines of stdin (number, expiry MM/YY,
+        /// security code, name) instead of being asked.
+        #[arg(long)]
+        card_stdin: bool,
     },
     /// Log in on this computer.
     Login {
@@ -111,6 +115,18 @@ enum Command {
     },
     /// Mounts and their pending uploads.
     Status,
+    /// Your account: profile, plan, card, consent, sessions, password, export, delete.
+    Account {
+        #[command(subcommand)]
+        command: super::cli_account::AccountCommand,
+    },
+    /// Tell us how satisfied you are (1 to 5), optionally with a message.
+    Feedback {
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+        rating: u8,
+        #[arg(long)]
+        message: Option<String>,
+    },
     /// Libraries you own or that were shared with you.
     Library {
         #[command(subcommand)]
@@ -161,6 +177,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             last_name,
             plan,
             marketing_email,
+            card_stdin,
         } => {
             let options = RegisterOptions {
                 server: server.server,
@@ -171,12 +188,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 marketing_email,
                 trust_new: server.trust_new,
                 password_stdin: server.password_stdin,
+                card_stdin,
             };
             let registered = account::register(&paths, &options)?;
             if json {
                 print_json(&serde_json::json!({
                     "account": registered.account,
                     "recovery_key": registered.recovery_key,
+                    "plan_problem": registered.plan_problem,
                 }));
             } else {
                 println!(
@@ -187,6 +206,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                      key nobody can recover them.",
                     registered.account.email, registered.recovery_key
                 );
+            }
+            if let Some(problem) = &registered.plan_problem {
+                eprintln!(
+                    "ibackup: the account is on the free plan for now: {problem}. Run `ibackup \
+                     account card add`, then `ibackup account plan NAME`."
+                );
+                return Ok(ExitCode::from(3));
             }
         }
         Command::Login { server, email } => {
@@ -379,6 +405,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
+        }
+        Command::Account { command } => super::cli_account::run(&paths, json, command)?,
+        Command::Feedback { rating, message } => {
+            super::cli_account::feedback(&paths, json, rating, message)?
         }
         Command::Library { command } => {
             let session = Session::load(&paths)?;

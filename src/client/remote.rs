@@ -209,6 +209,17 @@ impl Remote {
         )?)
     }
 
+    pub fn patch<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, RemoteError> {
+        json(self.send(
+            || self.request(reqwest::Method::PATCH, path).json(body),
+            false,
+        )?)
+    }
+
     pub fn delete(&self, path: &str) -> Result<(), RemoteError> {
         self.send(|| self.request(reqwest::Method::DELETE, path), false)
             .map(drop)

@@ -1,17 +1,23 @@
 //! Sign-up, pre-login (salt and KDF cost) and the account profile.
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderName, StatusCode};
 use axum::Json;
 
 use super::app::AppState;
-use super::db::{accounts, libraries, sessions};
+use super::config::ServerConfig;
+use super::db::{accounts, billing, libraries, sessions};
 use super::error::{ApiError, ApiResult};
-use super::extract::{new_token, ApiJson, Caller};
-use super::{plans, validate};
+use super::extract::{new_token, session_cookie, ApiJson, Caller};
+use super::validate;
+use crate::api::account::CardSummary;
 use crate::api::types::{
     AccountInfo, AccountKeys, PreloginRequest, PreloginResponse, RegisterRequest, SessionResponse,
 };
+use crate::api::ErrorCode;
 use crate::crypto::kdf::{self, KdfParams};
 
 /// Wrapped 32-byte keys: nonce, key, tag.
@@ -46,28 +52,33 @@ pub async fn prelogin(
 
 pub async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     ApiJson(req): ApiJson<RegisterRequest>,
-) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
+) -> ApiResult<(StatusCode, [(HeaderName, String); 1], Json<SessionResponse>)> {
     let email = validate::email(&req.email)?;
     let first_name = validate::person_name("first name", &req.first_name)?;
     let last_name = validate::person_name("last name", &req.last_name)?;
     let library_name = validate::library_name(&req.library_name)?;
-    let plan_name = req
-        .plan
-        .as_deref()
-        .unwrap_or(plans::DEFAULT_PLAN)
-        .to_owned();
-    let plan = plans::find(&plan_name).ok_or_else(|| {
-        let names: Vec<_> = plans::PLANS.iter().map(|p| p.name).collect();
-        ApiError::bad_request(format!(
-            "unknown plan `{plan_name}`; choose one of {names:?}"
-        ))
-    })?;
-    if plan.monthly_price_cents > 0 {
-        return Err(ApiError::bad_request(format!(
-            "plan `{plan_name}` needs a payment card, which this server cannot take yet; \
-             register with the free plan"
-        )));
+    let config = state.config.clone();
+    let plan = match req.plan.as_deref() {
+        None => config.default_plan().clone(),
+        Some(name) => config.plan(name).cloned().ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "unknown plan `{name}`; choose one of {}",
+                config.plan_names()
+            ))
+        })?,
+    };
+    if plan.price_cents > 0 {
+        return Err(ApiError::new(
+            ErrorCode::PaymentRequired,
+            format!(
+                "plan `{}` needs a payment card: register with the free plan, then add a card \
+                 with `ibackup account card add` and choose the plan with `ibackup account plan \
+                 {}`",
+                plan.name, plan.name
+            ),
+        ));
     }
     validate::bytes_len("auth_secret", &req.auth_secret, 32..=32)?;
     validate::bytes_len("salt", &req.salt, 16..=64)?;
@@ -90,13 +101,10 @@ pub async fn register(
     req.kdf.validate().map_err(ApiError::bad_request)?;
     let client = client_label(req.client.as_deref());
 
-    let secret = req.auth_secret.clone();
-    let auth_hash = tokio::task::spawn_blocking(move || kdf::hash_auth_secret(&secret))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let auth_hash = hash_secret(req.auth_secret.clone()).await?;
     let (token, token_hash) = new_token();
     let kdf_params = serde_json::to_string(&req.kdf).map_err(ApiError::internal)?;
+    let cookie = session_cookie(&token, config.absolute_timeout);
 
     let response = state
         .db
@@ -104,7 +112,7 @@ pub async fn register(
             let tx = conn.transaction()?;
             if accounts::by_email(&tx, &email)?.is_some() {
                 return Err(ApiError::new(
-                    crate::api::ErrorCode::AlreadyExists,
+                    ErrorCode::AlreadyExists,
                     "an account with this e-mail already exists; log in with `ibackup login`",
                 ));
             }
@@ -114,7 +122,7 @@ pub async fn register(
                     email: &email,
                     first_name: &first_name,
                     last_name: &last_name,
-                    plan: plan.name,
+                    plan: &plan.name,
                     auth_hash: &auth_hash,
                     kdf_salt: &req.salt,
                     kdf_params: &kdf_params,
@@ -124,42 +132,87 @@ pub async fn register(
                     marketing_consent: req.marketing_email,
                 },
             )?;
+            accounts::set_consent(&tx, account_id, req.marketing_email, "sign-up")?;
+            billing::record_plan_change(
+                &tx,
+                account_id,
+                &billing::PlanChange {
+                    at: crate::server::db::now(),
+                    from_plan: None,
+                    to_plan: plan.name.clone(),
+                    amount_cents: 0,
+                },
+            )?;
             libraries::create(&tx, account_id, &library_name, &req.library_wrapped_key)?;
-            let session_id = sessions::create(&tx, account_id, &token_hash, client.as_deref())?;
-            let response = session_response(&tx, account_id, token, session_id)?;
+            let address = peer.ip().to_string();
+            let session_id = sessions::create(
+                &tx,
+                account_id,
+                &token_hash,
+                client.as_deref(),
+                Some(&address),
+            )?;
+            let response = session_response(&tx, &config, account_id, token, session_id)?;
             tx.commit().map_err(super::db::DbError::from)?;
             Ok(response)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(response)))
+    Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(response)))
+}
+
+/// Hashes an auth secret for storage (Argon2id, on the blocking pool).
+pub async fn hash_secret(secret: Vec<u8>) -> ApiResult<String> {
+    tokio::task::spawn_blocking(move || kdf::hash_auth_secret(&secret))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)
 }
 
 pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<AccountInfo>> {
+    let config = state.config.clone();
     let info = state
         .db
-        .call(move |conn| account_info(conn, caller.account_id))
+        .call(move |conn| account_info(conn, &config, caller.account_id))
         .await?;
     Ok(Json(info))
 }
 
-pub fn account_info(conn: &rusqlite::Connection, account_id: i64) -> ApiResult<AccountInfo> {
+pub fn account_info(
+    conn: &rusqlite::Connection,
+    config: &ServerConfig,
+    account_id: i64,
+) -> ApiResult<AccountInfo> {
     let account = accounts::by_id(conn, account_id)?
         .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
+    let card = billing::card(conn, account_id)?.map(|c| CardSummary {
+        brand: c.brand,
+        last4: c.last4,
+        exp_month: c.exp_month,
+        exp_year: c.exp_year,
+    });
     Ok(AccountInfo {
         id: account.id,
-        quota_bytes: plans::quota_for(&account.plan, account.quota_override),
+        quota_bytes: config.quota_for(&account.plan, account.quota_override),
         used_bytes: accounts::used_bytes(conn, account.id)?,
+        delete_after: account
+            .canceled_at
+            .map(|at| at + config.cancel_grace.as_secs() as i64),
         email: account.email,
         first_name: account.first_name,
         last_name: account.last_name,
         plan: account.plan,
         marketing_email: account.marketing_consent,
         created_at: account.created_at,
+        status: account.status,
+        canceled_at: account.canceled_at,
+        period_end: account.period_end,
+        card,
     })
 }
 
 pub fn session_response(
     conn: &rusqlite::Connection,
+    config: &ServerConfig,
     account_id: i64,
     token: String,
     session_id: String,
@@ -173,7 +226,7 @@ pub fn session_response(
             public_key: account.public_key.clone(),
             wrapped_private_key: account.wrapped_private_key.clone(),
         },
-        account: account_info(conn, account_id)?,
+        account: account_info(conn, config, account_id)?,
     })
 }
 

@@ -1,21 +1,27 @@
-//! `ibackup-server admin`: operator commands that work on a data directory directly.
+//! `ibackup-server admin`, `announce`, `survey` and `feedback`: operator commands that work
+//! on a data directory directly (also while the server runs).
 
 use std::path::Path;
 
-use super::db::accounts;
-use super::plans;
+use serde::Deserialize;
+
+use super::db::{self, accounts, privacy};
+use super::mail::Kind;
+use super::privacy::questions;
+use super::profile::optout_token;
+use crate::api::account::SurveyQuestion;
 use crate::units::{format_size, parse_size};
 
-/// One line per account: e-mail, name, plan, quota, usage.
+/// One line per account: e-mail, name, plan, status, quota, usage.
 pub fn user_list(data_dir: &Path) -> anyhow::Result<String> {
-    let (database, _) = super::open_data_dir(data_dir)?;
-    database.blocking(|conn| {
+    let data = super::open_data_dir(data_dir)?;
+    data.db.blocking(|conn| {
         let mut out = format!(
-            "{:<32} {:<24} {:<10} {:>12} {:>12}\n",
-            "E-MAIL", "NAME", "PLAN", "QUOTA", "USED"
+            "{:<32} {:<24} {:<10} {:<9} {:>12} {:>12}\n",
+            "E-MAIL", "NAME", "PLAN", "STATUS", "QUOTA", "USED"
         );
         for account in accounts::list(conn)? {
-            let quota = plans::quota_for(&account.plan, account.quota_override);
+            let quota = data.config.quota_for(&account.plan, account.quota_override);
             let used = accounts::used_bytes(conn, account.id)?;
             let marker = if account.quota_override.is_some() {
                 "*"
@@ -23,10 +29,11 @@ pub fn user_list(data_dir: &Path) -> anyhow::Result<String> {
                 ""
             };
             out.push_str(&format!(
-                "{:<32} {:<24} {:<10} {:>12} {:>12}\n",
+                "{:<32} {:<24} {:<10} {:<9} {:>12} {:>12}\n",
                 account.email,
                 format!("{} {}", account.first_name, account.last_name),
                 account.plan,
+                account.status,
                 format!("{}{marker}", format_size(quota)),
                 format_size(used)
             ));
@@ -42,9 +49,11 @@ pub fn set_quota(data_dir: &Path, email: &str, size: &str) -> anyhow::Result<Str
     } else {
         Some(parse_size(size).map_err(anyhow::Error::msg)?)
     };
-    let (database, _) = super::open_data_dir(data_dir)?;
+    let data = super::open_data_dir(data_dir)?;
     let email = email.trim().to_lowercase();
-    let changed = database.blocking(|conn| accounts::set_quota_override(conn, &email, bytes))?;
+    let changed = data
+        .db
+        .blocking(|conn| accounts::set_quota_override(conn, &email, bytes))?;
     if !changed {
         anyhow::bail!(
             "no account has the e-mail {email}; `ibackup-server admin user list` shows them"
@@ -53,5 +62,156 @@ pub fn set_quota(data_dir: &Path, email: &str, size: &str) -> anyhow::Result<Str
     Ok(match bytes {
         Some(bytes) => format!("quota of {email} set to {}", format_size(bytes)),
         None => format!("quota of {email} follows its plan again"),
+    })
+}
+
+/// Runs one maintenance pass now.
+pub fn maintenance(data_dir: &Path) -> anyhow::Result<super::maintenance::Report> {
+    super::open_data_dir(data_dir)?.maintenance().run_once()
+}
+
+/// Sends a marketing message to every account that agreed to marketing e-mail, each with
+/// its own opt-out link. Returns how many were sent.
+pub fn announce(data_dir: &Path, subject: &str, body_file: &Path) -> anyhow::Result<usize> {
+    let body = std::fs::read_to_string(body_file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", body_file.display()))?;
+    let subject = subject.trim();
+    if subject.is_empty() || subject.chars().any(char::is_control) {
+        anyhow::bail!("the subject must be one line of text");
+    }
+    if body.trim().is_empty() {
+        anyhow::bail!(
+            "{} is empty; write the message into it",
+            body_file.display()
+        );
+    }
+    let data = super::open_data_dir(data_dir)?;
+    let recipients = data.db.blocking(|conn| accounts::consenting(conn))?;
+    let mut sent = 0;
+    for account in &recipients {
+        let optout_url = format!(
+            "{}{}",
+            data.config.public_url,
+            crate::api::routes::OPTOUT.replace("{token}", &optout_token(&data.secret, account.id))
+        );
+        match data.mailer.send(
+            &account.email,
+            subject,
+            &body,
+            Kind::Marketing { optout_url },
+        ) {
+            Ok(()) => sent += 1,
+            Err(e) => eprintln!("not sent to account {}: {e}", account.id),
+        }
+    }
+    Ok(sent)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SurveyFile {
+    title: String,
+    questions: Vec<SurveyQuestion>,
+}
+
+/// Creates a survey from a TOML file (`title`, then `[[questions]]` with `text` and
+/// `choices`); returns its id.
+pub fn survey_create(data_dir: &Path, file: &Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let survey: SurveyFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if survey.title.trim().is_empty() {
+        anyhow::bail!("{}: give the survey a title", file.display());
+    }
+    if survey.questions.is_empty() || survey.questions.len() > 50 {
+        anyhow::bail!("{}: a survey has 1 to 50 questions", file.display());
+    }
+    for (i, q) in survey.questions.iter().enumerate() {
+        if q.text.trim().is_empty() || !(2..=20).contains(&q.choices.len()) {
+            anyhow::bail!(
+                "{}: question {} needs a text and 2 to 20 choices",
+                file.display(),
+                i + 1
+            );
+        }
+    }
+    let data = super::open_data_dir(data_dir)?;
+    let row = privacy::SurveyRow {
+        id: db::random_id()[..12].to_owned(),
+        title: survey.title.trim().to_owned(),
+        questions: serde_json::to_string(&survey.questions)?,
+        created_at: db::now(),
+        closed_at: None,
+    };
+    data.db
+        .blocking(|conn| privacy::create_survey(conn, &row))?;
+    Ok(row.id)
+}
+
+pub fn survey_list(data_dir: &Path) -> anyhow::Result<String> {
+    let data = super::open_data_dir(data_dir)?;
+    data.db.blocking(|conn| {
+        let mut out = format!("{:<14} {:>11}  TITLE\n", "ID", "RESPONDENTS");
+        for survey in privacy::surveys(conn)? {
+            let n = privacy::respondents(conn, &survey.id)?;
+            out.push_str(&format!("{:<14} {:>11}  {}\n", survey.id, n, survey.title));
+        }
+        Ok(out)
+    })
+}
+
+/// Counts per answer, each shown only when at least `min_respondents` chose it.
+pub fn survey_report(data_dir: &Path, survey_id: &str) -> anyhow::Result<String> {
+    let data = super::open_data_dir(data_dir)?;
+    let k = data.config.survey_min_respondents;
+    data.db.blocking(|conn| {
+        let survey = privacy::surveys(conn)?
+            .into_iter()
+            .find(|s| s.id == survey_id)
+            .ok_or_else(|| {
+                anyhow::anyhow!("no survey `{survey_id}`; `ibackup-server survey list` shows them")
+            })?;
+        let questions = questions(&survey)?;
+        let counts = privacy::survey_counts(conn, &survey.id)?;
+        let respondents = privacy::respondents(conn, &survey.id)?;
+        let mut out = format!(
+            "{}\n{respondents} respondents; counts under {k} are hidden.\n",
+            survey.title
+        );
+        for (qi, question) in questions.iter().enumerate() {
+            out.push_str(&format!("\n{}. {}\n", qi + 1, question.text));
+            for (ci, choice) in question.choices.iter().enumerate() {
+                let count = counts
+                    .iter()
+                    .find(|(q, c, _)| *q as usize == qi && *c as usize == ci)
+                    .map(|(_, _, n)| *n)
+                    .unwrap_or(0);
+                let shown = if count >= k {
+                    count.to_string()
+                } else {
+                    format!("<{k}")
+                };
+                out.push_str(&format!("   {shown:>6}  {choice}\n"));
+            }
+        }
+        Ok(out)
+    })
+}
+
+pub fn feedback_list(data_dir: &Path) -> anyhow::Result<String> {
+    let data = super::open_data_dir(data_dir)?;
+    data.db.blocking(|conn| {
+        let mut out = format!("{:<20} {:<6} {:<32} MESSAGE\n", "TIME", "RATING", "FROM");
+        for f in privacy::all_feedback(conn)? {
+            out.push_str(&format!(
+                "{:<20} {:<6} {:<32} {}\n",
+                &crate::model::snapshot::format_time_ns(f.at * 1_000_000_000)[..19],
+                f.rating,
+                f.email.as_deref().unwrap_or("(deleted account)"),
+                f.message.as_deref().unwrap_or("").replace('\n', " ")
+            ));
+        }
+        Ok(out)
     })
 }

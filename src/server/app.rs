@@ -3,13 +3,17 @@
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 
+use super::billing::processor::PaymentProcessor;
 use super::blobstore::BlobStore;
+use super::config::ServerConfig;
 use super::db::Db;
 use super::error::ApiError;
-use super::{accounts, libraries, objects, sessions};
+use super::mail::Mailer;
+use super::records::SessionRecords;
+use super::{accounts, billing, libraries, objects, privacy, profile, records, sessions};
 use crate::api::routes;
 use crate::api::types::Health;
 use crate::api::ErrorCode;
@@ -23,6 +27,10 @@ pub struct AppState {
     /// A hash to verify against when the e-mail is unknown, so that takes as long as a
     /// wrong password.
     pub dummy_hash: Arc<str>,
+    pub config: Arc<ServerConfig>,
+    pub processor: Arc<dyn PaymentProcessor>,
+    pub mailer: Arc<Mailer>,
+    pub records: Arc<SessionRecords>,
 }
 
 impl AppState {
@@ -39,9 +47,31 @@ pub fn router(state: AppState) -> Router {
         .route(routes::HEALTH, get(health))
         .route(routes::PRELOGIN, post(accounts::prelogin))
         .route(routes::ACCOUNTS, post(accounts::register))
-        .route(routes::ACCOUNT, get(accounts::show))
+        .route(routes::ACCOUNT, get(accounts::show).patch(profile::update))
         .route(routes::SESSIONS, post(sessions::login))
         .route(routes::SESSION_CURRENT, delete(sessions::logout))
+        .route(routes::PLANS, get(billing::plans))
+        .route(routes::ACCOUNT_PLAN, put(billing::change_plan))
+        .route(routes::ACCOUNT_CARD, post(billing::add_card))
+        .route(routes::ACCOUNT_INVOICES, get(billing::invoices))
+        .route(routes::ACCOUNT_CANCEL, post(billing::cancel))
+        .route(routes::ACCOUNT_REACTIVATE, post(billing::reactivate))
+        .route(routes::ACCOUNT_CONSENT, put(profile::consent))
+        .route(routes::ACCOUNT_PASSWORD, post(profile::change_password))
+        .route(routes::ACCOUNT_SESSIONS, get(sessions::list))
+        .route(routes::ACCOUNT_SESSION, delete(sessions::revoke))
+        .route(
+            routes::ACCOUNT_SESSIONS_REVOKE_OTHERS,
+            post(sessions::revoke_others),
+        )
+        .route(routes::ACCOUNT_EXPORT, get(privacy::export))
+        .route(routes::ACCOUNT_DELETE, post(privacy::delete))
+        .route(routes::RECOVERY_CHALLENGE, post(profile::recovery_start))
+        .route(routes::RECOVERY_COMPLETE, post(profile::recovery_complete))
+        .route(routes::OPTOUT, get(profile::optout).post(profile::optout))
+        .route(routes::FEEDBACK, post(privacy::feedback))
+        .route(routes::SURVEYS, get(privacy::surveys))
+        .route(routes::SURVEY_ANSWERS, post(privacy::answer))
         .route(
             routes::LIBRARIES,
             get(libraries::list).post(libraries::create),
@@ -58,6 +88,10 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // ApiJson and ApiBytes enforce their own limits, so they can answer cleanly.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            records::track,
+        ))
         .with_state(state)
 }
 

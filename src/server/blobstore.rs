@@ -68,6 +68,28 @@ impl BlobStore {
         Ok(out)
     }
 
+    /// Libraries that have a pack folder.
+    pub fn library_dirs(&self) -> io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.root)? {
+            let name = entry?.file_name();
+            if let Some(name) = name.to_str() {
+                if crate::server::db::is_random_id(name) {
+                    ids.push(name.to_owned());
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Removes every pack of a library (after the library itself was deleted).
+    pub fn remove_library(&self, library_id: &str) -> io::Result<()> {
+        match fs::remove_dir_all(self.root.join(library_id)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => crate::fsutil::sync_dir(&self.root),
+        }
+    }
+
     pub fn delete_pack(&self, library_id: &str, pack_id: &str) -> io::Result<()> {
         match fs::remove_file(self.pack_path(library_id, pack_id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

@@ -25,7 +25,12 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::AlreadyExists | ErrorCode::HeadMoved => StatusCode::CONFLICT,
+        ErrorCode::AlreadyExists | ErrorCode::HeadMoved | ErrorCode::UsageAboveLimit => {
+            StatusCode::CONFLICT
+        }
+        ErrorCode::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
+        ErrorCode::AccountInactive => StatusCode::FORBIDDEN,
+        ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
         ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
@@ -77,6 +82,18 @@ impl ApiError {
             "the library changed since you read it; merge with the new head and retry",
         );
         body.head = head;
+        Self(body)
+    }
+
+    pub fn too_many_attempts(wait_secs: u64) -> Self {
+        let mut body = ErrorBody::new(
+            ErrorCode::TooManyRequests,
+            format!(
+                "too many failed attempts for this e-mail address; wait {wait_secs} s and try \
+                 again"
+            ),
+        );
+        body.retry_after = Some(wait_secs);
         Self(body)
     }
 

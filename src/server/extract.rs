@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::app::AppState;
 use super::db::sessions;
 use super::error::ApiError;
+use super::records::SessionSlot;
 
 /// A JSON body of at most `MAX_JSON_BYTES`; malformed, mistyped or oversized bodies become
 /// 400 or 413 with the reason.
@@ -103,29 +104,70 @@ pub fn new_token() -> (String, [u8; 32]) {
     (token, hash)
 }
 
+/// The cookie a web client authenticates with. `__Host-` makes browsers accept it only
+/// from this exact origin over HTTPS, with `Path=/`; it carries the opaque token alone.
+pub const SESSION_COOKIE: &str = "__Host-ibackup_session";
+
+/// The `Set-Cookie` value for a new session.
+pub fn session_cookie(token: &str, max_age: std::time::Duration) -> String {
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        max_age.as_secs()
+    )
+}
+
+/// The token from `Authorization: Bearer` or else from the session cookie.
+fn presented_token(parts: &Parts) -> Result<String, ApiError> {
+    if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let text = header
+            .to_str()
+            .map_err(|_| ApiError::unauthorized("use `Authorization: Bearer TOKEN`"))?;
+        let token = text
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer TOKEN`"))?;
+        return Ok(token.trim().to_owned());
+    }
+    for header in parts.headers.get_all(axum::http::header::COOKIE) {
+        let Ok(text) = header.to_str() else { continue };
+        for pair in text.split(';') {
+            if let Some((name, value)) = pair.trim().split_once('=') {
+                if name == SESSION_COOKIE {
+                    return Ok(value.trim().to_owned());
+                }
+            }
+        }
+    }
+    Err(ApiError::unauthorized("not logged in; run `ibackup login`"))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("not logged in; run `ibackup login`"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer TOKEN`"))?;
-        let hash = hash_token(token.trim());
+        let token = presented_token(parts)?;
+        let hash = hash_token(&token);
         let found = state
             .db
             .call(move |conn| sessions::lookup(conn, &hash))
             .await?;
-        let (session_id, account_id) = found.ok_or_else(|| {
+        let session = found.ok_or_else(|| {
             ApiError::unauthorized("session expired or logged out; run `ibackup login`")
         })?;
+        let now = super::db::now();
+        let config = &state.config;
+        let idle = now - session.last_seen > config.idle_timeout.as_secs() as i64;
+        let too_old = now - session.created_at > config.absolute_timeout.as_secs() as i64;
+        if idle || too_old {
+            return Err(ApiError::unauthorized(
+                "session expired; run `ibackup login` to start a new one",
+            ));
+        }
+        if let Some(slot) = parts.extensions.get::<SessionSlot>() {
+            slot.set(&session.id);
+        }
         Ok(Self {
-            account_id,
-            session_id,
+            account_id: session.account_id,
+            session_id: session.id,
         })
     }
 }

@@ -55,6 +55,15 @@ pub fn require(
                 "this library was shared with you read-only",
             ))
         }
+        libraries::Access::Member { owner_id, .. }
+            if need == Need::Write && !super::db::accounts::is_active(conn, owner_id)? =>
+        {
+            Err(ApiError::new(
+                ErrorCode::AccountInactive,
+                "the subscription of this library's owner was canceled: its data can be read, \
+                 not changed; `ibackup account reactivate` resumes it",
+            ))
+        }
         libraries::Access::Member {
             permission,
             owner_id,
@@ -83,6 +92,13 @@ pub async fn create(
     let info = state
         .db
         .call(move |conn| -> ApiResult<LibraryInfo> {
+            if !db::accounts::is_active(conn, caller.account_id)? {
+                return Err(ApiError::new(
+                    ErrorCode::AccountInactive,
+                    "the subscription was canceled: `ibackup account reactivate` resumes it \
+                     before you create libraries",
+                ));
+            }
             let tx = conn.transaction().map_err(DbError::from)?;
             if libraries::exists_for_owner(&tx, caller.account_id, &name)? {
                 return Err(ApiError::new(

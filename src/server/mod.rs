@@ -7,14 +7,21 @@
 pub mod accounts;
 pub mod admin;
 pub mod app;
+pub mod billing;
 pub mod blobstore;
+pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
 pub mod libraries;
+pub mod mail;
+pub mod maintenance;
 pub mod objects;
-pub mod plans;
+pub mod privacy;
+pub mod profile;
+pub mod records;
 pub mod sessions;
+pub mod throttle;
 pub mod tls;
 pub mod validate;
 
@@ -43,12 +50,46 @@ pub struct ServeOptions {
     pub insecure_http: bool,
 }
 
-/// Opens the database and blob store of a data directory, creating them on first use.
-pub fn open_data_dir(data_dir: &Path) -> anyhow::Result<(db::Db, blobstore::BlobStore)> {
+/// What a data directory holds, opened.
+pub struct DataDir {
+    pub db: db::Db,
+    pub blobs: blobstore::BlobStore,
+    pub config: Arc<config::ServerConfig>,
+    pub secret: Arc<[u8; 32]>,
+    pub processor: Arc<dyn billing::processor::PaymentProcessor>,
+    pub mailer: Arc<mail::Mailer>,
+}
+
+impl DataDir {
+    pub fn maintenance(&self) -> maintenance::Maintenance {
+        maintenance::Maintenance {
+            db: self.db.clone(),
+            blobs: self.blobs.clone(),
+            config: self.config.clone(),
+            processor: self.processor.clone(),
+            mailer: self.mailer.clone(),
+        }
+    }
+}
+
+/// Opens the database, blob store, configuration and secret of a data directory, creating
+/// them on first use.
+pub fn open_data_dir(data_dir: &Path) -> anyhow::Result<DataDir> {
     create_private_dir(data_dir)?;
+    let config = Arc::new(config::ServerConfig::load_or_create(data_dir)?);
     let database = db::Db::open(&data_dir.join("ibackup.db"))?;
     let blobs = blobstore::BlobStore::open(&data_dir.join("packs"))?;
-    Ok((database, blobs))
+    let secret = Arc::new(load_or_create_secret(&data_dir.join("server-secret"))?);
+    let mailer = Arc::new(mail::Mailer::new(&config, data_dir)?);
+    let processor = Arc::new(billing::processor::OfflineLedger::new(database.clone()));
+    Ok(DataDir {
+        db: database,
+        blobs,
+        config,
+        secret,
+        processor,
+        mailer,
+    })
 }
 
 fn load_or_create_secret(path: &Path) -> anyhow::Result<[u8; 32]> {
@@ -75,16 +116,20 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             options.listen.ip()
         );
     }
-    let (database, blobs) = open_data_dir(&options.data_dir)?;
-    let secret = load_or_create_secret(&options.data_dir.join("server-secret"))?;
+    let data = open_data_dir(&options.data_dir)?;
     let dummy_hash = crate::crypto::kdf::hash_auth_secret(&rand::random::<[u8; 32]>())?;
     let state = app::AppState {
-        db: database,
-        blobs,
-        secret: Arc::new(secret),
+        db: data.db.clone(),
+        blobs: data.blobs.clone(),
+        secret: data.secret.clone(),
         dummy_hash: Arc::from(dummy_hash),
+        config: data.config.clone(),
+        processor: data.processor.clone(),
+        mailer: data.mailer.clone(),
+        records: Arc::new(records::SessionRecords::default()),
     };
-    let router = app::router(state);
+    spawn_background(&state, data.maintenance());
+    let router = app::router(state.clone());
     let tls = if options.insecure_http {
         None
     } else {
@@ -134,7 +179,39 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         });
     }
     tracing::info!("shutting down");
+    state.records.flush(&state.db).await?;
     Ok(())
+}
+
+/// How often gathered session records are written.
+const RECORD_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn spawn_background(state: &app::AppState, maintenance: maintenance::Maintenance) {
+    let records = state.records.clone();
+    let database = state.db.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RECORD_FLUSH);
+        loop {
+            tick.tick().await;
+            if let Err(e) = records.flush(&database).await {
+                tracing::warn!("session records not written: {e}");
+            }
+        }
+    });
+    let interval = state.config.maintenance_interval;
+    let maintenance = Arc::new(maintenance);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            let pass = maintenance.clone();
+            match tokio::task::spawn_blocking(move || pass.run_once()).await {
+                Ok(Ok(report)) => tracing::debug!("maintenance: {report:?}"),
+                Ok(Err(e)) => tracing::warn!("maintenance failed: {e:#}"),
+                Err(e) => tracing::warn!("maintenance task failed: {e}"),
+            }
+        }
+    });
 }
 
 async fn serve_connection<IO>(io: IO, peer: SocketAddr, router: axum::Router)

@@ -13,11 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::app::AppState;
+use super::config::ServerConfig;
 use super::db::{self, accounts, objects, DbError};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiBytes, ApiJson, Caller};
 use super::libraries::{require, Need};
-use super::plans;
 use crate::api::routes::{MAX_BATCH_BYTES, MAX_IDS_PER_REQUEST};
 use crate::api::types::{IdList, MissingResponse, UploadObject, UploadResponse};
 use crate::api::{frame, ErrorCode};
@@ -112,6 +112,7 @@ pub async fn upload(
     // 1. Decide what is new and check references and quota before writing anything.
     let objects_meta = header.objects.clone();
     let lib = library_id.clone();
+    let config = state.config.clone();
     let (new_indices, owner_id) = state
         .db
         .call(move |conn| -> ApiResult<_> {
@@ -150,7 +151,7 @@ pub async fn upload(
                 }
                 earlier.insert(object.id, object.kind);
             }
-            check_quota(conn, granted.owner_id, new_bytes)?;
+            check_quota(conn, &config, granted.owner_id, new_bytes)?;
             Ok((new_indices, granted.owner_id))
         })
         .await?;
@@ -197,6 +198,7 @@ pub async fn upload(
 
     // 3. Record it all in one transaction; on any refusal, drop the pack again.
     let lib = library_id.clone();
+    let config = state.config.clone();
     let pid = pack_id.clone();
     let committed = state
         .db
@@ -221,7 +223,7 @@ pub async fn upload(
                     objects::insert_snapshot(&tx, &lib, &object.id, meta)?;
                 }
             }
-            check_quota(&tx, owner_id, response.stored_bytes)?;
+            check_quota(&tx, &config, owner_id, response.stored_bytes)?;
             objects::add_stored_bytes(&tx, &lib, response.stored_bytes as i64)?;
             tx.commit().map_err(DbError::from)?;
             Ok(response)
@@ -233,10 +235,15 @@ pub async fn upload(
     Ok(Json(committed?))
 }
 
-fn check_quota(conn: &rusqlite::Connection, owner_id: i64, adding: u64) -> ApiResult<()> {
+fn check_quota(
+    conn: &rusqlite::Connection,
+    config: &ServerConfig,
+    owner_id: i64,
+    adding: u64,
+) -> ApiResult<()> {
     let owner = accounts::by_id(conn, owner_id)?
         .ok_or_else(|| ApiError::internal("library owner missing"))?;
-    let limit = plans::quota_for(&owner.plan, owner.quota_override);
+    let limit = config.quota_for(&owner.plan, owner.quota_override);
     let used = accounts::used_bytes(conn, owner_id)?;
     if used.saturating_add(adding) > limit {
         return Err(ApiError::quota_exceeded(used, limit));

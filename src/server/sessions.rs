@@ -1,54 +1,88 @@
-//! Login and logout. Wrong passwords and unknown addresses get the same answer, after the
-//! same work, so neither reveals whether an account exists.
+//! Login, logout and the user's list of sessions. Wrong passwords and unknown addresses get
+//! the same answer after the same work, so neither reveals whether an account exists.
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderName, StatusCode};
 use axum::Json;
 
 use super::accounts::{client_label, session_response};
 use super::app::AppState;
 use super::db::{accounts, sessions};
 use super::error::{ApiError, ApiResult};
-use super::extract::{new_token, ApiJson, Caller};
-use super::validate;
+use super::extract::{new_token, session_cookie, ApiJson, Caller};
+use super::{throttle, validate};
+use crate::api::account::{SessionList, SessionsEnded};
 use crate::api::types::{LoginRequest, SessionResponse};
 use crate::api::ErrorCode;
 use crate::crypto::kdf;
 
-pub async fn login(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<LoginRequest>,
-) -> ApiResult<(StatusCode, Json<SessionResponse>)> {
-    let invalid = || ApiError::new(ErrorCode::InvalidCredentials, "wrong e-mail or password");
-    let email = validate::email(&req.email).map_err(|_| invalid())?;
-    let lookup = email.clone();
+pub fn invalid_credentials() -> ApiError {
+    ApiError::new(ErrorCode::InvalidCredentials, "wrong e-mail or password")
+}
+
+/// Checks an auth secret against the account's (or, for an unknown account, a dummy hash, so
+/// both take as long), under the throttle for `email`.
+pub async fn verify(
+    state: &AppState,
+    email: &str,
+    secret: Vec<u8>,
+) -> ApiResult<Option<accounts::AccountRow>> {
+    let key = throttle::key(state, email);
+    let lookup = email.to_owned();
     let account = state
         .db
-        .call(move |conn| accounts::by_email(conn, &lookup))
+        .call(move |conn| {
+            throttle::check(conn, &key)?;
+            Ok::<_, ApiError>(accounts::by_email(conn, &lookup)?)
+        })
         .await?;
     let stored_hash = match &account {
         Some(account) => account.auth_hash.clone(),
         None => state.dummy_hash.to_string(),
     };
-    let secret = req.auth_secret.clone();
     let verified =
         tokio::task::spawn_blocking(move || kdf::verify_auth_secret(&secret, &stored_hash))
             .await
             .map_err(ApiError::internal)?;
-    let account = match account {
-        Some(account) if verified => account,
-        _ => return Err(invalid()),
-    };
+    let success = verified && account.is_some();
+    state
+        .db
+        .call(move |conn| throttle::record(conn, &key, success))
+        .await?;
+    Ok(if success { account } else { None })
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> ApiResult<(StatusCode, [(HeaderName, String); 1], Json<SessionResponse>)> {
+    let email = validate::email(&req.email).map_err(|_| invalid_credentials())?;
+    let account = verify(&state, &email, req.auth_secret.clone())
+        .await?
+        .ok_or_else(invalid_credentials)?;
     let (token, token_hash) = new_token();
     let client = client_label(req.client.as_deref());
+    let config = state.config.clone();
+    let cookie = session_cookie(&token, config.absolute_timeout);
     let response = state
         .db
         .call(move |conn| {
-            let session_id = sessions::create(conn, account.id, &token_hash, client.as_deref())?;
-            session_response(conn, account.id, token, session_id)
+            let address = peer.ip().to_string();
+            let session_id = sessions::create(
+                conn,
+                account.id,
+                &token_hash,
+                client.as_deref(),
+                Some(&address),
+            )?;
+            session_response(conn, &config, account.id, token, session_id)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(response)))
+    Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(response)))
 }
 
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
@@ -57,4 +91,50 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
         .call(move |conn| sessions::revoke(conn, &caller.session_id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<SessionList>> {
+    state.records.flush(&state.db).await?;
+    let mut records = state
+        .db
+        .call(move |conn| sessions::records_for(conn, caller.account_id))
+        .await?;
+    for record in &mut records {
+        record.current = record.id == caller.session_id;
+    }
+    Ok(Json(SessionList { sessions: records }))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(session_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = session_id.clone();
+    let found = super::db::is_random_id(&session_id)
+        && state
+            .db
+            .call(move |conn| sessions::revoke_own(conn, caller.account_id, &id))
+            .await?;
+    if !found {
+        return Err(ApiError::not_found(format!(
+            "you have no session `{session_id}`; `ibackup account sessions` lists them"
+        )));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn revoke_others(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<SessionsEnded>> {
+    let ended = state
+        .db
+        .call(move |conn| {
+            sessions::revoke_others(conn, caller.account_id, Some(&caller.session_id))
+        })
+        .await?;
+    Ok(Json(SessionsEnded {
+        sessions_ended: ended as u64,
+    }))
 }

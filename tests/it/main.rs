@@ -3,7 +3,9 @@
 
 mod accounts;
 mod backup_restore;
+mod billing;
 mod mount;
+mod privacy;
 mod quota;
 mod tls;
 mod util;

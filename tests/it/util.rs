@@ -29,15 +29,32 @@ impl TestServer {
         Self::start_in(tempfile::tempdir().unwrap(), 0)
     }
 
+    /// Starts a server whose `server.toml` is the default one changed by `edit`, logging at
+    /// debug level into `log` (outside the data directory).
+    pub fn start_configured(edit: impl FnOnce(String) -> String, log: &Path) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let config = edit(ibackup::server::config::DEFAULT_CONFIG.to_owned());
+        fs::write(data.path().join("server.toml"), config).unwrap();
+        Self::spawn(data, 0, Some(log))
+    }
+
     /// Starts a server on `port` (0: any free port) with data in `data`.
     pub fn start_in(data: TempDir, port: u16) -> Self {
+        Self::spawn(data, port, None)
+    }
+
+    fn spawn(data: TempDir, port: u16, log: Option<&Path>) -> Self {
+        let stderr = match log {
+            Some(path) => Stdio::from(fs::File::create(path).unwrap()),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(SERVER_BIN)
             .args(["serve", "--data-dir"])
             .arg(data.path())
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", if log.is_some() { "debug" } else { "warn" })
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start ibackup-server");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -67,6 +84,47 @@ impl TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::mem::replace(&mut self.data, tempfile::tempdir().unwrap())
+    }
+
+    /// Runs `ibackup-server SUBCOMMAND --data-dir DIR ARGS...`.
+    pub fn tool(&self, subcommand: &str, args: &[&str]) -> Output {
+        Command::new(SERVER_BIN)
+            .args([subcommand, "--data-dir"])
+            .arg(self.data.path())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Changes `server.toml`; commands run afterwards (announce, admin) see the change.
+    pub fn edit_config(&self, edit: impl FnOnce(String) -> String) {
+        let path = self.data.path().join("server.toml");
+        let text = fs::read_to_string(&path).unwrap();
+        fs::write(&path, edit(text)).unwrap();
+    }
+
+    /// The messages in the mail spool: (file name, text).
+    pub fn spool(&self) -> Vec<(String, String)> {
+        let dir = self.data.path().join("mail-spool");
+        let mut out: Vec<_> = fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .map(|e| {
+                        let e = e.unwrap();
+                        (
+                            e.file_name().to_string_lossy().into_owned(),
+                            fs::read_to_string(e.path()).unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    pub fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.data.path().join("ibackup.db")).unwrap()
     }
 
     pub fn admin(&self, args: &[&str]) -> Output {
@@ -189,6 +247,53 @@ impl TestClient {
         args.extend(paths.iter().map(|p| p.display().to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.run(&args)
+    }
+
+    /// Registers with extra arguments (e.g. `--marketing-email`); returns the JSON answer.
+    pub fn register_with(&self, server: &TestServer, extra: &[&str]) -> serde_json::Value {
+        let mut args = vec![
+            "register",
+            "--json",
+            "--server",
+            &server.url,
+            "--email",
+            &self.email,
+            "--first-name",
+            "Test",
+            "--last-name",
+            "User",
+            "--trust-new",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args).ok().json()
+    }
+
+    /// Runs with `input` on standard input.
+    pub fn run_input(&self, args: &[&str], input: &str) -> Run {
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    pub fn account_json(&self) -> serde_json::Value {
+        self.run(&["account", "show", "--json"]).ok().json()
     }
 
     pub fn session_token(&self) -> String {

@@ -33,11 +33,17 @@ pub struct AccountRow {
     pub wrapped_private_key: Vec<u8>,
     pub marketing_consent: bool,
     pub created_at: i64,
+    /// `active`, `canceled` (readable until the grace period ends) or `expired` (data gone).
+    pub status: String,
+    pub canceled_at: Option<i64>,
+    /// When the paid period ends and the next charge is due.
+    pub period_end: Option<i64>,
+    pub quota_warned: bool,
 }
 
 const COLUMNS: &str = "id, email, first_name, last_name, plan, quota_override, auth_hash, \
                        kdf_salt, kdf_params, public_key, wrapped_private_key, marketing_consent, \
-                       created_at";
+                       created_at, status, canceled_at, period_end, quota_warned";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
     Ok(AccountRow {
@@ -54,6 +60,10 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
         wrapped_private_key: row.get(10)?,
         marketing_consent: row.get(11)?,
         created_at: row.get(12)?,
+        status: row.get(13)?,
+        canceled_at: row.get(14)?,
+        period_end: row.get(15)?,
+        quota_warned: row.get(16)?,
     })
 }
 
@@ -118,4 +128,128 @@ pub fn set_quota_override(
         params![email, bytes.map(|b| b.min(i64::MAX as u64) as i64)],
     )?;
     Ok(changed == 1)
+}
+
+pub struct Profile<'a> {
+    pub first_name: &'a str,
+    pub last_name: &'a str,
+    pub email: &'a str,
+}
+
+pub fn update_profile(conn: &Connection, id: i64, profile: &Profile<'_>) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE accounts SET first_name = ?2, last_name = ?3, email = ?4 WHERE id = ?1",
+        params![id, profile.first_name, profile.last_name, profile.email],
+    )?;
+    Ok(())
+}
+
+/// Sets marketing consent and records the change with where it was made.
+pub fn set_consent(
+    conn: &Connection,
+    id: i64,
+    marketing: bool,
+    source: &str,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE accounts SET marketing_consent = ?2 WHERE id = ?1",
+        params![id, marketing],
+    )?;
+    conn.execute(
+        "INSERT INTO consent_events (account_id, at, marketing, source) VALUES (?1, ?2, ?3, ?4)",
+        params![id, now(), marketing, source],
+    )?;
+    Ok(())
+}
+
+pub struct NewLogin<'a> {
+    pub auth_hash: &'a str,
+    pub kdf_salt: &'a [u8],
+    pub kdf_params: &'a str,
+    pub wrapped_private_key: &'a [u8],
+}
+
+pub fn set_login(conn: &Connection, id: i64, login: &NewLogin<'_>) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE accounts SET auth_hash = ?2, kdf_salt = ?3, kdf_params = ?4, \
+         wrapped_private_key = ?5 WHERE id = ?1",
+        params![
+            id,
+            login.auth_hash,
+            login.kdf_salt,
+            login.kdf_params,
+            login.wrapped_private_key
+        ],
+    )?;
+    Ok(())
+}
+
+pub fn recovery_wrapped_key(conn: &Connection, id: i64) -> Result<Vec<u8>, DbError> {
+    Ok(conn.query_row(
+        "SELECT recovery_wrapped_private_key FROM accounts WHERE id = ?1",
+        [id],
+        |row| row.get(0),
+    )?)
+}
+
+pub fn set_plan(
+    conn: &Connection,
+    id: i64,
+    plan: &str,
+    period_end: Option<i64>,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE accounts SET plan = ?2, period_end = ?3, quota_warned = 0 WHERE id = ?1",
+        params![id, plan, period_end],
+    )?;
+    Ok(())
+}
+
+pub fn set_status(
+    conn: &Connection,
+    id: i64,
+    status: &str,
+    canceled_at: Option<i64>,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE accounts SET status = ?2, canceled_at = ?3 WHERE id = ?1",
+        params![id, status, canceled_at],
+    )?;
+    Ok(())
+}
+
+pub fn set_quota_warned(conn: &Connection, id: i64, warned: bool) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE accounts SET quota_warned = ?2 WHERE id = ?1",
+        params![id, warned],
+    )?;
+    Ok(())
+}
+
+/// Accounts that agreed to marketing e-mail and are not closed.
+pub fn consenting(conn: &Connection) -> Result<Vec<AccountRow>, DbError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM accounts WHERE marketing_consent = 1 AND status != 'expired' \
+         ORDER BY id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Removes the account row; sessions, cards, consent and plan history go with it (cascade),
+/// invoices and feedback lose their link to it.
+pub fn delete(conn: &Connection, id: i64) -> Result<(), DbError> {
+    conn.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+/// Whether the account's subscription allows changes (not canceled or expired).
+pub fn is_active(conn: &Connection, id: i64) -> Result<bool, DbError> {
+    let status: Option<String> = conn
+        .query_row("SELECT status FROM accounts WHERE id = ?1", [id], |row| {
+            row.get(0)
+        })
+        .optional()?;
+    Ok(status.as_deref() == Some("active"))
 }

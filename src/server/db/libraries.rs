@@ -3,6 +3,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{now, random_id, DbError};
+use crate::api::account::{LibrarySummary, Membership};
 use crate::api::types::{LibraryInfo, Permission, SnapshotRecord};
 use crate::crypto::ObjectId;
 
@@ -192,4 +193,70 @@ pub fn committed_snapshots(
             })
         })
         .collect()
+}
+
+/// Ids of the libraries an account owns.
+pub fn owned_by(conn: &Connection, account_id: i64) -> Result<Vec<String>, DbError> {
+    let mut stmt = conn.prepare("SELECT id FROM libraries WHERE owner_id = ?1 ORDER BY id")?;
+    let rows = stmt
+        .query_map([account_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Every library id, for collection to tell live data from deleted.
+pub fn all_ids(conn: &Connection) -> Result<std::collections::HashSet<String>, DbError> {
+    let mut stmt = conn.prepare("SELECT id FROM libraries")?;
+    let rows = stmt
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Removes a library and everything recorded about its objects; its pack files become
+/// garbage for collection.
+pub fn delete(conn: &Connection, library_id: &str) -> Result<(), DbError> {
+    for table in ["objects", "edges", "snapshots", "packs", "library_members"] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE library_id = ?1"),
+            [library_id],
+        )?;
+    }
+    conn.execute("DELETE FROM libraries WHERE id = ?1", [library_id])?;
+    Ok(())
+}
+
+/// The account's own libraries as personal data (names and sizes; contents are encrypted).
+pub fn export_owned(conn: &Connection, account_id: i64) -> Result<Vec<LibrarySummary>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT name, stored_bytes, created_at FROM libraries WHERE owner_id = ?1 ORDER BY name",
+    )?;
+    let rows = stmt
+        .query_map([account_id], |row| {
+            Ok(LibrarySummary {
+                name: row.get(0)?,
+                stored_bytes: row.get(1)?,
+                created_at: row.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn export_memberships(conn: &Connection, account_id: i64) -> Result<Vec<Membership>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT l.name, a.email, m.permission FROM library_members m \
+         JOIN libraries l ON l.id = m.library_id JOIN accounts a ON a.id = l.owner_id \
+         WHERE m.account_id = ?1 ORDER BY l.name",
+    )?;
+    let rows = stmt
+        .query_map([account_id], |row| {
+            Ok(Membership {
+                library: row.get(0)?,
+                owner_email: row.get(1)?,
+                permission: row.get(2)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
 }

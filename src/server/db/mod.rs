@@ -6,8 +6,10 @@
 //! One connection behind a mutex serialises access; calls run on the blocking pool.
 
 pub mod accounts;
+pub mod billing;
 pub mod libraries;
 pub mod objects;
+pub mod privacy;
 mod schema;
 pub mod sessions;
 
@@ -40,6 +42,8 @@ impl Db {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted rows (an account's e-mail and names) are overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         schema::migrate(&mut conn)?;
         Ok(Self {

@@ -4,7 +4,8 @@ use rusqlite::Connection;
 
 use super::DbError;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id INTEGER PRIMARY KEY,
     email TEXT NOT NULL UNIQUE COLLATE NOCASE,
@@ -78,7 +79,104 @@ CREATE TABLE snapshots (
     committed INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (library_id, id)
 ) WITHOUT ROWID;
-"#];
+"#,
+    // Plans, billing, profile, session records, surveys and feedback (issue 4).
+    r#"
+ALTER TABLE accounts ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+ALTER TABLE accounts ADD COLUMN canceled_at INTEGER;
+ALTER TABLE accounts ADD COLUMN period_end INTEGER;
+ALTER TABLE accounts ADD COLUMN quota_warned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN address TEXT;
+ALTER TABLE sessions ADD COLUMN requests INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN bytes_up INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN bytes_down INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN transfer_ms INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE cards (
+    account_id INTEGER PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+    brand TEXT NOT NULL,
+    last4 TEXT NOT NULL,
+    exp_month INTEGER NOT NULL,
+    exp_year INTEGER NOT NULL,
+    processor_token TEXT NOT NULL,
+    added_at INTEGER NOT NULL
+);
+CREATE TABLE plan_changes (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    at INTEGER NOT NULL,
+    from_plan TEXT,
+    to_plan TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL
+);
+CREATE INDEX plan_changes_account ON plan_changes(account_id);
+CREATE TABLE invoices (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER REFERENCES accounts(id) ON DELETE SET NULL,
+    at INTEGER NOT NULL,
+    description TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    status TEXT NOT NULL,
+    processor_ref TEXT
+);
+CREATE INDEX invoices_account ON invoices(account_id);
+CREATE TABLE consent_events (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    at INTEGER NOT NULL,
+    marketing INTEGER NOT NULL,
+    source TEXT NOT NULL
+);
+CREATE INDEX consent_events_account ON consent_events(account_id);
+CREATE TABLE feedback (
+    id INTEGER PRIMARY KEY,
+    account_id INTEGER REFERENCES accounts(id) ON DELETE SET NULL,
+    at INTEGER NOT NULL,
+    rating INTEGER NOT NULL,
+    message TEXT
+);
+CREATE INDEX feedback_account ON feedback(account_id);
+CREATE TABLE surveys (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    questions TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    closed_at INTEGER
+);
+CREATE TABLE survey_respondents (
+    survey_id TEXT NOT NULL REFERENCES surveys(id) ON DELETE CASCADE,
+    respondent BLOB NOT NULL,
+    PRIMARY KEY (survey_id, respondent)
+) WITHOUT ROWID;
+CREATE TABLE survey_counts (
+    survey_id TEXT NOT NULL REFERENCES surveys(id) ON DELETE CASCADE,
+    question INTEGER NOT NULL,
+    choice INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (survey_id, question, choice)
+) WITHOUT ROWID;
+CREATE TABLE login_throttle (
+    key BLOB PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE ledger_cards (
+    token TEXT PRIMARY KEY,
+    brand TEXT NOT NULL,
+    last4 TEXT NOT NULL,
+    behaviour TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE ledger_charges (
+    id TEXT PRIMARY KEY,
+    token TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    outcome TEXT NOT NULL
+);
+"#,
+];
 
 pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;

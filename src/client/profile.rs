@@ -1,0 +1,426 @@
+//! `ibackup account`: the profile, plan and card, consent, sessions, password and recovery,
+//! surveys, feedback, export and deletion. Each is one call to the server, except where the
+//! password is involved: it never leaves this process, only secrets derived from it.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use super::account::{connect, save_session};
+use super::config::{Paths, SessionFile};
+use super::password::{read_new_password, read_password, read_secret_line, Purpose};
+use super::remote::Remote;
+use super::session::Session;
+use super::{client_label, ClientError, Result};
+use crate::api::account::{
+    AccountExport, AddCardRequest, CardSummary, ChangePlanRequest, ChangePlanResponse,
+    ConsentRequest, DeleteAccountRequest, FeedbackRequest, InvoiceList, PasswordChangeRequest,
+    PlanList, RecoveryChallenge, RecoveryCompleteRequest, RecoveryStartRequest, SessionList,
+    SessionsEnded, SurveyAnswer, SurveyAnswers, SurveyInfo, SurveyList, UpdateProfileRequest,
+};
+use crate::api::routes;
+use crate::api::types::{AccountInfo, PreloginRequest, PreloginResponse, SessionResponse};
+use crate::crypto::kdf::{self, KdfParams};
+use crate::crypto::{AccountKeyPair, SymmetricKey};
+
+pub fn show(session: &Session) -> Result<AccountInfo> {
+    Ok(session.remote.get(routes::ACCOUNT)?)
+}
+
+/// Plans, from the logged-in server or from `server`.
+pub fn plans(paths: &Paths, server: Option<&str>, trust_new: bool) -> Result<PlanList> {
+    let remote = match server {
+        Some(server) => connect(paths, server, trust_new)?,
+        None => Session::load(paths)?.remote,
+    };
+    Ok(remote.get(routes::PLANS)?)
+}
+
+pub fn update(
+    paths: &Paths,
+    session: &Session,
+    request: &UpdateProfileRequest,
+) -> Result<AccountInfo> {
+    let info: AccountInfo = session.remote.patch(routes::ACCOUNT, request)?;
+    if info.email != session.email {
+        let mut file = SessionFile::load(paths)?;
+        file.email = info.email.clone();
+        file.save(paths)?;
+    }
+    Ok(info)
+}
+
+pub fn consent(session: &Session, marketing_email: bool) -> Result<AccountInfo> {
+    Ok(session
+        .remote
+        .put(routes::ACCOUNT_CONSENT, &ConsentRequest { marketing_email })?)
+}
+
+pub fn change_plan(session: &Session, plan: &str) -> Result<ChangePlanResponse> {
+    Ok(session.remote.put(
+        routes::ACCOUNT_PLAN,
+        &ChangePlanRequest { plan: plan.into() },
+    )?)
+}
+
+pub fn invoices(session: &Session) -> Result<InvoiceList> {
+    Ok(session.remote.get(routes::ACCOUNT_INVOICES)?)
+}
+
+pub fn cancel(session: &Session) -> Result<AccountInfo> {
+    Ok(session
+        .remote
+        .post(routes::ACCOUNT_CANCEL, &serde_json::json!({}), false)?)
+}
+
+pub fn reactivate(session: &Session) -> Result<AccountInfo> {
+    Ok(session
+        .remote
+        .post(routes::ACCOUNT_REACTIVATE, &serde_json::json!({}), false)?)
+}
+
+/// Reads a card: four lines from standard input (number, expiry MM/YY, security code, name
+/// on the card), or asked on the terminal with the number and code hidden.
+pub fn read_card(from_stdin: bool) -> Result<AddCardRequest> {
+    let (number, expiry, cvc, name) = if from_stdin {
+        let stdin = std::io::stdin();
+        let mut lines = stdin.lock().lines();
+        let mut next = |what: &str| -> Result<Zeroizing<String>> {
+            match lines.next() {
+                Some(Ok(line)) => Ok(Zeroizing::new(line.trim().to_owned())),
+                _ => Err(ClientError::Usage(format!(
+                    "standard input ended before the {what}; give four lines: number, expiry \
+                     MM/YY, security code, name"
+                ))),
+            }
+        };
+        (
+            next("card number")?,
+            next("expiry")?,
+            next("security code")?,
+            next("name")?,
+        )
+    } else if std::io::stdin().is_terminal() {
+        let hidden = |prompt: &str| {
+            rpassword::prompt_password(prompt)
+                .map(Zeroizing::new)
+                .map_err(|e| ClientError::Usage(format!("cannot read it: {e}")))
+        };
+        let shown = |prompt: &str| -> Result<Zeroizing<String>> {
+            eprint!("{prompt}");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| ClientError::Usage(format!("cannot read it: {e}")))?;
+            Ok(Zeroizing::new(line.trim().to_owned()))
+        };
+        (
+            hidden("Card number: ")?,
+            shown("Expiry (MM/YY): ")?,
+            hidden("Security code (CVC): ")?,
+            shown("Name on the card: ")?,
+        )
+    } else {
+        return Err(ClientError::Usage(
+            "give the card with --stdin (four lines: number, expiry MM/YY, security code, name) \
+             or run in a terminal"
+                .into(),
+        ));
+    };
+    let (month, year) = expiry
+        .split_once('/')
+        .and_then(|(m, y)| Some((m.trim().parse().ok()?, y.trim().parse().ok()?)))
+        .ok_or_else(|| {
+            ClientError::Usage(format!(
+                "expiry `{}` is not MM/YY (e.g. 08/29)",
+                expiry.as_str()
+            ))
+        })?;
+    Ok(AddCardRequest {
+        number: number.to_string(),
+        exp_month: month,
+        exp_year: year,
+        cvc: cvc.to_string(),
+        name: name.to_string(),
+    })
+}
+
+pub fn add_card(session: &Session, card: &AddCardRequest) -> Result<CardSummary> {
+    Ok(session.remote.post(routes::ACCOUNT_CARD, card, false)?)
+}
+
+pub fn sessions(session: &Session) -> Result<SessionList> {
+    Ok(session.remote.get(routes::ACCOUNT_SESSIONS)?)
+}
+
+/// Revokes the session whose id starts with `prefix`; returns its full id.
+pub fn revoke_session(session: &Session, prefix: &str) -> Result<String> {
+    let list = sessions(session)?;
+    let matches: Vec<_> = list
+        .sessions
+        .iter()
+        .filter(|s| !prefix.is_empty() && s.id.starts_with(prefix))
+        .collect();
+    let id = match matches.as_slice() {
+        [one] => one.id.clone(),
+        [] => {
+            return Err(ClientError::Usage(format!(
+                "no session starts with `{prefix}`; `ibackup account sessions` lists them"
+            )))
+        }
+        _ => {
+            return Err(ClientError::Usage(format!(
+                "`{prefix}` matches {} sessions; give more of the id",
+                matches.len()
+            )))
+        }
+    };
+    session
+        .remote
+        .delete(&routes::ACCOUNT_SESSION.replace("{session}", &id))?;
+    Ok(id)
+}
+
+pub fn revoke_other_sessions(session: &Session) -> Result<SessionsEnded> {
+    Ok(session.remote.post(
+        routes::ACCOUNT_SESSIONS_REVOKE_OTHERS,
+        &serde_json::json!({}),
+        false,
+    )?)
+}
+
+/// The auth secret of `password` for `email`, with the salt the server holds.
+fn current_auth(remote: &Remote, email: &str, password: &str) -> Result<Zeroizing<[u8; 32]>> {
+    let prelogin: PreloginResponse = remote.post(
+        routes::PRELOGIN,
+        &PreloginRequest {
+            email: email.into(),
+        },
+        true,
+    )?;
+    let (_, auth) = kdf::derive(password.as_bytes(), &prelogin.salt, &prelogin.kdf)?;
+    Ok(Zeroizing::new(*auth))
+}
+
+/// New login material for `keys` under `password`: salt, KDF cost, auth secret, wrapped key.
+struct NewLogin {
+    salt: Vec<u8>,
+    kdf: KdfParams,
+    auth: Zeroizing<[u8; 32]>,
+    wrapped: Vec<u8>,
+}
+
+fn new_login(password: &str, keys: &AccountKeyPair) -> Result<NewLogin> {
+    let mut salt = vec![0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let params = KdfParams::default();
+    let (kek, auth) = kdf::derive(password.as_bytes(), &salt, &params)?;
+    Ok(NewLogin {
+        wrapped: kek.wrap(keys.secret_bytes().as_ref()),
+        salt,
+        kdf: params,
+        auth: Zeroizing::new(*auth),
+    })
+}
+
+/// Changes the password: the account key is wrapped anew, nothing is re-encrypted, and
+/// every other session ends.
+pub fn change_password(session: &Session) -> Result<SessionsEnded> {
+    let current = read_password(false, Purpose::Existing)?;
+    let new = read_new_password()?;
+    let current_auth = current_auth(&session.remote, &session.email, &current)?;
+    let login = new_login(&new, &session.keys)?;
+    Ok(session.remote.post(
+        routes::ACCOUNT_PASSWORD,
+        &PasswordChangeRequest {
+            current_auth_secret: current_auth.to_vec(),
+            auth_secret: login.auth.to_vec(),
+            salt: login.salt,
+            kdf: login.kdf,
+            wrapped_private_key: login.wrapped,
+        },
+        false,
+    )?)
+}
+
+/// Sets a new password with the recovery key and logs in; the data stays readable.
+pub fn recover(paths: &Paths, server: &str, email: &str, trust_new: bool) -> Result<AccountInfo> {
+    let remote = connect(paths, server, trust_new)?;
+    let recovery_text = read_secret_line("IBACKUP_RECOVERY_KEY", "Recovery key: ")?;
+    let recovery = SymmetricKey::from_display_groups(&recovery_text).map_err(|_| {
+        ClientError::Usage(
+            "that is not a recovery key: it is the groups of letters and digits shown once at \
+             sign-up"
+                .into(),
+        )
+    })?;
+    let new = read_new_password()?;
+    let challenge: RecoveryChallenge = remote.post(
+        routes::RECOVERY_CHALLENGE,
+        &RecoveryStartRequest {
+            email: email.into(),
+        },
+        false,
+    )?;
+    let mismatch = || {
+        ClientError::Usage(format!(
+            "this recovery key does not open the account {email}; check the key and the e-mail"
+        ))
+    };
+    let secret = recovery
+        .unwrap_secret(&challenge.recovery_wrapped_private_key)
+        .map_err(|_| mismatch())?;
+    let keys = AccountKeyPair::from_secret_bytes(&secret)?;
+    let answer = keys.open(&challenge.challenge).map_err(|_| mismatch())?;
+    let login = new_login(&new, &keys)?;
+    let response: SessionResponse = remote.post(
+        routes::RECOVERY_COMPLETE,
+        &RecoveryCompleteRequest {
+            email: email.into(),
+            answer: answer.to_vec(),
+            auth_secret: login.auth.to_vec(),
+            salt: login.salt,
+            kdf: login.kdf,
+            wrapped_private_key: login.wrapped,
+            client: Some(client_label()),
+        },
+        false,
+    )?;
+    let remote = remote.with_token(&response.token);
+    save_session(paths, &remote, &response, &keys)?;
+    Ok(response.account)
+}
+
+pub fn surveys(session: &Session) -> Result<Vec<SurveyInfo>> {
+    Ok(session.remote.get::<SurveyList>(routes::SURVEYS)?.surveys)
+}
+
+/// Parses `Q=C` (both from 1) into an answer.
+pub fn parse_answer(text: &str) -> Result<SurveyAnswer> {
+    let parsed = text.split_once('=').and_then(|(q, c)| {
+        let q: u32 = q.trim().parse().ok()?;
+        let c: u32 = c.trim().parse().ok()?;
+        (q >= 1 && c >= 1).then(|| SurveyAnswer {
+            question: q - 1,
+            choice: c - 1,
+        })
+    });
+    parsed.ok_or_else(|| {
+        ClientError::Usage(format!(
+            "`{text}` is not an answer; write QUESTION=CHOICE with numbers from 1, e.g. 2=3"
+        ))
+    })
+}
+
+/// Asks each question on the terminal; an empty line skips it.
+pub fn ask_survey(survey: &SurveyInfo) -> Result<Vec<SurveyAnswer>> {
+    if !std::io::stdin().is_terminal() {
+        return Err(ClientError::Usage(
+            "give answers with --answer QUESTION=CHOICE, or run in a terminal to be asked".into(),
+        ));
+    }
+    eprintln!(
+        "{} (every question may be skipped with Enter)",
+        survey.title
+    );
+    let mut answers = Vec::new();
+    for (qi, question) in survey.questions.iter().enumerate() {
+        eprintln!("\n{}. {}", qi + 1, question.text);
+        for (ci, choice) in question.choices.iter().enumerate() {
+            eprintln!("   {}) {choice}", ci + 1);
+        }
+        loop {
+            eprint!("choice: ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| ClientError::Usage(format!("cannot read the answer: {e}")))?;
+            let line = line.trim();
+            if line.is_empty() {
+                break;
+            }
+            match line.parse::<u32>() {
+                Ok(c) if c >= 1 && (c as usize) <= question.choices.len() => {
+                    answers.push(SurveyAnswer {
+                        question: qi as u32,
+                        choice: c - 1,
+                    });
+                    break;
+                }
+                _ => eprintln!("type a number from 1 to {}", question.choices.len()),
+            }
+        }
+    }
+    Ok(answers)
+}
+
+pub fn answer_survey(session: &Session, id: &str, answers: Vec<SurveyAnswer>) -> Result<()> {
+    session.remote.post::<_, serde_json::Value>(
+        &routes::SURVEY_ANSWERS.replace("{survey}", id),
+        &SurveyAnswers { answers },
+        false,
+    )?;
+    Ok(())
+}
+
+pub fn feedback(session: &Session, rating: u8, message: Option<String>) -> Result<()> {
+    session.remote.post::<_, serde_json::Value>(
+        routes::FEEDBACK,
+        &FeedbackRequest { rating, message },
+        false,
+    )?;
+    Ok(())
+}
+
+pub fn export(session: &Session) -> Result<AccountExport> {
+    Ok(session.remote.get(routes::ACCOUNT_EXPORT)?)
+}
+
+/// Deletes the account after the user types its e-mail again (or passes it) and the
+/// password; then forgets the session here.
+pub fn delete(paths: &Paths, session: &Session, confirm: Option<String>) -> Result<()> {
+    let typed = match confirm {
+        Some(text) => text,
+        None if std::io::stdin().is_terminal() => {
+            eprint!(
+                "This deletes the account {}, its libraries and all their snapshots, for good.\n\
+                 Type the account's e-mail to confirm: ",
+                session.email
+            );
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .map_err(|e| ClientError::Usage(format!("cannot read the answer: {e}")))?;
+            line.trim().to_owned()
+        }
+        None => {
+            return Err(ClientError::Usage(
+                "confirm with --confirm EMAIL, or run in a terminal to be asked".into(),
+            ))
+        }
+    };
+    if typed.trim().to_lowercase() != session.email {
+        return Err(ClientError::Usage(
+            "the e-mail typed does not match this account's; nothing was deleted".into(),
+        ));
+    }
+    let password = read_password(false, Purpose::Existing)?;
+    let auth = current_auth(&session.remote, &session.email, &password)?;
+    session.remote.post::<_, serde_json::Value>(
+        routes::ACCOUNT_DELETE,
+        &DeleteAccountRequest {
+            confirm_email: typed,
+            auth_secret: auth.to_vec(),
+        },
+        false,
+    )?;
+    SessionFile::delete(paths)?;
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The server's configuration: `server.toml` in the data directory, written with commented
+//! defaults on first start. It holds the plans, billing, session, survey and mail settings.
+//! Unknown keys are refused, so a misspelt setting is an error, not silently ignored.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::fsutil::write_atomic;
+use crate::units::{format_size, parse_size};
+
+pub const FILE_NAME: &str = "server.toml";
+
+/// What a fresh data directory gets. It is also parsed for the defaults' own test.
+pub const DEFAULT_CONFIG: &str = r#"# ibackup-server configuration. Edit and restart the server; unknown keys are refused.
+
+# The address users reach this server at; opt-out links in e-mail point here.
+public_url = "https://localhost:8443"
+
+# Plans anyone can list with `ibackup account plans`. The first plan with price 0 is the one
+# new accounts get. Prices are per billing period, in cents.
+[[plans]]
+name = "free"
+quota = "5GiB"
+price_cents = 0
+
+[[plans]]
+name = "personal"
+quota = "500GiB"
+price_cents = 499
+
+[[plans]]
+name = "pro"
+quota = "2TiB"
+price_cents = 999
+
+[[plans]]
+name = "business"
+quota = "10TiB"
+price_cents = 2999
+
+[billing]
+currency = "USD"
+# Length of one billing period; a plan change is prorated over what is left of it.
+period = "30days"
+# After `ibackup account cancel`, data stays readable this long, then it is deleted.
+cancel_grace = "30days"
+
+[sessions]
+# A session unused this long, or older than the absolute limit, must log in again.
+idle_timeout = "30days"
+absolute_timeout = "365days"
+# Session records (timing and size only) are deleted after this.
+record_retention = "90days"
+
+[surveys]
+# Survey reports show a choice's count only when at least this many chose it.
+min_respondents = 5
+
+[mail]
+from = "ibackup <noreply@localhost>"
+# Without [mail.smtp], messages are written as .eml files to the `mail-spool` folder in the
+# data directory (for self-hosted servers without a mail relay).
+# [mail.smtp]
+# host = "smtp.example.com"
+# port = 587
+# username = "ibackup"
+# password = "secret"
+
+[maintenance]
+# How often the server purges old records, renews subscriptions, ends canceled accounts
+# past their grace period and collects deleted data.
+interval = "10min"
+"#;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    path: String,
+    message: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub name: String,
+    pub quota_bytes: u64,
+    pub price_cents: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub public_url: String,
+    pub plans: Vec<Plan>,
+    pub currency: String,
+    pub billing_period: Duration,
+    pub cancel_grace: Duration,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub record_retention: Duration,
+    pub survey_min_respondents: u64,
+    pub mail_from: String,
+    pub smtp: Option<SmtpConfig>,
+    pub maintenance_interval: Duration,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub host: String,
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Plain SMTP without TLS: only for a relay on this machine.
+    #[serde(default)]
+    pub insecure_plaintext: bool,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_smtp_port() -> u16 {
+    587
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    public_url: String,
+    plans: Vec<RawPlan>,
+    billing: RawBilling,
+    sessions: RawSessions,
+    surveys: RawSurveys,
+    mail: RawMail,
+    maintenance: RawMaintenance,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlan {
+    name: String,
+    quota: String,
+    price_cents: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBilling {
+    currency: String,
+    period: String,
+    cancel_grace: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSessions {
+    idle_timeout: String,
+    absolute_timeout: String,
+    record_retention: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSurveys {
+    min_respondents: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMail {
+    from: String,
+    #[serde(default)]
+    smtp: Option<SmtpConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    interval: String,
+}
+
+fn duration(key: &str, text: &str) -> Result<Duration, String> {
+    let value = humantime::parse_duration(text).map_err(|e| {
+        format!("{key} = \"{text}\" is not a duration ({e}); write e.g. \"30days\"")
+    })?;
+    if value.is_zero() {
+        return Err(format!("{key} must be longer than zero"));
+    }
+    Ok(value)
+}
+
+impl ServerConfig {
+    /// Reads `server.toml` from `data_dir`, writing the defaults first if it is missing.
+    pub fn load_or_create(data_dir: &Path) -> Result<Self, ConfigError> {
+        let path = data_dir.join(FILE_NAME);
+        let error = |message: String| ConfigError {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                write_atomic(&path, DEFAULT_CONFIG.as_bytes(), 0o600)
+                    .map_err(|e| error(format!("cannot write the default configuration: {e}")))?;
+                DEFAULT_CONFIG.to_owned()
+            }
+            Err(e) => return Err(error(format!("cannot read: {e}"))),
+        };
+        Self::parse(&text).map_err(error)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut plans = Vec::new();
+        for plan in raw.plans {
+            let name = plan.name.trim().to_owned();
+            let valid_name = !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name {
+                return Err(format!(
+                    "plan name `{name}`: use 1 to 32 letters, digits, `-` or `_`"
+                ));
+            }
+            if plans.iter().any(|p: &Plan| p.name == name) {
+                return Err(format!("plan `{name}` is listed twice"));
+            }
+            let quota_bytes = parse_size(&plan.quota)
+                .map_err(|e| format!("plan `{name}`: quota \"{}\": {e}", plan.quota))?;
+            plans.push(Plan {
+                name,
+                quota_bytes,
+                price_cents: plan.price_cents,
+            });
+        }
+        if !plans.iter().any(|p| p.price_cents == 0) {
+            return Err("list at least one plan with price_cents = 0 for new accounts".into());
+        }
+        let public_url = raw.public_url.trim_end_matches('/').to_owned();
+        url::Url::parse(&public_url).map_err(|e| format!("public_url: {e}"))?;
+        if raw.surveys.min_respondents == 0 {
+            return Err("surveys.min_respondents must be at least 1".into());
+        }
+        Ok(Self {
+            public_url,
+            plans,
+            currency: raw.billing.currency,
+            billing_period: duration("billing.period", &raw.billing.period)?,
+            cancel_grace: duration("billing.cancel_grace", &raw.billing.cancel_grace)?,
+            idle_timeout: duration("sessions.idle_timeout", &raw.sessions.idle_timeout)?,
+            absolute_timeout: duration(
+                "sessions.absolute_timeout",
+                &raw.sessions.absolute_timeout,
+            )?,
+            record_retention: duration(
+                "sessions.record_retention",
+                &raw.sessions.record_retention,
+            )?,
+            survey_min_respondents: raw.surveys.min_respondents,
+            mail_from: raw.mail.from,
+            smtp: raw.mail.smtp,
+            maintenance_interval: duration("maintenance.interval", &raw.maintenance.interval)?,
+        })
+    }
+
+    pub fn plan(&self, name: &str) -> Option<&Plan> {
+        self.plans.iter().find(|p| p.name == name)
+    }
+
+    /// The plan new accounts get: the first free one.
+    pub fn default_plan(&self) -> &Plan {
+        self.plans
+            .iter()
+            .find(|p| p.price_cents == 0)
+            .expect("parse checks a free plan exists")
+    }
+
+    /// The storage limit of an account: an administrator's override, else its plan's (a plan
+    /// since removed from the configuration counts as the default plan).
+    pub fn quota_for(&self, plan: &str, quota_override: Option<i64>) -> u64 {
+        match quota_override {
+            Some(bytes) => bytes.max(0) as u64,
+            None => {
+                self.plan(plan)
+                    .unwrap_or_else(|| self.default_plan())
+                    .quota_bytes
+            }
+        }
+    }
+
+    pub fn plan_names(&self) -> String {
+        self.plans
+            .iter()
+            .map(|p| format!("{} ({})", p.name, format_size(p.quota_bytes)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse() {
+        let config = ServerConfig::parse(DEFAULT_CONFIG).unwrap();
+        assert_eq!(config.plans.len(), 4);
+        assert_eq!(config.default_plan().name, "free");
+        assert_eq!(config.quota_for("free", None), 5 << 30);
+        assert_eq!(config.quota_for("gone", None), 5 << 30);
+        assert_eq!(config.quota_for("pro", Some(7)), 7);
+        assert_eq!(config.cancel_grace, Duration::from_secs(30 * 86400));
+        assert_eq!(config.survey_min_respondents, 5);
+        assert!(config.smtp.is_none());
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let typo = DEFAULT_CONFIG.replace("[surveys]", "[surveys]\nmin_respondent = 3");
+        assert!(ServerConfig::parse(&typo)
+            .unwrap_err()
+            .contains("min_respondent"));
+        let bad = DEFAULT_CONFIG.replace("cancel_grace = \"30days\"", "cancel_grace = \"soon\"");
+        assert!(ServerConfig::parse(&bad)
+            .unwrap_err()
+            .contains("billing.cancel_grace"));
+        let no_free = DEFAULT_CONFIG.replace("price_cents = 0", "price_cents = 1");
+        assert!(ServerConfig::parse(&no_free)
+            .unwrap_err()
+            .contains("price_cents = 0"));
+    }
+}

@@ -1,0 +1,223 @@
+//! Work the server does on a timer (and `ibackup-server admin maintenance` does at once):
+//! purge old session records and throttle entries, renew paid periods, end canceled
+//! accounts past their grace period, warn accounts near their quota, and collect the pack
+//! files of deleted libraries.
+
+use std::sync::Arc;
+
+use super::billing::money;
+use super::billing::processor::PaymentProcessor;
+use super::blobstore::BlobStore;
+use super::config::ServerConfig;
+use super::db::{self, accounts, billing, libraries, privacy, sessions, Db};
+use super::mail::{Kind, Mailer};
+use crate::units::format_size;
+
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Report {
+    pub session_records_purged: usize,
+    pub renewed: usize,
+    pub renewals_declined: usize,
+    pub accounts_expired: usize,
+    pub quota_warnings: usize,
+    pub libraries_collected: usize,
+}
+
+pub struct Maintenance {
+    pub db: Db,
+    pub blobs: BlobStore,
+    pub config: Arc<ServerConfig>,
+    pub processor: Arc<dyn PaymentProcessor>,
+    pub mailer: Arc<Mailer>,
+}
+
+fn date(secs: i64) -> String {
+    crate::model::snapshot::format_time_ns(secs * 1_000_000_000)[..10].to_owned()
+}
+
+impl Maintenance {
+    fn service_mail(&self, to: &str, subject: &str, body: &str) {
+        if let Err(e) = self.mailer.send(to, subject, body, Kind::Service) {
+            tracing::warn!("service mail not sent: {e}");
+        }
+    }
+
+    /// One pass; blocking (database, processor, mail).
+    pub fn run_once(&self) -> anyhow::Result<Report> {
+        let mut report = Report::default();
+        let now = db::now();
+        let config = &self.config;
+        report.session_records_purged = self.db.blocking(|conn| {
+            privacy::throttle_purge_before(conn, now - 86_400)?;
+            sessions::purge_before(conn, now - config.record_retention.as_secs() as i64)
+        })?;
+        self.renew(now, &mut report)?;
+        self.expire(now, &mut report)?;
+        self.warn_quotas(&mut report)?;
+        report.libraries_collected = self.collect()?;
+        Ok(report)
+    }
+
+    fn renew(&self, now: i64, report: &mut Report) -> anyhow::Result<()> {
+        let config = &self.config;
+        let period = config.billing_period.as_secs() as i64;
+        let due = self.db.blocking(|conn| billing::due_renewals(conn, now))?;
+        for (account_id, plan_name) in due {
+            let Some(account) = self.db.blocking(|conn| accounts::by_id(conn, account_id))? else {
+                continue;
+            };
+            let price = config.plan(&plan_name).map(|p| p.price_cents).unwrap_or(0) as i64;
+            if price == 0 {
+                self.db
+                    .blocking(|conn| billing::set_period_end(conn, account_id, None))?;
+                continue;
+            }
+            let card = self.db.blocking(|conn| billing::card(conn, account_id))?;
+            let charged = match &card {
+                Some(card) => self
+                    .processor
+                    .charge(&card.processor_token, price, &config.currency)
+                    .map_err(|e| e.to_string()),
+                None => Err("no card on file".into()),
+            };
+            let description = format!("plan {plan_name}, renewal");
+            match charged {
+                Ok(reference) => {
+                    let end = account.period_end.unwrap_or(now) + period;
+                    self.db.blocking(|conn| -> anyhow::Result<()> {
+                        billing::add_invoice(
+                            conn,
+                            account_id,
+                            &billing::NewInvoice {
+                                description: &description,
+                                amount_cents: price,
+                                currency: &config.currency,
+                                status: "paid",
+                                processor_ref: Some(&reference),
+                            },
+                        )?;
+                        billing::set_period_end(conn, account_id, Some(end.max(now + 1)))?;
+                        Ok(())
+                    })?;
+                    report.renewed += 1;
+                }
+                Err(reason) => {
+                    self.db.blocking(|conn| -> anyhow::Result<()> {
+                        billing::add_invoice(
+                            conn,
+                            account_id,
+                            &billing::NewInvoice {
+                                description: &description,
+                                amount_cents: price,
+                                currency: &config.currency,
+                                status: "declined",
+                                processor_ref: None,
+                            },
+                        )?;
+                        accounts::set_status(conn, account_id, "canceled", Some(now))?;
+                        billing::set_period_end(conn, account_id, None)?;
+                        Ok(())
+                    })?;
+                    let until = now + config.cancel_grace.as_secs() as i64;
+                    self.service_mail(
+                        &account.email,
+                        "ibackup: payment failed, subscription paused",
+                        &format!(
+                            "The renewal of plan `{plan_name}` ({}) failed: {reason}.\n\
+                             Your data stays readable until {}. Add a card with `ibackup \
+                             account card add`, then run `ibackup account reactivate`.",
+                            money(price, &config.currency),
+                            date(until)
+                        ),
+                    );
+                    report.renewals_declined += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn expire(&self, now: i64, report: &mut Report) -> anyhow::Result<()> {
+        let config = &self.config;
+        let grace = config.cancel_grace.as_secs() as i64;
+        let ended: Vec<accounts::AccountRow> = self.db.blocking(|conn| {
+            accounts::list(conn).map(|all| {
+                all.into_iter()
+                    .filter(|a| {
+                        a.status == "canceled" && a.canceled_at.unwrap_or(now) + grace <= now
+                    })
+                    .collect()
+            })
+        })?;
+        for account in ended {
+            self.db.blocking(|conn| -> anyhow::Result<()> {
+                let tx = conn.transaction()?;
+                for library in libraries::owned_by(&tx, account.id)? {
+                    libraries::delete(&tx, &library)?;
+                }
+                accounts::set_status(&tx, account.id, "expired", account.canceled_at)?;
+                accounts::set_plan(&tx, account.id, &config.default_plan().name, None)?;
+                tx.commit()?;
+                Ok(())
+            })?;
+            self.service_mail(
+                &account.email,
+                "ibackup: your stored data was deleted",
+                "Your subscription was canceled and its grace period has ended, so the data \
+                 you stored was deleted. Your account remains; `ibackup account reactivate` \
+                 starts again on the free plan, and `ibackup account delete` removes it.",
+            );
+            report.accounts_expired += 1;
+        }
+        Ok(())
+    }
+
+    fn warn_quotas(&self, report: &mut Report) -> anyhow::Result<()> {
+        let config = &self.config;
+        let all = self.db.blocking(|conn| accounts::list(conn))?;
+        for account in all.into_iter().filter(|a| a.status == "active") {
+            let used = self
+                .db
+                .blocking(|conn| accounts::used_bytes(conn, account.id))?;
+            let quota = config.quota_for(&account.plan, account.quota_override);
+            let high = quota > 0 && used.saturating_mul(10) >= quota.saturating_mul(9);
+            let low = used.saturating_mul(10) < quota.saturating_mul(8);
+            if high && !account.quota_warned {
+                self.service_mail(
+                    &account.email,
+                    "ibackup: your storage is nearly full",
+                    &format!(
+                        "You use {} of the {} your plan `{}` allows. When it is full, new \
+                         backups stop. Delete old snapshots, or see `ibackup account plans`.",
+                        format_size(used),
+                        format_size(quota),
+                        account.plan
+                    ),
+                );
+                self.db
+                    .blocking(|conn| accounts::set_quota_warned(conn, account.id, true))?;
+                report.quota_warnings += 1;
+            } else if low && account.quota_warned {
+                self.db
+                    .blocking(|conn| accounts::set_quota_warned(conn, account.id, false))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes pack folders of libraries that no longer exist; returns how many.
+    pub fn collect(&self) -> anyhow::Result<usize> {
+        // Folders first: one that exists now belongs to a library created before, which the
+        // read below then sees unless it was deleted.
+        let folders = self.blobs.library_dirs()?;
+        let live = self.db.blocking(|conn| libraries::all_ids(conn))?;
+        let mut removed = 0;
+        for library in folders {
+            if !live.contains(&library) {
+                self.blobs.remove_library(&library)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}

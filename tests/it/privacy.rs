@@ -1,0 +1,780 @@
+//! The privacy policy's promises (docs/PRIVACY.md), each as a behaviour a real server must
+//! show: consent before marketing, opt-out by link, session records and revocation, login
+//! throttling, aggregate-only surveys, feedback, export and deletion.
+
+use std::fs;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::util::{raw_request, TestClient, TestServer, PASSWORD};
+
+fn configured(edit: impl FnOnce(String) -> String) -> (TestServer, tempfile::TempDir) {
+    let logs = tempfile::tempdir().unwrap();
+    let server = TestServer::start_configured(edit, &logs.path().join("server.log"));
+    (server, logs)
+}
+
+#[test]
+fn marketing_goes_only_to_consenting_accounts_and_the_link_opts_out() {
+    let (server, _logs) = configured(|c| c);
+    let alice = TestClient::new("alice@example.com");
+    let bob = TestClient::new("bob@example.com");
+    let carol = TestClient::new("carol@example.com");
+    assert_eq!(
+        alice.register_with(&server, &[])["account"]["marketing_email"],
+        false
+    );
+    assert_eq!(
+        bob.register_with(&server, &["--marketing-email"])["account"]["marketing_email"],
+        true
+    );
+    carol.register(&server);
+    carol.run(&["account", "consent", "on"]).ok();
+
+    let url = server.url.clone();
+    server.edit_config(|c| c.replace("https://localhost:8443", &url));
+    let body = tempfile::NamedTempFile::new().unwrap();
+    fs::write(body.path(), "Our new plans are here.\n").unwrap();
+    let announce = |subject: &str| {
+        let out = server.tool(
+            "announce",
+            &[
+                "--subject",
+                subject,
+                "--body-file",
+                &body.path().display().to_string(),
+            ],
+        );
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert!(announce("News").contains("sent to 2 accounts"));
+    let spool = server.spool();
+    let to: Vec<_> = spool
+        .iter()
+        .map(|(_, m)| {
+            m.lines()
+                .find(|l| l.starts_with("To: "))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(to.len(), 2);
+    assert!(to.contains(&"To: bob@example.com".to_owned()), "{to:?}");
+    assert!(to.contains(&"To: carol@example.com".to_owned()), "{to:?}");
+    let bobs = &spool
+        .iter()
+        .find(|(_, m)| m.contains("To: bob@"))
+        .unwrap()
+        .1;
+    assert!(bobs.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+    let link = bobs
+        .lines()
+        .find(|l| l.starts_with(&url) && l.contains("/optout/"))
+        .expect("an opt-out link in the body")
+        .trim()
+        .to_owned();
+    // The link works without logging in; a forged one does not.
+    let path = link.strip_prefix(&url).unwrap();
+    let (status, text) = raw_request(&server, "GET", path, None, None);
+    assert_eq!(status, 200, "{text}");
+    assert!(text.as_str().unwrap().contains("unsubscribed"));
+    let forged = path.replacen("/optout/", "/optout/9", 1);
+    let (status, _) = raw_request(&server, "GET", &forged, None, None);
+    assert_eq!(status, 400);
+    assert_eq!(bob.account_json()["marketing_email"], false);
+
+    assert!(announce("More news").contains("sent to 1 accounts"));
+    let later: Vec<_> = server
+        .spool()
+        .into_iter()
+        .filter(|(_, m)| m.contains("Subject: More news"))
+        .collect();
+    assert_eq!(later.len(), 1);
+    assert!(later[0].1.contains("To: carol@example.com"));
+
+    let export = bob.run(&["account", "export"]).ok().json();
+    let sources: Vec<_> = export["consent_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["source"].as_str().unwrap(),
+                e["marketing"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(sources, [("sign-up", true), ("link", false)]);
+}
+
+#[test]
+fn session_records_hold_timing_and_size_and_sessions_can_be_revoked() {
+    let (server, _logs) = configured(|c| c);
+    let laptop = TestClient::new("alice@example.com");
+    let phone = TestClient::new("alice@example.com");
+    laptop.register(&server);
+    phone.login(&server);
+    let source = tempfile::tempdir().unwrap();
+    let random: Vec<u8> = (0..100_000).map(|_| rand::random::<u8>()).collect();
+    fs::write(source.path().join("secret-plans.txt"), random).unwrap();
+    laptop.backup(&[source.path()]).ok();
+
+    let list = laptop.run(&["account", "sessions", "--json"]).ok().json();
+    let sessions = list["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{list}");
+    let current = sessions.iter().find(|s| s["current"] == true).unwrap();
+    assert!(current["requests"].as_i64().unwrap() >= 3, "{current}");
+    assert!(
+        current["bytes_up"].as_i64().unwrap() >= 100_000,
+        "{current}"
+    );
+    assert!(current["bytes_down"].as_i64().unwrap() > 0, "{current}");
+    assert_eq!(current["address"], "127.0.0.1");
+    assert!(current["client"].as_str().unwrap().starts_with("ibackup/"));
+    let keys: Vec<_> = current.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            "address",
+            "bytes_down",
+            "bytes_up",
+            "client",
+            "created_at",
+            "current",
+            "id",
+            "last_seen",
+            "requests",
+            "revoked_at",
+            "transfer_ms"
+        ]
+    );
+    assert!(!list.to_string().contains("secret-plans"));
+
+    let other = sessions.iter().find(|s| s["current"] == false).unwrap();
+    let prefix = &other["id"].as_str().unwrap()[..8];
+    laptop.run(&["account", "sessions", "revoke", prefix]).ok();
+    let run = phone.run(&["account", "show"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("logged out"), "{}", run.stderr);
+    phone.login(&server);
+    let ended = laptop
+        .run(&["account", "sessions", "revoke", "--others", "--json"])
+        .ok()
+        .json();
+    assert_eq!(ended["sessions_ended"], 1);
+    assert_eq!(phone.run(&["account", "show"]).code, 1);
+    laptop.run(&["account", "show"]).ok();
+    let run = laptop.run(&["account", "sessions", "revoke", "zzzz"]);
+    assert!(
+        run.stderr.contains("no session starts with"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn idle_sessions_expire_and_cookies_carry_only_the_token() {
+    let (server, _logs) =
+        configured(|c| c.replace("idle_timeout = \"30days\"", "idle_timeout = \"3s\""));
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    alice.run(&["account", "show"]).ok();
+    std::thread::sleep(Duration::from_secs(7));
+    let run = alice.run(&["account", "show"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("session expired"), "{}", run.stderr);
+
+    // A login answers with a cookie holding the opaque token and nothing else.
+    let (_, prelogin) = raw_request(
+        &server,
+        "POST",
+        "/api/v1/prelogin",
+        None,
+        Some((
+            "application/json",
+            json!({"email": "alice@example.com"})
+                .to_string()
+                .into_bytes(),
+        )),
+    );
+    let salt = ibackup::api::b64::decode(prelogin["salt"].as_str().unwrap()).unwrap();
+    let kdf: ibackup::crypto::kdf::KdfParams =
+        serde_json::from_value(prelogin["kdf"].clone()).unwrap();
+    let (_, auth) = ibackup::crypto::kdf::derive(PASSWORD.as_bytes(), &salt, &kdf).unwrap();
+    let verifier = ibackup::client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
+    let http = reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(verifier.client_config())
+        .build()
+        .unwrap();
+    let response = http
+        .post(format!("{}/api/v1/sessions", server.url))
+        .json(&json!({"email": "alice@example.com", "auth_secret": ibackup::api::b64::encode(&auth[..])}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let cookie = response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = response.json().unwrap();
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(
+        cookie,
+        format!(
+            "__Host-ibackup_session={token}; Path=/; Secure; HttpOnly; SameSite=Strict; \
+             Max-Age={}",
+            365 * 86400
+        )
+    );
+    let with_cookie = http
+        .get(format!("{}/api/v1/account", server.url))
+        .header("cookie", format!("__Host-ibackup_session={token}"))
+        .send()
+        .unwrap();
+    assert_eq!(with_cookie.status(), 200);
+}
+
+#[test]
+fn failed_logins_slow_down_without_locking_the_owner_out() {
+    let (server, _logs) = configured(|c| c);
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    let attempt = |email: &str| {
+        raw_request(
+            &server,
+            "POST",
+            "/api/v1/sessions",
+            None,
+            Some((
+                "application/json",
+                json!({"email": email, "auth_secret": ibackup::api::b64::encode(&[9u8; 32])})
+                    .to_string()
+                    .into_bytes(),
+            )),
+        )
+    };
+    for email in ["alice@example.com", "nobody@example.com"] {
+        for _ in 0..5 {
+            let (status, body) = attempt(email);
+            assert_eq!(status, 401, "{body}");
+            assert_eq!(body["message"], "wrong e-mail or password");
+        }
+        let (status, body) = attempt(email);
+        assert_eq!(status, 429, "{email}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("wait"), "{body}");
+        assert!(body["retry_after"].as_u64().unwrap() >= 1);
+    }
+    // The owner waits a little, then gets in: there is no lockout.
+    std::thread::sleep(Duration::from_secs(2));
+    alice.login(&server);
+}
+
+#[test]
+fn surveys_are_voluntary_counted_apart_from_people_and_hide_small_groups() {
+    let (server, _logs) = configured(|c| c.replace("min_respondents = 5", "min_respondents = 3"));
+    let survey_file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(
+        survey_file.path(),
+        "title = \"How do you use ibackup?\"\n\n[[questions]]\ntext = \"Main use?\"\n\
+         choices = [\"photos\", \"work\", \"code\"]\n\n[[questions]]\ntext = \"Would you \
+         recommend it?\"\nchoices = [\"yes\", \"no\"]\n",
+    )
+    .unwrap();
+    let created = server.tool(
+        "survey",
+        &["create", &survey_file.path().display().to_string()],
+    );
+    assert!(created.status.success(), "{created:?}");
+    let id = String::from_utf8(created.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+
+    let users: Vec<_> = (0..4)
+        .map(|i| TestClient::new(&format!("user{i}@example.com")))
+        .collect();
+    for (i, user) in users.iter().enumerate() {
+        user.register(&server);
+        let listed = user.run(&["account", "survey", "--json"]).ok().json();
+        assert_eq!(listed[0]["answered"], false);
+        // Three chose photos; one chose work and skipped the second question.
+        let answers: &[&str] = if i < 3 { &["1=1", "2=1"] } else { &["1=2"] };
+        let mut args = vec!["account", "survey", &id];
+        for a in answers {
+            args.extend(["--answer", a]);
+        }
+        user.run(&args).ok();
+    }
+    let again = users[0].run(&["account", "survey", &id, "--answer", "1=3"]);
+    assert!(
+        again.stderr.contains("answered this survey already"),
+        "{}",
+        again.stderr
+    );
+    let bad = users[0].run(&["account", "survey", &id, "--answer", "1=9"]);
+    assert!(bad.stderr.contains("choices"), "{}", bad.stderr);
+    assert_eq!(
+        users[1].run(&["account", "survey", "--json"]).ok().json()[0]["answered"],
+        true
+    );
+
+    let report = server.tool("survey", &["report", &id]);
+    let report = String::from_utf8(report.stdout).unwrap();
+    assert!(report.contains("4 respondents"), "{report}");
+    let line = |choice: &str| {
+        report
+            .lines()
+            .find(|l| l.trim_end().ends_with(choice))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(line("photos"), "3");
+    assert_eq!(line("work"), "<3", "one respondent must not show: {report}");
+    assert_eq!(line("code"), "<3");
+    assert_eq!(line("yes"), "3");
+    // The stored answers are counts; who answered is a keyed hash beside no answer.
+    let db = server.db();
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM pragma_table_info('survey_counts')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(tables, ["survey_id", "question", "choice", "count"]);
+
+    users[0]
+        .run(&["feedback", "--rating", "5", "--message", "Fast and calm"])
+        .ok();
+    let bad = users[0].run(&["feedback", "--rating", "6"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    let list = server.tool("feedback", &["list"]);
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert!(
+        list.contains("Fast and calm") && list.contains("user0@example.com"),
+        "{list}"
+    );
+}
+
+/// Tables with rows about one account, and where the export lists them.
+const PERSONAL_TABLES: &[(&str, &str, &str)] = &[
+    ("accounts", "id", "profile"),
+    ("sessions", "account_id", "sessions"),
+    ("cards", "account_id", "card"),
+    ("plan_changes", "account_id", "plan_history"),
+    ("invoices", "account_id", "invoices"),
+    ("consent_events", "account_id", "consent_history"),
+    ("feedback", "account_id", "feedback"),
+    ("libraries", "owner_id", "libraries"),
+    ("library_members", "account_id", "memberships"),
+];
+
+#[test]
+fn export_holds_every_row_about_the_user_and_none_about_others() {
+    let (server, _logs) = configured(|c| c);
+    let alice = TestClient::new("alice@example.com");
+    let bob = TestClient::new("bob@example.com");
+    for user in [&alice, &bob] {
+        user.register(&server);
+        user.run_input(
+            &["account", "card", "add", "--stdin"],
+            "5555555555554444\n10/33\n321\nSomeone\n",
+        )
+        .ok();
+        user.run(&["account", "plan", "personal"]).ok();
+        user.run(&["account", "consent", "on"]).ok();
+        user.run(&["feedback", "--rating", "4"]).ok();
+        user.run(&["library", "create", "Photos"]).ok();
+    }
+    let export_file = alice.home.path().join("export.json");
+    alice
+        .run(&[
+            "account",
+            "export",
+            "--output",
+            &export_file.display().to_string(),
+        ])
+        .ok();
+    let export: serde_json::Value =
+        serde_json::from_slice(&fs::read(&export_file).unwrap()).unwrap();
+    assert_eq!(export["profile"]["email"], "alice@example.com");
+    assert!(!export.to_string().contains("bob@example.com"));
+    let alice_id = export["profile"]["id"].as_i64().unwrap();
+
+    // Every table that has a column naming an account must be in the list above, so a new
+    // table cannot be forgotten by the export.
+    let db = server.db();
+    let tables: Vec<String> = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for table in &tables {
+        let columns: Vec<String> = db
+            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        if columns.iter().any(|c| c == "account_id" || c == "owner_id") {
+            assert!(
+                PERSONAL_TABLES.iter().any(|(t, _, _)| t == table),
+                "table {table} holds account rows the export does not cover"
+            );
+        }
+    }
+    for (table, column, key) in PERSONAL_TABLES {
+        let rows: i64 = db
+            .query_row(
+                &format!("SELECT COUNT(*) FROM {table} WHERE {column} = ?1"),
+                [alice_id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let exported = match &export[key] {
+            serde_json::Value::Array(items) => items.len() as i64,
+            serde_json::Value::Null => 0,
+            _ => 1,
+        };
+        assert!(rows > 0, "{table}: the test should give alice rows");
+        assert_eq!(rows, exported, "{table} vs export.{key}");
+    }
+}
+
+#[test]
+fn deleting_the_account_removes_personal_data_and_blobs_but_keeps_invoices() {
+    let (server, _logs) = configured(|c| c);
+    let alice = TestClient::new("zebediah.quill@example.org");
+    let bob = TestClient::new("bob@example.com");
+    alice
+        .run(&[
+            "register",
+            "--server",
+            &server.url,
+            "--email",
+            "zebediah.quill@example.org",
+            "--first-name",
+            "Zebediah",
+            "--last-name",
+            "Quillfeather",
+            "--trust-new",
+        ])
+        .ok();
+    bob.register(&server);
+    let source = tempfile::tempdir().unwrap();
+    fs::write(source.path().join("diary.txt"), b"dear diary").unwrap();
+    alice.backup(&[source.path()]).ok();
+    bob.backup(&[source.path()]).ok();
+    alice
+        .run_input(
+            &["account", "card", "add", "--stdin"],
+            "4242424242424242\n12/34\n987\nZebediah Quillfeather\n",
+        )
+        .ok();
+    alice.run(&["account", "plan", "personal"]).ok();
+    alice
+        .run(&["feedback", "--rating", "3", "--message", "Zebediah says hi"])
+        .ok();
+    let packs = server.data.path().join("packs");
+    assert_eq!(fs::read_dir(&packs).unwrap().count(), 2);
+
+    let run = alice.run(&["account", "delete", "--confirm", "bob@example.com"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("does not match"), "{}", run.stderr);
+    let run = alice.run_with(
+        &[
+            "account",
+            "delete",
+            "--confirm",
+            "zebediah.quill@example.org",
+        ],
+        |c| {
+            c.env("IBACKUP_PASSWORD", "not the password");
+        },
+    );
+    assert!(run.stderr.contains("password is wrong"), "{}", run.stderr);
+    alice
+        .run(&[
+            "account",
+            "delete",
+            "--confirm",
+            "Zebediah.Quill@example.org",
+        ])
+        .ok();
+    assert!(!alice.config_dir().join("session.json").exists());
+
+    let report = server.admin(&["maintenance"]);
+    assert!(report.status.success());
+    assert_eq!(fs::read_dir(&packs).unwrap().count(), 1, "bob's pack stays");
+    for file in ["ibackup.db", "ibackup.db-wal"] {
+        let path = server.data.path().join(file);
+        let Ok(bytes) = fs::read(&path) else { continue };
+        for needle in ["zebediah", "quillfeather"] {
+            let found = bytes
+                .windows(needle.len())
+                .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()));
+            assert!(!found, "{needle} is still in {file}");
+        }
+    }
+    let db = server.db();
+    let (invoices, orphaned): (i64, i64) = db
+        .query_row(
+            "SELECT COUNT(*), COUNT(*) - COUNT(account_id) FROM invoices",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((invoices, orphaned), (1, 1), "the invoice stays, unlinked");
+    let ratings: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM feedback WHERE message IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(ratings, 1, "the rating stays without its message");
+
+    let login = alice.run(&[
+        "login",
+        "--server",
+        &server.url,
+        "--email",
+        "zebediah.quill@example.org",
+    ]);
+    assert_eq!(login.code, 1);
+    bob.run(&["snapshots"]).ok();
+}
+
+#[test]
+fn password_change_and_recovery_keep_the_data_and_end_other_sessions() {
+    let (server, _logs) = configured(|c| c);
+    let laptop = TestClient::new("alice@example.com");
+    let phone = TestClient::new("alice@example.com");
+    let registered = laptop.register_with(&server, &[]);
+    let recovery_key = registered["recovery_key"].as_str().unwrap().to_owned();
+    phone.login(&server);
+    let source = tempfile::tempdir().unwrap();
+    fs::write(source.path().join("a.txt"), b"kept through it all").unwrap();
+    laptop.backup(&[source.path()]).ok();
+
+    let new_password = "a whole new password";
+    let run = laptop.run_with(&["account", "password"], |c| {
+        c.env("IBACKUP_PASSWORD", "wrong current password");
+        c.env("IBACKUP_NEW_PASSWORD", new_password);
+    });
+    assert!(
+        run.stderr.contains("current password is wrong"),
+        "{}",
+        run.stderr
+    );
+    let changed = laptop
+        .run_with(&["account", "password", "--json"], |c| {
+            c.env("IBACKUP_NEW_PASSWORD", new_password);
+        })
+        .ok()
+        .json();
+    assert_eq!(changed["sessions_ended"], 1);
+    assert_eq!(phone.run(&["snapshots"]).code, 1);
+    let old = phone.run(&[
+        "login",
+        "--server",
+        &server.url,
+        "--email",
+        "alice@example.com",
+    ]);
+    assert!(
+        old.stderr.contains("wrong e-mail or password"),
+        "{}",
+        old.stderr
+    );
+    phone
+        .run_with(
+            &[
+                "login",
+                "--server",
+                &server.url,
+                "--email",
+                "alice@example.com",
+            ],
+            |c| {
+                c.env("IBACKUP_PASSWORD", new_password);
+            },
+        )
+        .ok();
+    let restored = tempfile::tempdir().unwrap();
+    phone
+        .run(&[
+            "restore",
+            "latest",
+            "--target",
+            &restored.path().display().to_string(),
+        ])
+        .ok();
+
+    // Forgotten password: the recovery key sets a new one, and the data still opens.
+    let recover = |key: &str| {
+        phone.run_with(
+            &[
+                "account",
+                "recover",
+                "--server",
+                &server.url,
+                "--email",
+                "alice@example.com",
+            ],
+            |c| {
+                c.env("IBACKUP_RECOVERY_KEY", key);
+                c.env("IBACKUP_NEW_PASSWORD", "recovered password 1");
+            },
+        )
+    };
+    let wrong_key = recover(&recovery_key.replace(|c: char| c.is_ascii_digit(), "7"));
+    assert_eq!(wrong_key.code, 1);
+    recover(&recovery_key).ok();
+    assert_eq!(
+        laptop.run(&["snapshots"]).code,
+        1,
+        "recovery ends other sessions"
+    );
+    let again = tempfile::tempdir().unwrap();
+    phone
+        .run(&[
+            "restore",
+            "latest",
+            "--target",
+            &again.path().display().to_string(),
+        ])
+        .ok();
+    assert_eq!(
+        fs::read(
+            again
+                .path()
+                .join(source.path().strip_prefix("/").unwrap())
+                .join("a.txt")
+        )
+        .unwrap_or_default(),
+        b"kept through it all"
+    );
+}
+
+#[test]
+fn account_routes_answer_bad_input_with_4xx_and_a_message() {
+    let (server, _logs) = configured(|c| c);
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    let token = alice.session_token();
+    let body = |v: serde_json::Value| Some(("application/json", v.to_string().into_bytes()));
+    let cases = [
+        (
+            "PUT",
+            "/api/v1/account/plan",
+            body(json!({"plan": "platinum"})),
+            400,
+        ),
+        ("PUT", "/api/v1/account/plan", body(json!({"plan": 5})), 400),
+        (
+            "PUT",
+            "/api/v1/account/plan",
+            body(json!({"plan": "personal"})),
+            402,
+        ),
+        (
+            "POST",
+            "/api/v1/account/card",
+            body(json!({"number": "x"})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/account/card",
+            body(
+                json!({"number": "4242424242424242", "exp_month": 0, "exp_year": 30, "cvc": "1", "name": ""}),
+            ),
+            400,
+        ),
+        ("PATCH", "/api/v1/account", body(json!({})), 400),
+        (
+            "PATCH",
+            "/api/v1/account",
+            body(json!({"email": "nope"})),
+            400,
+        ),
+        (
+            "PATCH",
+            "/api/v1/account",
+            body(json!({"first_name": ""})),
+            400,
+        ),
+        (
+            "PUT",
+            "/api/v1/account/consent",
+            body(json!({"marketing_email": "yes"})),
+            400,
+        ),
+        ("POST", "/api/v1/account/password", body(json!({})), 400),
+        ("DELETE", "/api/v1/account/sessions/not-an-id", None, 404),
+        (
+            "DELETE",
+            "/api/v1/account/sessions/0123456789abcdef0123456789abcdef",
+            None,
+            404,
+        ),
+        ("POST", "/api/v1/feedback", body(json!({"rating": 0})), 400),
+        (
+            "POST",
+            "/api/v1/feedback",
+            body(json!({"rating": 300})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/surveys/nope/answers",
+            body(json!({"answers": []})),
+            404,
+        ),
+        (
+            "POST",
+            "/api/v1/account/delete",
+            body(json!({"confirm_email": "x@y.z", "auth_secret": "AAAA"})),
+            400,
+        ),
+        ("POST", "/api/v1/account/reactivate", body(json!({})), 400),
+        (
+            "POST",
+            "/api/v1/recovery/complete",
+            body(json!({"email": "alice@example.com"})),
+            400,
+        ),
+        (
+            "POST",
+            "/api/v1/recovery/challenge",
+            body(json!({"email": "bad"})),
+            400,
+        ),
+        ("GET", "/api/v1/optout/12-zz", None, 400),
+        ("GET", "/api/v1/account/export", None, 401),
+    ];
+    for (method, path, payload, expected) in cases {
+        let auth = if path.ends_with("export") {
+            None
+        } else {
+            Some(token.as_str())
+        };
+        let (status, answer) = raw_request(&server, method, path, auth, payload);
+        assert_eq!(status, expected, "{method} {path}: {answer}");
+        assert!(
+            answer["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{method} {path}: {answer}"
+        );
+    }
+}
