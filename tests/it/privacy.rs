@@ -778,3 +778,33 @@ fn account_routes_answer_bad_input_with_4xx_and_a_message() {
         );
     }
 }
+
+#[test]
+fn session_records_are_purged_after_the_retention_period() {
+    let (server, _logs) =
+        configured(|c| c.replace("record_retention = \"90days\"", "record_retention = \"8s\""));
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    let bob = TestClient::new("bob@example.com");
+    bob.register(&server);
+    std::thread::sleep(Duration::from_secs(10));
+    // Bob's session is in use; Alice's has not been used for longer than the retention.
+    bob.run(&["account", "show"]).ok();
+    // Records reach the database within 5 s.
+    std::thread::sleep(Duration::from_secs(6));
+    let report = server.admin(&["maintenance"]);
+    assert!(report.status.success(), "{report:?}");
+    let count = |email: &str| -> i64 {
+        server
+            .db()
+            .query_row(
+                "SELECT COUNT(*) FROM sessions s JOIN accounts a ON a.id = s.account_id \
+                 WHERE a.email = ?1",
+                [email],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(count("alice@example.com"), 0);
+    assert_eq!(count("bob@example.com"), 1);
+}
