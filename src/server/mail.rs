@@ -19,7 +19,7 @@ pub const SPOOL_DIR: &str = "mail-spool";
 
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
-    #[error("`{0}` is not a usable e-mail address")]
+    #[error("a sender or recipient address is not usable (check `mail.from` in server.toml)")]
     Address(String),
     #[error("cannot build the message: {0}")]
     Build(String),

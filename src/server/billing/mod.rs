@@ -323,8 +323,9 @@ pub async fn cancel(State(state): State<AppState>, caller: Caller) -> ApiResult<
                 .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
             ensure_active(&account, &config)?;
             let tx = conn.transaction()?;
+            // The paid period stays on record (a reactivation within it costs nothing);
+            // renewals skip canceled accounts.
             accounts::set_status(&tx, account.id, "canceled", Some(db::now()))?;
-            billing::set_period_end(&tx, account.id, None)?;
             tx.commit()?;
             account_info(conn, &config, account.id)
         })
@@ -379,9 +380,9 @@ pub async fn reactivate(
             return Ok(Json(info));
         }
     }
-    let mut period_end = None;
+    let mut period_end = account.period_end.filter(|end| *end > now);
     let mut charge_ref = None;
-    if plan.price_cents > 0 {
+    if plan.price_cents > 0 && period_end.is_none() {
         let card = card.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::PaymentRequired,
