@@ -99,6 +99,13 @@ impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_write(1 << 20);
+        // O_TRUNC reaches `open`, so overwriting a file never downloads it first.
+        let _ = config.add_capabilities(fuser::consts::FUSE_ATOMIC_O_TRUNC);
+        // The kernel gathers writes in its page cache and sends them in 1 MiB requests
+        // (instead of one request per 64 KiB that `sendfile`/`splice` make), and keeps
+        // size and times itself while pages are dirty; `close` still writes them all out
+        // before `flush` reaches us, so the journal sees the whole file.
+        let _ = config.add_capabilities(fuser::consts::FUSE_WRITEBACK_CACHE);
         Ok(())
     }
 

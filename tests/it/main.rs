@@ -4,6 +4,7 @@
 mod accounts;
 mod backup_restore;
 mod billing;
+mod mail;
 mod mount;
 mod privacy;
 mod quota;
