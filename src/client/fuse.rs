@@ -30,7 +30,9 @@ pub fn errno(error: &VfsError) -> i32 {
         VfsError::NotEmpty => libc::ENOTEMPTY,
         VfsError::ReadOnly => libc::EROFS,
         VfsError::Access => libc::EACCES,
-        VfsError::NoSpace => libc::EDQUOT,
+        // ENOSPC, not EDQUOT: with the writeback cache the error reaches the writer at
+        // close, where the kernel reports only ENOSPC as itself (anything else as EIO).
+        VfsError::NoSpace => libc::ENOSPC,
         VfsError::Invalid(_) => libc::EINVAL,
         VfsError::BadHandle => libc::EBADF,
         VfsError::CrossDevice => libc::EXDEV,
@@ -252,7 +254,9 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<u64>,
         reply: ReplyWrite,
     ) {
-        match self.vfs().write(fh, offset.max(0) as u64, data) {
+        let (quota, used) = *self.space.lock().unwrap_or_else(|p| p.into_inner());
+        let room = quota.saturating_sub(used);
+        match self.vfs().write(fh, offset.max(0) as u64, data, room) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(errno(&e)),
         }

@@ -613,3 +613,36 @@ fn unmounting_by_fusermount_uploads_and_no_wait_leaves_a_queue() {
     mount.unmount();
     assert_eq!(restore("queued.txt").as_deref(), Some(&b"two"[..]));
 }
+
+#[test]
+fn a_file_larger_than_the_quota_left_is_refused_at_write() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-quota@example.com");
+    client.register(&server);
+    assert!(server
+        .admin(&["user", "set-quota", "mount-quota@example.com", "1MiB"])
+        .status
+        .success());
+    let mount = TestMount::start(&client, &[]);
+    let live = mount.live();
+    write_file(&live.join("small"), &[1u8; 1000]);
+    // The kernel may buffer the writes; the error then comes at fsync or close, as on a
+    // full local disk.
+    let mut file = fs::File::create(live.join("too big")).unwrap();
+    let written = std::io::Write::write_all(&mut file, &vec![7u8; 3 << 20]);
+    let error = written
+        .err()
+        .or_else(|| file.sync_all().err())
+        .expect("writing 3 MiB into 1 MiB of quota fails");
+    let code = error.raw_os_error().unwrap();
+    assert!(
+        code == libc::ENOSPC || code == libc::EDQUOT,
+        "{error} ({code})"
+    );
+    drop(file);
+    mount.settle();
+    assert_eq!(fs::read(live.join("small")).unwrap(), [1u8; 1000]);
+}

@@ -109,12 +109,26 @@ fn layout_has_libraries_and_snapshots() {
 }
 
 #[test]
+fn a_write_that_grows_a_file_past_the_quota_left_is_refused() {
+    let mut f = fixture(Permission::Owner);
+    let (_, opened) = f.vfs.create(f.live, b"big.bin", 0o644, ME).unwrap();
+    f.vfs.write(opened.fh, 0, &[1u8; 10], 16).unwrap();
+    assert!(matches!(
+        f.vfs.write(opened.fh, 10, &[1u8; 10], 16),
+        Err(VfsError::NoSpace)
+    ));
+    // Rewriting what is there does not grow the file, so it is allowed even when full.
+    f.vfs.write(opened.fh, 0, &[2u8; 10], 0).unwrap();
+    assert_eq!(f.vfs.read(opened.fh, 0, 100).unwrap(), [2u8; 10]);
+}
+
+#[test]
 fn create_write_read_and_journal_on_close() {
     let mut f = fixture(Permission::Owner);
     let (stat, opened) = f.vfs.create(f.live, b"notes.txt", 0o640, ME).unwrap();
     assert_eq!(stat.attr.mode, 0o640);
-    f.vfs.write(opened.fh, 0, b"hello ").unwrap();
-    f.vfs.write(opened.fh, 6, b"world").unwrap();
+    f.vfs.write(opened.fh, 0, b"hello ", u64::MAX).unwrap();
+    f.vfs.write(opened.fh, 6, b"world", u64::MAX).unwrap();
     assert!(
         ops(&f).is_empty(),
         "nothing is journaled before close or fsync"
@@ -200,7 +214,7 @@ fn directories_rename_and_remove_with_posix_errors() {
 fn setattr_truncate_symlink_and_xattrs() {
     let mut f = fixture(Permission::Owner);
     let (stat, opened) = f.vfs.create(f.live, b"f", 0o644, ME).unwrap();
-    f.vfs.write(opened.fh, 0, b"0123456789").unwrap();
+    f.vfs.write(opened.fh, 0, b"0123456789", u64::MAX).unwrap();
     f.vfs.close(opened.fh).unwrap();
     let after = f
         .vfs

@@ -267,7 +267,18 @@ impl Vfs {
         }
     }
 
-    pub fn write(&mut self, fh: u64, offset: u64, data: &[u8]) -> VfsResult<usize> {
+    /// Writes into a staged file. A write that grows the file past `room` (the quota left,
+    /// as the server last reported it) is refused with `NoSpace` (EDQUOT): such a file could
+    /// never be uploaded. Smaller files that only together pass the quota are refused later,
+    /// by the server, at upload (see docs/DECISIONS.md).
+    pub fn write(&mut self, fh: u64, offset: u64, data: &[u8], room: u64) -> VfsResult<usize> {
+        let end = offset + data.len() as u64;
+        if let Some(Handle::Staged { ino, .. }) = self.handles.get(&fh) {
+            let size = self.nodes.get(*ino).map(|n| n.attr.size).unwrap_or(0);
+            if end > size && end > room {
+                return Err(VfsError::NoSpace);
+            }
+        }
         let ino = match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
             Handle::Staged {
                 ino,
@@ -281,7 +292,6 @@ impl Vfs {
             }
             _ => return Err(VfsError::BadHandle),
         };
-        let end = offset + data.len() as u64;
         let size = self.nodes.get(ino).map(|n| n.attr.size.max(end));
         self.touch(ino, size);
         Ok(data.len())
