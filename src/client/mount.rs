@@ -7,6 +7,7 @@
 //! On SIGTERM (and `umount`, and `fusermount3 -u`) it uploads what is pending, then ends;
 //! on SIGUSR1 (`umount --no-wait`) it unmounts at once and leaves the queue for next time.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -299,6 +300,7 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         status: status.clone(),
         hurry: hurry.clone(),
         stop: stop.clone(),
+        prepared: Mutex::new(HashMap::new()),
     });
     // Changes a previous mount left behind go up first, so the tree shows them.
     if journal.counts().map(|c| c.0).unwrap_or(0) > 0 {

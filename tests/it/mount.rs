@@ -646,3 +646,35 @@ fn a_file_larger_than_the_quota_left_is_refused_at_write() {
     mount.settle();
     assert_eq!(fs::read(live.join("small")).unwrap(), [1u8; 1000]);
 }
+
+#[test]
+fn a_large_file_changed_after_its_early_upload_keeps_the_last_version() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-early@example.com");
+    client.register(&server);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let mut first = vec![0u8; 24 << 20];
+    rng.fill_bytes(&mut first);
+    let mut second = first.clone();
+    second[5 << 20..(5 << 20) + 4096].fill(0xAB);
+    // A long quiet delay: the closed file starts uploading before it ends.
+    let mount = TestMount::start(&client, &["--write-back-delay", "4"]);
+    let path = mount.live().join("video.bin");
+    fs::write(&path, &first).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // Same size, changed in the middle, after its chunks went up.
+    use std::os::unix::fs::FileExt;
+    let file = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&second[5 << 20..(5 << 20) + 4096], 5 << 20)
+        .unwrap();
+    drop(file);
+    mount.unmount().ok();
+    fs::remove_dir_all(client.home.path().join("cache")).unwrap();
+    let mount = TestMount::start(&client, &[]);
+    let back = fs::read(mount.live().join("video.bin")).unwrap();
+    assert!(back == second, "the last version must be the one stored");
+    mount.unmount();
+}

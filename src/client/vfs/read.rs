@@ -199,6 +199,27 @@ impl Vfs {
         self.fetcher.prefetch(&library, ids, 64);
     }
 
+    /// Stages of files open for writing now (their content may still change).
+    pub fn stages_open_for_writing(&self) -> std::collections::HashSet<String> {
+        self.handles
+            .values()
+            .filter_map(|handle| match handle {
+                Handle::Staged {
+                    ino,
+                    writable: true,
+                    ..
+                } => match &self.nodes.get(*ino)?.body {
+                    Body::File {
+                        staged: Some(stage),
+                        ..
+                    } => Some(stage.clone()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
     pub(crate) fn stage_path(&self, stage: &str) -> std::path::PathBuf {
         self.stage_dir.join(stage)
     }

@@ -55,6 +55,28 @@ pub struct Uploader {
     pub hurry: Arc<AtomicBool>,
     /// Set to end the loop.
     pub stop: Arc<AtomicBool>,
+    /// Large closed files whose chunks went up during the quiet delay, by stage name.
+    pub prepared: Mutex<HashMap<String, Prepared>>,
+}
+
+/// A staged file's chunks, uploaded ahead of its commit, and the size and mtime it had.
+pub struct Prepared {
+    size: u64,
+    mtime_ns: i64,
+    chunks: Vec<ChunkRef>,
+}
+
+/// Closed staged files at least this large start uploading before the quiet delay ends;
+/// smaller ones wait, to go up together.
+const PREPARE_MIN_BYTES: u64 = 8 << 20;
+/// How often the uploader looks for such files while changes keep coming.
+const PREPARE_EVERY: Duration = Duration::from_millis(500);
+
+/// Size and mtime (ns) of a staged file, to tell whether prepared chunks still match it.
+fn stage_signature(path: &std::path::Path) -> Option<(u64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec()))
 }
 
 impl Uploader {
@@ -66,11 +88,18 @@ impl Uploader {
     pub fn run(&self) {
         let mut backoff = Duration::from_secs(1);
         let mut next_try = Instant::now();
+        let mut last_prepare = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100));
             self.refresh_status();
             let quiet = self.vfs().last_change.elapsed() >= self.delay;
             if !(quiet || self.hurry.load(Ordering::SeqCst)) || Instant::now() < next_try {
+                if !quiet && last_prepare.elapsed() >= PREPARE_EVERY {
+                    last_prepare = Instant::now();
+                    if let Err(error) = self.prepare_closed() {
+                        tracing::debug!("early upload failed, the commit retries: {error}");
+                    }
+                }
                 continue;
             }
             match self.upload_all() {
@@ -100,6 +129,76 @@ impl Uploader {
         status.pending_operations = operations;
         status.pending_files = files;
         status.pending_bytes = bytes;
+    }
+
+    /// Uploads the chunks of large staged files that are closed, before the quiet delay
+    /// ends; the commit then finds them prepared and only writes trees.
+    fn prepare_closed(&self) -> Result<()> {
+        let (count, open) = {
+            let vfs = self.vfs();
+            (vfs.libraries.len(), vfs.stages_open_for_writing())
+        };
+        for index in 0..count {
+            let library = self.vfs().libraries[index].library.clone();
+            let ops = self
+                .journal
+                .pending(&library.info.id)
+                .map_err(state_error)?;
+            let mut jobs = Vec::new();
+            let mut names = Vec::new();
+            for (_, op) in &ops {
+                let Op::Write { stage, .. } = op else {
+                    continue;
+                };
+                if open.contains(stage) || names.contains(stage) {
+                    continue;
+                }
+                let path = self.stage_dir.join(stage);
+                let Some((size, mtime_ns)) = stage_signature(&path) else {
+                    continue;
+                };
+                let fresh = self
+                    .prepared
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(stage)
+                    .is_some_and(|p| p.size == size && p.mtime_ns == mtime_ns);
+                if size >= PREPARE_MIN_BYTES && !fresh {
+                    names.push(stage.clone());
+                    jobs.push(FileJob { path, size });
+                }
+            }
+            if jobs.is_empty() {
+                continue;
+            }
+            let store = Store::new(&self.remote, &library);
+            let reads = content::store_contents(
+                &store,
+                &jobs,
+                &ContentStats::default(),
+                &indicatif::ProgressBar::hidden(),
+            )?;
+            let mut prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+            for (stage, read) in names.into_iter().zip(reads) {
+                if let FileRead::Stored {
+                    chunks,
+                    size,
+                    mtime_ns,
+                    ..
+                } = read
+                {
+                    prepared.insert(
+                        stage,
+                        Prepared {
+                            size,
+                            mtime_ns,
+                            chunks,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Uploads what every library has pending.
@@ -137,6 +236,23 @@ impl Uploader {
             .into_iter()
             .filter(|stage| self.stage_dir.join(stage).exists())
             .collect();
+        let mut contents: HashMap<String, (Vec<ChunkRef>, u64)> = HashMap::new();
+        {
+            let prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+            for stage in &stages {
+                let Some(ready) = prepared.get(stage) else {
+                    continue;
+                };
+                let signature = stage_signature(&self.stage_dir.join(stage));
+                if signature == Some((ready.size, ready.mtime_ns)) {
+                    contents.insert(stage.clone(), (ready.chunks.clone(), ready.size));
+                }
+            }
+        }
+        let stages: Vec<String> = stages
+            .into_iter()
+            .filter(|stage| !contents.contains_key(stage))
+            .collect();
         let jobs: Vec<FileJob> = stages
             .iter()
             .map(|stage| {
@@ -148,7 +264,6 @@ impl Uploader {
         let stats = ContentStats::default();
         let reads =
             content::store_contents(&store, &jobs, &stats, &indicatif::ProgressBar::hidden())?;
-        let mut contents: HashMap<String, (Vec<ChunkRef>, u64)> = HashMap::new();
         for (stage, read) in stages.iter().zip(reads) {
             match read {
                 FileRead::Stored { chunks, size, .. } => {
@@ -248,6 +363,10 @@ impl Uploader {
         vfs.libraries[index].head = Some(head);
 
         let needed = self.journal.stages_in_use().map_err(state_error)?;
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|stage, _| needed.contains(stage));
         let open: HashSet<u64> = vfs
             .handles
             .values()
