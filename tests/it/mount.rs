@@ -678,3 +678,51 @@ fn a_large_file_changed_after_its_early_upload_keeps_the_last_version() {
     assert!(back == second, "the last version must be the one stored");
     mount.unmount();
 }
+
+#[test]
+fn reused_stage_files_hold_only_the_new_content() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-reuse@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &[]);
+    let live = mount.live();
+    for i in 0..20 {
+        write_file(&live.join(format!("long{i}")), &vec![b'L'; 100_000]);
+    }
+    mount.settle();
+    let free = client
+        .home
+        .path()
+        .join("cache")
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .map(|account| account.path().join("writeback/staging/free"))
+        .find(|dir| dir.exists())
+        .expect("uploaded stages wait in the free folder");
+    assert_eq!(fs::read_dir(&free).unwrap().count(), 20);
+    for i in 0..20 {
+        write_file(&live.join(format!("short{i}")), b"short");
+    }
+    mount.settle();
+    assert_eq!(fs::read_dir(&free).unwrap().count(), 20);
+    mount.unmount().ok();
+    fs::remove_dir_all(client.home.path().join("cache")).unwrap();
+    let mount = TestMount::start(&client, &[]);
+    for i in 0..20 {
+        assert_eq!(
+            fs::read(mount.live().join(format!("short{i}"))).unwrap(),
+            b"short"
+        );
+        assert_eq!(
+            fs::read(mount.live().join(format!("long{i}")))
+                .unwrap()
+                .len(),
+            100_000
+        );
+    }
+    mount.unmount();
+}

@@ -104,7 +104,14 @@ pub struct Vfs {
     pub last_change: std::time::Instant,
     /// Directories whose small files were already prefetched together.
     pub(crate) prefetched_dirs: std::collections::HashSet<Ino>,
+    /// Empty files in `stage_dir/free`, left by uploaded stages, to reuse for new ones.
+    pub(crate) free_stages: Vec<String>,
 }
+
+/// Where uploaded stages wait, truncated, to be reused.
+pub const FREE_STAGES: &str = "free";
+/// Most empty stage files kept for reuse.
+pub const MAX_FREE_STAGES: usize = 16_384;
 
 /// A library to show, with its head and that head's root tree.
 pub struct MountedLibrary {
@@ -201,7 +208,21 @@ impl Vfs {
             journal,
             last_change: std::time::Instant::now(),
             prefetched_dirs: std::collections::HashSet::new(),
+            free_stages: Vec::new(),
         }
+        .with_free_stages()
+    }
+
+    /// Lists the reusable empty stage files a previous mount left.
+    fn with_free_stages(mut self) -> Self {
+        if let Ok(entries) = std::fs::read_dir(self.stage_dir.join(FREE_STAGES)) {
+            self.free_stages = entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .take(MAX_FREE_STAGES)
+                .collect();
+        }
+        self
     }
 
     pub(crate) fn node(&self, ino: Ino) -> VfsResult<&Node> {

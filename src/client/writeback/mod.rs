@@ -398,11 +398,36 @@ impl Uploader {
         if remote_changed && later.is_empty() && open.is_empty() {
             vfs.show_new_head(index, head, root);
         }
+        let room = super::vfs::MAX_FREE_STAGES.saturating_sub(vfs.free_stages.len());
         drop(vfs);
-        for stage in freed {
-            let _ = std::fs::remove_file(self.stage_dir.join(stage));
-        }
+        let recycled = self.recycle_stages(freed, room);
+        self.vfs().free_stages.extend(recycled);
         Ok(())
+    }
+
+    /// Empties up to `room` uploaded stage files into the free folder for reuse and
+    /// deletes the rest; returns the names of those kept.
+    fn recycle_stages(&self, stages: Vec<String>, room: usize) -> Vec<String> {
+        let free_dir = self.stage_dir.join(super::vfs::FREE_STAGES);
+        let pool = room > 0 && crate::fsutil::create_private_dir(&free_dir).is_ok();
+        let mut kept = Vec::new();
+        for stage in stages {
+            let path = self.stage_dir.join(&stage);
+            let emptied = pool
+                && kept.len() < room
+                && std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .and_then(|file| file.set_len(0))
+                    .and_then(|()| std::fs::rename(&path, free_dir.join(&stage)))
+                    .is_ok();
+            if emptied {
+                kept.push(stage);
+            } else {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        kept
     }
 
     /// Shows each library's recorded head afresh (after uploading what the previous mount
