@@ -7,6 +7,7 @@ mod billing;
 mod mail;
 mod mount;
 mod privacy;
+mod profile;
 mod quota;
 mod tls;
 mod util;
