@@ -232,7 +232,8 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
     }
 }
 
-fn account_dir(paths: &Paths, session: &Session) -> PathBuf {
+/// This computer's caches and write-back journal for the logged-in account.
+pub fn account_dir(paths: &Paths, session: &Session) -> PathBuf {
     let key =
         blake3::hash(format!("{}\n{}", session.remote.base(), session.email).as_bytes()).to_hex();
     paths.cache_dir.join(&key[..16])

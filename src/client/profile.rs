@@ -406,6 +406,13 @@ pub fn delete(paths: &Paths, session: &Session, confirm: Option<String>) -> Resu
             ))
         }
     };
+    if super::mount::status(paths).iter().any(|m| m.running) {
+        return Err(ClientError::Usage(
+            "unmount first (`ibackup umount`), so nothing is left uploading to an account \
+             that is about to go; nothing was deleted"
+                .into(),
+        ));
+    }
     if typed.trim().to_lowercase() != session.email {
         return Err(ClientError::Usage(
             "the e-mail typed does not match this account's; nothing was deleted".into(),
@@ -422,5 +429,15 @@ pub fn delete(paths: &Paths, session: &Session, confirm: Option<String>) -> Resu
         false,
     )?;
     SessionFile::delete(paths)?;
+    // The account's encrypted caches and write-back journal on this computer go too.
+    let local = super::mount::account_dir(paths, session);
+    if let Err(e) = std::fs::remove_dir_all(&local) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            eprintln!(
+                "ibackup: could not remove this computer's cache {}: {e}",
+                local.display()
+            );
+        }
+    }
     Ok(())
 }

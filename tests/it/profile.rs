@@ -138,6 +138,31 @@ fn deleting_the_account_removes_personal_data_and_blobs_but_keeps_invoices() {
     let packs = server.data.path().join("packs");
     assert_eq!(fs::read_dir(&packs).unwrap().count(), 2);
 
+    let cache = alice.home.path().join("cache");
+    let account_dirs = || -> Vec<String> {
+        fs::read_dir(&cache)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.len() == 16 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    if crate::util::fuse_or_skip() {
+        // A mounted account is not deleted from under its mount.
+        let mount = crate::util::TestMount::start(&alice, &[]);
+        let run = alice.run(&[
+            "account",
+            "delete",
+            "--confirm",
+            "zebediah.quill@example.org",
+        ]);
+        assert!(run.stderr.contains("unmount first"), "{}", run.stderr);
+        mount.unmount().ok();
+        assert_eq!(account_dirs().len(), 1, "the mount left its cache");
+    }
     let run = alice.run(&["account", "delete", "--confirm", "bob@example.com"]);
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("does not match"), "{}", run.stderr);
@@ -162,6 +187,10 @@ fn deleting_the_account_removes_personal_data_and_blobs_but_keeps_invoices() {
         ])
         .ok();
     assert!(!alice.config_dir().join("session.json").exists());
+    assert!(
+        account_dirs().is_empty(),
+        "the account's local cache is gone"
+    );
 
     let report = server.admin(&["maintenance"]);
     assert!(report.status.success());
