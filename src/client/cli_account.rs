@@ -324,10 +324,23 @@ pub fn run(paths: &Paths, json: bool, command: AccountCommand) -> Result<()> {
         }
         AccountCommand::Reactivate => {
             let info = profile::reactivate(&session)?;
+            // After the grace period the data is gone: start again with the default library.
+            let created = if session.libraries()?.is_empty() {
+                Some(session.create_library(super::account::DEFAULT_LIBRARY)?)
+            } else {
+                None
+            };
             if json {
                 print_json(&info);
             } else {
                 println!("Subscription active again on plan `{}`.", info.plan);
+                if let Some(library) = created {
+                    println!(
+                        "Your earlier data was deleted after the grace period; library `{}` is \
+                         ready for new backups.",
+                        library.name
+                    );
+                }
             }
         }
         AccountCommand::Consent { choice } => {

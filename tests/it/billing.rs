@@ -299,6 +299,8 @@ fn cancel_keeps_data_readable_for_the_grace_period_then_deletes_it() {
     assert_eq!(account["used_bytes"], 0);
     let run = alice.run(&["account", "reactivate", "--json"]).ok().json();
     assert_eq!(run["status"], "active");
+    // It starts again with an empty default library.
+    alice.backup(&[source.path()]).ok();
     assert!(server
         .spool()
         .iter()
