@@ -4,8 +4,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::types::AccountInfo;
-use crate::crypto::kdf::KdfParams;
+use super::types::{AccountInfo, LoginMaterial};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PlanInfo {
@@ -115,13 +114,8 @@ pub struct ConsentEvent {
 pub struct PasswordChangeRequest {
     #[serde(with = "super::b64")]
     pub current_auth_secret: Vec<u8>,
-    #[serde(with = "super::b64")]
-    pub auth_secret: Vec<u8>,
-    #[serde(with = "super::b64")]
-    pub salt: Vec<u8>,
-    pub kdf: KdfParams,
-    #[serde(with = "super::b64")]
-    pub wrapped_private_key: Vec<u8>,
+    #[serde(flatten)]
+    pub login: LoginMaterial,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,13 +144,8 @@ pub struct RecoveryCompleteRequest {
     /// The opened challenge.
     #[serde(with = "super::b64")]
     pub answer: Vec<u8>,
-    #[serde(with = "super::b64")]
-    pub auth_secret: Vec<u8>,
-    #[serde(with = "super::b64")]
-    pub salt: Vec<u8>,
-    pub kdf: KdfParams,
-    #[serde(with = "super::b64")]
-    pub wrapped_private_key: Vec<u8>,
+    #[serde(flatten)]
+    pub login: LoginMaterial,
     #[serde(default)]
     pub client: Option<String>,
 }

@@ -25,6 +25,20 @@ pub struct PreloginResponse {
     pub kdf: KdfParams,
 }
 
+/// What a password becomes on the client, sent at sign-up and whenever the password
+/// changes: the auth secret (the server stores only its hash), the salt and cost to derive it
+/// again, and the account's private key wrapped under the key the password also gives.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoginMaterial {
+    #[serde(with = "super::b64")]
+    pub auth_secret: Vec<u8>,
+    #[serde(with = "super::b64")]
+    pub salt: Vec<u8>,
+    pub kdf: KdfParams,
+    #[serde(with = "super::b64")]
+    pub wrapped_private_key: Vec<u8>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RegisterRequest {
     pub email: String,
@@ -34,16 +48,10 @@ pub struct RegisterRequest {
     pub plan: Option<String>,
     #[serde(default)]
     pub marketing_email: bool,
-    #[serde(with = "super::b64")]
-    pub auth_secret: Vec<u8>,
-    #[serde(with = "super::b64")]
-    pub salt: Vec<u8>,
-    pub kdf: KdfParams,
+    #[serde(flatten)]
+    pub login: LoginMaterial,
     #[serde(with = "super::b64")]
     pub public_key: Vec<u8>,
-    /// The account's private key wrapped under the password-derived key.
-    #[serde(with = "super::b64")]
-    pub wrapped_private_key: Vec<u8>,
     /// The same private key wrapped under the recovery key.
     #[serde(with = "super::b64")]
     pub recovery_wrapped_private_key: Vec<u8>,

@@ -11,8 +11,8 @@ use super::remote::{parse_server_url, Remote};
 use super::{client_label, ClientError, Result};
 use crate::api::routes;
 use crate::api::types::{
-    AccountInfo, Health, LoginRequest, PreloginRequest, PreloginResponse, RegisterRequest,
-    SessionResponse,
+    AccountInfo, Health, LoginMaterial, LoginRequest, PreloginRequest, PreloginResponse,
+    RegisterRequest, SessionResponse,
 };
 use crate::crypto::kdf::{self, KdfParams};
 use crate::crypto::{AccountKeyPair, SymmetricKey};
@@ -116,10 +116,6 @@ pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> 
         Some(_) => Some(super::profile::read_card(options.card_stdin)?),
         None => None,
     };
-    let mut salt = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut salt);
-    let kdf_params = KdfParams::default();
-    let (kek, auth) = kdf::derive(password.as_bytes(), &salt, &kdf_params)?;
     let pair = AccountKeyPair::generate();
     let recovery = SymmetricKey::generate();
     let library_key = SymmetricKey::generate();
@@ -133,11 +129,8 @@ pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> 
             options.plan.clone()
         },
         marketing_email: options.marketing_email,
-        auth_secret: auth.to_vec(),
-        salt: salt.to_vec(),
-        kdf: kdf_params,
+        login: new_login(&password, &pair)?,
         public_key: pair.public_bytes().to_vec(),
-        wrapped_private_key: kek.wrap(pair.secret_bytes().as_ref()),
         recovery_wrapped_private_key: recovery.wrap(pair.secret_bytes().as_ref()),
         library_name: DEFAULT_LIBRARY.into(),
         library_wrapped_key: AccountKeyPair::seal_to(&pair.public_bytes(), library_key.as_bytes())?,
@@ -163,6 +156,42 @@ pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> 
     })
 }
 
+/// New login material for `keys` under `password`: a fresh salt, the default KDF cost, the
+/// auth secret, and the private key wrapped under the password's key.
+pub fn new_login(password: &str, keys: &AccountKeyPair) -> Result<LoginMaterial> {
+    let mut salt = vec![0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    let kdf = KdfParams::default();
+    let (kek, auth) = kdf::derive(password.as_bytes(), &salt, &kdf)?;
+    Ok(LoginMaterial {
+        auth_secret: auth.to_vec(),
+        wrapped_private_key: kek.wrap(keys.secret_bytes().as_ref()),
+        salt,
+        kdf,
+    })
+}
+
+/// The key-encryption key and auth secret of `password` for `email`, with the salt and cost
+/// the server holds.
+pub fn derive_existing(
+    remote: &Remote,
+    email: &str,
+    password: &str,
+) -> Result<(SymmetricKey, kdf::AuthSecret)> {
+    let prelogin: PreloginResponse = remote.post(
+        routes::PRELOGIN,
+        &PreloginRequest {
+            email: email.into(),
+        },
+        true,
+    )?;
+    Ok(kdf::derive(
+        password.as_bytes(),
+        &prelogin.salt,
+        &prelogin.kdf,
+    )?)
+}
+
 pub fn login(
     paths: &Paths,
     server: &str,
@@ -172,14 +201,7 @@ pub fn login(
 ) -> Result<AccountInfo> {
     let password = read_password(password_stdin, Purpose::Existing)?;
     let remote = connect(paths, server, trust_new)?;
-    let prelogin: PreloginResponse = remote.post(
-        routes::PRELOGIN,
-        &PreloginRequest {
-            email: email.into(),
-        },
-        true,
-    )?;
-    let (kek, auth) = kdf::derive(password.as_bytes(), &prelogin.salt, &prelogin.kdf)?;
+    let (kek, auth) = derive_existing(&remote, email, &password)?;
     let request = LoginRequest {
         email: email.into(),
         auth_secret: auth.to_vec(),

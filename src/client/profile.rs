@@ -4,13 +4,11 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use rand::RngCore;
 use zeroize::Zeroizing;
 
-use super::account::{connect, save_session};
+use super::account::{connect, derive_existing, new_login, save_session};
 use super::config::{Paths, SessionFile};
 use super::password::{read_new_password, read_password, read_secret_line, Purpose};
-use super::remote::Remote;
 use super::session::Session;
 use super::{client_label, ClientError, Result};
 use crate::api::account::{
@@ -20,8 +18,7 @@ use crate::api::account::{
     SessionsEnded, SurveyAnswer, SurveyAnswers, SurveyInfo, SurveyList, UpdateProfileRequest,
 };
 use crate::api::routes;
-use crate::api::types::{AccountInfo, PreloginRequest, PreloginResponse, SessionResponse};
-use crate::crypto::kdf::{self, KdfParams};
+use crate::api::types::{AccountInfo, SessionResponse};
 use crate::crypto::{AccountKeyPair, SymmetricKey};
 
 pub fn show(session: &Session) -> Result<AccountInfo> {
@@ -192,55 +189,17 @@ pub fn revoke_other_sessions(session: &Session) -> Result<SessionsEnded> {
     )?)
 }
 
-/// The auth secret of `password` for `email`, with the salt the server holds.
-fn current_auth(remote: &Remote, email: &str, password: &str) -> Result<Zeroizing<[u8; 32]>> {
-    let prelogin: PreloginResponse = remote.post(
-        routes::PRELOGIN,
-        &PreloginRequest {
-            email: email.into(),
-        },
-        true,
-    )?;
-    let (_, auth) = kdf::derive(password.as_bytes(), &prelogin.salt, &prelogin.kdf)?;
-    Ok(Zeroizing::new(*auth))
-}
-
-/// New login material for `keys` under `password`: salt, KDF cost, auth secret, wrapped key.
-struct NewLogin {
-    salt: Vec<u8>,
-    kdf: KdfParams,
-    auth: Zeroizing<[u8; 32]>,
-    wrapped: Vec<u8>,
-}
-
-fn new_login(password: &str, keys: &AccountKeyPair) -> Result<NewLogin> {
-    let mut salt = vec![0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut salt);
-    let params = KdfParams::default();
-    let (kek, auth) = kdf::derive(password.as_bytes(), &salt, &params)?;
-    Ok(NewLogin {
-        wrapped: kek.wrap(keys.secret_bytes().as_ref()),
-        salt,
-        kdf: params,
-        auth: Zeroizing::new(*auth),
-    })
-}
-
 /// Changes the password: the account key is wrapped anew, nothing is re-encrypted, and
 /// every other session ends.
 pub fn change_password(session: &Session) -> Result<SessionsEnded> {
     let current = read_password(false, Purpose::Existing)?;
     let new = read_new_password()?;
-    let current_auth = current_auth(&session.remote, &session.email, &current)?;
-    let login = new_login(&new, &session.keys)?;
+    let (_, current_auth) = derive_existing(&session.remote, &session.email, &current)?;
     Ok(session.remote.post(
         routes::ACCOUNT_PASSWORD,
         &PasswordChangeRequest {
             current_auth_secret: current_auth.to_vec(),
-            auth_secret: login.auth.to_vec(),
-            salt: login.salt,
-            kdf: login.kdf,
-            wrapped_private_key: login.wrapped,
+            login: new_login(&new, &session.keys)?,
         },
         false,
     )?)
@@ -275,16 +234,12 @@ pub fn recover(paths: &Paths, server: &str, email: &str, trust_new: bool) -> Res
         .map_err(|_| mismatch())?;
     let keys = AccountKeyPair::from_secret_bytes(&secret)?;
     let answer = keys.open(&challenge.challenge).map_err(|_| mismatch())?;
-    let login = new_login(&new, &keys)?;
     let response: SessionResponse = remote.post(
         routes::RECOVERY_COMPLETE,
         &RecoveryCompleteRequest {
             email: email.into(),
             answer: answer.to_vec(),
-            auth_secret: login.auth.to_vec(),
-            salt: login.salt,
-            kdf: login.kdf,
-            wrapped_private_key: login.wrapped,
+            login: new_login(&new, &keys)?,
             client: Some(client_label()),
         },
         false,
@@ -419,7 +374,7 @@ pub fn delete(paths: &Paths, session: &Session, confirm: Option<String>) -> Resu
         ));
     }
     let password = read_password(false, Purpose::Existing)?;
-    let auth = current_auth(&session.remote, &session.email, &password)?;
+    let (_, auth) = derive_existing(&session.remote, &session.email, &password)?;
     session.remote.post::<_, serde_json::Value>(
         routes::ACCOUNT_DELETE,
         &DeleteAccountRequest {

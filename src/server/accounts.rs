@@ -9,13 +9,15 @@ use axum::Json;
 
 use super::app::AppState;
 use super::config::ServerConfig;
-use super::db::{accounts, billing, libraries, sessions};
+use super::db::{accounts, billing, libraries};
 use super::error::{ApiError, ApiResult};
-use super::extract::{new_token, session_cookie, ApiJson, Caller};
+use super::extract::{ApiJson, Caller};
+use super::sessions::SessionStart;
 use super::validate;
 use crate::api::account::CardSummary;
 use crate::api::types::{
-    AccountInfo, AccountKeys, PreloginRequest, PreloginResponse, RegisterRequest, SessionResponse,
+    AccountInfo, AccountKeys, LoginMaterial, PreloginRequest, PreloginResponse, RegisterRequest,
+    SessionResponse,
 };
 use crate::api::ErrorCode;
 use crate::crypto::kdf::{self, KdfParams};
@@ -80,14 +82,7 @@ pub async fn register(
             ),
         ));
     }
-    validate::bytes_len("auth_secret", &req.auth_secret, 32..=32)?;
-    validate::bytes_len("salt", &req.salt, 16..=64)?;
     validate::bytes_len("public_key", &req.public_key, 32..=32)?;
-    validate::bytes_len(
-        "wrapped_private_key",
-        &req.wrapped_private_key,
-        WRAPPED_KEY_LEN,
-    )?;
     validate::bytes_len(
         "recovery_wrapped_private_key",
         &req.recovery_wrapped_private_key,
@@ -98,13 +93,10 @@ pub async fn register(
         &req.library_wrapped_key,
         SEALED_KEY_LEN,
     )?;
-    req.kdf.validate().map_err(ApiError::bad_request)?;
-    let client = client_label(req.client.as_deref());
-
-    let auth_hash = hash_secret(req.auth_secret.clone()).await?;
-    let (token, token_hash) = new_token();
-    let kdf_params = serde_json::to_string(&req.kdf).map_err(ApiError::internal)?;
-    let cookie = session_cookie(&token, config.absolute_timeout);
+    check_login(&req.login)?;
+    let login = PreparedLogin::hash(&req.login).await?;
+    let session = SessionStart::new(&config, req.client.as_deref(), peer);
+    let cookie = session.cookie.clone();
 
     let response = state
         .db
@@ -123,11 +115,8 @@ pub async fn register(
                     first_name: &first_name,
                     last_name: &last_name,
                     plan: &plan.name,
-                    auth_hash: &auth_hash,
-                    kdf_salt: &req.salt,
-                    kdf_params: &kdf_params,
+                    login: login.stored(),
                     public_key: &req.public_key,
-                    wrapped_private_key: &req.wrapped_private_key,
                     recovery_wrapped_private_key: &req.recovery_wrapped_private_key,
                     marketing_consent: req.marketing_email,
                 },
@@ -144,15 +133,7 @@ pub async fn register(
                 },
             )?;
             libraries::create(&tx, account_id, &library_name, &req.library_wrapped_key)?;
-            let address = peer.ip().to_string();
-            let session_id = sessions::create(
-                &tx,
-                account_id,
-                &token_hash,
-                client.as_deref(),
-                Some(&address),
-            )?;
-            let response = session_response(&tx, &config, account_id, token, session_id)?;
+            let response = session.create(&tx, &config, account_id)?;
             tx.commit().map_err(super::db::DbError::from)?;
             Ok(response)
         })
@@ -160,12 +141,52 @@ pub async fn register(
     Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(response)))
 }
 
-/// Hashes an auth secret for storage (Argon2id, on the blocking pool).
-pub async fn hash_secret(secret: Vec<u8>) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || kdf::hash_auth_secret(&secret))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)
+/// Checks new login material: sizes of the secret, salt and wrapped key, and the KDF cost.
+pub fn check_login(login: &LoginMaterial) -> ApiResult<()> {
+    validate::bytes_len("auth_secret", &login.auth_secret, 32..=32)?;
+    validate::bytes_len("salt", &login.salt, 16..=64)?;
+    validate::bytes_len(
+        "wrapped_private_key",
+        &login.wrapped_private_key,
+        WRAPPED_KEY_LEN,
+    )?;
+    login.kdf.validate().map_err(ApiError::bad_request)
+}
+
+/// Checked login material ready to store: the auth secret hashed with Argon2id (on the
+/// blocking pool) and the KDF cost as stored.
+pub struct PreparedLogin {
+    auth_hash: String,
+    kdf_params: String,
+    salt: Vec<u8>,
+    wrapped_private_key: Vec<u8>,
+}
+
+impl PreparedLogin {
+    /// Hashes material that passed [`check_login`]; the slow step, so it comes after the
+    /// caller proved who they are.
+    pub async fn hash(login: &LoginMaterial) -> ApiResult<Self> {
+        let secret = login.auth_secret.clone();
+        let auth_hash = tokio::task::spawn_blocking(move || kdf::hash_auth_secret(&secret))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+        Ok(Self {
+            auth_hash,
+            kdf_params: serde_json::to_string(&login.kdf).map_err(ApiError::internal)?,
+            salt: login.salt.clone(),
+            wrapped_private_key: login.wrapped_private_key.clone(),
+        })
+    }
+
+    pub fn stored(&self) -> accounts::NewLogin<'_> {
+        accounts::NewLogin {
+            auth_hash: &self.auth_hash,
+            kdf_salt: &self.salt,
+            kdf_params: &self.kdf_params,
+            wrapped_private_key: &self.wrapped_private_key,
+        }
+    }
 }
 
 pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<AccountInfo>> {

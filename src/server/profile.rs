@@ -9,12 +9,12 @@ use axum::http::{HeaderName, StatusCode};
 use axum::Json;
 use subtle::ConstantTimeEq;
 
-use super::accounts::{account_info, client_label, hash_secret, session_response};
+use super::accounts::{account_info, check_login, PreparedLogin};
 use super::app::AppState;
 use super::db::{self, accounts, sessions};
 use super::error::{ApiError, ApiResult};
-use super::extract::{new_token, session_cookie, ApiJson, Caller};
-use super::sessions::{invalid_credentials, verify};
+use super::extract::{ApiJson, Caller};
+use super::sessions::{invalid_credentials, verify, SessionStart};
 use super::{throttle, validate};
 use crate::api::account::{
     ConsentRequest, PasswordChangeRequest, RecoveryChallenge, RecoveryCompleteRequest,
@@ -148,29 +148,12 @@ pub async fn optout(
     ))
 }
 
-fn check_new_login(
-    salt: &[u8],
-    secret: &[u8],
-    wrapped: &[u8],
-    kdf: &crate::crypto::kdf::KdfParams,
-) -> ApiResult<()> {
-    validate::bytes_len("auth_secret", secret, 32..=32)?;
-    validate::bytes_len("salt", salt, 16..=64)?;
-    validate::bytes_len("wrapped_private_key", wrapped, 60..=60)?;
-    kdf.validate().map_err(ApiError::bad_request)
-}
-
 pub async fn change_password(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> ApiResult<Json<SessionsEnded>> {
-    check_new_login(
-        &req.salt,
-        &req.auth_secret,
-        &req.wrapped_private_key,
-        &req.kdf,
-    )?;
+    check_login(&req.login)?;
     validate::bytes_len("current_auth_secret", &req.current_auth_secret, 32..=32)?;
     let email = state
         .db
@@ -188,22 +171,12 @@ pub async fn change_password(
                 "the current password is wrong; nothing was changed",
             )
         })?;
-    let auth_hash = hash_secret(req.auth_secret.clone()).await?;
-    let kdf_params = serde_json::to_string(&req.kdf).map_err(ApiError::internal)?;
+    let login = PreparedLogin::hash(&req.login).await?;
     let ended = state
         .db
         .call(move |conn| -> ApiResult<usize> {
             let tx = conn.transaction()?;
-            accounts::set_login(
-                &tx,
-                account.id,
-                &accounts::NewLogin {
-                    auth_hash: &auth_hash,
-                    kdf_salt: &req.salt,
-                    kdf_params: &kdf_params,
-                    wrapped_private_key: &req.wrapped_private_key,
-                },
-            )?;
+            accounts::set_login(&tx, account.id, &login.stored())?;
             let ended = sessions::revoke_others(&tx, account.id, Some(&caller.session_id))?;
             tx.commit()?;
             Ok(ended)
@@ -289,12 +262,7 @@ pub async fn recovery_complete(
     ApiJson(req): ApiJson<RecoveryCompleteRequest>,
 ) -> ApiResult<(StatusCode, [(HeaderName, String); 1], Json<SessionResponse>)> {
     let email = validate::email(&req.email).map_err(|_| invalid_credentials())?;
-    check_new_login(
-        &req.salt,
-        &req.auth_secret,
-        &req.wrapped_private_key,
-        &req.kdf,
-    )?;
+    check_login(&req.login)?;
     let refused = || {
         ApiError::new(
             ErrorCode::InvalidCredentials,
@@ -326,36 +294,17 @@ pub async fn recovery_complete(
         })
         .await?
         .ok_or_else(refused)?;
-    let auth_hash = hash_secret(req.auth_secret.clone()).await?;
-    let kdf_params = serde_json::to_string(&req.kdf).map_err(ApiError::internal)?;
-    let (token, token_hash) = new_token();
-    let client = client_label(req.client.as_deref());
+    let login = PreparedLogin::hash(&req.login).await?;
     let config = state.config.clone();
-    let cookie = session_cookie(&token, config.absolute_timeout);
+    let session = SessionStart::new(&config, req.client.as_deref(), peer);
+    let cookie = session.cookie.clone();
     let response = state
         .db
         .call(move |conn| -> ApiResult<SessionResponse> {
             let tx = conn.transaction()?;
-            accounts::set_login(
-                &tx,
-                account.id,
-                &accounts::NewLogin {
-                    auth_hash: &auth_hash,
-                    kdf_salt: &req.salt,
-                    kdf_params: &kdf_params,
-                    wrapped_private_key: &req.wrapped_private_key,
-                },
-            )?;
+            accounts::set_login(&tx, account.id, &login.stored())?;
             sessions::revoke_others(&tx, account.id, None)?;
-            let address = peer.ip().to_string();
-            let session_id = sessions::create(
-                &tx,
-                account.id,
-                &token_hash,
-                client.as_deref(),
-                Some(&address),
-            )?;
-            let response = session_response(&tx, &config, account.id, token, session_id)?;
+            let response = session.create(&tx, &config, account.id)?;
             tx.commit()?;
             Ok(response)
         })

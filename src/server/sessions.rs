@@ -10,6 +10,7 @@ use axum::Json;
 
 use super::accounts::{client_label, session_response};
 use super::app::AppState;
+use super::config::ServerConfig;
 use super::db::{accounts, sessions};
 use super::error::{ApiError, ApiResult};
 use super::extract::{new_token, session_cookie, ApiJson, Caller};
@@ -64,25 +65,54 @@ pub async fn login(
     let account = verify(&state, &email, req.auth_secret.clone())
         .await?
         .ok_or_else(invalid_credentials)?;
-    let (token, token_hash) = new_token();
-    let client = client_label(req.client.as_deref());
     let config = state.config.clone();
-    let cookie = session_cookie(&token, config.absolute_timeout);
+    let session = SessionStart::new(&config, req.client.as_deref(), peer);
+    let cookie = session.cookie.clone();
     let response = state
         .db
-        .call(move |conn| {
-            let address = peer.ip().to_string();
-            let session_id = sessions::create(
-                conn,
-                account.id,
-                &token_hash,
-                client.as_deref(),
-                Some(&address),
-            )?;
-            session_response(conn, &config, account.id, token, session_id)
-        })
+        .call(move |conn| session.create(conn, &config, account.id))
         .await?;
     Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(response)))
+}
+
+/// A session about to start: its token (shown once), the hash that is stored, where and what
+/// the client is, and the cookie that carries the token.
+pub struct SessionStart {
+    token: String,
+    token_hash: [u8; 32],
+    client: Option<String>,
+    address: String,
+    pub cookie: String,
+}
+
+impl SessionStart {
+    pub fn new(config: &ServerConfig, client: Option<&str>, peer: SocketAddr) -> Self {
+        let (token, token_hash) = new_token();
+        Self {
+            cookie: session_cookie(&token, config.absolute_timeout),
+            token,
+            token_hash,
+            client: client_label(client),
+            address: peer.ip().to_string(),
+        }
+    }
+
+    /// Records the session and answers with it, the account and its wrapped key.
+    pub fn create(
+        self,
+        conn: &rusqlite::Connection,
+        config: &ServerConfig,
+        account_id: i64,
+    ) -> ApiResult<SessionResponse> {
+        let session_id = sessions::create(
+            conn,
+            account_id,
+            &self.token_hash,
+            self.client.as_deref(),
+            Some(&self.address),
+        )?;
+        session_response(conn, config, account_id, self.token, session_id)
+    }
 }
 
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
