@@ -2,13 +2,15 @@
 //! surveys, feedback, export and deletion. Each is one call to the server, except where the
 //! password is involved: it never leaves this process, only secrets derived from it.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal};
 
 use zeroize::Zeroizing;
 
 use super::account::{connect, derive_existing, new_login, save_session};
 use super::config::{Paths, SessionFile};
-use super::password::{read_new_password, read_password, read_secret_line, Purpose};
+use super::password::{
+    prompt_hidden, prompt_line, read_new_password, read_password, read_secret_line, Purpose,
+};
 use super::session::Session;
 use super::{client_label, ClientError, Result};
 use crate::api::account::{
@@ -99,26 +101,11 @@ pub fn read_card(from_stdin: bool) -> Result<AddCardRequest> {
             next("name")?,
         )
     } else if std::io::stdin().is_terminal() {
-        let hidden = |prompt: &str| {
-            rpassword::prompt_password(prompt)
-                .map(Zeroizing::new)
-                .map_err(|e| ClientError::Usage(format!("cannot read it: {e}")))
-        };
-        let shown = |prompt: &str| -> Result<Zeroizing<String>> {
-            eprint!("{prompt}");
-            let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| ClientError::Usage(format!("cannot read it: {e}")))?;
-            Ok(Zeroizing::new(line.trim().to_owned()))
-        };
         (
-            hidden("Card number: ")?,
-            shown("Expiry (MM/YY): ")?,
-            hidden("Security code (CVC): ")?,
-            shown("Name on the card: ")?,
+            prompt_hidden("Card number: ")?,
+            Zeroizing::new(prompt_line("Expiry (MM/YY): ")?),
+            prompt_hidden("Security code (CVC): ")?,
+            Zeroizing::new(prompt_line("Name on the card: ")?),
         )
     } else {
         return Err(ClientError::Usage(
@@ -288,14 +275,7 @@ pub fn ask_survey(survey: &SurveyInfo) -> Result<Vec<SurveyAnswer>> {
             eprintln!("   {}) {choice}", ci + 1);
         }
         loop {
-            eprint!("choice: ");
-            let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| ClientError::Usage(format!("cannot read the answer: {e}")))?;
-            let line = line.trim();
+            let line = prompt_line("choice: ")?;
             if line.is_empty() {
                 break;
             }
@@ -341,20 +321,11 @@ pub fn export(session: &Session) -> Result<AccountExport> {
 pub fn delete(paths: &Paths, session: &Session, confirm: Option<String>) -> Result<()> {
     let typed = match confirm {
         Some(text) => text,
-        None if std::io::stdin().is_terminal() => {
-            eprint!(
-                "This deletes the account {}, its libraries and all their snapshots, for good.\n\
+        None if std::io::stdin().is_terminal() => prompt_line(&format!(
+            "This deletes the account {}, its libraries and all their snapshots, for good.\n\
                  Type the account's e-mail to confirm: ",
-                session.email
-            );
-            let _ = std::io::stderr().flush();
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .map_err(|e| ClientError::Usage(format!("cannot read the answer: {e}")))?;
-            line.trim().to_owned()
-        }
+            session.email
+        ))?,
         None => {
             return Err(ClientError::Usage(
                 "confirm with --confirm EMAIL, or run in a terminal to be asked".into(),
