@@ -189,6 +189,20 @@ impl Journal {
         Ok(stages)
     }
 
+    /// Staged files of a library's pending writes that were at least `min_bytes` when
+    /// journaled.
+    pub fn large_stages(&self, library: &str, min_bytes: u64) -> Result<Vec<String>, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT stage FROM ops WHERE library = ?1 AND stage IS NOT NULL \
+             AND bytes >= ?2",
+        )?;
+        let stages = stmt
+            .query_map(params![library, min_bytes as i64], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(stages)
+    }
+
     /// `(operations, distinct files written, their bytes)` waiting, over all libraries.
     pub fn counts(&self) -> Result<(u64, u64, u64), JournalError> {
         let conn = self.conn();

@@ -81,43 +81,36 @@ impl Maintenance {
                 None => Err("no card on file".into()),
             };
             let description = format!("plan {plan_name}, renewal");
-            match charged {
-                Ok(reference) => {
+            let (status, reference) = match &charged {
+                Ok(reference) => ("paid", Some(reference.as_str())),
+                Err(_) => ("declined", None),
+            };
+            self.db.blocking(|conn| -> anyhow::Result<()> {
+                let tx = conn.transaction()?;
+                billing::add_invoice(
+                    &tx,
+                    account_id,
+                    &billing::NewInvoice {
+                        description: &description,
+                        amount_cents: price,
+                        currency: &config.currency,
+                        status,
+                        processor_ref: reference,
+                    },
+                )?;
+                if charged.is_ok() {
                     let end = account.period_end.unwrap_or(now) + period;
-                    self.db.blocking(|conn| -> anyhow::Result<()> {
-                        billing::add_invoice(
-                            conn,
-                            account_id,
-                            &billing::NewInvoice {
-                                description: &description,
-                                amount_cents: price,
-                                currency: &config.currency,
-                                status: "paid",
-                                processor_ref: Some(&reference),
-                            },
-                        )?;
-                        billing::set_period_end(conn, account_id, Some(end.max(now + 1)))?;
-                        Ok(())
-                    })?;
-                    report.renewed += 1;
+                    billing::set_period_end(&tx, account_id, Some(end.max(now + 1)))?;
+                } else {
+                    accounts::set_status(&tx, account_id, "canceled", Some(now))?;
+                    billing::set_period_end(&tx, account_id, None)?;
                 }
+                tx.commit()?;
+                Ok(())
+            })?;
+            match charged {
+                Ok(_) => report.renewed += 1,
                 Err(reason) => {
-                    self.db.blocking(|conn| -> anyhow::Result<()> {
-                        billing::add_invoice(
-                            conn,
-                            account_id,
-                            &billing::NewInvoice {
-                                description: &description,
-                                amount_cents: price,
-                                currency: &config.currency,
-                                status: "declined",
-                                processor_ref: None,
-                            },
-                        )?;
-                        accounts::set_status(conn, account_id, "canceled", Some(now))?;
-                        billing::set_period_end(conn, account_id, None)?;
-                        Ok(())
-                    })?;
                     let until = now + config.cancel_grace.as_secs() as i64;
                     self.service_mail(
                         &account.email,

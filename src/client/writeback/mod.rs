@@ -140,20 +140,17 @@ impl Uploader {
         };
         for index in 0..count {
             let library = self.vfs().libraries[index].library.clone();
-            let ops = self
+            let stages = self
                 .journal
-                .pending(&library.info.id)
+                .large_stages(&library.info.id, PREPARE_MIN_BYTES)
                 .map_err(state_error)?;
             let mut jobs = Vec::new();
             let mut names = Vec::new();
-            for (_, op) in &ops {
-                let Op::Write { stage, .. } = op else {
-                    continue;
-                };
-                if open.contains(stage) || names.contains(stage) {
+            for stage in stages {
+                if open.contains(&stage) {
                     continue;
                 }
-                let path = self.stage_dir.join(stage);
+                let path = self.stage_dir.join(&stage);
                 let Some((size, mtime_ns)) = stage_signature(&path) else {
                     continue;
                 };
@@ -161,10 +158,10 @@ impl Uploader {
                     .prepared
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .get(stage)
+                    .get(&stage)
                     .is_some_and(|p| p.size == size && p.mtime_ns == mtime_ns);
                 if size >= PREPARE_MIN_BYTES && !fresh {
-                    names.push(stage.clone());
+                    names.push(stage);
                     jobs.push(FileJob { path, size });
                 }
             }
