@@ -145,9 +145,7 @@ impl Maintenance {
         for account in ended {
             self.db.blocking(|conn| -> anyhow::Result<()> {
                 let tx = conn.transaction()?;
-                for library in libraries::owned_by(&tx, account.id)? {
-                    libraries::delete(&tx, &library)?;
-                }
+                libraries::delete_owned(&tx, account.id)?;
                 accounts::set_status(&tx, account.id, "expired", account.canceled_at)?;
                 accounts::set_plan(&tx, account.id, &config.default_plan().name, None)?;
                 tx.commit()?;

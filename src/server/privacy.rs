@@ -82,9 +82,7 @@ pub fn delete_account(
 ) -> Result<Option<String>, db::DbError> {
     let tx = conn.transaction()?;
     let token = billing::card(&tx, account_id)?.map(|c| c.processor_token);
-    for library in libraries::owned_by(&tx, account_id)? {
-        libraries::delete(&tx, &library)?;
-    }
+    libraries::delete_owned(&tx, account_id)?;
     privacy::forget_feedback_messages(&tx, account_id)?;
     accounts::delete(&tx, account_id)?;
     tx.commit()?;

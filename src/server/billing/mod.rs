@@ -369,11 +369,11 @@ pub async fn reactivate(
             let info = state
                 .db
                 .call(move |conn| -> ApiResult<AccountInfo> {
-                    for library in super::db::libraries::owned_by(conn, account.id)? {
-                        super::db::libraries::delete(conn, &library)?;
-                    }
-                    accounts::set_plan(conn, account.id, &config.default_plan().name, None)?;
-                    accounts::set_status(conn, account.id, "active", None)?;
+                    let tx = conn.transaction()?;
+                    super::db::libraries::delete_owned(&tx, account.id)?;
+                    accounts::set_plan(&tx, account.id, &config.default_plan().name, None)?;
+                    accounts::set_status(&tx, account.id, "active", None)?;
+                    tx.commit()?;
                     account_info(conn, &config, account.id)
                 })
                 .await?;

@@ -195,13 +195,16 @@ pub fn committed_snapshots(
         .collect()
 }
 
-/// Ids of the libraries an account owns.
-pub fn owned_by(conn: &Connection, account_id: i64) -> Result<Vec<String>, DbError> {
-    let mut stmt = conn.prepare("SELECT id FROM libraries WHERE owner_id = ?1 ORDER BY id")?;
-    let rows = stmt
+/// Deletes every library an account owns (see [`delete`]).
+pub fn delete_owned(conn: &Connection, account_id: i64) -> Result<(), DbError> {
+    let mut stmt = conn.prepare("SELECT id FROM libraries WHERE owner_id = ?1")?;
+    let owned: Vec<String> = stmt
         .query_map([account_id], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
-    Ok(rows)
+    for library in owned {
+        delete(conn, &library)?;
+    }
+    Ok(())
 }
 
 /// Every library id, for collection to tell live data from deleted.
