@@ -112,11 +112,10 @@ impl SessionRecords {
 pub async fn track(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let slot = SessionSlot::default();
     request.extensions_mut().insert(slot.clone());
-    let address = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip().to_string())
-        .unwrap_or_default();
+        .map(|ConnectInfo(peer)| peer.ip());
     let bytes_up = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -128,6 +127,7 @@ pub async fn track(State(state): State<AppState>, mut request: Request, next: Ne
     if let Some(session_id) = slot.take() {
         let bytes_down = response.body().size_hint().exact().unwrap_or(0);
         let ms = started.elapsed().as_millis() as u64;
+        let address = peer.map(|ip| ip.to_string()).unwrap_or_default();
         state
             .records
             .add(session_id, address, bytes_up, bytes_down, ms);
