@@ -3,7 +3,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -12,6 +12,7 @@ use fuser::{
     Request, TimeOrNow,
 };
 
+use super::spin::Spinner;
 use super::vfs::{Caller, Stat, Vfs, VfsError};
 use crate::model::EntryKind;
 
@@ -48,6 +49,8 @@ pub struct FuseFs {
     pub vfs: Arc<Mutex<Vfs>>,
     /// `(quota, used)` bytes for statfs.
     pub space: Arc<Mutex<(u64, u64)>>,
+    /// Set once the session's descriptor exists; see [`Spinner`].
+    pub spinner: Arc<OnceLock<Arc<Spinner>>>,
 }
 
 fn time(ns: i64) -> SystemTime {
@@ -92,8 +95,18 @@ fn ttl(stat: &Stat) -> Duration {
 }
 
 impl FuseFs {
+    /// The file system, for one request.
     fn vfs(&self) -> MutexGuard<'_, Vfs> {
+        self.request();
         self.vfs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the reader polling while requests come (requests that need no `vfs` call it
+    /// themselves).
+    fn request(&self) {
+        if let Some(spinner) = self.spinner.get() {
+            spinner.request();
+        }
     }
 }
 
@@ -270,6 +283,7 @@ impl Filesystem for FuseFs {
         _lock_owner: u64,
         reply: ReplyEmpty,
     ) {
+        self.request();
         reply.ok();
     }
 
@@ -412,6 +426,12 @@ impl Filesystem for FuseFs {
         size: u32,
         reply: ReplyXattr,
     ) {
+        // These are never stored (set_xattr refuses them), and the kernel asks for
+        // security.capability before every write call: answer without the lock.
+        if name.as_bytes().starts_with(b"security.") || name.as_bytes().starts_with(b"system.") {
+            self.request();
+            return reply.error(libc::ENODATA);
+        }
         let vfs = self.vfs();
         let value = match vfs.xattrs(ino) {
             Ok(xattrs) => xattrs

@@ -19,6 +19,7 @@ pub mod remote;
 pub mod restore;
 pub mod session;
 pub mod snapshots;
+pub mod spin;
 pub mod store;
 pub mod tls;
 pub mod vfs;

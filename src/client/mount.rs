@@ -9,9 +9,10 @@
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,7 @@ use super::config::Paths;
 use super::fuse::FuseFs;
 use super::journal::Journal;
 use super::session::Session;
+use super::spin::Spinner;
 use super::store::Store;
 use super::vfs::{MountedLibrary, Vfs};
 use super::writeback::{UploadStatus, Uploader};
@@ -321,13 +323,23 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
     ];
+    let spinner = Arc::new(OnceLock::new());
     let fs = FuseFs {
         vfs: vfs.clone(),
         space: space.clone(),
+        spinner: spinner.clone(),
     };
-    let session = fuser::spawn_mount2(fs, mountpoint, &mount_options).map_err(|e| {
-        ClientError::State(format!("cannot mount at {}: {e}", mountpoint.display()))
-    })?;
+    let session = fuser::Session::new(fs, mountpoint, &mount_options)
+        .and_then(|session| {
+            let fd = session.as_fd().try_clone_to_owned()?;
+            if let Some(started) = Spinner::start(fd) {
+                let _ = spinner.set(started);
+            }
+            session.spawn()
+        })
+        .map_err(|e| {
+            ClientError::State(format!("cannot mount at {}: {e}", mountpoint.display()))
+        })?;
     println!("mounted at {}", mountpoint.display());
     let _ = std::io::stdout().flush();
 
