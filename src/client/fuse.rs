@@ -14,6 +14,7 @@ use fuser::{
 
 use super::spin::Spinner;
 use super::vfs::{Caller, Stat, Vfs, VfsError};
+use super::writer::StageWriter;
 use crate::model::EntryKind;
 
 /// How long the kernel may trust what it was told: live views can change under it (other
@@ -51,6 +52,7 @@ pub struct FuseFs {
     pub space: Arc<Mutex<(u64, u64)>>,
     /// Set once the session's descriptor exists; see [`Spinner`].
     pub spinner: Arc<OnceLock<Arc<Spinner>>>,
+    pub writer: StageWriter,
 }
 
 fn time(ns: i64) -> SystemTime {
@@ -269,10 +271,21 @@ impl Filesystem for FuseFs {
     ) {
         let (quota, used) = *self.space.lock().unwrap_or_else(|p| p.into_inner());
         let room = quota.saturating_sub(used);
-        match self.vfs().write(fh, offset.max(0) as u64, data, room) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => reply.error(errno(&e)),
-        }
+        let offset = offset.max(0) as u64;
+        let file = match self.vfs().prepare_write(fh, offset, data.len(), room) {
+            Ok(file) => file,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let written = data.len() as u32;
+        self.writer.write(
+            file,
+            offset,
+            data,
+            Box::new(move |result| match result {
+                Ok(()) => reply.written(written),
+                Err(e) => reply.error(e.raw_os_error().unwrap_or(libc::EIO)),
+            }),
+        );
     }
 
     fn flush(

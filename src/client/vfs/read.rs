@@ -28,7 +28,8 @@ pub enum Handle {
     /// A staged local file (write-back), opened for reading and maybe writing.
     Staged {
         ino: Ino,
-        file: File,
+        /// Shared with the stage writer while a large write is queued (`client/writer.rs`).
+        file: Arc<File>,
         writable: bool,
         wrote: bool,
     },
@@ -53,7 +54,7 @@ impl Vfs {
                 let file = File::open(self.stage_path(stage))?;
                 Handle::Staged {
                     ino,
-                    file,
+                    file: Arc::new(file),
                     writable: false,
                     wrote: false,
                 }

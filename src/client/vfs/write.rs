@@ -201,7 +201,7 @@ impl Vfs {
         };
         let fh = self.new_handle(Handle::Staged {
             ino,
-            file,
+            file: Arc::new(file),
             writable: true,
             wrote: true,
         });
@@ -261,7 +261,7 @@ impl Vfs {
         }
         let fh = self.new_handle(Handle::Staged {
             ino,
-            file,
+            file: Arc::new(file),
             writable: true,
             wrote: truncate,
         });
@@ -282,34 +282,48 @@ impl Vfs {
         }
     }
 
-    /// Writes into a staged file. A write that grows the file past `room` (the quota left,
-    /// as the server last reported it) is refused with `NoSpace` (EDQUOT): such a file could
-    /// never be uploaded. Smaller files that only together pass the quota are refused later,
-    /// by the server, at upload (see docs/DECISIONS.md).
+    /// Writes into a staged file (the unit tests' way; the mount uses [`Vfs::prepare_write`]
+    /// and the stage writer).
     pub fn write(&mut self, fh: u64, offset: u64, data: &[u8], room: u64) -> VfsResult<usize> {
-        let end = offset + data.len() as u64;
+        let file = self.prepare_write(fh, offset, data.len(), room)?;
+        file.write_all_at(data, offset)?;
+        Ok(data.len())
+    }
+
+    /// Checks a write of `len` bytes at `offset`, records the file's new size and time, and
+    /// returns the staged file the bytes go into. A write that grows the file past `room`
+    /// (the quota left, as the server last reported it) is refused with `NoSpace`: such a
+    /// file could never be uploaded. Smaller files that only together pass the quota are
+    /// refused later, by the server, at upload (see docs/DECISIONS.md).
+    pub fn prepare_write(
+        &mut self,
+        fh: u64,
+        offset: u64,
+        len: usize,
+        room: u64,
+    ) -> VfsResult<Arc<File>> {
+        let end = offset + len as u64;
         if let Some(Handle::Staged { ino, .. }) = self.handles.get(&fh) {
             let size = self.nodes.get(*ino).map(|n| n.attr.size).unwrap_or(0);
             if end > size && end > room {
                 return Err(VfsError::NoSpace);
             }
         }
-        let ino = match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
+        let (ino, file) = match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
             Handle::Staged {
                 ino,
                 file,
                 writable: true,
                 wrote,
             } => {
-                file.write_all_at(data, offset)?;
                 *wrote = true;
-                *ino
+                (*ino, file.clone())
             }
             _ => return Err(VfsError::BadHandle),
         };
         let size = self.nodes.get(ino).map(|n| n.attr.size.max(end));
         self.touch(ino, size);
-        Ok(data.len())
+        Ok(file)
     }
 
     /// Journals the staged content of `ino` as the file's new state.
