@@ -97,9 +97,16 @@ fn ttl(stat: &Stat) -> Duration {
 }
 
 impl FuseFs {
-    /// The file system, for one request.
+    /// The file system, for one request that a caller waits on; see [`FuseFs::request`].
     fn vfs(&self) -> MutexGuard<'_, Vfs> {
         self.request();
+        self.lock()
+    }
+
+    /// The file system, for a read: reads do not keep the reader polling. Cold reads arrive
+    /// as read-ahead the caller does not wait on one by one, and the CPU a polling reader
+    /// takes is then missed by the threads fetching and decrypting.
+    fn lock(&self) -> MutexGuard<'_, Vfs> {
         self.vfs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -219,7 +226,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<u64>,
         reply: ReplyData,
     ) {
-        match self.vfs().read(fh, offset.max(0) as u64, size as usize) {
+        match self.lock().read(fh, offset.max(0) as u64, size as usize) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(&e)),
         }

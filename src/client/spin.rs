@@ -9,9 +9,9 @@
 //!
 //! While requests come in quick succession, the reader's descriptor is switched to
 //! non-blocking, so fuser's loop retries a `read` that finds nothing (it treats `EAGAIN` as
-//! "try again") instead of sleeping. A watcher switches it back to blocking as soon as fewer
-//! than [`MIN_RATE`] requests came in a [`TICK`]: an idle mount costs no CPU, and neither does
-//! a slow stream such as a cold read, where the CPU is better left to fetching and
+//! "try again") instead of sleeping. A watcher switches it back to blocking as soon as a
+//! [`TICK`] passes without a request, so an idle mount costs no CPU. Reads do not count
+//! (see `FuseFs::lock`): during a cold read the CPU is better left to fetching and
 //! decrypting. The mode only changes how fast the next request is picked up, never what is
 //! answered. With one CPU, spinning would take the CPU from the caller it waits for, so it is
 //! off; `IBACKUP_FUSE_SPIN=0` turns it off everywhere.
@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 
 /// How often the watcher looks at the request rate while the reader polls.
 const TICK: Duration = Duration::from_millis(1);
-/// Requests per tick below which polling stops.
-const MIN_RATE: u64 = 4;
+/// Requests per tick below which polling stops: a tick without any. A higher bar made
+/// polling stop whenever the caller slowed down, which made the caller slower still.
+const MIN_RATE: u64 = 1;
 /// Two requests closer than this start polling: a caller that waits on each answer.
 const START_GAP: Duration = Duration::from_micros(150);
 

@@ -7,8 +7,7 @@
 //! before any database row refers to them.
 
 use std::fs::{self, File};
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::{create_private_dir, write_atomic};
@@ -59,11 +58,16 @@ impl BlobStore {
                     File::open(self.pack_path(library_id, pack_id))?,
                 ));
             }
-            let file = &open.as_ref().expect("opened above").1;
+            let mut file = &open.as_ref().expect("opened above").1;
             out.extend_from_slice(&(*size as u32).to_be_bytes());
-            let start = out.len();
-            out.resize(start + *size as usize, 0);
-            file.read_exact_at(&mut out[start..], *offset)?;
+            // Read into the spare capacity: no zeroing of bytes about to be overwritten.
+            file.seek(SeekFrom::Start(*offset))?;
+            if file.take(*size).read_to_end(&mut out)? as u64 != *size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("pack {pack_id} ends before the object at {offset}"),
+                ));
+            }
         }
         Ok(out)
     }
@@ -114,6 +118,9 @@ mod tests {
             .unwrap();
         let got = crate::api::frame::decode_frames(&body).unwrap();
         assert_eq!(got, vec![&b"world"[..], b"hello"]);
+        // An index that points past the end of its pack is an error, not short data.
+        let past = store.read_frames(lib, &[(pack.into(), 8, 5)]).unwrap_err();
+        assert_eq!(past.kind(), io::ErrorKind::UnexpectedEof);
         store.delete_pack(lib, pack).unwrap();
         assert!(store.read_frames(lib, &[(pack.into(), 0, 1)]).is_err());
         store.delete_pack(lib, pack).unwrap();
