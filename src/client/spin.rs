@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-/// How often the watcher looks at the request rate while the reader polls.
+/// How often the watcher checks for requests while the reader polls.
 const TICK: Duration = Duration::from_millis(1);
 /// Requests per tick below which polling stops: a tick without any. A higher bar made
 /// polling stop whenever the caller slowed down, which made the caller slower still.
