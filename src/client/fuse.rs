@@ -284,13 +284,19 @@ impl Filesystem for FuseFs {
             Err(e) => return reply.error(errno(&e)),
         };
         let written = data.len() as u32;
+        let vfs = self.vfs.clone();
         self.writer.write(
             file,
             offset,
             data,
             Box::new(move |result| match result {
                 Ok(()) => reply.written(written),
-                Err(e) => reply.error(e.raw_os_error().unwrap_or(libc::EIO)),
+                Err(e) => {
+                    vfs.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .write_failed(fh);
+                    reply.error(e.raw_os_error().unwrap_or(libc::EIO))
+                }
             }),
         );
     }

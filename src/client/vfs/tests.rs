@@ -123,6 +123,19 @@ fn a_write_that_grows_a_file_past_the_quota_left_is_refused() {
 }
 
 #[test]
+fn a_failed_stage_write_leaves_the_size_the_stage_holds() {
+    let mut f = fixture(Permission::Owner);
+    let (stat, opened) = f.vfs.create(f.live, b"big.bin", 0o644, ME).unwrap();
+    f.vfs.write(opened.fh, 0, b"kept", u64::MAX).unwrap();
+    // Accepted (the size grows at once), then the bytes never reach the stage file.
+    f.vfs.prepare_write(opened.fh, 4, 1000, u64::MAX).unwrap();
+    assert_eq!(f.vfs.stat(stat.ino).unwrap().attr.size, 1004);
+    f.vfs.write_failed(opened.fh);
+    assert_eq!(f.vfs.stat(stat.ino).unwrap().attr.size, 4);
+    assert_eq!(f.vfs.read(opened.fh, 0, 100).unwrap(), b"kept");
+}
+
+#[test]
 fn create_write_read_and_journal_on_close() {
     let mut f = fixture(Permission::Owner);
     let (stat, opened) = f.vfs.create(f.live, b"notes.txt", 0o640, ME).unwrap();

@@ -286,8 +286,23 @@ impl Vfs {
     /// and the stage writer).
     pub fn write(&mut self, fh: u64, offset: u64, data: &[u8], room: u64) -> VfsResult<usize> {
         let file = self.prepare_write(fh, offset, data.len(), room)?;
-        file.write_all_at(data, offset)?;
+        if let Err(e) = file.write_all_at(data, offset) {
+            self.write_failed(fh);
+            return Err(e.into());
+        }
         Ok(data.len())
+    }
+
+    /// After a write that [`Vfs::prepare_write`] accepted failed (the local disk is full,
+    /// say): the file's size goes back to what its stage file holds.
+    pub fn write_failed(&mut self, fh: u64) {
+        let Some(Handle::Staged { ino, file, .. }) = self.handles.get(&fh) else {
+            return;
+        };
+        let (ino, held) = (*ino, file.metadata().map(|m| m.len()));
+        if let (Some(node), Ok(held)) = (self.nodes.get_mut(ino), held) {
+            node.attr.size = held;
+        }
     }
 
     /// Checks a write of `len` bytes at `offset`, records the file's new size and time, and
