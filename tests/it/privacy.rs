@@ -340,14 +340,7 @@ fn surveys_are_voluntary_counted_apart_from_people_and_hide_small_groups() {
     assert_eq!(line("code"), "<3");
     assert_eq!(line("yes"), "3");
     // The stored answers are counts; who answered is a keyed hash beside no answer.
-    let db = server.db();
-    let tables: Vec<String> = db
-        .prepare("SELECT name FROM pragma_table_info('survey_counts')")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let tables = server.strings("SELECT name FROM pragma_table_info('survey_counts')");
     assert_eq!(tables, ["survey_id", "question", "choice", "count"]);
 
     users[0]

@@ -61,21 +61,9 @@ fn export_holds_every_row_about_the_user_and_none_about_others() {
     // Every table that has a column naming an account must be in the list above, so a new
     // table cannot be forgotten by the export.
     let db = server.db();
-    let tables: Vec<String> = db
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let tables = server.strings("SELECT name FROM sqlite_master WHERE type = 'table'");
     for table in &tables {
-        let columns: Vec<String> = db
-            .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let columns = server.strings(&format!("SELECT name FROM pragma_table_info('{table}')"));
         if columns.iter().any(|c| c == "account_id" || c == "owner_id") {
             assert!(
                 PERSONAL_TABLES.iter().any(|(t, _, _)| t == table),

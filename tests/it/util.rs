@@ -127,6 +127,14 @@ impl TestServer {
         rusqlite::Connection::open(self.data.path().join("ibackup.db")).unwrap()
     }
 
+    /// The first column of every row `sql` returns, as text (table and column names).
+    pub fn strings(&self, sql: &str) -> Vec<String> {
+        let db = self.db();
+        let mut stmt = db.prepare(sql).unwrap();
+        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
     pub fn admin(&self, args: &[&str]) -> Output {
         Command::new(SERVER_BIN)
             .args(["admin", "--data-dir"])
