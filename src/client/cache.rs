@@ -1,19 +1,15 @@
-//! Caches for reading a library: decrypted plaintexts in memory (bounded LRU) and fetched
-//! blobs on disk (bounded, least recently used evicted first, kept across mounts).
-//!
-//! The disk cache holds blobs exactly as the server sent them: encrypted, so it never holds
-//! plaintext. A damaged cache file fails authentication when opened and is fetched again.
+//! Reading a library's objects: decrypted plaintexts in memory (bounded LRU), then the disk
+//! cache of fetched blobs (`diskcache`), then the server, with prefetching for sequential
+//! readers.
 
 use std::collections::{HashMap, HashSet};
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use lru::LruCache;
 
+use super::diskcache::DiskCache;
 use super::remote::Remote;
 use super::session::OpenLibrary;
 use super::store::Store;
@@ -22,100 +18,6 @@ use crate::crypto::{BlobKind, ObjectId};
 use crate::model::Tree;
 
 type Key = (String, ObjectId);
-
-/// Encrypted blobs on disk under `DIR/LIBRARY/XX/ID`.
-pub struct DiskCache {
-    dir: PathBuf,
-    limit: u64,
-    state: Mutex<(u64, LruCache<Key, u64>)>,
-}
-
-impl DiskCache {
-    pub fn open(dir: &Path, limit: u64) -> io::Result<Self> {
-        crate::fsutil::create_private_dir(dir)?;
-        let mut found: Vec<(SystemTime, Key, u64)> = Vec::new();
-        for library in fs::read_dir(dir)?.flatten() {
-            let library_name = library.file_name().to_string_lossy().into_owned();
-            for prefix in fs::read_dir(library.path()).into_iter().flatten().flatten() {
-                for file in fs::read_dir(prefix.path()).into_iter().flatten().flatten() {
-                    let Ok(meta) = file.metadata() else { continue };
-                    let name = file.file_name().to_string_lossy().into_owned();
-                    if let Ok(id) = name.parse::<ObjectId>() {
-                        let used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                        found.push((used, (library_name.clone(), id), meta.len()));
-                    } else {
-                        let _ = fs::remove_file(file.path());
-                    }
-                }
-            }
-        }
-        found.sort_by_key(|(used, _, _)| *used);
-        let mut lru = LruCache::unbounded();
-        let mut total = 0;
-        for (_, key, size) in found {
-            total += size;
-            lru.put(key, size);
-        }
-        let cache = Self {
-            dir: dir.to_owned(),
-            limit,
-            state: Mutex::new((total, lru)),
-        };
-        cache.evict();
-        Ok(cache)
-    }
-
-    fn path(&self, library: &str, id: &ObjectId) -> PathBuf {
-        let hex = id.to_hex();
-        self.dir.join(library).join(&hex[..2]).join(hex)
-    }
-
-    pub fn get(&self, library: &str, id: &ObjectId) -> Option<Vec<u8>> {
-        let blob = fs::read(self.path(library, id)).ok()?;
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.1.promote(&(library.to_owned(), *id));
-        Some(blob)
-    }
-
-    pub fn put(&self, library: &str, id: &ObjectId, blob: &[u8]) {
-        if self.limit == 0 || blob.len() as u64 > self.limit {
-            return;
-        }
-        let path = self.path(library, id);
-        let dir = path.parent().expect("has a parent");
-        let tmp = dir.join(format!(".tmp-{}", rand::random::<u64>()));
-        let written = fs::create_dir_all(dir)
-            .and_then(|()| fs::write(&tmp, blob))
-            .and_then(|()| fs::rename(&tmp, &path));
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-            return;
-        }
-        {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(old) = state.1.put((library.to_owned(), *id), blob.len() as u64) {
-                state.0 -= old;
-            }
-            state.0 += blob.len() as u64;
-        }
-        self.evict();
-    }
-
-    fn evict(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        while state.0 > self.limit {
-            let Some(((library, id), size)) = state.1.pop_lru() else {
-                break;
-            };
-            state.0 -= size;
-            let _ = fs::remove_file(self.path(&library, &id));
-        }
-    }
-
-    pub fn used(&self) -> u64 {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
-    }
-}
 
 /// Decrypted objects in memory, bounded by bytes.
 struct MemoryCache {
@@ -343,31 +245,5 @@ impl Fetcher {
                 }
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn disk_cache_evicts_least_recently_used_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let ids: Vec<ObjectId> = (0..4u8).map(|i| ObjectId::from_bytes([i; 32])).collect();
-        let cache = DiskCache::open(dir.path(), 250).unwrap();
-        cache.put("lib", &ids[0], &[0; 100]);
-        cache.put("lib", &ids[1], &[1; 100]);
-        assert!(
-            cache.get("lib", &ids[0]).is_some(),
-            "touch 0 so 1 is the oldest"
-        );
-        cache.put("lib", &ids[2], &[2; 100]);
-        assert!(cache.get("lib", &ids[1]).is_none());
-        assert!(cache.get("lib", &ids[0]).is_some());
-        assert!(cache.used() <= 250);
-        drop(cache);
-        let again = DiskCache::open(dir.path(), 250).unwrap();
-        assert_eq!(again.get("lib", &ids[2]).unwrap(), vec![2; 100]);
-        assert_eq!(again.used(), 200);
     }
 }

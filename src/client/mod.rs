@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod cli_account;
 pub mod config;
+pub mod diskcache;
 pub mod fuse;
 pub mod journal;
 pub mod mount;

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::cache::{DiskCache, Fetcher};
+use super::cache::Fetcher;
 use super::config::Paths;
+use super::diskcache::DiskCache;
 use super::fuse::FuseFs;
 use super::journal::Journal;
 use super::session::Session;
