@@ -19,6 +19,19 @@ use crate::model::EntryKind;
 
 /// How long the kernel may trust what it was told: live views can change under it (other
 /// clients), snapshots never do.
+/// `FUSE_HANDLE_KILLPRIV_V2` (protocol 7.33, newer than fuser's constants): the file system
+/// clears set-ID bits itself, and in return the kernel marks inodes it found without them
+/// and stops asking for `security.capability` before every `write` call (DECISIONS 35).
+const HANDLE_KILLPRIV_V2: u32 = 1 << 28;
+/// In a write request's flags: the writer may not keep the file's set-ID bits.
+const WRITE_KILL_SUIDGID: u32 = fuser::consts::FUSE_WRITE_KILL_PRIV;
+
+/// Whether the caller may keep set-ID bits through a truncation (the kernel asks for
+/// CAP_FSETID, which reaches a file system only as "is root").
+fn keeps_setid(req: &Request<'_>) -> bool {
+    req.uid() == 0
+}
+
 const LIVE_TTL: Duration = Duration::from_secs(1);
 const SNAPSHOT_TTL: Duration = Duration::from_secs(3600);
 
@@ -130,6 +143,7 @@ impl Filesystem for FuseFs {
         // size and times itself while pages are dirty; `close` still writes them all out
         // before `flush` reaches us, so the journal sees the whole file.
         let _ = config.add_capabilities(fuser::consts::FUSE_WRITEBACK_CACHE);
+        let _ = config.add_capabilities(HANDLE_KILLPRIV_V2);
         Ok(())
     }
 
@@ -195,12 +209,16 @@ impl Filesystem for FuseFs {
         reply.ok();
     }
 
-    fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
         let mut vfs = self.vfs();
+        let truncate = flags & libc::O_TRUNC != 0;
         let result = if flags & libc::O_ACCMODE == libc::O_RDONLY {
             vfs.open_read(ino)
+        } else if truncate && !keeps_setid(req) {
+            // FUSE_OPEN_KILL_SUIDGID, which fuser does not pass on.
+            vfs.drop_setid(ino).and_then(|()| vfs.open_write(ino, true))
         } else {
-            vfs.open_write(ino, flags & libc::O_TRUNC != 0)
+            vfs.open_write(ino, truncate)
         };
         match result {
             Ok(opened) => {
@@ -267,11 +285,11 @@ impl Filesystem for FuseFs {
     fn write(
         &mut self,
         _req: &Request<'_>,
-        _ino: u64,
+        ino: u64,
         fh: u64,
         offset: i64,
         data: &[u8],
-        _write_flags: u32,
+        write_flags: u32,
         _flags: i32,
         _lock_owner: Option<u64>,
         reply: ReplyWrite,
@@ -279,7 +297,15 @@ impl Filesystem for FuseFs {
         let (quota, used) = *self.space.lock().unwrap_or_else(|p| p.into_inner());
         let room = quota.saturating_sub(used);
         let offset = offset.max(0) as u64;
-        let file = match self.vfs().prepare_write(fh, offset, data.len(), room) {
+        let prepared = {
+            let mut vfs = self.vfs();
+            let dropped = match write_flags & WRITE_KILL_SUIDGID {
+                0 => Ok(()),
+                _ => vfs.drop_setid(ino),
+            };
+            dropped.and_then(|()| vfs.prepare_write(fh, offset, data.len(), room))
+        };
+        let file = match prepared {
             Ok(file) => file,
             Err(e) => return reply.error(errno(&e)),
         };
@@ -396,7 +422,7 @@ impl Filesystem for FuseFs {
 
     fn setattr(
         &mut self,
-        _req: &Request<'_>,
+        req: &Request<'_>,
         ino: u64,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -422,10 +448,17 @@ impl Filesystem for FuseFs {
                 Err(e) => -(e.duration().as_nanos() as i64),
             }
         });
-        answer_attr(
-            reply,
-            self.vfs().setattr(ino, mode, uid, gid, size, mtime_ns),
-        )
+        // What the kernel marks FATTR_KILL_SUIDGID (fuser does not pass it on): a change of
+        // owner, and a truncation by someone without CAP_FSETID.
+        let drop_setid = mode.is_none()
+            && (uid.is_some() || gid.is_some() || size.is_some() && !keeps_setid(req));
+        let mut vfs = self.vfs();
+        let result = vfs.setattr(ino, mode, uid, gid, size, mtime_ns);
+        let result = match result {
+            Ok(_) if drop_setid => vfs.drop_setid(ino).and_then(|()| vfs.stat(ino)),
+            other => other,
+        };
+        answer_attr(reply, result)
     }
 
     fn setxattr(

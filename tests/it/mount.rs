@@ -311,6 +311,14 @@ fn posix_errors_are_the_expected_ones() {
         fs::metadata(live.join("d/f")).unwrap().mode() & 0o777,
         0o600
     );
+    // A change of owner clears set-user-ID (the mount does it: FUSE_HANDLE_KILLPRIV_V2).
+    fs::set_permissions(live.join("d/f"), fs::Permissions::from_mode(0o4755)).unwrap();
+    std::os::unix::fs::chown(live.join("d/f"), Some(0), Some(0)).unwrap();
+    assert_eq!(
+        fs::metadata(live.join("d/f")).unwrap().mode() & 0o7777,
+        0o755
+    );
+    fs::set_permissions(live.join("d/f"), fs::Permissions::from_mode(0o600)).unwrap();
     filetime::set_file_mtime(
         live.join("d/f"),
         filetime::FileTime::from_unix_time(1_500_000_000, 7),

@@ -265,6 +265,22 @@ fn setattr_truncate_symlink_and_xattrs() {
 }
 
 #[test]
+fn drop_setid_clears_setuid_and_executable_setgid_of_files_only() {
+    let mut f = fixture(Permission::Owner);
+    let mode = |f: &Fixture, ino| f.vfs.stat(ino).unwrap().attr.mode;
+    for (before, after) in [(0o6755, 0o755), (0o6745, 0o2745), (0o644, 0o644)] {
+        let (stat, opened) = f.vfs.create(f.live, b"f", before, ME).unwrap();
+        f.vfs.close(opened.fh).unwrap();
+        f.vfs.drop_setid(stat.ino).unwrap();
+        assert_eq!(mode(&f, stat.ino), after, "{before:o}");
+        f.vfs.remove(f.live, b"f", false).unwrap();
+    }
+    let dir = f.vfs.mkdir(f.live, b"d", 0o2775, ME).unwrap();
+    f.vfs.drop_setid(dir.ino).unwrap();
+    assert_eq!(mode(&f, dir.ino), 0o2775);
+}
+
+#[test]
 fn read_only_share_refuses_changes() {
     let mut f = fixture(Permission::Read);
     assert!(matches!(

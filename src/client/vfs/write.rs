@@ -590,6 +590,25 @@ impl Vfs {
         self.stat(ino)
     }
 
+    /// Clears set-user-ID, and set-group-ID where group execute is set, as a write, a
+    /// truncation or a change of owner must. The kernel leaves this to the file system once
+    /// it handles `FUSE_HANDLE_KILLPRIV_V2` (DECISIONS 35). Directories keep theirs.
+    pub fn drop_setid(&mut self, ino: Ino) -> VfsResult<()> {
+        let node = self.node(ino)?;
+        if !matches!(node.body, Body::File { .. }) {
+            return Ok(());
+        }
+        let mode = node.attr.mode;
+        let mut kept = mode & !libc::S_ISUID;
+        if mode & libc::S_IXGRP != 0 {
+            kept &= !libc::S_ISGID;
+        }
+        if kept != mode {
+            self.setattr(ino, Some(kept), None, None, None, None)?;
+        }
+        Ok(())
+    }
+
     pub fn xattrs(&self, ino: Ino) -> VfsResult<&[Xattr]> {
         Ok(&self.node(ino)?.xattrs)
     }
