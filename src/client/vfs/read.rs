@@ -6,6 +6,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::nodes::{Body, Ino, Place};
 use super::{Vfs, VfsError, VfsResult};
 use crate::crypto::BlobKind;
@@ -98,7 +100,9 @@ impl Vfs {
         })
     }
 
-    pub fn read(&mut self, fh: u64, offset: u64, size: usize) -> VfsResult<Vec<u8>> {
+    /// Up to `size` bytes at `offset`. A read within one chunk is a slice of the cached
+    /// plaintext, not a copy.
+    pub fn read(&mut self, fh: u64, offset: u64, size: usize) -> VfsResult<Bytes> {
         let fetcher = self.fetcher.clone();
         match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
             Handle::Staged { file, .. } => {
@@ -112,7 +116,7 @@ impl Vfs {
                     filled += n;
                 }
                 buf.truncate(filled);
-                Ok(buf)
+                Ok(Bytes::from(buf))
             }
             Handle::Chunks {
                 library,
@@ -122,7 +126,7 @@ impl Vfs {
             } => {
                 let total = *offsets.last().expect("offsets start with 0");
                 if offset >= total || size == 0 {
-                    return Ok(Vec::new());
+                    return Ok(Bytes::new());
                 }
                 let end = (offset + size as u64).min(total);
                 let library = &self.libraries[*library].library;
@@ -139,7 +143,7 @@ impl Vfs {
                     // Two chunks per request, so decryption overlaps the transfer.
                     fetcher.prefetch(library, ahead, 2);
                 }
-                let mut out = Vec::with_capacity((end - offset) as usize);
+                let mut pieces = Vec::with_capacity(1);
                 let mut position = offset;
                 while position < end {
                     let chunk = &chunks[index];
@@ -148,15 +152,18 @@ impl Vfs {
                         .remove(0);
                     let from = (position - offsets[index]) as usize;
                     let to = ((end.min(offsets[index + 1])) - offsets[index]) as usize;
-                    let piece = plain
-                        .get(from..to)
-                        .ok_or(VfsError::Invalid("chunk shorter than recorded"))?;
-                    out.extend_from_slice(piece);
-                    position += piece.len() as u64;
+                    if to > plain.len() || from > to {
+                        return Err(VfsError::Invalid("chunk shorter than recorded"));
+                    }
+                    position += (to - from) as u64;
+                    pieces.push(plain.slice(from..to));
                     index += 1;
                 }
                 *last_end = end;
-                Ok(out)
+                Ok(match <[Bytes; 1]>::try_from(pieces) {
+                    Ok([piece]) => piece,
+                    Err(pieces) => Bytes::from(pieces.concat()),
+                })
             }
         }
     }

@@ -120,7 +120,7 @@ fn a_write_that_grows_a_file_past_the_quota_left_is_refused() {
     ));
     // Rewriting what is there does not grow the file, so it is allowed even when full.
     f.vfs.write(opened.fh, 0, &[2u8; 10], 0).unwrap();
-    assert_eq!(f.vfs.read(opened.fh, 0, 100).unwrap(), [2u8; 10]);
+    assert_eq!(f.vfs.read(opened.fh, 0, 100).unwrap().to_vec(), [2u8; 10]);
 }
 
 #[test]
@@ -133,7 +133,7 @@ fn a_failed_stage_write_leaves_the_size_the_stage_holds() {
     assert_eq!(f.vfs.stat(stat.ino).unwrap().attr.size, 1004);
     f.vfs.write_failed(opened.fh);
     assert_eq!(f.vfs.stat(stat.ino).unwrap().attr.size, 4);
-    assert_eq!(f.vfs.read(opened.fh, 0, 100).unwrap(), b"kept");
+    assert_eq!(f.vfs.read(opened.fh, 0, 100).unwrap().to_vec(), b"kept");
 }
 
 #[test]
@@ -147,7 +147,10 @@ fn create_write_read_and_journal_on_close() {
         ops(&f).is_empty(),
         "nothing is journaled before close or fsync"
     );
-    assert_eq!(f.vfs.read(opened.fh, 0, 100).unwrap(), b"hello world");
+    assert_eq!(
+        f.vfs.read(opened.fh, 0, 100).unwrap().to_vec(),
+        b"hello world"
+    );
     f.vfs.close(opened.fh).unwrap();
     match ops(&f).as_slice() {
         [Op::Write {
@@ -167,7 +170,7 @@ fn create_write_read_and_journal_on_close() {
         Err(VfsError::Exists)
     ));
     let again = f.vfs.open_read(stat.ino).unwrap();
-    assert_eq!(f.vfs.read(again.fh, 6, 3).unwrap(), b"wor");
+    assert_eq!(f.vfs.read(again.fh, 6, 3).unwrap().to_vec(), b"wor");
 }
 
 #[test]
