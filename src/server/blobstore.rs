@@ -10,6 +10,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::direct;
 use crate::fsutil::{create_private_dir, write_atomic};
 
 #[derive(Clone)]
@@ -50,16 +51,25 @@ impl BlobStore {
     ) -> io::Result<Vec<u8>> {
         let total: u64 = wanted.iter().map(|(_, _, size)| size + 4).sum();
         let mut out = Vec::with_capacity(total as usize);
-        let mut open: Option<(String, File)> = None;
+        // The pack open now: buffered, and for large objects direct (`None` if refused).
+        let mut open: Option<(&str, File, Option<Option<File>>)> = None;
         for (pack_id, offset, size) in wanted {
-            if open.as_ref().map(|(id, _)| id != pack_id).unwrap_or(true) {
-                open = Some((
-                    pack_id.clone(),
-                    File::open(self.pack_path(library_id, pack_id))?,
-                ));
+            if open.as_ref().is_none_or(|(id, _, _)| id != pack_id) {
+                let file = File::open(self.pack_path(library_id, pack_id))?;
+                open = Some((pack_id, file, None));
             }
-            let mut file = &open.as_ref().expect("opened above").1;
+            let (_, file, direct) = open.as_mut().expect("opened above");
             out.extend_from_slice(&(*size as u32).to_be_bytes());
+            if *size >= direct::DIRECT_MIN {
+                let direct = direct
+                    .get_or_insert_with(|| direct::open(&self.pack_path(library_id, pack_id)));
+                if let Some(direct_file) = direct {
+                    if direct::read_into(direct_file, *offset, *size, &mut out)? {
+                        continue;
+                    }
+                }
+            }
+            let mut file = &*file;
             // Read into the spare capacity: no zeroing of bytes about to be overwritten.
             file.seek(SeekFrom::Start(*offset))?;
             if file.take(*size).read_to_end(&mut out)? as u64 != *size {
@@ -124,5 +134,30 @@ mod tests {
         store.delete_pack(lib, pack).unwrap();
         assert!(store.read_frames(lib, &[(pack.into(), 0, 1)]).is_err());
         store.delete_pack(lib, pack).unwrap();
+    }
+
+    #[test]
+    fn large_objects_read_directly_match_and_a_short_pack_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(&dir.path().join("packs")).unwrap();
+        let lib = "0123456789abcdef0123456789abcdef";
+        let pack = "fedcba9876543210fedcba9876543210";
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+        store.write_pack(lib, pack, &data).unwrap();
+        let wanted = [
+            (pack.into(), 3, 400_000),
+            (pack.into(), 400_003, 10),
+            (pack.into(), 400_013, 599_987),
+        ];
+        let body = store.read_frames(lib, &wanted).unwrap();
+        let got = crate::api::frame::decode_frames(&body).unwrap();
+        assert_eq!(
+            got,
+            vec![&data[3..400_003], &data[400_003..400_013], &data[400_013..]]
+        );
+        let past = store
+            .read_frames(lib, &[(pack.into(), 999_000, 100_000)])
+            .unwrap_err();
+        assert_eq!(past.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

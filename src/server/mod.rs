@@ -11,6 +11,7 @@ pub mod billing;
 pub mod blobstore;
 pub mod config;
 pub mod db;
+pub mod direct;
 pub mod error;
 pub mod extract;
 pub mod libraries;
