@@ -116,13 +116,21 @@ impl BlobStore {
 mod tests {
     use super::*;
 
-    #[test]
-    fn write_read_delete() {
+    const LIB: &str = "0123456789abcdef0123456789abcdef";
+    const PACK: &str = "fedcba9876543210fedcba9876543210";
+
+    /// A store holding one pack, `PACK` of library `LIB`, with `data`.
+    fn store_with(data: &[u8]) -> (tempfile::TempDir, BlobStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(&dir.path().join("packs")).unwrap();
-        let lib = "0123456789abcdef0123456789abcdef";
-        let pack = "fedcba9876543210fedcba9876543210";
-        store.write_pack(lib, pack, b"helloworld").unwrap();
+        store.write_pack(LIB, PACK, data).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn write_read_delete() {
+        let (_dir, store) = store_with(b"helloworld");
+        let (lib, pack) = (LIB, PACK);
         let body = store
             .read_frames(lib, &[(pack.into(), 5, 5), (pack.into(), 0, 5)])
             .unwrap();
@@ -138,12 +146,9 @@ mod tests {
 
     #[test]
     fn large_objects_read_directly_match_and_a_short_pack_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::open(&dir.path().join("packs")).unwrap();
-        let lib = "0123456789abcdef0123456789abcdef";
-        let pack = "fedcba9876543210fedcba9876543210";
         let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
-        store.write_pack(lib, pack, &data).unwrap();
+        let (_dir, store) = store_with(&data);
+        let (lib, pack) = (LIB, PACK);
         let wanted = [
             (pack.into(), 3, 400_000),
             (pack.into(), 400_003, 10),
