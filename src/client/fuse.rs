@@ -3,6 +3,7 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +15,6 @@ use fuser::{
 
 use super::spin::Spinner;
 use super::vfs::{Caller, Stat, Vfs, VfsError};
-use super::writer::StageWriter;
 use crate::model::EntryKind;
 
 /// How long the kernel may trust what it was told: live views can change under it (other
@@ -65,7 +65,6 @@ pub struct FuseFs {
     pub space: Arc<Mutex<(u64, u64)>>,
     /// Set once the session's descriptor exists; see [`Spinner`].
     pub spinner: Arc<OnceLock<Arc<Spinner>>>,
-    pub writer: StageWriter,
 }
 
 fn time(ns: i64) -> SystemTime {
@@ -309,22 +308,14 @@ impl Filesystem for FuseFs {
             Ok(file) => file,
             Err(e) => return reply.error(errno(&e)),
         };
-        let written = data.len() as u32;
-        let vfs = self.vfs.clone();
-        self.writer.write(
-            file,
-            offset,
-            data,
-            Box::new(move |result| match result {
-                Ok(()) => reply.written(written),
-                Err(e) => {
-                    vfs.lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .write_failed(fh);
-                    reply.error(e.raw_os_error().unwrap_or(libc::EIO))
-                }
-            }),
-        );
+        // Written here, outside the file-system lock, and answered after (DECISIONS 37).
+        match file.write_all_at(data, offset) {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => {
+                self.lock().write_failed(fh);
+                reply.error(e.raw_os_error().unwrap_or(libc::EIO))
+            }
+        }
     }
 
     fn flush(

@@ -25,7 +25,6 @@ pub mod store;
 pub mod tls;
 pub mod vfs;
 pub mod writeback;
-pub mod writer;
 
 use std::path::PathBuf;
 

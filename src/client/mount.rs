@@ -27,7 +27,6 @@ use super::spin::Spinner;
 use super::store::Store;
 use super::vfs::{MountedLibrary, Vfs};
 use super::writeback::{UploadStatus, Uploader};
-use super::writer::StageWriter;
 use super::{ClientError, Result};
 use crate::units::{format_size, parse_size};
 
@@ -330,7 +329,6 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         vfs: vfs.clone(),
         space: space.clone(),
         spinner: spinner.clone(),
-        writer: StageWriter::start(),
     };
     let session = fuser::Session::new(fs, mountpoint, &mount_options)
         .and_then(|session| {

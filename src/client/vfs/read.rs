@@ -30,7 +30,7 @@ pub enum Handle {
     /// A staged local file (write-back), opened for reading and maybe writing.
     Staged {
         ino: Ino,
-        /// Shared with the stage writer while a large write is queued (`client/writer.rs`).
+        /// Shared with a write in progress outside the file-system lock.
         file: Arc<File>,
         writable: bool,
         wrote: bool,

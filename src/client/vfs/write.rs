@@ -283,7 +283,7 @@ impl Vfs {
     }
 
     /// Writes into a staged file (the unit tests' way; the mount uses [`Vfs::prepare_write`]
-    /// and the stage writer).
+    /// and writes outside the file-system lock).
     pub fn write(&mut self, fh: u64, offset: u64, data: &[u8], room: u64) -> VfsResult<usize> {
         let file = self.prepare_write(fh, offset, data.len(), room)?;
         if let Err(e) = file.write_all_at(data, offset) {
