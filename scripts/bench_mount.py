@@ -239,8 +239,7 @@ class IbackupMount:
         return os.path.join(self.mnt, "Backups")
 
     def durable(self):
-        time.sleep(0.3)  # the mount publishes its state every 100 ms
-        while True:
+        while True:  # `status` counts the mount's journal, which close already wrote
             status = json.loads(subprocess.run([self.client, "status", "--json"], env=self.env, check=True,
                                                capture_output=True, text=True).stdout)
             if all(m["pending_operations"] == 0 for m in status["mounts"]):

@@ -115,6 +115,15 @@ impl Journal {
         })
     }
 
+    /// Opens a journal another process (the mount) writes, to read what is pending.
+    pub fn open_read_only(path: &Path) -> Result<Self, JournalError> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        conn.busy_timeout(std::time::Duration::from_secs(2))?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -67,6 +67,10 @@ pub struct MountRecord {
     pub running: bool,
     #[serde(flatten)]
     pub uploads: UploadStatus,
+    /// The write-back journal, from which `status` counts what is pending at the moment it
+    /// asks (the published counts are up to a few hundred ms old, older during an upload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal: Option<PathBuf>,
 }
 
 fn default_mountpoint() -> Result<PathBuf> {
@@ -272,10 +276,9 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
     let fetcher = Arc::new(Fetcher::new(remote.clone(), disk, options.memory_cache));
     let writeback_dir = account_dir.join("writeback");
     crate::fsutil::create_private_dir(&writeback_dir).map_err(ClientError::io(&writeback_dir))?;
-    let journal = Arc::new(
-        Journal::open(&writeback_dir.join("journal.db"))
-            .map_err(|e| ClientError::State(e.to_string()))?,
-    );
+    let journal_path = writeback_dir.join("journal.db");
+    let journal =
+        Arc::new(Journal::open(&journal_path).map_err(|e| ClientError::State(e.to_string()))?);
     let stage_dir = writeback_dir.join("staging");
     let meta = std::fs::metadata("/proc/self").map_err(ClientError::io("/proc/self"))?;
     use std::os::unix::fs::MetadataExt;
@@ -393,6 +396,7 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
             pid: std::process::id(),
             running,
             uploads: status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            journal: Some(journal_path.clone()),
         };
         write_record(&record_file, &record);
     };
@@ -509,6 +513,18 @@ pub fn status(paths: &Paths) -> Vec<MountRecord> {
         .filter_map(|entry| read_record(&entry.path()))
         .filter(|record| record.running && alive(record.pid))
         .collect();
+    for record in &mut records {
+        let counted = record.journal.as_deref().and_then(|path| {
+            crate::client::journal::Journal::open_read_only(path)
+                .and_then(|journal| journal.counts())
+                .ok()
+        });
+        if let Some((operations, files, bytes)) = counted {
+            record.uploads.pending_operations = operations;
+            record.uploads.pending_files = files;
+            record.uploads.pending_bytes = bytes;
+        }
+    }
     records.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint));
     records
 }
