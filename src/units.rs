@@ -52,6 +52,14 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
+/// A count with its noun: `1 file`, `2 files`, `0 files`.
+pub fn count(n: u64, noun: &str) -> String {
+    match n {
+        1 => format!("1 {noun}"),
+        _ => format!("{n} {noun}s"),
+    }
+}
+
 /// An amount of money in cents: `4.99 USD`, `-2.50 USD`.
 pub fn money(cents: i64, currency: &str) -> String {
     let sign = if cents < 0 { "-" } else { "" };
@@ -62,6 +70,13 @@ pub fn money(cents: i64, currency: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_take_the_plural_except_for_one() {
+        assert_eq!(count(1, "file"), "1 file");
+        assert_eq!(count(0, "file"), "0 files");
+        assert_eq!(count(2, "file"), "2 files");
+    }
 
     #[test]
     fn parses_binary_and_decimal_units() {

@@ -369,9 +369,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 print_json(&record);
             } else if record.uploads.pending_operations > 0 {
                 println!(
-                    "Unmounted {}; {} files ({}) stay queued and upload at the next mount.",
+                    "Unmounted {}; {} ({}) stay queued and upload at the next mount.",
                     record.mountpoint.display(),
-                    record.uploads.pending_files,
+                    crate::units::count(record.uploads.pending_files, "file"),
                     format_size(record.uploads.pending_bytes)
                 );
             } else {
@@ -390,9 +390,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 for m in &mounts {
                     println!(
-                        "{}: {} files ({}) pending upload{}",
+                        "{}: {} ({}) pending upload{}",
                         m.mountpoint.display(),
-                        m.uploads.pending_files,
+                        crate::units::count(m.uploads.pending_files, "file"),
                         format_size(m.uploads.pending_bytes),
                         m.uploads
                             .last_error

@@ -432,9 +432,9 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
     let left = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if left.pending_operations > 0 {
         eprintln!(
-            "unmounted {}; {} files ({}) stay queued for the next mount",
+            "unmounted {}; {} ({}) stay queued for the next mount",
             mountpoint.display(),
-            left.pending_files,
+            crate::units::count(left.pending_files, "file"),
             format_size(left.pending_bytes)
         );
     } else {
@@ -488,8 +488,8 @@ pub fn umount(
         if progress {
             if let Some(now) = read_record(&file) {
                 eprint!(
-                    "\ruploading: {} files ({}) pending    ",
-                    now.uploads.pending_files,
+                    "\ruploading: {} ({}) pending    ",
+                    crate::units::count(now.uploads.pending_files, "file"),
                     format_size(now.uploads.pending_bytes)
                 );
             }

@@ -603,7 +603,7 @@ fn unmounting_by_fusermount_uploads_and_no_wait_leaves_a_queue() {
         .run(&["umount", "--no-wait", mount.dir.to_str().unwrap()])
         .ok();
     assert!(
-        run.stdout.contains("1 files") && run.stdout.contains("stay queued"),
+        run.stdout.contains("1 file (") && run.stdout.contains("stay queued"),
         "{}",
         run.stdout
     );
