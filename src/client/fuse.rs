@@ -17,8 +17,6 @@ use super::spin::Spinner;
 use super::vfs::{Caller, Stat, Vfs, VfsError};
 use crate::model::EntryKind;
 
-/// How long the kernel may trust what it was told: live views can change under it (other
-/// clients), snapshots never do.
 /// `FUSE_HANDLE_KILLPRIV_V2` (protocol 7.33, newer than fuser's constants): the file system
 /// clears set-ID bits itself, and in return the kernel marks inodes it found without them
 /// and stops asking for `security.capability` before every `write` call (DECISIONS 35).
@@ -32,6 +30,8 @@ fn keeps_setid(req: &Request<'_>) -> bool {
     req.uid() == 0
 }
 
+/// How long the kernel may trust what it was told: live views can change under it (other
+/// clients), snapshots never do.
 const LIVE_TTL: Duration = Duration::from_secs(1);
 const SNAPSHOT_TTL: Duration = Duration::from_secs(3600);
 
