@@ -440,16 +440,18 @@ impl Filesystem for FuseFs {
             }
         });
         // What the kernel marks FATTR_KILL_SUIDGID (fuser does not pass it on): a change of
-        // owner, and a truncation by someone without CAP_FSETID.
-        let drop_setid = mode.is_none()
-            && (uid.is_some() || gid.is_some() || size.is_some() && !keeps_setid(req));
+        // owner, and a truncation by someone without CAP_FSETID. The cleared mode goes in
+        // the same change.
+        let kill = uid.is_some() || gid.is_some() || size.is_some() && !keeps_setid(req);
         let mut vfs = self.vfs();
-        let result = vfs.setattr(ino, mode, uid, gid, size, mtime_ns);
-        let result = match result {
-            Ok(_) if drop_setid => vfs.drop_setid(ino).and_then(|()| vfs.stat(ino)),
-            other => other,
+        let mode = match mode {
+            None if kill => vfs.mode_without_setid(ino),
+            given => Ok(given),
         };
-        answer_attr(reply, result)
+        answer_attr(
+            reply,
+            mode.and_then(|mode| vfs.setattr(ino, mode, uid, gid, size, mtime_ns)),
+        )
     }
 
     fn setxattr(

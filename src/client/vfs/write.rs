@@ -590,21 +590,27 @@ impl Vfs {
         self.stat(ino)
     }
 
-    /// Clears set-user-ID, and set-group-ID where group execute is set, as a write, a
-    /// truncation or a change of owner must. The kernel leaves this to the file system once
-    /// it handles `FUSE_HANDLE_KILLPRIV_V2` (DECISIONS 35). Directories keep theirs.
-    pub fn drop_setid(&mut self, ino: Ino) -> VfsResult<()> {
+    /// The mode `ino` takes when a write, a truncation or a change of owner clears its
+    /// set-user-ID bit, and its set-group-ID bit where group execute is set; `None` if that
+    /// changes nothing. The kernel leaves this to the file system once it handles
+    /// `FUSE_HANDLE_KILLPRIV_V2` (DECISIONS 35). Directories keep theirs.
+    pub fn mode_without_setid(&self, ino: Ino) -> VfsResult<Option<u32>> {
         let node = self.node(ino)?;
         if !matches!(node.body, Body::File { .. }) {
-            return Ok(());
+            return Ok(None);
         }
         let mode = node.attr.mode;
         let mut kept = mode & !libc::S_ISUID;
         if mode & libc::S_IXGRP != 0 {
             kept &= !libc::S_ISGID;
         }
-        if kept != mode {
-            self.setattr(ino, Some(kept), None, None, None, None)?;
+        Ok((kept != mode).then_some(kept))
+    }
+
+    /// Clears the set-ID bits [`Vfs::mode_without_setid`] names.
+    pub fn drop_setid(&mut self, ino: Ino) -> VfsResult<()> {
+        if let Some(mode) = self.mode_without_setid(ino)? {
+            self.setattr(ino, Some(mode), None, None, None, None)?;
         }
         Ok(())
     }
