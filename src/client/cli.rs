@@ -19,7 +19,7 @@ use super::restore::{self, RestoreOptions};
 use super::session::Session;
 use super::store::Store;
 use super::{snapshots, Result};
-use crate::units::format_size;
+use crate::units::{count, format_size};
 
 #[derive(Parser)]
 #[command(
@@ -371,7 +371,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!(
                     "Unmounted {}; {} ({}) stay queued and upload at the next mount.",
                     record.mountpoint.display(),
-                    crate::units::count(record.uploads.pending_files, "file"),
+                    count(record.uploads.pending_files, "file"),
                     format_size(record.uploads.pending_bytes)
                 );
             } else {
@@ -392,7 +392,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!(
                         "{}: {} ({}) pending upload{}",
                         m.mountpoint.display(),
-                        crate::units::count(m.uploads.pending_files, "file"),
+                        count(m.uploads.pending_files, "file"),
                         format_size(m.uploads.pending_bytes),
                         m.uploads
                             .last_error

@@ -28,7 +28,7 @@ use super::store::Store;
 use super::vfs::{MountedLibrary, Vfs};
 use super::writeback::{UploadStatus, Uploader};
 use super::{ClientError, Result};
-use crate::units::{format_size, parse_size};
+use crate::units::{count, format_size, parse_size};
 
 fn size_arg(text: &str) -> std::result::Result<u64, String> {
     parse_size(text)
@@ -434,7 +434,7 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         eprintln!(
             "unmounted {}; {} ({}) stay queued for the next mount",
             mountpoint.display(),
-            crate::units::count(left.pending_files, "file"),
+            count(left.pending_files, "file"),
             format_size(left.pending_bytes)
         );
     } else {
@@ -489,7 +489,7 @@ pub fn umount(
             if let Some(now) = read_record(&file) {
                 eprint!(
                     "\ruploading: {} ({}) pending    ",
-                    crate::units::count(now.uploads.pending_files, "file"),
+                    count(now.uploads.pending_files, "file"),
                     format_size(now.uploads.pending_bytes)
                 );
             }
@@ -515,14 +515,12 @@ pub fn status(paths: &Paths) -> Vec<MountRecord> {
         .collect();
     for record in &mut records {
         let counted = record.journal.as_deref().and_then(|path| {
-            crate::client::journal::Journal::open_read_only(path)
+            Journal::open_read_only(path)
                 .and_then(|journal| journal.counts())
                 .ok()
         });
-        if let Some((operations, files, bytes)) = counted {
-            record.uploads.pending_operations = operations;
-            record.uploads.pending_files = files;
-            record.uploads.pending_bytes = bytes;
+        if let Some(counts) = counted {
+            record.uploads.set_pending(counts);
         }
     }
     records.sort_by(|a, b| a.mountpoint.cmp(&b.mountpoint));

@@ -44,6 +44,15 @@ pub struct UploadStatus {
     pub conflicts: Vec<String>,
 }
 
+impl UploadStatus {
+    /// Sets what is pending from the journal's counts: operations, files, bytes.
+    pub fn set_pending(&mut self, (operations, files, bytes): (u64, u64, u64)) {
+        self.pending_operations = operations;
+        self.pending_files = files;
+        self.pending_bytes = bytes;
+    }
+}
+
 pub struct Uploader {
     pub vfs: Arc<Mutex<Vfs>>,
     pub journal: Arc<Journal>,
@@ -124,11 +133,11 @@ impl Uploader {
     }
 
     pub fn refresh_status(&self) {
-        let (operations, files, bytes) = self.journal.counts().unwrap_or((0, 0, 0));
-        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
-        status.pending_operations = operations;
-        status.pending_files = files;
-        status.pending_bytes = bytes;
+        let counts = self.journal.counts().unwrap_or((0, 0, 0));
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .set_pending(counts);
     }
 
     /// Uploads the chunks of large staged files that are closed, before the quiet delay
