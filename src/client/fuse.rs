@@ -8,25 +8,19 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::spin::Spinner;
 use super::vfs::{Caller, Stat, Vfs, VfsError};
 use crate::model::EntryKind;
 
-/// `FUSE_HANDLE_KILLPRIV_V2` (protocol 7.33, newer than fuser's constants): the file system
-/// clears set-ID bits itself, and in return the kernel marks inodes it found without them
-/// and stops asking for `security.capability` before every `write` call (DECISIONS 35).
-const HANDLE_KILLPRIV_V2: u32 = 1 << 28;
-/// In a write request's flags: the writer may not keep the file's set-ID bits.
-const WRITE_KILL_SUIDGID: u32 = fuser::consts::FUSE_WRITE_KILL_PRIV;
-
 /// Whether the caller may keep set-ID bits through a truncation (the kernel asks for
 /// CAP_FSETID, which reaches a file system only as "is root").
-fn keeps_setid(req: &Request<'_>) -> bool {
+fn keeps_setid(req: &Request) -> bool {
     req.uid() == 0
 }
 
@@ -36,7 +30,11 @@ const LIVE_TTL: Duration = Duration::from_secs(1);
 const SNAPSHOT_TTL: Duration = Duration::from_secs(3600);
 
 /// The one place errors become errno values.
-pub fn errno(error: &VfsError) -> i32 {
+pub fn errno(error: &VfsError) -> Errno {
+    Errno::from_i32(errno_code(error))
+}
+
+fn errno_code(error: &VfsError) -> i32 {
     match error {
         VfsError::NotFound => libc::ENOENT,
         VfsError::NotDir => libc::ENOTDIR,
@@ -82,7 +80,7 @@ fn file_attr(stat: &Stat) -> FileAttr {
         EntryKind::Symlink => FileType::Symlink,
     };
     FileAttr {
-        ino: stat.ino,
+        ino: INodeNo(stat.ino),
         size: stat.attr.size,
         blocks: stat.attr.size.div_ceil(512),
         atime: time(stat.attr.mtime_ns),
@@ -132,52 +130,55 @@ impl FuseFs {
 }
 
 impl Filesystem for FuseFs {
-    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_write(1 << 20);
         // O_TRUNC reaches `open`, so overwriting a file never downloads it first.
-        let _ = config.add_capabilities(fuser::consts::FUSE_ATOMIC_O_TRUNC);
+        let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
         // The kernel gathers writes in its page cache and sends them in 1 MiB requests
         // (instead of one request per 64 KiB that `sendfile`/`splice` make), and keeps
         // size and times itself while pages are dirty; `close` still writes them all out
         // before `flush` reaches us, so the journal sees the whole file.
-        let _ = config.add_capabilities(fuser::consts::FUSE_WRITEBACK_CACHE);
-        let _ = config.add_capabilities(HANDLE_KILLPRIV_V2);
+        let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE);
+        // The file system clears set-ID bits itself, and in return the kernel marks inodes
+        // it found without them and stops asking for `security.capability` before every
+        // `write` call (DECISIONS 35).
+        let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
         Ok(())
     }
 
-    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        answer_entry(reply, self.vfs().lookup(parent, name.as_bytes()))
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        answer_entry(reply, self.vfs().lookup(parent.0, name.as_bytes()))
     }
 
-    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        answer_attr(reply, self.vfs().stat(ino))
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        answer_attr(reply, self.vfs().stat(ino.0))
     }
 
-    fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
-        match self.vfs().readlink(ino) {
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.vfs().readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
-        match self.vfs().opendir(ino) {
-            Ok(fh) => reply.opened(fh, 0),
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.vfs().opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn readdir(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         mut reply: ReplyDirectory,
     ) {
         let vfs = self.vfs();
-        match vfs.readdir(fh, offset.max(0) as usize) {
+        match vfs.readdir(fh.0, offset as usize) {
             Ok(entries) => {
                 for (i, (ino, kind, name)) in entries.iter().enumerate() {
                     let kind = match kind {
@@ -185,8 +186,8 @@ impl Filesystem for FuseFs {
                         EntryKind::File => FileType::RegularFile,
                         EntryKind::Symlink => FileType::Symlink,
                     };
-                    let next = offset.max(0) + i as i64 + 1;
-                    if reply.add(*ino, next, kind, OsStr::from_bytes(name)) {
+                    let next = offset + i as u64 + 1;
+                    if reply.add(INodeNo(*ino), next, kind, OsStr::from_bytes(name)) {
                         break;
                     }
                 }
@@ -197,21 +198,22 @@ impl Filesystem for FuseFs {
     }
 
     fn releasedir(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        _flags: i32,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.vfs().releasedir(fh);
+        self.vfs().releasedir(fh.0);
         reply.ok();
     }
 
-    fn open(&mut self, req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let ino = ino.0;
         let mut vfs = self.vfs();
-        let truncate = flags & libc::O_TRUNC != 0;
-        let result = if flags & libc::O_ACCMODE == libc::O_RDONLY {
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        let result = if flags.acc_mode() == OpenAccMode::O_RDONLY {
             vfs.open_read(ino)
         } else if truncate && !keeps_setid(req) {
             // FUSE_OPEN_KILL_SUIDGID, which fuser does not pass on.
@@ -222,50 +224,50 @@ impl Filesystem for FuseFs {
         match result {
             Ok(opened) => {
                 let flags = if opened.keep_cache {
-                    fuser::consts::FOPEN_KEEP_CACHE
+                    FopenFlags::FOPEN_KEEP_CACHE
                 } else {
-                    0
+                    FopenFlags::empty()
                 };
-                reply.opened(opened.fh, flags)
+                reply.opened(FileHandle(opened.fh), flags)
             }
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn read(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         size: u32,
-        _flags: i32,
-        _lock_owner: Option<u64>,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.lock().read(fh, offset.max(0) as u64, size as usize) {
+        match self.lock().read(fh.0, offset, size as usize) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn release(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        _flags: i32,
-        _lock_owner: Option<u64>,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        answer_empty(reply, self.vfs().close(fh))
+        answer_empty(reply, self.vfs().close(fh.0))
     }
 
     fn create(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
@@ -274,33 +276,41 @@ impl Filesystem for FuseFs {
     ) {
         match self
             .vfs()
-            .create(parent, name.as_bytes(), mode & !umask, caller(req))
+            .create(parent.0, name.as_bytes(), mode & !umask, caller(req))
         {
-            Ok((stat, opened)) => reply.created(&ttl(&stat), &file_attr(&stat), 0, opened.fh, 0),
+            Ok((stat, opened)) => reply.created(
+                &ttl(&stat),
+                &file_attr(&stat),
+                Generation(0),
+                FileHandle(opened.fh),
+                FopenFlags::empty(),
+            ),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn write(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         data: &[u8],
-        write_flags: u32,
-        _flags: i32,
-        _lock_owner: Option<u64>,
+        write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let (quota, used) = *self.space.lock().unwrap_or_else(|p| p.into_inner());
         let room = quota.saturating_sub(used);
-        let offset = offset.max(0) as u64;
+        let fh = fh.0;
         let prepared = {
             let mut vfs = self.vfs();
-            let dropped = match write_flags & WRITE_KILL_SUIDGID {
-                0 => Ok(()),
-                _ => vfs.drop_setid(ino),
+            // The writer may not keep the file's set-ID bits.
+            let dropped = if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                vfs.drop_setid(ino.0)
+            } else {
+                Ok(())
             };
             dropped.and_then(|()| vfs.prepare_write(fh, offset, data.len(), room))
         };
@@ -313,17 +323,17 @@ impl Filesystem for FuseFs {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => {
                 self.lock().write_failed(fh);
-                reply.error(e.raw_os_error().unwrap_or(libc::EIO))
+                reply.error(Errno::from(e))
             }
         }
     }
 
     fn flush(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        _fh: u64,
-        _lock_owner: u64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         self.request();
@@ -331,20 +341,20 @@ impl Filesystem for FuseFs {
     }
 
     fn fsync(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        answer_empty(reply, self.vfs().fsync(fh))
+        answer_empty(reply, self.vfs().fsync(fh.0))
     }
 
     fn mkdir(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
@@ -352,17 +362,17 @@ impl Filesystem for FuseFs {
     ) {
         match self
             .vfs()
-            .mkdir(parent, name.as_bytes(), mode & !umask, caller(req))
+            .mkdir(parent.0, name.as_bytes(), mode & !umask, caller(req))
         {
-            Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), 0),
+            Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn symlink(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         link_name: &OsStr,
         target: &std::path::Path,
         reply: ReplyEntry,
@@ -370,41 +380,41 @@ impl Filesystem for FuseFs {
         let target = target.as_os_str().as_bytes();
         match self
             .vfs()
-            .symlink(parent, link_name.as_bytes(), target, caller(req))
+            .symlink(parent.0, link_name.as_bytes(), target, caller(req))
         {
-            Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), 0),
+            Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        answer_empty(reply, self.vfs().remove(parent, name.as_bytes(), false))
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        answer_empty(reply, self.vfs().remove(parent.0, name.as_bytes(), false))
     }
 
-    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        answer_empty(reply, self.vfs().remove(parent, name.as_bytes(), true))
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        answer_empty(reply, self.vfs().remove(parent.0, name.as_bytes(), true))
     }
 
     fn rename(
-        &mut self,
-        _req: &Request<'_>,
-        parent: u64,
+        &self,
+        _req: &Request,
+        parent: INodeNo,
         name: &OsStr,
-        new_parent: u64,
+        new_parent: INodeNo,
         new_name: &OsStr,
-        flags: u32,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if flags & !(libc::RENAME_NOREPLACE) != 0 {
-            return reply.error(libc::EINVAL);
+        if !(flags - RenameFlags::RENAME_NOREPLACE).is_empty() {
+            return reply.error(Errno::EINVAL);
         }
-        let no_replace = flags & libc::RENAME_NOREPLACE != 0;
+        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         answer_empty(
             reply,
             self.vfs().rename(
-                parent,
+                parent.0,
                 name.as_bytes(),
-                new_parent,
+                new_parent.0,
                 new_name.as_bytes(),
                 no_replace,
             ),
@@ -412,9 +422,9 @@ impl Filesystem for FuseFs {
     }
 
     fn setattr(
-        &mut self,
-        req: &Request<'_>,
-        ino: u64,
+        &self,
+        req: &Request,
+        ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
         gid: Option<u32>,
@@ -422,13 +432,14 @@ impl Filesystem for FuseFs {
         _atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<u64>,
+        _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
-        _flags: Option<u32>,
+        _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let ino = ino.0;
         let mtime_ns = mtime.map(|t| {
             let t = match t {
                 TimeOrNow::SpecificTime(t) => t,
@@ -455,9 +466,9 @@ impl Filesystem for FuseFs {
     }
 
     fn setxattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
         name: &OsStr,
         value: &[u8],
         _flags: i32,
@@ -466,23 +477,17 @@ impl Filesystem for FuseFs {
     ) {
         answer_empty(
             reply,
-            self.vfs().set_xattr(ino, name.as_bytes(), Some(value)),
+            self.vfs().set_xattr(ino.0, name.as_bytes(), Some(value)),
         )
     }
 
-    fn getxattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        name: &OsStr,
-        size: u32,
-        reply: ReplyXattr,
-    ) {
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let ino = ino.0;
         // These are never stored (set_xattr refuses them), and the kernel asks for
         // security.capability before every write call: answer without the lock.
         if name.as_bytes().starts_with(b"security.") || name.as_bytes().starts_with(b"system.") {
             self.request();
-            return reply.error(libc::ENODATA);
+            return reply.error(Errno::ENODATA);
         }
         let vfs = self.vfs();
         let value = match vfs.xattrs(ino) {
@@ -493,14 +498,14 @@ impl Filesystem for FuseFs {
             Err(e) => return reply.error(errno(&e)),
         };
         match value {
-            None => reply.error(libc::ENODATA),
+            None => reply.error(Errno::ENODATA),
             Some(value) => xattr_reply(reply, size, &value),
         }
     }
 
-    fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let vfs = self.vfs();
-        match vfs.xattrs(ino) {
+        match vfs.xattrs(ino.0) {
             Ok(xattrs) => {
                 let mut names = Vec::new();
                 for x in xattrs {
@@ -513,23 +518,23 @@ impl Filesystem for FuseFs {
         }
     }
 
-    fn removexattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
-        answer_empty(reply, self.vfs().set_xattr(ino, name.as_bytes(), None))
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        answer_empty(reply, self.vfs().set_xattr(ino.0, name.as_bytes(), None))
     }
 
     /// Hard links are not supported: trees store each path's entry on its own.
     fn link(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        _new_parent: u64,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _new_parent: INodeNo,
         _new_name: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(libc::EPERM);
+        reply.error(Errno::EPERM);
     }
 
-    fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let (quota, used) = *self.space.lock().unwrap_or_else(|p| p.into_inner());
         const BLOCK: u64 = 4096;
         let blocks = quota.div_ceil(BLOCK);
@@ -549,7 +554,7 @@ impl Filesystem for FuseFs {
 
 fn answer_entry(reply: ReplyEntry, result: Result<Stat, VfsError>) {
     match result {
-        Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), 0),
+        Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), Generation(0)),
         Err(e) => reply.error(errno(&e)),
     }
 }
@@ -568,7 +573,7 @@ fn answer_empty(reply: ReplyEmpty, result: Result<(), VfsError>) {
     }
 }
 
-fn caller(req: &Request<'_>) -> Caller {
+fn caller(req: &Request) -> Caller {
     Caller {
         uid: req.uid(),
         gid: req.gid(),
@@ -581,6 +586,6 @@ fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
     } else if value.len() as u32 <= size {
         reply.data(value);
     } else {
-        reply.error(libc::ERANGE);
+        reply.error(Errno::ERANGE);
     }
 }

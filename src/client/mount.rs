@@ -320,7 +320,8 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         }
     }
 
-    let mount_options = [
+    let mut mount_config = fuser::Config::default();
+    mount_config.mount_options = vec![
         fuser::MountOption::FSName("ibackup".into()),
         fuser::MountOption::Subtype("ibackup".into()),
         fuser::MountOption::NoAtime,
@@ -333,7 +334,7 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         space: space.clone(),
         spinner: spinner.clone(),
     };
-    let session = fuser::Session::new(fs, mountpoint, &mount_options)
+    let session = fuser::Session::new(fs, mountpoint, &mount_config)
         .and_then(|session| {
             let fd = session.as_fd().try_clone_to_owned()?;
             if let Some(started) = Spinner::start(fd) {
