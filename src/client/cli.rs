@@ -400,6 +400,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                             .map(|e| format!("; last error: {e}"))
                             .unwrap_or_default()
                     );
+                    if m.passthrough {
+                        println!("  writes go straight to local disk (FUSE passthrough)");
+                    }
                     for conflict in &m.uploads.conflicts {
                         println!("  conflict kept as: {conflict}");
                     }

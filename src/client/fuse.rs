@@ -4,18 +4,20 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use super::iomode::{Choice, IoModes};
 use super::spin::Spinner;
-use super::vfs::{Caller, Stat, Vfs, VfsError};
+use super::vfs::{Caller, Opened, Stat, Vfs, VfsError};
 use crate::model::EntryKind;
 
 /// Whether the caller may keep set-ID bits through a truncation (the kernel asks for
@@ -63,6 +65,30 @@ pub struct FuseFs {
     pub space: Arc<Mutex<(u64, u64)>>,
     /// Set once the session's descriptor exists; see [`Spinner`].
     pub spinner: Arc<OnceLock<Arc<Spinner>>>,
+    /// Whether the kernel reads and writes staged files itself (DECISIONS 38): asked for
+    /// at `init` when [`may_pass_through`], and turned off if registering a file fails.
+    pub passthrough: Arc<AtomicBool>,
+    pub io: Mutex<IoModes<BackingId>>,
+}
+
+/// Whether this process may have the kernel pass files through: that takes
+/// CAP_SYS_ADMIN in the initial user namespace (the kernel checks it when a backing file
+/// is registered). `IBACKUP_FUSE_PASSTHROUGH=0` turns it off.
+pub fn may_pass_through() -> bool {
+    if std::env::var("IBACKUP_FUSE_PASSTHROUGH").is_ok_and(|v| v == "0") {
+        return false;
+    }
+    const CAP_SYS_ADMIN: u32 = 21;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let capable = status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0);
+    // Capabilities inside a user namespace (rootless containers) do not count.
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    let initial = uid_map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"];
+    capable && initial
 }
 
 fn time(ns: i64) -> SystemTime {
@@ -120,6 +146,54 @@ impl FuseFs {
         self.vfs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The quota left, as the server last reported it.
+    fn room(&self) -> u64 {
+        let (quota, used) = *self.space.lock().unwrap_or_else(|p| p.into_inner());
+        quota.saturating_sub(used)
+    }
+
+    /// Decides whether the kernel serves the new open `opened` of `ino` itself, registering
+    /// its stage file with `register` when it is the inode's first (DECISIONS 38).
+    /// `Ok(Some(()))`: pass through, to `io.backing(ino)`; `Ok(None)`: serve it here.
+    fn pass_through(
+        &self,
+        vfs: &mut Vfs,
+        io: &mut IoModes<BackingId>,
+        ino: u64,
+        opened: &Opened,
+        register: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
+    ) -> Result<Option<()>, Errno> {
+        let on = self.passthrough.load(Ordering::Relaxed);
+        let stage = opened.stage.as_ref().filter(|_| on);
+        let new = match (io.choose(ino, stage.is_some()), stage) {
+            (Choice::Reuse(_), _) => None,
+            (Choice::New, Some(stage)) => match register(stage) {
+                Ok(backing) => Some(backing),
+                Err(e) => {
+                    // Not allowed after all (or not supported): serve every file here.
+                    eprintln!("warning: FUSE passthrough is off: {e}");
+                    self.passthrough.store(false, Ordering::Relaxed);
+                    io.opened_cached(ino, opened.fh);
+                    return Ok(None);
+                }
+            },
+            (Choice::Busy, _) => {
+                let _ = vfs.close(opened.fh);
+                return Err(Errno::EBUSY);
+            }
+            _ => {
+                io.opened_cached(ino, opened.fh);
+                return Ok(None);
+            }
+        };
+        if let Err(e) = vfs.passed_through(opened.fh) {
+            let _ = vfs.close(opened.fh);
+            return Err(errno(&e));
+        }
+        io.opened_backed(ino, opened.fh, new);
+        Ok(Some(()))
+    }
+
     /// Keeps the reader polling while requests come (requests that need no `vfs` call it
     /// themselves).
     fn request(&self) {
@@ -135,11 +209,21 @@ impl Filesystem for FuseFs {
         let _ = config.set_max_write(1 << 20);
         // O_TRUNC reaches `open`, so overwriting a file never downloads it first.
         let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
-        // The kernel gathers writes in its page cache and sends them in 1 MiB requests
-        // (instead of one request per 64 KiB that `sendfile`/`splice` make), and keeps
-        // size and times itself while pages are dirty; `close` still writes them all out
-        // before `flush` reaches us, so the journal sees the whole file.
-        let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE);
+        let pass = self.passthrough.load(Ordering::Relaxed)
+            && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            // Stage files may lie on a stacked file system (overlayfs in a container).
+            && config.set_max_stack_depth(2).is_ok();
+        self.passthrough.store(pass, Ordering::Relaxed);
+        if !pass {
+            // The kernel gathers writes in its page cache and sends them in 1 MiB requests
+            // (instead of one request per 64 KiB that `sendfile`/`splice` make), and keeps
+            // size and times itself while pages are dirty; `close` still writes them all
+            // out before `flush` reaches us, so the journal sees the whole file. Not with
+            // passthrough: the kernel would then keep a passed-through file's mtime as it
+            // was at open, since those writes never touch the mount's inode.
+            let _ = config.add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE);
+        }
         // The file system clears set-ID bits itself, and in return the kernel marks inodes
         // it found without them and stops asking for `security.capability` before every
         // `write` call (DECISIONS 35).
@@ -221,16 +305,26 @@ impl Filesystem for FuseFs {
         } else {
             vfs.open_write(ino, truncate)
         };
-        match result {
-            Ok(opened) => {
-                let flags = if opened.keep_cache {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
-                reply.opened(FileHandle(opened.fh), flags)
-            }
-            Err(e) => reply.error(errno(&e)),
+        let opened = match result {
+            Ok(opened) => opened,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let flags = if opened.keep_cache {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        };
+        let fh = FileHandle(opened.fh);
+        let mut io = self.io.lock().unwrap_or_else(|p| p.into_inner());
+        match self.pass_through(&mut vfs, &mut io, ino, &opened, |file| {
+            reply.open_backing(file)
+        }) {
+            Ok(Some(())) => match io.backing(ino) {
+                Some(backing) => reply.opened_passthrough(fh, flags, backing),
+                None => reply.error(Errno::EIO),
+            },
+            Ok(None) => reply.opened(fh, flags),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -261,7 +355,17 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        answer_empty(reply, self.vfs().close(fh.0))
+        let mut vfs = self.vfs();
+        let closed = vfs.close(fh.0);
+        // Dropped under the file-system lock, so no open can pick it up meanwhile.
+        drop(
+            self.io
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .released(fh.0),
+        );
+        drop(vfs);
+        answer_empty(reply, closed)
     }
 
     fn create(
@@ -274,18 +378,26 @@ impl Filesystem for FuseFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        match self
-            .vfs()
-            .create(parent.0, name.as_bytes(), mode & !umask, caller(req))
+        let mut vfs = self.vfs();
+        let (stat, opened) = match vfs.create(parent.0, name.as_bytes(), mode & !umask, caller(req))
         {
-            Ok((stat, opened)) => reply.created(
-                &ttl(&stat),
-                &file_attr(&stat),
-                Generation(0),
-                FileHandle(opened.fh),
-                FopenFlags::empty(),
-            ),
-            Err(e) => reply.error(errno(&e)),
+            Ok(created) => created,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        let (ttl, attr, fh) = (ttl(&stat), file_attr(&stat), FileHandle(opened.fh));
+        let flags = FopenFlags::empty();
+        let mut io = self.io.lock().unwrap_or_else(|p| p.into_inner());
+        match self.pass_through(&mut vfs, &mut io, stat.ino, &opened, |file| {
+            reply.open_backing(file)
+        }) {
+            Ok(Some(())) => match io.backing(stat.ino) {
+                Some(backing) => {
+                    reply.created_passthrough(&ttl, &attr, Generation(0), fh, flags, backing)
+                }
+                None => reply.error(Errno::EIO),
+            },
+            Ok(None) => reply.created(&ttl, &attr, Generation(0), fh, flags),
+            Err(e) => reply.error(e),
         }
     }
 
@@ -301,8 +413,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let (quota, used) = *self.space.lock().unwrap_or_else(|p| p.into_inner());
-        let room = quota.saturating_sub(used);
+        let room = self.room();
         let fh = fh.0;
         let prepared = {
             let mut vfs = self.vfs();
@@ -332,12 +443,12 @@ impl Filesystem for FuseFs {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.request();
-        reply.ok();
+        let room = self.room();
+        answer_empty(reply, self.vfs().flush(fh.0, room))
     }
 
     fn fsync(
@@ -348,7 +459,9 @@ impl Filesystem for FuseFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        answer_empty(reply, self.vfs().fsync(fh.0))
+        let room = self.room();
+        let mut vfs = self.vfs();
+        answer_empty(reply, vfs.flush(fh.0, room).and_then(|()| vfs.fsync(fh.0)))
     }
 
     fn mkdir(

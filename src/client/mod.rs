@@ -12,6 +12,7 @@ pub mod cli_account;
 pub mod config;
 pub mod diskcache;
 pub mod fuse;
+pub mod iomode;
 pub mod journal;
 pub mod mount;
 pub mod password;

@@ -71,6 +71,10 @@ pub struct MountRecord {
     /// asks (the published counts are up to a few hundred ms old, older during an upload).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal: Option<PathBuf>,
+    /// Whether the kernel writes open files straight to their local stage (FUSE
+    /// passthrough, DECISIONS 38).
+    #[serde(default)]
+    pub passthrough: bool,
 }
 
 fn default_mountpoint() -> Result<PathBuf> {
@@ -329,10 +333,13 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         fuser::MountOption::NoSuid,
     ];
     let spinner = Arc::new(OnceLock::new());
+    let passthrough = Arc::new(AtomicBool::new(super::fuse::may_pass_through()));
     let fs = FuseFs {
         vfs: vfs.clone(),
         space: space.clone(),
         spinner: spinner.clone(),
+        passthrough: passthrough.clone(),
+        io: Mutex::new(Default::default()),
     };
     let session = fuser::Session::new(fs, mountpoint, &mount_config)
         .and_then(|session| {
@@ -398,6 +405,7 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
             running,
             uploads: status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             journal: Some(journal_path.clone()),
+            passthrough: passthrough.load(Ordering::Relaxed),
         };
         write_record(&record_file, &record);
     };

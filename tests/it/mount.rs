@@ -728,3 +728,72 @@ fn reused_stage_files_hold_only_the_new_content() {
     }
     mount.unmount();
 }
+
+/// Written in place while open elsewhere: the kernel may write such files straight to their
+/// local stage (FUSE passthrough, when the mount may), and must then serve every open of
+/// the file the same way, while a file already open through the mount stays there.
+#[test]
+fn files_written_in_place_show_new_size_and_time_and_keep_every_open_consistent() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-inplace@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &[]);
+    let status = client.run(&["status", "--json"]).ok().json();
+    let passthrough = status["mounts"][0]["passthrough"].as_bool().unwrap();
+    match std::env::var("IBACKUP_FUSE_PASSTHROUGH").as_deref() {
+        Ok("0") => assert!(!passthrough, "turned off, yet {status}"),
+        _ if std::env::var("IBACKUP_REQUIRE_PASSTHROUGH").as_deref() == Ok("1") => {
+            assert!(
+                passthrough,
+                "passthrough required (root, Linux 6.9+): {status}"
+            )
+        }
+        _ => {}
+    }
+    let path = mount.live().join("log.txt");
+    write_file(&path, &[b'a'; 100_000]);
+    let before = fs::metadata(&path).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+
+    // A reader and an appender at once, on a file not uploaded yet.
+    let mut reader = fs::File::open(&path).unwrap();
+    let mut appender = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    std::io::Write::write_all(&mut appender, b"tail").unwrap();
+    let during = fs::metadata(&path).unwrap();
+    assert_eq!(during.len(), 100_004);
+    assert!(
+        (during.mtime(), during.mtime_nsec()) > (before.mtime(), before.mtime_nsec()),
+        "mtime must move with a write"
+    );
+    drop(appender);
+    let mut seen = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut seen).unwrap();
+    assert_eq!(seen.len(), 100_004);
+    assert!(seen.ends_with(b"tail"));
+    drop(reader);
+    mount.settle();
+
+    // Uploaded now: a reader opens it through the mount first, then a writer changes it.
+    let reader = fs::File::open(&path).unwrap();
+    let writer = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    use std::os::unix::fs::FileExt;
+    writer.write_all_at(b"HEAD", 0).unwrap();
+    drop(writer);
+    let mut head = [0u8; 4];
+    reader.read_exact_at(&mut head, 0).unwrap();
+    assert_eq!(&head, b"HEAD");
+    drop(reader);
+    let last = fs::metadata(&path).unwrap();
+    mount.unmount().ok();
+
+    fs::remove_dir_all(client.home.path().join("cache")).unwrap();
+    let mount = TestMount::start(&client, &[]);
+    let back = fs::read(&path).unwrap();
+    assert_eq!(back.len(), 100_004);
+    assert!(back.starts_with(b"HEAD") && back.ends_with(b"tail"));
+    assert_eq!(fs::metadata(&path).unwrap().mtime(), last.mtime());
+    mount.unmount();
+}

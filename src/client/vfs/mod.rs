@@ -9,6 +9,7 @@
 //! readdir offsets survive changes made meanwhile.
 
 pub mod nodes;
+mod passthrough;
 mod read;
 #[cfg(test)]
 mod tests;
@@ -106,6 +107,8 @@ pub struct Vfs {
     pub(crate) prefetched_dirs: std::collections::HashSet<Ino>,
     /// Empty files in `stage_dir/free`, left by uploaded stages, to reuse for new ones.
     pub(crate) free_stages: Vec<String>,
+    /// Staged files the kernel reads and writes itself, by inode.
+    pub(crate) passed: HashMap<Ino, passthrough::PassedThrough>,
 }
 
 /// Where uploaded stages wait, truncated, to be reused.
@@ -209,6 +212,7 @@ impl Vfs {
             last_change: std::time::Instant::now(),
             prefetched_dirs: std::collections::HashSet::new(),
             free_stages: Vec::new(),
+            passed: HashMap::new(),
         }
         .with_free_stages()
     }
@@ -241,6 +245,7 @@ impl Vfs {
         let read_only = !matches!(node.place, Place::Live(i) if self.libraries[i].writable);
         // `attr.size` follows every write, truncate and setattr, staged or not.
         let mut attr = node.attr.clone();
+        self.passed_attr(ino, &mut attr);
         if matches!(node.place, Place::Snapshot(_)) {
             attr.mode &= !0o222;
         }

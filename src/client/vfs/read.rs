@@ -20,8 +20,10 @@ const SIBLINGS: usize = 256;
 const SIBLING_BYTES: u64 = 16 << 20;
 
 pub enum Handle {
-    /// Committed content, read chunk by chunk.
+    /// Committed content, read chunk by chunk (until the file is written: see
+    /// [`Vfs::follow_stage`]).
     Chunks {
+        ino: Ino,
         library: usize,
         chunks: Arc<Vec<ChunkRef>>,
         offsets: Vec<u64>,
@@ -34,13 +36,17 @@ pub enum Handle {
         file: Arc<File>,
         writable: bool,
         wrote: bool,
+        /// The kernel reads and writes the stage file itself (see `passthrough`).
+        passthrough: bool,
     },
 }
 
-/// What `open` answers: the handle and whether the kernel may keep cached pages.
+/// What `open` answers: the handle, whether the kernel may keep cached pages, and the
+/// staged file behind the handle, which the kernel may then read and write itself.
 pub struct Opened {
     pub fh: u64,
     pub keep_cache: bool,
+    pub stage: Option<Arc<File>>,
 }
 
 impl Vfs {
@@ -59,6 +65,7 @@ impl Vfs {
                     file: Arc::new(file),
                     writable: false,
                     wrote: false,
+                    passthrough: false,
                 }
             }
             Body::File { chunks, .. } => {
@@ -74,6 +81,7 @@ impl Vfs {
                     offsets.push(total);
                 }
                 Handle::Chunks {
+                    ino,
                     library,
                     chunks: chunks.clone(),
                     offsets,
@@ -94,15 +102,21 @@ impl Vfs {
                 self.prefetch_siblings(ino, *library);
             }
         }
+        let stage = match &handle {
+            Handle::Staged { file, .. } => Some(file.clone()),
+            Handle::Chunks { .. } => None,
+        };
         Ok(Opened {
             fh: self.new_handle(handle),
             keep_cache,
+            stage,
         })
     }
 
     /// Up to `size` bytes at `offset`. A read within one chunk is a slice of the cached
     /// plaintext, not a copy.
     pub fn read(&mut self, fh: u64, offset: u64, size: usize) -> VfsResult<Bytes> {
+        self.follow_stage(fh)?;
         let fetcher = self.fetcher.clone();
         match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
             Handle::Staged { file, .. } => {
@@ -123,6 +137,7 @@ impl Vfs {
                 chunks,
                 offsets,
                 last_end,
+                ..
             } => {
                 let total = *offsets.last().expect("offsets start with 0");
                 if offset >= total || size == 0 {
@@ -166,6 +181,36 @@ impl Vfs {
                 })
             }
         }
+    }
+
+    /// A handle opened on committed content reads the file's stage once the file was
+    /// written through another handle: reads see every write made before them, whichever
+    /// descriptor made it. (With the kernel's writeback cache the written pages answered
+    /// such reads; without it, as with passthrough, they reach the mount.)
+    fn follow_stage(&mut self, fh: u64) -> VfsResult<()> {
+        let Some(Handle::Chunks { ino, .. }) = self.handles.get(&fh) else {
+            return Ok(());
+        };
+        let ino = *ino;
+        let Some(Body::File {
+            staged: Some(stage),
+            ..
+        }) = self.nodes.get(ino).map(|n| &n.body)
+        else {
+            return Ok(());
+        };
+        let file = File::open(self.stage_path(stage))?;
+        self.handles.insert(
+            fh,
+            Handle::Staged {
+                ino,
+                file: Arc::new(file),
+                writable: false,
+                wrote: false,
+                passthrough: false,
+            },
+        );
+        Ok(())
     }
 
     /// Tools that walk a tree (grep -r, cp -r, tar) read the small files of a directory one

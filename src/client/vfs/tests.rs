@@ -136,6 +136,75 @@ fn a_failed_stage_write_leaves_the_size_the_stage_holds() {
     assert_eq!(f.vfs.read(opened.fh, 0, 100).unwrap().to_vec(), b"kept");
 }
 
+/// The kernel's side of passthrough: it writes the stage file, and the mount never sees it.
+fn kernel_writes(opened: &super::Opened, data: &[u8], offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let stage = opened.stage.as_ref().expect("a staged handle");
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&**stage)
+        ))
+        .unwrap();
+    file.write_all_at(data, offset).unwrap();
+}
+
+#[test]
+fn passed_through_writes_show_in_size_and_time_and_are_journaled_once_changed() {
+    let mut f = fixture(Permission::Owner);
+    let (stat, opened) = f.vfs.create(f.live, b"log.txt", 0o644, ME).unwrap();
+    f.vfs.passed_through(opened.fh).unwrap();
+    let created = stat.attr.mtime_ns;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    kernel_writes(&opened, b"hello", 0);
+    let now = f.vfs.stat(stat.ino).unwrap().attr;
+    assert_eq!(now.size, 5);
+    assert!(now.mtime_ns > created, "{} <= {created}", now.mtime_ns);
+    // An explicit mtime holds until the next write.
+    f.vfs
+        .setattr(stat.ino, None, None, None, None, Some(1_000_000_000))
+        .unwrap();
+    assert_eq!(f.vfs.stat(stat.ino).unwrap().attr.mtime_ns, 1_000_000_000);
+    f.vfs.close(opened.fh).unwrap();
+    assert!(
+        matches!(
+            ops(&f).last(),
+            Some(Op::Write {
+                mtime_ns: 1_000_000_000,
+                ..
+            })
+        ),
+        "{:?}",
+        ops(&f)
+    );
+    // Opened and closed without a write: nothing more to journal.
+    let journaled = ops(&f).len();
+    let again = f.vfs.open_write(stat.ino, false).unwrap();
+    f.vfs.passed_through(again.fh).unwrap();
+    f.vfs.close(again.fh).unwrap();
+    assert_eq!(ops(&f).len(), journaled);
+    assert!(
+        f.vfs.passed.is_empty(),
+        "the last close ends the bookkeeping"
+    );
+}
+
+#[test]
+fn a_passed_through_file_grown_past_the_quota_is_cut_back_at_flush() {
+    let mut f = fixture(Permission::Owner);
+    let (stat, opened) = f.vfs.create(f.live, b"big.bin", 0o644, ME).unwrap();
+    f.vfs.passed_through(opened.fh).unwrap();
+    kernel_writes(&opened, &[7u8; 10], 0);
+    f.vfs.flush(opened.fh, 16).unwrap();
+    kernel_writes(&opened, &[7u8; 10], 10);
+    assert!(matches!(f.vfs.flush(opened.fh, 16), Err(VfsError::NoSpace)));
+    assert_eq!(f.vfs.stat(stat.ino).unwrap().attr.size, 16);
+    f.vfs.close(opened.fh).unwrap();
+    let back = f.vfs.open_read(stat.ino).unwrap();
+    assert_eq!(f.vfs.read(back.fh, 0, 100).unwrap().to_vec(), [7u8; 16]);
+}
+
 #[test]
 fn create_write_read_and_journal_on_close() {
     let mut f = fixture(Permission::Owner);

@@ -156,7 +156,13 @@ impl Vfs {
                 .read(true)
                 .write(true)
                 .open(self.stage_path(&stage))?;
-            file.set_len(0)?;
+            // Free stages are emptied when freed. Truncating again, even an empty file,
+            // would make ext4 flush the whole new content when the file is next closed
+            // (its guard for files rewritten after truncation), inside the writer's
+            // `close` when the kernel passes the file through.
+            if file.metadata()?.len() != 0 {
+                file.set_len(0)?;
+            }
             return Ok((stage, file));
         }
         crate::fsutil::create_private_dir(&self.stage_dir)?;
@@ -199,17 +205,20 @@ impl Vfs {
                 return Err(e);
             }
         };
+        let file = Arc::new(file);
         let fh = self.new_handle(Handle::Staged {
             ino,
-            file: Arc::new(file),
+            file: file.clone(),
             writable: true,
             wrote: true,
+            passthrough: false,
         });
         Ok((
             self.stat(ino)?,
             Opened {
                 fh,
                 keep_cache: false,
+                stage: Some(file),
             },
         ))
     }
@@ -259,15 +268,18 @@ impl Vfs {
         if truncate {
             self.touch(ino, Some(0));
         }
+        let file = Arc::new(file);
         let fh = self.new_handle(Handle::Staged {
             ino,
-            file: Arc::new(file),
+            file: file.clone(),
             writable: true,
             wrote: truncate,
+            passthrough: false,
         });
         Ok(Opened {
             fh,
             keep_cache: false,
+            stage: Some(file),
         })
     }
 
@@ -330,6 +342,7 @@ impl Vfs {
                 file,
                 writable: true,
                 wrote,
+                ..
             } => {
                 *wrote = true;
                 (*ino, file.clone())
@@ -369,30 +382,45 @@ impl Vfs {
     }
 
     pub fn fsync(&mut self, fh: u64) -> VfsResult<()> {
-        let ino = match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
-            Handle::Staged {
-                ino, file, wrote, ..
-            } => {
-                file.sync_all()?;
-                let wrote = std::mem::take(wrote);
-                if !wrote {
-                    return Ok(());
+        let (ino, wrote, passthrough) =
+            match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
+                Handle::Staged {
+                    ino,
+                    file,
+                    wrote,
+                    passthrough,
+                    ..
+                } => {
+                    file.sync_all()?;
+                    (*ino, std::mem::take(wrote), *passthrough)
                 }
-                *ino
-            }
-            Handle::Chunks { .. } => return Ok(()),
-        };
-        self.record_write(ino, true)
+                Handle::Chunks { .. } => return Ok(()),
+            };
+        if wrote || passthrough && self.take_passed_change(ino)? {
+            self.record_write(ino, true)?;
+        }
+        Ok(())
     }
 
     /// Closes a handle; a file written through it is journaled before this returns.
     pub fn close(&mut self, fh: u64) -> VfsResult<()> {
-        match self.handles.remove(&fh) {
-            Some(Handle::Staged {
-                ino, wrote: true, ..
-            }) => self.record_write(ino, false),
-            _ => Ok(()),
+        let Some(Handle::Staged {
+            ino,
+            wrote,
+            passthrough,
+            ..
+        }) = self.handles.remove(&fh)
+        else {
+            return Ok(());
+        };
+        let changed = passthrough && self.take_passed_change(ino)?;
+        if passthrough {
+            self.release_passed(ino);
         }
+        if wrote || changed {
+            self.record_write(ino, false)?;
+        }
+        Ok(())
     }
 
     pub fn mkdir(
@@ -535,6 +563,7 @@ impl Vfs {
         mtime_ns: Option<i64>,
     ) -> VfsResult<Stat> {
         let index = self.writable(ino)?;
+        self.sync_passed(ino)?;
         if let Some(size) = size {
             let opened = self.open_write(ino, size == 0)?;
             let result = match self.handles.get(&opened.fh) {
@@ -562,6 +591,7 @@ impl Vfs {
             node.attr.mtime_ns = mtime;
         }
         node.attr.ctime_ns = now_ns();
+        self.settle_passed(ino, size.is_some())?;
         // The kernel's writeback cache sends the mtime of a file it is writing out just
         // before `flush`; the write journaled at close carries it, so it needs no entry.
         let only_mtime = mode.is_none() && uid.is_none() && gid.is_none();
