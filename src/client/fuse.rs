@@ -164,7 +164,8 @@ impl FuseFs {
         register: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
     ) -> Result<Option<()>, Errno> {
         let on = self.passthrough.load(Ordering::Relaxed);
-        let stage = opened.stage.as_ref().filter(|_| on);
+        // A file already passed through stays so even if passthrough was turned off since.
+        let stage = (opened.stage.as_ref()).filter(|_| on || io.backing(ino).is_some());
         let new = match (io.choose(ino, stage.is_some()), stage) {
             (Choice::Reuse(_), _) => None,
             (Choice::New, Some(stage)) => match register(stage) {
@@ -460,8 +461,7 @@ impl Filesystem for FuseFs {
         reply: ReplyEmpty,
     ) {
         let room = self.room();
-        let mut vfs = self.vfs();
-        answer_empty(reply, vfs.flush(fh.0, room).and_then(|()| vfs.fsync(fh.0)))
+        answer_empty(reply, self.vfs().fsync(fh.0, room))
     }
 
     fn mkdir(

@@ -113,29 +113,30 @@ impl Vfs {
             .is_some_and(|state| std::mem::take(&mut state.changed)))
     }
 
-    /// At `close` (flush) of a passed-through handle: the kernel gave the mount no chance
-    /// to refuse writes past the quota, so a file grown past `room` (the quota left) is cut
-    /// back to it here and the writer told `NoSpace`, as a refused write would have.
-    pub fn flush(&mut self, fh: u64, room: u64) -> VfsResult<()> {
+    /// At `close` or `fsync` of passed-through handle `fh`: the kernel gave the mount no
+    /// chance to refuse writes past the quota, so a file grown past `room` (the quota
+    /// left) is cut back to it here, and the caller tells the writer `NoSpace`, as a
+    /// refused write would have. Returns whether it cut.
+    pub(crate) fn cut_to_quota(&mut self, fh: u64, room: u64) -> VfsResult<bool> {
         let ino = match self.handles.get(&fh) {
             Some(Handle::Staged {
                 ino,
                 passthrough: true,
                 ..
             }) => *ino,
-            _ => return Ok(()),
+            _ => return Ok(false),
         };
         self.sync_passed(ino)?;
         let Some(state) = self.passed.get_mut(&ino) else {
-            return Ok(());
+            return Ok(false);
         };
         let limit = room.max(state.allowed);
         if state.seen.0 <= limit {
-            return Ok(());
+            return Ok(false);
         }
         state.file.set_len(limit)?;
         self.sync_passed(ino)?;
-        Err(VfsError::NoSpace)
+        Ok(true)
     }
 
     /// A passed-through handle closes; the last one ends the bookkeeping for its file.

@@ -206,6 +206,27 @@ fn a_passed_through_file_grown_past_the_quota_is_cut_back_at_flush() {
 }
 
 #[test]
+fn a_write_is_journaled_when_its_descriptor_closes_not_only_at_release() {
+    let mut f = fixture(Permission::Owner);
+    let (_, opened) = f.vfs.create(f.live, b"notes.txt", 0o644, ME).unwrap();
+    f.vfs.write(opened.fh, 0, b"x", u64::MAX).unwrap();
+    // `close` waits for flush; the release comes after `close` returned.
+    f.vfs.flush(opened.fh, u64::MAX).unwrap();
+    assert_eq!(ops(&f).len(), 1);
+    f.vfs.close(opened.fh).unwrap();
+    assert_eq!(ops(&f).len(), 1, "nothing new to journal at release");
+
+    // The same, passed through: the kernel writes the stage, the mount sees the change.
+    let (_, opened) = f.vfs.create(f.live, b"log.txt", 0o644, ME).unwrap();
+    f.vfs.passed_through(opened.fh).unwrap();
+    kernel_writes(&opened, b"x", 0);
+    f.vfs.flush(opened.fh, u64::MAX).unwrap();
+    assert_eq!(ops(&f).len(), 2);
+    f.vfs.close(opened.fh).unwrap();
+    assert_eq!(ops(&f).len(), 2, "nothing new to journal at release");
+}
+
+#[test]
 fn create_write_read_and_journal_on_close() {
     let mut f = fixture(Permission::Owner);
     let (stat, opened) = f.vfs.create(f.live, b"notes.txt", 0o640, ME).unwrap();

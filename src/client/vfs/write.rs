@@ -381,44 +381,65 @@ impl Vfs {
         self.record(index, op, durable)
     }
 
-    pub fn fsync(&mut self, fh: u64) -> VfsResult<()> {
-        let (ino, wrote, passthrough) =
-            match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
-                Handle::Staged {
-                    ino,
-                    file,
-                    wrote,
-                    passthrough,
-                    ..
-                } => {
-                    file.sync_all()?;
-                    (*ino, std::mem::take(wrote), *passthrough)
-                }
-                Handle::Chunks { .. } => return Ok(()),
-            };
-        if wrote || passthrough && self.take_passed_change(ino)? {
-            self.record_write(ino, true)?;
-        }
-        Ok(())
-    }
-
-    /// Closes a handle; a file written through it is journaled before this returns.
-    pub fn close(&mut self, fh: u64) -> VfsResult<()> {
+    /// Journals the file behind handle `fh` if it was written through it (or, passed
+    /// through, changed) since last journaled; `durable` also syncs the journal.
+    fn journal_written(&mut self, fh: u64, durable: bool) -> VfsResult<()> {
         let Some(Handle::Staged {
             ino,
             wrote,
             passthrough,
             ..
-        }) = self.handles.remove(&fh)
+        }) = self.handles.get_mut(&fh)
         else {
             return Ok(());
         };
+        let (ino, wrote, passthrough) = (*ino, std::mem::take(wrote), *passthrough);
+        // Both taken, so the next call journals only what comes after.
         let changed = passthrough && self.take_passed_change(ino)?;
-        if passthrough {
-            self.release_passed(ino);
-        }
         if wrote || changed {
-            self.record_write(ino, false)?;
+            self.record_write(ino, durable)?;
+        }
+        Ok(())
+    }
+
+    /// Makes what was written through `fh` survive a power cut: the stage file and the
+    /// journal entry are synced. `room` as for [`Vfs::flush`].
+    pub fn fsync(&mut self, fh: u64, room: u64) -> VfsResult<()> {
+        let cut = self.cut_to_quota(fh, room)?;
+        match self.handles.get(&fh).ok_or(VfsError::BadHandle)? {
+            Handle::Staged { file, .. } => file.sync_all()?,
+            Handle::Chunks { .. } => return Ok(()),
+        }
+        self.journal_written(fh, true)?;
+        match cut {
+            true => Err(VfsError::NoSpace),
+            false => Ok(()),
+        }
+    }
+
+    /// At each `close` of a descriptor (the kernel's flush, which `close` waits for): a
+    /// file written through the handle is journaled before `close` returns. (The release
+    /// that ends the handle reaches the mount only after `close` returned.) `room` is the
+    /// quota left, which a passed-through file may not have grown past.
+    pub fn flush(&mut self, fh: u64, room: u64) -> VfsResult<()> {
+        let cut = self.cut_to_quota(fh, room)?;
+        self.journal_written(fh, false)?;
+        match cut {
+            true => Err(VfsError::NoSpace),
+            false => Ok(()),
+        }
+    }
+
+    /// Ends a handle; what was written through it since the last flush is journaled.
+    pub fn close(&mut self, fh: u64) -> VfsResult<()> {
+        self.journal_written(fh, false)?;
+        if let Some(Handle::Staged {
+            ino,
+            passthrough: true,
+            ..
+        }) = self.handles.remove(&fh)
+        {
+            self.release_passed(ino);
         }
         Ok(())
     }
