@@ -444,13 +444,24 @@ impl Vfs {
         }
     }
 
-    /// Live nodes whose content is staged file `stage`.
-    pub(crate) fn nodes_with_stage(&self, stage: &str) -> Vec<Ino> {
-        (1..=self.nodes.len() as Ino)
-            .filter(|ino| {
-                matches!(self.nodes.get(*ino), Some(Node { body: Body::File { staged: Some(s), .. }, .. }) if s == stage)
-            })
-            .collect()
+    /// Live nodes by the staged file holding their content, in one pass over the nodes
+    /// (the uploader asks for every stage it committed).
+    pub(crate) fn nodes_by_stage(&self) -> HashMap<String, Vec<Ino>> {
+        let mut holders: HashMap<String, Vec<Ino>> = HashMap::new();
+        for ino in 1..=self.nodes.len() as Ino {
+            if let Some(Node {
+                body:
+                    Body::File {
+                        staged: Some(stage),
+                        ..
+                    },
+                ..
+            }) = self.nodes.get(ino)
+            {
+                holders.entry(stage.clone()).or_default().push(ino);
+            }
+        }
+        holders
     }
 }
 

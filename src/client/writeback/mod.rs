@@ -382,11 +382,12 @@ impl Uploader {
             })
             .collect();
         let mut freed = Vec::new();
+        let mut by_stage = vfs.nodes_by_stage();
         for (stage, (chunks, _)) in contents {
             if needed.contains(stage) {
                 continue;
             }
-            let holders = vfs.nodes_with_stage(stage);
+            let holders = by_stage.remove(stage).unwrap_or_default();
             if holders.iter().any(|ino| open.contains(ino)) {
                 continue;
             }
