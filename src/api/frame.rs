@@ -4,6 +4,8 @@
 //! concatenated in header order. Fetch response: for each requested id in order,
 //! `length (u32 BE) || blob`.
 
+use bytes::{Buf, BytesMut};
+
 use super::types::UploadHeader;
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,21 @@ pub fn decode_frames(mut body: &[u8]) -> Result<Vec<&[u8]>, FrameError> {
     Ok(blobs)
 }
 
+/// [`decode_frames`] of a body the caller owns: each blob becomes its own mutable part of
+/// the body's buffer, with nothing copied.
+pub fn split_frames(mut body: BytesMut) -> Result<Vec<BytesMut>, FrameError> {
+    let mut blobs = Vec::new();
+    while !body.is_empty() {
+        let (len, rest) = split_u32(&body)?;
+        if rest.len() < len as usize {
+            return Err(FrameError::Truncated);
+        }
+        body.advance(4);
+        blobs.push(body.split_to(len as usize));
+    }
+    Ok(blobs)
+}
+
 fn split_u32(body: &[u8]) -> Result<(u32, &[u8]), FrameError> {
     if body.len() < 4 {
         return Err(FrameError::Truncated);
@@ -129,5 +146,9 @@ mod tests {
             vec![&b"one"[..], b"", b"three"]
         );
         assert!(decode_frames(&body[..body.len() - 1]).is_err());
+        let owned = split_frames(BytesMut::from(&body[..])).unwrap();
+        assert_eq!(owned, vec![&b"one"[..], b"", b"three"]);
+        assert!(split_frames(BytesMut::from(&body[..body.len() - 1])).is_err());
+        assert!(split_frames(BytesMut::from(&[0u8, 0][..])).is_err());
     }
 }

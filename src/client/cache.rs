@@ -135,14 +135,26 @@ impl Fetcher {
         from_server.sort();
         from_server.dedup();
         if !from_server.is_empty() {
-            let store = Store::new(&self.remote, library);
-            for (id, blob) in from_server.iter().zip(store.fetch_raw(&from_server)?) {
-                let plain = library.keys.open(kind, id, &blob)?;
-                self.disk.put(lib, id, &blob);
+            for (id, plain) in from_server
+                .iter()
+                .zip(self.fetch(library, kind, &from_server)?)
+            {
                 found.insert(*id, self.remember(lib, *id, plain));
             }
         }
         Ok(ids.iter().map(|id| found[id].clone()).collect())
+    }
+
+    /// Plaintexts of `ids` from the server. Each blob goes into the disk cache as it came,
+    /// then is decrypted in its own part of the response's buffer: no copy of it is made.
+    fn fetch(&self, library: &OpenLibrary, kind: BlobKind, ids: &[ObjectId]) -> Result<Vec<Bytes>> {
+        let store = Store::new(&self.remote, library);
+        let mut plains = Vec::with_capacity(ids.len());
+        for (id, blob) in ids.iter().zip(store.fetch_owned(ids)?) {
+            self.disk.put(&library.info.id, id, &blob);
+            plains.push(library.keys.open_owned(kind, id, blob)?);
+        }
+        Ok(plains)
     }
 
     /// Waits (a bounded time) while any of `ids` is being prefetched.
@@ -166,14 +178,7 @@ impl Fetcher {
     }
 
     /// Loads `ids` into the memory cache from disk or the server (a prefetch: no waiting).
-    /// Returns the blobs that came from the server, for the disk cache: writing them there
-    /// can wait until readers waiting on this prefetch were woken.
-    fn fetch_missing(
-        &self,
-        library: &OpenLibrary,
-        kind: BlobKind,
-        ids: &[ObjectId],
-    ) -> Result<Vec<(ObjectId, Bytes)>> {
+    fn fetch_missing(&self, library: &OpenLibrary, kind: BlobKind, ids: &[ObjectId]) -> Result<()> {
         let lib = &library.info.id;
         let mut from_server = Vec::new();
         for id in ids {
@@ -188,16 +193,15 @@ impl Fetcher {
                 None => from_server.push(*id),
             }
         }
-        let mut fetched = Vec::new();
         if !from_server.is_empty() {
-            let store = Store::new(&self.remote, library);
-            for (id, blob) in from_server.iter().zip(store.fetch_raw(&from_server)?) {
-                let plain = library.keys.open(kind, id, &blob)?;
+            for (id, plain) in from_server
+                .iter()
+                .zip(self.fetch(library, kind, &from_server)?)
+            {
                 self.remember(lib, *id, plain);
-                fetched.push((*id, blob));
             }
         }
-        Ok(fetched)
+        Ok(())
     }
 
     fn remember(&self, lib: &str, id: ObjectId, plain: Bytes) -> Bytes {
@@ -232,7 +236,8 @@ impl Fetcher {
         for group in wanted.chunks(per_request.max(1)) {
             let (fetcher, library, group) = (self.clone(), library.clone(), group.to_vec());
             std::thread::spawn(move || {
-                let fetched = fetcher.fetch_missing(&library, BlobKind::Chunk, &group);
+                // A failure leaves the chunks to the reader, who fetches them again.
+                let _ = fetcher.fetch_missing(&library, BlobKind::Chunk, &group);
                 {
                     let mut in_flight = fetcher.in_flight.lock().unwrap_or_else(|p| p.into_inner());
                     for id in &group {
@@ -240,9 +245,6 @@ impl Fetcher {
                     }
                 }
                 fetcher.landed.notify_all();
-                for (id, blob) in fetched.unwrap_or_default() {
-                    fetcher.disk.put(&library.info.id, &id, &blob);
-                }
             });
         }
     }

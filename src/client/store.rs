@@ -151,14 +151,28 @@ impl<'a> Store<'a> {
 
     /// Fetches raw blobs in one request, splitting it if the server finds it too large.
     pub fn fetch_raw(&self, ids: &[ObjectId]) -> Result<Vec<bytes::Bytes>> {
+        Ok(self
+            .fetch_owned(ids)?
+            .into_iter()
+            .map(bytes::BytesMut::freeze)
+            .collect())
+    }
+
+    /// [`Store::fetch_raw`], each blob a mutable part of the one response body (no copies),
+    /// to be decrypted in place ([`LibraryKeys::open_owned`]).
+    pub fn fetch_owned(&self, ids: &[ObjectId]) -> Result<Vec<bytes::BytesMut>> {
         let request = IdList { ids: ids.to_vec() };
         match self
             .remote
             .post_for_bytes(&self.path(routes::OBJECTS_FETCH), &request)
         {
             Ok(body) => {
-                let blobs = frame::decode_frames(&body)
-                    .map_err(|e| RemoteError::Protocol(e.to_string()))?;
+                // The body is the client's own unless the HTTP stack still shares it.
+                let body = body
+                    .try_into_mut()
+                    .unwrap_or_else(|shared| bytes::BytesMut::from(&shared[..]));
+                let blobs =
+                    frame::split_frames(body).map_err(|e| RemoteError::Protocol(e.to_string()))?;
                 if blobs.len() != ids.len() {
                     return Err(RemoteError::Protocol(format!(
                         "asked for {} objects, got {}",
@@ -167,15 +181,14 @@ impl<'a> Store<'a> {
                     ))
                     .into());
                 }
-                // Slices of the one response body, not copies.
-                Ok(blobs.into_iter().map(|blob| body.slice_ref(blob)).collect())
+                Ok(blobs)
             }
             Err(RemoteError::Api { body, .. })
                 if body.error == ErrorCode::PayloadTooLarge && ids.len() > 1 =>
             {
                 let (a, b) = ids.split_at(ids.len() / 2);
-                let mut blobs = self.fetch_raw(a)?;
-                blobs.extend(self.fetch_raw(b)?);
+                let mut blobs = self.fetch_owned(a)?;
+                blobs.extend(self.fetch_owned(b)?);
                 Ok(blobs)
             }
             Err(e) => Err(e.into()),

@@ -4,7 +4,7 @@
 //! ciphertext to its version, kind and id, so the server cannot pass off one blob as another.
 //! See `docs/FORMAT.md`.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,17 @@ impl LibraryKeys {
     /// Opens a blob and checks that its plaintext really has id `id`. The plaintext is
     /// decrypted in place in one copy of the blob; no further copy is made for raw content.
     pub fn open(&self, kind: BlobKind, id: &ObjectId, blob: &[u8]) -> Result<Bytes, CryptoError> {
+        self.open_owned(kind, id, BytesMut::from(blob))
+    }
+
+    /// [`LibraryKeys::open`] of a blob the caller hands over: decrypted in its own buffer,
+    /// which raw content then is, without a copy.
+    pub fn open_owned(
+        &self,
+        kind: BlobKind,
+        id: &ObjectId,
+        mut blob: BytesMut,
+    ) -> Result<Bytes, CryptoError> {
         if blob.len() < MIN_BLOB_LEN {
             return Err(CryptoError::Truncated(blob.len()));
         }
@@ -135,14 +146,17 @@ impl LibraryKeys {
         let nonce =
             Nonce::try_assume_unique_for_key(&blob[1..header]).map_err(|_| CryptoError::Decrypt)?;
         // Ciphertext and tag, opened in place; the tag's bytes are cut off after.
-        let mut inner = blob[header..].to_vec();
         let opened = cipher(self)
-            .open_in_place(nonce, Aad::from(associated_data(kind, id)), &mut inner)
+            .open_in_place(
+                nonce,
+                Aad::from(associated_data(kind, id)),
+                &mut blob[header..],
+            )
             .map_err(|_| CryptoError::Decrypt)?
             .len();
-        inner.truncate(opened);
+        let inner = blob.freeze().slice(header..header + opened);
         let plaintext = match inner.first() {
-            Some(&RAW) => Bytes::from(inner).slice(1..),
+            Some(&RAW) => inner.slice(1..),
             Some(&ZSTD) => Bytes::from(
                 zstd::stream::decode_all(&inner[1..])
                     .map_err(|e| CryptoError::Decompress(e.to_string()))?,
