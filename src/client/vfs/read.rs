@@ -58,16 +58,7 @@ impl Vfs {
             Body::File {
                 staged: Some(stage),
                 ..
-            } => {
-                let file = File::open(self.stage_path(stage))?;
-                Handle::Staged {
-                    ino,
-                    file: Arc::new(file),
-                    writable: false,
-                    wrote: false,
-                    passthrough: false,
-                }
-            }
+            } => self.stage_reader(ino, stage)?,
             Body::File { chunks, .. } => {
                 let library = match place {
                     Place::Live(i) | Place::Snapshot(i) => i,
@@ -199,18 +190,20 @@ impl Vfs {
         else {
             return Ok(());
         };
-        let file = File::open(self.stage_path(stage))?;
-        self.handles.insert(
-            fh,
-            Handle::Staged {
-                ino,
-                file: Arc::new(file),
-                writable: false,
-                wrote: false,
-                passthrough: false,
-            },
-        );
+        let reader = self.stage_reader(ino, stage)?;
+        self.handles.insert(fh, reader);
         Ok(())
+    }
+
+    /// A read-only handle on `stage`, the staged content of `ino`.
+    fn stage_reader(&self, ino: Ino, stage: &str) -> VfsResult<Handle> {
+        Ok(Handle::Staged {
+            ino,
+            file: Arc::new(File::open(self.stage_path(stage))?),
+            writable: false,
+            wrote: false,
+            passthrough: false,
+        })
     }
 
     /// Tools that walk a tree (grep -r, cp -r, tar) read the small files of a directory one
