@@ -244,6 +244,35 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
 }
 
 /// This computer's caches and write-back journal for the logged-in account.
+/// Mounts. If the kernel agreed to passthrough but then refuses to register a file for
+/// this process, unmounts and mounts again without it, with the writeback cache: the
+/// choice is made at `init`, before a registration can be tried (DECISIONS 38).
+fn start_session(
+    make_fs: impl Fn() -> FuseFs,
+    passthrough: &AtomicBool,
+    mountpoint: &Path,
+    config: &fuser::Config,
+    probe: &Path,
+) -> std::io::Result<fuser::Session<FuseFs>> {
+    let session = fuser::Session::new(make_fs(), mountpoint, config)?;
+    if !passthrough.load(Ordering::Relaxed) {
+        return Ok(session);
+    }
+    // The probe's registration stays open (fuser has no safe way to close an id it did not
+    // make): the kernel holds the empty probe file until unmount.
+    let registered =
+        std::fs::File::create(probe).and_then(|file| fuser::BackingId::create_raw(&session, &file));
+    match registered {
+        Ok(_) => Ok(session),
+        Err(e) => {
+            eprintln!("warning: FUSE passthrough refused ({e}); mounting without it");
+            drop(session);
+            passthrough.store(false, Ordering::Relaxed);
+            fuser::Session::new(make_fs(), mountpoint, config)
+        }
+    }
+}
+
 pub fn account_dir(paths: &Paths, session: &Session) -> PathBuf {
     let key =
         blake3::hash(format!("{}\n{}", session.remote.base(), session.email).as_bytes()).to_hex();
@@ -334,14 +363,15 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
     ];
     let spinner = Arc::new(OnceLock::new());
     let passthrough = Arc::new(AtomicBool::new(super::fuse::may_pass_through()));
-    let fs = FuseFs {
+    let make_fs = || FuseFs {
         vfs: vfs.clone(),
         space: space.clone(),
         spinner: spinner.clone(),
         passthrough: passthrough.clone(),
         io: Mutex::new(Default::default()),
     };
-    let session = fuser::Session::new(fs, mountpoint, &mount_config)
+    let probe = writeback_dir.join("passthrough-probe");
+    let session = start_session(make_fs, &passthrough, mountpoint, &mount_config, &probe)
         .and_then(|session| {
             let fd = session.as_fd().try_clone_to_owned()?;
             if let Some(started) = Spinner::start(fd) {
