@@ -154,15 +154,15 @@ impl FuseFs {
 
     /// Decides whether the kernel serves the new open `opened` of `ino` itself, registering
     /// its stage file with `register` when it is the inode's first (DECISIONS 38).
-    /// `Ok(Some(()))`: pass through, to `io.backing(ino)`; `Ok(None)`: serve it here.
-    fn pass_through(
+    /// `Ok(Some(backing))`: pass through, to `backing`; `Ok(None)`: serve it here.
+    fn pass_through<'a>(
         &self,
         vfs: &mut Vfs,
-        io: &mut IoModes<BackingId>,
+        io: &'a mut IoModes<BackingId>,
         ino: u64,
         opened: &Opened,
         register: impl FnOnce(&std::fs::File) -> std::io::Result<BackingId>,
-    ) -> Result<Option<()>, Errno> {
+    ) -> Result<Option<&'a BackingId>, Errno> {
         let on = self.passthrough.load(Ordering::Relaxed);
         // A file already passed through stays so even if passthrough was turned off since.
         let stage = (opened.stage.as_ref()).filter(|_| on || io.backing(ino).is_some());
@@ -192,7 +192,7 @@ impl FuseFs {
             return Err(errno(&e));
         }
         io.opened_backed(ino, opened.fh, new);
-        Ok(Some(()))
+        Ok(io.backing(ino))
     }
 
     /// Keeps the reader polling while requests come (requests that need no `vfs` call it
@@ -320,10 +320,7 @@ impl Filesystem for FuseFs {
         match self.pass_through(&mut vfs, &mut io, ino, &opened, |file| {
             reply.open_backing(file)
         }) {
-            Ok(Some(())) => match io.backing(ino) {
-                Some(backing) => reply.opened_passthrough(fh, flags, backing),
-                None => reply.error(Errno::EIO),
-            },
+            Ok(Some(backing)) => reply.opened_passthrough(fh, flags, backing),
             Ok(None) => reply.opened(fh, flags),
             Err(e) => reply.error(e),
         }
@@ -391,12 +388,9 @@ impl Filesystem for FuseFs {
         match self.pass_through(&mut vfs, &mut io, stat.ino, &opened, |file| {
             reply.open_backing(file)
         }) {
-            Ok(Some(())) => match io.backing(stat.ino) {
-                Some(backing) => {
-                    reply.created_passthrough(&ttl, &attr, Generation(0), fh, flags, backing)
-                }
-                None => reply.error(Errno::EIO),
-            },
+            Ok(Some(backing)) => {
+                reply.created_passthrough(&ttl, &attr, Generation(0), fh, flags, backing)
+            }
             Ok(None) => reply.created(&ttl, &attr, Generation(0), fh, flags),
             Err(e) => reply.error(e),
         }

@@ -243,7 +243,6 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
     }
 }
 
-/// This computer's caches and write-back journal for the logged-in account.
 /// Mounts. If the kernel agreed to passthrough but then refuses to register a file for
 /// this process, unmounts and mounts again without it, with the writeback cache: the
 /// choice is made at `init`, before a registration can be tried (DECISIONS 38).
@@ -273,6 +272,7 @@ fn start_session(
     }
 }
 
+/// This computer's caches and write-back journal for the logged-in account.
 pub fn account_dir(paths: &Paths, session: &Session) -> PathBuf {
     let key =
         blake3::hash(format!("{}\n{}", session.remote.base(), session.email).as_bytes()).to_hex();

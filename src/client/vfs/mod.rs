@@ -123,6 +123,13 @@ pub struct MountedLibrary {
     pub head: Option<(ObjectId, ObjectId)>,
 }
 
+/// Size and mtime (ns) of a staged file: what tells that its content changed (the kernel
+/// writing a passed-through file, or a file changed after its chunks were prepared).
+pub fn stage_signature(meta: &std::fs::Metadata) -> (u64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec())
+}
+
 pub fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -5,7 +5,6 @@
 //! the stage file's size and mtime moving.
 
 use std::fs::File;
-use std::os::unix::fs::MetadataExt;
 use std::sync::Arc;
 
 use super::nodes::{Attr, Ino};
@@ -26,8 +25,7 @@ pub(crate) struct PassedThrough {
 }
 
 fn signature(file: &File) -> VfsResult<(u64, i64)> {
-    let meta = file.metadata()?;
-    Ok((meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec()))
+    Ok(super::stage_signature(&file.metadata()?))
 }
 
 impl Vfs {

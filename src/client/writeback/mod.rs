@@ -83,9 +83,8 @@ const PREPARE_EVERY: Duration = Duration::from_millis(500);
 
 /// Size and mtime (ns) of a staged file, to tell whether prepared chunks still match it.
 fn stage_signature(path: &std::path::Path) -> Option<(u64, i64)> {
-    use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec()))
+    Some(super::vfs::stage_signature(&meta))
 }
 
 impl Uploader {
