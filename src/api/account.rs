@@ -228,14 +228,24 @@ pub struct DeleteAccountRequest {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LibrarySummary {
-    pub name: String,
+    pub id: String,
+    /// The name as the server holds it: sealed under the library's key.
+    #[serde(with = "super::b64")]
+    pub name_sealed: Vec<u8>,
+    pub name_epoch: u32,
+    /// The name, opened by the client that asked for the export.
+    #[serde(default)]
+    pub name: Option<String>,
     pub stored_bytes: i64,
     pub created_at: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Membership {
-    pub library: String,
+    pub library_id: String,
+    /// The library's name, opened by the client that asked for the export.
+    #[serde(default)]
+    pub library: Option<String>,
     pub owner_email: String,
     pub permission: String,
 }

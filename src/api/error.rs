@@ -28,6 +28,11 @@ pub enum ErrorCode {
     UsageAboveLimit,
     /// Too many failed attempts; `retry_after` says when to try again.
     TooManyRequests,
+    /// New objects sealed under an older key epoch than the library's newest: reload the
+    /// library's keys and seal again.
+    StaleEpoch,
+    /// A link that expired or was revoked.
+    Gone,
     Internal,
     /// A code this client does not know yet (sent by a newer server).
     #[serde(other)]

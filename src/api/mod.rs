@@ -9,3 +9,41 @@ pub mod routes;
 pub mod types;
 
 pub use error::{ErrorBody, ErrorCode};
+
+/// Bytes of a key grant: a 24-byte nonce, then the box (a 100-byte plaintext and a 16-byte
+/// tag); see `crypto::epoch`.
+pub const GRANT_BYTES: usize = 24 + 100 + 16;
+/// Bytes of a link between key epochs: nonce, the older 32-byte key, tag.
+pub const CHAIN_LINK_BYTES: usize = 12 + 32 + 16;
+
+/// Checks a library name as a person typed it: 1 to 100 characters; no `/`, `@`, control
+/// characters or leading dot; not `snapshots` (the mount reserves it). The server never sees
+/// names, so clients check them (and whatever a server hands back, before it becomes a
+/// folder name in the mount).
+pub fn check_library_name(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    let valid = !name.is_empty()
+        && name.chars().count() <= 100
+        && !name.starts_with('.')
+        && !name.chars().any(|c| c == '/' || c == '@' || c.is_control())
+        && name != "snapshots";
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "`{name}` cannot name a library: use 1 to 100 characters without `/`, `@` or a \
+             leading dot, and not `snapshots`"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn library_names() {
+        assert!(super::check_library_name("Project X").is_ok());
+        for bad in ["", "a/b", "x@y", ".hidden", "snapshots", "tab\there", ".."] {
+            assert!(super::check_library_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -55,10 +55,8 @@ pub struct RegisterRequest {
     /// The same private key wrapped under the recovery key.
     #[serde(with = "super::b64")]
     pub recovery_wrapped_private_key: Vec<u8>,
-    /// The default library, its key sealed to `public_key`.
-    pub library_name: String,
-    #[serde(with = "super::b64")]
-    pub library_wrapped_key: Vec<u8>,
+    /// The default library, its first epoch key granted by the new account to itself.
+    pub library: CreateLibraryRequest,
     #[serde(default)]
     pub client: Option<String>,
 }
@@ -146,17 +144,42 @@ impl Permission {
     }
 }
 
+/// A library as the server shows it to one member. The server never sees the name or any
+/// key: the name is sealed under an epoch key, and the caller's epoch key comes as a grant
+/// boxed by the owner, which the client checks against the owner's key as it trusts it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LibraryInfo {
     pub id: String,
-    pub name: String,
+    /// The name, encrypted under the key of epoch `name_epoch`.
+    #[serde(with = "super::b64")]
+    pub name_sealed: Vec<u8>,
+    pub name_epoch: u32,
     pub owner_email: String,
+    /// The owner's account public key (X25519); grants open only with it.
+    #[serde(with = "super::b64")]
+    pub owner_public_key: Vec<u8>,
     pub permission: Permission,
     pub head: Option<ObjectId>,
-    /// The library key sealed to the caller's public key.
-    #[serde(with = "super::b64")]
-    pub wrapped_key: Vec<u8>,
     pub stored_bytes: u64,
+    /// The library's newest key epoch.
+    pub epoch: u32,
+    /// The caller's grant of the key of epoch `grant_epoch`, from the owner.
+    #[serde(with = "super::b64")]
+    pub grant: Vec<u8>,
+    pub grant_epoch: u32,
+    /// For each epoch after the first, the key of the epoch before it, sealed under it.
+    #[serde(default)]
+    pub chain: Vec<ChainLink>,
+    /// A member left: the owner's client should start a new epoch.
+    #[serde(default)]
+    pub rotate: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChainLink {
+    pub epoch: u32,
+    #[serde(with = "super::b64")]
+    pub link: Vec<u8>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -164,11 +187,80 @@ pub struct LibraryList {
     pub libraries: Vec<LibraryInfo>,
 }
 
+/// A new library: its id (32 hex digits the client chose, since grants and the sealed name
+/// are bound to it), its sealed name, and the owner's grant of epoch 1 to itself.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CreateLibraryRequest {
-    pub name: String,
+    pub id: String,
     #[serde(with = "super::b64")]
-    pub wrapped_key: Vec<u8>,
+    pub name_sealed: Vec<u8>,
+    #[serde(with = "super::b64")]
+    pub grant: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RenameLibraryRequest {
+    #[serde(with = "super::b64")]
+    pub name_sealed: Vec<u8>,
+    pub name_epoch: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContactRequest {
+    pub email: String,
+}
+
+/// An account's public key, for sharing with it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContactKey {
+    pub email: String,
+    #[serde(with = "super::b64")]
+    pub public_key: Vec<u8>,
+}
+
+/// Grants a member access: the newest epoch's key boxed from the owner to them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AddMemberRequest {
+    pub email: String,
+    pub permission: Permission,
+    pub epoch: u32,
+    #[serde(with = "super::b64")]
+    pub grant: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub email: String,
+    pub permission: Permission,
+    #[serde(with = "super::b64")]
+    pub public_key: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberList {
+    pub members: Vec<MemberInfo>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberGrant {
+    pub email: String,
+    #[serde(with = "super::b64")]
+    pub grant: Vec<u8>,
+}
+
+/// Starts key epoch `epoch` (the current one + 1), removing `remove` in the same step: the
+/// link to the previous epoch, the name sealed anew, and a grant for every member who stays
+/// (the owner included).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RotateRequest {
+    #[serde(default)]
+    pub remove: Option<String>,
+    pub epoch: u32,
+    #[serde(with = "super::b64")]
+    pub link: Vec<u8>,
+    #[serde(with = "super::b64")]
+    pub name_sealed: Vec<u8>,
+    pub grants: Vec<MemberGrant>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -118,7 +118,6 @@ pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> 
     };
     let pair = AccountKeyPair::generate();
     let recovery = SymmetricKey::generate();
-    let library_key = SymmetricKey::generate();
     let request = RegisterRequest {
         email: options.email.clone(),
         first_name: options.first_name.clone(),
@@ -132,8 +131,7 @@ pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> 
         login: new_login(&password, &pair)?,
         public_key: pair.public_bytes().to_vec(),
         recovery_wrapped_private_key: recovery.wrap(pair.secret_bytes().as_ref()),
-        library_name: DEFAULT_LIBRARY.into(),
-        library_wrapped_key: AccountKeyPair::seal_to(&pair.public_bytes(), library_key.as_bytes())?,
+        library: super::session::new_library(&pair, DEFAULT_LIBRARY)?.0,
         client: Some(client_label()),
     };
     let response: SessionResponse = remote.post(routes::ACCOUNTS, &request, false)?;

@@ -14,7 +14,7 @@ use super::remote::Remote;
 use super::session::OpenLibrary;
 use super::store::Store;
 use super::Result;
-use crate::crypto::{BlobKind, ObjectId};
+use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::Tree;
 
 type Key = (String, ObjectId);
@@ -84,75 +84,88 @@ impl Fetcher {
             .contains(&key)
     }
 
-    /// Plaintexts of `ids`, each verified against its id.
+    /// Plaintexts of the chunks or trees `keys` open, each verified.
     pub fn get(
         &self,
         library: &OpenLibrary,
         kind: BlobKind,
-        ids: &[ObjectId],
+        keys: &[ObjectKey],
     ) -> Result<Vec<Bytes>> {
         let lib = &library.info.id;
         let mut found: HashMap<ObjectId, Bytes> = HashMap::new();
         let mut fetch = Vec::new();
         {
             let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-            for id in ids {
-                match memory.get(&(lib.clone(), *id)) {
+            for key in keys {
+                match memory.get(&(lib.clone(), key.id())) {
                     Some(plain) => {
-                        found.insert(*id, plain);
+                        found.insert(key.id(), plain);
                     }
-                    None => fetch.push(*id),
+                    None => fetch.push(*key),
                 }
             }
         }
         if !fetch.is_empty() {
-            self.wait_for_prefetch(lib, &fetch);
+            let ids: Vec<ObjectId> = fetch.iter().map(ObjectKey::id).collect();
+            self.wait_for_prefetch(lib, &ids);
             let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
-            fetch.retain(|id| match memory.get(&(lib.clone(), *id)) {
+            fetch.retain(|key| match memory.get(&(lib.clone(), key.id())) {
                 Some(plain) => {
-                    found.insert(*id, plain);
+                    found.insert(key.id(), plain);
                     false
                 }
                 None => true,
             });
         }
         let mut from_server = Vec::new();
-        for id in fetch {
+        for key in fetch {
+            let id = key.id();
             if found.contains_key(&id) {
                 continue;
             }
-            let cached = self
-                .disk
-                .get(lib, &id)
-                .and_then(|blob| library.keys.open(kind, &id, &blob).ok());
-            match cached {
+            match self.disk_hit(library, kind, &key) {
                 Some(plain) => {
                     found.insert(id, self.remember(lib, id, plain));
                 }
-                None => from_server.push(id),
+                None => from_server.push(key),
             }
         }
-        from_server.sort();
+        from_server.sort_by_key(ObjectKey::id);
         from_server.dedup();
         if !from_server.is_empty() {
-            for (id, plain) in from_server
+            for (key, plain) in from_server
                 .iter()
                 .zip(self.fetch(library, kind, &from_server)?)
             {
-                found.insert(*id, self.remember(lib, *id, plain));
+                found.insert(key.id(), self.remember(lib, key.id(), plain));
             }
         }
-        Ok(ids.iter().map(|id| found[id].clone()).collect())
+        Ok(keys.iter().map(|key| found[&key.id()].clone()).collect())
     }
 
-    /// Plaintexts of `ids` from the server. Each blob goes into the disk cache as it came,
+    /// A blob of the disk cache, opened; `None` if absent or damaged (fetched again then).
+    fn disk_hit(&self, library: &OpenLibrary, kind: BlobKind, key: &ObjectKey) -> Option<Bytes> {
+        let blob = self.disk.get(&library.info.id, &key.id())?;
+        library
+            .keys
+            .open_object(kind, key, bytes::BytesMut::from(&blob[..]))
+            .ok()
+    }
+
+    /// Plaintexts of `keys` from the server. Each blob goes into the disk cache as it came,
     /// then is decrypted in its own part of the response's buffer: no copy of it is made.
-    fn fetch(&self, library: &OpenLibrary, kind: BlobKind, ids: &[ObjectId]) -> Result<Vec<Bytes>> {
+    fn fetch(
+        &self,
+        library: &OpenLibrary,
+        kind: BlobKind,
+        keys: &[ObjectKey],
+    ) -> Result<Vec<Bytes>> {
         let store = Store::new(&self.remote, library);
-        let mut plains = Vec::with_capacity(ids.len());
-        for (id, blob) in ids.iter().zip(store.fetch_owned(ids)?) {
+        let ids: Vec<ObjectId> = keys.iter().map(ObjectKey::id).collect();
+        let mut plains = Vec::with_capacity(keys.len());
+        for ((key, id), blob) in keys.iter().zip(&ids).zip(store.fetch_owned(&ids)?) {
             self.disk.put(&library.info.id, id, &blob);
-            plains.push(library.keys.open_owned(kind, id, blob)?);
+            plains.push(library.keys.open_object(kind, key, blob)?);
         }
         Ok(plains)
     }
@@ -177,28 +190,29 @@ impl Fetcher {
         }
     }
 
-    /// Loads `ids` into the memory cache from disk or the server (a prefetch: no waiting).
-    fn fetch_missing(&self, library: &OpenLibrary, kind: BlobKind, ids: &[ObjectId]) -> Result<()> {
+    /// Loads `keys` into the memory cache from disk or the server (a prefetch: no waiting).
+    fn fetch_missing(
+        &self,
+        library: &OpenLibrary,
+        kind: BlobKind,
+        keys: &[ObjectKey],
+    ) -> Result<()> {
         let lib = &library.info.id;
         let mut from_server = Vec::new();
-        for id in ids {
-            match self
-                .disk
-                .get(lib, id)
-                .and_then(|blob| library.keys.open(kind, id, &blob).ok())
-            {
+        for key in keys {
+            match self.disk_hit(library, kind, key) {
                 Some(plain) => {
-                    self.remember(lib, *id, plain);
+                    self.remember(lib, key.id(), plain);
                 }
-                None => from_server.push(*id),
+                None => from_server.push(*key),
             }
         }
         if !from_server.is_empty() {
-            for (id, plain) in from_server
+            for (key, plain) in from_server
                 .iter()
                 .zip(self.fetch(library, kind, &from_server)?)
             {
-                self.remember(lib, *id, plain);
+                self.remember(lib, key.id(), plain);
             }
         }
         Ok(())
@@ -210,8 +224,8 @@ impl Fetcher {
         plain
     }
 
-    pub fn tree(&self, library: &OpenLibrary, id: &ObjectId) -> Result<Tree> {
-        let plain = self.get(library, BlobKind::Tree, std::slice::from_ref(id))?;
+    pub fn tree(&self, library: &OpenLibrary, key: &ObjectKey) -> Result<Tree> {
+        let plain = self.get(library, BlobKind::Tree, std::slice::from_ref(key))?;
         Ok(Tree::decode(&plain[0])?)
     }
 
@@ -220,14 +234,14 @@ impl Fetcher {
     pub fn prefetch(
         self: &Arc<Self>,
         library: &Arc<OpenLibrary>,
-        ids: Vec<ObjectId>,
+        keys: Vec<ObjectKey>,
         per_request: usize,
     ) {
-        let wanted: Vec<ObjectId> = {
+        let wanted: Vec<ObjectKey> = {
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            ids.into_iter()
-                .filter(|id| !self.is_cached(library, id))
-                .filter(|id| in_flight.insert((library.info.id.clone(), *id)))
+            keys.into_iter()
+                .filter(|key| !self.is_cached(library, &key.id()))
+                .filter(|key| in_flight.insert((library.info.id.clone(), key.id())))
                 .collect()
         };
         if wanted.is_empty() {
@@ -240,8 +254,8 @@ impl Fetcher {
                 let _ = fetcher.fetch_missing(&library, BlobKind::Chunk, &group);
                 {
                     let mut in_flight = fetcher.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                    for id in &group {
-                        in_flight.remove(&(library.info.id.clone(), *id));
+                    for key in &group {
+                        in_flight.remove(&(library.info.id.clone(), key.id()));
                     }
                 }
                 fetcher.landed.notify_all();

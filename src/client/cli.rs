@@ -130,16 +130,18 @@ enum Command {
     /// Libraries you own or that were shared with you.
     Library {
         #[command(subcommand)]
-        command: LibraryCommand,
+        command: super::cli_share::LibraryCommand,
     },
-}
-
-#[derive(Subcommand)]
-enum LibraryCommand {
-    /// List libraries.
-    List,
-    /// Create a library.
-    Create { name: String },
+    /// Share libraries with other accounts, and see who has them.
+    Share {
+        #[command(subcommand)]
+        command: super::cli_share::ShareCommand,
+    },
+    /// Account keys of people you share with, pinned on this computer.
+    Contact {
+        #[command(subcommand)]
+        command: super::cli_share::ContactCommand,
+    },
 }
 
 /// Parses the command line, runs it, and reports.
@@ -414,33 +416,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             super::cli_account::feedback(&paths, json, rating, message)?
         }
         Command::Library { command } => {
-            let session = Session::load(&paths)?;
-            match command {
-                LibraryCommand::List => {
-                    let libraries = session.libraries()?;
-                    if json {
-                        print_json(&libraries);
-                    } else {
-                        println!("{:<30} {:<12} {:>10}", "NAME", "ACCESS", "STORED");
-                        for l in &libraries {
-                            println!(
-                                "{:<30} {:<12} {:>10}",
-                                session.display_name(l),
-                                l.permission.as_str(),
-                                format_size(l.stored_bytes)
-                            );
-                        }
-                    }
-                }
-                LibraryCommand::Create { name } => {
-                    let info = session.create_library(&name)?;
-                    if json {
-                        print_json(&info);
-                    } else {
-                        println!("Library `{}` created.", info.name);
-                    }
-                }
-            }
+            super::cli_share::library(&Session::load(&paths)?, json, command)?
+        }
+        Command::Share { command } => {
+            super::cli_share::share(&Session::load(&paths)?, json, command)?
+        }
+        Command::Contact { command } => {
+            super::cli_share::contact(&Session::load(&paths)?, json, command)?
         }
     }
     Ok(ExitCode::SUCCESS)

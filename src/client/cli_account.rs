@@ -80,6 +80,8 @@ pub enum AccountCommand {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Your account key's fingerprint, to read to someone who shares with you.
+    Fingerprint,
     /// Delete the account, its libraries and its personal data.
     Delete {
         /// The account's e-mail, to confirm without being asked.
@@ -467,6 +469,16 @@ pub fn run(paths: &Paths, json: bool, command: AccountCommand) -> Result<()> {
                 print_json(&serde_json::json!({ "answered": id }));
             } else {
                 println!("Thank you. Answers are kept only as counts, not with your name.");
+            }
+        }
+        AccountCommand::Fingerprint => {
+            let fingerprint = session.fingerprint();
+            if json {
+                print_json(
+                    &serde_json::json!({ "email": session.email, "fingerprint": fingerprint }),
+                );
+            } else {
+                println!("{fingerprint}");
             }
         }
         AccountCommand::Export { output } => {

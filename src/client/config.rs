@@ -49,6 +49,10 @@ impl Paths {
     fn session(&self) -> PathBuf {
         self.config_dir.join("session.json")
     }
+
+    pub fn known_contacts(&self) -> PathBuf {
+        self.config_dir.join("known_contacts.json")
+    }
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ClientError> {
@@ -93,6 +97,36 @@ impl KnownServers {
 
     pub fn file(paths: &Paths) -> PathBuf {
         paths.known_servers()
+    }
+}
+
+/// What this computer trusts of other accounts, per server (like ssh's known_hosts): the
+/// fingerprint of each contact's account key, pinned on first use or by `contact verify`,
+/// and the newest key epoch seen of each library, so a server cannot hand back an older key
+/// that a removed member still holds.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct KnownContacts {
+    #[serde(default)]
+    pub servers: BTreeMap<String, ServerContacts>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ServerContacts {
+    /// E-mail -> key fingerprint (40 hex digits).
+    #[serde(default)]
+    pub contacts: BTreeMap<String, String>,
+    /// Library id -> newest key epoch seen.
+    #[serde(default)]
+    pub epochs: BTreeMap<String, u32>,
+}
+
+impl KnownContacts {
+    pub fn load(paths: &Paths) -> Result<Self, ClientError> {
+        Ok(read_json(&paths.known_contacts())?.unwrap_or_default())
+    }
+
+    pub fn save(&self, paths: &Paths) -> Result<(), ClientError> {
+        write_json(&paths.config_dir, &paths.known_contacts(), self)
     }
 }
 

@@ -283,9 +283,8 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
     let session = Session::load(paths)?;
     let account_dir = account_dir(paths, &session);
     let mut mounted = Vec::new();
-    for info in session.libraries()? {
-        let display = session.display_name(&info);
-        let library = session.open_library(&display)?;
+    for library in session.libraries()? {
+        let display = library.display();
         let head = match library.info.head {
             Some(head) => {
                 let store = Store::new(&session.remote, &library);
@@ -303,6 +302,7 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         .remote
         .get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)?;
     let space = Arc::new(Mutex::new((account.quota_bytes, account.used_bytes)));
+    let author = session.email.clone();
     let remote = Arc::new(session.remote);
     let blobs = account_dir.join("blobs");
     let disk = DiskCache::open(&blobs, options.cache_size).map_err(ClientError::io(&blobs))?;
@@ -341,6 +341,7 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         hurry: hurry.clone(),
         stop: stop.clone(),
         prepared: Mutex::new(HashMap::new()),
+        author,
     });
     // Changes a previous mount left behind go up first, so the tree shows them.
     if journal.counts().map(|c| c.0).unwrap_or(0) > 0 {

@@ -312,8 +312,22 @@ pub fn feedback(session: &Session, rating: u8, message: Option<String>) -> Resul
     Ok(())
 }
 
+/// Everything the server holds about the account; library names, which the server holds
+/// only sealed, are opened here and shown beside the sealed bytes.
 pub fn export(session: &Session) -> Result<AccountExport> {
-    Ok(session.remote.get(routes::ACCOUNT_EXPORT)?)
+    let mut export: AccountExport = session.remote.get(routes::ACCOUNT_EXPORT)?;
+    let names: std::collections::HashMap<String, String> = session
+        .libraries()?
+        .into_iter()
+        .map(|library| (library.info.id.clone(), library.name))
+        .collect();
+    for library in &mut export.libraries {
+        library.name = names.get(&library.id).cloned();
+    }
+    for membership in &mut export.memberships {
+        membership.library = names.get(&membership.library_id).cloned();
+    }
+    Ok(export)
 }
 
 /// Deletes the account after the user types its e-mail again (or passes it) and the

@@ -23,7 +23,7 @@ use super::session::Session;
 use super::snapshots::resolve;
 use super::store::Store;
 use super::{ClientError, Result};
-use crate::crypto::{BlobKind, ObjectId};
+use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::{Entry, EntryKind, Tree};
 
 const WORKERS: usize = 3;
@@ -72,7 +72,8 @@ pub fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreSummary
         .collect();
 
     // Find what to restore: the root, a directory's contents, or one file or symlink.
-    let mut tree = store.load_tree(&snapshot.tree)?;
+    let mut tree_key = snapshot.tree;
+    let mut tree = store.load_tree(&tree_key)?;
     let mut single: Option<Entry> = None;
     for (i, name) in components.iter().enumerate() {
         let entry = tree.get(name).cloned().ok_or_else(|| {
@@ -83,7 +84,10 @@ pub fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreSummary
             ))
         })?;
         match (entry.kind, entry.subtree) {
-            (EntryKind::Dir, Some(sub)) => tree = store.load_tree(&sub)?,
+            (EntryKind::Dir, Some(sub)) => {
+                tree = store.load_tree(&sub)?;
+                tree_key = sub;
+            }
             _ if i + 1 == components.len() => single = Some(entry),
             _ => {
                 return Err(ClientError::Usage(format!(
@@ -103,8 +107,7 @@ pub fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreSummary
     match single {
         Some(entry) => plan.add(&options.target, entry, &HashMap::new(), &mut summary),
         None => {
-            let root_id = store.keys.id.id_of(&tree.encode());
-            let trees = store.load_subtrees(root_id)?;
+            let trees = store.load_subtrees(tree_key)?;
             plan.add_children(&options.target, &tree, &trees, &mut summary);
         }
     }
@@ -123,7 +126,7 @@ impl Plan {
         &mut self,
         dir: &Path,
         tree: &Tree,
-        trees: &HashMap<ObjectId, Tree>,
+        trees: &HashMap<ObjectKey, Tree>,
         summary: &mut RestoreSummary,
     ) {
         for entry in &tree.entries {
@@ -135,7 +138,7 @@ impl Plan {
         &mut self,
         dir: &Path,
         entry: Entry,
-        trees: &HashMap<ObjectId, Tree>,
+        trees: &HashMap<ObjectKey, Tree>,
         summary: &mut RestoreSummary,
     ) {
         let path = join(dir, &entry.name);
@@ -179,8 +182,8 @@ fn make_dir(path: &Path) -> std::io::Result<()> {
 
 /// Creates every file at its size, then fills in the chunks.
 fn write_contents(store: &Store<'_>, plan: &Plan) -> Result<()> {
-    let mut destinations: HashMap<ObjectId, Vec<(usize, u64)>> = HashMap::new();
-    let mut order: Vec<(ObjectId, u32)> = Vec::new();
+    let mut destinations: HashMap<ObjectKey, Vec<(usize, u64)>> = HashMap::new();
+    let mut order: Vec<(ObjectKey, u32)> = Vec::new();
     for (index, (path, entry)) in plan.files.iter().enumerate() {
         if let Ok(meta) = fs::symlink_metadata(path) {
             if !meta.is_file() {
@@ -195,15 +198,15 @@ fn write_contents(store: &Store<'_>, plan: &Plan) -> Result<()> {
         }
         let mut offset = 0u64;
         for chunk in &entry.chunks {
-            let places = destinations.entry(chunk.id).or_default();
+            let places = destinations.entry(chunk.key).or_default();
             if places.is_empty() {
-                order.push((chunk.id, chunk.len));
+                order.push((chunk.key, chunk.len));
             }
             places.push((index, offset));
             offset += u64::from(chunk.len);
         }
     }
-    let mut batches: Vec<Vec<ObjectId>> = Vec::new();
+    let mut batches: Vec<Vec<ObjectKey>> = Vec::new();
     let mut current = Vec::new();
     let mut bytes = 0u64;
     for (id, len) in order {
@@ -247,12 +250,13 @@ fn write_contents(store: &Store<'_>, plan: &Plan) -> Result<()> {
 fn write_batch(
     store: &Store<'_>,
     plan: &Plan,
-    ids: &[ObjectId],
-    destinations: &HashMap<ObjectId, Vec<(usize, u64)>>,
+    keys: &[ObjectKey],
+    destinations: &HashMap<ObjectKey, Vec<(usize, u64)>>,
 ) -> Result<()> {
-    for (id, blob) in ids.iter().zip(store.fetch_raw(ids)?) {
-        let data = store.keys.open(BlobKind::Chunk, id, &blob)?;
-        for &(file_index, offset) in &destinations[id] {
+    let ids: Vec<ObjectId> = keys.iter().map(ObjectKey::id).collect();
+    for (key, blob) in keys.iter().zip(store.fetch_owned(&ids)?) {
+        let data = store.keys.open_object(BlobKind::Chunk, key, blob)?;
+        for &(file_index, offset) in &destinations[key] {
             let (path, entry) = &plan.files[file_index];
             if entry.chunks.len() == 1 {
                 fs::write(path, &data).map_err(ClientError::io(path))?;

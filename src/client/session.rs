@@ -1,23 +1,87 @@
 //! A logged-in session: the authenticated connection, the account key pair, and the
 //! libraries it can open.
+//!
+//! A library opens only through a grant that verifies against a key this computer trusts:
+//! the account's own for its own libraries, the owner's pinned key (trust on first use, as
+//! ssh does for hosts) for shared ones. A server that hands out a key of its own making, an
+//! owner key that changed, or an older key epoch than one seen before is refused loudly, and
+//! nothing is written under such a key.
 
-use super::config::{KnownServers, Paths, SessionFile};
+use std::collections::BTreeMap;
+
+use super::config::{KnownContacts, KnownServers, Paths, SessionFile};
 use super::remote::{parse_server_url, Remote};
 use super::{ClientError, Result};
 use crate::api::routes;
-use crate::api::types::{CreateLibraryRequest, LibraryInfo, LibraryList};
-use crate::crypto::{AccountKeyPair, LibraryKeys, SymmetricKey};
+use crate::api::types::{CreateLibraryRequest, LibraryInfo, LibraryList, Permission};
+use crate::crypto::epoch::{self, LibraryKeys};
+use crate::crypto::keys::{fingerprint, normalize_fingerprint};
+use crate::crypto::AccountKeyPair;
 
 pub struct Session {
     pub remote: Remote,
     pub keys: AccountKeyPair,
     pub email: String,
+    pub server: String,
+    paths: Paths,
 }
 
-/// A library with its keys unsealed.
+/// A library with its keys unsealed and its name opened.
 pub struct OpenLibrary {
     pub info: LibraryInfo,
+    pub name: String,
     pub keys: LibraryKeys,
+}
+
+impl OpenLibrary {
+    pub fn is_owner(&self) -> bool {
+        self.info.permission == Permission::Owner
+    }
+
+    /// How the library is named to its user: `NAME` for their own, `NAME@OWNER` for shared.
+    pub fn display(&self) -> String {
+        if self.is_owner() {
+            self.name.clone()
+        } else {
+            format!("{}@{}", self.name, self.info.owner_email)
+        }
+    }
+}
+
+/// A library the server lists, opened or refused.
+pub enum Listed {
+    Open(OpenLibrary),
+    /// Refused: the reason says what is wrong and what to do.
+    Refused {
+        info: LibraryInfo,
+        reason: String,
+    },
+}
+
+/// A new random library id (128 bits as 32 hex digits), chosen by the client because the
+/// grant and the sealed name are bound to it.
+pub fn new_library_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// A new library's request: its id, sealed name and the owner's grant to itself.
+pub fn new_library(
+    owner: &AccountKeyPair,
+    name: &str,
+) -> Result<(CreateLibraryRequest, LibraryKeys)> {
+    let name = crate::api::check_library_name(name).map_err(ClientError::Usage)?;
+    let id = new_library_id();
+    let keys = LibraryKeys::generate();
+    let (_, name_sealed) = keys.seal_name(&id, &name)?;
+    let grant = epoch::grant(owner, &owner.public_bytes(), &id, 1, keys.newest().key())?;
+    Ok((
+        CreateLibraryRequest {
+            id,
+            name_sealed,
+            grant,
+        },
+        keys,
+    ))
 }
 
 impl Session {
@@ -46,60 +110,196 @@ impl Session {
             remote,
             keys,
             email: file.email.clone(),
+            server: file.server.clone(),
+            paths: paths.clone(),
         })
     }
 
-    pub fn libraries(&self) -> Result<Vec<LibraryInfo>> {
-        Ok(self.remote.get::<LibraryList>(routes::LIBRARIES)?.libraries)
+    /// This account's key fingerprint, to read to someone who shares with it.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.keys.public_bytes())
     }
 
-    /// How a library is named to this user: `NAME` for their own, `NAME@OWNER` for shared.
-    pub fn display_name(&self, info: &LibraryInfo) -> String {
-        if info.owner_email == self.email {
-            info.name.clone()
-        } else {
-            format!("{}@{}", info.name, info.owner_email)
+    /// Every library the server lists, each opened through its grant or refused.
+    pub fn list(&self) -> Result<Vec<Listed>> {
+        let infos = self.remote.get::<LibraryList>(routes::LIBRARIES)?.libraries;
+        let mut known = KnownContacts::load(&self.paths)?;
+        let before = serde_json::to_string(&known).unwrap_or_default();
+        let listed = infos
+            .into_iter()
+            .map(|info| match self.open(&info, &mut known) {
+                Ok((name, keys)) => Listed::Open(OpenLibrary { info, name, keys }),
+                Err(reason) => Listed::Refused { info, reason },
+            })
+            .collect();
+        if serde_json::to_string(&known).unwrap_or_default() != before {
+            known.save(&self.paths)?;
         }
+        Ok(listed)
     }
 
-    pub fn open_library(&self, name: &str) -> Result<OpenLibrary> {
-        let libraries = self.libraries()?;
-        let info = libraries
-            .iter()
-            .find(|l| l.owner_email == self.email && l.name == name)
-            .or_else(|| libraries.iter().find(|l| self.display_name(l) == name))
-            .cloned()
-            .ok_or_else(|| {
-                let names: Vec<_> = libraries.iter().map(|l| self.display_name(l)).collect();
-                ClientError::Usage(format!(
-                    "no library named `{name}`; yours: {}; `ibackup library create NAME` makes one",
-                    names.join(", ")
-                ))
-            })?;
-        self.unseal(info)
+    /// The libraries that opened; refusals are printed as warnings (they are never used).
+    pub fn libraries(&self) -> Result<Vec<OpenLibrary>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter_map(|listed| match listed {
+                Listed::Open(library) => Some(library),
+                Listed::Refused { reason, .. } => {
+                    eprintln!("ibackup: warning: {reason}");
+                    None
+                }
+            })
+            .collect())
     }
 
-    fn unseal(&self, info: LibraryInfo) -> Result<OpenLibrary> {
-        let key = self.keys.open(&info.wrapped_key).map_err(|_| {
-            ClientError::State(format!(
-                "the key of library `{}` does not open with your key",
-                info.name
-            ))
-        })?;
-        let key = SymmetricKey::from_slice(&key)?;
-        Ok(OpenLibrary {
-            keys: LibraryKeys::derive(&key),
-            info,
-        })
-    }
-
-    pub fn create_library(&self, name: &str) -> Result<LibraryInfo> {
-        let key = SymmetricKey::generate();
-        let wrapped_key = AccountKeyPair::seal_to(&self.keys.public_bytes(), key.as_bytes())?;
-        let request = CreateLibraryRequest {
-            name: name.into(),
-            wrapped_key,
+    /// Opens one library's grant, chain and name, or says why it is refused.
+    fn open(
+        &self,
+        info: &LibraryInfo,
+        known: &mut KnownContacts,
+    ) -> std::result::Result<(String, LibraryKeys), String> {
+        let short = &info.id[..info.id.len().min(8)];
+        let trusted = known.servers.entry(self.server.clone()).or_default();
+        let granter = if info.owner_email == self.email {
+            self.keys.public_bytes().to_vec()
+        } else {
+            let presented = fingerprint(&info.owner_public_key);
+            match trusted.contacts.get(&info.owner_email) {
+                Some(pinned)
+                    if normalize_fingerprint(pinned) != normalize_fingerprint(&presented) =>
+                {
+                    return Err(key_changed(&info.owner_email, pinned, &presented, short));
+                }
+                Some(_) => {}
+                None => {
+                    trusted
+                        .contacts
+                        .insert(info.owner_email.clone(), presented.clone());
+                }
+            }
+            info.owner_public_key.clone()
         };
-        Ok(self.remote.post(routes::LIBRARIES, &request, false)?)
+        let key = epoch::open_grant(
+            &self.keys,
+            &granter,
+            &info.id,
+            info.grant_epoch,
+            &info.grant,
+        )
+        .map_err(|_| {
+            format!(
+                "REFUSED library {short}: its key was not granted by {} (the grant does not \
+                     verify against {} key). The server may be forging keys; nothing is read \
+                     or written with it. Tell the server's operator.",
+                info.owner_email,
+                if info.owner_email == self.email {
+                    "your own".to_owned()
+                } else {
+                    format!("{}'s pinned", info.owner_email)
+                }
+            )
+        })?;
+        let seen = trusted.epochs.get(&info.id).copied().unwrap_or(0);
+        if info.grant_epoch < seen {
+            return Err(format!(
+                "REFUSED library {short}: the server offers key epoch {} but this computer has \
+                 seen epoch {seen}; an older key may be readable by a removed member, so it is \
+                 not used. Tell the server's operator.",
+                info.grant_epoch
+            ));
+        }
+        let chain: BTreeMap<u32, Vec<u8>> = info
+            .chain
+            .iter()
+            .map(|link| (link.epoch, link.link.clone()))
+            .collect();
+        let keys = LibraryKeys::unchain(&info.id, info.grant_epoch, key, &chain).map_err(|e| {
+            format!("REFUSED library {short}: its chain of older keys does not open ({e})")
+        })?;
+        let name = keys
+            .open_name(&info.id, info.name_epoch, &info.name_sealed)
+            .map_err(|_| format!("REFUSED library {short}: its name does not open with its key"))?;
+        let name = crate::api::check_library_name(&name)
+            .map_err(|e| format!("REFUSED library {short}: {e}"))?;
+        trusted.epochs.insert(info.id.clone(), info.grant_epoch);
+        Ok((name, keys))
     }
+
+    /// Opens the library named `name` (`NAME` of one's own, or `NAME@OWNER`).
+    pub fn open_library(&self, name: &str) -> Result<OpenLibrary> {
+        let listed = self.list()?;
+        let mut refused = Vec::new();
+        let mut names = Vec::new();
+        let mut found = None;
+        for item in listed {
+            match item {
+                Listed::Open(library) => {
+                    names.push(library.display());
+                    let own_match = library.is_owner() && library.name == name;
+                    if found.is_none() && (own_match || library.display() == name) {
+                        found = Some(library);
+                    }
+                }
+                Listed::Refused { reason, .. } => refused.push(reason),
+            }
+        }
+        if let Some(library) = found {
+            return Ok(library);
+        }
+        let mut message = format!(
+            "no library named `{name}`; yours: {}; `ibackup library create NAME` makes one",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        );
+        for reason in refused {
+            message.push('\n');
+            message.push_str(&reason);
+        }
+        Err(ClientError::Usage(message))
+    }
+
+    /// Opens a library the caller owns, for sharing, renaming or deleting it.
+    pub fn open_owned(&self, name: &str) -> Result<OpenLibrary> {
+        let library = self.open_library(name)?;
+        if !library.is_owner() {
+            return Err(ClientError::Usage(format!(
+                "`{name}` belongs to {}; only its owner can do this",
+                library.info.owner_email
+            )));
+        }
+        Ok(library)
+    }
+
+    pub fn create_library(&self, name: &str) -> Result<OpenLibrary> {
+        let (request, keys) = new_library(&self.keys, name)?;
+        let name = crate::api::check_library_name(name).map_err(ClientError::Usage)?;
+        if self
+            .libraries()?
+            .iter()
+            .any(|l| l.is_owner() && l.name == name)
+        {
+            return Err(ClientError::Usage(format!(
+                "you already have a library named `{name}`"
+            )));
+        }
+        let info: LibraryInfo = self.remote.post(routes::LIBRARIES, &request, false)?;
+        Ok(OpenLibrary { info, name, keys })
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+}
+
+fn key_changed(email: &str, pinned: &str, presented: &str, short: &str) -> String {
+    format!(
+        "REFUSED library {short}: THE ACCOUNT KEY OF {email} HAS CHANGED. This computer pinned \
+         {pinned}, the server now presents {presented}. Someone may be impersonating {email}. \
+         Compare fingerprints with {email} in person or by phone; if they really changed keys, \
+         run `ibackup contact verify {email} FINGERPRINT`."
+    )
 }

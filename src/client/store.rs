@@ -1,8 +1,10 @@
 //! Encrypted objects of one library on the server: load and verify trees, snapshots and
 //! chunks; find which ids are missing; upload batches; move the head.
 //!
-//! Everything that comes back is decrypted with the library key and checked against its id,
-//! so a server that alters or swaps data is caught, not believed.
+//! Chunks and trees are loaded by their keys (which name their ids), snapshots by id under
+//! the library's epoch keys. Everything that comes back is authenticated and checked against
+//! the key or id it was asked for, so a server that alters or swaps data is caught, not
+//! believed.
 
 use std::collections::{HashMap, HashSet};
 
@@ -16,7 +18,7 @@ use crate::api::types::{
     UploadObject, UploadResponse,
 };
 use crate::api::{frame, ErrorCode};
-use crate::crypto::{BlobKind, LibraryKeys, ObjectId};
+use crate::crypto::{BlobKind, LibraryKeys, ObjectId, ObjectKey};
 use crate::model::{Snapshot, Tree};
 
 /// Upload batches are cut at about this size.
@@ -123,13 +125,13 @@ impl<'a> Store<'a> {
     /// Seals and uploads a snapshot (its tree must be stored); returns its id and the bytes
     /// sent. The head does not move until `set_head`.
     pub fn upload_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
-        let (id, blob) = self.keys.seal(BlobKind::Snapshot, &snapshot.encode());
+        let (id, blob) = self.keys.seal_snapshot(&snapshot.encode());
         let bytes = blob.len() as u64;
         let object = UploadObject {
             id,
             kind: BlobKind::Snapshot,
             len: blob.len() as u32,
-            refs: vec![snapshot.tree],
+            refs: vec![snapshot.tree.id()],
             snapshot: Some(SnapshotMeta {
                 time_ns: snapshot.time_ns,
                 parent: snapshot.parent,
@@ -149,17 +151,8 @@ impl<'a> Store<'a> {
             .post_bytes(&self.path(routes::OBJECTS_UPLOAD), body)?)
     }
 
-    /// Fetches raw blobs in one request, splitting it if the server finds it too large.
-    pub fn fetch_raw(&self, ids: &[ObjectId]) -> Result<Vec<bytes::Bytes>> {
-        Ok(self
-            .fetch_owned(ids)?
-            .into_iter()
-            .map(bytes::BytesMut::freeze)
-            .collect())
-    }
-
-    /// [`Store::fetch_raw`], each blob a mutable part of the one response body (no copies),
-    /// to be decrypted in place ([`LibraryKeys::open_owned`]).
+    /// Fetches raw blobs in one request (splitting it if the server finds it too large),
+    /// each a mutable part of the one response body (no copies), to be decrypted in place.
     pub fn fetch_owned(&self, ids: &[ObjectId]) -> Result<Vec<bytes::BytesMut>> {
         let request = IdList { ids: ids.to_vec() };
         match self
@@ -195,50 +188,56 @@ impl<'a> Store<'a> {
         }
     }
 
-    /// Fetches, decrypts and verifies objects of one kind.
-    pub fn load(&self, kind: BlobKind, ids: &[ObjectId]) -> Result<Vec<bytes::Bytes>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for group in ids.chunks(TREES_PER_FETCH) {
-            for (id, blob) in group.iter().zip(self.fetch_raw(group)?) {
-                out.push(self.keys.open(kind, id, &blob)?);
+    /// Fetches, decrypts and verifies chunks or trees by their keys.
+    pub fn load(&self, kind: BlobKind, keys: &[ObjectKey]) -> Result<Vec<bytes::Bytes>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for group in keys.chunks(TREES_PER_FETCH) {
+            let ids: Vec<ObjectId> = group.iter().map(ObjectKey::id).collect();
+            for (key, blob) in group.iter().zip(self.fetch_owned(&ids)?) {
+                out.push(self.keys.open_object(kind, key, blob)?);
             }
         }
         Ok(out)
     }
 
-    pub fn load_tree(&self, id: &ObjectId) -> Result<Tree> {
-        let plain = self.load(BlobKind::Tree, std::slice::from_ref(id))?;
+    pub fn load_tree(&self, key: &ObjectKey) -> Result<Tree> {
+        let plain = self.load(BlobKind::Tree, std::slice::from_ref(key))?;
         Ok(Tree::decode(&plain[0])?)
     }
 
     pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
-        let plain = self.load(BlobKind::Snapshot, std::slice::from_ref(id))?;
-        Ok(Snapshot::decode(&plain[0])?)
+        Ok(self
+            .load_snapshots(std::slice::from_ref(id))?
+            .pop()
+            .expect("one asked, one answered"))
     }
 
     pub fn load_snapshots(&self, ids: &[ObjectId]) -> Result<Vec<Snapshot>> {
-        self.load(BlobKind::Snapshot, ids)?
-            .iter()
-            .map(|plain| Ok(Snapshot::decode(plain)?))
-            .collect()
+        let mut out = Vec::with_capacity(ids.len());
+        for group in ids.chunks(TREES_PER_FETCH) {
+            for (id, blob) in group.iter().zip(self.fetch_owned(group)?) {
+                out.push(Snapshot::decode(&self.keys.open_snapshot(id, blob)?)?);
+            }
+        }
+        Ok(out)
     }
 
     /// Loads the tree `root` and every tree below it, one request per level.
-    pub fn load_subtrees(&self, root: ObjectId) -> Result<HashMap<ObjectId, Tree>> {
+    pub fn load_subtrees(&self, root: ObjectKey) -> Result<HashMap<ObjectKey, Tree>> {
         let mut trees = HashMap::new();
         let mut level = vec![root];
         while !level.is_empty() {
             let plain = self.load(BlobKind::Tree, &level)?;
             let mut next = Vec::new();
             let mut queued = HashSet::new();
-            for (id, bytes) in level.iter().zip(plain) {
+            for (key, bytes) in level.iter().zip(plain) {
                 let tree = Tree::decode(&bytes)?;
                 for sub in tree.entries.iter().filter_map(|e| e.subtree) {
-                    if !trees.contains_key(&sub) && sub != *id && queued.insert(sub) {
+                    if !trees.contains_key(&sub) && sub != *key && queued.insert(sub) {
                         next.push(sub);
                     }
                 }
-                trees.insert(*id, tree);
+                trees.insert(*key, tree);
             }
             next.retain(|id| !trees.contains_key(id));
             level = next;

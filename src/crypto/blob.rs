@@ -1,22 +1,29 @@
-//! The stored blob envelope:
-//! `version (1) || nonce (12) || AES-256-GCM(flag (1) || body)`, where `flag` says whether
-//! `body` is zstd-compressed (only when that makes it smaller). The associated data binds the
-//! ciphertext to its version, kind and id, so the server cannot pass off one blob as another.
-//! See `docs/FORMAT.md`.
+//! The stored blob envelope (version 2):
+//! `version (1) || epoch (4, big-endian) || nonce (12) || AES-256-GCM(flag (1) || body)`,
+//! where `flag` says whether `body` is zstd-compressed (only when that makes it smaller).
+//! The associated data binds the ciphertext to its version, epoch, kind and id, so the
+//! server cannot pass off one blob as another.
+//!
+//! Chunks and trees are sealed under their own [`ObjectKey`] (derived from their plaintext
+//! under the epoch's convergence key; their id derives from the key). Snapshots are sealed
+//! under the epoch's snapshot key and named by a keyed hash of their plaintext, so every
+//! member can list them. See `docs/FORMAT.md`.
 
 use bytes::{Bytes, BytesMut};
 use rand::RngCore;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use serde::{Deserialize, Serialize};
 
-use super::keys::LibraryKeys;
-use super::{CryptoError, ObjectId};
+use super::epoch::LibraryKeys;
+use super::{CryptoError, ObjectId, ObjectKey};
 
-pub const BLOB_VERSION: u8 = 1;
+pub const BLOB_VERSION: u8 = 2;
+const EPOCH_LEN: usize = 4;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
+const HEADER_LEN: usize = 1 + EPOCH_LEN + NONCE_LEN;
 /// The smallest possible blob: header, nonce, flag byte and tag.
-pub const MIN_BLOB_LEN: usize = 1 + NONCE_LEN + 1 + TAG_LEN;
+pub const MIN_BLOB_LEN: usize = HEADER_LEN + 1 + TAG_LEN;
 /// Bytes a blob adds to its (possibly compressed) plaintext.
 pub const OVERHEAD: usize = MIN_BLOB_LEN;
 
@@ -54,11 +61,21 @@ impl BlobKind {
     }
 }
 
-fn associated_data(kind: BlobKind, id: &ObjectId) -> [u8; 34] {
-    let mut aad = [0u8; 34];
+/// The epoch a blob's header names, as the server may read it; `None` if it is no
+/// version-2 blob.
+pub fn blob_epoch(blob: &[u8]) -> Option<u32> {
+    if blob.len() < MIN_BLOB_LEN || blob[0] != BLOB_VERSION {
+        return None;
+    }
+    Some(u32::from_be_bytes(blob[1..5].try_into().expect("4 bytes")))
+}
+
+fn associated_data(epoch: u32, kind: BlobKind, id: &ObjectId) -> [u8; 38] {
+    let mut aad = [0u8; 38];
     aad[0] = BLOB_VERSION;
-    aad[1] = kind.code();
-    aad[2..].copy_from_slice(id.as_bytes());
+    aad[1..5].copy_from_slice(&epoch.to_be_bytes());
+    aad[5] = kind.code();
+    aad[6..].copy_from_slice(id.as_bytes());
     aad
 }
 
@@ -76,94 +93,148 @@ fn worth_compressing(plaintext: &[u8]) -> bool {
 /// The bulk cipher: ring's AES-256-GCM (VAES/CLMUL assembly), several times faster than a
 /// portable implementation on the hot paths (backup, restore, mount reads). The envelope is
 /// plain AES-256-GCM either way; see docs/DECISIONS.md.
-fn cipher(keys: &LibraryKeys) -> LessSafeKey {
-    LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, keys.blob.as_bytes()).expect("AES-256 takes a 32-byte key"),
-    )
+fn cipher(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("AES-256 takes a 32-byte key"))
+}
+
+fn seal(key: &[u8; 32], epoch: u32, kind: BlobKind, id: &ObjectId, plaintext: &[u8]) -> Vec<u8> {
+    let compressed = if worth_compressing(plaintext) {
+        zstd::bulk::compress(plaintext, ZSTD_LEVEL)
+            .ok()
+            .filter(|c| c.len() < plaintext.len())
+    } else {
+        None
+    };
+    let (flag, body) = match &compressed {
+        Some(c) => (ZSTD, c.as_slice()),
+        None => (RAW, plaintext),
+    };
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    // One buffer, encrypted in place: the body is copied once.
+    let mut out = Vec::with_capacity(HEADER_LEN + 1 + body.len() + TAG_LEN);
+    out.push(BLOB_VERSION);
+    out.extend_from_slice(&epoch.to_be_bytes());
+    out.extend_from_slice(&nonce);
+    out.push(flag);
+    out.extend_from_slice(body);
+    let tag = cipher(key)
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(associated_data(epoch, kind, id)),
+            &mut out[HEADER_LEN..],
+        )
+        .expect("AES-GCM encryption fails only past 64 GiB");
+    out.extend_from_slice(tag.as_ref());
+    out
+}
+
+/// Opens a blob in its own buffer (raw content is then that buffer, without a copy);
+/// returns the epoch its header named and the plaintext.
+fn open(
+    key: &[u8; 32],
+    kind: BlobKind,
+    id: &ObjectId,
+    mut blob: BytesMut,
+) -> Result<(u32, Bytes), CryptoError> {
+    if blob.len() < MIN_BLOB_LEN {
+        return Err(CryptoError::Truncated(blob.len()));
+    }
+    if blob[0] != BLOB_VERSION {
+        return Err(CryptoError::Version(blob[0]));
+    }
+    let epoch = u32::from_be_bytes(blob[1..5].try_into().expect("4 bytes"));
+    let nonce = Nonce::try_assume_unique_for_key(&blob[1 + EPOCH_LEN..HEADER_LEN])
+        .map_err(|_| CryptoError::Decrypt)?;
+    // Ciphertext and tag, opened in place; the tag's bytes are cut off after.
+    let opened = cipher(key)
+        .open_in_place(
+            nonce,
+            Aad::from(associated_data(epoch, kind, id)),
+            &mut blob[HEADER_LEN..],
+        )
+        .map_err(|_| CryptoError::Decrypt)?
+        .len();
+    let inner = blob.freeze().slice(HEADER_LEN..HEADER_LEN + opened);
+    let plaintext = match inner.first() {
+        Some(&RAW) => inner.slice(1..),
+        Some(&ZSTD) => Bytes::from(
+            zstd::stream::decode_all(&inner[1..])
+                .map_err(|e| CryptoError::Decompress(e.to_string()))?,
+        ),
+        _ => return Err(CryptoError::Decrypt),
+    };
+    Ok((epoch, plaintext))
+}
+
+impl ObjectKey {
+    /// Opens a chunk or tree with its key alone (what a link holder has). Integrity rests
+    /// on AES-GCM under a key the server never saw; see [`LibraryKeys::open_object`] for the
+    /// members' further check.
+    pub fn open(&self, kind: BlobKind, blob: BytesMut) -> Result<Bytes, CryptoError> {
+        Ok(open(self.as_bytes(), kind, &self.id(), blob)?.1)
+    }
 }
 
 impl LibraryKeys {
-    /// Computes the id of `plaintext` and seals it into a blob.
-    pub fn seal(&self, kind: BlobKind, plaintext: &[u8]) -> (ObjectId, Vec<u8>) {
-        let id = self.id.id_of(plaintext);
-        (id, self.seal_with_id(kind, &id, plaintext))
+    /// The key (and so the id) `plaintext` gets as a `kind` object under the newest epoch.
+    pub fn object_key(&self, kind: BlobKind, plaintext: &[u8]) -> ObjectKey {
+        self.newest().convergence.object_key(kind.code(), plaintext)
     }
 
-    /// Seals `plaintext` whose id the caller already computed.
-    pub fn seal_with_id(&self, kind: BlobKind, id: &ObjectId, plaintext: &[u8]) -> Vec<u8> {
-        let compressed = if worth_compressing(plaintext) {
-            zstd::bulk::compress(plaintext, ZSTD_LEVEL)
-                .ok()
-                .filter(|c| c.len() < plaintext.len())
-        } else {
-            None
-        };
-        let (flag, body) = match &compressed {
-            Some(c) => (ZSTD, c.as_slice()),
-            None => (RAW, plaintext),
-        };
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        // One buffer, encrypted in place: the body is copied once.
-        let header = 1 + NONCE_LEN;
-        let mut out = Vec::with_capacity(header + 1 + body.len() + TAG_LEN);
-        out.push(BLOB_VERSION);
-        out.extend_from_slice(&nonce);
-        out.push(flag);
-        out.extend_from_slice(body);
-        let tag = cipher(self)
-            .seal_in_place_separate_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(associated_data(kind, id)),
-                &mut out[header..],
-            )
-            .expect("AES-GCM encryption fails only past 64 GiB");
-        out.extend_from_slice(tag.as_ref());
-        out
+    /// Seals a chunk or tree whose key [`object_key`](Self::object_key) gave.
+    pub fn seal_object(&self, kind: BlobKind, key: &ObjectKey, plaintext: &[u8]) -> Vec<u8> {
+        seal(
+            key.as_bytes(),
+            self.newest().epoch,
+            kind,
+            &key.id(),
+            plaintext,
+        )
     }
 
-    /// Opens a blob and checks that its plaintext really has id `id`. The plaintext is
-    /// decrypted in place in one copy of the blob; no further copy is made for raw content.
-    pub fn open(&self, kind: BlobKind, id: &ObjectId, blob: &[u8]) -> Result<Bytes, CryptoError> {
-        self.open_owned(kind, id, BytesMut::from(blob))
-    }
-
-    /// [`LibraryKeys::open`] of a blob the caller hands over: decrypted in its own buffer,
-    /// which raw content then is, without a copy.
-    pub fn open_owned(
+    /// Opens a chunk or tree and, where this member knows the epoch that made it, checks
+    /// that the key really derives from the plaintext, so a writer cannot store content
+    /// under a key that names other content (dedup poisoning).
+    pub fn open_object(
         &self,
         kind: BlobKind,
-        id: &ObjectId,
-        mut blob: BytesMut,
+        key: &ObjectKey,
+        blob: BytesMut,
     ) -> Result<Bytes, CryptoError> {
-        if blob.len() < MIN_BLOB_LEN {
-            return Err(CryptoError::Truncated(blob.len()));
+        let id = key.id();
+        let (epoch, plaintext) = open(key.as_bytes(), kind, &id, blob)?;
+        if let Some(keys) = self.epoch(epoch) {
+            if keys.convergence.object_key(kind.code(), &plaintext) != *key {
+                return Err(CryptoError::IdMismatch(id));
+            }
         }
-        if blob[0] != BLOB_VERSION {
-            return Err(CryptoError::Version(blob[0]));
-        }
-        let header = 1 + NONCE_LEN;
-        let nonce =
-            Nonce::try_assume_unique_for_key(&blob[1..header]).map_err(|_| CryptoError::Decrypt)?;
-        // Ciphertext and tag, opened in place; the tag's bytes are cut off after.
-        let opened = cipher(self)
-            .open_in_place(
-                nonce,
-                Aad::from(associated_data(kind, id)),
-                &mut blob[header..],
-            )
-            .map_err(|_| CryptoError::Decrypt)?
-            .len();
-        let inner = blob.freeze().slice(header..header + opened);
-        let plaintext = match inner.first() {
-            Some(&RAW) => inner.slice(1..),
-            Some(&ZSTD) => Bytes::from(
-                zstd::stream::decode_all(&inner[1..])
-                    .map_err(|e| CryptoError::Decompress(e.to_string()))?,
-            ),
-            _ => return Err(CryptoError::Decrypt),
-        };
-        if self.id.id_of(&plaintext) != *id {
+        Ok(plaintext)
+    }
+
+    /// Computes a snapshot's id and seals it under the newest epoch's snapshot key.
+    pub fn seal_snapshot(&self, plaintext: &[u8]) -> (ObjectId, Vec<u8>) {
+        let keys = self.newest();
+        let id = keys.snapshot_id.id_of(plaintext);
+        let blob = seal(
+            keys.snapshot.as_bytes(),
+            keys.epoch,
+            BlobKind::Snapshot,
+            &id,
+            plaintext,
+        );
+        (id, blob)
+    }
+
+    /// Opens a snapshot under the epoch its header names and checks it has id `id`.
+    pub fn open_snapshot(&self, id: &ObjectId, blob: BytesMut) -> Result<Bytes, CryptoError> {
+        let epoch = blob_epoch(&blob).ok_or_else(|| match blob.first() {
+            Some(&version) if version != BLOB_VERSION => CryptoError::Version(version),
+            _ => CryptoError::Truncated(blob.len()),
+        })?;
+        let keys = self.epoch(epoch).ok_or(CryptoError::UnknownEpoch(epoch))?;
+        let (_, plaintext) = open(keys.snapshot.as_bytes(), BlobKind::Snapshot, id, blob)?;
+        if keys.snapshot_id.id_of(&plaintext) != *id {
             return Err(CryptoError::IdMismatch(*id));
         }
         Ok(plaintext)
@@ -173,53 +244,64 @@ impl LibraryKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::SymmetricKey;
 
-    fn new_keys() -> LibraryKeys {
-        LibraryKeys::derive(&SymmetricKey::generate())
+    fn seal_chunk(keys: &LibraryKeys, plaintext: &[u8]) -> (ObjectKey, Vec<u8>) {
+        let key = keys.object_key(BlobKind::Chunk, plaintext);
+        (key, keys.seal_object(BlobKind::Chunk, &key, plaintext))
+    }
+
+    fn owned(blob: &[u8]) -> BytesMut {
+        BytesMut::from(blob)
     }
 
     #[test]
     fn round_trip_compressible_and_random() {
-        let keys = new_keys();
+        let keys = LibraryKeys::generate();
         let text = b"hello hello hello hello hello hello hello".repeat(1000);
         let mut random = vec![0u8; 300_000];
         rand::rngs::OsRng.fill_bytes(&mut random);
         for plaintext in [&text[..], &random[..], b""] {
-            let (id, blob) = keys.seal(BlobKind::Chunk, plaintext);
+            let (key, blob) = seal_chunk(&keys, plaintext);
             assert_eq!(
-                keys.open(BlobKind::Chunk, &id, &blob).unwrap().as_ref(),
+                keys.open_object(BlobKind::Chunk, &key, owned(&blob))
+                    .unwrap()
+                    .as_ref(),
                 plaintext
             );
+            assert_eq!(
+                key.open(BlobKind::Chunk, owned(&blob)).unwrap().as_ref(),
+                plaintext,
+                "the key alone opens it"
+            );
         }
-        let (_, blob) = keys.seal(BlobKind::Chunk, &text);
+        let (_, blob) = seal_chunk(&keys, &text);
         assert!(
             blob.len() < text.len() / 10,
             "repetitive text is compressed"
         );
-        let (_, blob) = keys.seal(BlobKind::Chunk, &random);
+        let (_, blob) = seal_chunk(&keys, &random);
         assert_eq!(
             blob.len(),
             random.len() + OVERHEAD,
             "random data is stored raw"
         );
+        assert_eq!(blob_epoch(&blob), Some(1));
     }
 
     #[test]
     fn the_envelope_is_standard_aes_gcm() {
-        // A blob sealed with the RustCrypto implementation (as the first releases did)
-        // opens, and the other way round: the format did not change with the library.
+        // ring seals, RustCrypto opens (and the other way round): plain AES-256-GCM.
         use aes_gcm::aead::{Aead, KeyInit, Payload};
-        let keys = new_keys();
+        let keys = LibraryKeys::generate();
         let plaintext = vec![5u8; 200_000];
-        let (id, blob) = keys.seal(BlobKind::Chunk, &plaintext);
-        let other = aes_gcm::Aes256Gcm::new(keys.blob.as_bytes().into());
-        let aad = associated_data(BlobKind::Chunk, &id);
+        let (key, blob) = seal_chunk(&keys, &plaintext);
+        let other = aes_gcm::Aes256Gcm::new(key.as_bytes().into());
+        let aad = associated_data(1, BlobKind::Chunk, &key.id());
         let inner = other
             .decrypt(
-                aes_gcm::Nonce::from_slice(&blob[1..13]),
+                aes_gcm::Nonce::from_slice(&blob[5..17]),
                 Payload {
-                    msg: &blob[13..],
+                    msg: &blob[17..],
                     aad: &aad,
                 },
             )
@@ -228,9 +310,9 @@ mod tests {
         let mut raw = vec![RAW];
         raw.extend_from_slice(&plaintext);
         let nonce = [9u8; NONCE_LEN];
-        let mut old = vec![BLOB_VERSION];
-        old.extend_from_slice(&nonce);
-        old.extend(
+        let mut made = vec![BLOB_VERSION, 0, 0, 0, 1];
+        made.extend_from_slice(&nonce);
+        made.extend(
             other
                 .encrypt(
                     aes_gcm::Nonce::from_slice(&nonce),
@@ -241,44 +323,75 @@ mod tests {
                 )
                 .unwrap(),
         );
-        assert_eq!(keys.open(BlobKind::Chunk, &id, &old).unwrap(), plaintext);
+        assert_eq!(
+            keys.open_object(BlobKind::Chunk, &key, owned(&made))
+                .unwrap(),
+            plaintext
+        );
     }
 
     #[test]
     fn plaintext_does_not_appear_in_blob() {
-        let keys = new_keys();
-        let (_, blob) = keys.seal(BlobKind::Chunk, b"UNIQUE-MARKER-1234");
+        let keys = LibraryKeys::generate();
+        let (_, blob) = seal_chunk(&keys, b"UNIQUE-MARKER-1234");
         assert!(!blob.windows(18).any(|w| w == b"UNIQUE-MARKER-1234"));
     }
 
     #[test]
     fn substitution_and_tampering_are_detected() {
-        let keys = new_keys();
-        let (id_a, blob_a) = keys.seal(BlobKind::Chunk, b"a");
-        let (id_b, _) = keys.seal(BlobKind::Chunk, b"b");
-        assert!(
-            keys.open(BlobKind::Chunk, &id_b, &blob_a).is_err(),
-            "wrong id"
-        );
-        assert!(
-            keys.open(BlobKind::Tree, &id_a, &blob_a).is_err(),
-            "wrong kind"
-        );
+        let keys = LibraryKeys::generate();
+        let (key_a, blob_a) = seal_chunk(&keys, b"a");
+        let (key_b, _) = seal_chunk(&keys, b"b");
+        let open = |key: &ObjectKey, kind, blob: &[u8]| keys.open_object(kind, key, owned(blob));
+        assert!(open(&key_b, BlobKind::Chunk, &blob_a).is_err(), "wrong key");
+        assert!(open(&key_a, BlobKind::Tree, &blob_a).is_err(), "wrong kind");
         let mut bad = blob_a.clone();
         *bad.last_mut().unwrap() ^= 1;
+        assert!(open(&key_a, BlobKind::Chunk, &bad).is_err(), "flipped bit");
+        let mut other_epoch = blob_a.clone();
+        other_epoch[4] = 2;
         assert!(
-            keys.open(BlobKind::Chunk, &id_a, &bad).is_err(),
-            "flipped bit"
+            open(&key_a, BlobKind::Chunk, &other_epoch).is_err(),
+            "epoch is bound"
         );
         let mut future = blob_a;
         future[0] = 9;
         assert!(matches!(
-            keys.open(BlobKind::Chunk, &id_a, &future),
+            open(&key_a, BlobKind::Chunk, &future),
             Err(CryptoError::Version(9))
         ));
-        assert!(
-            new_keys().open(BlobKind::Chunk, &id_a, &bad).is_err(),
-            "other library's key"
+    }
+
+    #[test]
+    fn a_writer_cannot_store_other_content_under_a_key() {
+        // The key of "a", used to seal "evil": the key alone opens it, a member refuses it.
+        let keys = LibraryKeys::generate();
+        let key = keys.object_key(BlobKind::Chunk, b"a");
+        let poisoned = keys.seal_object(BlobKind::Chunk, &key, b"evil");
+        assert!(matches!(
+            keys.open_object(BlobKind::Chunk, &key, owned(&poisoned)),
+            Err(CryptoError::IdMismatch(_))
+        ));
+    }
+
+    #[test]
+    fn snapshots_open_under_their_epoch() {
+        let first = LibraryKeys::generate();
+        let (id, blob) = first.seal_snapshot(b"snapshot one");
+        let (second, _) = first.rotate("00112233445566778899aabbccddeeff").unwrap();
+        let (id2, blob2) = second.seal_snapshot(b"snapshot two");
+        assert_eq!(blob_epoch(&blob2), Some(2));
+        assert_eq!(
+            second.open_snapshot(&id, owned(&blob)).unwrap().as_ref(),
+            b"snapshot one"
         );
+        assert!(matches!(
+            first.open_snapshot(&id2, owned(&blob2)),
+            Err(CryptoError::UnknownEpoch(2))
+        ));
+        assert!(second.open_snapshot(&id2, owned(&blob)).is_err());
+        assert!(LibraryKeys::generate()
+            .open_snapshot(&id, owned(&blob))
+            .is_err());
     }
 }

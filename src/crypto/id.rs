@@ -1,7 +1,10 @@
-//! Object ids: the BLAKE3 keyed hash of an object's plaintext, keyed by its library's id key.
+//! Object ids and object keys.
 //!
-//! Keying means the server can neither read data nor confirm a guess about it: without the
-//! key, knowing a file does not tell you its id.
+//! A chunk or tree is encrypted under its own key, derived from its plaintext and the
+//! library epoch's convergence secret ([`ObjectKey`]); its id is derived from that key, so
+//! whoever holds the key can ask for the blob, and the server, which holds only ids, can
+//! neither read data nor confirm a guess about it. Snapshots are named by a keyed hash of
+//! their plaintext under the epoch's snapshot id key ([`IdKey`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -89,7 +92,56 @@ impl<'de> Deserialize<'de> for ObjectId {
     }
 }
 
-/// The key that turns plaintext into ids for one library.
+/// The key of one chunk or tree: a capability to read it and, through the keys its entries
+/// carry, everything below it. Its id is derived from it and is all the server sees.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ObjectKey([u8; 32]);
+
+const ID_FROM_KEY: &str = "ibackup 2026-12 object id from object key";
+
+impl ObjectKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> Option<Self> {
+        bytes.try_into().ok().map(Self)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The id under which the server stores the object.
+    pub fn id(&self) -> ObjectId {
+        ObjectId(blake3::derive_key(ID_FROM_KEY, &self.0))
+    }
+}
+
+/// Never prints the key, only the id it names.
+impl fmt::Debug for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectKey(id {})", self.id().short())
+    }
+}
+
+/// Raw bytes in CBOR (inside encrypted trees and snapshots); never written to JSON.
+impl Serialize for ObjectKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ObjectKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let bytes = serde_bytes::ByteBuf::deserialize(deserializer)?;
+        Self::from_slice(&bytes).ok_or_else(|| D::Error::custom("object key must be 32 bytes"))
+    }
+}
+
+/// A BLAKE3 key: turns plaintext into snapshot ids, or (as an epoch's convergence key) into
+/// object keys.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub struct IdKey([u8; 32]);
 
@@ -100,6 +152,15 @@ impl IdKey {
 
     pub fn id_of(&self, plaintext: &[u8]) -> ObjectId {
         ObjectId(*blake3::keyed_hash(&self.0, plaintext).as_bytes())
+    }
+
+    /// The convergent key of an object: the same plaintext of the same kind always gets the
+    /// same key (and so the same id) under one epoch, which is what deduplicates it.
+    pub fn object_key(&self, kind_code: u8, plaintext: &[u8]) -> ObjectKey {
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        hasher.update(&[kind_code]);
+        hasher.update(plaintext);
+        ObjectKey(*hasher.finalize().as_bytes())
     }
 }
 
@@ -117,6 +178,22 @@ mod tests {
             a.id_of(b"data"),
             ObjectId(*blake3::hash(b"data").as_bytes())
         );
+    }
+
+    #[test]
+    fn object_keys_converge_per_kind_and_name_their_id() {
+        let convergence = IdKey::new([5; 32]);
+        let a = convergence.object_key(1, b"data");
+        assert_eq!(a, convergence.object_key(1, b"data"));
+        assert_ne!(
+            a,
+            convergence.object_key(2, b"data"),
+            "kind is part of the key"
+        );
+        assert_ne!(a, IdKey::new([6; 32]).object_key(1, b"data"));
+        assert_eq!(a.id(), a.id());
+        assert_ne!(a.id().as_bytes(), a.as_bytes());
+        assert!(!format!("{a:?}").contains(&hex::encode(a.as_bytes())));
     }
 
     #[test]

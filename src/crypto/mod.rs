@@ -6,13 +6,15 @@
 //! files.
 
 pub mod blob;
+pub mod epoch;
 pub mod id;
 pub mod kdf;
 pub mod keys;
 
 pub use blob::BlobKind;
-pub use id::{IdKey, ObjectId};
-pub use keys::{AccountKeyPair, LibraryKeys, SymmetricKey};
+pub use epoch::{EpochKeys, LibraryKeys};
+pub use id::{IdKey, ObjectId, ObjectKey};
+pub use keys::{AccountKeyPair, SymmetricKey};
 
 /// A TLS certificate's fingerprint as servers print it and clients pin it:
 /// `SHA256:` and the hex digest of its DER encoding.
@@ -38,4 +40,9 @@ pub enum CryptoError {
     Key(&'static str),
     #[error("decompression failed: {0}")]
     Decompress(String),
+    #[error(
+        "this object is sealed under key epoch {0}, which your copy of the library keys does \
+         not have yet; try again (the library's key was rotated)"
+    )]
+    UnknownEpoch(u32),
 }

@@ -1,12 +1,13 @@
 //! Object encoding: `format version (1) || CBOR (RFC 8949)`. The version byte lets a later
 //! format be read beside this one; an unknown version is refused, never guessed at.
+//! Version 2 (sharing): trees carry their children's keys, snapshots their root's key.
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::ModelError;
 
-pub const FORMAT_VERSION: u8 = 1;
+pub const FORMAT_VERSION: u8 = 2;
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = vec![FORMAT_VERSION];

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{codec, ModelError};
-use crate::crypto::ObjectId;
+use crate::crypto::{ObjectId, ObjectKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -22,12 +22,16 @@ pub struct SnapshotSummary {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
-    pub tree: ObjectId,
+    /// The key of the root tree.
+    pub tree: ObjectKey,
     pub parent: Option<ObjectId>,
     /// Nanoseconds since the Unix epoch.
     pub time_ns: i64,
     pub host: String,
     pub username: String,
+    /// The account that committed it (its e-mail), for shared libraries.
+    #[serde(default)]
+    pub author: String,
     /// The source paths of this backup, as the user gave them (lossy UTF-8 for display).
     pub paths: Vec<String>,
     #[serde(default)]
@@ -64,11 +68,12 @@ mod tests {
     #[test]
     fn round_trip_and_time_format() {
         let snapshot = Snapshot {
-            tree: ObjectId::from_bytes([3; 32]),
+            tree: ObjectKey::from_bytes([3; 32]),
             parent: None,
             time_ns: 1_795_920_300_000_000_000,
             host: "laptop".into(),
             username: "alice".into(),
+            author: "alice@example.com".into(),
             paths: vec!["/home/alice".into()],
             tags: vec![],
             kind: SnapshotKind::Backup,

@@ -1,10 +1,12 @@
 //! A tree is one directory: its entries sorted by name (as raw bytes, so any name a Linux
 //! file system allows round-trips, UTF-8 or not), each with the metadata a restore needs.
+//! Entries carry the *keys* of what they point at (chunks, subtrees), from which the ids
+//! derive: holding a tree's key opens everything below it and nothing else.
 
 use serde::{Deserialize, Serialize};
 
 use super::{codec, ModelError};
-use crate::crypto::ObjectId;
+use crate::crypto::{ObjectId, ObjectKey};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -14,11 +16,17 @@ pub enum EntryKind {
     Symlink,
 }
 
-/// One piece of a file: the chunk's id and its plaintext length.
+/// One piece of a file: the chunk's key and its plaintext length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
-    pub id: ObjectId,
+    pub key: ObjectKey,
     pub len: u32,
+}
+
+impl ChunkRef {
+    pub fn id(&self) -> ObjectId {
+        self.key.id()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,9 +61,9 @@ pub struct Entry {
     /// Symlink target.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
     pub target: Option<Vec<u8>>,
-    /// Directory contents.
+    /// Directory contents: the key of the tree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subtree: Option<ObjectId>,
+    pub subtree: Option<ObjectKey>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,7 +100,12 @@ impl Tree {
         let mut refs: Vec<ObjectId> = self
             .entries
             .iter()
-            .flat_map(|e| e.chunks.iter().map(|c| c.id).chain(e.subtree))
+            .flat_map(|e| {
+                e.chunks
+                    .iter()
+                    .map(ChunkRef::id)
+                    .chain(e.subtree.map(|k| k.id()))
+            })
             .collect();
         refs.sort();
         refs.dedup();
@@ -142,7 +155,7 @@ mod tests {
             inode: 42,
             xattrs: vec![],
             chunks: vec![ChunkRef {
-                id: IdKey::new([1; 32]).id_of(b"abc"),
+                key: IdKey::new([1; 32]).object_key(1, b"abc"),
                 len: 3,
             }],
             target: None,
@@ -167,8 +180,10 @@ mod tests {
     #[test]
     fn decode_refuses_unknown_version_and_bad_names() {
         let mut bytes = Tree::new(vec![file(b"a")]).encode();
-        bytes[0] = 2;
-        assert!(matches!(Tree::decode(&bytes), Err(ModelError::Version(2))));
+        bytes[0] = 3;
+        assert!(matches!(Tree::decode(&bytes), Err(ModelError::Version(3))));
+        bytes[0] = 1;
+        assert!(matches!(Tree::decode(&bytes), Err(ModelError::Version(1))));
         let evil = Tree {
             entries: vec![file(b"../etc")],
         };

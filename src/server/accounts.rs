@@ -24,8 +24,6 @@ use crate::crypto::kdf::{self, KdfParams};
 
 /// Wrapped 32-byte keys: nonce, key, tag.
 const WRAPPED_KEY_LEN: std::ops::RangeInclusive<usize> = 60..=60;
-/// A 32-byte key sealed to a public key: ephemeral key, key, tag.
-const SEALED_KEY_LEN: std::ops::RangeInclusive<usize> = 80..=80;
 
 pub async fn prelogin(
     State(state): State<AppState>,
@@ -60,7 +58,6 @@ pub async fn register(
     let email = validate::email(&req.email)?;
     let first_name = validate::person_name("first name", &req.first_name)?;
     let last_name = validate::person_name("last name", &req.last_name)?;
-    let library_name = validate::library_name(&req.library_name)?;
     let config = state.config.clone();
     let plan = match req.plan.as_deref() {
         None => config.default_plan().clone(),
@@ -88,11 +85,7 @@ pub async fn register(
         &req.recovery_wrapped_private_key,
         WRAPPED_KEY_LEN,
     )?;
-    validate::bytes_len(
-        "library_wrapped_key",
-        &req.library_wrapped_key,
-        SEALED_KEY_LEN,
-    )?;
+    super::libraries::check_new_library(&req.library)?;
     check_login(&req.login)?;
     let login = PreparedLogin::hash(&req.login).await?;
     let session = SessionStart::new(&config, req.client.as_deref(), peer);
@@ -132,7 +125,19 @@ pub async fn register(
                     amount_cents: 0,
                 },
             )?;
-            libraries::create(&tx, account_id, &library_name, &req.library_wrapped_key)?;
+            if libraries::exists(&tx, &req.library.id)? {
+                return Err(ApiError::new(
+                    ErrorCode::AlreadyExists,
+                    "a library with this id exists; choose another random id",
+                ));
+            }
+            libraries::create(
+                &tx,
+                &req.library.id,
+                account_id,
+                &req.library.name_sealed,
+                &req.library.grant,
+            )?;
             let response = session.create(&tx, &config, account_id)?;
             tx.commit().map_err(super::db::DbError::from)?;
             Ok(response)

@@ -13,7 +13,7 @@ use super::db::Db;
 use super::error::ApiError;
 use super::mail::Mailer;
 use super::records::SessionRecords;
-use super::{accounts, billing, libraries, objects, privacy, profile, records, sessions};
+use super::{accounts, billing, libraries, objects, privacy, profile, records, sessions, sharing};
 use crate::api::routes;
 use crate::api::types::Health;
 use crate::api::ErrorCode;
@@ -76,6 +76,17 @@ pub fn router(state: AppState) -> Router {
             routes::LIBRARIES,
             get(libraries::list).post(libraries::create),
         )
+        .route(
+            routes::LIBRARY,
+            axum::routing::patch(libraries::rename).delete(libraries::delete),
+        )
+        .route(
+            routes::LIBRARY_MEMBERS,
+            get(sharing::members).post(sharing::add_member),
+        )
+        .route(routes::LIBRARY_ROTATE, post(sharing::rotate))
+        .route(routes::LIBRARY_LEAVE, post(sharing::leave))
+        .route(routes::CONTACT_LOOKUP, post(sharing::contact))
         .route(
             routes::LIBRARY_HEAD,
             get(libraries::head).put(libraries::set_head),

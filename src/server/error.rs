@@ -25,9 +25,11 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::Forbidden => StatusCode::FORBIDDEN,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::AlreadyExists | ErrorCode::HeadMoved | ErrorCode::UsageAboveLimit => {
-            StatusCode::CONFLICT
-        }
+        ErrorCode::AlreadyExists
+        | ErrorCode::HeadMoved
+        | ErrorCode::UsageAboveLimit
+        | ErrorCode::StaleEpoch => StatusCode::CONFLICT,
+        ErrorCode::Gone => StatusCode::GONE,
         ErrorCode::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
         ErrorCode::AccountInactive => StatusCode::FORBIDDEN,
         ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -62,15 +64,23 @@ impl ApiError {
         Self::new(ErrorCode::PayloadTooLarge, message)
     }
 
-    pub fn quota_exceeded(used: u64, limit: u64) -> Self {
-        let mut body = ErrorBody::new(
-            ErrorCode::QuotaExceeded,
-            format!(
+    /// The owner's quota would be passed. `owner` names the owner when the caller is a
+    /// member of someone else's library (storage is charged to the owner).
+    pub fn quota_exceeded(used: u64, limit: u64, owner: Option<&str>) -> Self {
+        let message = match owner {
+            None => format!(
                 "quota exceeded: {} of {} used; delete old snapshots or choose a larger plan",
                 format_size(used),
                 format_size(limit)
             ),
-        );
+            Some(owner) => format!(
+                "quota exceeded: this library is stored on {owner}'s plan, which has {} of {} \
+                 used; ask {owner} to free space or choose a larger plan",
+                format_size(used),
+                format_size(limit)
+            ),
+        };
+        let mut body = ErrorBody::new(ErrorCode::QuotaExceeded, message);
         body.used = Some(used);
         body.limit = Some(limit);
         Self(body)
@@ -83,6 +93,16 @@ impl ApiError {
         );
         body.head = head;
         Self(body)
+    }
+
+    pub fn stale_epoch(epoch: u32) -> Self {
+        Self::new(
+            ErrorCode::StaleEpoch,
+            format!(
+                "the library's key was rotated (it is at epoch {epoch} now); reload the \
+                 library and try again"
+            ),
+        )
     }
 
     pub fn too_many_attempts(wait_secs: u64) -> Self {

@@ -1,5 +1,6 @@
-//! Libraries: listing, creating, the head (moved only by compare-and-swap) and the list of
-//! committed snapshots.
+//! Libraries: listing, creating, renaming and deleting; the head (moved only by
+//! compare-and-swap) and the list of committed snapshots. Who may do what with a library
+//! is decided here, in [`require`], for every library route.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,9 +13,10 @@ use super::extract::{ApiJson, Caller};
 use super::validate;
 use crate::api::types::{
     CreateLibraryRequest, HeadResponse, HeadUpdate, LibraryInfo, LibraryList, Permission,
-    SnapshotList,
+    RenameLibraryRequest, SnapshotList,
 };
 use crate::api::ErrorCode;
+use crate::api::GRANT_BYTES;
 use crate::crypto::BlobKind;
 
 /// What a request needs to do with a library.
@@ -22,6 +24,8 @@ use crate::crypto::BlobKind;
 pub enum Need {
     Read,
     Write,
+    /// Only the owner: sharing, renaming, deleting, rotating the key.
+    Own,
 }
 
 /// The caller's standing in a library, or the error that refuses the request.
@@ -49,10 +53,17 @@ pub fn require(
             "this library belongs to another account and was not shared with you",
         )),
         libraries::Access::Member { permission, .. }
+            if need == Need::Own && permission != Permission::Owner =>
+        {
+            Err(ApiError::forbidden(
+                "only the library's owner can do this; it was shared with you",
+            ))
+        }
+        libraries::Access::Member { permission, .. }
             if need == Need::Write && !permission.can_write() =>
         {
             Err(ApiError::forbidden(
-                "this library was shared with you read-only",
+                "this library was shared with you read-only: you can read it, not change it",
             ))
         }
         libraries::Access::Member { owner_id, .. }
@@ -82,13 +93,23 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
     Ok(Json(LibraryList { libraries }))
 }
 
+/// Checks a new library's fields (the name is sealed: the client checks its text).
+pub fn check_new_library(req: &CreateLibraryRequest) -> ApiResult<()> {
+    if !db::is_random_id(&req.id) {
+        return Err(ApiError::bad_request(
+            "a library id is 32 lowercase hex digits, chosen at random by the client",
+        ));
+    }
+    validate::sealed_name(&req.name_sealed)?;
+    validate::bytes_len("grant", &req.grant, GRANT_BYTES..=GRANT_BYTES)
+}
+
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     ApiJson(req): ApiJson<CreateLibraryRequest>,
 ) -> ApiResult<(StatusCode, Json<LibraryInfo>)> {
-    let name = validate::library_name(&req.name)?;
-    validate::bytes_len("wrapped_key", &req.wrapped_key, 80..=80)?;
+    check_new_library(&req)?;
     let info = state
         .db
         .call(move |conn| -> ApiResult<LibraryInfo> {
@@ -100,20 +121,74 @@ pub async fn create(
                 ));
             }
             let tx = conn.transaction().map_err(DbError::from)?;
-            if libraries::exists_for_owner(&tx, caller.account_id, &name)? {
+            if libraries::exists(&tx, &req.id)? {
                 return Err(ApiError::new(
                     ErrorCode::AlreadyExists,
-                    format!("you already have a library named `{name}`"),
+                    "a library with this id exists; choose another random id",
                 ));
             }
-            let id = libraries::create(&tx, caller.account_id, &name, &req.wrapped_key)?;
-            let info = libraries::info_for(&tx, &id, caller.account_id)?
+            libraries::create(
+                &tx,
+                &req.id,
+                caller.account_id,
+                &req.name_sealed,
+                &req.grant,
+            )?;
+            let info = libraries::info_for(&tx, &req.id, caller.account_id)?
                 .ok_or_else(|| ApiError::internal("new library not visible"))?;
             tx.commit().map_err(DbError::from)?;
             Ok(info)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(info)))
+}
+
+pub async fn rename(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(library_id): Path<String>,
+    ApiJson(req): ApiJson<RenameLibraryRequest>,
+) -> ApiResult<Json<LibraryInfo>> {
+    validate::sealed_name(&req.name_sealed)?;
+    let info = state
+        .db
+        .call(move |conn| -> ApiResult<LibraryInfo> {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(DbError::from)?;
+            require(&tx, &library_id, caller.account_id, Need::Own)?;
+            let epoch = libraries::epoch(&tx, &library_id)?;
+            if req.name_epoch != epoch {
+                return Err(ApiError::stale_epoch(epoch));
+            }
+            libraries::rename(&tx, &library_id, &req.name_sealed, req.name_epoch)?;
+            let info = libraries::info_for(&tx, &library_id, caller.account_id)?
+                .ok_or_else(|| ApiError::internal("renamed library not visible"))?;
+            tx.commit().map_err(DbError::from)?;
+            Ok(info)
+        })
+        .await?;
+    Ok(Json(info))
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(library_id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .db
+        .call(move |conn| -> ApiResult<()> {
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(DbError::from)?;
+            require(&tx, &library_id, caller.account_id, Need::Own)?;
+            libraries::delete(&tx, &library_id)?;
+            tx.commit().map_err(DbError::from)?;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn head(
@@ -146,6 +221,11 @@ pub async fn set_head(
                     "{} is not a snapshot stored in this library; upload it first",
                     req.new
                 )));
+            }
+            // A snapshot sealed before a key rotation is readable by whoever was removed.
+            let epoch = libraries::epoch(conn, &library_id)?;
+            if libraries::snapshot_epoch(conn, &library_id, &req.new)? != Some(epoch) {
+                return Err(ApiError::stale_epoch(epoch));
             }
             match libraries::compare_and_swap_head(
                 conn,

@@ -22,6 +22,7 @@ pub mod privacy;
 pub mod profile;
 pub mod records;
 pub mod sessions;
+pub mod sharing;
 pub mod throttle;
 pub mod tls;
 pub mod validate;

@@ -1,9 +1,11 @@
 //! Object storage routes: which ids are missing, batch upload, batch fetch.
 //!
 //! An upload is accepted whole or not at all. The server checks what it can without keys:
-//! sizes, kinds, the envelope version, that every referenced object is already stored (or
-//! earlier in the same batch), and the owner's quota. New blobs go to one pack file, written
-//! durably before the rows that point at it are committed.
+//! sizes, kinds, the envelope version, that new objects are sealed under the library's
+//! newest key epoch (so a member removed by a rotation cannot read what is written later,
+//! even by a writer that has not noticed the rotation yet), that every referenced object is
+//! already stored (or earlier in the same batch), and the owner's quota. New blobs go to one
+//! pack file, written durably before the rows that point at it are committed.
 
 use std::collections::{HashMap, HashSet};
 
@@ -14,14 +16,14 @@ use axum::Json;
 
 use super::app::AppState;
 use super::config::ServerConfig;
-use super::db::{self, accounts, objects, DbError};
+use super::db::{self, accounts, libraries, objects, DbError};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiBytes, ApiJson, Caller};
 use super::libraries::{require, Need};
 use crate::api::routes::{MAX_BATCH_BYTES, MAX_IDS_PER_REQUEST};
 use crate::api::types::{IdList, MissingResponse, UploadObject, UploadResponse};
 use crate::api::{frame, ErrorCode};
-use crate::crypto::blob::{BLOB_VERSION, MIN_BLOB_LEN, OVERHEAD};
+use crate::crypto::blob::{blob_epoch, BLOB_VERSION, MIN_BLOB_LEN, OVERHEAD};
 use crate::crypto::{BlobKind, ObjectId};
 use crate::model::chunker::MAX_CHUNK;
 
@@ -113,10 +115,12 @@ pub async fn upload(
     let objects_meta = header.objects.clone();
     let lib = library_id.clone();
     let config = state.config.clone();
-    let (new_indices, owner_id) = state
+    let epochs: Vec<u32> = blobs.iter().map(|b| blob_epoch(b).unwrap_or(0)).collect();
+    let (new_indices, owner_id, epoch) = state
         .db
         .call(move |conn| -> ApiResult<_> {
             let granted = require(conn, &lib, caller.account_id, Need::Write)?;
+            let epoch = libraries::epoch(conn, &lib)?;
             let ids: Vec<ObjectId> = objects_meta.iter().map(|o| o.id).collect();
             let absent: HashSet<ObjectId> =
                 objects::missing(conn, &lib, &ids)?.into_iter().collect();
@@ -146,13 +150,22 @@ pub async fn upload(
                     }
                 }
                 if absent.contains(&object.id) && !earlier.contains_key(&object.id) {
+                    if epochs[index] != epoch {
+                        return Err(ApiError::stale_epoch(epoch));
+                    }
                     new_indices.push(index);
                     new_bytes += u64::from(object.len);
                 }
                 earlier.insert(object.id, object.kind);
             }
-            check_quota(conn, &config, granted.owner_id, new_bytes)?;
-            Ok((new_indices, granted.owner_id))
+            check_quota(
+                conn,
+                &config,
+                granted.owner_id,
+                caller.account_id,
+                new_bytes,
+            )?;
+            Ok((new_indices, granted.owner_id, epoch))
         })
         .await?;
     let already_present = (header.objects.len() - new_indices.len()) as u64;
@@ -220,10 +233,19 @@ pub async fn upload(
                 response.stored_bytes += location.size;
                 objects::insert_edges(&tx, &lib, &object.id, &object.refs)?;
                 if let Some(meta) = &object.snapshot {
-                    objects::insert_snapshot(&tx, &lib, &object.id, meta)?;
+                    objects::insert_snapshot(&tx, &lib, &object.id, meta, epoch)?;
                 }
             }
-            check_quota(&tx, &config, owner_id, response.stored_bytes)?;
+            if libraries::epoch(&tx, &lib)? != epoch {
+                return Err(ApiError::stale_epoch(libraries::epoch(&tx, &lib)?));
+            }
+            check_quota(
+                &tx,
+                &config,
+                owner_id,
+                caller.account_id,
+                response.stored_bytes,
+            )?;
             objects::add_stored_bytes(&tx, &lib, response.stored_bytes as i64)?;
             tx.commit().map_err(DbError::from)?;
             Ok(response)
@@ -235,10 +257,12 @@ pub async fn upload(
     Ok(Json(committed?))
 }
 
+/// Storage is charged to the library's owner, whoever uploads.
 fn check_quota(
     conn: &rusqlite::Connection,
     config: &ServerConfig,
     owner_id: i64,
+    caller_id: i64,
     adding: u64,
 ) -> ApiResult<()> {
     let owner = accounts::by_id(conn, owner_id)?
@@ -246,7 +270,8 @@ fn check_quota(
     let limit = config.quota_for(&owner.plan, owner.quota_override);
     let used = accounts::used_bytes(conn, owner_id)?;
     if used.saturating_add(adding) > limit {
-        return Err(ApiError::quota_exceeded(used, limit));
+        let named = (caller_id != owner_id).then_some(owner.email.as_str());
+        return Err(ApiError::quota_exceeded(used, limit, named));
     }
     Ok(())
 }

@@ -216,7 +216,8 @@ fn upload_with_missing_references_is_refused() {
     let client = TestClient::new("dave@example.com");
     client.register(&server);
     let library = library_id(&client);
-    let mut blob = vec![1u8];
+    // Envelope version 2 at epoch 1: well formed as far as the server can tell.
+    let mut blob = vec![2u8, 0, 0, 0, 1];
     blob.extend_from_slice(&[7u8; 60]);
     let header = UploadHeader {
         objects: vec![UploadObject {

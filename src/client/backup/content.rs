@@ -22,7 +22,7 @@ use super::scan::FileJob;
 use crate::api::types::UploadObject;
 use crate::client::store::{Batch, Store};
 use crate::client::{ClientError, Result};
-use crate::crypto::{BlobKind, ObjectId};
+use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::chunker;
 use crate::model::ChunkRef;
 
@@ -54,7 +54,7 @@ pub struct ContentStats {
     pub blob_bytes_uploaded: AtomicU64,
 }
 
-type Chunk = (ObjectId, Vec<u8>);
+type Chunk = (ObjectKey, Vec<u8>);
 
 struct Shared<'a> {
     store: &'a Store<'a>,
@@ -159,10 +159,10 @@ fn read_file(shared: &Shared<'_>, job: &FileJob, tx: &Sender<Chunk>) -> FileRead
                 Ok(data) => data,
                 Err(e) => return FileRead::Failed(format!("{}: {e}; skipped", path.display())),
             };
-            let id = shared.store.keys.id.id_of(&data);
+            let key = shared.store.keys.object_key(BlobKind::Chunk, &data);
             let len = data.len() as u32;
             size += u64::from(len);
-            chunks.push(ChunkRef { id, len });
+            chunks.push(ChunkRef { key, len });
             shared
                 .stats
                 .bytes_read
@@ -172,7 +172,7 @@ fn read_file(shared: &Shared<'_>, job: &FileJob, tx: &Sender<Chunk>) -> FileRead
                 shared.progress.inc(step);
                 counted += step;
             }
-            if shared.aborted() || tx.send((id, data)).is_err() {
+            if shared.aborted() || tx.send((key, data)).is_err() {
                 return FileRead::Failed("backup aborted".into());
             }
         }
@@ -212,24 +212,24 @@ fn dedupe(shared: &Shared<'_>, rx: Receiver<Chunk>, tx: Sender<Chunk>) {
     let mut waiting: Vec<Chunk> = Vec::new();
     let mut waiting_bytes = 0usize;
     let flush = |waiting: &mut Vec<Chunk>| -> Result<()> {
-        let ids: Vec<ObjectId> = waiting.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<ObjectId> = waiting.iter().map(|(key, _)| key.id()).collect();
         let missing = shared.store.missing(&ids)?;
-        for (id, data) in waiting.drain(..) {
-            if missing.contains(&id) && tx.send((id, data)).is_err() {
+        for ((key, data), id) in waiting.drain(..).zip(ids) {
+            if missing.contains(&id) && tx.send((key, data)).is_err() {
                 return Ok(());
             }
         }
         Ok(())
     };
-    for (id, data) in rx {
+    for (key, data) in rx {
         if shared.aborted() {
             return;
         }
-        if !seen.insert(id) {
+        if !seen.insert(key.id()) {
             continue;
         }
         waiting_bytes += data.len();
-        waiting.push((id, data));
+        waiting.push((key, data));
         if waiting.len() >= DEDUPE_IDS || waiting_bytes >= DEDUPE_BYTES {
             if let Err(e) = flush(&mut waiting) {
                 return shared.fail(e);
@@ -245,14 +245,14 @@ fn dedupe(shared: &Shared<'_>, rx: Receiver<Chunk>, tx: Sender<Chunk>) {
 }
 
 fn sealer(shared: &Shared<'_>, rx: Receiver<Chunk>, tx: Sender<(UploadObject, Vec<u8>)>) {
-    for (id, data) in rx {
-        let blob = shared.store.keys.seal_with_id(BlobKind::Chunk, &id, &data);
+    for (key, data) in rx {
+        let blob = shared.store.keys.seal_object(BlobKind::Chunk, &key, &data);
         shared
             .stats
             .chunk_bytes_uploaded
             .fetch_add(data.len() as u64, Ordering::Relaxed);
         let object = UploadObject {
-            id,
+            id: key.id(),
             kind: BlobKind::Chunk,
             len: blob.len() as u32,
             refs: Vec::new(),

@@ -25,7 +25,7 @@ use self::trees::TreeWriter;
 use super::session::Session;
 use super::store::Store;
 use super::{hostname, ClientError, Result};
-use crate::crypto::ObjectId;
+use crate::crypto::{ObjectId, ObjectKey};
 use crate::model::{Entry, EntryKind, Snapshot, SnapshotKind, SnapshotSummary, Tree};
 
 const COMMIT_ATTEMPTS: usize = 10;
@@ -212,6 +212,7 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
             time_ns: now_ns(),
             host: hostname(),
             username: std::env::var("USER").unwrap_or_default(),
+            author: session.email.clone(),
             paths: summary.paths.clone(),
             tags: options.tags.clone(),
             kind: SnapshotKind::Backup,
@@ -252,7 +253,7 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
 }
 
 /// A directory entry standing for the whole root, for backing up `/`.
-fn root_entry(root: ObjectId) -> Entry {
+fn root_entry(root: ObjectKey) -> Entry {
     Entry {
         name: Vec::new(),
         kind: EntryKind::Dir,

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::crypto::ObjectId;
+use crate::crypto::ObjectKey;
 use crate::model::{Entry, EntryKind, Tree, Xattr};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +107,7 @@ impl Scan {
         path: &Path,
         name: Vec<u8>,
         parent: Option<&Entry>,
-        parent_trees: &HashMap<ObjectId, Tree>,
+        parent_trees: &HashMap<ObjectKey, Tree>,
     ) -> Option<Node> {
         let meta = match std::fs::symlink_metadata(path) {
             Ok(meta) => meta,
@@ -178,7 +178,7 @@ impl Scan {
         &mut self,
         path: &Path,
         parent_tree: Option<&Tree>,
-        parent_trees: &HashMap<ObjectId, Tree>,
+        parent_trees: &HashMap<ObjectKey, Tree>,
     ) -> Option<Vec<Node>> {
         let reader = match std::fs::read_dir(path) {
             Ok(reader) => reader,

@@ -9,16 +9,16 @@ use std::collections::{HashMap, HashSet};
 use crate::api::types::UploadObject;
 use crate::client::store::{Batch, Store};
 use crate::client::Result;
-use crate::crypto::{BlobKind, ObjectId};
+use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::{Entry, EntryKind, Tree};
 
 pub struct TreeWriter<'a> {
     store: &'a Store<'a>,
-    /// Trees made in this run, by id, in the order they were made.
-    made: HashMap<ObjectId, Tree>,
-    order: Vec<ObjectId>,
-    /// Trees read from the server, by id.
-    loaded: HashMap<ObjectId, Tree>,
+    /// Trees made in this run, by key, in the order they were made.
+    made: HashMap<ObjectKey, Tree>,
+    order: Vec<ObjectKey>,
+    /// Trees read from the server, by key.
+    loaded: HashMap<ObjectKey, Tree>,
 }
 
 #[derive(Default)]
@@ -28,7 +28,7 @@ pub struct TreeStats {
 }
 
 impl<'a> TreeWriter<'a> {
-    pub fn new(store: &'a Store<'a>, loaded: HashMap<ObjectId, Tree>) -> Self {
+    pub fn new(store: &'a Store<'a>, loaded: HashMap<ObjectKey, Tree>) -> Self {
         Self {
             store,
             made: HashMap::new(),
@@ -37,23 +37,23 @@ impl<'a> TreeWriter<'a> {
         }
     }
 
-    /// Queues a tree for upload and returns its id.
-    pub fn add(&mut self, tree: Tree) -> ObjectId {
-        let id = self.store.keys.id.id_of(&tree.encode());
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.made.entry(id) {
+    /// Queues a tree for upload and returns its key.
+    pub fn add(&mut self, tree: Tree) -> ObjectKey {
+        let key = self.store.keys.object_key(BlobKind::Tree, &tree.encode());
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.made.entry(key) {
             slot.insert(tree);
-            self.order.push(id);
+            self.order.push(key);
         }
-        id
+        key
     }
 
     /// A tree made in this run or stored on the server.
-    pub fn get(&mut self, id: &ObjectId) -> Result<Tree> {
-        if let Some(tree) = self.made.get(id).or_else(|| self.loaded.get(id)) {
+    pub fn get(&mut self, key: &ObjectKey) -> Result<Tree> {
+        if let Some(tree) = self.made.get(key).or_else(|| self.loaded.get(key)) {
             return Ok(tree.clone());
         }
-        let tree = self.store.load_tree(id)?;
-        self.loaded.insert(*id, tree.clone());
+        let tree = self.store.load_tree(key)?;
+        self.loaded.insert(*key, tree.clone());
         Ok(tree)
     }
 
@@ -63,18 +63,19 @@ impl<'a> TreeWriter<'a> {
         if self.order.is_empty() {
             return Ok(stats);
         }
-        let missing = self.store.missing(&self.order)?;
+        let ids: Vec<ObjectId> = self.order.iter().map(ObjectKey::id).collect();
+        let missing = self.store.missing(&ids)?;
         let mut batch = Batch::default();
         let mut sent = HashSet::new();
-        for id in std::mem::take(&mut self.order) {
+        for (key, id) in std::mem::take(&mut self.order).into_iter().zip(ids) {
             if !missing.contains(&id) || !sent.insert(id) {
                 continue;
             }
-            let tree = &self.made[&id];
+            let tree = &self.made[&key];
             let blob = self
                 .store
                 .keys
-                .seal_with_id(BlobKind::Tree, &id, &tree.encode());
+                .seal_object(BlobKind::Tree, &key, &tree.encode());
             stats.trees_uploaded += 1;
             stats.bytes_uploaded += blob.len() as u64;
             let object = UploadObject {
@@ -97,14 +98,14 @@ impl<'a> TreeWriter<'a> {
 
     /// Puts `new` at `components` below the tree `root` (none: an empty root), making the
     /// missing directories from `ancestors` (one entry per component but the last), and
-    /// returns the new root's id.
+    /// returns the new root's key.
     pub fn splice(
         &mut self,
-        root: Option<ObjectId>,
+        root: Option<ObjectKey>,
         components: &[Vec<u8>],
         ancestors: &[Entry],
         new: &Entry,
-    ) -> Result<ObjectId> {
+    ) -> Result<ObjectKey> {
         let mut tree = match root {
             Some(id) => self.get(&id)?,
             None => Tree::default(),
@@ -129,7 +130,7 @@ impl<'a> TreeWriter<'a> {
 /// Finds the entry at `components` below `root`, loading trees as needed.
 pub fn lookup(
     writer: &mut TreeWriter<'_>,
-    root: ObjectId,
+    root: ObjectKey,
     components: &[Vec<u8>],
 ) -> Result<Option<Entry>> {
     let mut tree = writer.get(&root)?;

@@ -22,7 +22,7 @@ use self::nodes::{Attr, Body, Ino, Node, Nodes, Place, ROOT};
 use super::cache::Fetcher;
 use super::session::OpenLibrary;
 use super::ClientError;
-use crate::crypto::ObjectId;
+use crate::crypto::{ObjectId, ObjectKey};
 use crate::model::EntryKind;
 
 pub use self::read::{Handle, Opened};
@@ -120,7 +120,7 @@ pub const MAX_FREE_STAGES: usize = 16_384;
 pub struct MountedLibrary {
     pub library: OpenLibrary,
     pub display: String,
-    pub head: Option<(ObjectId, ObjectId)>,
+    pub head: Option<(ObjectId, ObjectKey)>,
 }
 
 /// Size and mtime (ns) of a staged file: what tells that its content changed (the kernel
@@ -317,13 +317,10 @@ impl Vfs {
         let store = super::store::Store::new(self.fetcher.remote(), &library);
         let records = store.snapshots()?;
         let ids: Vec<ObjectId> = records.iter().map(|r| r.id).collect();
-        let plains = self
-            .fetcher
-            .get(&library, crate::crypto::BlobKind::Snapshot, &ids)?;
+        let snapshots = store.load_snapshots(&ids)?;
         let mut children = BTreeMap::new();
         let mut newest: Option<(i64, Vec<u8>)> = None;
-        for (id, plain) in ids.iter().zip(plains) {
-            let snapshot = crate::model::Snapshot::decode(&plain).map_err(ClientError::from)?;
+        for (id, snapshot) in ids.iter().zip(snapshots) {
             let mut name = snapshot.time_text().into_bytes();
             if children.contains_key(&name) {
                 name = format!("{}-{}", snapshot.time_text(), id.short()).into_bytes();
@@ -417,7 +414,7 @@ impl Vfs {
 
     /// Replaces what the live view of library `index` shows with a new head, when another
     /// client moved it and nothing local is pending.
-    pub fn show_new_head(&mut self, index: usize, head: ObjectId, root: ObjectId) {
+    pub fn show_new_head(&mut self, index: usize, head: ObjectId, root: ObjectKey) {
         let view = &mut self.libraries[index];
         view.head = Some(head);
         let live = view.live;
@@ -429,7 +426,7 @@ impl Vfs {
         self.reset_dir(live, Some(root));
     }
 
-    fn reset_dir(&mut self, ino: Ino, tree: Option<ObjectId>) {
+    fn reset_dir(&mut self, ino: Ino, tree: Option<ObjectKey>) {
         let old = match self.nodes.get_mut(ino) {
             Some(node) => std::mem::replace(
                 &mut node.body,

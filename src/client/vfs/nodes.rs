@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::crypto::ObjectId;
+use crate::crypto::ObjectKey;
 use crate::model::{ChunkRef, Entry, EntryKind, Xattr};
 
 pub type Ino = u64;
@@ -37,7 +37,7 @@ pub enum Body {
     Dir {
         /// `None` until loaded from `tree`.
         children: Option<BTreeMap<Vec<u8>, Ino>>,
-        tree: Option<ObjectId>,
+        tree: Option<ObjectKey>,
     },
     File {
         chunks: Arc<Vec<ChunkRef>>,
@@ -112,7 +112,7 @@ impl Node {
 pub fn content_sig(chunks: &[ChunkRef]) -> String {
     let mut hasher = blake3::Hasher::new();
     for chunk in chunks {
-        hasher.update(chunk.id.as_bytes());
+        hasher.update(chunk.id().as_bytes());
         hasher.update(&chunk.len.to_le_bytes());
     }
     hasher.finalize().to_hex()[..32].to_owned()

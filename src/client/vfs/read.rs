@@ -144,7 +144,7 @@ impl Vfs {
                         .iter()
                         .skip(after)
                         .take(READ_AHEAD)
-                        .map(|c| c.id)
+                        .map(|c| c.key)
                         .collect();
                     // Two chunks per request, so decryption overlaps the transfer.
                     fetcher.prefetch(library, ahead, 2);
@@ -154,7 +154,7 @@ impl Vfs {
                 while position < end {
                     let chunk = &chunks[index];
                     let plain = fetcher
-                        .get(library, BlobKind::Chunk, &[chunk.id])?
+                        .get(library, BlobKind::Chunk, &[chunk.key])?
                         .remove(0);
                     let from = (position - offsets[index]) as usize;
                     let to = ((end.min(offsets[index + 1])) - offsets[index]) as usize;
@@ -234,7 +234,7 @@ impl Vfs {
             {
                 if let [chunk] = chunks.as_slice() {
                     bytes += u64::from(chunk.len);
-                    ids.push(chunk.id);
+                    ids.push(chunk.key);
                 }
             }
             if ids.len() >= SIBLINGS || bytes >= SIBLING_BYTES {

@@ -11,7 +11,7 @@ use crate::client::diskcache::DiskCache;
 use crate::client::journal::{Journal, Op};
 use crate::client::remote::{parse_server_url, Remote};
 use crate::client::session::OpenLibrary;
-use crate::crypto::{LibraryKeys, SymmetricKey};
+use crate::crypto::LibraryKeys;
 use crate::model::EntryKind;
 
 const ME: Caller = Caller {
@@ -36,16 +36,23 @@ fn fixture(permission: Permission) -> Fixture {
     let journal = Arc::new(Journal::open(&dir.path().join("journal.db")).unwrap());
     let info = LibraryInfo {
         id: "0123456789abcdef0123456789abcdef".into(),
-        name: "Backups".into(),
+        name_sealed: Vec::new(),
+        name_epoch: 1,
         owner_email: "me@example.com".into(),
+        owner_public_key: Vec::new(),
         permission,
         head: None,
-        wrapped_key: Vec::new(),
         stored_bytes: 0,
+        epoch: 1,
+        grant: Vec::new(),
+        grant_epoch: 1,
+        chain: Vec::new(),
+        rotate: false,
     };
     let library = OpenLibrary {
         info,
-        keys: LibraryKeys::derive(&SymmetricKey::generate()),
+        name: "Backups".into(),
+        keys: LibraryKeys::generate(),
     };
     let mounted = vec![MountedLibrary {
         library,

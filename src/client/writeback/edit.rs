@@ -11,7 +11,7 @@ use crate::client::backup::trees::TreeWriter;
 use crate::client::journal::Op;
 use crate::client::vfs::nodes::content_sig;
 use crate::client::Result;
-use crate::crypto::ObjectId;
+use crate::crypto::ObjectKey;
 use crate::model::{ChunkRef, Entry, EntryKind, Tree};
 
 enum Item {
@@ -108,7 +108,7 @@ impl EditDir {
 }
 
 impl EditTree {
-    pub fn new(writer: &mut TreeWriter<'_>, root: Option<ObjectId>, host: &str) -> Result<Self> {
+    pub fn new(writer: &mut TreeWriter<'_>, root: Option<ObjectKey>, host: &str) -> Result<Self> {
         let mut meta = dir_entry(b"", 0o755, 0, 0, 0);
         meta.subtree = root;
         let stamp = crate::model::snapshot::format_time_ns(crate::client::vfs::now_ns());
@@ -305,8 +305,8 @@ impl EditTree {
     }
 
     /// Queues the changed trees (children first) and returns the root's id.
-    pub fn write(&mut self, writer: &mut TreeWriter<'_>) -> ObjectId {
-        fn write_dir(dir: &mut EditDir, writer: &mut TreeWriter<'_>) -> ObjectId {
+    pub fn write(&mut self, writer: &mut TreeWriter<'_>) -> ObjectKey {
+        fn write_dir(dir: &mut EditDir, writer: &mut TreeWriter<'_>) -> ObjectKey {
             let entries = dir
                 .items
                 .values_mut()

@@ -28,7 +28,7 @@ use super::store::Store;
 use super::vfs::nodes::{content_sig, Body};
 use super::vfs::{Handle, Vfs};
 use super::{hostname, ClientError, Result};
-use crate::crypto::ObjectId;
+use crate::crypto::{ObjectId, ObjectKey};
 use crate::model::{ChunkRef, Snapshot, SnapshotKind, SnapshotSummary};
 
 const COMMIT_ATTEMPTS: usize = 10;
@@ -66,6 +66,8 @@ pub struct Uploader {
     pub stop: Arc<AtomicBool>,
     /// Large closed files whose chunks went up during the quiet delay, by stage name.
     pub prepared: Mutex<HashMap<String, Prepared>>,
+    /// The account committing (its e-mail), recorded in each snapshot.
+    pub author: String,
 }
 
 /// A staged file's chunks, uploaded ahead of its commit, and the size and mtime it had.
@@ -299,6 +301,7 @@ impl Uploader {
                 time_ns: crate::client::vfs::now_ns(),
                 host: host.clone(),
                 username: std::env::var("USER").unwrap_or_default(),
+                author: self.author.clone(),
                 paths: vec!["/".into()],
                 tags: Vec::new(),
                 kind: SnapshotKind::WriteBack,
@@ -339,7 +342,7 @@ impl Uploader {
         edit: &mut EditTree,
         contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
         head: ObjectId,
-        root: ObjectId,
+        root: ObjectKey,
         remote_changed: bool,
     ) -> Result<()> {
         let mut vfs = self.vfs();

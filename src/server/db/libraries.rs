@@ -1,10 +1,14 @@
-//! Libraries, their members and their heads.
+//! Libraries, their members, key epochs and heads.
+//!
+//! The server keeps what it needs to enforce sharing and nothing it could read: names are
+//! sealed by clients, keys travel as grants boxed between accounts, and each epoch's link to
+//! the one before it is sealed under that epoch's key.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{now, random_id, DbError};
+use super::{now, DbError};
 use crate::api::account::{LibrarySummary, Membership};
-use crate::api::types::{LibraryInfo, Permission, SnapshotRecord};
+use crate::api::types::{ChainLink, LibraryInfo, MemberInfo, Permission, SnapshotRecord};
 use crate::crypto::ObjectId;
 
 /// How the caller stands towards a library.
@@ -19,30 +23,32 @@ pub enum Access {
     },
 }
 
+/// A new library at epoch 1, its owner the first member.
 pub fn create(
     conn: &Connection,
+    id: &str,
     owner_id: i64,
-    name: &str,
-    wrapped_key: &[u8],
-) -> Result<String, DbError> {
-    let id = random_id();
+    name_sealed: &[u8],
+    grant: &[u8],
+) -> Result<(), DbError> {
+    let at = now();
     conn.execute(
-        "INSERT INTO libraries (id, owner_id, name, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![id, owner_id, name, now()],
+        "INSERT INTO libraries (id, owner_id, name_sealed, name_epoch, epoch, created_at) \
+         VALUES (?1, ?2, ?3, 1, 1, ?4)",
+        params![id, owner_id, name_sealed, at],
     )?;
     conn.execute(
-        "INSERT INTO library_members (library_id, account_id, permission, wrapped_key) \
-         VALUES (?1, ?2, ?3, ?4)",
-        params![id, owner_id, Permission::Owner.as_str(), wrapped_key],
+        "INSERT INTO library_epochs (library_id, epoch, link, created_at) VALUES (?1, 1, NULL, ?2)",
+        params![id, at],
     )?;
-    Ok(id)
+    add_member(conn, id, owner_id, Permission::Owner, 1, grant)
 }
 
-pub fn exists_for_owner(conn: &Connection, owner_id: i64, name: &str) -> Result<bool, DbError> {
+pub fn exists(conn: &Connection, library_id: &str) -> Result<bool, DbError> {
     Ok(conn
         .query_row(
-            "SELECT 1 FROM libraries WHERE owner_id = ?1 AND name = ?2",
-            params![owner_id, name],
+            "SELECT 1 FROM libraries WHERE id = ?1",
+            [library_id],
             |_| Ok(()),
         )
         .optional()?
@@ -59,39 +65,84 @@ fn permission(text: &str) -> Result<Permission, DbError> {
     Permission::parse(text).ok_or_else(|| DbError::Corrupt(format!("permission {text}")))
 }
 
+/// Links from each epoch after the first to the one before it, oldest first.
+fn chain(conn: &Connection, library_id: &str) -> Result<Vec<ChainLink>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT epoch, link FROM library_epochs WHERE library_id = ?1 AND link IS NOT NULL \
+         ORDER BY epoch",
+    )?;
+    let rows = stmt
+        .query_map([library_id], |row| {
+            Ok(ChainLink {
+                epoch: row.get(0)?,
+                link: row.get(1)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// Every library the account can see, its own first.
 pub fn list_for(conn: &Connection, account_id: i64) -> Result<Vec<LibraryInfo>, DbError> {
     let mut stmt = conn.prepare(
-        "SELECT l.id, l.name, a.email, m.permission, l.head, m.wrapped_key, l.stored_bytes \
+        "SELECT l.id, l.name_sealed, l.name_epoch, a.email, a.public_key, m.permission, l.head, \
+         l.stored_bytes, l.epoch, m.key_grant, m.grant_epoch, l.rotate \
          FROM library_members m JOIN libraries l ON l.id = m.library_id \
          JOIN accounts a ON a.id = l.owner_id \
-         WHERE m.account_id = ?1 ORDER BY l.owner_id != ?1, l.name",
+         WHERE m.account_id = ?1 ORDER BY l.owner_id != ?1, l.created_at, l.id",
     )?;
     let rows = stmt
         .query_map([account_id], |row| {
             Ok((
                 row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, String>(2)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, u32>(2)?,
                 row.get::<_, String>(3)?,
-                row.get::<_, Option<Vec<u8>>>(4)?,
-                row.get::<_, Vec<u8>>(5)?,
-                row.get::<_, i64>(6)?,
+                row.get::<_, Vec<u8>>(4)?,
+                row.get::<_, String>(5)?,
+                row.get::<_, Option<Vec<u8>>>(6)?,
+                row.get::<_, i64>(7)?,
+                row.get::<_, u32>(8)?,
+                row.get::<_, Vec<u8>>(9)?,
+                row.get::<_, u32>(10)?,
+                row.get::<_, bool>(11)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     rows.into_iter()
-        .map(|(id, name, owner_email, perm, head, wrapped_key, stored)| {
-            Ok(LibraryInfo {
+        .map(
+            |(
                 id,
-                name,
+                name_sealed,
+                name_epoch,
                 owner_email,
-                permission: permission(&perm)?,
-                head: object_id(head)?,
-                wrapped_key,
-                stored_bytes: stored.max(0) as u64,
-            })
-        })
+                owner_public_key,
+                perm,
+                head,
+                stored,
+                epoch,
+                grant,
+                grant_epoch,
+                rotate,
+            )| {
+                let permission = permission(&perm)?;
+                Ok(LibraryInfo {
+                    chain: chain(conn, &id)?,
+                    id,
+                    name_sealed,
+                    name_epoch,
+                    owner_email,
+                    owner_public_key,
+                    head: object_id(head)?,
+                    stored_bytes: stored.max(0) as u64,
+                    epoch,
+                    grant,
+                    grant_epoch,
+                    rotate: rotate && permission == Permission::Owner,
+                    permission,
+                })
+            },
+        )
         .collect()
 }
 
@@ -132,6 +183,130 @@ pub fn access(conn: &Connection, library_id: &str, account_id: i64) -> Result<Ac
     })
 }
 
+/// The library's newest key epoch.
+pub fn epoch(conn: &Connection, library_id: &str) -> Result<u32, DbError> {
+    Ok(conn.query_row(
+        "SELECT epoch FROM libraries WHERE id = ?1",
+        [library_id],
+        |row| row.get(0),
+    )?)
+}
+
+pub fn rename(
+    conn: &Connection,
+    library_id: &str,
+    name_sealed: &[u8],
+    name_epoch: u32,
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE libraries SET name_sealed = ?2, name_epoch = ?3 WHERE id = ?1",
+        params![library_id, name_sealed, name_epoch],
+    )?;
+    Ok(())
+}
+
+/// Every member with their permission and public key, the owner first.
+pub fn members(conn: &Connection, library_id: &str) -> Result<Vec<MemberInfo>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT a.email, m.permission, a.public_key FROM library_members m \
+         JOIN accounts a ON a.id = m.account_id WHERE m.library_id = ?1 \
+         ORDER BY m.permission != 'owner', a.email",
+    )?;
+    let rows = stmt
+        .query_map([library_id], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Vec<u8>>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(|(email, perm, public_key)| {
+            Ok(MemberInfo {
+                email,
+                permission: permission(&perm)?,
+                public_key,
+            })
+        })
+        .collect()
+}
+
+pub fn add_member(
+    conn: &Connection,
+    library_id: &str,
+    account_id: i64,
+    permission: Permission,
+    epoch: u32,
+    grant: &[u8],
+) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO library_members (library_id, account_id, permission, grant_epoch, key_grant) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![library_id, account_id, permission.as_str(), epoch, grant],
+    )?;
+    Ok(())
+}
+
+/// Removes a member; true if they were one.
+pub fn remove_member(
+    conn: &Connection,
+    library_id: &str,
+    account_id: i64,
+) -> Result<bool, DbError> {
+    Ok(conn.execute(
+        "DELETE FROM library_members WHERE library_id = ?1 AND account_id = ?2",
+        params![library_id, account_id],
+    )? == 1)
+}
+
+/// Asks the owner's client for a new epoch (a member left with keys that still work).
+pub fn request_rotation(conn: &Connection, library_id: &str) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE libraries SET rotate = 1 WHERE id = ?1",
+        [library_id],
+    )?;
+    Ok(())
+}
+
+/// Records epoch `epoch` with its link, the name sealed under it, and a new grant for each
+/// remaining member (`grants` must cover exactly them; the caller checks).
+pub fn rotate(
+    conn: &Connection,
+    library_id: &str,
+    epoch: u32,
+    link: &[u8],
+    name_sealed: &[u8],
+    grants: &[(i64, Vec<u8>)],
+) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO library_epochs (library_id, epoch, link, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![library_id, epoch, link, now()],
+    )?;
+    conn.execute(
+        "UPDATE libraries SET epoch = ?2, name_sealed = ?3, name_epoch = ?2, rotate = 0 \
+         WHERE id = ?1",
+        params![library_id, epoch, name_sealed],
+    )?;
+    let mut stmt = conn.prepare(
+        "UPDATE library_members SET grant_epoch = ?3, key_grant = ?4 \
+         WHERE library_id = ?1 AND account_id = ?2",
+    )?;
+    for (account_id, grant) in grants {
+        stmt.execute(params![library_id, account_id, epoch, grant])?;
+    }
+    Ok(())
+}
+
+/// The account ids of every member, the owner included.
+pub fn member_ids(conn: &Connection, library_id: &str) -> Result<Vec<i64>, DbError> {
+    let mut stmt = conn.prepare("SELECT account_id FROM library_members WHERE library_id = ?1")?;
+    let rows = stmt
+        .query_map([library_id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 pub fn head(conn: &Connection, library_id: &str) -> Result<Option<ObjectId>, DbError> {
     let head: Option<Vec<u8>> = conn.query_row(
         "SELECT head FROM libraries WHERE id = ?1",
@@ -164,6 +339,21 @@ pub fn compare_and_swap_head(
     )?;
     tx.commit()?;
     Ok(Ok(()))
+}
+
+/// The epoch a stored snapshot was sealed under.
+pub fn snapshot_epoch(
+    conn: &Connection,
+    library_id: &str,
+    id: &ObjectId,
+) -> Result<Option<u32>, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT epoch FROM snapshots WHERE library_id = ?1 AND id = ?2",
+            params![library_id, id.as_bytes().as_slice()],
+            |row| row.get(0),
+        )
+        .optional()?)
 }
 
 /// The snapshots that have been a head of the library, oldest first.
@@ -216,10 +406,17 @@ pub fn all_ids(conn: &Connection) -> Result<std::collections::HashSet<String>, D
     Ok(rows)
 }
 
-/// Removes a library and everything recorded about its objects; its pack files become
-/// garbage for collection.
+/// Removes a library and everything recorded about it; its pack files become garbage for
+/// collection. Members lose it at once.
 pub fn delete(conn: &Connection, library_id: &str) -> Result<(), DbError> {
-    for table in ["objects", "edges", "snapshots", "packs", "library_members"] {
+    for table in [
+        "objects",
+        "edges",
+        "snapshots",
+        "packs",
+        "library_members",
+        "library_epochs",
+    ] {
         conn.execute(
             &format!("DELETE FROM {table} WHERE library_id = ?1"),
             [library_id],
@@ -229,17 +426,22 @@ pub fn delete(conn: &Connection, library_id: &str) -> Result<(), DbError> {
     Ok(())
 }
 
-/// The account's own libraries as personal data (names and sizes; contents are encrypted).
+/// The account's own libraries as personal data: ids, sealed names and sizes (the client
+/// that asked for the export opens the names).
 pub fn export_owned(conn: &Connection, account_id: i64) -> Result<Vec<LibrarySummary>, DbError> {
     let mut stmt = conn.prepare(
-        "SELECT name, stored_bytes, created_at FROM libraries WHERE owner_id = ?1 ORDER BY name",
+        "SELECT id, name_sealed, name_epoch, stored_bytes, created_at FROM libraries \
+         WHERE owner_id = ?1 ORDER BY created_at, id",
     )?;
     let rows = stmt
         .query_map([account_id], |row| {
             Ok(LibrarySummary {
-                name: row.get(0)?,
-                stored_bytes: row.get(1)?,
-                created_at: row.get(2)?,
+                id: row.get(0)?,
+                name_sealed: row.get(1)?,
+                name_epoch: row.get(2)?,
+                name: None,
+                stored_bytes: row.get(3)?,
+                created_at: row.get(4)?,
             })
         })?
         .collect::<Result<_, _>>()?;
@@ -248,14 +450,15 @@ pub fn export_owned(conn: &Connection, account_id: i64) -> Result<Vec<LibrarySum
 
 pub fn export_memberships(conn: &Connection, account_id: i64) -> Result<Vec<Membership>, DbError> {
     let mut stmt = conn.prepare(
-        "SELECT l.name, a.email, m.permission FROM library_members m \
+        "SELECT l.id, a.email, m.permission FROM library_members m \
          JOIN libraries l ON l.id = m.library_id JOIN accounts a ON a.id = l.owner_id \
-         WHERE m.account_id = ?1 ORDER BY l.name",
+         WHERE m.account_id = ?1 ORDER BY l.id",
     )?;
     let rows = stmt
         .query_map([account_id], |row| {
             Ok(Membership {
-                library: row.get(0)?,
+                library_id: row.get(0)?,
+                library: None,
                 owner_email: row.get(1)?,
                 permission: row.get(2)?,
             })

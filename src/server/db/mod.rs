@@ -24,6 +24,12 @@ pub enum DbError {
     Sqlite(#[from] rusqlite::Error),
     #[error("database schema version {found} is newer than this server knows ({known}); upgrade ibackup-server")]
     SchemaTooNew { found: i64, known: i64 },
+    #[error(
+        "this data directory holds {0} libraries in storage format 1, from before sharing; \
+         this server stores format 2 and cannot convert them (it cannot decrypt them). Restore \
+         them with the release that made them and back them up to a new data directory"
+    )]
+    FormatOneLibraries(i64),
     #[error("stored value is malformed: {0}")]
     Corrupt(String),
     #[error("database task failed: {0}")]

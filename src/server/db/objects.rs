@@ -135,14 +135,17 @@ pub fn insert_snapshot(
     library_id: &str,
     id: &ObjectId,
     meta: &SnapshotMeta,
+    epoch: u32,
 ) -> Result<(), DbError> {
     conn.execute(
-        "INSERT OR IGNORE INTO snapshots (library_id, id, time_ns, parent) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT OR IGNORE INTO snapshots (library_id, id, time_ns, parent, epoch) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
             library_id,
             id.as_bytes().as_slice(),
             meta.time_ns,
-            meta.parent.as_ref().map(|p| p.as_bytes().to_vec())
+            meta.parent.as_ref().map(|p| p.as_bytes().to_vec()),
+            epoch
         ],
     )?;
     Ok(())

@@ -176,7 +176,46 @@ CREATE TABLE ledger_charges (
     outcome TEXT NOT NULL
 );
 "#,
+    // Sharing (issue 11): encrypted names, key epochs, authenticated grants, links. Storage
+    // format 2; `migrate` refuses to run this over libraries of format 1 (it cannot convert
+    // what it cannot decrypt), so the tables it replaces are empty here.
+    r#"
+DROP TABLE library_members;
+DROP TABLE libraries;
+CREATE TABLE libraries (
+    id TEXT PRIMARY KEY,
+    owner_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name_sealed BLOB NOT NULL,
+    name_epoch INTEGER NOT NULL,
+    epoch INTEGER NOT NULL DEFAULT 1,
+    rotate INTEGER NOT NULL DEFAULT 0,
+    head BLOB,
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX libraries_owner ON libraries(owner_id);
+CREATE TABLE library_members (
+    library_id TEXT NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    permission TEXT NOT NULL,
+    grant_epoch INTEGER NOT NULL,
+    key_grant BLOB NOT NULL,
+    PRIMARY KEY (library_id, account_id)
+);
+CREATE INDEX library_members_account ON library_members(account_id);
+CREATE TABLE library_epochs (
+    library_id TEXT NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    link BLOB,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (library_id, epoch)
+) WITHOUT ROWID;
+ALTER TABLE snapshots ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1;
+"#,
 ];
+
+/// The migration that replaced storage format 1 (it drops the old library tables).
+const FORMAT_2_MIGRATION: usize = 2;
 
 pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
@@ -188,6 +227,13 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
         });
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
+        if index == FORMAT_2_MIGRATION {
+            let old: i64 =
+                conn.query_row("SELECT COUNT(*) FROM libraries", [], |row| row.get(0))?;
+            if old > 0 {
+                return Err(DbError::FormatOneLibraries(old));
+            }
+        }
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
@@ -210,5 +256,30 @@ mod tests {
             migrate(&mut conn),
             Err(DbError::SchemaTooNew { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn format_one_libraries_are_refused_not_dropped() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..FORMAT_2_MIGRATION] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", FORMAT_2_MIGRATION as i64)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO accounts (id, email, first_name, last_name, plan, auth_hash, kdf_salt, \
+             kdf_params, public_key, wrapped_private_key, recovery_wrapped_private_key, \
+             created_at) VALUES (1, 'a@b.c', 'A', 'B', 'free', '', x'', '', x'', x'', x'', 0); \
+             INSERT INTO libraries (id, owner_id, name, created_at) VALUES ('l', 1, 'Backups', 0);",
+        )
+        .unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(DbError::FormatOneLibraries(1))
+        ));
+        let kept: i64 = conn
+            .query_row("SELECT COUNT(*) FROM libraries", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(kept, 1, "nothing was dropped");
     }
 }

@@ -1,0 +1,281 @@
+//! `ibackup library ...`, `ibackup share ...` and `ibackup contact ...`: definitions and how
+//! results are shown.
+
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::session::{Listed, Session};
+use super::{sharing, ClientError, Result};
+use crate::api::types::Permission;
+use crate::units::format_size;
+
+#[derive(Subcommand)]
+pub enum LibraryCommand {
+    /// Your libraries and those shared with you (`NAME@OWNER`).
+    List,
+    /// Create a library.
+    Create { name: String },
+    /// Rename a library you own (names are encrypted: the server never sees them).
+    Rename { old: String, new: String },
+    /// Delete a library you own, for everyone it is shared with.
+    Delete {
+        name: String,
+        /// The library's name again, to confirm without being asked.
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ShareCommand {
+    /// Share a library you own with another account.
+    Add {
+        library: String,
+        email: String,
+        /// Members can read, not change.
+        #[arg(
+            long,
+            conflicts_with = "read_write",
+            required_unless_present = "read_write"
+        )]
+        read: bool,
+        /// Members can read and change.
+        #[arg(long)]
+        read_write: bool,
+        /// The member's key fingerprint as they read it to you; the share is refused if
+        /// the server's key for them does not match.
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// What you share and what is shared with you, with permissions.
+    List { library: Option<String> },
+    /// Stop sharing with someone; the library's key is rotated in the same step.
+    Remove { library: String, email: String },
+    /// Leave a library shared with you (`NAME@OWNER`).
+    Leave { library: String },
+}
+
+#[derive(Subcommand)]
+pub enum ContactCommand {
+    /// The key fingerprint this computer pinned for EMAIL.
+    Show { email: String },
+    /// Pin EMAIL's key after comparing its fingerprint with them out of band.
+    Verify { email: String, fingerprint: String },
+}
+
+fn print_json<T: Serialize>(value: &T) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("serialises")
+    );
+}
+
+#[derive(Serialize)]
+struct LibraryRow {
+    id: String,
+    name: Option<String>,
+    display: Option<String>,
+    owner: String,
+    permission: Permission,
+    stored_bytes: u64,
+    epoch: u32,
+    refused: Option<String>,
+}
+
+pub fn library(session: &Session, json: bool, command: LibraryCommand) -> Result<()> {
+    match command {
+        LibraryCommand::List => {
+            let rows: Vec<LibraryRow> = session
+                .list()?
+                .into_iter()
+                .map(|listed| match listed {
+                    Listed::Open(l) => LibraryRow {
+                        display: Some(l.display()),
+                        name: Some(l.name),
+                        id: l.info.id,
+                        owner: l.info.owner_email,
+                        permission: l.info.permission,
+                        stored_bytes: l.info.stored_bytes,
+                        epoch: l.info.epoch,
+                        refused: None,
+                    },
+                    Listed::Refused { info, reason } => LibraryRow {
+                        id: info.id,
+                        name: None,
+                        display: None,
+                        owner: info.owner_email,
+                        permission: info.permission,
+                        stored_bytes: info.stored_bytes,
+                        epoch: info.epoch,
+                        refused: Some(reason),
+                    },
+                })
+                .collect();
+            if json {
+                print_json(&rows);
+                return Ok(());
+            }
+            println!("{:<40} {:<12} {:>10}", "NAME", "ACCESS", "STORED");
+            for row in &rows {
+                match (&row.display, &row.refused) {
+                    (Some(display), _) => println!(
+                        "{:<40} {:<12} {:>10}",
+                        display,
+                        row.permission.as_str(),
+                        format_size(row.stored_bytes)
+                    ),
+                    (None, Some(reason)) => eprintln!("ibackup: {reason}"),
+                    (None, None) => {}
+                }
+            }
+        }
+        LibraryCommand::Create { name } => {
+            let library = session.create_library(&name)?;
+            if json {
+                print_json(&serde_json::json!({ "id": library.info.id, "name": library.name }));
+            } else {
+                println!("Library `{}` created.", library.name);
+            }
+        }
+        LibraryCommand::Rename { old, new } => {
+            sharing::rename(session, &old, &new)?;
+            if json {
+                print_json(&serde_json::json!({ "renamed": old, "to": new.trim() }));
+            } else {
+                println!("Library `{old}` is now `{}`.", new.trim());
+            }
+        }
+        LibraryCommand::Delete { name, confirm } => {
+            sharing::delete(session, &name, confirm.as_deref())?;
+            if json {
+                print_json(&serde_json::json!({ "deleted": name }));
+            } else {
+                println!("Library `{name}` deleted, with all its snapshots.");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn share(session: &Session, json: bool, command: ShareCommand) -> Result<()> {
+    match command {
+        ShareCommand::Add {
+            library,
+            email,
+            read: _,
+            read_write,
+            fingerprint,
+        } => {
+            let permission = if read_write {
+                Permission::ReadWrite
+            } else {
+                Permission::Read
+            };
+            let shared = sharing::add(
+                session,
+                &library,
+                &email,
+                permission,
+                fingerprint.as_deref(),
+            )?;
+            if json {
+                print_json(&shared);
+                return Ok(());
+            }
+            println!(
+                "Shared `{}` with {} ({}).",
+                shared.library,
+                shared.email,
+                shared.permission.as_str()
+            );
+            if shared.newly_pinned {
+                println!(
+                    "{}'s key fingerprint is\n    {}\nand is now pinned on this computer. \
+                     Compare it with what `ibackup account fingerprint` shows them; if it \
+                     differs, remove the share.",
+                    shared.email, shared.fingerprint
+                );
+            }
+        }
+        ShareCommand::List { library } => {
+            let listings = sharing::list(session, library.as_deref())?;
+            if json {
+                print_json(&listings);
+                return Ok(());
+            }
+            println!("{:<40} {:<32} PERMISSION", "LIBRARY", "MEMBER");
+            for listing in &listings {
+                if listing.permission != Permission::Owner {
+                    println!(
+                        "{:<40} {:<32} {} (shared with you)",
+                        listing.library,
+                        "you",
+                        listing.permission.as_str()
+                    );
+                }
+                for member in &listing.members {
+                    println!(
+                        "{:<40} {:<32} {}",
+                        listing.library,
+                        member.email,
+                        member.permission.as_str()
+                    );
+                }
+            }
+        }
+        ShareCommand::Remove { library, email } => {
+            let epoch = sharing::remove(session, &library, &email)?;
+            if json {
+                print_json(
+                    &serde_json::json!({ "library": library, "removed": email, "epoch": epoch }),
+                );
+            } else {
+                println!(
+                    "{email} can no longer reach `{library}`. Its key was rotated (epoch \
+                     {epoch}): what is written from now on is unreadable with any key they \
+                     held. What they could read before was not re-encrypted; they may have \
+                     kept copies."
+                );
+            }
+        }
+        ShareCommand::Leave { library } => {
+            sharing::leave(session, &library)?;
+            if json {
+                print_json(&serde_json::json!({ "left": library }));
+            } else {
+                println!("You left `{library}`.");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn contact(session: &Session, json: bool, command: ContactCommand) -> Result<()> {
+    match command {
+        ContactCommand::Show { email } => {
+            let pinned = sharing::contact_show(session, &email)?;
+            if json {
+                print_json(&serde_json::json!({ "email": email, "fingerprint": pinned }));
+                return Ok(());
+            }
+            match pinned {
+                Some(fingerprint) => println!("{email}: {fingerprint}"),
+                None => {
+                    return Err(ClientError::Usage(format!(
+                        "no key is pinned for {email} on this computer; it is pinned when you \
+                         share with them, or with `ibackup contact verify {email} FINGERPRINT`"
+                    )))
+                }
+            }
+        }
+        ContactCommand::Verify { email, fingerprint } => {
+            let pinned = sharing::contact_verify(session, &email, &fingerprint)?;
+            if json {
+                print_json(&serde_json::json!({ "email": email, "fingerprint": pinned }));
+            } else {
+                println!("Pinned {email}: {pinned}");
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! Sharing libraries from the owner's side and the member's: granting a member the newest
+//! epoch key, removing one with a key rotation in the same step, leaving, renaming and
+//! deleting; and the contacts whose keys this computer pins.
+//!
+//! Every grant is boxed from the owner's key to a member key this computer trusts (its own,
+//! or a contact's pinned fingerprint), so the server never holds a key it could open, and
+//! cannot slip in a member key of its own making without the owner's client refusing.
+
+use serde::Serialize;
+
+use super::config::KnownContacts;
+use super::session::{OpenLibrary, Session};
+use super::{ClientError, Result};
+use crate::api::routes;
+use crate::api::types::{
+    AddMemberRequest, ContactKey, ContactRequest, LibraryInfo, MemberGrant, MemberInfo, MemberList,
+    Permission, RenameLibraryRequest, RotateRequest,
+};
+use crate::crypto::epoch;
+use crate::crypto::keys::{fingerprint, normalize_fingerprint};
+
+#[derive(Debug, Serialize)]
+pub struct Shared {
+    pub library: String,
+    pub email: String,
+    pub permission: Permission,
+    pub fingerprint: String,
+    /// Whether the fingerprint was pinned just now (first share with this contact).
+    pub newly_pinned: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ShareListing {
+    pub library: String,
+    pub owner: String,
+    pub permission: Permission,
+    pub members: Vec<MemberView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub email: String,
+    pub permission: Permission,
+}
+
+/// What the server says of an account's key, checked against what this computer pinned.
+/// Unpinned keys are pinned now (trust on first use); a changed one is refused loudly.
+fn trusted_key(
+    session: &Session,
+    known: &mut KnownContacts,
+    email: &str,
+    public_key: &[u8],
+    expected: Option<&str>,
+) -> Result<(String, bool)> {
+    if email == session.email {
+        if public_key != session.keys.public_bytes() {
+            return Err(ClientError::State(
+                "the server presents a different key for your own account; refusing".into(),
+            ));
+        }
+        return Ok((session.fingerprint(), false));
+    }
+    let presented = fingerprint(public_key);
+    if let Some(expected) = expected {
+        if normalize_fingerprint(expected) != normalize_fingerprint(&presented) {
+            return Err(ClientError::State(format!(
+                "the key the server has for {email} has fingerprint {presented}, not the \
+                 {expected} you were given: it was not shared. Check the fingerprint with \
+                 {email} again."
+            )));
+        }
+    }
+    let contacts = &mut known
+        .servers
+        .entry(session.server.clone())
+        .or_default()
+        .contacts;
+    match contacts.get(email) {
+        Some(pinned) if normalize_fingerprint(pinned) != normalize_fingerprint(&presented) => {
+            Err(ClientError::State(format!(
+                "THE ACCOUNT KEY OF {email} HAS CHANGED: this computer pinned {pinned}, the \
+                 server now presents {presented}. Nothing was shared. Compare fingerprints \
+                 with {email}; if they really changed keys, run `ibackup contact verify \
+                 {email} FINGERPRINT`."
+            )))
+        }
+        Some(_) => Ok((presented, false)),
+        None => {
+            contacts.insert(email.to_owned(), presented.clone());
+            Ok((presented, true))
+        }
+    }
+}
+
+fn members(session: &Session, library: &OpenLibrary) -> Result<Vec<MemberInfo>> {
+    let path = routes::library(routes::LIBRARY_MEMBERS, &library.info.id);
+    Ok(session.remote.get::<MemberList>(&path)?.members)
+}
+
+/// Grants `email` access to the library `name` the caller owns.
+pub fn add(
+    session: &Session,
+    name: &str,
+    email: &str,
+    permission: Permission,
+    expected_fingerprint: Option<&str>,
+) -> Result<Shared> {
+    let library = rotate_if_asked(session, session.open_owned(name)?)?;
+    let email = email.trim().to_lowercase();
+    if email == session.email {
+        return Err(ClientError::Usage(format!(
+            "you own `{name}`; share it with someone else"
+        )));
+    }
+    let contact: ContactKey = session.remote.post(
+        routes::CONTACT_LOOKUP,
+        &ContactRequest {
+            email: email.clone(),
+        },
+        false,
+    )?;
+    let mut known = KnownContacts::load(session.paths())?;
+    let (fingerprint, newly_pinned) = trusted_key(
+        session,
+        &mut known,
+        &email,
+        &contact.public_key,
+        expected_fingerprint,
+    )?;
+    let newest = library.keys.newest();
+    let grant = epoch::grant(
+        &session.keys,
+        &contact.public_key,
+        &library.info.id,
+        newest.epoch,
+        newest.key(),
+    )?;
+    let request = AddMemberRequest {
+        email: email.clone(),
+        permission,
+        epoch: newest.epoch,
+        grant,
+    };
+    let path = routes::library(routes::LIBRARY_MEMBERS, &library.info.id);
+    session
+        .remote
+        .post::<_, MemberList>(&path, &request, false)?;
+    known.save(session.paths())?;
+    Ok(Shared {
+        library: library.name,
+        email,
+        permission,
+        fingerprint,
+        newly_pinned,
+    })
+}
+
+/// Starts a new key epoch, removing `remove` in the same request: every remaining member
+/// gets a grant of the new key, boxed to the key this computer trusts for them.
+fn rotate(session: &Session, library: &OpenLibrary, remove: Option<&str>) -> Result<LibraryInfo> {
+    let members = members(session, library)?;
+    if let Some(email) = remove {
+        if !members
+            .iter()
+            .any(|m| m.email == email && m.permission != Permission::Owner)
+        {
+            return Err(ClientError::Usage(format!(
+                "`{}` is not shared with {email}; `ibackup share list {}` shows who has it",
+                library.name, library.name
+            )));
+        }
+    }
+    let (keys, link) = library.keys.rotate(&library.info.id)?;
+    let newest = keys.newest();
+    let mut known = KnownContacts::load(session.paths())?;
+    let mut grants = Vec::new();
+    for member in members.iter().filter(|m| Some(m.email.as_str()) != remove) {
+        trusted_key(session, &mut known, &member.email, &member.public_key, None)?;
+        grants.push(MemberGrant {
+            email: member.email.clone(),
+            grant: epoch::grant(
+                &session.keys,
+                &member.public_key,
+                &library.info.id,
+                newest.epoch,
+                newest.key(),
+            )?,
+        });
+    }
+    let (_, name_sealed) = keys.seal_name(&library.info.id, &library.name)?;
+    let request = RotateRequest {
+        remove: remove.map(str::to_owned),
+        epoch: newest.epoch,
+        link,
+        name_sealed,
+        grants,
+    };
+    let path = routes::library(routes::LIBRARY_ROTATE, &library.info.id);
+    let info = session.remote.post(&path, &request, false)?;
+    known.save(session.paths())?;
+    Ok(info)
+}
+
+/// Removes `email` from the library and rotates its key in the same step.
+pub fn remove(session: &Session, name: &str, email: &str) -> Result<u32> {
+    let library = session.open_owned(name)?;
+    let email = email.trim().to_lowercase();
+    Ok(rotate(session, &library, Some(&email))?.epoch)
+}
+
+/// When a member left (their keys still open what exists), the owner's client starts a new
+/// epoch before writing more; returns the library as it then is.
+pub fn rotate_if_asked(session: &Session, library: OpenLibrary) -> Result<OpenLibrary> {
+    if !(library.info.rotate && library.is_owner()) {
+        return Ok(library);
+    }
+    rotate(session, &library, None)?;
+    session.open_library(&library.name)
+}
+
+/// Leaves a library shared with the caller (`NAME@OWNER`).
+pub fn leave(session: &Session, display: &str) -> Result<()> {
+    let library = session.open_library(display)?;
+    if library.is_owner() {
+        return Err(ClientError::Usage(format!(
+            "you own `{display}`, so you cannot leave it; `ibackup library delete {display}` \
+             deletes it"
+        )));
+    }
+    let path = routes::library(routes::LIBRARY_LEAVE, &library.info.id);
+    session
+        .remote
+        .post::<_, serde_json::Value>(&path, &serde_json::json!({}), false)?;
+    Ok(())
+}
+
+/// Who has each library (or the one named): what the caller shares and what is shared with
+/// the caller.
+pub fn list(session: &Session, name: Option<&str>) -> Result<Vec<ShareListing>> {
+    let libraries = match name {
+        Some(name) => vec![session.open_library(name)?],
+        None => session.libraries()?,
+    };
+    libraries
+        .iter()
+        .map(|library| {
+            let members = members(session, library)?
+                .into_iter()
+                .filter(|m| m.permission != Permission::Owner)
+                .map(|m| MemberView {
+                    email: m.email,
+                    permission: m.permission,
+                })
+                .collect();
+            Ok(ShareListing {
+                library: library.display(),
+                owner: library.info.owner_email.clone(),
+                permission: library.info.permission,
+                members,
+            })
+        })
+        .collect()
+}
+
+pub fn rename(session: &Session, old: &str, new: &str) -> Result<()> {
+    let library = session.open_owned(old)?;
+    let new = crate::api::check_library_name(new).map_err(ClientError::Usage)?;
+    if session
+        .libraries()?
+        .iter()
+        .any(|l| l.is_owner() && l.name == new)
+    {
+        return Err(ClientError::Usage(format!(
+            "you already have a library named `{new}`"
+        )));
+    }
+    let (name_epoch, name_sealed) = library.keys.seal_name(&library.info.id, &new)?;
+    let path = routes::library(routes::LIBRARY, &library.info.id);
+    session.remote.patch::<_, LibraryInfo>(
+        &path,
+        &RenameLibraryRequest {
+            name_sealed,
+            name_epoch,
+        },
+    )?;
+    Ok(())
+}
+
+/// Deletes a library the caller owns; `confirm` must repeat its name.
+pub fn delete(session: &Session, name: &str, confirm: Option<&str>) -> Result<()> {
+    let library = session.open_owned(name)?;
+    let confirm = match confirm {
+        Some(text) => text.to_owned(),
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            super::password::prompt_line(&format!(
+                "This deletes `{name}` and all its snapshots for everyone it is shared with. \
+                 Type its name to confirm: "
+            ))?
+        }
+        None => {
+            return Err(ClientError::Usage(format!(
+                "deleting a library cannot be undone: repeat its name with `--confirm {name}`"
+            )))
+        }
+    };
+    if confirm.trim() != library.name {
+        return Err(ClientError::Usage(format!(
+            "`{}` is not `{name}`; nothing was deleted",
+            confirm.trim()
+        )));
+    }
+    let path = routes::library(routes::LIBRARY, &library.info.id);
+    session.remote.delete(&path)?;
+    Ok(())
+}
+
+/// The fingerprint pinned for `email` on this computer, if any.
+pub fn contact_show(session: &Session, email: &str) -> Result<Option<String>> {
+    let email = email.trim().to_lowercase();
+    if email == session.email {
+        return Ok(Some(session.fingerprint()));
+    }
+    Ok(KnownContacts::load(session.paths())?
+        .servers
+        .get(&session.server)
+        .and_then(|s| s.contacts.get(&email).cloned()))
+}
+
+/// Pins `email`'s key after the user compared `typed` with them out of band: the key the
+/// server has now must have that fingerprint.
+pub fn contact_verify(session: &Session, email: &str, typed: &str) -> Result<String> {
+    let email = email.trim().to_lowercase();
+    let contact: ContactKey = session.remote.post(
+        routes::CONTACT_LOOKUP,
+        &ContactRequest {
+            email: email.clone(),
+        },
+        false,
+    )?;
+    let presented = fingerprint(&contact.public_key);
+    if normalize_fingerprint(typed) != normalize_fingerprint(&presented) {
+        return Err(ClientError::State(format!(
+            "the server's key for {email} has fingerprint {presented}, not {typed}; nothing was \
+             pinned. Do not trust it until the fingerprints match."
+        )));
+    }
+    let mut known = KnownContacts::load(session.paths())?;
+    known
+        .servers
+        .entry(session.server.clone())
+        .or_default()
+        .contacts
+        .insert(email, presented.clone());
+    known.save(session.paths())?;
+    Ok(presented)
+}
