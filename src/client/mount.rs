@@ -22,12 +22,13 @@ use super::config::Paths;
 use super::diskcache::DiskCache;
 use super::fuse::FuseFs;
 use super::journal::Journal;
-use super::session::Session;
+use super::session::{OpenLibrary, Session};
 use super::spin::Spinner;
 use super::store::Store;
 use super::vfs::{MountedLibrary, Vfs};
 use super::writeback::{UploadStatus, Uploader};
 use super::{ClientError, Result};
+use crate::api::types::Permission;
 use crate::units::{count, format_size, parse_size};
 
 fn size_arg(text: &str) -> std::result::Result<u64, String> {
@@ -272,6 +273,85 @@ fn start_session(
     }
 }
 
+/// A library as a mount shows it, with its head's root tree; `--read-only` shows every
+/// library as if shared read-only.
+fn mounted_library(
+    session: &Session,
+    mut library: OpenLibrary,
+    read_only: bool,
+) -> Result<MountedLibrary> {
+    if read_only {
+        library.info.permission = Permission::Read;
+    }
+    let head = match library.info.head {
+        Some(head) => {
+            let store = Store::new(&session.remote, &library);
+            Some((head, store.load_snapshot(&head)?.tree))
+        }
+        None => None,
+    };
+    Ok(MountedLibrary {
+        display: library.display(),
+        library,
+        head,
+    })
+}
+
+/// Brings the mounted libraries in line with what the server lists now: libraries shared
+/// since appear, unshared or deleted ones disappear, and rotated keys or changed
+/// permissions are taken (a removed member's next upload would be refused otherwise).
+pub fn refresh_libraries(vfs: &Mutex<Vfs>, session: &Session, read_only: bool) -> Result<()> {
+    let listed = session.libraries()?;
+    let shown: Vec<(usize, String, u32, Permission, bool)> = {
+        let vfs = vfs.lock().unwrap_or_else(|p| p.into_inner());
+        vfs.libraries
+            .iter()
+            .enumerate()
+            .map(|(index, view)| {
+                let info = &view.library.info;
+                (
+                    index,
+                    info.id.clone(),
+                    info.grant_epoch,
+                    info.permission,
+                    view.gone,
+                )
+            })
+            .collect()
+    };
+    for (index, id, _, _, gone) in &shown {
+        if !gone && !listed.iter().any(|l| &l.info.id == id) {
+            vfs.lock().unwrap_or_else(|p| p.into_inner()).detach(*index);
+        }
+    }
+    for library in listed {
+        let library = super::sharing::rotate_if_asked(session, library)?;
+        let current = shown
+            .iter()
+            .find(|(_, id, _, _, gone)| *id == library.info.id && !gone);
+        match current {
+            None => {
+                let mounted = mounted_library(session, library, read_only)?;
+                vfs.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .attach(mounted);
+            }
+            Some((index, _, epoch, permission, _)) => {
+                let mut library = library;
+                if read_only {
+                    library.info.permission = Permission::Read;
+                }
+                if *epoch != library.info.grant_epoch || *permission != library.info.permission {
+                    vfs.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .update_library(*index, library);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// This computer's caches and write-back journal for the logged-in account.
 pub fn account_dir(paths: &Paths, session: &Session) -> PathBuf {
     let key =
@@ -284,26 +364,15 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
     let account_dir = account_dir(paths, &session);
     let mut mounted = Vec::new();
     for library in session.libraries()? {
-        let display = library.display();
-        let head = match library.info.head {
-            Some(head) => {
-                let store = Store::new(&session.remote, &library);
-                Some((head, store.load_snapshot(&head)?.tree))
-            }
-            None => None,
-        };
-        mounted.push(MountedLibrary {
-            library,
-            display,
-            head,
-        });
+        mounted.push(mounted_library(&session, library, options.read_only)?);
     }
     let account = session
         .remote
         .get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)?;
     let space = Arc::new(Mutex::new((account.quota_bytes, account.used_bytes)));
     let author = session.email.clone();
-    let remote = Arc::new(session.remote);
+    let remote = Arc::new(session.remote.clone());
+    let signed_in = Arc::new(session);
     let blobs = account_dir.join("blobs");
     let disk = DiskCache::open(&blobs, options.cache_size).map_err(ClientError::io(&blobs))?;
     let fetcher = Arc::new(Fetcher::new(remote.clone(), disk, options.memory_cache));
@@ -315,18 +384,13 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
     let stage_dir = writeback_dir.join("staging");
     let meta = std::fs::metadata("/proc/self").map_err(ClientError::io("/proc/self"))?;
     use std::os::unix::fs::MetadataExt;
-    let mut vfs = Vfs::new(
+    let vfs = Vfs::new(
         mounted,
         fetcher,
         (meta.uid(), meta.gid()),
         stage_dir.clone(),
         journal.clone(),
     );
-    if options.read_only {
-        for view in &mut vfs.libraries {
-            view.writable = false;
-        }
-    }
     let vfs = Arc::new(Mutex::new(vfs));
     let status = Arc::new(Mutex::new(UploadStatus::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -342,6 +406,7 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         stop: stop.clone(),
         prepared: Mutex::new(HashMap::new()),
         author,
+        refresh_keys: Arc::new(AtomicBool::new(false)),
     });
     // Changes a previous mount left behind go up first, so the tree shows them.
     if journal.counts().map(|c| c.0).unwrap_or(0) > 0 {
@@ -402,19 +467,25 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         std::thread::spawn(move || uploader.run())
     };
     let poll_thread = {
-        let (uploader, stop, space, remote) = (
+        let (uploader, stop, space, remote, account) = (
             uploader.clone(),
             stop.clone(),
             space.clone(),
             remote.clone(),
+            signed_in.clone(),
         );
+        let read_only = options.read_only;
         let interval = Duration::from_secs_f64(options.poll_interval.max(0.5));
         std::thread::spawn(move || {
             let mut last = Instant::now();
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
-                if last.elapsed() >= interval {
+                if last.elapsed() >= interval || uploader.refresh_keys.swap(false, Ordering::SeqCst)
+                {
                     last = Instant::now();
+                    if let Err(e) = refresh_libraries(&uploader.vfs, &account, read_only) {
+                        tracing::debug!("library list not refreshed: {e}");
+                    }
                     let _ = uploader.poll_heads();
                     if let Ok(account) =
                         remote.get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)

@@ -46,6 +46,7 @@ impl RemoteError {
     }
 }
 
+#[derive(Clone)]
 pub struct Remote {
     http: Client,
     base: String,

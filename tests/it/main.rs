@@ -9,5 +9,6 @@ mod mount;
 mod privacy;
 mod profile;
 mod quota;
+mod sharing;
 mod tls;
 mod util;

@@ -125,7 +125,8 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
             "name at least one path to back up".into(),
         ));
     }
-    let library = session.open_library(&options.library)?;
+    let library =
+        super::sharing::rotate_if_asked(session, session.open_library(&options.library)?)?;
     if !library.info.permission.can_write() {
         return Err(ClientError::Usage(format!(
             "library `{}` was shared with you read-only; back up into one of your own",

@@ -78,6 +78,8 @@ pub struct LibraryView {
     pub head: Option<ObjectId>,
     pub writable: bool,
     snapshots_loaded: bool,
+    /// No longer shown: unshared or deleted while mounted.
+    pub gone: bool,
 }
 
 /// What `getattr` and `lookup` report.
@@ -162,7 +164,7 @@ impl Vfs {
         let mut nodes = Nodes::default();
         let mut root_attr = virtual_attr(0o755);
         (root_attr.uid, root_attr.gid) = owner;
-        let root = nodes.insert(Node::dir(ROOT, b"", root_attr.clone(), Place::Virtual));
+        let root = nodes.insert(Node::dir(ROOT, b"", root_attr, Place::Virtual));
         debug_assert_eq!(root, ROOT);
         let snapshots_root = nodes.insert(Node::dir(
             ROOT,
@@ -170,46 +172,13 @@ impl Vfs {
             virtual_attr(0o555),
             Place::Virtual,
         ));
-        let mut views = Vec::new();
         let mut root_children = BTreeMap::new();
-        let mut snapshot_children = BTreeMap::new();
         root_children.insert(SNAPSHOTS_DIR.to_vec(), snapshots_root);
-        for (index, mounted) in libraries.into_iter().enumerate() {
-            let writable = mounted.library.info.permission.can_write();
-            let mut attr = root_attr.clone();
-            attr.mode = if writable { 0o755 } else { 0o555 };
-            let name = mounted.display.as_bytes();
-            let mut live = Node::dir(ROOT, name, attr, Place::Live(index));
-            if let Some((_, root_tree)) = mounted.head {
-                live.body = Body::Dir {
-                    children: None,
-                    tree: Some(root_tree),
-                };
-            }
-            let live = nodes.insert(live);
-            let mut list = Node::dir(snapshots_root, name, virtual_attr(0o555), Place::Virtual);
-            list.body = Body::Dir {
-                children: None,
-                tree: None,
-            };
-            let snapshots = nodes.insert(list);
-            root_children.insert(name.to_vec(), live);
-            snapshot_children.insert(name.to_vec(), snapshots);
-            views.push(LibraryView {
-                library: Arc::new(mounted.library),
-                display: mounted.display,
-                live,
-                snapshots,
-                head: mounted.head.map(|(head, _)| head),
-                writable,
-                snapshots_loaded: false,
-            });
-        }
         set_children(&mut nodes, ROOT, root_children);
-        set_children(&mut nodes, snapshots_root, snapshot_children);
-        Vfs {
+        set_children(&mut nodes, snapshots_root, BTreeMap::new());
+        let mut vfs = Vfs {
             nodes,
-            libraries: views,
+            libraries: Vec::new(),
             fetcher,
             handles: HashMap::new(),
             next_handle: 1,
@@ -221,7 +190,119 @@ impl Vfs {
             free_stages: Vec::new(),
             passed: HashMap::new(),
         }
-        .with_free_stages()
+        .with_free_stages();
+        for mounted in libraries {
+            vfs.attach(mounted);
+        }
+        vfs
+    }
+
+    /// `snapshots/`, the folder of every library's snapshot folders.
+    fn snapshots_root(&self) -> Ino {
+        match &self.nodes.get(ROOT).map(|n| &n.body) {
+            Some(Body::Dir {
+                children: Some(children),
+                ..
+            }) => children[SNAPSHOTS_DIR],
+            _ => unreachable!("the root always lists snapshots/"),
+        }
+    }
+
+    fn child_map(&mut self, ino: Ino) -> Option<&mut BTreeMap<Vec<u8>, Ino>> {
+        match &mut self.nodes.get_mut(ino)?.body {
+            Body::Dir {
+                children: Some(children),
+                ..
+            } => Some(children),
+            _ => None,
+        }
+    }
+
+    /// Shows a library: its live folder at the root and its folder under `snapshots/`.
+    /// Returns its index (places refer to libraries by index; indexes are never reused).
+    pub fn attach(&mut self, mounted: MountedLibrary) -> usize {
+        let index = self.libraries.len();
+        let writable = mounted.library.info.permission.can_write();
+        let owner = self.nodes.get(ROOT).map(|n| (n.attr.uid, n.attr.gid));
+        let mut attr = virtual_attr(if writable { 0o755 } else { 0o555 });
+        (attr.uid, attr.gid) = owner.unwrap_or((0, 0));
+        let mut display = mounted.display;
+        let taken =
+            |vfs: &Self, name: &str| vfs.libraries.iter().any(|v| !v.gone && v.display == name);
+        if taken(self, &display) {
+            // Two libraries the server calls the same: both stay reachable.
+            let id = &mounted.library.info.id;
+            display = format!("{display} ({})", &id[..id.len().min(8)]);
+        }
+        let name = display.as_bytes().to_vec();
+        let mut live = Node::dir(ROOT, &name, attr, Place::Live(index));
+        if let Some((_, root_tree)) = mounted.head {
+            live.body = Body::Dir {
+                children: None,
+                tree: Some(root_tree),
+            };
+        }
+        let live = self.nodes.insert(live);
+        let snapshots_root = self.snapshots_root();
+        let mut list = Node::dir(snapshots_root, &name, virtual_attr(0o555), Place::Virtual);
+        list.body = Body::Dir {
+            children: None,
+            tree: None,
+        };
+        let snapshots = self.nodes.insert(list);
+        if let Some(children) = self.child_map(ROOT) {
+            children.insert(name.clone(), live);
+        }
+        if let Some(children) = self.child_map(snapshots_root) {
+            children.insert(name, snapshots);
+        }
+        self.libraries.push(LibraryView {
+            library: Arc::new(mounted.library),
+            display,
+            live,
+            snapshots,
+            head: mounted.head.map(|(head, _)| head),
+            writable,
+            snapshots_loaded: false,
+            gone: false,
+        });
+        index
+    }
+
+    /// Stops showing a library (it was unshared or deleted): its folders leave the listing;
+    /// open files keep their content until closed, and nothing more is written to it.
+    pub fn detach(&mut self, index: usize) {
+        let view = &mut self.libraries[index];
+        if view.gone {
+            return;
+        }
+        view.gone = true;
+        view.writable = false;
+        let (name, live, snapshots) = (view.display.as_bytes().to_vec(), view.live, view.snapshots);
+        let snapshots_root = self.snapshots_root();
+        if let Some(children) = self.child_map(ROOT) {
+            if children.get(&name) == Some(&live) {
+                children.remove(&name);
+            }
+        }
+        if let Some(children) = self.child_map(snapshots_root) {
+            if children.get(&name) == Some(&snapshots) {
+                children.remove(&name);
+            }
+        }
+    }
+
+    /// Takes a library's keys and permission as they are now (after a key rotation, or a
+    /// share changed from read to read-write).
+    pub fn update_library(&mut self, index: usize, library: super::session::OpenLibrary) {
+        let view = &mut self.libraries[index];
+        view.writable = library.info.permission.can_write();
+        view.library = Arc::new(library);
+        let mode = if view.writable { 0o755 } else { 0o555 };
+        let live = view.live;
+        if let Some(node) = self.nodes.get_mut(live) {
+            node.attr.mode = mode;
+        }
     }
 
     /// Lists the reusable empty stage files a previous mount left.

@@ -3,7 +3,7 @@
 //!
 //! Merging: an operation whose target moved or vanished is skipped, a write into a removed
 //! directory recreates it, and a file changed both here and elsewhere keeps both versions,
-//! the local one as `NAME (conflict HOST YYYY-MM-DD HHMM)`.
+//! the local one as `NAME (conflict EMAIL HOST YYYY-MM-DD HHMM)`, naming who made it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -108,12 +108,13 @@ impl EditDir {
 }
 
 impl EditTree {
-    pub fn new(writer: &mut TreeWriter<'_>, root: Option<ObjectKey>, host: &str) -> Result<Self> {
+    /// `author` names who made the local changes (`EMAIL HOST`) in conflict copies.
+    pub fn new(writer: &mut TreeWriter<'_>, root: Option<ObjectKey>, author: &str) -> Result<Self> {
         let mut meta = dir_entry(b"", 0o755, 0, 0, 0);
         meta.subtree = root;
         let stamp = crate::model::snapshot::format_time_ns(crate::client::vfs::now_ns());
         let suffix = format!(
-            " (conflict {host} {} {}{})",
+            " (conflict {author} {} {}{})",
             &stamp[..10],
             &stamp[11..13],
             &stamp[14..16]

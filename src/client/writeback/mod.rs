@@ -66,8 +66,12 @@ pub struct Uploader {
     pub stop: Arc<AtomicBool>,
     /// Large closed files whose chunks went up during the quiet delay, by stage name.
     pub prepared: Mutex<HashMap<String, Prepared>>,
-    /// The account committing (its e-mail), recorded in each snapshot.
+    /// The account committing (its e-mail), recorded in each snapshot and in the names of
+    /// conflict copies.
     pub author: String,
+    /// Set when the server refused an upload under an old key epoch: the mount's poller
+    /// then reloads the libraries' keys at once.
+    pub refresh_keys: Arc<AtomicBool>,
 }
 
 /// A staged file's chunks, uploaded ahead of its commit, and the size and mtime it had.
@@ -121,6 +125,11 @@ impl Uploader {
                         .last_error = None;
                 }
                 Err(error) => {
+                    if let ClientError::Remote(remote) = &error {
+                        if remote.code() == Some(crate::api::ErrorCode::StaleEpoch) {
+                            self.refresh_keys.store(true, Ordering::SeqCst);
+                        }
+                    }
                     self.status
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -149,7 +158,16 @@ impl Uploader {
             (vfs.libraries.len(), vfs.stages_open_for_writing())
         };
         for index in 0..count {
-            let library = self.vfs().libraries[index].library.clone();
+            let (library, gone) = {
+                let vfs = self.vfs();
+                (
+                    vfs.libraries[index].library.clone(),
+                    vfs.libraries[index].gone,
+                )
+            };
+            if gone {
+                continue;
+            }
             let stages = self
                 .journal
                 .large_stages(&library.info.id, PREPARE_MIN_BYTES)
@@ -212,7 +230,14 @@ impl Uploader {
     pub fn upload_all(&self) -> Result<()> {
         let count = self.vfs().libraries.len();
         for index in 0..count {
-            let library_id = self.vfs().libraries[index].library.info.id.clone();
+            let (library_id, gone) = {
+                let vfs = self.vfs();
+                let view = &vfs.libraries[index];
+                (view.library.info.id.clone(), view.gone)
+            };
+            if gone {
+                continue;
+            }
             let ops = self.journal.pending(&library_id).map_err(state_error)?;
             if !ops.is_empty() {
                 self.upload_library(index, ops)?;
@@ -289,7 +314,8 @@ impl Uploader {
                 None => None,
             };
             let mut writer = TreeWriter::new(&store, HashMap::new());
-            let mut edit = EditTree::new(&mut writer, root, &host)?;
+            let author = format!("{} {host}", self.author);
+            let mut edit = EditTree::new(&mut writer, root, &author)?;
             for (_, op) in &ops {
                 edit.apply(&mut writer, op, &contents)?;
             }
@@ -444,13 +470,14 @@ impl Uploader {
     pub fn show_committed_heads(&self) -> Result<()> {
         let count = self.vfs().libraries.len();
         for index in 0..count {
-            let (library, head) = {
+            let (library, head, gone) = {
                 let vfs = self.vfs();
-                (
-                    vfs.libraries[index].library.clone(),
-                    vfs.libraries[index].head,
-                )
+                let view = &vfs.libraries[index];
+                (view.library.clone(), view.head, view.gone)
             };
+            if gone {
+                continue;
+            }
             if let Some(head) = head {
                 let root = Store::new(&self.remote, &library)
                     .load_snapshot(&head)?
@@ -466,13 +493,14 @@ impl Uploader {
     pub fn poll_heads(&self) -> Result<()> {
         let count = self.vfs().libraries.len();
         for index in 0..count {
-            let (library, shown) = {
+            let (library, shown, gone) = {
                 let vfs = self.vfs();
-                (
-                    vfs.libraries[index].library.clone(),
-                    vfs.libraries[index].head,
-                )
+                let view = &vfs.libraries[index];
+                (view.library.clone(), view.head, view.gone)
             };
+            if gone {
+                continue;
+            }
             let store = Store::new(&self.remote, &library);
             let head = store.head()?;
             if head == shown || head.is_none() {
