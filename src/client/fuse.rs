@@ -124,8 +124,10 @@ fn file_attr(stat: &Stat) -> FileAttr {
     }
 }
 
+/// Snapshot content never changes; everything else (live folders, also of read-only
+/// shares, and the listings of libraries and snapshots) may change at any poll.
 fn ttl(stat: &Stat) -> Duration {
-    if stat.read_only {
+    if stat.immutable {
         SNAPSHOT_TTL
     } else {
         LIVE_TTL

@@ -6,6 +6,7 @@ mod backup_restore;
 mod billing;
 mod mail;
 mod mount;
+mod mount_sharing;
 mod privacy;
 mod profile;
 mod quota;

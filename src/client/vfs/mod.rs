@@ -90,6 +90,8 @@ pub struct Stat {
     pub attr: Attr,
     pub nlink: u32,
     pub read_only: bool,
+    /// Inside a snapshot: never changes, so the kernel may cache it for long.
+    pub immutable: bool,
 }
 
 pub struct Vfs {
@@ -344,6 +346,7 @@ impl Vfs {
             attr,
             nlink,
             read_only,
+            immutable: matches!(node.place, Place::Snapshot(_)),
         })
     }
 
