@@ -46,7 +46,11 @@ fn a_share_appears_read_only_without_remounting_and_leaves_when_removed() {
     wait_for("the share to appear", || shared.exists());
     let inside = shared.join(source.path().strip_prefix("/").unwrap());
     assert_eq!(fs::read(inside.join("plan.txt")).unwrap(), b"the plan");
-    let latest = mount.dir.join("snapshots").join(ALICES_BACKUPS).join("latest");
+    let latest = mount
+        .dir
+        .join("snapshots")
+        .join(ALICES_BACKUPS)
+        .join("latest");
     let in_snapshot = latest.join(source.path().strip_prefix("/").unwrap());
     assert_eq!(fs::read(in_snapshot.join("plan.txt")).unwrap(), b"the plan");
 
@@ -99,7 +103,13 @@ fn read_write_members_converge_keep_both_sides_of_a_conflict_and_are_charged_to_
         .ok()
         .unwrap();
     alice
-        .run(&["share", "add", "Backups", "carol@example.com", "--read-write"])
+        .run(&[
+            "share",
+            "add",
+            "Backups",
+            "carol@example.com",
+            "--read-write",
+        ])
         .ok();
     let hers = TestMount::start(&alice, &["--poll-interval", "0.5"]);
     let theirs = TestMount::start(&carol, &["--poll-interval", "0.5"]);
@@ -108,7 +118,9 @@ fn read_write_members_converge_keep_both_sides_of_a_conflict_and_are_charged_to_
 
     write_file(&a.join("shared.txt"), b"original");
     hers.settle();
-    wait_for("alice's file to reach carol", || c.join("shared.txt").exists());
+    wait_for("alice's file to reach carol", || {
+        c.join("shared.txt").exists()
+    });
     write_file(&a.join("from-alice.txt"), b"alice");
     write_file(&c.join("from-carol.txt"), b"carol");
     write_file(&a.join("shared.txt"), b"edited by alice");
