@@ -263,6 +263,9 @@ pub struct AccountExport {
     pub feedback: Vec<Feedback>,
     pub libraries: Vec<LibrarySummary>,
     pub memberships: Vec<Membership>,
+    /// Links the account made (their labels are sealed to the account's own key).
+    #[serde(default)]
+    pub links: Vec<super::links::LinkInfo>,
     /// What is held but not listed, and why.
     pub notes: Vec<String>,
 }

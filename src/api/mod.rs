@@ -5,6 +5,7 @@ pub mod account;
 pub mod b64;
 pub mod error;
 pub mod frame;
+pub mod links;
 pub mod routes;
 pub mod types;
 
@@ -15,6 +16,15 @@ pub use error::{ErrorBody, ErrorCode};
 pub const GRANT_BYTES: usize = 24 + 100 + 16;
 /// Bytes of a link between key epochs: nonce, the older 32-byte key, tag.
 pub const CHAIN_LINK_BYTES: usize = 12 + 32 + 16;
+
+/// Whether `text` has the form of a library, link or pack id: 32 lowercase hex digits (128
+/// random bits), safe to use in a path.
+pub fn is_random_id(text: &str) -> bool {
+    text.len() == 32
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
 
 /// Checks a library name as a person typed it: 1 to 100 characters; no `/`, `@`, control
 /// characters or leading dot; not `snapshots` (the mount reserves it). The server never sees

@@ -31,6 +31,14 @@ pub const LIBRARY_MEMBERS: &str = "/api/v1/libraries/{library}/members";
 pub const LIBRARY_ROTATE: &str = "/api/v1/libraries/{library}/rotate";
 pub const LIBRARY_LEAVE: &str = "/api/v1/libraries/{library}/leave";
 pub const CONTACT_LOOKUP: &str = "/api/v1/contacts/lookup";
+pub const LIBRARY_LINKS: &str = "/api/v1/libraries/{library}/links";
+pub const LINKS: &str = "/api/v1/links";
+pub const LINK: &str = "/api/v1/links/{link}";
+pub const LINK_POINTER: &str = "/api/v1/links/{link}/pointer";
+pub const LINK_OPEN: &str = "/api/v1/links/{link}/open";
+pub const LINK_FETCH: &str = "/api/v1/links/{link}/fetch";
+/// Where a link points a browser (the page is the web front end's); `ibackup get` takes it.
+pub const LINK_PAGE: &str = "/l/{link}";
 pub const LIBRARY_HEAD: &str = "/api/v1/libraries/{library}/head";
 pub const LIBRARY_SNAPSHOTS: &str = "/api/v1/libraries/{library}/snapshots";
 pub const OBJECTS_MISSING: &str = "/api/v1/libraries/{library}/objects/missing";
@@ -47,4 +55,9 @@ pub const MAX_JSON_BYTES: usize = 1 << 20;
 /// Fills a library id into a route template.
 pub fn library(template: &str, library_id: &str) -> String {
     template.replace("{library}", library_id)
+}
+
+/// Fills a link id into a route template.
+pub fn link(template: &str, link_id: &str) -> String {
+    template.replace("{link}", link_id)
 }

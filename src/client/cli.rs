@@ -18,7 +18,7 @@ use super::config::Paths;
 use super::restore::{self, RestoreOptions};
 use super::session::Session;
 use super::store::Store;
-use super::{snapshots, Result};
+use super::{snapshots, ClientError, Result};
 use crate::units::{count, format_size};
 
 #[derive(Parser)]
@@ -141,6 +141,21 @@ enum Command {
     Contact {
         #[command(subcommand)]
         command: super::cli_share::ContactCommand,
+    },
+    /// Links to folders, for people without an account.
+    Link {
+        #[command(subcommand)]
+        command: super::cli_share::LinkCommand,
+    },
+    /// Download the folder a link shows (no account or login needed).
+    Get {
+        url: String,
+        /// Where to write it (default: ./ibackup-link-ID).
+        #[arg(long)]
+        target: Option<PathBuf>,
+        /// Read the link's password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -423,6 +438,48 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Contact { command } => {
             super::cli_share::contact(&Session::load(&paths)?, json, command)?
+        }
+        Command::Link { command } => {
+            super::cli_share::link(&Session::load(&paths)?, json, command)?
+        }
+        Command::Get {
+            url,
+            target,
+            password_stdin,
+        } => {
+            let link = super::links::parse(&url)?;
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin()
+                    .read_line(&mut line)
+                    .map_err(ClientError::io("standard input"))?;
+                Some(zeroize::Zeroizing::new(
+                    line.trim_end_matches(['\r', '\n']).to_owned(),
+                ))
+            } else {
+                std::env::var("IBACKUP_LINK_PASSWORD")
+                    .ok()
+                    .map(zeroize::Zeroizing::new)
+            };
+            let target = target.unwrap_or_else(|| super::links::default_target(&link));
+            let summary = super::links::get(&link, &target, password)?;
+            for warning in &summary.warnings {
+                eprintln!("warning: {warning}");
+            }
+            if json {
+                print_json(&summary);
+            } else {
+                println!(
+                    "Downloaded {} files, {} directories ({}) into {}",
+                    summary.files,
+                    summary.dirs,
+                    format_size(summary.bytes),
+                    target.display()
+                );
+            }
+            if !summary.warnings.is_empty() {
+                return Ok(ExitCode::from(3));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::session::{Listed, Session};
-use super::{sharing, ClientError, Result};
+use super::{links, sharing, ClientError, Result};
 use crate::api::types::Permission;
 use crate::units::format_size;
 
@@ -53,6 +53,31 @@ pub enum ShareCommand {
     Remove { library: String, email: String },
     /// Leave a library shared with you (`NAME@OWNER`).
     Leave { library: String },
+}
+
+#[derive(Subcommand)]
+pub enum LinkCommand {
+    /// Make a link to a folder of a library you own (LIBRARY or LIBRARY:PATH); prints the
+    /// URL to send. Its key is in the part after `#`, which the server never sees.
+    Create {
+        spec: String,
+        /// A snapshot id or prefix (default: the newest).
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// End the link after this long, e.g. 7d, 12h.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<std::time::Duration>,
+        /// Ask visitors for a password (from IBACKUP_LINK_PASSWORD, or asked).
+        #[arg(long)]
+        password: bool,
+        /// Always show the newest snapshot's folder (re-pointed at each of your commits).
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Your links and whether each is active, expired or revoked.
+    List,
+    /// End a link at once (by id or unique prefix).
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -244,6 +269,89 @@ pub fn share(session: &Session, json: bool, command: ShareCommand) -> Result<()>
                 print_json(&serde_json::json!({ "left": library }));
             } else {
                 println!("You left `{library}`.");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn link(session: &Session, json: bool, command: LinkCommand) -> Result<()> {
+    match command {
+        LinkCommand::Create {
+            spec,
+            snapshot,
+            expires,
+            password,
+            follow,
+        } => {
+            let password = if password {
+                Some(super::password::read_secret_line(
+                    "IBACKUP_LINK_PASSWORD",
+                    "Password visitors must give: ",
+                )?)
+            } else {
+                None
+            };
+            let options = links::CreateOptions {
+                spec,
+                snapshot,
+                expires_in: expires,
+                password,
+                follow,
+            };
+            let created = links::create(session, &options)?;
+            if json {
+                print_json(&created);
+            } else {
+                println!("{}", created.url);
+                eprintln!(
+                    "Link {} to `{}:{}`{}{}. Anyone with the URL can read that folder; the \
+                     part after `#` is its key and never reaches the server.",
+                    &created.id[..8],
+                    created.library,
+                    created.path,
+                    if created.follow {
+                        ", following the newest snapshot"
+                    } else {
+                        ""
+                    },
+                    created
+                        .expires_at
+                        .map(|at| format!(", until {}", super::cli_account::date(at)))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        LinkCommand::List => {
+            let views = links::list(session)?;
+            if json {
+                print_json(&views);
+                return Ok(());
+            }
+            println!(
+                "{:<10} {:<8} {:<30} {:<10} {:<9} PASSWORD",
+                "ID", "STATE", "FOLDER", "SNAPSHOT", "EXPIRES"
+            );
+            for view in &views {
+                println!(
+                    "{:<10} {:<8} {:<30} {:<10} {:<9} {}",
+                    &view.id[..8],
+                    view.state,
+                    format!("{}:{}", view.library, view.path),
+                    view.snapshot.as_deref().unwrap_or("newest"),
+                    view.expires_at
+                        .map(super::cli_account::date)
+                        .unwrap_or_else(|| "never".into()),
+                    if view.password { "yes" } else { "no" }
+                );
+            }
+        }
+        LinkCommand::Revoke { id } => {
+            let id = links::revoke(session, &id)?;
+            if json {
+                print_json(&serde_json::json!({ "revoked": id }));
+            } else {
+                println!("Link {} revoked; it no longer opens.", &id[..8]);
             }
         }
     }

@@ -370,7 +370,6 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         .remote
         .get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)?;
     let space = Arc::new(Mutex::new((account.quota_bytes, account.used_bytes)));
-    let author = session.email.clone();
     let remote = Arc::new(session.remote.clone());
     let signed_in = Arc::new(session);
     let blobs = account_dir.join("blobs");
@@ -405,7 +404,7 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         hurry: hurry.clone(),
         stop: stop.clone(),
         prepared: Mutex::new(HashMap::new()),
-        author,
+        account: signed_in.clone(),
         refresh_keys: Arc::new(AtomicBool::new(false)),
     });
     // Changes a previous mount left behind go up first, so the tree shows them.

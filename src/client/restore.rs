@@ -19,6 +19,7 @@ use std::time::Instant;
 use filetime::FileTime;
 use serde::Serialize;
 
+use super::objects::ObjectSource;
 use super::session::Session;
 use super::snapshots::resolve;
 use super::store::Store;
@@ -64,54 +65,85 @@ pub fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreSummary
     let library = session.open_library(&options.library)?;
     let store = Store::new(&session.remote, &library);
     let (id, snapshot) = resolve(&store, snapshot_spec)?;
-    let components: Vec<Vec<u8>> = inner
-        .unwrap_or("")
-        .split('/')
+    let found = find(
+        &store,
+        snapshot.tree,
+        &components(inner.unwrap_or("")),
+        &format!("snapshot {}", id.short()),
+    )?;
+    let mut summary = restore_found(&store, found, &options.target)?;
+    summary.snapshot = Some(id);
+    summary.duration_secs = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The names of a path typed as `a/b/c` (or `/a/b/c`), as stored in trees.
+pub fn components(path: &str) -> Vec<Vec<u8>> {
+    path.split('/')
         .filter(|c| !c.is_empty() && *c != ".")
         .map(|c| c.as_bytes().to_vec())
-        .collect();
+        .collect()
+}
 
-    // Find what to restore: the root, a directory's contents, or one file or symlink.
-    let mut tree_key = snapshot.tree;
-    let mut tree = store.load_tree(&tree_key)?;
-    let mut single: Option<Entry> = None;
+/// What a path inside a tree names.
+pub enum Found {
+    /// A folder: its tree's key and the tree.
+    Folder(ObjectKey, Tree),
+    /// A file or symlink.
+    Entry(Entry),
+}
+
+/// Finds `components` below the tree `root`; `what` names the tree in errors.
+pub fn find(
+    source: &dyn ObjectSource,
+    root: ObjectKey,
+    components: &[Vec<u8>],
+    what: &str,
+) -> Result<Found> {
+    let mut key = root;
+    let mut tree = source.load_tree(&key)?;
     for (i, name) in components.iter().enumerate() {
         let entry = tree.get(name).cloned().ok_or_else(|| {
             ClientError::Usage(format!(
-                "snapshot {} has nothing at `/{}`",
-                id.short(),
+                "{what} has nothing at `/{}`",
                 String::from_utf8_lossy(&components[..=i].join(&b'/'))
             ))
         })?;
         match (entry.kind, entry.subtree) {
             (EntryKind::Dir, Some(sub)) => {
-                tree = store.load_tree(&sub)?;
-                tree_key = sub;
+                tree = source.load_tree(&sub)?;
+                key = sub;
             }
-            _ if i + 1 == components.len() => single = Some(entry),
+            _ if i + 1 == components.len() => return Ok(Found::Entry(entry)),
             _ => {
                 return Err(ClientError::Usage(format!(
-                    "`{}` in snapshot {} is not a directory",
+                    "`{}` in {what} is not a directory",
                     String::from_utf8_lossy(name),
-                    id.short()
                 )))
             }
         }
     }
-    fs::create_dir_all(&options.target).map_err(ClientError::io(&options.target))?;
+    Ok(Found::Folder(key, tree))
+}
+
+/// Writes a folder's contents, or one entry, under `target`.
+pub fn restore_found(
+    source: &dyn ObjectSource,
+    found: Found,
+    target: &Path,
+) -> Result<RestoreSummary> {
+    let started = Instant::now();
+    fs::create_dir_all(target).map_err(ClientError::io(target))?;
     let mut plan = Plan::default();
-    let mut summary = RestoreSummary {
-        snapshot: Some(id),
-        ..Default::default()
-    };
-    match single {
-        Some(entry) => plan.add(&options.target, entry, &HashMap::new(), &mut summary),
-        None => {
-            let trees = store.load_subtrees(tree_key)?;
-            plan.add_children(&options.target, &tree, &trees, &mut summary);
+    let mut summary = RestoreSummary::default();
+    match found {
+        Found::Entry(entry) => plan.add(target, entry, &HashMap::new(), &mut summary),
+        Found::Folder(key, tree) => {
+            let trees = source.load_subtrees(key)?;
+            plan.add_children(target, &tree, &trees, &mut summary);
         }
     }
-    write_contents(&store, &plan)?;
+    write_contents(source, &plan)?;
     apply_metadata(&plan, &mut summary);
     summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -181,7 +213,7 @@ fn make_dir(path: &Path) -> std::io::Result<()> {
 }
 
 /// Creates every file at its size, then fills in the chunks.
-fn write_contents(store: &Store<'_>, plan: &Plan) -> Result<()> {
+fn write_contents(source: &dyn ObjectSource, plan: &Plan) -> Result<()> {
     let mut destinations: HashMap<ObjectKey, Vec<(usize, u64)>> = HashMap::new();
     let mut order: Vec<(ObjectKey, u32)> = Vec::new();
     for (index, (path, entry)) in plan.files.iter().enumerate() {
@@ -231,7 +263,7 @@ fn write_contents(store: &Store<'_>, plan: &Plan) -> Result<()> {
                 if index >= batches.len() || error.lock().map(|e| e.is_some()).unwrap_or(true) {
                     return;
                 }
-                if let Err(e) = write_batch(store, plan, &batches[index], &destinations) {
+                if let Err(e) = write_batch(source, plan, &batches[index], &destinations) {
                     error
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -248,14 +280,12 @@ fn write_contents(store: &Store<'_>, plan: &Plan) -> Result<()> {
 }
 
 fn write_batch(
-    store: &Store<'_>,
+    source: &dyn ObjectSource,
     plan: &Plan,
     keys: &[ObjectKey],
     destinations: &HashMap<ObjectKey, Vec<(usize, u64)>>,
 ) -> Result<()> {
-    let ids: Vec<ObjectId> = keys.iter().map(ObjectKey::id).collect();
-    for (key, blob) in keys.iter().zip(store.fetch_owned(&ids)?) {
-        let data = store.keys.open_object(BlobKind::Chunk, key, blob)?;
+    for (key, data) in keys.iter().zip(source.load(BlobKind::Chunk, keys)?) {
         for &(file_index, offset) in &destinations[key] {
             let (path, entry) = &plan.files[file_index];
             if entry.chunks.len() == 1 {

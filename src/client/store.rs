@@ -6,8 +6,9 @@
 //! the key or id it was asked for, so a server that alters or swaps data is caught, not
 //! believed.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
+use super::objects::ObjectSource;
 use super::remote::{Remote, RemoteError};
 use super::session::OpenLibrary;
 use super::Result;
@@ -19,7 +20,7 @@ use crate::api::types::{
 };
 use crate::api::{frame, ErrorCode};
 use crate::crypto::{BlobKind, LibraryKeys, ObjectId, ObjectKey};
-use crate::model::{Snapshot, Tree};
+use crate::model::Snapshot;
 
 /// Upload batches are cut at about this size.
 pub const BATCH_BYTES: usize = 16 << 20;
@@ -188,23 +189,6 @@ impl<'a> Store<'a> {
         }
     }
 
-    /// Fetches, decrypts and verifies chunks or trees by their keys.
-    pub fn load(&self, kind: BlobKind, keys: &[ObjectKey]) -> Result<Vec<bytes::Bytes>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for group in keys.chunks(TREES_PER_FETCH) {
-            let ids: Vec<ObjectId> = group.iter().map(ObjectKey::id).collect();
-            for (key, blob) in group.iter().zip(self.fetch_owned(&ids)?) {
-                out.push(self.keys.open_object(kind, key, blob)?);
-            }
-        }
-        Ok(out)
-    }
-
-    pub fn load_tree(&self, key: &ObjectKey) -> Result<Tree> {
-        let plain = self.load(BlobKind::Tree, std::slice::from_ref(key))?;
-        Ok(Tree::decode(&plain[0])?)
-    }
-
     pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
         Ok(self
             .load_snapshots(std::slice::from_ref(id))?
@@ -221,27 +205,18 @@ impl<'a> Store<'a> {
         }
         Ok(out)
     }
+}
 
-    /// Loads the tree `root` and every tree below it, one request per level.
-    pub fn load_subtrees(&self, root: ObjectKey) -> Result<HashMap<ObjectKey, Tree>> {
-        let mut trees = HashMap::new();
-        let mut level = vec![root];
-        while !level.is_empty() {
-            let plain = self.load(BlobKind::Tree, &level)?;
-            let mut next = Vec::new();
-            let mut queued = HashSet::new();
-            for (key, bytes) in level.iter().zip(plain) {
-                let tree = Tree::decode(&bytes)?;
-                for sub in tree.entries.iter().filter_map(|e| e.subtree) {
-                    if !trees.contains_key(&sub) && sub != *key && queued.insert(sub) {
-                        next.push(sub);
-                    }
-                }
-                trees.insert(*key, tree);
+impl ObjectSource for Store<'_> {
+    /// Fetches, decrypts and verifies chunks or trees by their keys.
+    fn load(&self, kind: BlobKind, keys: &[ObjectKey]) -> Result<Vec<bytes::Bytes>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for group in keys.chunks(TREES_PER_FETCH) {
+            let ids: Vec<ObjectId> = group.iter().map(ObjectKey::id).collect();
+            for (key, blob) in group.iter().zip(self.fetch_owned(&ids)?) {
+                out.push(self.keys.open_object(kind, key, blob)?);
             }
-            next.retain(|id| !trees.contains_key(id));
-            level = next;
         }
-        Ok(trees)
+        Ok(out)
     }
 }

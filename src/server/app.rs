@@ -13,7 +13,9 @@ use super::db::Db;
 use super::error::ApiError;
 use super::mail::Mailer;
 use super::records::SessionRecords;
-use super::{accounts, billing, libraries, objects, privacy, profile, records, sessions, sharing};
+use super::{
+    accounts, billing, libraries, links, objects, privacy, profile, records, sessions, sharing,
+};
 use crate::api::routes;
 use crate::api::types::Health;
 use crate::api::ErrorCode;
@@ -31,9 +33,20 @@ pub struct AppState {
     pub processor: Arc<dyn PaymentProcessor>,
     pub mailer: Arc<Mailer>,
     pub records: Arc<SessionRecords>,
+    /// What each link's root reaches, computed once per root (see `links`).
+    pub reach: Arc<std::sync::Mutex<ReachCache>>,
 }
 
+pub type ReachCache = std::collections::HashMap<
+    (String, crate::crypto::ObjectId),
+    Arc<std::collections::HashSet<crate::crypto::ObjectId>>,
+>;
+
 impl AppState {
+    pub fn reach_cache(&self) -> std::sync::MutexGuard<'_, ReachCache> {
+        self.reach.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn fake_salt(&self, email: &str) -> Vec<u8> {
         let mut hasher = blake3::Hasher::new_keyed(&self.secret);
         hasher.update(b"prelogin salt\0");
@@ -87,6 +100,12 @@ pub fn router(state: AppState) -> Router {
         .route(routes::LIBRARY_ROTATE, post(sharing::rotate))
         .route(routes::LIBRARY_LEAVE, post(sharing::leave))
         .route(routes::CONTACT_LOOKUP, post(sharing::contact))
+        .route(routes::LIBRARY_LINKS, post(links::create))
+        .route(routes::LINKS, get(links::list))
+        .route(routes::LINK, delete(links::revoke))
+        .route(routes::LINK_POINTER, put(links::set_pointer))
+        .route(routes::LINK_OPEN, post(links::open))
+        .route(routes::LINK_FETCH, post(links::fetch))
         .route(
             routes::LIBRARY_HEAD,
             get(libraries::head).put(libraries::set_head),

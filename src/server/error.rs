@@ -109,7 +109,7 @@ impl ApiError {
         let mut body = ErrorBody::new(
             ErrorCode::TooManyRequests,
             format!(
-                "too many failed attempts for this e-mail address; wait {wait_secs} s and try \
+                "too many failed attempts; wait {wait_secs} s and try \
                  again"
             ),
         );

@@ -15,6 +15,7 @@ pub mod direct;
 pub mod error;
 pub mod extract;
 pub mod libraries;
+pub mod links;
 pub mod mail;
 pub mod maintenance;
 pub mod objects;
@@ -129,6 +130,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         processor: data.processor.clone(),
         mailer: data.mailer.clone(),
         records: Arc::new(records::SessionRecords::default()),
+        reach: Arc::default(),
     };
     spawn_background(&state, data.maintenance());
     let router = app::router(state.clone());

@@ -31,7 +31,7 @@ use crate::model::chunker::MAX_CHUNK;
 const MAX_METADATA_BLOB: usize = 32 << 20;
 const MAX_OBJECTS_PER_UPLOAD: usize = 100_000;
 
-fn check_ids(ids: &[ObjectId]) -> ApiResult<()> {
+pub fn check_ids(ids: &[ObjectId]) -> ApiResult<()> {
     if ids.len() > MAX_IDS_PER_REQUEST {
         return Err(ApiError::too_large(format!(
             "{} ids in one request; send at most {MAX_IDS_PER_REQUEST}",
@@ -284,14 +284,28 @@ pub async fn fetch(
 ) -> ApiResult<Response> {
     check_ids(&req.ids)?;
     let lib = library_id.clone();
+    state
+        .db
+        .call(move |conn| require(conn, &lib, caller.account_id, Need::Read).map(drop))
+        .await?;
+    serve(&state, library_id, req.ids).await
+}
+
+/// Answers with the blobs of `ids` as frames (`u32` length, blob), after the caller's right
+/// to them was checked (a member's, or a link visitor's).
+pub async fn serve(
+    state: &AppState,
+    library_id: String,
+    ids: Vec<ObjectId>,
+) -> ApiResult<Response> {
+    let lib = library_id.clone();
     let wanted = state
         .db
         .call(move |conn| -> ApiResult<Vec<(String, u64, u64)>> {
-            require(conn, &lib, caller.account_id, Need::Read)?;
-            let locations = objects::locate(conn, &lib, &req.ids)?;
+            let locations = objects::locate(conn, &lib, &ids)?;
             let mut wanted = Vec::with_capacity(locations.len());
             let mut total = 0u64;
-            for (id, location) in req.ids.iter().zip(locations) {
+            for (id, location) in ids.iter().zip(locations) {
                 let location = location.ok_or_else(|| {
                     ApiError::not_found(format!("object {id} is not stored in this library"))
                 })?;

@@ -55,6 +55,7 @@ pub async fn export(
                     .collect(),
                 libraries: libraries::export_owned(conn, id)?,
                 memberships: libraries::export_memberships(conn, id)?,
+                links: super::db::links::export(conn, id)?,
                 notes: vec![
                     "Library contents are encrypted with keys only you hold; restore them with \
                      `ibackup restore` or the mount."

@@ -1,5 +1,6 @@
-//! Login throttling per e-mail address: after a few failures each further attempt must wait
-//! longer (1 s, 2 s, 4 s ... up to a minute). There is no lockout, so an attacker cannot shut
+//! Throttling of password guesses, per e-mail address for logins and per link for link
+//! passwords: after a few failures each further attempt must wait longer (1 s, 2 s, 4 s ...
+//! up to a minute). There is no lockout, so an attacker cannot shut
 //! a user out, only slow every guess. Unknown addresses are throttled the same way, so the
 //! answer reveals nothing. Keys are keyed hashes of the address, not the address.
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod backup_restore;
 mod billing;
+mod links;
 mod mail;
 mod mount;
 mod mount_sharing;

@@ -24,6 +24,7 @@ const PERSONAL_TABLES: &[(&str, &str, &str)] = &[
     ("feedback", "account_id", "feedback"),
     ("libraries", "owner_id", "libraries"),
     ("library_members", "account_id", "memberships"),
+    ("links", "account_id", "links"),
 ];
 
 #[test]
@@ -42,6 +43,11 @@ fn export_holds_every_row_about_the_user_and_none_about_others() {
         user.run(&["account", "consent", "on"]).ok();
         user.run(&["feedback", "--rating", "4"]).ok();
         user.run(&["library", "create", "Photos"]).ok();
+        let folder = user.home.path().join("to-link");
+        fs::create_dir_all(&folder).unwrap();
+        fs::write(folder.join("f.txt"), b"x").unwrap();
+        user.backup(&[&folder]).ok();
+        user.run(&["link", "create", "Backups"]).ok();
     }
     let export_file = alice.home.path().join("export.json");
     alice

@@ -22,6 +22,7 @@ use serde::Serialize;
 use self::content::{ContentStats, FileRead};
 use self::scan::{Change, Node, Scan};
 use self::trees::TreeWriter;
+use super::objects::ObjectSource;
 use super::session::Session;
 use super::store::Store;
 use super::{hostname, ClientError, Result};
@@ -229,6 +230,12 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
             Ok(()) => {
                 summary.snapshot = Some(id);
                 summary.parent = head;
+                if let Err(e) = super::links::repoint(session, &library, root) {
+                    summary.warnings.push(format!(
+                        "links that follow `{}` were not re-pointed: {e}",
+                        library.name
+                    ));
+                }
                 break;
             }
             Err(actual) => {

@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::api::types::UploadObject;
+use crate::client::objects::ObjectSource;
 use crate::client::store::{Batch, Store};
 use crate::client::Result;
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};

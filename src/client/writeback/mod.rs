@@ -66,9 +66,9 @@ pub struct Uploader {
     pub stop: Arc<AtomicBool>,
     /// Large closed files whose chunks went up during the quiet delay, by stage name.
     pub prepared: Mutex<HashMap<String, Prepared>>,
-    /// The account committing (its e-mail), recorded in each snapshot and in the names of
-    /// conflict copies.
-    pub author: String,
+    /// The account committing: its e-mail is recorded in each snapshot and in the names of
+    /// conflict copies, and its keys re-point the owner's `--follow` links after a commit.
+    pub account: Arc<super::session::Session>,
     /// Set when the server refused an upload under an old key epoch: the mount's poller
     /// then reloads the libraries' keys at once.
     pub refresh_keys: Arc<AtomicBool>,
@@ -314,7 +314,7 @@ impl Uploader {
                 None => None,
             };
             let mut writer = TreeWriter::new(&store, HashMap::new());
-            let author = format!("{} {host}", self.author);
+            let author = format!("{} {host}", self.account.email);
             let mut edit = EditTree::new(&mut writer, root, &author)?;
             for (_, op) in &ops {
                 edit.apply(&mut writer, op, &contents)?;
@@ -327,7 +327,7 @@ impl Uploader {
                 time_ns: crate::client::vfs::now_ns(),
                 host: host.clone(),
                 username: std::env::var("USER").unwrap_or_default(),
-                author: self.author.clone(),
+                author: self.account.email.clone(),
                 paths: vec!["/".into()],
                 tags: Vec::new(),
                 kind: SnapshotKind::WriteBack,
@@ -336,6 +336,9 @@ impl Uploader {
             let (id, _) = store.upload_snapshot(&snapshot)?;
             if store.set_head(head, id)?.is_err() {
                 continue;
+            }
+            if let Err(e) = super::links::repoint(&self.account, &library, new_root) {
+                tracing::warn!("links not re-pointed to the new snapshot: {e}");
             }
             self.committed(
                 index,

@@ -410,6 +410,7 @@ pub fn all_ids(conn: &Connection) -> Result<std::collections::HashSet<String>, D
 /// collection. Members lose it at once.
 pub fn delete(conn: &Connection, library_id: &str) -> Result<(), DbError> {
     for table in [
+        "links",
         "objects",
         "edges",
         "snapshots",

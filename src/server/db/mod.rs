@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod billing;
 pub mod libraries;
+pub mod links;
 pub mod objects;
 pub mod privacy;
 mod schema;
@@ -96,10 +97,4 @@ pub fn random_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
-/// Whether `text` looks like an id made by [`random_id`] (safe to use in a path).
-pub fn is_random_id(text: &str) -> bool {
-    text.len() == 32
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
+pub use crate::api::is_random_id;

@@ -212,6 +212,29 @@ CREATE TABLE library_epochs (
 ) WITHOUT ROWID;
 ALTER TABLE snapshots ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1;
 "#,
+    // Links (issue 11): a folder handed out by URL; the key is in the URL's fragment only.
+    r#"
+CREATE TABLE links (
+    id TEXT PRIMARY KEY,
+    library_id TEXT NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    root BLOB NOT NULL,
+    follow INTEGER NOT NULL DEFAULT 0,
+    pointer BLOB NOT NULL,
+    label_sealed BLOB NOT NULL,
+    password_hash TEXT,
+    expires_at INTEGER,
+    revoked_at INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX links_library ON links(library_id);
+CREATE INDEX links_account ON links(account_id);
+CREATE TABLE link_sessions (
+    token_hash BLOB PRIMARY KEY,
+    link_id TEXT NOT NULL REFERENCES links(id) ON DELETE CASCADE,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The migration that replaced storage format 1 (it drops the old library tables).
