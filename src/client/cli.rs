@@ -423,6 +423,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     for conflict in &m.uploads.conflicts {
                         println!("  conflict kept as: {conflict}");
                     }
+                    for kept in &m.uploads.set_aside {
+                        println!(
+                            "  not uploaded (the library is no longer shared with you), kept \
+                             in: {kept}"
+                        );
+                    }
                 }
             }
         }

@@ -485,6 +485,9 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
                     if let Err(e) = refresh_libraries(&uploader.vfs, &account, read_only) {
                         tracing::debug!("library list not refreshed: {e}");
                     }
+                    if let Err(e) = uploader.set_aside_gone() {
+                        tracing::warn!("changes to an unshared library not set aside: {e}");
+                    }
                     let _ = uploader.poll_heads();
                     if let Ok(account) =
                         remote.get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)

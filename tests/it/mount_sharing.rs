@@ -176,3 +176,53 @@ fn read_write_members_converge_keep_both_sides_of_a_conflict_and_are_charged_to_
     let run = hers.unmount();
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+#[test]
+fn changes_waiting_when_a_share_is_removed_are_kept_on_the_members_computer() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let [alice, bob] = <[_; 2]>::try_from(clients(&server, &[ALICE, "bob@example.com"]))
+        .ok()
+        .unwrap();
+    alice
+        .run(&["share", "add", "Backups", "bob@example.com", "--read-write"])
+        .ok();
+    // A long quiet delay keeps bob's change waiting in his journal.
+    let mount = TestMount::start(
+        &bob,
+        &["--poll-interval", "0.5", "--write-back-delay", "600"],
+    );
+    let shared = mount.dir.join(ALICES_BACKUPS);
+    fs::create_dir(shared.join("drafts")).unwrap();
+    write_file(&shared.join("drafts/letter.txt"), b"not uploaded yet");
+    alice
+        .run(&["share", "remove", "Backups", "bob@example.com"])
+        .ok();
+    wait_for("the share to leave", || !shared.exists());
+    let mut kept = None;
+    wait_for("the change to be set aside", || {
+        let status = bob.run(&["status", "--json"]).json();
+        kept = status["mounts"][0]["set_aside"][0]
+            .as_str()
+            .map(std::path::PathBuf::from);
+        kept.is_some()
+    });
+    let kept = kept.unwrap();
+    assert_eq!(
+        fs::read(kept.join("drafts/letter.txt")).unwrap(),
+        b"not uploaded yet"
+    );
+    assert!(bob
+        .run(&["status"])
+        .stdout
+        .contains("no longer shared with you"));
+    let started = Instant::now();
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "unmount did not wait"
+    );
+}

@@ -11,6 +11,7 @@
 mod edit;
 
 use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,10 @@ pub struct UploadStatus {
     pub snapshots_uploaded: u64,
     pub last_error: Option<String>,
     pub conflicts: Vec<String>,
+    /// Changes to libraries that stopped being shared while they waited: never uploaded,
+    /// kept in these folders on this computer.
+    #[serde(default)]
+    pub set_aside: Vec<String>,
 }
 
 impl UploadStatus {
@@ -222,6 +227,78 @@ impl Uploader {
                     );
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Moves what is pending for libraries the mount no longer shows (unshared or deleted
+    /// meanwhile) out of the journal: the last content of each written file is copied to
+    /// `writeback/kept/NAME TIME/PATH`, which `status` names, so nothing acknowledged is lost
+    /// and unmounting does not wait for uploads that can never happen.
+    pub fn set_aside_gone(&self) -> Result<()> {
+        let gone: Vec<(String, String)> = self
+            .vfs()
+            .libraries
+            .iter()
+            .filter(|view| view.gone)
+            .map(|view| (view.library.info.id.clone(), view.display.clone()))
+            .collect();
+        for (library, name) in gone {
+            let ops = self.journal.pending(&library).map_err(state_error)?;
+            let Some(last_seq) = ops.last().map(|(seq, _)| *seq) else {
+                continue;
+            };
+            let mut files: std::collections::BTreeMap<Vec<u8>, String> = Default::default();
+            for (_, op) in &ops {
+                match op {
+                    Op::Write { path, stage, .. } => {
+                        files.insert(path.clone(), stage.clone());
+                    }
+                    Op::Remove { path } => {
+                        files.retain(|p, _| !is_at_or_below(p, path));
+                    }
+                    Op::Rename { from, to } => {
+                        let moved: Vec<(Vec<u8>, String)> = files
+                            .iter()
+                            .filter(|(p, _)| is_at_or_below(p, from))
+                            .map(|(p, s)| ([to.as_slice(), &p[from.len()..]].concat(), s.clone()))
+                            .collect();
+                        files.retain(|p, _| !is_at_or_below(p, from));
+                        files.extend(moved);
+                    }
+                    _ => {}
+                }
+            }
+            let stamp = crate::model::snapshot::format_time_ns(super::vfs::now_ns());
+            let kept = self
+                .stage_dir
+                .parent()
+                .unwrap_or(&self.stage_dir)
+                .join("kept")
+                .join(format!("{name} {}", stamp.replace(':', "")));
+            for (path, stage) in &files {
+                let to = kept.join(std::ffi::OsStr::from_bytes(
+                    path.strip_prefix(b"/").unwrap_or(path),
+                ));
+                if let Some(dir) = to.parent() {
+                    std::fs::create_dir_all(dir).map_err(ClientError::io(dir))?;
+                }
+                std::fs::copy(self.stage_dir.join(stage), &to).map_err(ClientError::io(&to))?;
+            }
+            self.journal
+                .complete(&library, last_seq, &[])
+                .map_err(state_error)?;
+            tracing::warn!(
+                "{} is no longer shared with you; {} changed files kept in {:?}",
+                name,
+                files.len(),
+                kept
+            );
+            self.status
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .set_aside
+                .push(kept.display().to_string());
         }
         Ok(())
     }
@@ -521,6 +598,11 @@ impl Uploader {
         }
         Ok(())
     }
+}
+
+/// Whether journal path `path` is `dir` or inside it.
+fn is_at_or_below(path: &[u8], dir: &[u8]) -> bool {
+    path == dir || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
 }
 
 fn state_error(error: impl std::fmt::Display) -> ClientError {
