@@ -21,6 +21,7 @@ pub mod objects;
 pub mod password;
 pub mod profile;
 pub mod remote;
+pub mod repo;
 pub mod restore;
 pub mod session;
 pub mod sharing;

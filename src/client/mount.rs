@@ -22,6 +22,7 @@ use super::config::Paths;
 use super::diskcache::DiskCache;
 use super::fuse::FuseFs;
 use super::journal::Journal;
+use super::repo::Repo;
 use super::session::{OpenLibrary, Session};
 use super::spin::Spinner;
 use super::store::Store;

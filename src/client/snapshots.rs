@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use super::repo::Repo;
 use super::store::Store;
 use super::{ClientError, Result};
 use crate::crypto::ObjectId;

@@ -10,21 +10,17 @@ use std::collections::HashSet;
 
 use super::objects::ObjectSource;
 use super::remote::{Remote, RemoteError};
+use super::repo::{Batch, Repo};
 use super::session::OpenLibrary;
 use super::Result;
 use crate::api::routes::{self, MAX_IDS_PER_REQUEST};
-use crate::api::types::SnapshotMeta;
 use crate::api::types::{
-    HeadResponse, HeadUpdate, IdList, MissingResponse, SnapshotList, SnapshotRecord, UploadHeader,
-    UploadObject, UploadResponse,
+    HeadResponse, HeadUpdate, IdList, MissingResponse, SnapshotList, SnapshotRecord, UploadResponse,
 };
 use crate::api::{frame, ErrorCode};
 use crate::crypto::{BlobKind, LibraryKeys, ObjectId, ObjectKey};
 use crate::model::Snapshot;
 
-/// Upload batches are cut at about this size.
-pub const BATCH_BYTES: usize = 16 << 20;
-const BATCH_OBJECTS: usize = 20_000;
 /// Trees fetched per request.
 const TREES_PER_FETCH: usize = 500;
 
@@ -32,34 +28,6 @@ pub struct Store<'a> {
     remote: &'a Remote,
     library_id: String,
     pub keys: LibraryKeys,
-}
-
-/// Objects gathered for one upload request.
-#[derive(Default)]
-pub struct Batch {
-    header: UploadHeader,
-    blobs: Vec<Vec<u8>>,
-    bytes: usize,
-}
-
-impl Batch {
-    pub fn push(&mut self, object: UploadObject, blob: Vec<u8>) {
-        self.bytes += blob.len();
-        self.header.objects.push(object);
-        self.blobs.push(blob);
-    }
-
-    pub fn is_full(&self) -> bool {
-        self.bytes >= BATCH_BYTES || self.blobs.len() >= BATCH_OBJECTS
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
 }
 
 impl<'a> Store<'a> {
@@ -75,81 +43,11 @@ impl<'a> Store<'a> {
         routes::library(template, &self.library_id)
     }
 
-    pub fn head(&self) -> Result<Option<ObjectId>> {
-        Ok(self
-            .remote
-            .get::<HeadResponse>(&self.path(routes::LIBRARY_HEAD))?
-            .head)
-    }
-
-    /// Moves the head from `expected` to `new`; `Err(actual)` if someone moved it first.
-    pub fn set_head(
-        &self,
-        expected: Option<ObjectId>,
-        new: ObjectId,
-    ) -> Result<std::result::Result<(), Option<ObjectId>>> {
-        let update = HeadUpdate { expected, new };
-        match self
-            .remote
-            .put::<_, HeadResponse>(&self.path(routes::LIBRARY_HEAD), &update)
-        {
-            Ok(_) => Ok(Ok(())),
-            Err(RemoteError::Api { body, .. }) if body.error == ErrorCode::HeadMoved => {
-                Ok(Err(body.head))
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
     pub fn snapshots(&self) -> Result<Vec<SnapshotRecord>> {
         Ok(self
             .remote
             .get::<SnapshotList>(&self.path(routes::LIBRARY_SNAPSHOTS))?
             .snapshots)
-    }
-
-    /// The ids among `ids` the server does not hold.
-    pub fn missing(&self, ids: &[ObjectId]) -> Result<HashSet<ObjectId>> {
-        let mut missing = HashSet::new();
-        for group in ids.chunks(MAX_IDS_PER_REQUEST) {
-            let request = IdList {
-                ids: group.to_vec(),
-            };
-            let response: MissingResponse =
-                self.remote
-                    .post(&self.path(routes::OBJECTS_MISSING), &request, true)?;
-            missing.extend(response.missing);
-        }
-        Ok(missing)
-    }
-
-    /// Seals and uploads a snapshot (its tree must be stored); returns its id and the bytes
-    /// sent. The head does not move until `set_head`.
-    pub fn upload_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
-        let (id, blob) = self.keys.seal_snapshot(&snapshot.encode());
-        let bytes = blob.len() as u64;
-        let object = UploadObject {
-            id,
-            kind: BlobKind::Snapshot,
-            len: blob.len() as u32,
-            refs: vec![snapshot.tree.id()],
-            snapshot: Some(SnapshotMeta {
-                time_ns: snapshot.time_ns,
-                parent: snapshot.parent,
-            }),
-        };
-        let mut batch = Batch::default();
-        batch.push(object, blob);
-        self.upload(batch)?;
-        Ok((id, bytes))
-    }
-
-    pub fn upload(&self, batch: Batch) -> Result<UploadResponse> {
-        let body = frame::encode_upload(&batch.header, &batch.blobs);
-        drop(batch);
-        Ok(self
-            .remote
-            .post_bytes(&self.path(routes::OBJECTS_UPLOAD), body)?)
     }
 
     /// Fetches raw blobs in one request (splitting it if the server finds it too large),
@@ -189,13 +87,6 @@ impl<'a> Store<'a> {
         }
     }
 
-    pub fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
-        Ok(self
-            .load_snapshots(std::slice::from_ref(id))?
-            .pop()
-            .expect("one asked, one answered"))
-    }
-
     pub fn load_snapshots(&self, ids: &[ObjectId]) -> Result<Vec<Snapshot>> {
         let mut out = Vec::with_capacity(ids.len());
         for group in ids.chunks(TREES_PER_FETCH) {
@@ -218,5 +109,67 @@ impl ObjectSource for Store<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+impl Repo for Store<'_> {
+    fn keys(&self) -> &LibraryKeys {
+        &self.keys
+    }
+
+    /// The ids among `ids` the server does not hold.
+    fn missing(&self, ids: &[ObjectId]) -> Result<HashSet<ObjectId>> {
+        let mut missing = HashSet::new();
+        for group in ids.chunks(MAX_IDS_PER_REQUEST) {
+            let request = IdList {
+                ids: group.to_vec(),
+            };
+            let response: MissingResponse =
+                self.remote
+                    .post(&self.path(routes::OBJECTS_MISSING), &request, true)?;
+            missing.extend(response.missing);
+        }
+        Ok(missing)
+    }
+
+    fn upload(&self, batch: Batch) -> Result<UploadResponse> {
+        let (header, blobs) = batch.into_parts();
+        let body = frame::encode_upload(&header, &blobs);
+        drop(blobs);
+        Ok(self
+            .remote
+            .post_bytes(&self.path(routes::OBJECTS_UPLOAD), body)?)
+    }
+
+    fn head(&self) -> Result<Option<ObjectId>> {
+        Ok(self
+            .remote
+            .get::<HeadResponse>(&self.path(routes::LIBRARY_HEAD))?
+            .head)
+    }
+
+    fn set_head(
+        &self,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+    ) -> Result<std::result::Result<(), Option<ObjectId>>> {
+        let update = HeadUpdate { expected, new };
+        match self
+            .remote
+            .put::<_, HeadResponse>(&self.path(routes::LIBRARY_HEAD), &update)
+        {
+            Ok(_) => Ok(Ok(())),
+            Err(RemoteError::Api { body, .. }) if body.error == ErrorCode::HeadMoved => {
+                Ok(Err(body.head))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
+        Ok(self
+            .load_snapshots(std::slice::from_ref(id))?
+            .pop()
+            .expect("one asked, one answered"))
     }
 }

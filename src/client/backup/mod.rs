@@ -7,9 +7,7 @@
 //! if another writer moved it meanwhile, the sources are spliced into the new head and the
 //! commit is retried, so neither side's work is lost.
 
-pub(crate) mod content;
 pub(crate) mod scan;
-pub(crate) mod trees;
 
 use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
@@ -19,10 +17,11 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use self::content::{ContentStats, FileRead};
 use self::scan::{Change, Node, Scan};
-use self::trees::TreeWriter;
 use super::objects::ObjectSource;
+use super::repo::content::{self, ContentStats, FileRead};
+use super::repo::trees::{self, TreeWriter};
+use super::repo::Repo;
 use super::session::Session;
 use super::store::Store;
 use super::{hostname, ClientError, Result};

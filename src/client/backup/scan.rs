@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::client::repo::content::FileJob;
 use crate::crypto::ObjectKey;
 use crate::model::{Entry, EntryKind, Tree, Xattr};
 
@@ -16,12 +17,6 @@ pub enum Change {
     New,
     Changed,
     Unmodified,
-}
-
-/// A file whose content must be read.
-pub struct FileJob {
-    pub path: PathBuf,
-    pub size: u64,
 }
 
 pub enum Node {

@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::client::backup::trees::TreeWriter;
 use crate::client::journal::Op;
+use crate::client::repo::trees::TreeWriter;
 use crate::client::vfs::nodes::content_sig;
 use crate::client::Result;
 use crate::crypto::ObjectKey;
@@ -331,5 +331,157 @@ impl EditTree {
             .entry_mut(writer, path)?
             .filter(|e| e.kind == EntryKind::File)
             .map(|e| content_sig(&e.chunks)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::objects::ObjectSource;
+    use crate::client::repo::memory::MemoryRepo;
+    use crate::client::repo::{Batch, Repo};
+    use crate::crypto::BlobKind;
+
+    /// Stores `data` as one chunk, as the content pipeline would.
+    fn chunk(repo: &MemoryRepo, data: &[u8]) -> Vec<ChunkRef> {
+        let key = repo.keys().object_key(BlobKind::Chunk, data);
+        let mut batch = Batch::default();
+        batch.push(
+            crate::api::types::UploadObject {
+                id: key.id(),
+                kind: BlobKind::Chunk,
+                len: 0,
+                refs: Vec::new(),
+                snapshot: None,
+            },
+            repo.keys().seal_object(BlobKind::Chunk, &key, data),
+        );
+        repo.upload(batch).unwrap();
+        vec![ChunkRef {
+            key,
+            len: data.len() as u32,
+        }]
+    }
+
+    fn write(path: &str, stage: &str, base: Option<String>) -> Op {
+        Op::Write {
+            path: path.as_bytes().to_vec(),
+            stage: stage.into(),
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            mtime_ns: 1,
+            xattrs: Vec::new(),
+            base,
+        }
+    }
+
+    /// Replays `ops` onto `root` as the uploader does; returns the new root's key.
+    fn replay(
+        repo: &MemoryRepo,
+        root: Option<ObjectKey>,
+        ops: &[Op],
+        contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
+    ) -> (ObjectKey, Vec<String>) {
+        let mut writer = TreeWriter::new(repo, HashMap::new());
+        let mut edit = EditTree::new(&mut writer, root, "me@example.com laptop").unwrap();
+        for op in ops {
+            edit.apply(&mut writer, op, contents).unwrap();
+        }
+        let root = edit.write(&mut writer);
+        writer.flush().unwrap();
+        (root, edit.conflicts)
+    }
+
+    /// `path -> content` of every file below `root`, read back through the store.
+    fn files(repo: &MemoryRepo, root: ObjectKey, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
+        for entry in repo.load_tree(&root).unwrap().entries {
+            let path = format!("{prefix}{}", String::from_utf8_lossy(&entry.name));
+            match entry.kind {
+                EntryKind::Dir => files(repo, entry.subtree.unwrap(), &format!("{path}/"), out),
+                _ => {
+                    let keys: Vec<ObjectKey> = entry.chunks.iter().map(|c| c.key).collect();
+                    let content = repo.load(BlobKind::Chunk, &keys).unwrap().concat();
+                    out.push((path, content));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_replay_merges_with_what_another_writer_committed() {
+        let repo = MemoryRepo::default();
+        let contents: HashMap<String, (Vec<ChunkRef>, u64)> = [
+            ("original", &b"original"[..]),
+            ("theirs", b"edited elsewhere"),
+            ("mine", b"edited here"),
+            ("new", b"a new file"),
+        ]
+        .into_iter()
+        .map(|(stage, data)| (stage.to_owned(), (chunk(&repo, data), data.len() as u64)))
+        .collect();
+
+        // The head as another writer left it: shared.txt was "original", then theirs.
+        let (base, _) = replay(
+            &repo,
+            None,
+            &[write("shared.txt", "original", None)],
+            &contents,
+        );
+        let original = Some(content_sig(&contents["original"].0));
+        let (head, _) = replay(
+            &repo,
+            Some(base),
+            &[write("shared.txt", "theirs", original.clone())],
+            &contents,
+        );
+
+        // Here: shared.txt edited from "original", a folder made and a file moved into it,
+        // and a removal of something that no longer exists (skipped).
+        let ours = [
+            write("shared.txt", "mine", original),
+            Op::Mkdir {
+                path: b"docs".to_vec(),
+                mode: 0o755,
+                uid: 1000,
+                gid: 1000,
+                mtime_ns: 1,
+            },
+            write("docs/draft.txt", "new", None),
+            Op::Rename {
+                from: b"docs/draft.txt".to_vec(),
+                to: b"docs/final.txt".to_vec(),
+            },
+            Op::Remove {
+                path: b"gone/already".to_vec(),
+            },
+        ];
+        let (merged, conflicts) = replay(&repo, Some(head), &ours, &contents);
+        let mut found = Vec::new();
+        files(&repo, merged, "", &mut found);
+        let names: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(conflicts.len(), 1);
+        let copy = &conflicts[0];
+        assert!(
+            copy.starts_with("shared.txt (conflict me@example.com laptop "),
+            "{copy}"
+        );
+        assert_eq!(names, vec!["docs/final.txt", "shared.txt", copy.as_str()]);
+        assert_eq!(found[0].1, b"a new file");
+        assert_eq!(found[1].1, b"edited elsewhere", "theirs keeps the name");
+        assert_eq!(found[2].1, b"edited here", "ours is the copy");
+
+        // A new file where someone else made one of the same name meanwhile: both kept.
+        let (_, conflicts) = replay(
+            &repo,
+            Some(merged),
+            &[write("docs/final.txt", "mine", None)],
+            &contents,
+        );
+        assert_eq!(conflicts.len(), 1);
+        assert!(
+            conflicts[0].starts_with("final.txt (conflict "),
+            "{conflicts:?}"
+        );
     }
 }

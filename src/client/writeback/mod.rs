@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use self::edit::EditTree;
-use super::backup::content::{self, ContentStats, FileRead};
-use super::backup::scan::FileJob;
-use super::backup::trees::TreeWriter;
 use super::journal::{Journal, Op};
 use super::remote::Remote;
+use super::repo::content::{self, ContentStats, FileJob, FileRead};
+use super::repo::trees::TreeWriter;
+use super::repo::Repo;
 use super::store::Store;
 use super::vfs::nodes::{content_sig, Body};
 use super::vfs::{Handle, Vfs};

@@ -6,15 +6,14 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::{Batch, Repo};
 use crate::api::types::UploadObject;
-use crate::client::objects::ObjectSource;
-use crate::client::store::{Batch, Store};
 use crate::client::Result;
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::{Entry, EntryKind, Tree};
 
 pub struct TreeWriter<'a> {
-    store: &'a Store<'a>,
+    store: &'a dyn Repo,
     /// Trees made in this run, by key, in the order they were made.
     made: HashMap<ObjectKey, Tree>,
     order: Vec<ObjectKey>,
@@ -29,7 +28,7 @@ pub struct TreeStats {
 }
 
 impl<'a> TreeWriter<'a> {
-    pub fn new(store: &'a Store<'a>, loaded: HashMap<ObjectKey, Tree>) -> Self {
+    pub fn new(store: &'a dyn Repo, loaded: HashMap<ObjectKey, Tree>) -> Self {
         Self {
             store,
             made: HashMap::new(),
@@ -40,7 +39,7 @@ impl<'a> TreeWriter<'a> {
 
     /// Queues a tree for upload and returns its key.
     pub fn add(&mut self, tree: Tree) -> ObjectKey {
-        let key = self.store.keys.object_key(BlobKind::Tree, &tree.encode());
+        let key = self.store.keys().object_key(BlobKind::Tree, &tree.encode());
         if let std::collections::hash_map::Entry::Vacant(slot) = self.made.entry(key) {
             slot.insert(tree);
             self.order.push(key);
@@ -75,7 +74,7 @@ impl<'a> TreeWriter<'a> {
             let tree = &self.made[&key];
             let blob = self
                 .store
-                .keys
+                .keys()
                 .seal_object(BlobKind::Tree, &key, &tree.encode());
             stats.trees_uploaded += 1;
             stats.bytes_uploaded += blob.len() as u64;

@@ -12,15 +12,15 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use indicatif::ProgressBar;
 
-use super::scan::FileJob;
+use super::{Batch, Repo};
 use crate::api::types::UploadObject;
-use crate::client::store::{Batch, Store};
 use crate::client::{ClientError, Result};
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::chunker;
@@ -56,8 +56,14 @@ pub struct ContentStats {
 
 type Chunk = (ObjectKey, Vec<u8>);
 
+/// A file whose content must be read.
+pub struct FileJob {
+    pub path: PathBuf,
+    pub size: u64,
+}
+
 struct Shared<'a> {
-    store: &'a Store<'a>,
+    store: &'a dyn Repo,
     jobs: &'a [FileJob],
     next: AtomicUsize,
     failed: AtomicBool,
@@ -80,7 +86,7 @@ impl Shared<'_> {
 
 /// Reads every job's file and makes sure the server holds all its chunks.
 pub fn store_contents(
-    store: &Store<'_>,
+    store: &dyn Repo,
     jobs: &[FileJob],
     stats: &ContentStats,
     progress: &ProgressBar,
@@ -159,7 +165,7 @@ fn read_file(shared: &Shared<'_>, job: &FileJob, tx: &Sender<Chunk>) -> FileRead
                 Ok(data) => data,
                 Err(e) => return FileRead::Failed(format!("{}: {e}; skipped", path.display())),
             };
-            let key = shared.store.keys.object_key(BlobKind::Chunk, &data);
+            let key = shared.store.keys().object_key(BlobKind::Chunk, &data);
             let len = data.len() as u32;
             size += u64::from(len);
             chunks.push(ChunkRef { key, len });
@@ -246,7 +252,10 @@ fn dedupe(shared: &Shared<'_>, rx: Receiver<Chunk>, tx: Sender<Chunk>) {
 
 fn sealer(shared: &Shared<'_>, rx: Receiver<Chunk>, tx: Sender<(UploadObject, Vec<u8>)>) {
     for (key, data) in rx {
-        let blob = shared.store.keys.seal_object(BlobKind::Chunk, &key, &data);
+        let blob = shared
+            .store
+            .keys()
+            .seal_object(BlobKind::Chunk, &key, &data);
         shared
             .stats
             .chunk_bytes_uploaded

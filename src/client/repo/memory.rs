@@ -1,0 +1,104 @@
+//! A library held in memory, for unit tests of what builds snapshots (the write-back merge,
+//! tree writing): the same sealing and opening as the network store, no server.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use bytes::{Bytes, BytesMut};
+
+use super::{Batch, Repo};
+use crate::api::types::UploadResponse;
+use crate::client::objects::ObjectSource;
+use crate::client::Result;
+use crate::crypto::{BlobKind, LibraryKeys, ObjectId, ObjectKey};
+use crate::model::Snapshot;
+
+pub struct MemoryRepo {
+    keys: LibraryKeys,
+    blobs: Mutex<HashMap<ObjectId, Vec<u8>>>,
+    head: Mutex<Option<ObjectId>>,
+}
+
+impl Default for MemoryRepo {
+    /// An empty library with a fresh first epoch key.
+    fn default() -> Self {
+        Self {
+            keys: LibraryKeys::generate(),
+            blobs: Mutex::default(),
+            head: Mutex::default(),
+        }
+    }
+}
+
+impl MemoryRepo {
+    fn blob(&self, id: &ObjectId) -> Result<BytesMut> {
+        let blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let blob = blobs.get(id).ok_or_else(|| {
+            crate::client::ClientError::State(format!("object {id} is not stored"))
+        })?;
+        Ok(BytesMut::from(&blob[..]))
+    }
+}
+
+impl ObjectSource for MemoryRepo {
+    fn load(&self, kind: BlobKind, keys: &[ObjectKey]) -> Result<Vec<Bytes>> {
+        keys.iter()
+            .map(|key| Ok(self.keys.open_object(kind, key, self.blob(&key.id())?)?))
+            .collect()
+    }
+}
+
+impl Repo for MemoryRepo {
+    fn keys(&self) -> &LibraryKeys {
+        &self.keys
+    }
+
+    fn missing(&self, ids: &[ObjectId]) -> Result<HashSet<ObjectId>> {
+        let blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(ids
+            .iter()
+            .filter(|id| !blobs.contains_key(id))
+            .copied()
+            .collect())
+    }
+
+    fn upload(&self, batch: Batch) -> Result<UploadResponse> {
+        let (header, blobs) = batch.into_parts();
+        let mut stored = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut response = UploadResponse::default();
+        for (object, blob) in header.objects.iter().zip(blobs) {
+            match stored.entry(object.id) {
+                std::collections::hash_map::Entry::Occupied(_) => response.already_present += 1,
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    response.stored += 1;
+                    response.stored_bytes += blob.len() as u64;
+                    slot.insert(blob);
+                }
+            }
+        }
+        Ok(response)
+    }
+
+    fn head(&self) -> Result<Option<ObjectId>> {
+        Ok(*self.head.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn set_head(
+        &self,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+    ) -> Result<std::result::Result<(), Option<ObjectId>>> {
+        let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        if *head != expected {
+            return Ok(Err(*head));
+        }
+        *head = Some(new);
+        Ok(Ok(()))
+    }
+
+    fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
+        Ok(Snapshot::decode(
+            &self.keys.open_snapshot(id, self.blob(id)?)?,
+        )?)
+    }
+}
