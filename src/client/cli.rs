@@ -316,14 +316,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("No snapshots yet in `{library}`; run `ibackup backup PATH`.");
             } else {
                 println!(
-                    "{:<10} {:<22} {:<16} {:>10}  PATHS",
-                    "ID", "TIME", "HOST", "SIZE"
+                    "{:<10} {:<22} {:<24} {:<16} {:>10}  PATHS",
+                    "ID", "TIME", "AUTHOR", "HOST", "SIZE"
                 );
                 for s in &list {
                     println!(
-                        "{:<10} {:<22} {:<16} {:>10}  {}{}",
+                        "{:<10} {:<22} {:<24} {:<16} {:>10}  {}{}",
                         s.short_id,
                         s.time,
+                        s.author,
                         s.host,
                         format_size(s.summary.bytes),
                         s.paths.join(", "),

@@ -259,6 +259,11 @@ fn read_and_read_write_shares_are_enforced_by_client_and_server() {
         .map(|s| s["author"].as_str().unwrap())
         .collect();
     assert_eq!(authors, vec![ALICE, "carol@example.com"]);
+    let table = alice.run(&["snapshots"]).ok().stdout;
+    assert!(
+        table.contains("AUTHOR") && table.contains("carol@example.com"),
+        "{table}"
+    );
 
     // Who has what, from both sides.
     let listing = alice.run(&["share", "list", "--json"]).ok().json();
