@@ -329,12 +329,12 @@ pub fn link(session: &Session, json: bool, command: LinkCommand) -> Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<10} {:<8} {:<30} {:<10} {:<9} PASSWORD",
+                "{:<10} {:<8} {:<30} {:<10} {:<19} PASSWORD",
                 "ID", "STATE", "FOLDER", "SNAPSHOT", "EXPIRES"
             );
             for view in &views {
                 println!(
-                    "{:<10} {:<8} {:<30} {:<10} {:<9} {}",
+                    "{:<10} {:<8} {:<30} {:<10} {:<19} {}",
                     &view.id[..8],
                     view.state,
                     format!("{}:{}", view.library, view.path),

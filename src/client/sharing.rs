@@ -246,7 +246,7 @@ pub fn list(session: &Session, name: Option<&str>) -> Result<Vec<ShareListing>> 
         .map(|library| {
             let members = members(session, library)?
                 .into_iter()
-                .filter(|m| m.permission != Permission::Owner)
+                .filter(|m| m.permission != Permission::Owner && m.email != session.email)
                 .map(|m| MemberView {
                     email: m.email,
                     permission: m.permission,
