@@ -92,6 +92,16 @@ fn trusted_key(
     }
 }
 
+/// The account key the server has for `email`.
+fn lookup(session: &Session, email: &str) -> Result<ContactKey> {
+    let request = ContactRequest {
+        email: email.to_owned(),
+    };
+    Ok(session
+        .remote
+        .post(routes::CONTACT_LOOKUP, &request, false)?)
+}
+
 fn members(session: &Session, library: &OpenLibrary) -> Result<Vec<MemberInfo>> {
     let path = routes::library(routes::LIBRARY_MEMBERS, &library.info.id);
     Ok(session.remote.get::<MemberList>(&path)?.members)
@@ -112,13 +122,7 @@ pub fn add(
             "you own `{name}`; share it with someone else"
         )));
     }
-    let contact: ContactKey = session.remote.post(
-        routes::CONTACT_LOOKUP,
-        &ContactRequest {
-            email: email.clone(),
-        },
-        false,
-    )?;
+    let contact = lookup(session, &email)?;
     let mut known = KnownContacts::load(session.paths())?;
     let (fingerprint, newly_pinned) = trusted_key(
         session,
@@ -330,13 +334,7 @@ pub fn contact_show(session: &Session, email: &str) -> Result<Option<String>> {
 /// server has now must have that fingerprint.
 pub fn contact_verify(session: &Session, email: &str, typed: &str) -> Result<String> {
     let email = email.trim().to_lowercase();
-    let contact: ContactKey = session.remote.post(
-        routes::CONTACT_LOOKUP,
-        &ContactRequest {
-            email: email.clone(),
-        },
-        false,
-    )?;
+    let contact = lookup(session, &email)?;
     let presented = fingerprint(&contact.public_key);
     if normalize_fingerprint(typed) != normalize_fingerprint(&presented) {
         return Err(ClientError::State(format!(

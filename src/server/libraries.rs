@@ -153,9 +153,7 @@ pub async fn rename(
     let info = state
         .db
         .call(move |conn| -> ApiResult<LibraryInfo> {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(DbError::from)?;
+            let tx = db::immediate(conn)?;
             require(&tx, &library_id, caller.account_id, Need::Own)?;
             let epoch = libraries::epoch(&tx, &library_id)?;
             if req.name_epoch != epoch {
@@ -179,9 +177,7 @@ pub async fn delete(
     state
         .db
         .call(move |conn| -> ApiResult<()> {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(DbError::from)?;
+            let tx = db::immediate(conn)?;
             require(&tx, &library_id, caller.account_id, Need::Own)?;
             libraries::delete(&tx, &library_id)?;
             tx.commit().map_err(DbError::from)?;

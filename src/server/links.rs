@@ -91,9 +91,7 @@ pub async fn create(
     let info = state
         .db
         .call(move |conn| -> ApiResult<LinkInfo> {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(DbError::from)?;
+            let tx = db::immediate(conn)?;
             require(&tx, &library_id, caller.account_id, Need::Own)?;
             if objects::kind_of(&tx, &library_id, &req.root)? != Some(BlobKind::Tree) {
                 return Err(ApiError::not_found(format!(

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::Json;
 
 use super::app::AppState;
-use super::db::{accounts, libraries, DbError};
+use super::db::{accounts, immediate, libraries, DbError};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::libraries::{require, Need};
@@ -22,12 +22,6 @@ use crate::api::types::{
     RotateRequest,
 };
 use crate::api::{ErrorCode, CHAIN_LINK_BYTES, GRANT_BYTES};
-
-fn immediate(conn: &mut rusqlite::Connection) -> ApiResult<rusqlite::Transaction<'_>> {
-    Ok(conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(DbError::from)?)
-}
 
 fn no_account(email: &str) -> ApiError {
     ApiError::not_found(format!(

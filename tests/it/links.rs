@@ -13,23 +13,9 @@ use ibackup::model::Tree;
 
 use crate::sharing::{clients, ALICE};
 use crate::util::{
-    assert_same_tree, fuse_or_skip, make_tree, raw_request, write_file, Run, TestClient, TestMount,
-    TestServer,
+    assert_same_tree, fails, fuse_or_skip, make_tree, raw_request, write_file, Run, TestClient,
+    TestMount, TestServer,
 };
-
-#[track_caller]
-fn fails(run: Run, needle: &str) {
-    assert_eq!(
-        run.code, 1,
-        "stdout: {}\nstderr: {}",
-        run.stdout, run.stderr
-    );
-    assert!(
-        run.stderr.contains(needle),
-        "expected `{needle}` in: {}",
-        run.stderr
-    );
-}
 
 fn create(client: &TestClient, args: &[&str]) -> String {
     let mut all = vec!["link", "create", "--json"];
@@ -83,7 +69,7 @@ fn blobs(server: &TestServer, library: &str) -> HashMap<ObjectId, (u8, Vec<u8>)>
 fn a_link_opens_its_folder_and_nothing_beside_or_above_it() {
     let logs = tempfile::tempdir().unwrap();
     let server = TestServer::start_configured(|c| c, &logs.path().join("server.log"));
-    let [alice] = <[_; 1]>::try_from(clients(&server, &[ALICE])).ok().unwrap();
+    let [alice] = clients(&server, [ALICE]);
     let source = tempfile::tempdir().unwrap();
     let tree = make_tree(source.path(), 200_000, 11);
     alice.backup(&[&tree]).ok();
@@ -209,9 +195,7 @@ fn a_link_opens_its_folder_and_nothing_beside_or_above_it() {
 #[test]
 fn passwords_expiry_and_revocation_end_a_link_with_a_clear_message() {
     let server = TestServer::start();
-    let [alice, bob] = <[_; 2]>::try_from(clients(&server, &[ALICE, "bob@example.com"]))
-        .ok()
-        .unwrap();
+    let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
     let source = tempfile::tempdir().unwrap();
     write_file(&source.path().join("note.txt"), b"for your eyes");
     alice.backup(&[source.path()]).ok();
@@ -330,7 +314,7 @@ fn passwords_expiry_and_revocation_end_a_link_with_a_clear_message() {
 #[test]
 fn a_follow_link_shows_the_newest_snapshot_after_backups_and_mount_writes() {
     let server = TestServer::start();
-    let [alice] = <[_; 1]>::try_from(clients(&server, &[ALICE])).ok().unwrap();
+    let [alice] = clients(&server, [ALICE]);
     let source = tempfile::tempdir().unwrap();
     let folder = source.path().join("shared");
     fs::create_dir(&folder).unwrap();

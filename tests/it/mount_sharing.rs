@@ -30,9 +30,7 @@ fn a_share_appears_read_only_without_remounting_and_leaves_when_removed() {
         return;
     }
     let server = TestServer::start();
-    let [alice, bob] = <[_; 2]>::try_from(clients(&server, &[ALICE, "bob@example.com"]))
-        .ok()
-        .unwrap();
+    let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
     let source = tempfile::tempdir().unwrap();
     write_file(&source.path().join("plan.txt"), b"the plan");
     alice.backup(&[source.path()]).ok();
@@ -99,9 +97,7 @@ fn read_write_members_converge_keep_both_sides_of_a_conflict_and_are_charged_to_
         return;
     }
     let server = TestServer::start();
-    let [alice, carol] = <[_; 2]>::try_from(clients(&server, &[ALICE, "carol@example.com"]))
-        .ok()
-        .unwrap();
+    let [alice, carol] = clients(&server, [ALICE, "carol@example.com"]);
     alice
         .run(&[
             "share",
@@ -183,9 +179,7 @@ fn changes_waiting_when_a_share_is_removed_are_kept_on_the_members_computer() {
         return;
     }
     let server = TestServer::start();
-    let [alice, bob] = <[_; 2]>::try_from(clients(&server, &[ALICE, "bob@example.com"]))
-        .ok()
-        .unwrap();
+    let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
     alice
         .run(&["share", "add", "Backups", "bob@example.com", "--read-write"])
         .ok();

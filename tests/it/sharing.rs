@@ -10,20 +10,20 @@ use ibackup::client::session::{OpenLibrary, Session};
 use ibackup::crypto::blob::blob_epoch;
 use ibackup::crypto::{AccountKeyPair, BlobKind, ObjectId, SymmetricKey};
 
-use crate::util::{assert_same_tree, make_tree, raw_request, write_file, TestClient, TestServer};
+use crate::util::{
+    assert_same_tree, fails, make_tree, raw_request, write_file, TestClient, TestServer,
+};
 
 pub const ALICE: &str = "alice@example.com";
 pub const ALICES_BACKUPS: &str = "Backups@alice@example.com";
 
-pub fn clients(server: &TestServer, emails: &[&str]) -> Vec<TestClient> {
-    emails
-        .iter()
-        .map(|email| {
-            let client = TestClient::new(email);
-            client.register(server);
-            client
-        })
-        .collect()
+/// Registered accounts, one per e-mail, each on a computer of its own.
+pub fn clients<const N: usize>(server: &TestServer, emails: [&str; N]) -> [TestClient; N] {
+    emails.map(|email| {
+        let client = TestClient::new(email);
+        client.register(server);
+        client
+    })
 }
 
 /// The client's own view of a library, opened through the library crate as the CLI does.
@@ -83,29 +83,10 @@ fn fingerprint(client: &TestClient) -> String {
         .to_owned()
 }
 
-#[track_caller]
-fn fails(run: crate::util::Run, needle: &str) {
-    assert_eq!(
-        run.code, 1,
-        "stdout: {}\nstderr: {}",
-        run.stdout, run.stderr
-    );
-    assert!(
-        run.stderr.contains(needle),
-        "expected `{needle}` in: {}",
-        run.stderr
-    );
-}
-
 #[test]
 fn read_and_read_write_shares_are_enforced_by_client_and_server() {
     let server = TestServer::start();
-    let [alice, bob, carol] = <[TestClient; 3]>::try_from(clients(
-        &server,
-        &[ALICE, "bob@example.com", "carol@example.com"],
-    ))
-    .ok()
-    .unwrap();
+    let [alice, bob, carol] = clients(&server, [ALICE, "bob@example.com", "carol@example.com"]);
     let source = tempfile::tempdir().unwrap();
     let tree = make_tree(source.path(), 300_000, 7);
     alice.backup(&[&tree]).ok();
@@ -304,12 +285,7 @@ fn read_and_read_write_shares_are_enforced_by_client_and_server() {
 #[test]
 fn a_removed_member_is_refused_at_once_and_cannot_decrypt_what_is_written_after() {
     let server = TestServer::start();
-    let [alice, bob, carol] = <[TestClient; 3]>::try_from(clients(
-        &server,
-        &[ALICE, "bob@example.com", "carol@example.com"],
-    ))
-    .ok()
-    .unwrap();
+    let [alice, bob, carol] = clients(&server, [ALICE, "bob@example.com", "carol@example.com"]);
     let source = tempfile::tempdir().unwrap();
     let before_dir = source.path().join("before");
     fs::create_dir(&before_dir).unwrap();
@@ -426,12 +402,7 @@ fn a_removed_member_is_refused_at_once_and_cannot_decrypt_what_is_written_after(
 #[test]
 fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
     let server = TestServer::start();
-    let [alice, bob, _carol] = <[TestClient; 3]>::try_from(clients(
-        &server,
-        &[ALICE, "bob@example.com", "carol@example.com"],
-    ))
-    .ok()
-    .unwrap();
+    let [alice, bob, _carol] = clients(&server, [ALICE, "bob@example.com", "carol@example.com"]);
     let source = tempfile::tempdir().unwrap();
     write_file(&source.path().join("a.txt"), b"alice's data");
     alice.backup(&[source.path()]).ok();
@@ -588,9 +559,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
 #[test]
 fn library_names_are_encrypted_renamed_by_the_owner_and_deleted_for_everyone() {
     let server = TestServer::start();
-    let [alice, bob] = <[TestClient; 2]>::try_from(clients(&server, &[ALICE, "bob@example.com"]))
-        .ok()
-        .unwrap();
+    let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
     fails(
         alice.run(&["library", "create", "snapshots"]),
         "cannot name a library",
@@ -680,10 +649,7 @@ fn library_names_are_encrypted_renamed_by_the_owner_and_deleted_for_everyone() {
 #[test]
 fn a_members_upload_is_charged_to_the_owner() {
     let server = TestServer::start();
-    let [alice, carol] =
-        <[TestClient; 2]>::try_from(clients(&server, &[ALICE, "carol@example.com"]))
-            .ok()
-            .unwrap();
+    let [alice, carol] = clients(&server, [ALICE, "carol@example.com"]);
     alice
         .run(&[
             "share",
@@ -720,9 +686,7 @@ fn a_members_upload_is_charged_to_the_owner() {
 #[test]
 fn the_server_holds_no_key_and_no_name_in_the_clear() {
     let server = TestServer::start();
-    let [alice, bob] = <[TestClient; 2]>::try_from(clients(&server, &[ALICE, "bob@example.com"]))
-        .ok()
-        .unwrap();
+    let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
     alice.run(&["library", "create", "Tax Papers 2026"]).ok();
     let source = tempfile::tempdir().unwrap();
     write_file(&source.path().join("doc.txt"), b"text");

@@ -181,6 +181,21 @@ impl Run {
     }
 }
 
+/// Asserts a command failed with exit 1 and a message containing `needle`.
+#[track_caller]
+pub fn fails(run: Run, needle: &str) {
+    assert_eq!(
+        run.code, 1,
+        "stdout: {}\nstderr: {}",
+        run.stdout, run.stderr
+    );
+    assert!(
+        run.stderr.contains(needle),
+        "expected `{needle}` in: {}",
+        run.stderr
+    );
+}
+
 impl TestClient {
     pub fn new(email: &str) -> Self {
         Self {

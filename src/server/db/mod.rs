@@ -84,6 +84,12 @@ impl Db {
     }
 }
 
+/// A transaction that takes the write lock at once (SQLite `BEGIN IMMEDIATE`), for a
+/// read-check-write that must not interleave with another writer.
+pub fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, DbError> {
+    Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
