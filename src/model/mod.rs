@@ -5,6 +5,7 @@
 
 pub mod chunker;
 pub mod codec;
+pub mod retention;
 pub mod snapshot;
 pub mod tree;
 

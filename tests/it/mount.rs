@@ -237,12 +237,76 @@ fn snapshots_show_the_past_and_refuse_writes() {
     for error in refused {
         assert_eq!(error.kind(), ErrorKind::ReadOnlyFilesystem, "{error}");
     }
+    // The real mode bits, as backed up (so `cp -a` out of a snapshot gives usable files);
+    // writes are refused all the same.
     assert_eq!(
-        fs::metadata(&old).unwrap().mode() & 0o222,
-        0,
-        "snapshots show no write bits"
+        fs::metadata(&old).unwrap().mode() & 0o777,
+        fs::metadata(dir.join("v.txt")).unwrap().mode() & 0o777
     );
-    mount.unmount();
+    assert_eq!(
+        fs::metadata(old.parent().unwrap()).unwrap().mode() & 0o777,
+        fs::metadata(&dir).unwrap().mode() & 0o777
+    );
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+#[test]
+fn snapshot_folders_follow_new_snapshots_from_this_mount_and_elsewhere() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-fresh@example.com");
+    client.register(&server);
+    let other = TestClient::new("mount-fresh@example.com");
+    other.login(&server);
+    let mount = TestMount::start(&client, &["--poll-interval", "0.5"]);
+    let list = mount.dir.join("snapshots/Backups");
+    let listed = || -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&list)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n != "latest")
+            .collect();
+        names.sort();
+        names
+    };
+    assert!(listed().is_empty());
+
+    // The mount's own commit shows as soon as it is made.
+    write_file(&mount.live().join("one.txt"), b"one");
+    mount.settle();
+    let after_one = listed();
+    assert_eq!(after_one.len(), 1, "{after_one:?}");
+    assert_eq!(
+        fs::read(list.join("latest/one.txt")).unwrap(),
+        b"one",
+        "latest follows the new snapshot"
+    );
+    let snapshots = client.run(&["snapshots", "--json"]).ok().json();
+    assert_eq!(snapshots[0]["kind"], "write-back");
+    assert_eq!(snapshots[0]["paths"][0], "/one.txt");
+    assert_eq!(snapshots[0]["summary"]["bytes"], 3);
+
+    // Another computer's backup shows within the poll interval.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let source = tempfile::tempdir().unwrap();
+    write_file(&source.path().join("two.txt"), b"two");
+    other.backup(&[source.path()]).ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while listed().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other computer's snapshot did not appear"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let inner = source.path().strip_prefix("/").unwrap().join("two.txt");
+    assert_eq!(fs::read(list.join("latest").join(inner)).unwrap(), b"two");
+    assert_eq!(listed()[0], after_one[0], "the first snapshot stays");
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }
 
 #[test]

@@ -11,6 +11,7 @@
 pub mod nodes;
 mod passthrough;
 mod read;
+pub mod snapshots;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -77,7 +78,8 @@ pub struct LibraryView {
     pub snapshots: Ino,
     pub head: Option<ObjectId>,
     pub writable: bool,
-    snapshots_loaded: bool,
+    /// Snapshots this mount opened, by id (see `snapshots`).
+    known_snapshots: HashMap<ObjectId, snapshots::Shown>,
     /// No longer shown: unshared or deleted while mounted.
     pub gone: bool,
 }
@@ -265,7 +267,7 @@ impl Vfs {
             snapshots,
             head: mounted.head.map(|(head, _)| head),
             writable,
-            snapshots_loaded: false,
+            known_snapshots: HashMap::new(),
             gone: false,
         });
         index
@@ -336,9 +338,6 @@ impl Vfs {
         // `attr.size` follows every write, truncate and setattr, staged or not.
         let mut attr = node.attr.clone();
         self.passed_attr(ino, &mut attr);
-        if matches!(node.place, Place::Snapshot(_)) {
-            attr.mode &= !0o222;
-        }
         let nlink = if node.kind == EntryKind::Dir { 2 } else { 1 };
         Ok(Stat {
             ino,
@@ -392,67 +391,6 @@ impl Vfs {
         self.children(ino)
     }
 
-    /// Fills `snapshots/LIBRARY/` with one directory per snapshot and `latest`.
-    fn load_snapshot_list(&mut self, ino: Ino) -> VfsResult<BTreeMap<Vec<u8>, Ino>> {
-        let Some(index) = self.libraries.iter().position(|v| v.snapshots == ino) else {
-            return Ok(BTreeMap::new());
-        };
-        let library = self.libraries[index].library.clone();
-        let store = super::store::Store::new(self.fetcher.remote(), &library);
-        let records = store.snapshots()?;
-        let ids: Vec<ObjectId> = records.iter().map(|r| r.id).collect();
-        let snapshots = store.load_snapshots(&ids)?;
-        let mut children = BTreeMap::new();
-        let mut newest: Option<(i64, Vec<u8>)> = None;
-        for (id, snapshot) in ids.iter().zip(snapshots) {
-            let mut name = snapshot.time_text().into_bytes();
-            if children.contains_key(&name) {
-                name = format!("{}-{}", snapshot.time_text(), id.short()).into_bytes();
-            }
-            let attr = Attr {
-                mode: 0o555,
-                uid: 0,
-                gid: 0,
-                mtime_ns: snapshot.time_ns,
-                ctime_ns: snapshot.time_ns,
-                size: 0,
-            };
-            let mut dir = Node::dir(ino, &name, attr, Place::Snapshot(index));
-            dir.body = Body::Dir {
-                children: None,
-                tree: Some(snapshot.tree),
-            };
-            if newest
-                .as_ref()
-                .is_none_or(|(time, _)| snapshot.time_ns >= *time)
-            {
-                newest = Some((snapshot.time_ns, name.clone()));
-            }
-            children.insert(name, self.nodes.insert(dir));
-        }
-        if let Some((time, target)) = newest {
-            let link = Node {
-                parent: ino,
-                name: b"latest".to_vec(),
-                kind: EntryKind::Symlink,
-                attr: Attr {
-                    mode: 0o777,
-                    uid: 0,
-                    gid: 0,
-                    mtime_ns: time,
-                    ctime_ns: time,
-                    size: target.len() as u64,
-                },
-                xattrs: Vec::new(),
-                body: Body::Symlink(target),
-                place: Place::Virtual,
-            };
-            children.insert(b"latest".to_vec(), self.nodes.insert(link));
-        }
-        self.libraries[index].snapshots_loaded = true;
-        Ok(children)
-    }
-
     pub fn lookup(&mut self, parent: Ino, name: &[u8]) -> VfsResult<Stat> {
         let ino = *self.children(parent)?.get(name).ok_or(VfsError::NotFound)?;
         self.stat(ino)
@@ -502,11 +440,6 @@ impl Vfs {
         let view = &mut self.libraries[index];
         view.head = Some(head);
         let live = view.live;
-        if view.snapshots_loaded {
-            view.snapshots_loaded = false;
-            let snapshots = view.snapshots;
-            self.reset_dir(snapshots, None);
-        }
         self.reset_dir(live, Some(root));
     }
 

@@ -384,6 +384,7 @@ impl Uploader {
 
         // 2. Replay onto the current head and commit, retrying if the head moves.
         let host = hostname();
+        let (paths, summary) = changed(&ops, &contents);
         for _ in 0..COMMIT_ATTEMPTS {
             let head = store.head()?;
             let root = match head {
@@ -405,10 +406,10 @@ impl Uploader {
                 host: host.clone(),
                 username: std::env::var("USER").unwrap_or_default(),
                 author: self.account.email.clone(),
-                paths: vec!["/".into()],
+                paths: paths.clone(),
                 tags: Vec::new(),
                 kind: SnapshotKind::WriteBack,
-                summary: SnapshotSummary::default(),
+                summary: summary.clone(),
             };
             let (id, _) = store.upload_snapshot(&snapshot)?;
             if store.set_head(head, id)?.is_err() {
@@ -427,6 +428,9 @@ impl Uploader {
                 new_root,
                 head != shown_head,
             )?;
+            if let Err(e) = self.refresh_snapshots(index, &store) {
+                tracing::debug!("snapshot folder not refreshed: {e}");
+            }
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
             status.snapshots_uploaded += 1;
             status.conflicts.append(&mut edit.conflicts);
@@ -586,6 +590,7 @@ impl Uploader {
             if head == shown || head.is_none() {
                 continue;
             }
+            self.refresh_snapshots(index, &store)?;
             let root = store.load_snapshot(&head.expect("checked"))?.tree;
             let pending = self
                 .journal
@@ -598,6 +603,64 @@ impl Uploader {
         }
         Ok(())
     }
+}
+
+impl Uploader {
+    /// Brings `snapshots/LIB/` in line with the server's list: new snapshots are fetched and
+    /// opened here, outside the file-system lock, then shown.
+    fn refresh_snapshots(&self, index: usize, store: &Store<'_>) -> Result<()> {
+        let ids: Vec<ObjectId> = store.snapshots()?.iter().map(|r| r.id).collect();
+        let unknown = self.vfs().unknown_snapshots(index, &ids);
+        let fetched = store.load_snapshots(&unknown)?;
+        self.vfs()
+            .show_snapshots(index, &ids, unknown.into_iter().zip(fetched).collect());
+        Ok(())
+    }
+}
+
+/// What a write-back snapshot changed, for `ibackup snapshots`: the paths (the first 20,
+/// then how many more) and the files written with their bytes.
+fn changed(
+    ops: &[(i64, Op)],
+    contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
+) -> (Vec<String>, SnapshotSummary) {
+    const SHOWN: usize = 20;
+    let mut paths: Vec<Vec<u8>> = Vec::new();
+    let mut written: HashMap<&[u8], u64> = HashMap::new();
+    for (_, op) in ops {
+        let touched: &[&Vec<u8>] = match op {
+            Op::Write { path, stage, .. } => {
+                let size = contents.get(stage).map(|(_, size)| *size).unwrap_or(0);
+                written.insert(path, size);
+                &[path]
+            }
+            Op::Mkdir { path, .. }
+            | Op::Symlink { path, .. }
+            | Op::Remove { path }
+            | Op::SetAttr { path, .. }
+            | Op::SetXattrs { path, .. } => &[path],
+            Op::Rename { from, to } => &[from, to],
+        };
+        for path in touched {
+            if !paths.contains(path) {
+                paths.push((*path).clone());
+            }
+        }
+    }
+    let mut shown: Vec<String> = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| format!("/{}", String::from_utf8_lossy(p).trim_start_matches('/')))
+        .collect();
+    if paths.len() > SHOWN {
+        shown.push(format!("… and {} more", paths.len() - SHOWN));
+    }
+    let summary = SnapshotSummary {
+        files: written.len() as u64,
+        dirs: 0,
+        bytes: written.values().sum(),
+    };
+    (shown, summary)
 }
 
 /// Whether journal path `path` is `dir` or inside it.
