@@ -40,6 +40,8 @@ pub const LINK_FETCH: &str = "/api/v1/links/{link}/fetch";
 /// Where a link points a browser (the page is the web front end's); `ibackup get` takes it.
 pub const LINK_PAGE: &str = "/l/{link}";
 pub const LIBRARY_HEAD: &str = "/api/v1/libraries/{library}/head";
+pub const LIBRARY_POLICY: &str = "/api/v1/libraries/{library}/policy";
+pub const LIBRARY_FORGET: &str = "/api/v1/libraries/{library}/forget";
 pub const LIBRARY_SNAPSHOTS: &str = "/api/v1/libraries/{library}/snapshots";
 pub const OBJECTS_MISSING: &str = "/api/v1/libraries/{library}/objects/missing";
 pub const OBJECTS_UPLOAD: &str = "/api/v1/libraries/{library}/objects/upload";

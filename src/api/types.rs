@@ -273,11 +273,25 @@ pub struct MissingResponse {
     pub missing: Vec<ObjectId>,
 }
 
-/// What the server is told about a snapshot in plaintext: its time and parent.
+/// What the server is told about a snapshot in plaintext: its time and parent, and keyed
+/// hashes of its tags (so a policy can keep tagged snapshots without the server learning
+/// the tags).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     pub time_ns: i64,
     pub parent: Option<ObjectId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tag_macs: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForgetRequest {
+    pub ids: Vec<ObjectId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ForgetResponse {
+    pub forgotten: u64,
 }
 
 /// One object in an upload batch; its bytes follow the header in order.

@@ -46,6 +46,21 @@ enum Command {
         #[command(subcommand)]
         command: SurveyCommand,
     },
+    /// Apply retention policies and collect what no kept snapshot needs, now.
+    Gc {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Show what would go; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this library (its id).
+        #[arg(long)]
+        library: Option<String>,
+        /// Spare data written or reused this recently (default: `maintenance.gc_grace` of
+        /// server.toml). `0s` only when no upload can be running.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        grace: Option<std::time::Duration>,
+    },
     /// Satisfaction feedback users sent with `ibackup feedback`.
     Feedback {
         #[command(flatten)]
@@ -64,6 +79,8 @@ enum AdminCommand {
     },
     /// Run maintenance now: purge old records, renew, end canceled accounts, collect.
     Maintenance,
+    /// Stored bytes per account.
+    Usage,
 }
 
 #[derive(Subcommand)]
@@ -105,6 +122,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 server::admin::set_quota(&data.data_dir, &email, &size)?
             ),
+            AdminCommand::Usage => print!("{}", server::admin::usage(&data.data_dir)?),
             AdminCommand::Maintenance => {
                 let report = server::admin::maintenance(&data.data_dir)?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
@@ -132,6 +150,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             command: FeedbackCommand::List,
         } => print!("{}", server::admin::feedback_list(&data.data_dir)?),
+        Command::Gc {
+            data,
+            dry_run,
+            library,
+            grace,
+        } => {
+            let config = server::config::ServerConfig::load_or_create(&data.data_dir)?;
+            let mut options = server::gc::GcOptions::new(grace.unwrap_or(config.gc_grace));
+            options.dry_run = dry_run;
+            options.library = library;
+            let report = server::admin::gc(&data.data_dir, &options)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
     }
     Ok(())
 }

@@ -147,6 +147,16 @@ enum Command {
         #[command(subcommand)]
         command: super::cli_share::LinkCommand,
     },
+    /// Forget snapshots (by id or prefix), or with none named those the library's policy
+    /// no longer keeps; their space is freed at the server's next collection.
+    Forget {
+        snapshots: Vec<String>,
+        #[arg(long, default_value = DEFAULT_LIBRARY)]
+        library: String,
+        /// Show what would be forgotten and why each snapshot stays; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Download the folder a link shows (no account or login needed).
     Get {
         url: String,
@@ -445,6 +455,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Contact { command } => {
             super::cli_share::contact(&Session::load(&paths)?, json, command)?
+        }
+        Command::Forget {
+            snapshots,
+            library,
+            dry_run,
+        } => {
+            let session = Session::load(&paths)?;
+            let done = super::retention::forget(&session, &library, &snapshots, dry_run)?;
+            if json {
+                print_json(&done);
+            } else {
+                if !done.decisions.is_empty() {
+                    println!("{:<10} {:<22} {:<24} {:<6} WHY", "ID", "TIME", "AUTHOR", "");
+                    for d in &done.decisions {
+                        println!(
+                            "{:<10} {:<22} {:<24} {:<6} {}",
+                            d.id,
+                            d.time,
+                            d.author,
+                            if d.keep { "keep" } else { "forget" },
+                            if d.keep {
+                                d.reasons.join(", ")
+                            } else {
+                                "no rule keeps it".into()
+                            }
+                        );
+                    }
+                }
+                println!(
+                    "{} {} of `{}`{}",
+                    if dry_run { "Would forget" } else { "Forgot" },
+                    count(done.forgotten, "snapshot"),
+                    done.library,
+                    if dry_run || done.forgotten == 0 {
+                        ".".to_owned()
+                    } else {
+                        "; the server frees their space at its next collection.".to_owned()
+                    }
+                );
+            }
         }
         Command::Link { command } => {
             super::cli_share::link(&Session::load(&paths)?, json, command)?

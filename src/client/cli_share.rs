@@ -17,6 +17,28 @@ pub enum LibraryCommand {
     Create { name: String },
     /// Rename a library you own (names are encrypted: the server never sees them).
     Rename { old: String, new: String },
+    /// Show a library's retention policy, or change it with the --keep-* options.
+    Policy {
+        library: String,
+        #[arg(long)]
+        keep_last: Option<u32>,
+        /// Keep every snapshot this close to the newest, e.g. 30d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        keep_within: Option<std::time::Duration>,
+        #[arg(long)]
+        keep_hourly: Option<u32>,
+        #[arg(long)]
+        keep_daily: Option<u32>,
+        #[arg(long)]
+        keep_weekly: Option<u32>,
+        #[arg(long)]
+        keep_monthly: Option<u32>,
+        #[arg(long)]
+        keep_yearly: Option<u32>,
+        /// Always keep snapshots with this tag (repeatable; replaces the list).
+        #[arg(long = "keep-tag")]
+        keep_tags: Vec<String>,
+    },
     /// Delete a library you own, for everyone it is shared with.
     Delete {
         name: String,
@@ -160,6 +182,53 @@ pub fn library(session: &Session, json: bool, command: LibraryCommand) -> Result
                 print_json(&serde_json::json!({ "id": library.info.id, "name": library.name }));
             } else {
                 println!("Library `{}` created.", library.name);
+            }
+        }
+        LibraryCommand::Policy {
+            library,
+            keep_last,
+            keep_within,
+            keep_hourly,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            keep_yearly,
+            keep_tags,
+        } => {
+            let change = super::retention::PolicyChange {
+                keep_last,
+                keep_within,
+                keep_hourly,
+                keep_daily,
+                keep_weekly,
+                keep_monthly,
+                keep_yearly,
+                keep_tags: (!keep_tags.is_empty()).then_some(keep_tags),
+            };
+            let view = super::retention::policy(session, &library, change)?;
+            if json {
+                print_json(&view);
+            } else {
+                println!(
+                    "`{}` keeps the last {}, hourly {}, daily {}, weekly {}, monthly {}, \
+                     yearly {}{}{}",
+                    view.library,
+                    view.keep_last,
+                    view.keep_hourly,
+                    view.keep_daily,
+                    view.keep_weekly,
+                    view.keep_monthly,
+                    view.keep_yearly,
+                    view.keep_within
+                        .as_ref()
+                        .map(|w| format!(", everything within {w} of the newest"))
+                        .unwrap_or_default(),
+                    if view.keep_tags.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", and snapshots tagged {}", view.keep_tags.join(", "))
+                    }
+                );
             }
         }
         LibraryCommand::Rename { old, new } => {

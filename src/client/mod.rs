@@ -23,6 +23,7 @@ pub mod profile;
 pub mod remote;
 pub mod repo;
 pub mod restore;
+pub mod retention;
 pub mod session;
 pub mod sharing;
 pub mod snapshots;

@@ -214,6 +214,19 @@ impl LibraryKeys {
         self.epochs.get(&epoch)
     }
 
+    /// A tag as the server may hold it: a keyed hash under a key from the library's first
+    /// epoch (every member reaches it through the chain), so a retention policy can keep
+    /// tagged snapshots across rotations without the server learning the tag.
+    pub fn tag_mac(&self, tag: &str) -> String {
+        let first = self
+            .epochs
+            .values()
+            .next()
+            .expect("a library has at least one epoch");
+        let key = blake3::derive_key("ibackup 2026-12 snapshot tag", first.key().as_bytes());
+        hex::encode(&blake3::keyed_hash(&key, tag.as_bytes()).as_bytes()[..16])
+    }
+
     /// Encrypts the library's name under the newest epoch, bound to the library.
     pub fn seal_name(&self, library_id: &str, name: &str) -> Result<(u32, Vec<u8>), CryptoError> {
         let keys = self.newest();

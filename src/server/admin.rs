@@ -65,6 +65,45 @@ pub fn set_quota(data_dir: &Path, email: &str, size: &str) -> anyhow::Result<Str
     })
 }
 
+/// Collects unreferenced data now (`ibackup-server gc`), with a progress bar on a terminal.
+pub fn gc(data_dir: &Path, options: &super::gc::GcOptions) -> anyhow::Result<super::gc::GcReport> {
+    use std::io::IsTerminal;
+    let data = super::open_data_dir(data_dir)?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let report = super::gc::collect(&data.db, &data.blobs, options, &|done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// Stored bytes per account (blobs and index rows of the libraries it owns).
+pub fn usage(data_dir: &Path) -> anyhow::Result<String> {
+    let data = super::open_data_dir(data_dir)?;
+    data.db.blocking(|conn| {
+        let mut out = format!("{:<32} {:>10} {:>14}\n", "E-MAIL", "LIBRARIES", "STORED");
+        for account in accounts::list(conn)? {
+            let libraries: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM libraries WHERE owner_id = ?1",
+                [account.id],
+                |row| row.get(0),
+            )?;
+            out.push_str(&format!(
+                "{:<32} {:>10} {:>14}\n",
+                account.email,
+                libraries,
+                format_size(accounts::used_bytes(conn, account.id)?)
+            ));
+        }
+        Ok(out)
+    })
+}
+
 /// Runs one maintenance pass now.
 pub fn maintenance(data_dir: &Path) -> anyhow::Result<super::maintenance::Report> {
     super::open_data_dir(data_dir)?.maintenance().run_once()

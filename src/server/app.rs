@@ -14,7 +14,8 @@ use super::error::ApiError;
 use super::mail::Mailer;
 use super::records::SessionRecords;
 use super::{
-    accounts, billing, libraries, links, objects, privacy, profile, records, sessions, sharing,
+    accounts, billing, libraries, links, objects, privacy, profile, records, retention, sessions,
+    sharing,
 };
 use crate::api::routes;
 use crate::api::types::Health;
@@ -111,6 +112,11 @@ pub fn router(state: AppState) -> Router {
             get(libraries::head).put(libraries::set_head),
         )
         .route(routes::LIBRARY_SNAPSHOTS, get(libraries::snapshots))
+        .route(
+            routes::LIBRARY_POLICY,
+            get(retention::policy).put(retention::set_policy),
+        )
+        .route(routes::LIBRARY_FORGET, post(retention::forget))
         .route(routes::OBJECTS_MISSING, post(objects::missing))
         .route(routes::OBJECTS_UPLOAD, post(objects::upload))
         .route(routes::OBJECTS_FETCH, post(objects::fetch))

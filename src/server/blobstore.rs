@@ -104,6 +104,58 @@ impl BlobStore {
         }
     }
 
+    /// One object's bytes out of a pack (collection's repacking).
+    pub fn read_range(
+        &self,
+        library_id: &str,
+        pack_id: &str,
+        offset: u64,
+        size: u64,
+    ) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let file = File::open(self.pack_path(library_id, pack_id))?;
+        let mut out = vec![0u8; size as usize];
+        file.read_exact_at(&mut out, offset)?;
+        Ok(out)
+    }
+
+    /// A pack file's size; 0 if it is gone already.
+    pub fn pack_size(&self, library_id: &str, pack_id: &str) -> io::Result<u64> {
+        match fs::metadata(self.pack_path(library_id, pack_id)) {
+            Ok(meta) => Ok(meta.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every pack file of a library: id, last modified, size. Temporary files of writes
+    /// under way are not packs and are left alone.
+    pub fn list_packs(
+        &self,
+        library_id: &str,
+    ) -> io::Result<Vec<(String, std::time::SystemTime, u64)>> {
+        let mut packs = Vec::new();
+        let dir = self.root.join(library_id);
+        let shards = match fs::read_dir(&dir) {
+            Ok(shards) => shards,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(packs),
+            Err(e) => return Err(e),
+        };
+        for shard in shards {
+            for entry in fs::read_dir(shard?.path())? {
+                let entry = entry?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if crate::server::db::is_random_id(&name) {
+                    let meta = entry.metadata()?;
+                    packs.push((name, meta.modified()?, meta.len()));
+                }
+            }
+        }
+        Ok(packs)
+    }
+
     pub fn delete_pack(&self, library_id: &str, pack_id: &str) -> io::Result<()> {
         match fs::remove_file(self.pack_path(library_id, pack_id)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

@@ -70,8 +70,11 @@ from = "ibackup <noreply@localhost>"
 
 [maintenance]
 # How often the server purges old records, renews subscriptions, ends canceled accounts
-# past their grace period and collects deleted data.
+# past their grace period, applies retention policies and collects unreferenced data.
 interval = "10min"
+# Collection leaves alone data written or reused this recently (uploads in flight); keep it
+# longer than the longest backup or mount upload.
+gc_grace = "24h"
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,8 @@ pub struct ServerConfig {
     pub mail_from: String,
     pub smtp: Option<SmtpConfig>,
     pub maintenance_interval: Duration,
+    /// Collection spares blobs written or reused this recently.
+    pub gc_grace: Duration,
 }
 
 #[derive(Clone, Deserialize)]
@@ -187,6 +192,13 @@ struct RawMail {
 #[serde(deny_unknown_fields)]
 struct RawMaintenance {
     interval: String,
+    /// Absent from files written before collection existed.
+    #[serde(default = "default_gc_grace")]
+    gc_grace: String,
+}
+
+fn default_gc_grace() -> String {
+    "24h".into()
 }
 
 fn duration(key: &str, text: &str) -> Result<Duration, String> {
@@ -272,6 +284,7 @@ impl ServerConfig {
             mail_from: raw.mail.from,
             smtp: raw.mail.smtp,
             maintenance_interval: duration("maintenance.interval", &raw.maintenance.interval)?,
+            gc_grace: duration("maintenance.gc_grace", &raw.maintenance.gc_grace)?,
         })
     }
 

@@ -21,6 +21,7 @@ pub struct Report {
     pub accounts_expired: usize,
     pub quota_warnings: usize,
     pub libraries_collected: usize,
+    pub collection: Option<super::gc::GcReport>,
 }
 
 pub struct Maintenance {
@@ -55,6 +56,13 @@ impl Maintenance {
         self.expire(now, &mut report)?;
         self.warn_quotas(&mut report)?;
         report.libraries_collected = self.collect()?;
+        let options = super::gc::GcOptions::new(self.config.gc_grace);
+        report.collection = Some(super::gc::collect(
+            &self.db,
+            &self.blobs,
+            &options,
+            &|_, _| {},
+        )?);
         Ok(report)
     }
 

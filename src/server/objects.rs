@@ -16,7 +16,7 @@ use axum::Json;
 
 use super::app::AppState;
 use super::config::ServerConfig;
-use super::db::{self, accounts, libraries, objects, DbError};
+use super::db::{self, accounts, libraries, objects, retention, DbError};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiBytes, ApiJson, Caller};
 use super::libraries::{require, Need};
@@ -52,7 +52,18 @@ pub async fn missing(
         .db
         .call(move |conn| -> ApiResult<_> {
             require(conn, &library_id, caller.account_id, Need::Read)?;
-            Ok(objects::missing(conn, &library_id, &req.ids)?)
+            let missing = objects::missing(conn, &library_id, &req.ids)?;
+            // What a client is told exists, it will reference without uploading: collection
+            // must spare it for the grace period (docs/DECISIONS.md, collection).
+            let absent: HashSet<&ObjectId> = missing.iter().collect();
+            let present: Vec<ObjectId> = req
+                .ids
+                .iter()
+                .filter(|id| !absent.contains(id))
+                .copied()
+                .collect();
+            retention::touch(conn, &library_id, &present)?;
+            Ok(missing)
         })
         .await?;
     Ok(Json(MissingResponse { missing }))
@@ -77,6 +88,18 @@ fn check_object(object: &UploadObject, blob: &[u8]) -> ApiResult<()> {
             "object {} has envelope version {}; this server stores version {BLOB_VERSION}",
             object.id, blob[0]
         )));
+    }
+    if let Some(meta) = &object.snapshot {
+        if meta.tag_macs.len() > 32
+            || !meta
+                .tag_macs
+                .iter()
+                .all(|m| super::retention::is_tag_mac(m))
+        {
+            return Err(ApiError::bad_request(
+                "a snapshot carries at most 32 tag hashes of 32 hex digits",
+            ));
+        }
     }
     let shape_ok = match object.kind {
         BlobKind::Chunk => object.refs.is_empty() && object.snapshot.is_none(),
@@ -210,6 +233,8 @@ pub async fn upload(
         .map_err(ApiError::internal)??;
 
     // 3. Record it all in one transaction; on any refusal, drop the pack again.
+    let all_ids: Vec<ObjectId> = header.objects.iter().map(|o| o.id).collect();
+    let all_refs: Vec<ObjectId> = header.objects.iter().flat_map(|o| o.refs.clone()).collect();
     let lib = library_id.clone();
     let config = state.config.clone();
     let pid = pack_id.clone();
@@ -224,6 +249,27 @@ pub async fn upload(
                 already_present,
                 ..Default::default()
             };
+            // A collection may have deleted a referenced object since step 1: check again
+            // inside this transaction, and mark every reference reused so the next one
+            // spares it. Nothing is recorded that references a missing object.
+            let batch: HashSet<ObjectId> = placed.iter().map(|(o, _)| o.id).collect();
+            let refs: Vec<ObjectId> = all_refs
+                .iter()
+                .filter(|r| !batch.contains(r))
+                .copied()
+                .collect();
+            if let Some(gone) = objects::missing(&tx, &lib, &refs)?.first() {
+                return Err(ApiError::new(
+                    ErrorCode::MissingReferences,
+                    format!(
+                        "object {gone} was collected while this upload ran; ask which objects \
+                         are missing again and upload them (ibackup retries by itself)"
+                    ),
+                ));
+            }
+            retention::touch(&tx, &lib, &refs)?;
+            retention::touch(&tx, &lib, &all_ids)?;
+            let mut charged = 0u64;
             for (object, location) in &placed {
                 if !objects::insert(&tx, &lib, &object.id, object.kind, location)? {
                     response.already_present += 1;
@@ -231,6 +277,9 @@ pub async fn upload(
                 }
                 response.stored += 1;
                 response.stored_bytes += location.size;
+                charged += location.size
+                    + retention::OBJECT_ROW_BYTES
+                    + object.refs.len() as u64 * retention::EDGE_ROW_BYTES;
                 objects::insert_edges(&tx, &lib, &object.id, &object.refs)?;
                 if let Some(meta) = &object.snapshot {
                     objects::insert_snapshot(&tx, &lib, &object.id, meta, epoch)?;
@@ -239,14 +288,8 @@ pub async fn upload(
             if libraries::epoch(&tx, &lib)? != epoch {
                 return Err(ApiError::stale_epoch(libraries::epoch(&tx, &lib)?));
             }
-            check_quota(
-                &tx,
-                &config,
-                owner_id,
-                caller.account_id,
-                response.stored_bytes,
-            )?;
-            objects::add_stored_bytes(&tx, &lib, response.stored_bytes as i64)?;
+            check_quota(&tx, &config, owner_id, caller.account_id, charged)?;
+            objects::add_stored_bytes(&tx, &lib, charged as i64)?;
             tx.commit().map_err(DbError::from)?;
             Ok(response)
         })

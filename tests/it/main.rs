@@ -11,6 +11,7 @@ mod mount_sharing;
 mod privacy;
 mod profile;
 mod quota;
+mod retention;
 mod sharing;
 mod tls;
 mod util;

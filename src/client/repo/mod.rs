@@ -93,6 +93,11 @@ pub trait Repo: ObjectSource {
             snapshot: Some(SnapshotMeta {
                 time_ns: snapshot.time_ns,
                 parent: snapshot.parent,
+                tag_macs: snapshot
+                    .tags
+                    .iter()
+                    .map(|t| self.keys().tag_mac(t))
+                    .collect(),
             }),
         };
         let mut batch = Batch::default();

@@ -363,7 +363,7 @@ pub fn committed_snapshots(
 ) -> Result<Vec<SnapshotRecord>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, time_ns, parent FROM snapshots WHERE library_id = ?1 AND committed = 1 \
-         ORDER BY time_ns, id",
+         AND forgotten_at IS NULL ORDER BY time_ns, id",
     )?;
     let rows = stmt
         .query_map([library_id], |row| {
@@ -411,6 +411,8 @@ pub fn all_ids(conn: &Connection) -> Result<std::collections::HashSet<String>, D
 pub fn delete(conn: &Connection, library_id: &str) -> Result<(), DbError> {
     for table in [
         "links",
+        "library_policies",
+        "retired_packs",
         "objects",
         "edges",
         "snapshots",

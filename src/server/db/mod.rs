@@ -11,6 +11,7 @@ pub mod libraries;
 pub mod links;
 pub mod objects;
 pub mod privacy;
+pub mod retention;
 mod schema;
 pub mod sessions;
 

@@ -138,14 +138,15 @@ pub fn insert_snapshot(
     epoch: u32,
 ) -> Result<(), DbError> {
     conn.execute(
-        "INSERT OR IGNORE INTO snapshots (library_id, id, time_ns, parent, epoch) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR IGNORE INTO snapshots (library_id, id, time_ns, parent, epoch, tag_macs) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             library_id,
             id.as_bytes().as_slice(),
             meta.time_ns,
             meta.parent.as_ref().map(|p| p.as_bytes().to_vec()),
-            epoch
+            epoch,
+            meta.tag_macs.join(","),
         ],
     )?;
     Ok(())

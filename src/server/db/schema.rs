@@ -235,6 +235,24 @@ CREATE TABLE link_sessions (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // Retention and collection (issue 12).
+    r#"
+CREATE TABLE library_policies (
+    library_id TEXT PRIMARY KEY REFERENCES libraries(id) ON DELETE CASCADE,
+    policy TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+ALTER TABLE objects ADD COLUMN touched_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE snapshots ADD COLUMN forgotten_at INTEGER;
+ALTER TABLE snapshots ADD COLUMN tag_macs TEXT NOT NULL DEFAULT '';
+CREATE INDEX objects_pack ON objects(library_id, pack_id);
+CREATE TABLE retired_packs (
+    library_id TEXT NOT NULL,
+    pack_id TEXT NOT NULL,
+    retired_at INTEGER NOT NULL,
+    PRIMARY KEY (library_id, pack_id)
+) WITHOUT ROWID;
+"#,
 ];
 
 /// The migration that replaced storage format 1 (it drops the old library tables).
