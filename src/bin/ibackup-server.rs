@@ -61,6 +61,15 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         grace: Option<std::time::Duration>,
     },
+    /// Check every stored blob against the checksum recorded at upload; damaged ones are
+    /// marked so the next upload of the same content heals them (exit 1 if any).
+    Verify {
+        #[command(flatten)]
+        data: DataDirArg,
+        /// Only this library (its id).
+        #[arg(long)]
+        library: Option<String>,
+    },
     /// Satisfaction feedback users sent with `ibackup feedback`.
     Feedback {
         #[command(flatten)]
@@ -150,6 +159,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data,
             command: FeedbackCommand::List,
         } => print!("{}", server::admin::feedback_list(&data.data_dir)?),
+        Command::Verify { data, library } => {
+            let found = server::open_data_dir(&data.data_dir)?;
+            let report = server::verify::verify(&found.db, &found.blobs, library.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.damaged.is_empty() {
+                anyhow::bail!(
+                    "{} damaged objects; the next upload of the same content heals each",
+                    report.damaged.len()
+                );
+            }
+        }
         Command::Gc {
             data,
             dry_run,

@@ -1,5 +1,14 @@
 //! `ibackup`: see `ibackup --help`.
 
 fn main() -> std::process::ExitCode {
+    // Warnings on standard error (a background mount's go to its mount.log); RUST_LOG to
+    // see more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     ibackup::client::cli::main()
 }

@@ -157,6 +157,18 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Check that every snapshot of a library can be restored (exit 1 if anything is
+    /// damaged, naming the snapshots and files).
+    Check {
+        #[arg(long, default_value = DEFAULT_LIBRARY)]
+        library: String,
+        /// Also fetch and verify every chunk.
+        #[arg(long, conflicts_with = "read_data_subset")]
+        read_data: bool,
+        /// Fetch and verify a random share of the chunks, e.g. 10%.
+        #[arg(long, value_parser = parse_share)]
+        read_data_subset: Option<f64>,
+    },
     /// Download the folder a link shows (no account or login needed).
     Get {
         url: String,
@@ -167,6 +179,20 @@ enum Command {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+/// A share typed as `10%` or `0.1`.
+fn parse_share(text: &str) -> std::result::Result<f64, String> {
+    let value = match text.trim().strip_suffix('%') {
+        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
+        None => text.trim().parse::<f64>(),
+    }
+    .map_err(|_| format!("`{text}` is not a share; write e.g. 10%"))?;
+    if (0.0..=1.0).contains(&value) && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(format!("`{text}` is not between 0% and 100%"))
+    }
 }
 
 /// Parses the command line, runs it, and reports.
@@ -494,6 +520,44 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         "; the server frees their space at its next collection.".to_owned()
                     }
                 );
+            }
+        }
+        Command::Check {
+            library,
+            read_data,
+            read_data_subset,
+        } => {
+            let session = Session::load(&paths)?;
+            let share = if read_data {
+                Some(1.0)
+            } else {
+                read_data_subset
+            };
+            let report = super::check::run(&session, &library, share)?;
+            if json {
+                print_json(&report);
+            } else {
+                println!(
+                    "Checked `{}`: {}, {}, {} ({} read, {})",
+                    report.library,
+                    count(report.snapshots, "snapshot"),
+                    count(report.trees, "tree"),
+                    count(report.chunks, "chunk"),
+                    report.chunks_read,
+                    format_size(report.bytes_read)
+                );
+                for d in &report.damage {
+                    println!(
+                        "DAMAGED: snapshot {} {}: object {}: {}",
+                        d.snapshot, d.path, d.object, d.problem
+                    );
+                }
+                if report.damage.is_empty() {
+                    println!("No errors were found.");
+                }
+            }
+            if !report.damage.is_empty() {
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Link { command } => {

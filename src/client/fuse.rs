@@ -331,7 +331,7 @@ impl Filesystem for FuseFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -339,9 +339,15 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.lock().read(fh.0, offset, size as usize) {
+        let mut vfs = self.lock();
+        match vfs.read(fh.0, offset, size as usize) {
             Ok(data) => reply.data(&data),
-            Err(e) => reply.error(errno(&e)),
+            Err(e) => {
+                if matches!(e, VfsError::Remote(_)) {
+                    tracing::warn!("cannot read {}: {e}", vfs.mount_path(ino.into()));
+                }
+                reply.error(errno(&e))
+            }
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod account;
 pub mod backup;
 pub mod cache;
+pub mod check;
 pub mod cli;
 pub mod cli_account;
 pub mod cli_share;

@@ -143,7 +143,25 @@ pub fn restore_found(
             plan.add_children(target, &tree, &trees, &mut summary);
         }
     }
-    write_contents(source, &plan)?;
+    let damaged = write_contents(source, &plan)?;
+    // A file whose content did not verify is never left looking whole: it is removed and
+    // named, and the restore ends with exit code 3.
+    let mut gone = std::collections::HashSet::new();
+    for (index, problem) in damaged {
+        if gone.insert(index) {
+            let path = &plan.files[index].0;
+            let _ = fs::remove_file(path);
+            summary.warnings.push(format!(
+                "{}: not restored: {problem}; `ibackup check --read-data` lists what is damaged",
+                path.display()
+            ));
+        }
+    }
+    let mut index = 0;
+    plan.files.retain(|_| {
+        index += 1;
+        !gone.contains(&(index - 1))
+    });
     apply_metadata(&plan, &mut summary);
     summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -212,8 +230,19 @@ fn make_dir(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Creates every file at its size, then fills in the chunks.
-fn write_contents(source: &dyn ObjectSource, plan: &Plan) -> Result<()> {
+/// Whether an error means the object itself is bad (missing, or not what its key names),
+/// rather than the connection or this computer.
+pub fn is_damage(error: &ClientError) -> bool {
+    match error {
+        ClientError::Crypto(_) | ClientError::Model(_) => true,
+        ClientError::Remote(remote) => remote.code() == Some(crate::api::ErrorCode::NotFound),
+        _ => false,
+    }
+}
+
+/// Creates every file at its size, then fills in the chunks. Returns the files (by index)
+/// a damaged or missing chunk belongs to, with the problem.
+fn write_contents(source: &dyn ObjectSource, plan: &Plan) -> Result<Vec<(usize, String)>> {
     let mut destinations: HashMap<ObjectKey, Vec<(usize, u64)>> = HashMap::new();
     let mut order: Vec<(ObjectKey, u32)> = Vec::new();
     for (index, (path, entry)) in plan.files.iter().enumerate() {
@@ -256,6 +285,7 @@ fn write_contents(source: &dyn ObjectSource, plan: &Plan) -> Result<()> {
     }
     let next = AtomicUsize::new(0);
     let error: Mutex<Option<ClientError>> = Mutex::new(None);
+    let damaged: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
         for _ in 0..WORKERS {
             scope.spawn(|| loop {
@@ -263,12 +293,18 @@ fn write_contents(source: &dyn ObjectSource, plan: &Plan) -> Result<()> {
                 if index >= batches.len() || error.lock().map(|e| e.is_some()).unwrap_or(true) {
                     return;
                 }
-                if let Err(e) = write_batch(source, plan, &batches[index], &destinations) {
-                    error
+                match write_batch(source, plan, &batches[index], &destinations) {
+                    Ok(bad) => damaged
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .get_or_insert(e);
-                    return;
+                        .extend(bad),
+                    Err(e) => {
+                        error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        return;
+                    }
                 }
             });
         }
@@ -276,7 +312,7 @@ fn write_contents(source: &dyn ObjectSource, plan: &Plan) -> Result<()> {
     if let Some(e) = error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    Ok(())
+    Ok(damaged.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
 fn write_batch(
@@ -284,8 +320,40 @@ fn write_batch(
     plan: &Plan,
     keys: &[ObjectKey],
     destinations: &HashMap<ObjectKey, Vec<(usize, u64)>>,
-) -> Result<()> {
-    for (key, data) in keys.iter().zip(source.load(BlobKind::Chunk, keys)?) {
+) -> Result<Vec<(usize, String)>> {
+    // One request for the batch; if something in it is damaged, each chunk alone, so the
+    // good ones are written and the bad ones named.
+    let loaded: Vec<std::result::Result<bytes::Bytes, String>> =
+        match source.load(BlobKind::Chunk, keys) {
+            Ok(plains) => plains.into_iter().map(Ok).collect(),
+            Err(e) if is_damage(&e) => keys
+                .iter()
+                .map(
+                    |key| match source.load(BlobKind::Chunk, std::slice::from_ref(key)) {
+                        Ok(mut plain) => Ok(plain.remove(0)),
+                        Err(e) if is_damage(&e) => Err(format!(
+                            "chunk {} is damaged or missing ({e})",
+                            key.id().short()
+                        )),
+                        Err(e) => Err(e.to_string()),
+                    },
+                )
+                .collect(),
+            Err(e) => return Err(e),
+        };
+    let mut damaged = Vec::new();
+    for (key, data) in keys.iter().zip(loaded) {
+        let data = match data {
+            Ok(data) => data,
+            Err(problem) => {
+                damaged.extend(
+                    destinations[key]
+                        .iter()
+                        .map(|&(file, _)| (file, problem.clone())),
+                );
+                continue;
+            }
+        };
         for &(file_index, offset) in &destinations[key] {
             let (path, entry) = &plan.files[file_index];
             if entry.chunks.len() == 1 {
@@ -300,7 +368,7 @@ fn write_batch(
                 .map_err(ClientError::io(path))?;
         }
     }
-    Ok(())
+    Ok(damaged)
 }
 
 fn mtime(entry: &Entry) -> FileTime {

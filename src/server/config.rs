@@ -75,6 +75,8 @@ interval = "10min"
 # Collection leaves alone data written or reused this recently (uploads in flight); keep it
 # longer than the longest backup or mount upload.
 gc_grace = "24h"
+# How often every stored blob is checked against the checksum recorded at upload.
+verify_interval = "7days"
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +109,8 @@ pub struct ServerConfig {
     pub maintenance_interval: Duration,
     /// Collection spares blobs written or reused this recently.
     pub gc_grace: Duration,
+    /// How often the maintenance pass verifies every blob.
+    pub verify_interval: Duration,
 }
 
 #[derive(Clone, Deserialize)]
@@ -195,6 +199,12 @@ struct RawMaintenance {
     /// Absent from files written before collection existed.
     #[serde(default = "default_gc_grace")]
     gc_grace: String,
+    #[serde(default = "default_verify_interval")]
+    verify_interval: String,
+}
+
+fn default_verify_interval() -> String {
+    "7days".into()
 }
 
 fn default_gc_grace() -> String {
@@ -285,6 +295,10 @@ impl ServerConfig {
             smtp: raw.mail.smtp,
             maintenance_interval: duration("maintenance.interval", &raw.maintenance.interval)?,
             gc_grace: duration("maintenance.gc_grace", &raw.maintenance.gc_grace)?,
+            verify_interval: duration(
+                "maintenance.verify_interval",
+                &raw.maintenance.verify_interval,
+            )?,
         })
     }
 

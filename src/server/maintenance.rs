@@ -22,6 +22,8 @@ pub struct Report {
     pub quota_warnings: usize,
     pub libraries_collected: usize,
     pub collection: Option<super::gc::GcReport>,
+    /// Objects the scheduled verify found damaged (when it was due).
+    pub objects_damaged: usize,
 }
 
 pub struct Maintenance {
@@ -56,6 +58,12 @@ impl Maintenance {
         self.expire(now, &mut report)?;
         self.warn_quotas(&mut report)?;
         report.libraries_collected = self.collect()?;
+        let due = super::verify::last_run(&self.db)?
+            .is_none_or(|at| at + self.config.verify_interval.as_secs() as i64 <= now);
+        if due {
+            let verified = super::verify::verify(&self.db, &self.blobs, None)?;
+            report.objects_damaged = verified.damaged.len();
+        }
         let options = super::gc::GcOptions::new(self.config.gc_grace);
         report.collection = Some(super::gc::collect(
             &self.db,

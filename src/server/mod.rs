@@ -29,6 +29,7 @@ pub mod sharing;
 pub mod throttle;
 pub mod tls;
 pub mod validate;
+pub mod verify;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

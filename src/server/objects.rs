@@ -210,6 +210,7 @@ pub async fn upload(
             pack_id: pack_id.clone(),
             offset,
             size,
+            checksum: crc32c::crc32c(blobs[index]),
         };
         offset += size;
         placed.push((header.objects[index].clone(), location));
@@ -258,7 +259,7 @@ pub async fn upload(
                 .filter(|r| !batch.contains(r))
                 .copied()
                 .collect();
-            if let Some(gone) = objects::missing(&tx, &lib, &refs)?.first() {
+            if let Some(gone) = objects::absent(&tx, &lib, &refs)?.first() {
                 return Err(ApiError::new(
                     ErrorCode::MissingReferences,
                     format!(

@@ -305,6 +305,22 @@ fn snapshot_folders_follow_new_snapshots_from_this_mount_and_elsewhere() {
     let inner = source.path().strip_prefix("/").unwrap().join("two.txt");
     assert_eq!(fs::read(list.join("latest").join(inner)).unwrap(), b"two");
     assert_eq!(listed()[0], after_one[0], "the first snapshot stays");
+
+    // A forgotten snapshot leaves the listing within the poll interval.
+    let first = client.run(&["snapshots", "--json"]).ok().json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    client.run(&["forget", &first[..12]]).ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while listed().contains(&after_one[0]) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forgotten snapshot stayed listed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(listed().len(), 1);
     let run = mount.unmount();
     assert_eq!(run.code, 0, "{}", run.stderr);
 }

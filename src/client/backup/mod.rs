@@ -9,7 +9,7 @@
 
 pub(crate) mod scan;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
@@ -169,6 +169,7 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
         nodes.push(node);
     }
 
+    heal(&store, &sources, &mut nodes, &mut scan)?;
     let total: u64 = scan.jobs.iter().map(|j| j.size).sum();
     let bar = progress_bar(options.progress, total);
     let stats = ContentStats::default();
@@ -257,6 +258,68 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
     summary.bytes_uploaded += stats.blob_bytes_uploaded.into_inner();
     summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Unchanged files are normally not read: their chunks are referenced as the last snapshot
+/// has them. Asking the server about those chunks marks them reused (collection spares
+/// them while this backup runs), and any it no longer holds whole (damaged, as `verify`
+/// found, or collected) makes the file be read again, so this backup heals the damage.
+fn heal(store: &Store<'_>, sources: &[Source], nodes: &mut [Node], scan: &mut Scan) -> Result<()> {
+    fn chunk_ids(node: &Node, out: &mut Vec<ObjectId>) {
+        match node {
+            Node::File {
+                entry, job: None, ..
+            } => out.extend(entry.chunks.iter().map(|c| c.id())),
+            Node::Dir { children, .. } => children.iter().for_each(|c| chunk_ids(c, out)),
+            _ => {}
+        }
+    }
+    fn reread(node: &mut Node, path: &Path, missing: &HashSet<ObjectId>, scan: &mut Scan) {
+        match node {
+            Node::File {
+                entry,
+                job: job @ None,
+                change,
+            } if entry.chunks.iter().any(|c| missing.contains(&c.id())) => {
+                *job = Some(scan.jobs.len());
+                *change = Change::Changed;
+                scan.jobs.push(content::FileJob {
+                    path: path.to_owned(),
+                    size: entry.size,
+                });
+            }
+            Node::Dir { children, .. } => {
+                for child in children {
+                    let name = match child {
+                        Node::File { entry, .. }
+                        | Node::Symlink(entry)
+                        | Node::Dir { entry, .. } => entry.name.clone(),
+                    };
+                    reread(
+                        child,
+                        &path.join(std::ffi::OsStr::from_bytes(&name)),
+                        missing,
+                        scan,
+                    );
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut ids = Vec::new();
+    nodes.iter().for_each(|node| chunk_ids(node, &mut ids));
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let missing = store.missing(&ids)?;
+    if !missing.is_empty() {
+        for (source, node) in sources.iter().zip(nodes.iter_mut()) {
+            reread(node, &source.path, &missing, scan);
+        }
+    }
+    Ok(())
 }
 
 /// A directory entry standing for the whole root, for backing up `/`.

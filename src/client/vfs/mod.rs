@@ -396,6 +396,22 @@ impl Vfs {
         self.stat(ino)
     }
 
+    /// Where a node is in the mount (`Backups/docs/a.txt`, `snapshots/Backups/...`), for
+    /// log lines.
+    pub fn mount_path(&self, ino: Ino) -> String {
+        let mut parts = Vec::new();
+        let mut current = ino;
+        while current != ROOT {
+            let Some(node) = self.nodes.get(current) else {
+                break;
+            };
+            parts.push(String::from_utf8_lossy(&node.name).into_owned());
+            current = node.parent;
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
     pub fn readlink(&self, ino: Ino) -> VfsResult<Vec<u8>> {
         match &self.node(ino)?.body {
             Body::Symlink(target) => Ok(target.clone()),

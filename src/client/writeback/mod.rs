@@ -586,11 +586,12 @@ impl Uploader {
                 continue;
             }
             let store = Store::new(&self.remote, &library);
+            // The list changes without the head too (a forget, the server's retention).
+            self.refresh_snapshots(index, &store)?;
             let head = store.head()?;
             if head == shown || head.is_none() {
                 continue;
             }
-            self.refresh_snapshots(index, &store)?;
             let root = store.load_snapshot(&head.expect("checked"))?.tree;
             let pending = self
                 .journal

@@ -10,12 +10,14 @@ use super::{now, DbError};
 use crate::api::types::SnapshotMeta;
 use crate::crypto::{BlobKind, ObjectId};
 
-/// Where a stored blob is.
+/// Where a stored blob is, and the CRC-32C of its bytes as they were uploaded (the server
+/// cannot decrypt, so this is how `verify` tells that a pack's bytes changed on disk).
 #[derive(Clone, Debug)]
 pub struct Location {
     pub pack_id: String,
     pub offset: u64,
     pub size: u64,
+    pub checksum: u32,
 }
 
 pub fn kind_of(
@@ -34,8 +36,28 @@ pub fn kind_of(
         .transpose()
 }
 
-/// The ids among `ids` that the library does not hold.
+/// The ids among `ids` that the library does not hold whole: absent, or found damaged by
+/// `verify` (so the client uploads them again, which heals them).
 pub fn missing(
+    conn: &Connection,
+    library_id: &str,
+    ids: &[ObjectId],
+) -> Result<Vec<ObjectId>, DbError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT 1 FROM objects WHERE library_id = ?1 AND id = ?2 AND damaged = 0",
+    )?;
+    let mut missing = Vec::new();
+    for id in ids {
+        if !stmt.exists(params![library_id, id.as_bytes().as_slice()])? {
+            missing.push(*id);
+        }
+    }
+    Ok(missing)
+}
+
+/// The ids among `ids` without any row (damaged ones have one: a new object may still
+/// reference them).
+pub fn absent(
     conn: &Connection,
     library_id: &str,
     ids: &[ObjectId],
@@ -57,7 +79,7 @@ pub fn locate(
     ids: &[ObjectId],
 ) -> Result<Vec<Option<Location>>, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT pack_id, offset, size FROM objects WHERE library_id = ?1 AND id = ?2",
+        "SELECT pack_id, offset, size, checksum FROM objects WHERE library_id = ?1 AND id = ?2",
     )?;
     ids.iter()
         .map(|id| {
@@ -67,6 +89,7 @@ pub fn locate(
                         pack_id: row.get(0)?,
                         offset: row.get::<_, i64>(1)? as u64,
                         size: row.get::<_, i64>(2)? as u64,
+                        checksum: row.get::<_, Option<u32>>(3)?.unwrap_or(0),
                     })
                 })
                 .optional()?)
@@ -87,7 +110,8 @@ pub fn insert_pack(
     Ok(())
 }
 
-/// Records a stored object. False if the library already had it (nothing changes then).
+/// Records a stored object, or heals a damaged one with the new copy. False if the library
+/// already had it whole (nothing changes then).
 pub fn insert(
     conn: &Connection,
     library_id: &str,
@@ -96,8 +120,11 @@ pub fn insert(
     location: &Location,
 ) -> Result<bool, DbError> {
     let changed = conn.prepare_cached(
-        "INSERT OR IGNORE INTO objects (library_id, id, kind, size, pack_id, offset, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO objects (library_id, id, kind, size, pack_id, offset, created_at, checksum) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (library_id, id) DO UPDATE SET size = excluded.size, \
+         pack_id = excluded.pack_id, offset = excluded.offset, checksum = excluded.checksum, \
+         damaged = 0 WHERE objects.damaged = 1",
     )?
     .execute(params![
         library_id,
@@ -107,6 +134,7 @@ pub fn insert(
         location.pack_id,
         location.offset as i64,
         now(),
+        location.checksum,
     ])?;
     Ok(changed == 1)
 }

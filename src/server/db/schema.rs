@@ -252,6 +252,12 @@ CREATE TABLE retired_packs (
     retired_at INTEGER NOT NULL,
     PRIMARY KEY (library_id, pack_id)
 ) WITHOUT ROWID;
+ALTER TABLE objects ADD COLUMN checksum INTEGER;
+ALTER TABLE objects ADD COLUMN damaged INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE server_state (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
 "#,
 ];
 

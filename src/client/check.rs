@@ -1,0 +1,184 @@
+//! `ibackup check`: every snapshot of a library can be restored. Each snapshot and tree is
+//! fetched, decrypted and verified; every chunk must exist on the server; with `--read-data`
+//! (or a random share of them with `--read-data-subset`) every chunk is fetched and verified
+//! too. Damage names the snapshots and file paths it affects. Exit 0 when all is well, 1
+//! when anything is damaged (as restic does).
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::restore::is_damage;
+use super::session::Session;
+use super::store::Store;
+use super::Result;
+use crate::crypto::{BlobKind, ObjectId, ObjectKey};
+use crate::model::{EntryKind, Snapshot, Tree};
+
+/// Objects fetched per request.
+const PER_FETCH: usize = 256;
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub library: String,
+    pub snapshots: u64,
+    pub trees: u64,
+    pub chunks: u64,
+    pub chunks_read: u64,
+    pub bytes_read: u64,
+    pub damage: Vec<Damage>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Damage {
+    /// The snapshot (short id) through which the damage was first reached.
+    pub snapshot: String,
+    /// The file or folder affected, inside that snapshot.
+    pub path: String,
+    pub object: String,
+    pub problem: String,
+}
+
+/// Where an object was first met: snapshot and path.
+type Seen = (String, String);
+
+fn join(parent: &str, name: &[u8]) -> String {
+    format!(
+        "{}/{}",
+        parent.trim_end_matches('/'),
+        String::from_utf8_lossy(name)
+    )
+}
+
+/// Checks library `name`; `read_share` is the share of chunks to read (1.0 for all).
+pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<CheckReport> {
+    let library = session.open_library(name)?;
+    let store = Store::new(&session.remote, &library);
+    let mut report = CheckReport {
+        library: library.display(),
+        ..Default::default()
+    };
+    let damage = |seen: &Seen, object: &ObjectId, problem: String| Damage {
+        snapshot: seen.0.clone(),
+        path: seen.1.clone(),
+        object: object.short(),
+        problem,
+    };
+
+    // Snapshots, one at a time: a damaged one is named, the rest checked.
+    let mut level: Vec<(ObjectKey, Seen)> = Vec::new();
+    for record in store.snapshots()? {
+        report.snapshots += 1;
+        let seen = (record.id.short(), "/".to_owned());
+        match store
+            .fetch_owned(std::slice::from_ref(&record.id))
+            .and_then(|mut blobs| {
+                let plain = library.keys.open_snapshot(&record.id, blobs.remove(0))?;
+                Ok(Snapshot::decode(&plain)?)
+            }) {
+            Ok(snapshot) => level.push((snapshot.tree, seen)),
+            Err(e) if is_damage(&e) => report.damage.push(damage(&seen, &record.id, e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+
+    // Trees, a level at a time, each once however many snapshots share it.
+    let mut trees_seen: HashSet<ObjectKey> = HashSet::new();
+    let mut chunks: HashMap<ObjectKey, Seen> = HashMap::new();
+    while !level.is_empty() {
+        level.retain(|(key, _)| trees_seen.insert(*key));
+        let mut next = Vec::new();
+        for (key, seen, outcome) in load_each(&store, BlobKind::Tree, level)? {
+            report.trees += 1;
+            let tree = match outcome.and_then(|plain| Ok(Tree::decode(&plain)?)) {
+                Ok(tree) => tree,
+                Err(e) if is_damage(&e) => {
+                    report.damage.push(damage(&seen, &key.id(), e.to_string()));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for entry in tree.entries {
+                let path = join(&seen.1, &entry.name);
+                match (entry.kind, entry.subtree) {
+                    (EntryKind::Dir, Some(sub)) => next.push((sub, (seen.0.clone(), path))),
+                    _ => {
+                        for chunk in &entry.chunks {
+                            chunks
+                                .entry(chunk.key)
+                                .or_insert_with(|| (seen.0.clone(), path.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        level = next;
+    }
+
+    // Chunks: every one must exist; the share asked for is read and verified.
+    report.chunks = chunks.len() as u64;
+    let keys: Vec<ObjectKey> = chunks.keys().copied().collect();
+    let ids: Vec<ObjectId> = keys.iter().map(ObjectKey::id).collect();
+    let missing = super::repo::Repo::missing(&store, &ids)?;
+    let mut to_read = Vec::new();
+    for key in keys {
+        let seen = &chunks[&key];
+        if missing.contains(&key.id()) {
+            report.damage.push(damage(
+                seen,
+                &key.id(),
+                "chunk missing on the server".into(),
+            ));
+        } else if read_share.is_some_and(|share| rand::random::<f64>() < share) {
+            to_read.push((key, seen.clone()));
+        }
+    }
+    for (key, seen, outcome) in load_each(&store, BlobKind::Chunk, to_read)? {
+        report.chunks_read += 1;
+        match outcome {
+            Ok(plain) => report.bytes_read += plain.len() as u64,
+            Err(e) if is_damage(&e) => report.damage.push(damage(&seen, &key.id(), e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}
+
+/// Fetches and opens each object, reporting each one's outcome: a missing or damaged
+/// object fails alone, not the whole request.
+#[allow(clippy::type_complexity)]
+fn load_each(
+    store: &Store<'_>,
+    kind: BlobKind,
+    wanted: Vec<(ObjectKey, Seen)>,
+) -> Result<Vec<(ObjectKey, Seen, Result<bytes::Bytes>)>> {
+    let mut out = Vec::with_capacity(wanted.len());
+    let mut wanted = wanted.into_iter().peekable();
+    while wanted.peek().is_some() {
+        let group: Vec<(ObjectKey, Seen)> = wanted.by_ref().take(PER_FETCH).collect();
+        let ids: Vec<ObjectId> = group.iter().map(|(key, _)| key.id()).collect();
+        let missing = super::repo::Repo::missing(store, &ids)?;
+        let present: Vec<ObjectId> = ids
+            .iter()
+            .filter(|id| !missing.contains(id))
+            .copied()
+            .collect();
+        let mut blobs = store.fetch_owned(&present)?.into_iter();
+        for (key, seen) in group {
+            let outcome = if missing.contains(&key.id()) {
+                Err(super::ClientError::Remote(super::RemoteError::Api {
+                    status: 404,
+                    body: crate::api::ErrorBody::new(
+                        crate::api::ErrorCode::NotFound,
+                        "missing on the server",
+                    ),
+                }))
+            } else {
+                let blob = blobs.next().expect("one blob per present id");
+                store.keys.open_object(kind, &key, blob).map_err(Into::into)
+            };
+            out.push((key, seen, outcome));
+        }
+    }
+    Ok(out)
+}
