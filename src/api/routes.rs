@@ -42,6 +42,7 @@ pub const LINK_PAGE: &str = "/l/{link}";
 pub const LIBRARY_HEAD: &str = "/api/v1/libraries/{library}/head";
 pub const LIBRARY_POLICY: &str = "/api/v1/libraries/{library}/policy";
 pub const LIBRARY_FORGET: &str = "/api/v1/libraries/{library}/forget";
+pub const LIBRARY_HOLDS: &str = "/api/v1/libraries/{library}/holds";
 pub const LIBRARY_SNAPSHOTS: &str = "/api/v1/libraries/{library}/snapshots";
 pub const OBJECTS_MISSING: &str = "/api/v1/libraries/{library}/objects/missing";
 pub const OBJECTS_UPLOAD: &str = "/api/v1/libraries/{library}/objects/upload";

@@ -284,6 +284,16 @@ pub struct SnapshotMeta {
     pub tag_macs: Vec<String>,
 }
 
+/// The trees a mount reads inside (the roots of snapshots with open files): collection
+/// keeps them for `ttl_secs`, and the mount renews this at each poll.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HoldRequest {
+    /// The mount's random id (32 hex digits).
+    pub holder: String,
+    pub roots: Vec<ObjectId>,
+    pub ttl_secs: u64,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ForgetRequest {
     pub ids: Vec<ObjectId>,

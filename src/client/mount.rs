@@ -476,8 +476,11 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
         );
         let read_only = options.read_only;
         let interval = Duration::from_secs_f64(options.poll_interval.max(0.5));
+        let holder = hex::encode(rand::random::<[u8; 16]>());
+        let hold_ttl = (interval * 3).max(Duration::from_secs(60));
         std::thread::spawn(move || {
             let mut last = Instant::now();
+            let mut holding = std::collections::HashSet::new();
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(200));
                 if last.elapsed() >= interval || uploader.refresh_keys.swap(false, Ordering::SeqCst)
@@ -488,6 +491,9 @@ fn run_foreground(paths: &Paths, options: &MountOptions, mountpoint: &Path) -> R
                     }
                     if let Err(e) = uploader.set_aside_gone() {
                         tracing::warn!("changes to an unshared library not set aside: {e}");
+                    }
+                    if let Err(e) = uploader.send_holds(&holder, hold_ttl, &mut holding) {
+                        tracing::debug!("snapshots in use not held: {e}");
                     }
                     let _ = uploader.poll_heads();
                     if let Ok(account) =

@@ -117,6 +117,7 @@ pub fn router(state: AppState) -> Router {
             get(retention::policy).put(retention::set_policy),
         )
         .route(routes::LIBRARY_FORGET, post(retention::forget))
+        .route(routes::LIBRARY_HOLDS, put(retention::hold))
         .route(routes::OBJECTS_MISSING, post(objects::missing))
         .route(routes::OBJECTS_UPLOAD, post(objects::upload))
         .route(routes::OBJECTS_FETCH, post(objects::fetch))

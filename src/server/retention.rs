@@ -10,7 +10,7 @@ use super::db::{self, libraries, retention};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::libraries::{require, Need};
-use crate::api::types::{ForgetRequest, ForgetResponse};
+use crate::api::types::{ForgetRequest, ForgetResponse, HoldRequest};
 use crate::model::retention::Policy;
 
 const MAX_KEEP: u32 = 100_000;
@@ -73,6 +73,37 @@ pub async fn set_policy(
         })
         .await?;
     Ok(Json(policy))
+}
+
+/// A mount reading inside snapshots holds their trees (see `db::retention::set_holds`).
+pub async fn hold(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(library_id): Path<String>,
+    ApiJson(req): ApiJson<HoldRequest>,
+) -> ApiResult<axum::http::StatusCode> {
+    if !db::is_random_id(&req.holder) {
+        return Err(ApiError::bad_request("a holder is 32 lowercase hex digits"));
+    }
+    super::objects::check_ids(&req.roots)?;
+    if req.ttl_secs == 0 || req.ttl_secs > 86_400 {
+        return Err(ApiError::bad_request("ttl_secs is 1 to 86400"));
+    }
+    state
+        .db
+        .call(move |conn| -> ApiResult<()> {
+            require(conn, &library_id, caller.account_id, Need::Read)?;
+            let until = db::now() + req.ttl_secs as i64;
+            Ok(retention::set_holds(
+                conn,
+                &library_id,
+                &req.holder,
+                &req.roots,
+                until,
+            )?)
+        })
+        .await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
 pub async fn forget(

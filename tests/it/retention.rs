@@ -376,3 +376,54 @@ fn collection_runs_while_backups_and_a_mount_keep_writing() {
         }
     }
 }
+
+#[test]
+fn a_snapshot_read_in_a_mount_is_kept_until_its_files_close() {
+    use std::io::{Read, Seek, SeekFrom};
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let [alice] = clients(&server, ["alice@example.com"]);
+    let source = tempfile::tempdir().unwrap();
+    let old = noise(40 << 20);
+    write_file(&source.path().join("big.bin"), &old);
+    let first = backup_id(&alice, source.path(), &[]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    write_file(&source.path().join("big.bin"), &noise(40 << 20));
+    backup_id(&alice, source.path(), &[]);
+
+    let mount = TestMount::start(&alice, &["--poll-interval", "0.5"]);
+    let list = mount.dir.join("snapshots/Backups");
+    let mut names: Vec<String> = fs::read_dir(&list)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != "latest")
+        .collect();
+    names.sort();
+    let inner = source.path().strip_prefix("/").unwrap().join("big.bin");
+    let mut file = fs::File::open(list.join(&names[0]).join(&inner)).unwrap();
+    let mut head = vec![0u8; 1 << 20];
+    file.read_exact(&mut head).unwrap();
+    assert_eq!(head, old[..1 << 20]);
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // the poll sends its holds
+
+    // Forgotten and collected while the file is open: what it reads is still there.
+    alice.run(&["forget", &first[..12]]).ok();
+    gc(&server, &[]);
+    let mut far = vec![0u8; 1 << 20];
+    file.seek(SeekFrom::Start(30 << 20)).unwrap();
+    file.read_exact(&mut far).unwrap();
+    assert_eq!(far, old[30 << 20..31 << 20]);
+
+    // Once it is closed the hold ends, and the next collection frees the old content.
+    drop(file);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let report = gc(&server, &[]);
+    assert!(
+        report["blob_bytes_freed"].as_u64().unwrap() >= 30 << 20,
+        "{report}"
+    );
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

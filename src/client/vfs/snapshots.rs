@@ -117,6 +117,39 @@ impl Vfs {
         super::set_children(&mut self.nodes, dir, children);
     }
 
+    /// The trees of snapshots with files open inside them, by library index: what the mount
+    /// asks the server to hold, so a snapshot forgotten meanwhile is not collected while it
+    /// is read (it has left the listing; open files keep working until closed).
+    pub fn held_roots(&self) -> std::collections::HashMap<usize, Vec<ObjectId>> {
+        let mut held: std::collections::HashMap<usize, Vec<ObjectId>> = Default::default();
+        for handle in self.handles.values() {
+            let super::Handle::Chunks { ino, library, .. } = handle else {
+                continue;
+            };
+            let list = self.libraries[*library].snapshots;
+            let mut current = *ino;
+            while let Some(node) = self.nodes.get(current) {
+                if !matches!(node.place, Place::Snapshot(_)) {
+                    break;
+                }
+                if node.parent == list {
+                    if let Body::Dir {
+                        tree: Some(tree), ..
+                    } = &node.body
+                    {
+                        let roots = held.entry(*library).or_default();
+                        if !roots.contains(&tree.id()) {
+                            roots.push(tree.id());
+                        }
+                    }
+                    break;
+                }
+                current = node.parent;
+            }
+        }
+        held
+    }
+
     /// The first listing of `snapshots/LIB/` (under the lock: nothing is shown yet).
     pub(super) fn load_snapshot_list(&mut self, ino: Ino) -> VfsResult<BTreeMap<Vec<u8>, Ino>> {
         let Some(index) = self.libraries.iter().position(|v| v.snapshots == ino) else {

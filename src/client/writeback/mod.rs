@@ -607,6 +607,46 @@ impl Uploader {
 }
 
 impl Uploader {
+    /// Tells the server which snapshot trees this mount reads inside (renewed each poll,
+    /// they expire after `ttl` if the mount goes away); `holding` remembers which libraries
+    /// had holds, so they are cleared once the files close.
+    pub fn send_holds(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        holding: &mut HashSet<usize>,
+    ) -> Result<()> {
+        let (held, libraries): (HashMap<usize, Vec<ObjectId>>, Vec<_>) = {
+            let vfs = self.vfs();
+            let libraries = vfs
+                .libraries
+                .iter()
+                .map(|v| (v.library.clone(), v.gone))
+                .collect();
+            (vfs.held_roots(), libraries)
+        };
+        for (index, (library, gone)) in libraries.into_iter().enumerate() {
+            let roots = held.get(&index).cloned().unwrap_or_default();
+            if gone || (roots.is_empty() && !holding.contains(&index)) {
+                continue;
+            }
+            let request = crate::api::types::HoldRequest {
+                holder: holder.to_owned(),
+                roots: roots.clone(),
+                ttl_secs: ttl.as_secs().max(1),
+            };
+            let path =
+                crate::api::routes::library(crate::api::routes::LIBRARY_HOLDS, &library.info.id);
+            self.remote.put::<_, serde_json::Value>(&path, &request)?;
+            if roots.is_empty() {
+                holding.remove(&index);
+            } else {
+                holding.insert(index);
+            }
+        }
+        Ok(())
+    }
+
     /// Brings `snapshots/LIB/` in line with the server's list: new snapshots are fetched and
     /// opened here, outside the file-system lock, then shown.
     fn refresh_snapshots(&self, index: usize, store: &Store<'_>) -> Result<()> {

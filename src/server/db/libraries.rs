@@ -412,6 +412,7 @@ pub fn delete(conn: &Connection, library_id: &str) -> Result<(), DbError> {
     for table in [
         "links",
         "library_policies",
+        "holds",
         "retired_packs",
         "objects",
         "edges",

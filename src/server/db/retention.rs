@@ -95,15 +95,16 @@ pub fn forget(conn: &Connection, library_id: &str, ids: &[ObjectId]) -> Result<u
     Ok(changed)
 }
 
-/// Every object still needed: reachable from the head, from snapshots that are kept (and
-/// from snapshots too young to judge, whose commit may be under way), and from objects
-/// written or reused after `cutoff` (an upload in flight may reference them).
+/// Every object still needed: reachable from the head, from snapshots that are kept, from
+/// trees a mount holds (files are open inside a snapshot), and from objects written or
+/// reused after `cutoff` (an upload in flight may reference them).
 pub fn live(conn: &Connection, library_id: &str, cutoff: i64) -> Result<HashSet<Vec<u8>>, DbError> {
     let mut stmt = conn.prepare(
         "WITH RECURSIVE live(id) AS ( \
            SELECT s.id FROM snapshots s WHERE s.library_id = ?1 AND s.committed = 1 \
              AND s.forgotten_at IS NULL \
            UNION SELECT head FROM libraries WHERE id = ?1 AND head IS NOT NULL \
+           UNION SELECT root FROM holds WHERE library_id = ?1 AND expires_at > ?3 \
            UNION SELECT id FROM objects WHERE library_id = ?1 \
              AND (created_at > ?2 OR touched_at > ?2) \
            UNION SELECT e.child FROM edges e JOIN live l ON e.parent = l.id \
@@ -111,7 +112,7 @@ pub fn live(conn: &Connection, library_id: &str, cutoff: i64) -> Result<HashSet<
          ) SELECT id FROM live",
     )?;
     let rows = stmt
-        .query_map(params![library_id, cutoff], |row| row.get(0))?
+        .query_map(params![library_id, cutoff, now()], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
@@ -299,6 +300,34 @@ pub fn libraries(conn: &Connection) -> Result<Vec<(String, String)>, DbError> {
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
     Ok(rows)
+}
+
+/// Replaces what `holder` (one mount) holds in a library: trees with files open inside,
+/// kept from collection until `expires_at` unless renewed.
+pub fn set_holds(
+    conn: &Connection,
+    library_id: &str,
+    holder: &str,
+    roots: &[ObjectId],
+    expires_at: i64,
+) -> Result<(), DbError> {
+    conn.execute(
+        "DELETE FROM holds WHERE (library_id = ?1 AND holder = ?2) OR expires_at <= ?3",
+        params![library_id, holder, now()],
+    )?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR REPLACE INTO holds (library_id, holder, root, expires_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for root in roots {
+        stmt.execute(params![
+            library_id,
+            holder,
+            root.as_bytes().as_slice(),
+            expires_at
+        ])?;
+    }
+    Ok(())
 }
 
 /// Marks objects reused now (a `missing` answer said they exist, or a new object references

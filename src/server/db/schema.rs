@@ -258,6 +258,13 @@ CREATE TABLE server_state (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+CREATE TABLE holds (
+    library_id TEXT NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+    holder TEXT NOT NULL,
+    root BLOB NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (library_id, holder, root)
+) WITHOUT ROWID;
 "#,
 ];
 
