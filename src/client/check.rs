@@ -15,8 +15,11 @@ use super::Result;
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::{EntryKind, Snapshot, Tree};
 
-/// Objects fetched per request.
+/// Trees fetched per request.
 const PER_FETCH: usize = 256;
+/// Chunks are read in requests of about this many bytes, by this many workers at once.
+const READ_BYTES: u64 = 16 << 20;
+const READERS: usize = 3;
 
 #[derive(Debug, Default, Serialize)]
 pub struct CheckReport {
@@ -84,7 +87,7 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
 
     // Trees, a level at a time, each once however many snapshots share it.
     let mut trees_seen: HashSet<ObjectKey> = HashSet::new();
-    let mut chunks: HashMap<ObjectKey, Seen> = HashMap::new();
+    let mut chunks: HashMap<ObjectKey, (Seen, u32)> = HashMap::new();
     while !level.is_empty() {
         level.retain(|(key, _)| trees_seen.insert(*key));
         let mut next = Vec::new();
@@ -106,7 +109,7 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
                         for chunk in &entry.chunks {
                             chunks
                                 .entry(chunk.key)
-                                .or_insert_with(|| (seen.0.clone(), path.clone()));
+                                .or_insert_with(|| ((seen.0.clone(), path.clone()), chunk.len));
                         }
                     }
                 }
@@ -120,9 +123,9 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
     let keys: Vec<ObjectKey> = chunks.keys().copied().collect();
     let ids: Vec<ObjectId> = keys.iter().map(ObjectKey::id).collect();
     let missing = super::repo::Repo::missing(&store, &ids)?;
-    let mut to_read = Vec::new();
+    let mut to_read: Vec<(ObjectKey, u32)> = Vec::new();
     for key in keys {
-        let seen = &chunks[&key];
+        let (seen, len) = &chunks[&key];
         if missing.contains(&key.id()) {
             report.damage.push(damage(
                 seen,
@@ -130,18 +133,81 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
                 "chunk missing on the server".into(),
             ));
         } else if read_share.is_some_and(|share| rand::random::<f64>() < share) {
-            to_read.push((key, seen.clone()));
+            to_read.push((key, *len));
         }
     }
-    for (key, seen, outcome) in load_each(&store, BlobKind::Chunk, to_read)? {
-        report.chunks_read += 1;
-        match outcome {
-            Ok(plain) => report.bytes_read += plain.len() as u64,
-            Err(e) if is_damage(&e) => report.damage.push(damage(&seen, &key.id(), e.to_string())),
-            Err(e) => return Err(e),
-        }
+    let (read, bytes, bad) = read_chunks(&store, &to_read)?;
+    report.chunks_read = read;
+    report.bytes_read = bytes;
+    for (key, problem) in bad {
+        report
+            .damage
+            .push(damage(&chunks[&key].0, &key.id(), problem));
     }
     Ok(report)
+}
+
+/// Reads and verifies chunks in requests of about [`READ_BYTES`], [`READERS`] at once,
+/// keeping nothing of what they hold: returns (chunks read, bytes, damaged with why).
+#[allow(clippy::type_complexity)]
+fn read_chunks(
+    store: &Store<'_>,
+    chunks: &[(ObjectKey, u32)],
+) -> Result<(u64, u64, Vec<(ObjectKey, String)>)> {
+    let mut batches: Vec<Vec<ObjectKey>> = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0u64;
+    for (key, len) in chunks {
+        if !current.is_empty() && bytes + u64::from(*len) > READ_BYTES {
+            batches.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += u64::from(*len);
+        current.push(*key);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let totals = std::sync::Mutex::new((0u64, 0u64, Vec::new()));
+    let failure: std::sync::Mutex<Option<super::ClientError>> = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..READERS {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(batch) = batches.get(index) else {
+                    return;
+                };
+                let ids: Vec<ObjectId> = batch.iter().map(ObjectKey::id).collect();
+                let blobs = match store.fetch_owned(&ids) {
+                    Ok(blobs) => blobs,
+                    Err(e) => {
+                        failure
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        return;
+                    }
+                };
+                let (mut read, mut bytes, mut bad) = (0u64, 0u64, Vec::new());
+                for (key, blob) in batch.iter().zip(blobs) {
+                    read += 1;
+                    match store.keys.open_object(BlobKind::Chunk, key, blob) {
+                        Ok(plain) => bytes += plain.len() as u64,
+                        Err(e) => bad.push((*key, e.to_string())),
+                    }
+                }
+                let mut totals = totals.lock().unwrap_or_else(|p| p.into_inner());
+                totals.0 += read;
+                totals.1 += bytes;
+                totals.2.extend(bad);
+            });
+        }
+    });
+    if let Some(e) = failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    Ok(totals.into_inner().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// Fetches and opens each object, reporting each one's outcome: a missing or damaged

@@ -221,6 +221,20 @@ fn duration(key: &str, text: &str) -> Result<Duration, String> {
     Ok(value)
 }
 
+/// The collection grace period: spared data must outlive the longest upload session, so
+/// the file may not set less than an hour (`ibackup-server gc --grace` may, for an
+/// operator who knows nothing is uploading).
+fn grace(text: &str) -> Result<Duration, String> {
+    let value = duration("maintenance.gc_grace", text)?;
+    if value < Duration::from_secs(3600) {
+        return Err(format!(
+            "maintenance.gc_grace = \"{text}\" is shorter than an hour; uploads in flight \
+             could lose blobs they rely on. Use at least \"1h\" (default \"24h\")"
+        ));
+    }
+    Ok(value)
+}
+
 impl ServerConfig {
     /// Reads `server.toml` from `data_dir`, writing the defaults first if it is missing.
     pub fn load_or_create(data_dir: &Path) -> Result<Self, ConfigError> {
@@ -294,7 +308,7 @@ impl ServerConfig {
             mail_from: raw.mail.from,
             smtp: raw.mail.smtp,
             maintenance_interval: duration("maintenance.interval", &raw.maintenance.interval)?,
-            gc_grace: duration("maintenance.gc_grace", &raw.maintenance.gc_grace)?,
+            gc_grace: grace(&raw.maintenance.gc_grace)?,
             verify_interval: duration(
                 "maintenance.verify_interval",
                 &raw.maintenance.verify_interval,
@@ -351,6 +365,19 @@ mod tests {
         assert_eq!(config.cancel_grace, Duration::from_secs(30 * 86400));
         assert_eq!(config.survey_min_respondents, 5);
         assert!(config.smtp.is_none());
+    }
+
+    #[test]
+    fn a_grace_period_under_an_hour_is_refused() {
+        let short = DEFAULT_CONFIG.replace("gc_grace = \"24h\"", "gc_grace = \"10min\"");
+        let error = ServerConfig::parse(&short).unwrap_err();
+        assert!(error.contains("shorter than an hour"), "{error}");
+        let old = DEFAULT_CONFIG.replace("gc_grace = \"24h\"\n", "");
+        assert_eq!(
+            ServerConfig::parse(&old).unwrap().gc_grace,
+            Duration::from_secs(24 * 3600),
+            "files from before collection get the default"
+        );
     }
 
     #[test]

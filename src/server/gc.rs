@@ -169,8 +169,11 @@ fn collect_library(
 
     // 1. Retention: forget what no rule keeps.
     report.snapshots_dropped += db.blocking(|conn| -> Result<u64, GcError> {
-        let drop = dropped(conn, library)?;
-        Ok(retention::forget(conn, library, &drop)? as u64)
+        let tx = db::immediate(conn)?;
+        let drop = dropped(&tx, library)?;
+        let forgotten = retention::forget(&tx, library, &drop)? as u64;
+        tx.commit()?;
+        Ok(forgotten)
     })?;
     // 2. Mark (reads only: uploads go on).
     let dead = db.blocking(|conn| -> Result<_, GcError> {
@@ -207,11 +210,18 @@ fn collect_library(
             retention::known_packs(conn, library)?,
         ))
     })?;
-    for pack in retired {
-        report.disk_bytes_freed += blobs.pack_size(library, &pack)?;
-        blobs.delete_pack(library, &pack)?;
-        db.blocking(|conn| retention::forget_retired(conn, library, &pack))?;
+    for pack in &retired {
+        report.disk_bytes_freed += blobs.pack_size(library, pack)?;
+        blobs.delete_pack(library, pack)?;
     }
+    db.blocking(|conn| -> Result<(), GcError> {
+        let tx = db::immediate(conn)?;
+        for pack in &retired {
+            retention::forget_retired(&tx, library, pack)?;
+        }
+        tx.commit()?;
+        Ok(())
+    })?;
     let orphan_before = std::time::SystemTime::now() - options.grace;
     for (pack, modified, size) in blobs.list_packs(library)? {
         if !known.contains(&pack) && modified <= orphan_before {

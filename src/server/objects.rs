@@ -62,7 +62,10 @@ pub async fn missing(
                 .filter(|id| !absent.contains(id))
                 .copied()
                 .collect();
-            retention::touch(conn, &library_id, &present)?;
+            let tx = db::immediate(conn)?;
+            // One transaction: a commit per id would be an fsync per id.
+            retention::touch(&tx, &library_id, &present)?;
+            tx.commit().map_err(DbError::from)?;
             Ok(missing)
         })
         .await?;

@@ -94,13 +94,10 @@ pub async fn hold(
         .call(move |conn| -> ApiResult<()> {
             require(conn, &library_id, caller.account_id, Need::Read)?;
             let until = db::now() + req.ttl_secs as i64;
-            Ok(retention::set_holds(
-                conn,
-                &library_id,
-                &req.holder,
-                &req.roots,
-                until,
-            )?)
+            let tx = db::immediate(conn)?;
+            retention::set_holds(&tx, &library_id, &req.holder, &req.roots, until)?;
+            tx.commit().map_err(db::DbError::from)?;
+            Ok(())
         })
         .await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
