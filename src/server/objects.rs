@@ -245,9 +245,7 @@ pub async fn upload(
     let committed = state
         .db
         .call(move |conn| -> ApiResult<UploadResponse> {
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(DbError::from)?;
+            let tx = db::immediate(conn)?;
             objects::insert_pack(&tx, &lib, &pid, pack_size)?;
             let mut response = UploadResponse {
                 already_present,
@@ -266,8 +264,8 @@ pub async fn upload(
                 return Err(ApiError::new(
                     ErrorCode::MissingReferences,
                     format!(
-                        "object {gone} was collected while this upload ran; ask which objects \
-                         are missing again and upload them (ibackup retries by itself)"
+                        "object {gone} was collected while this upload ran; nothing was \
+                         recorded: run the backup again (it uploads what is missing now)"
                     ),
                 ));
             }

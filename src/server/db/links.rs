@@ -194,8 +194,8 @@ pub fn reachable(
     root: &ObjectId,
 ) -> Result<HashSet<ObjectId>, DbError> {
     let mut stmt = conn.prepare(
-        "WITH RECURSIVE reach(id) AS (SELECT ?2 UNION SELECT e.child FROM edges e \
-         JOIN reach r ON e.parent = r.id WHERE e.library_id = ?1) SELECT id FROM reach",
+        "WITH RECURSIVE reach(id) AS (SELECT ?2 UNION SELECT e.child FROM reach r \
+         CROSS JOIN edges e ON e.library_id = ?1 AND e.parent = r.id) SELECT id FROM reach",
     )?;
     let rows = stmt
         .query_map(params![library_id, root.as_bytes().as_slice()], |row| {
