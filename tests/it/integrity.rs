@@ -26,13 +26,7 @@ fn flip_largest(server: &TestServer, library: &str) {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    let path = server
-        .data
-        .path()
-        .join("packs")
-        .join(library)
-        .join(&pack[..2])
-        .join(&pack);
+    let path = server.pack_path(library, &pack);
     let file = fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -164,19 +158,7 @@ fn two_identical_uploads_racing_leave_one_copy_after_collection() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let packs = server.data.path().join("packs");
-    let mut stored = 0u64;
-    let mut stack = vec![packs];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(dir).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                stored += entry.metadata().unwrap().len();
-            }
-        }
-    }
+    let stored = server.pack_bytes();
     assert!(stored >= 2 << 20, "the data is stored");
     assert!(stored < 3 << 20, "one copy, not two: {stored} bytes");
 }

@@ -52,13 +52,7 @@ fn blobs(server: &TestServer, library: &str) -> HashMap<ObjectId, (u8, Vec<u8>)>
         .collect();
     rows.into_iter()
         .map(|(id, kind, pack, offset, size)| {
-            let path = server
-                .data
-                .path()
-                .join("packs")
-                .join(library)
-                .join(&pack[..2])
-                .join(&pack);
+            let path = server.pack_path(library, &pack);
             let bytes = fs::read(path).unwrap()[offset as usize..(offset + size) as usize].to_vec();
             (ObjectId::from_slice(&id).unwrap(), (kind, bytes))
         })

@@ -11,24 +11,6 @@ use crate::util::{
     assert_same_tree, fails, fuse_or_skip, write_file, TestClient, TestMount, TestServer,
 };
 
-/// Bytes of every pack file in the data directory.
-fn pack_bytes(server: &TestServer) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![server.data.path().join("packs")];
-    while let Some(dir) = stack.pop() {
-        for entry in fs::read_dir(&dir).into_iter().flatten() {
-            let entry = entry.unwrap();
-            let meta = entry.metadata().unwrap();
-            if meta.is_dir() {
-                stack.push(entry.path());
-            } else {
-                total += meta.len();
-            }
-        }
-    }
-    total
-}
-
 fn gc(server: &TestServer, args: &[&str]) -> serde_json::Value {
     let mut all = vec!["--grace", "0s"];
     all.extend_from_slice(args);
@@ -39,6 +21,22 @@ fn gc(server: &TestServer, args: &[&str]) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Sets the library's policy to keep only the last `n` snapshots.
+fn keep_last(client: &TestClient, n: u32) {
+    let n = n.to_string();
+    let mut args = vec!["library", "policy", "Backups", "--keep-last", n.as_str()];
+    for rule in [
+        "--keep-hourly",
+        "--keep-daily",
+        "--keep-weekly",
+        "--keep-monthly",
+        "--keep-yearly",
+    ] {
+        args.extend([rule, "0"]);
+    }
+    client.run(&args).ok();
 }
 
 fn noise(len: usize) -> Vec<u8> {
@@ -191,45 +189,21 @@ fn collection_frees_disk_and_quota_and_keeps_what_is_retained() {
     fs::remove_file(&big).unwrap();
     fs::remove_dir_all(&churn).unwrap();
     alice.backup(&[source.path()]).ok();
-    alice
-        .run(&[
-            "library",
-            "policy",
-            "Backups",
-            "--keep-last",
-            "1",
-            "--keep-hourly",
-            "0",
-            "--keep-daily",
-            "0",
-            "--keep-weekly",
-            "0",
-            "--keep-monthly",
-            "0",
-            "--keep-yearly",
-            "0",
-        ])
-        .ok();
+    keep_last(&alice, 1);
     // An orphan: a pack file no row points at (a crash between writing and recording).
     let library = alice.run(&["library", "list", "--json"]).ok().json()[0]["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let orphan = server
-        .data
-        .path()
-        .join("packs")
-        .join(&library)
-        .join("ab")
-        .join("ab".repeat(16));
+    let orphan = server.pack_path(&library, &"ab".repeat(16));
     fs::create_dir_all(orphan.parent().unwrap()).unwrap();
     fs::write(&orphan, noise(100_000)).unwrap();
 
-    let disk_before = pack_bytes(&server);
+    let disk_before = server.pack_bytes();
     let used_before = alice.account_json()["used_bytes"].as_u64().unwrap();
     let dry = gc(&server, &["--dry-run"]);
     assert_eq!(
-        pack_bytes(&server),
+        server.pack_bytes(),
         disk_before,
         "a dry run changes nothing"
     );
@@ -241,7 +215,7 @@ fn collection_frees_disk_and_quota_and_keeps_what_is_retained() {
     assert!(report["packs_deleted"].as_u64().unwrap() >= 2, "{report}");
     assert!(report["packs_repacked"].as_u64().unwrap() >= 1, "{report}");
     assert_eq!(report["orphan_packs"], 1);
-    let disk_after = pack_bytes(&server);
+    let disk_after = server.pack_bytes();
     assert!(
         disk_after + (9 << 20) <= disk_before,
         "freed {} of {disk_before} bytes",
@@ -278,25 +252,7 @@ fn collection_runs_while_backups_and_a_mount_keep_writing() {
     let [alice] = clients(&server, ["alice@example.com"]);
     let other = TestClient::new("alice@example.com");
     other.login(&server);
-    alice
-        .run(&[
-            "library",
-            "policy",
-            "Backups",
-            "--keep-last",
-            "3",
-            "--keep-hourly",
-            "0",
-            "--keep-daily",
-            "0",
-            "--keep-weekly",
-            "0",
-            "--keep-monthly",
-            "0",
-            "--keep-yearly",
-            "0",
-        ])
-        .ok();
+    keep_last(&alice, 3);
     let fuse = fuse_or_skip();
     let mount = fuse.then(|| TestMount::start(&other, &["--poll-interval", "0.5"]));
     let source = tempfile::tempdir().unwrap();

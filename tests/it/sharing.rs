@@ -60,13 +60,7 @@ fn blob(server: &TestServer, library: &str, id: &[u8]) -> Vec<u8> {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    let path = server
-        .data
-        .path()
-        .join("packs")
-        .join(library)
-        .join(&pack[..2])
-        .join(&pack);
+    let path = server.pack_path(library, &pack);
     fs::read(path).unwrap()[offset as usize..(offset + size) as usize].to_vec()
 }
 

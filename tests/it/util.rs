@@ -123,6 +123,34 @@ impl TestServer {
         out
     }
 
+    /// Where a pack file of a library is in the data directory.
+    pub fn pack_path(&self, library: &str, pack: &str) -> PathBuf {
+        self.data
+            .path()
+            .join("packs")
+            .join(library)
+            .join(&pack[..2])
+            .join(pack)
+    }
+
+    /// Bytes of every pack file in the data directory.
+    pub fn pack_bytes(&self) -> u64 {
+        let mut total = 0;
+        let mut stack = vec![self.data.path().join("packs")];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).into_iter().flatten() {
+                let entry = entry.unwrap();
+                let meta = entry.metadata().unwrap();
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    total += meta.len();
+                }
+            }
+        }
+        total
+    }
+
     pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.data.path().join("ibackup.db")).unwrap()
     }
