@@ -356,33 +356,19 @@ pub fn snapshot_epoch(
         .optional()?)
 }
 
-/// The snapshots that have been a head of the library, oldest first.
+/// The snapshots that have been a head of the library and are not forgotten, oldest first.
 pub fn committed_snapshots(
     conn: &Connection,
     library_id: &str,
 ) -> Result<Vec<SnapshotRecord>, DbError> {
-    let mut stmt = conn.prepare(
-        "SELECT id, time_ns, parent FROM snapshots WHERE library_id = ?1 AND committed = 1 \
-         AND forgotten_at IS NULL ORDER BY time_ns, id",
-    )?;
-    let rows = stmt
-        .query_map([library_id], |row| {
-            Ok((
-                row.get::<_, Vec<u8>>(0)?,
-                row.get::<_, i64>(1)?,
-                row.get::<_, Option<Vec<u8>>>(2)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter()
-        .map(|(id, time_ns, parent)| {
-            Ok(SnapshotRecord {
-                id: object_id(Some(id))?.expect("some in, some out"),
-                time_ns,
-                parent: object_id(parent)?,
-            })
+    Ok(super::retention::retained(conn, library_id)?
+        .into_iter()
+        .map(|s| SnapshotRecord {
+            id: s.id,
+            time_ns: s.time_ns,
+            parent: s.parent,
         })
-        .collect()
+        .collect())
 }
 
 /// Deletes every library an account owns (see [`delete`]).

@@ -46,30 +46,37 @@ pub fn set_policy(conn: &Connection, library_id: &str, policy: &Policy) -> Resul
 pub struct Listed {
     pub id: ObjectId,
     pub time_ns: i64,
+    pub parent: Option<ObjectId>,
     /// Keyed hashes of its tags (the server never sees the tags).
     pub tag_macs: Vec<String>,
 }
 
-/// The committed snapshots that are not forgotten, oldest first.
+/// The listed snapshots (those that became a head and are not forgotten), oldest first:
+/// what `snapshots` shows and what retention decides about.
 pub fn retained(conn: &Connection, library_id: &str) -> Result<Vec<Listed>, DbError> {
     let mut stmt = conn.prepare(
-        "SELECT id, time_ns, tag_macs FROM snapshots WHERE library_id = ?1 AND committed = 1 \
-         AND forgotten_at IS NULL ORDER BY time_ns, id",
+        "SELECT id, time_ns, parent, tag_macs FROM snapshots WHERE library_id = ?1 \
+         AND committed = 1 AND forgotten_at IS NULL ORDER BY time_ns, id",
     )?;
     let rows = stmt
         .query_map([library_id], |row| {
             Ok((
                 row.get::<_, Vec<u8>>(0)?,
                 row.get::<_, i64>(1)?,
-                row.get::<_, String>(2)?,
+                row.get::<_, Option<Vec<u8>>>(2)?,
+                row.get::<_, String>(3)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let id = |bytes: &[u8]| {
+        ObjectId::from_slice(bytes).ok_or_else(|| DbError::Corrupt("snapshot".into()))
+    };
     rows.into_iter()
-        .map(|(id, time_ns, macs)| {
+        .map(|(snapshot, time_ns, parent, macs)| {
             Ok(Listed {
-                id: ObjectId::from_slice(&id).ok_or_else(|| DbError::Corrupt("snapshot".into()))?,
+                id: id(&snapshot)?,
                 time_ns,
+                parent: parent.as_deref().map(id).transpose()?,
                 tag_macs: macs
                     .split(',')
                     .filter(|m| !m.is_empty())
