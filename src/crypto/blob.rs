@@ -32,6 +32,36 @@ const ZSTD: u8 = 1;
 const ZSTD_LEVEL: i32 = 3;
 /// Larger plaintexts are compressed only if a trial on their first bytes shows a gain.
 const TRIAL_LEN: usize = 64 * 1024;
+/// The most a blob may expand to: a chunk is at most the chunker's maximum; a tree or
+/// snapshot far more than any real directory needs. A writer cannot plant a small blob
+/// that expands to gigabytes in every reader.
+const MAX_CHUNK_PLAINTEXT: u64 = 4 << 20;
+const MAX_METADATA_PLAINTEXT: u64 = 256 << 20;
+
+fn max_plaintext(kind: BlobKind) -> u64 {
+    match kind {
+        BlobKind::Chunk => MAX_CHUNK_PLAINTEXT,
+        BlobKind::Tree | BlobKind::Snapshot => MAX_METADATA_PLAINTEXT,
+    }
+}
+
+/// Decompresses at most `limit` bytes; more is an error, not an allocation.
+fn decompress(body: &[u8], limit: u64) -> Result<Vec<u8>, CryptoError> {
+    use std::io::Read;
+    let decoder = zstd::stream::read::Decoder::new(body)
+        .map_err(|e| CryptoError::Decompress(e.to_string()))?;
+    let mut out = Vec::new();
+    decoder
+        .take(limit + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| CryptoError::Decompress(e.to_string()))?;
+    if out.len() as u64 > limit {
+        return Err(CryptoError::Decompress(format!(
+            "it expands past {limit} bytes, more than such an object can hold"
+        )));
+    }
+    Ok(out)
+}
 
 /// What a blob holds. The server sees this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -158,10 +188,7 @@ fn open(
     let inner = blob.freeze().slice(HEADER_LEN..HEADER_LEN + opened);
     let plaintext = match inner.first() {
         Some(&RAW) => inner.slice(1..),
-        Some(&ZSTD) => Bytes::from(
-            zstd::stream::decode_all(&inner[1..])
-                .map_err(|e| CryptoError::Decompress(e.to_string()))?,
-        ),
+        Some(&ZSTD) => Bytes::from(decompress(&inner[1..], max_plaintext(kind))?),
         _ => return Err(CryptoError::Decrypt),
     };
     Ok((epoch, plaintext))
@@ -372,6 +399,26 @@ mod tests {
             keys.open_object(BlobKind::Chunk, &key, owned(&poisoned)),
             Err(CryptoError::IdMismatch(_))
         ));
+    }
+
+    #[test]
+    fn a_blob_that_expands_past_its_kind_is_refused() {
+        // A writer could seal 5 MiB of zeros as a "chunk" (a few hundred bytes stored);
+        // readers refuse it instead of allocating what it expands to.
+        let keys = LibraryKeys::generate();
+        let zeros = vec![0u8; 5 << 20];
+        let (key, blob) = seal_chunk(&keys, &zeros);
+        assert!(blob.len() < 4096);
+        assert!(matches!(
+            key.open(BlobKind::Chunk, owned(&blob)),
+            Err(CryptoError::Decompress(_))
+        ));
+        let limit = vec![0u8; 4 << 20];
+        let (key, blob) = seal_chunk(&keys, &limit);
+        assert_eq!(
+            key.open(BlobKind::Chunk, owned(&blob)).unwrap().len(),
+            4 << 20
+        );
     }
 
     #[test]
