@@ -6,21 +6,12 @@
 
 pub mod account;
 pub mod backup;
-pub mod cache;
 pub mod check;
 pub mod cli;
-pub mod cli_account;
-pub mod cli_share;
 pub mod config;
-pub mod diskcache;
-pub mod fuse;
-pub mod iomode;
-pub mod journal;
 pub mod links;
 pub mod mount;
 pub mod objects;
-pub mod password;
-pub mod profile;
 pub mod remote;
 pub mod repo;
 pub mod restore;
@@ -28,11 +19,8 @@ pub mod retention;
 pub mod session;
 pub mod sharing;
 pub mod snapshots;
-pub mod spin;
 pub mod store;
 pub mod tls;
-pub mod vfs;
-pub mod writeback;
 
 use std::path::PathBuf;
 

@@ -296,7 +296,7 @@ pub fn delete(session: &Session, name: &str, confirm: Option<&str>) -> Result<()
     let confirm = match confirm {
         Some(text) => text.to_owned(),
         None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
-            super::password::prompt_line(&format!(
+            super::account::password::prompt_line(&format!(
                 "This deletes `{name}` and all its snapshots for everyone it is shared with. \
                  Type its name to confirm: "
             ))?

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use lru::LruCache;
 
 use super::diskcache::DiskCache;
-use super::remote::Remote;
-use super::session::OpenLibrary;
-use super::store::Store;
-use super::Result;
+use crate::client::remote::Remote;
+use crate::client::session::OpenLibrary;
+use crate::client::store::Store;
+use crate::client::Result;
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::Tree;
 

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 
 use zeroize::Zeroizing;
 
-use super::{ClientError, Result};
+use crate::client::{ClientError, Result};
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 

@@ -1,19 +1,22 @@
-//! Registering, logging in and out. The password never leaves this process: it derives the
-//! key-encryption key (kept here) and the auth secret (sent), per ARCHITECTURE §3.
+//! Logging in and out, and the pieces registering and password changes share: the
+//! server connection with its pinned certificate, login material from a password, and the
+//! session file. The password never leaves this process: it derives the key-encryption
+//! key (kept here) and the auth secret (sent), per ARCHITECTURE §3.
 
 use std::io::{BufRead, IsTerminal, Write};
 
 use rand::RngCore;
 
-use super::config::{KnownServers, Paths, SessionFile};
 use super::password::{read_password, Purpose};
-use super::remote::{parse_server_url, Remote};
-use super::{client_label, ClientError, Result};
 use crate::api::routes;
 use crate::api::types::{
     AccountInfo, Health, LoginMaterial, LoginRequest, PreloginRequest, PreloginResponse,
-    RegisterRequest, SessionResponse,
+    SessionResponse,
 };
+use crate::client::config::{KnownServers, Paths, SessionFile};
+use crate::client::remote::{parse_server_url, Remote};
+use crate::client::session::Session;
+use crate::client::{client_label, ClientError, Result};
 use crate::crypto::kdf::{self, KdfParams};
 use crate::crypto::{AccountKeyPair, SymmetricKey};
 
@@ -70,88 +73,6 @@ fn confirm_new_server(server: &str, fingerprint: &str) -> Result<()> {
             "server not trusted; nothing was sent to it".into(),
         ))
     }
-}
-
-pub struct RegisterOptions {
-    pub server: String,
-    pub email: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub plan: Option<String>,
-    pub marketing_email: bool,
-    pub trust_new: bool,
-    pub password_stdin: bool,
-    /// Read the card for a paid plan from four lines of stdin.
-    pub card_stdin: bool,
-}
-
-pub struct Registered {
-    pub account: AccountInfo,
-    /// Why the paid plan asked for could not be set up (the account is on the free plan).
-    pub plan_problem: Option<String>,
-    /// Shown once; the only way back in if the password is forgotten.
-    pub recovery_key: String,
-}
-
-pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> {
-    let password = read_password(options.password_stdin, Purpose::New)?;
-    let remote = connect(paths, &options.server, options.trust_new)?;
-    // A paid plan starts as the free one; the card and the plan follow once the account exists.
-    let plans: crate::api::account::PlanList = remote.get(routes::PLANS)?;
-    let paid_plan = match &options.plan {
-        Some(name) => match plans.plans.iter().find(|p| &p.name == name) {
-            Some(plan) if plan.price_cents > 0 => Some(name.clone()),
-            Some(_) => None,
-            None => {
-                let names: Vec<_> = plans.plans.iter().map(|p| p.name.as_str()).collect();
-                return Err(ClientError::Usage(format!(
-                    "unknown plan `{name}`; choose one of {}",
-                    names.join(", ")
-                )));
-            }
-        },
-        None => None,
-    };
-    let card = match &paid_plan {
-        Some(_) => Some(super::profile::read_card(options.card_stdin)?),
-        None => None,
-    };
-    let pair = AccountKeyPair::generate();
-    let recovery = SymmetricKey::generate();
-    let request = RegisterRequest {
-        email: options.email.clone(),
-        first_name: options.first_name.clone(),
-        last_name: options.last_name.clone(),
-        plan: if paid_plan.is_some() {
-            None
-        } else {
-            options.plan.clone()
-        },
-        marketing_email: options.marketing_email,
-        login: new_login(&password, &pair)?,
-        public_key: pair.public_bytes().to_vec(),
-        recovery_wrapped_private_key: recovery.wrap(pair.secret_bytes().as_ref()),
-        library: super::session::new_library(&pair, DEFAULT_LIBRARY)?.0,
-        client: Some(client_label()),
-    };
-    let response: SessionResponse = remote.post(routes::ACCOUNTS, &request, false)?;
-    save_session(paths, &remote, &response, &pair)?;
-    let mut account = response.account;
-    let mut plan_problem = None;
-    if let (Some(plan), Some(card)) = (&paid_plan, &card) {
-        let session = super::session::Session::load(paths)?;
-        let upgraded = super::profile::add_card(&session, card)
-            .and_then(|_| super::profile::change_plan(&session, plan));
-        match upgraded {
-            Ok(changed) => account = changed.account,
-            Err(e) => plan_problem = Some(e.to_string()),
-        }
-    }
-    Ok(Registered {
-        account,
-        plan_problem,
-        recovery_key: recovery.to_display_groups(),
-    })
 }
 
 /// New login material for `keys` under `password`: a fresh salt, the default KDF cost, the
@@ -221,7 +142,7 @@ pub fn login(
             "the server's public key for this account does not match the private key".into(),
         ));
     }
-    if let Ok(old) = super::session::Session::load(paths) {
+    if let Ok(old) = Session::load(paths) {
         let _ = old.remote.delete(routes::SESSION_CURRENT);
     }
     save_session(paths, &remote, &response, &pair)?;
@@ -247,7 +168,7 @@ pub fn save_session(
 /// Ends the session on the server (if it can be reached) and forgets it here.
 /// Returns whether the server confirmed.
 pub fn logout(paths: &Paths) -> Result<bool> {
-    let session = super::session::Session::load(paths)?;
+    let session = Session::load(paths)?;
     let confirmed = match session.remote.delete(routes::SESSION_CURRENT) {
         Ok(()) => true,
         Err(e) if e.code() == Some(crate::api::ErrorCode::Unauthorized) => true,

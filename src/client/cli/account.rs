@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::config::Paths;
-use super::profile;
-use super::session::Session;
-use super::{ClientError, Result};
 use crate::api::account::UpdateProfileRequest;
 use crate::api::types::AccountInfo;
+use crate::client::account::profile;
+use crate::client::config::Paths;
+use crate::client::session::Session;
+use crate::client::{ClientError, Result};
 use crate::units::{format_size, money};
 
 #[derive(Subcommand)]
@@ -328,7 +328,7 @@ pub fn run(paths: &Paths, json: bool, command: AccountCommand) -> Result<()> {
             let info = profile::reactivate(&session)?;
             // After the grace period the data is gone: start again with the default library.
             let created = if session.libraries()?.is_empty() {
-                Some(session.create_library(super::account::DEFAULT_LIBRARY)?)
+                Some(session.create_library(crate::client::account::DEFAULT_LIBRARY)?)
             } else {
                 None
             };

@@ -12,13 +12,16 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use super::account::{self, RegisterOptions, DEFAULT_LIBRARY};
-use super::backup::{self, BackupOptions};
-use super::config::Paths;
-use super::restore::{self, RestoreOptions};
-use super::session::Session;
-use super::store::Store;
-use super::{snapshots, ClientError, Result};
+use crate::client::account::{self as accounts, RegisterOptions, DEFAULT_LIBRARY};
+use crate::client::backup::{self, BackupOptions};
+use crate::client::config::Paths;
+use crate::client::restore::{self, RestoreOptions};
+use crate::client::session::Session;
+use crate::client::store::Store;
+use crate::client::{snapshots, ClientError, Result};
+
+mod account;
+mod share;
 use crate::units::{count, format_size};
 
 #[derive(Parser)]
@@ -105,7 +108,7 @@ enum Command {
         library: String,
     },
     /// Mount your libraries and their snapshots as a folder (default ~/ibackup).
-    Mount(super::mount::MountOptions),
+    Mount(crate::client::mount::MountOptions),
     /// Unmount, after uploading pending changes unless --no-wait.
     Umount {
         mountpoint: Option<PathBuf>,
@@ -118,7 +121,7 @@ enum Command {
     /// Your account: profile, plan, card, consent, sessions, password, export, delete.
     Account {
         #[command(subcommand)]
-        command: super::cli_account::AccountCommand,
+        command: self::account::AccountCommand,
     },
     /// Tell us how satisfied you are (1 to 5), optionally with a message.
     Feedback {
@@ -130,22 +133,22 @@ enum Command {
     /// Libraries you own or that were shared with you.
     Library {
         #[command(subcommand)]
-        command: super::cli_share::LibraryCommand,
+        command: share::LibraryCommand,
     },
     /// Share libraries with other accounts, and see who has them.
     Share {
         #[command(subcommand)]
-        command: super::cli_share::ShareCommand,
+        command: share::ShareCommand,
     },
     /// Account keys of people you share with, pinned on this computer.
     Contact {
         #[command(subcommand)]
-        command: super::cli_share::ContactCommand,
+        command: share::ContactCommand,
     },
     /// Links to folders, for people without an account.
     Link {
         #[command(subcommand)]
-        command: super::cli_share::LinkCommand,
+        command: share::LinkCommand,
     },
     /// Forget snapshots (by id or prefix), or with none named those the library's policy
     /// no longer keeps; their space is freed at the server's next collection.
@@ -243,7 +246,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 password_stdin: server.password_stdin,
                 card_stdin,
             };
-            let registered = account::register(&paths, &options)?;
+            let registered = accounts::register(&paths, &options)?;
             if json {
                 print_json(&serde_json::json!({
                     "account": registered.account,
@@ -269,7 +272,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Login { server, email } => {
-            let account = account::login(
+            let account = accounts::login(
                 &paths,
                 &server.server,
                 &email,
@@ -289,7 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Logout => {
-            let confirmed = account::logout(&paths)?;
+            let confirmed = accounts::logout(&paths)?;
             if json {
                 print_json(
                     &serde_json::json!({ "logged_out": true, "server_confirmed": confirmed }),
@@ -401,7 +404,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Mount(options) => {
-            let mountpoint = super::mount::mount(&paths, &options)?;
+            let mountpoint = crate::client::mount::mount(&paths, &options)?;
             if !options.foreground {
                 if json {
                     print_json(&serde_json::json!({ "mounted": mountpoint }));
@@ -418,7 +421,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_wait,
         } => {
             let progress = !json && std::io::stderr().is_terminal();
-            let record = super::mount::umount(&paths, mountpoint.as_deref(), no_wait, progress)?;
+            let record =
+                crate::client::mount::umount(&paths, mountpoint.as_deref(), no_wait, progress)?;
             if json {
                 print_json(&record);
             } else if record.uploads.pending_operations > 0 {
@@ -436,7 +440,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Status => {
-            let mounts = super::mount::status(&paths);
+            let mounts = crate::client::mount::status(&paths);
             if json {
                 print_json(&serde_json::json!({ "mounts": mounts }));
             } else if mounts.is_empty() {
@@ -469,26 +473,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         }
-        Command::Account { command } => super::cli_account::run(&paths, json, command)?,
+        Command::Account { command } => self::account::run(&paths, json, command)?,
         Command::Feedback { rating, message } => {
-            super::cli_account::feedback(&paths, json, rating, message)?
+            self::account::feedback(&paths, json, rating, message)?
         }
-        Command::Library { command } => {
-            super::cli_share::library(&Session::load(&paths)?, json, command)?
-        }
-        Command::Share { command } => {
-            super::cli_share::share(&Session::load(&paths)?, json, command)?
-        }
-        Command::Contact { command } => {
-            super::cli_share::contact(&Session::load(&paths)?, json, command)?
-        }
+        Command::Library { command } => share::library(&Session::load(&paths)?, json, command)?,
+        Command::Share { command } => share::share(&Session::load(&paths)?, json, command)?,
+        Command::Contact { command } => share::contact(&Session::load(&paths)?, json, command)?,
         Command::Forget {
             snapshots,
             library,
             dry_run,
         } => {
             let session = Session::load(&paths)?;
-            let done = super::retention::forget(&session, &library, &snapshots, dry_run)?;
+            let done = crate::client::retention::forget(&session, &library, &snapshots, dry_run)?;
             if json {
                 print_json(&done);
             } else {
@@ -533,7 +531,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 read_data_subset
             };
-            let report = super::check::run(&session, &library, share)?;
+            let report = crate::client::check::run(&session, &library, share)?;
             if json {
                 print_json(&report);
             } else {
@@ -560,15 +558,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Link { command } => {
-            super::cli_share::link(&Session::load(&paths)?, json, command)?
-        }
+        Command::Link { command } => share::link(&Session::load(&paths)?, json, command)?,
         Command::Get {
             url,
             target,
             password_stdin,
         } => {
-            let link = super::links::parse(&url)?;
+            let link = crate::client::links::parse(&url)?;
             let password = if password_stdin {
                 let mut line = String::new();
                 std::io::stdin()
@@ -582,8 +578,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .ok()
                     .map(zeroize::Zeroizing::new)
             };
-            let target = target.unwrap_or_else(|| super::links::default_target(&link));
-            let summary = super::links::get(&link, &target, password)?;
+            let target = target.unwrap_or_else(|| crate::client::links::default_target(&link));
+            let summary = crate::client::links::get(&link, &target, password)?;
             for warning in &summary.warnings {
                 eprintln!("warning: {warning}");
             }

@@ -156,7 +156,7 @@ impl Vfs {
             return Ok(BTreeMap::new());
         };
         let library = self.libraries[index].library.clone();
-        let store = super::super::store::Store::new(self.fetcher.remote(), &library);
+        let store = crate::client::store::Store::new(self.fetcher.remote(), &library);
         let ids: Vec<ObjectId> = store.snapshots()?.iter().map(|r| r.id).collect();
         let unknown = self.unknown_snapshots(index, &ids);
         let fetched = store.load_snapshots(&unknown)?;

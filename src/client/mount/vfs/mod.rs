@@ -21,8 +21,8 @@ use std::sync::Arc;
 
 use self::nodes::{Attr, Body, Ino, Node, Nodes, Place, ROOT};
 use super::cache::Fetcher;
-use super::session::OpenLibrary;
-use super::ClientError;
+use crate::client::session::OpenLibrary;
+use crate::client::ClientError;
 use crate::crypto::{ObjectId, ObjectKey};
 use crate::model::EntryKind;
 
@@ -298,7 +298,7 @@ impl Vfs {
 
     /// Takes a library's keys and permission as they are now (after a key rotation, or a
     /// share changed from read to read-write).
-    pub fn update_library(&mut self, index: usize, library: super::session::OpenLibrary) {
+    pub fn update_library(&mut self, index: usize, library: crate::client::session::OpenLibrary) {
         let view = &mut self.libraries[index];
         view.writable = library.info.permission.can_write();
         view.library = Arc::new(library);

@@ -21,14 +21,14 @@ use serde::{Deserialize, Serialize};
 
 use self::edit::EditTree;
 use super::journal::{Journal, Op};
-use super::remote::Remote;
-use super::repo::content::{self, ContentStats, FileJob, FileRead};
-use super::repo::trees::TreeWriter;
-use super::repo::Repo;
-use super::store::Store;
 use super::vfs::nodes::{content_sig, Body};
 use super::vfs::{Handle, Vfs};
-use super::{hostname, ClientError, Result};
+use crate::client::remote::Remote;
+use crate::client::repo::content::{self, ContentStats, FileJob, FileRead};
+use crate::client::repo::trees::TreeWriter;
+use crate::client::repo::Repo;
+use crate::client::store::Store;
+use crate::client::{hostname, ClientError, Result};
 use crate::crypto::{ObjectId, ObjectKey};
 use crate::model::{ChunkRef, Snapshot, SnapshotKind, SnapshotSummary};
 
@@ -73,7 +73,7 @@ pub struct Uploader {
     pub prepared: Mutex<HashMap<String, Prepared>>,
     /// The account committing: its e-mail is recorded in each snapshot and in the names of
     /// conflict copies, and its keys re-point the owner's `--follow` links after a commit.
-    pub account: Arc<super::session::Session>,
+    pub account: Arc<crate::client::session::Session>,
     /// Set when the server refused an upload under an old key epoch: the mount's poller
     /// then reloads the libraries' keys at once.
     pub refresh_keys: Arc<AtomicBool>,
@@ -330,7 +330,7 @@ impl Uploader {
             let snapshot = Snapshot {
                 tree: new_root,
                 parent: head,
-                time_ns: crate::client::vfs::now_ns(),
+                time_ns: crate::client::mount::vfs::now_ns(),
                 host: host.clone(),
                 username: std::env::var("USER").unwrap_or_default(),
                 author: self.account.email.clone(),
@@ -343,7 +343,7 @@ impl Uploader {
             if store.set_head(head, id)?.is_err() {
                 continue;
             }
-            if let Err(e) = super::links::repoint(&self.account, &library, new_root) {
+            if let Err(e) = crate::client::links::repoint(&self.account, &library, new_root) {
                 tracing::warn!("links not re-pointed to the new snapshot: {e}");
             }
             self.committed(

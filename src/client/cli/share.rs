@@ -4,9 +4,9 @@
 use clap::Subcommand;
 use serde::Serialize;
 
-use super::session::{Listed, Session};
-use super::{links, sharing, ClientError, Result};
 use crate::api::types::Permission;
+use crate::client::session::{Listed, Session};
+use crate::client::{links, sharing, ClientError, Result};
 use crate::units::format_size;
 
 #[derive(Subcommand)]
@@ -195,7 +195,7 @@ pub fn library(session: &Session, json: bool, command: LibraryCommand) -> Result
             keep_yearly,
             keep_tags,
         } => {
-            let change = super::retention::PolicyChange {
+            let change = crate::client::retention::PolicyChange {
                 keep_last,
                 keep_within,
                 keep_hourly,
@@ -205,7 +205,7 @@ pub fn library(session: &Session, json: bool, command: LibraryCommand) -> Result
                 keep_yearly,
                 keep_tags: (!keep_tags.is_empty()).then_some(keep_tags),
             };
-            let view = super::retention::policy(session, &library, change)?;
+            let view = crate::client::retention::policy(session, &library, change)?;
             if json {
                 print_json(&view);
             } else {
@@ -354,7 +354,7 @@ pub fn link(session: &Session, json: bool, command: LinkCommand) -> Result<()> {
             follow,
         } => {
             let password = if password {
-                Some(super::password::read_secret_line(
+                Some(crate::client::account::password::read_secret_line(
                     "IBACKUP_LINK_PASSWORD",
                     "Password visitors must give: ",
                 )?)
@@ -386,7 +386,7 @@ pub fn link(session: &Session, json: bool, command: LinkCommand) -> Result<()> {
                     },
                     created
                         .expires_at
-                        .map(|at| format!(", until {}", super::cli_account::date(at)))
+                        .map(|at| format!(", until {}", super::account::date(at)))
                         .unwrap_or_default()
                 );
             }
@@ -409,7 +409,7 @@ pub fn link(session: &Session, json: bool, command: LinkCommand) -> Result<()> {
                     format!("{}:{}", view.library, view.path),
                     view.snapshot.as_deref().unwrap_or("newest"),
                     view.expires_at
-                        .map(super::cli_account::date)
+                        .map(super::account::date)
                         .unwrap_or_else(|| "never".into()),
                     if view.password { "yes" } else { "no" }
                 );

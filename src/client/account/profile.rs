@@ -6,13 +6,10 @@ use std::io::{BufRead, IsTerminal};
 
 use zeroize::Zeroizing;
 
-use super::account::{connect, derive_existing, new_login, save_session};
-use super::config::{Paths, SessionFile};
+use super::login::{connect, derive_existing, new_login, save_session};
 use super::password::{
     prompt_hidden, prompt_line, read_new_password, read_password, read_secret_line, Purpose,
 };
-use super::session::Session;
-use super::{client_label, ClientError, Result};
 use crate::api::account::{
     AccountExport, AddCardRequest, CardSummary, ChangePlanRequest, ChangePlanResponse,
     ConsentRequest, DeleteAccountRequest, FeedbackRequest, InvoiceList, PasswordChangeRequest,
@@ -21,6 +18,9 @@ use crate::api::account::{
 };
 use crate::api::routes;
 use crate::api::types::{AccountInfo, SessionResponse};
+use crate::client::config::{Paths, SessionFile};
+use crate::client::session::Session;
+use crate::client::{client_label, ClientError, Result};
 use crate::crypto::{AccountKeyPair, SymmetricKey};
 
 pub fn show(session: &Session) -> Result<AccountInfo> {
@@ -346,7 +346,10 @@ pub fn delete(paths: &Paths, session: &Session, confirm: Option<String>) -> Resu
             ))
         }
     };
-    if super::mount::status(paths).iter().any(|m| m.running) {
+    if crate::client::mount::status(paths)
+        .iter()
+        .any(|m| m.running)
+    {
         return Err(ClientError::Usage(
             "unmount first (`ibackup umount`), so nothing is left uploading to an account \
              that is about to go; nothing was deleted"
@@ -370,7 +373,7 @@ pub fn delete(paths: &Paths, session: &Session, confirm: Option<String>) -> Resu
     )?;
     SessionFile::delete(paths)?;
     // The account's encrypted caches and write-back journal on this computer go too.
-    let local = super::mount::account_dir(paths, session);
+    let local = crate::client::mount::account_dir(paths, session);
     if let Err(e) = std::fs::remove_dir_all(&local) {
         if e.kind() != std::io::ErrorKind::NotFound {
             eprintln!(

@@ -7,9 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::client::journal::Op;
+use crate::client::mount::journal::Op;
+use crate::client::mount::vfs::nodes::content_sig;
 use crate::client::repo::trees::TreeWriter;
-use crate::client::vfs::nodes::content_sig;
 use crate::client::Result;
 use crate::crypto::ObjectKey;
 use crate::model::{ChunkRef, Entry, EntryKind, Tree};
@@ -86,7 +86,7 @@ impl EditDir {
                 return Ok(None);
             }
             None if create => {
-                let now = crate::client::vfs::now_ns();
+                let now = crate::client::mount::vfs::now_ns();
                 Some(EditDir {
                     meta: dir_entry(name, 0o755, 0, 0, now),
                     items: BTreeMap::new(),
@@ -112,7 +112,7 @@ impl EditTree {
     pub fn new(writer: &mut TreeWriter<'_>, root: Option<ObjectKey>, author: &str) -> Result<Self> {
         let mut meta = dir_entry(b"", 0o755, 0, 0, 0);
         meta.subtree = root;
-        let stamp = crate::model::snapshot::format_time_ns(crate::client::vfs::now_ns());
+        let stamp = crate::model::snapshot::format_time_ns(crate::client::mount::vfs::now_ns());
         let suffix = format!(
             " (conflict {author} {} {}{})",
             &stamp[..10],

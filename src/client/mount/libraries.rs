@@ -1,0 +1,89 @@
+//! The libraries a mount shows, kept in line with what the server lists.
+
+use std::sync::Mutex;
+
+use super::vfs::{MountedLibrary, Vfs};
+use crate::api::types::Permission;
+use crate::client::repo::Repo;
+use crate::client::session::{OpenLibrary, Session};
+use crate::client::store::Store;
+use crate::client::Result;
+
+/// A library as a mount shows it, with its head's root tree; `--read-only` shows every
+/// library as if shared read-only.
+pub(super) fn mounted_library(
+    session: &Session,
+    mut library: OpenLibrary,
+    read_only: bool,
+) -> Result<MountedLibrary> {
+    if read_only {
+        library.info.permission = Permission::Read;
+    }
+    let head = match library.info.head {
+        Some(head) => {
+            let store = Store::new(&session.remote, &library);
+            Some((head, store.load_snapshot(&head)?.tree))
+        }
+        None => None,
+    };
+    Ok(MountedLibrary {
+        display: library.display(),
+        library,
+        head,
+    })
+}
+
+/// Brings the mounted libraries in line with what the server lists now: libraries shared
+/// since appear, unshared or deleted ones disappear, and rotated keys or changed
+/// permissions are taken (a removed member's next upload would be refused otherwise).
+pub fn refresh_libraries(vfs: &Mutex<Vfs>, session: &Session, read_only: bool) -> Result<()> {
+    let listed = session.libraries()?;
+    let shown: Vec<(usize, String, u32, Permission, bool)> = {
+        let vfs = vfs.lock().unwrap_or_else(|p| p.into_inner());
+        vfs.libraries
+            .iter()
+            .enumerate()
+            .map(|(index, view)| {
+                let info = &view.library.info;
+                (
+                    index,
+                    info.id.clone(),
+                    info.grant_epoch,
+                    info.permission,
+                    view.gone,
+                )
+            })
+            .collect()
+    };
+    for (index, id, _, _, gone) in &shown {
+        if !gone && !listed.iter().any(|l| &l.info.id == id) {
+            vfs.lock().unwrap_or_else(|p| p.into_inner()).detach(*index);
+        }
+    }
+    for library in listed {
+        let library = crate::client::sharing::rotate_if_asked(session, library)?;
+        let current = shown
+            .iter()
+            .find(|(_, id, _, _, gone)| *id == library.info.id && !gone);
+        match current {
+            None => {
+                let mounted = mounted_library(session, library, read_only)?;
+                vfs.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .attach(mounted);
+            }
+            Some((index, _, epoch, permission, _)) => {
+                let mut library = library;
+                if read_only {
+                    library.info.permission = Permission::Read;
+                }
+                if *epoch != library.info.grant_epoch || *permission != library.info.permission {
+                    vfs.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .update_library(*index, library);
+                }
+            }
+        }
+    }
+    Ok(())
+}

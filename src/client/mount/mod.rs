@@ -1,0 +1,179 @@
+//! `ibackup mount`, `umount` and `status`.
+//!
+//! `mount` checks what it needs (FUSE, a free mount point, a session), then runs the mount
+//! in a background process of its own and returns once the mount is ready (`--foreground`
+//! stays attached). The mount process writes its state (pending uploads, last error) to a
+//! small file under the cache directory, which `status` and `umount` read.
+//! On SIGTERM (and `umount`, and `fusermount3 -u`) it uploads what is pending, then ends;
+//! on SIGUSR1 (`umount --no-wait`) it unmounts at once and leaves the queue for next time.
+
+mod cache;
+mod diskcache;
+mod fuse;
+mod iomode;
+mod journal;
+mod libraries;
+mod records;
+mod run;
+mod spin;
+pub mod vfs;
+mod writeback;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::config::Paths;
+use crate::client::session::Session;
+use crate::client::{ClientError, Result};
+use crate::units::parse_size;
+pub use records::{is_mounted, status, umount, MountRecord};
+
+fn size_arg(text: &str) -> std::result::Result<u64, String> {
+    parse_size(text)
+}
+
+/// Options of `ibackup mount` (flags, or fields of a config file).
+#[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
+pub struct MountOptions {
+    /// Where to mount (default: ~/ibackup, created if missing).
+    pub mountpoint: Option<PathBuf>,
+    /// Stay attached instead of running in the background.
+    #[arg(long)]
+    pub foreground: bool,
+    /// Disk cache of fetched (encrypted) blobs.
+    #[arg(long, default_value = "10GiB", value_parser = size_arg)]
+    pub cache_size: u64,
+    /// Memory cache of decrypted chunks.
+    #[arg(long, default_value = "128MiB", value_parser = size_arg)]
+    pub memory_cache: u64,
+    /// Seconds of quiet before changes are uploaded.
+    #[arg(long, default_value_t = 2.0)]
+    pub write_back_delay: f64,
+    /// Show everything read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Seconds between checks for changes other clients made.
+    #[arg(long, default_value_t = 30.0)]
+    pub poll_interval: f64,
+}
+
+fn default_mountpoint() -> Result<PathBuf> {
+    std::env::var_os("HOME")
+        .map(|home| PathBuf::from(home).join("ibackup"))
+        .ok_or_else(|| ClientError::Usage("HOME is not set; name the mount point".into()))
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+/// Checks FUSE and the mount point; returns the mount point's canonical path.
+fn preflight(mountpoint: Option<&Path>) -> Result<PathBuf> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err(ClientError::Usage(
+            "FUSE is not available: /dev/fuse is missing; load the fuse module (modprobe fuse) \
+             or, in a container, pass the device through"
+                .into(),
+        ));
+    }
+    if !on_path("fusermount3") {
+        return Err(ClientError::Usage(
+            "fusermount3 was not found; install FUSE 3 (e.g. `apt-get install fuse3`)".into(),
+        ));
+    }
+    let mountpoint = match mountpoint {
+        Some(path) => path.to_owned(),
+        None => default_mountpoint()?,
+    };
+    std::fs::create_dir_all(&mountpoint).map_err(ClientError::io(&mountpoint))?;
+    let mountpoint = std::fs::canonicalize(&mountpoint).map_err(ClientError::io(&mountpoint))?;
+    if is_mounted(&mountpoint) {
+        return Err(ClientError::Usage(format!(
+            "{} is busy: something is already mounted there; `ibackup umount {}` first",
+            mountpoint.display(),
+            mountpoint.display()
+        )));
+    }
+    Ok(mountpoint)
+}
+
+pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
+    let mountpoint = preflight(options.mountpoint.as_deref())?;
+    Session::load(paths)?;
+    if options.foreground {
+        run::run_foreground(paths, options, &mountpoint)?;
+        return Ok(mountpoint);
+    }
+    // Run the mount in a process of its own and wait until it is ready.
+    std::fs::create_dir_all(&paths.cache_dir).map_err(ClientError::io(&paths.cache_dir))?;
+    let log_path = paths.cache_dir.join("mount.log");
+    // Appended to, so one mount's messages survive the next; started afresh past 1 MiB.
+    let too_big = std::fs::metadata(&log_path)
+        .map(|m| m.len() > 1 << 20)
+        .unwrap_or(false);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(!too_big)
+        .write(true)
+        .truncate(too_big)
+        .open(&log_path)
+        .map_err(ClientError::io(&log_path))?;
+    let log_start = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+    let exe = std::env::current_exe().map_err(ClientError::io("current executable"))?;
+    let mut command = std::process::Command::new(exe);
+    command
+        .arg("mount")
+        .arg(&mountpoint)
+        .arg("--foreground")
+        .args(["--cache-size", &options.cache_size.to_string()])
+        .args(["--memory-cache", &options.memory_cache.to_string()])
+        .args(["--write-back-delay", &options.write_back_delay.to_string()])
+        .args(["--poll-interval", &options.poll_interval.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(ClientError::io(&log_path))?)
+        .stderr(log);
+    if options.read_only {
+        command.arg("--read-only");
+    }
+    use std::os::unix::process::CommandExt;
+    command.process_group(0);
+    let mut child = command.spawn().map_err(ClientError::io("ibackup mount"))?;
+    let started = Instant::now();
+    loop {
+        if is_mounted(&mountpoint) {
+            return Ok(mountpoint);
+        }
+        if let Ok(Some(_)) = child.try_wait() {
+            let log = std::fs::read(&log_path).unwrap_or_default();
+            let log = String::from_utf8_lossy(log.get(log_start as usize..).unwrap_or_default());
+            let reason = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no reason given");
+            return Err(ClientError::State(format!(
+                "the mount failed: {}",
+                reason.trim_start_matches("ibackup: ")
+            )));
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            let _ = child.kill();
+            return Err(ClientError::State(format!(
+                "the mount did not become ready in 2 minutes; see {}",
+                log_path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// This computer's caches and write-back journal for the logged-in account.
+pub fn account_dir(paths: &Paths, session: &Session) -> PathBuf {
+    let key =
+        blake3::hash(format!("{}\n{}", session.remote.base(), session.email).as_bytes()).to_hex();
+    paths.cache_dir.join(&key[..16])
+}

@@ -1,0 +1,261 @@
+//! The mount process itself: the FUSE session, the uploader, the poller, and the drain
+//! at unmount.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::cache::Fetcher;
+use super::diskcache::DiskCache;
+use super::fuse::FuseFs;
+use super::journal::Journal;
+use super::libraries::{mounted_library, refresh_libraries};
+use super::records::{record_path, records_dir, write_record, MountRecord};
+use super::spin::Spinner;
+use super::vfs::Vfs;
+use super::writeback::{UploadStatus, Uploader};
+use super::{account_dir, MountOptions};
+use crate::client::config::Paths;
+use crate::client::session::Session;
+use crate::client::{ClientError, Result};
+use crate::units::{count, format_size};
+
+/// Mounts. If the kernel agreed to passthrough but then refuses to register a file for
+/// this process, unmounts and mounts again without it, with the writeback cache: the
+/// choice is made at `init`, before a registration can be tried (DECISIONS 38).
+fn start_session(
+    make_fs: impl Fn() -> FuseFs,
+    passthrough: &AtomicBool,
+    mountpoint: &Path,
+    config: &fuser::Config,
+    probe: &Path,
+) -> std::io::Result<fuser::Session<FuseFs>> {
+    let session = fuser::Session::new(make_fs(), mountpoint, config)?;
+    if !passthrough.load(Ordering::Relaxed) {
+        return Ok(session);
+    }
+    // The probe's registration stays open (fuser has no safe way to close an id it did not
+    // make): the kernel holds the empty probe file until unmount.
+    let registered =
+        std::fs::File::create(probe).and_then(|file| fuser::BackingId::create_raw(&session, &file));
+    match registered {
+        Ok(_) => Ok(session),
+        Err(e) => {
+            eprintln!("warning: FUSE passthrough refused ({e}); mounting without it");
+            drop(session);
+            passthrough.store(false, Ordering::Relaxed);
+            fuser::Session::new(make_fs(), mountpoint, config)
+        }
+    }
+}
+
+pub(super) fn run_foreground(
+    paths: &Paths,
+    options: &MountOptions,
+    mountpoint: &Path,
+) -> Result<()> {
+    let session = Session::load(paths)?;
+    let account_dir = account_dir(paths, &session);
+    let mut mounted = Vec::new();
+    for library in session.libraries()? {
+        mounted.push(mounted_library(&session, library, options.read_only)?);
+    }
+    let account = session
+        .remote
+        .get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)?;
+    let space = Arc::new(Mutex::new((account.quota_bytes, account.used_bytes)));
+    let remote = Arc::new(session.remote.clone());
+    let signed_in = Arc::new(session);
+    let blobs = account_dir.join("blobs");
+    let disk = DiskCache::open(&blobs, options.cache_size).map_err(ClientError::io(&blobs))?;
+    let fetcher = Arc::new(Fetcher::new(remote.clone(), disk, options.memory_cache));
+    let writeback_dir = account_dir.join("writeback");
+    crate::fsutil::create_private_dir(&writeback_dir).map_err(ClientError::io(&writeback_dir))?;
+    let journal_path = writeback_dir.join("journal.db");
+    let journal =
+        Arc::new(Journal::open(&journal_path).map_err(|e| ClientError::State(e.to_string()))?);
+    let stage_dir = writeback_dir.join("staging");
+    let meta = std::fs::metadata("/proc/self").map_err(ClientError::io("/proc/self"))?;
+    use std::os::unix::fs::MetadataExt;
+    let vfs = Vfs::new(
+        mounted,
+        fetcher,
+        (meta.uid(), meta.gid()),
+        stage_dir.clone(),
+        journal.clone(),
+    );
+    let vfs = Arc::new(Mutex::new(vfs));
+    let status = Arc::new(Mutex::new(UploadStatus::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let hurry = Arc::new(AtomicBool::new(false));
+    let uploader = Arc::new(Uploader {
+        vfs: vfs.clone(),
+        journal: journal.clone(),
+        remote: remote.clone(),
+        delay: Duration::from_secs_f64(options.write_back_delay.max(0.0)),
+        stage_dir,
+        status: status.clone(),
+        hurry: hurry.clone(),
+        stop: stop.clone(),
+        prepared: Mutex::new(HashMap::new()),
+        account: signed_in.clone(),
+        refresh_keys: Arc::new(AtomicBool::new(false)),
+    });
+    // Changes a previous mount left behind go up first, so the tree shows them.
+    if journal.counts().map(|c| c.0).unwrap_or(0) > 0 {
+        eprintln!("uploading changes left by the previous mount");
+        if let Err(e) = uploader
+            .upload_all()
+            .and_then(|()| uploader.show_committed_heads())
+        {
+            eprintln!("warning: {e}; they stay queued and will be retried");
+        }
+    }
+
+    let mut mount_config = fuser::Config::default();
+    mount_config.mount_options = vec![
+        fuser::MountOption::FSName("ibackup".into()),
+        fuser::MountOption::Subtype("ibackup".into()),
+        fuser::MountOption::NoAtime,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+    ];
+    let spinner = Arc::new(OnceLock::new());
+    let passthrough = Arc::new(AtomicBool::new(super::fuse::may_pass_through()));
+    let make_fs = || FuseFs {
+        vfs: vfs.clone(),
+        space: space.clone(),
+        spinner: spinner.clone(),
+        passthrough: passthrough.clone(),
+        io: Mutex::new(Default::default()),
+    };
+    let probe = writeback_dir.join("passthrough-probe");
+    let session = start_session(make_fs, &passthrough, mountpoint, &mount_config, &probe)
+        .and_then(|session| {
+            let fd = session.as_fd().try_clone_to_owned()?;
+            if let Some(started) = Spinner::start(fd) {
+                let _ = spinner.set(started);
+            }
+            session.spawn()
+        })
+        .map_err(|e| {
+            ClientError::State(format!("cannot mount at {}: {e}", mountpoint.display()))
+        })?;
+    println!("mounted at {}", mountpoint.display());
+    let _ = std::io::stdout().flush();
+
+    let terminate = Arc::new(AtomicBool::new(false));
+    let no_wait = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+    ] {
+        let _ = signal_hook::flag::register(signal, terminate.clone());
+    }
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, no_wait.clone());
+
+    let upload_thread = {
+        let uploader = uploader.clone();
+        std::thread::spawn(move || uploader.run())
+    };
+    let poll_thread = {
+        let (uploader, stop, space, remote, account) = (
+            uploader.clone(),
+            stop.clone(),
+            space.clone(),
+            remote.clone(),
+            signed_in.clone(),
+        );
+        let read_only = options.read_only;
+        let interval = Duration::from_secs_f64(options.poll_interval.max(0.5));
+        let holder = hex::encode(rand::random::<[u8; 16]>());
+        let hold_ttl = (interval * 3).max(Duration::from_secs(60));
+        std::thread::spawn(move || {
+            let mut last = Instant::now();
+            let mut holding = std::collections::HashSet::new();
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(200));
+                if last.elapsed() >= interval || uploader.refresh_keys.swap(false, Ordering::SeqCst)
+                {
+                    last = Instant::now();
+                    if let Err(e) = refresh_libraries(&uploader.vfs, &account, read_only) {
+                        tracing::debug!("library list not refreshed: {e}");
+                    }
+                    if let Err(e) = uploader.set_aside_gone() {
+                        tracing::warn!("changes to an unshared library not set aside: {e}");
+                    }
+                    if let Err(e) = uploader.send_holds(&holder, hold_ttl, &mut holding) {
+                        tracing::debug!("snapshots in use not held: {e}");
+                    }
+                    let _ = uploader.poll_heads();
+                    if let Ok(account) =
+                        remote.get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)
+                    {
+                        *space.lock().unwrap_or_else(|p| p.into_inner()) =
+                            (account.quota_bytes, account.used_bytes);
+                    }
+                }
+            }
+        })
+    };
+
+    let record_file = record_path(paths, mountpoint);
+    let _ = std::fs::create_dir_all(records_dir(paths));
+    let publish = |running: bool| {
+        let record = MountRecord {
+            mountpoint: mountpoint.to_owned(),
+            pid: std::process::id(),
+            running,
+            uploads: status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            journal: Some(journal_path.clone()),
+            passthrough: passthrough.load(Ordering::Relaxed),
+        };
+        write_record(&record_file, &record);
+    };
+    let mut draining = false;
+    loop {
+        publish(true);
+        std::thread::sleep(Duration::from_millis(100));
+        if no_wait.load(Ordering::SeqCst) {
+            break;
+        }
+        if terminate.load(Ordering::SeqCst) || session.guard.is_finished() {
+            if !draining {
+                draining = true;
+                hurry.store(true, Ordering::SeqCst);
+            }
+            let pending = journal.counts().map(|c| c.0).unwrap_or(0);
+            let open = !vfs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .handles
+                .is_empty();
+            if pending == 0 && (!open || session.guard.is_finished()) {
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    drop(session);
+    let _ = upload_thread.join();
+    let _ = poll_thread.join();
+    uploader.refresh_status();
+    publish(false);
+    let left = status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if left.pending_operations > 0 {
+        eprintln!(
+            "unmounted {}; {} ({}) stay queued for the next mount",
+            mountpoint.display(),
+            count(left.pending_files, "file"),
+            format_size(left.pending_bytes)
+        );
+    } else {
+        eprintln!("unmounted {}; everything is uploaded", mountpoint.display());
+    }
+    Ok(())
+}
