@@ -8,6 +8,7 @@ mod integrity;
 mod links;
 mod mail;
 mod mount;
+mod mount_posix;
 mod mount_sharing;
 mod privacy;
 mod profile;

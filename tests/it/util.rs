@@ -79,6 +79,24 @@ impl TestServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open, and nothing is answered until
+    /// [`TestServer::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Stops the server and hands back its data directory.
     pub fn stop(mut self) -> TempDir {
         let _ = self.child.kill();

@@ -10,12 +10,13 @@ use bytes::Bytes;
 use lru::LruCache;
 
 use super::diskcache::DiskCache;
+use super::vfs::objects::Objects;
 use crate::client::remote::Remote;
 use crate::client::session::OpenLibrary;
 use crate::client::store::Store;
 use crate::client::Result;
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};
-use crate::model::Tree;
+use crate::model::Snapshot;
 
 type Key = (String, ObjectId);
 
@@ -69,10 +70,6 @@ impl Fetcher {
             in_flight: Mutex::new(HashSet::new()),
             landed: Condvar::new(),
         }
-    }
-
-    pub fn remote(&self) -> &Remote {
-        &self.remote
     }
 
     pub fn is_cached(&self, library: &OpenLibrary, id: &ObjectId) -> bool {
@@ -224,15 +221,10 @@ impl Fetcher {
         plain
     }
 
-    pub fn tree(&self, library: &OpenLibrary, key: &ObjectKey) -> Result<Tree> {
-        let plain = self.get(library, BlobKind::Tree, std::slice::from_ref(key))?;
-        Ok(Tree::decode(&plain[0])?)
-    }
-
     /// Fetches chunks in the background so a sequential reader finds them ready, `per_request`
     /// chunks to a request, the requests in parallel.
-    pub fn prefetch(
-        self: &Arc<Self>,
+    fn prefetch_chunks(
+        self: Arc<Self>,
         library: &Arc<OpenLibrary>,
         keys: Vec<ObjectKey>,
         per_request: usize,
@@ -261,5 +253,33 @@ impl Fetcher {
                 fetcher.landed.notify_all();
             });
         }
+    }
+}
+
+impl Objects for Fetcher {
+    fn get(&self, library: &OpenLibrary, kind: BlobKind, keys: &[ObjectKey]) -> Result<Vec<Bytes>> {
+        Fetcher::get(self, library, kind, keys)
+    }
+
+    fn at_hand(&self, library: &OpenLibrary, keys: &[ObjectKey]) -> bool {
+        keys.iter().all(|key| self.is_cached(library, &key.id()))
+    }
+
+    fn prefetch(
+        self: Arc<Self>,
+        library: &Arc<OpenLibrary>,
+        keys: Vec<ObjectKey>,
+        per_request: usize,
+    ) {
+        self.prefetch_chunks(library, keys, per_request)
+    }
+
+    fn snapshot_ids(&self, library: &OpenLibrary) -> Result<Vec<ObjectId>> {
+        let store = Store::new(&self.remote, library);
+        Ok(store.snapshots()?.iter().map(|r| r.id).collect())
+    }
+
+    fn load_snapshots(&self, library: &OpenLibrary, ids: &[ObjectId]) -> Result<Vec<Snapshot>> {
+        Store::new(&self.remote, library).load_snapshots(ids)
     }
 }

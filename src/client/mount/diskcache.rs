@@ -224,6 +224,8 @@ impl DiskCache {
         }
     }
 
+    /// Bytes held now (the tests check eviction with it).
+    #[cfg(test)]
     pub fn used(&self) -> u64 {
         self.lock().used
     }

@@ -18,6 +18,7 @@ use fuser::{
 use super::iomode::{Choice, IoModes};
 use super::spin::Spinner;
 use super::vfs::{Caller, Opened, Stat, Vfs, VfsError};
+use super::workers::Workers;
 use crate::model::EntryKind;
 
 /// Whether the caller may keep set-ID bits through a truncation (the kernel asks for
@@ -30,6 +31,10 @@ fn keeps_setid(req: &Request) -> bool {
 /// clients), snapshots never do.
 const LIVE_TTL: Duration = Duration::from_secs(1);
 const SNAPSHOT_TTL: Duration = Duration::from_secs(3600);
+
+/// Threads answering reads that wait on the network, and so the most such reads the kernel
+/// keeps in flight.
+pub const READ_WORKERS: usize = 32;
 
 /// The one place errors become errno values.
 pub fn errno(error: &VfsError) -> Errno {
@@ -69,6 +74,8 @@ pub struct FuseFs {
     /// at `init` when [`may_pass_through`], and turned off if registering a file fails.
     pub passthrough: Arc<AtomicBool>,
     pub io: Mutex<IoModes<BackingId>>,
+    /// Answer reads that wait on the network.
+    pub workers: Arc<Workers>,
 }
 
 /// Whether this process may have the kernel pass files through: that takes
@@ -210,6 +217,9 @@ impl Filesystem for FuseFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_write(1 << 20);
+        // Cold reads of several files (and read-ahead) in flight at once, up to the workers.
+        let _ = config.set_max_background(READ_WORKERS as u16);
+        let _ = config.set_congestion_threshold((READ_WORKERS * 3 / 4) as u16);
         // O_TRUNC reaches `open`, so overwriting a file never downloads it first.
         let _ = config.add_capabilities(InitFlags::FUSE_ATOMIC_O_TRUNC);
         let pass = self.passthrough.load(Ordering::Relaxed)
@@ -339,16 +349,18 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let mut vfs = self.lock();
-        match vfs.read(fh.0, offset, size as usize) {
-            Ok(data) => reply.data(&data),
-            Err(e) => {
-                if matches!(e, VfsError::Remote(_)) {
-                    tracing::warn!("cannot read {}: {e}", vfs.mount_path(ino.into()));
-                }
-                reply.error(errno(&e))
-            }
+        // Planned under the lock, read without it; a read that waits on the network is
+        // answered by a worker, so this thread goes back to the kernel at once.
+        let pending = match self.lock().start_read(fh.0, offset, size as usize) {
+            Ok(pending) => pending,
+            Err(e) => return reply.error(errno(&e)),
+        };
+        if pending.at_hand() {
+            return answer_read(reply, pending.finish(), &self.vfs, ino.0);
         }
+        let vfs = self.vfs.clone();
+        self.workers
+            .run(move || answer_read(reply, pending.finish(), &vfs, ino.0));
     }
 
     fn release(
@@ -664,6 +676,19 @@ impl Filesystem for FuseFs {
             255,
             BLOCK as u32,
         );
+    }
+}
+
+fn answer_read(reply: ReplyData, read: Result<bytes::Bytes, VfsError>, vfs: &Mutex<Vfs>, ino: u64) {
+    match read {
+        Ok(data) => reply.data(&data),
+        Err(e) => {
+            if matches!(e, VfsError::Remote(_)) {
+                let vfs = vfs.lock().unwrap_or_else(|p| p.into_inner());
+                tracing::warn!("cannot read {}: {e}", vfs.mount_path(ino));
+            }
+            reply.error(errno(&e))
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod records;
 mod run;
 mod spin;
 pub mod vfs;
+mod workers;
 mod writeback;
 
 use std::path::{Path, PathBuf};

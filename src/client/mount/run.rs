@@ -11,18 +11,23 @@ use std::time::{Duration, Instant};
 
 use super::cache::Fetcher;
 use super::diskcache::DiskCache;
-use super::fuse::FuseFs;
+use super::fuse::{FuseFs, READ_WORKERS};
 use super::journal::Journal;
 use super::libraries::{mounted_library, refresh_libraries};
 use super::records::{record_path, records_dir, write_record, MountRecord};
 use super::spin::Spinner;
 use super::vfs::Vfs;
+use super::workers::Workers;
 use super::writeback::{UploadStatus, Uploader};
 use super::{account_dir, MountOptions};
 use crate::client::config::Paths;
 use crate::client::session::Session;
 use crate::client::{ClientError, Result};
 use crate::units::{count, format_size};
+
+/// Threads reading kernel requests. Requests mostly wait (on the network, the disk, or the
+/// file-system lock), so more threads than CPUs pay.
+const FUSE_THREADS: usize = 4;
 
 /// Mounts. If the kernel agreed to passthrough but then refuses to register a file for
 /// this process, unmounts and mounts again without it, with the writeback cache: the
@@ -124,14 +129,21 @@ pub(super) fn run_foreground(
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
     ];
+    // Several loop threads, each with a descriptor of its own: a request that waits (a cold
+    // read, an upload's flush) holds up no other. Only the first descriptor is switched to
+    // polling (see `Spinner`), so the others sleep until a request comes.
+    mount_config.n_threads = Some(FUSE_THREADS);
+    mount_config.clone_fd = true;
     let spinner = Arc::new(OnceLock::new());
     let passthrough = Arc::new(AtomicBool::new(super::fuse::may_pass_through()));
+    let workers = Arc::new(Workers::start(READ_WORKERS));
     let make_fs = || FuseFs {
         vfs: vfs.clone(),
         space: space.clone(),
         spinner: spinner.clone(),
         passthrough: passthrough.clone(),
         io: Mutex::new(Default::default()),
+        workers: workers.clone(),
     };
     let probe = writeback_dir.join("passthrough-probe");
     let session = start_session(make_fs, &passthrough, mountpoint, &mount_config, &probe)

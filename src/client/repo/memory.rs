@@ -17,6 +17,8 @@ pub struct MemoryRepo {
     keys: LibraryKeys,
     blobs: Mutex<HashMap<ObjectId, Vec<u8>>>,
     head: Mutex<Option<ObjectId>>,
+    /// Every head set, oldest first: the library's snapshots.
+    history: Mutex<Vec<ObjectId>>,
 }
 
 impl Default for MemoryRepo {
@@ -26,11 +28,20 @@ impl Default for MemoryRepo {
             keys: LibraryKeys::generate(),
             blobs: Mutex::default(),
             head: Mutex::default(),
+            history: Mutex::default(),
         }
     }
 }
 
 impl MemoryRepo {
+    /// The snapshots committed, oldest first.
+    pub fn history(&self) -> Vec<ObjectId> {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn blob(&self, id: &ObjectId) -> Result<BytesMut> {
         let blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
         let blob = blobs.get(id).ok_or_else(|| {
@@ -93,6 +104,10 @@ impl Repo for MemoryRepo {
             return Ok(Err(*head));
         }
         *head = Some(new);
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(new);
         Ok(Ok(()))
     }
 

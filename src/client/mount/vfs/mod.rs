@@ -8,7 +8,9 @@
 //! mounted; directories load lazily, and snapshot listings are taken once per open, so
 //! readdir offsets survive changes made meanwhile.
 
+mod commit;
 pub mod nodes;
+pub mod objects;
 mod passthrough;
 mod read;
 pub mod snapshots;
@@ -20,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use self::nodes::{Attr, Body, Ino, Node, Nodes, Place, ROOT};
-use super::cache::Fetcher;
+use self::objects::Objects;
 use crate::client::session::OpenLibrary;
 use crate::client::ClientError;
 use crate::crypto::{ObjectId, ObjectKey};
@@ -99,7 +101,7 @@ pub struct Stat {
 pub struct Vfs {
     pub(crate) nodes: Nodes,
     pub(crate) libraries: Vec<LibraryView>,
-    pub(crate) fetcher: Arc<Fetcher>,
+    pub(crate) objects: Arc<dyn Objects>,
     pub(crate) handles: HashMap<u64, Handle>,
     next_handle: u64,
     /// Listings taken at opendir, by handle.
@@ -160,7 +162,7 @@ pub const SNAPSHOTS_DIR: &[u8] = b"snapshots";
 impl Vfs {
     pub fn new(
         libraries: Vec<MountedLibrary>,
-        fetcher: Arc<Fetcher>,
+        objects: Arc<dyn Objects>,
         owner: (u32, u32),
         stage_dir: std::path::PathBuf,
         journal: Arc<super::journal::Journal>,
@@ -183,7 +185,7 @@ impl Vfs {
         let mut vfs = Vfs {
             nodes,
             libraries: Vec::new(),
-            fetcher,
+            objects,
             handles: HashMap::new(),
             next_handle: 1,
             listings: HashMap::new(),
@@ -373,7 +375,7 @@ impl Vfs {
         let loaded = match (place, tree) {
             (Place::Live(lib) | Place::Snapshot(lib), Some(tree)) => {
                 let library = self.libraries[lib].library.clone();
-                let tree = self.fetcher.tree(&library, &tree)?;
+                let tree = self.objects.tree(&library, &tree)?;
                 tree.entries
                     .iter()
                     .map(|entry| {

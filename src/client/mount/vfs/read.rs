@@ -9,8 +9,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::nodes::{Body, Ino, Place};
+use super::objects::Objects;
 use super::{Vfs, VfsError, VfsResult};
+use crate::client::session::OpenLibrary;
 use crate::crypto::BlobKind;
+use crate::crypto::ObjectKey;
 use crate::model::ChunkRef;
 
 /// Chunks fetched ahead of a sequential reader.
@@ -39,6 +42,78 @@ pub enum Handle {
         /// The kernel reads and writes the stage file itself (see `passthrough`).
         passthrough: bool,
     },
+}
+
+/// A read whose source is known, to be carried out without the file-system lock.
+pub enum PendingRead {
+    Done(Bytes),
+    /// From a staged local file.
+    Stage {
+        file: Arc<File>,
+        offset: u64,
+        size: usize,
+    },
+    /// From committed chunks: each chunk's key and the byte range of it wanted.
+    Chunks {
+        objects: Arc<dyn Objects>,
+        library: Arc<OpenLibrary>,
+        pieces: Vec<(ObjectKey, usize, usize)>,
+    },
+}
+
+impl PendingRead {
+    /// Whether `finish` can answer without waiting on the network.
+    pub fn at_hand(&self) -> bool {
+        match self {
+            PendingRead::Done(_) | PendingRead::Stage { .. } => true,
+            PendingRead::Chunks {
+                objects,
+                library,
+                pieces,
+            } => {
+                let keys: Vec<ObjectKey> = pieces.iter().map(|(key, _, _)| *key).collect();
+                objects.at_hand(library, &keys)
+            }
+        }
+    }
+
+    pub fn finish(self) -> VfsResult<Bytes> {
+        match self {
+            PendingRead::Done(bytes) => Ok(bytes),
+            PendingRead::Stage { file, offset, size } => {
+                let mut buf = vec![0u8; size];
+                let mut filled = 0;
+                while filled < size {
+                    let n = file.read_at(&mut buf[filled..], offset + filled as u64)?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                buf.truncate(filled);
+                Ok(Bytes::from(buf))
+            }
+            PendingRead::Chunks {
+                objects,
+                library,
+                pieces,
+            } => {
+                let keys: Vec<ObjectKey> = pieces.iter().map(|(key, _, _)| *key).collect();
+                let plains = objects.get(&library, BlobKind::Chunk, &keys)?;
+                let mut slices = Vec::with_capacity(pieces.len());
+                for ((_, from, to), plain) in pieces.iter().zip(plains) {
+                    if *to > plain.len() || from > to {
+                        return Err(VfsError::Invalid("chunk shorter than recorded"));
+                    }
+                    slices.push(plain.slice(*from..*to));
+                }
+                Ok(match <[Bytes; 1]>::try_from(slices) {
+                    Ok([piece]) => piece,
+                    Err(slices) => Bytes::from(slices.concat()),
+                })
+            }
+        }
+    }
 }
 
 /// What `open` answers: the handle, whether the kernel may keep cached pages, and the
@@ -107,22 +182,21 @@ impl Vfs {
     /// Up to `size` bytes at `offset`. A read within one chunk is a slice of the cached
     /// plaintext, not a copy.
     pub fn read(&mut self, fh: u64, offset: u64, size: usize) -> VfsResult<Bytes> {
+        self.start_read(fh, offset, size)?.finish()
+    }
+
+    /// What a read of `size` bytes at `offset` needs, found under the file-system lock;
+    /// [`PendingRead::finish`] then reads it without the lock, so a read that waits on the
+    /// network or the disk holds up no other request.
+    pub fn start_read(&mut self, fh: u64, offset: u64, size: usize) -> VfsResult<PendingRead> {
         self.follow_stage(fh)?;
-        let fetcher = self.fetcher.clone();
+        let objects = self.objects.clone();
         match self.handles.get_mut(&fh).ok_or(VfsError::BadHandle)? {
-            Handle::Staged { file, .. } => {
-                let mut buf = vec![0u8; size];
-                let mut filled = 0;
-                while filled < size {
-                    let n = file.read_at(&mut buf[filled..], offset + filled as u64)?;
-                    if n == 0 {
-                        break;
-                    }
-                    filled += n;
-                }
-                buf.truncate(filled);
-                Ok(Bytes::from(buf))
-            }
+            Handle::Staged { file, .. } => Ok(PendingRead::Stage {
+                file: file.clone(),
+                offset,
+                size,
+            }),
             Handle::Chunks {
                 library,
                 chunks,
@@ -132,14 +206,14 @@ impl Vfs {
             } => {
                 let total = *offsets.last().expect("offsets start with 0");
                 if offset >= total || size == 0 {
-                    return Ok(Bytes::new());
+                    return Ok(PendingRead::Done(Bytes::new()));
                 }
                 let end = (offset + size as u64).min(total);
-                let library = &self.libraries[*library].library;
-                let mut index = offsets.partition_point(|&o| o <= offset) - 1;
+                let library = self.libraries[*library].library.clone();
+                let first = offsets.partition_point(|&o| o <= offset) - 1;
+                let after = offsets.partition_point(|&o| o < end);
                 // Ask for what follows before waiting on what is needed now.
                 if offset == *last_end || offset == 0 {
-                    let after = offsets.partition_point(|&o| o < end);
                     let ahead: Vec<_> = chunks
                         .iter()
                         .skip(after)
@@ -147,28 +221,20 @@ impl Vfs {
                         .map(|c| c.key)
                         .collect();
                     // Two chunks per request, so decryption overlaps the transfer.
-                    fetcher.prefetch(library, ahead, 2);
-                }
-                let mut pieces = Vec::with_capacity(1);
-                let mut position = offset;
-                while position < end {
-                    let chunk = &chunks[index];
-                    let plain = fetcher
-                        .get(library, BlobKind::Chunk, &[chunk.key])?
-                        .remove(0);
-                    let from = (position - offsets[index]) as usize;
-                    let to = ((end.min(offsets[index + 1])) - offsets[index]) as usize;
-                    if to > plain.len() || from > to {
-                        return Err(VfsError::Invalid("chunk shorter than recorded"));
-                    }
-                    position += (to - from) as u64;
-                    pieces.push(plain.slice(from..to));
-                    index += 1;
+                    objects.clone().prefetch(&library, ahead, 2);
                 }
                 *last_end = end;
-                Ok(match <[Bytes; 1]>::try_from(pieces) {
-                    Ok([piece]) => piece,
-                    Err(pieces) => Bytes::from(pieces.concat()),
+                let pieces = (first..after)
+                    .map(|index| {
+                        let from = offset.max(offsets[index]) - offsets[index];
+                        let to = end.min(offsets[index + 1]) - offsets[index];
+                        (chunks[index].key, from as usize, to as usize)
+                    })
+                    .collect();
+                Ok(PendingRead::Chunks {
+                    objects,
+                    library,
+                    pieces,
                 })
             }
         }
@@ -242,7 +308,7 @@ impl Vfs {
             }
         }
         let library = self.libraries[library].library.clone();
-        self.fetcher.prefetch(&library, ids, 64);
+        self.objects.clone().prefetch(&library, ids, 64);
     }
 
     /// Stages of files open for writing now (their content may still change).

@@ -156,10 +156,9 @@ impl Vfs {
             return Ok(BTreeMap::new());
         };
         let library = self.libraries[index].library.clone();
-        let store = crate::client::store::Store::new(self.fetcher.remote(), &library);
-        let ids: Vec<ObjectId> = store.snapshots()?.iter().map(|r| r.id).collect();
+        let ids = self.objects.snapshot_ids(&library)?;
         let unknown = self.unknown_snapshots(index, &ids);
-        let fetched = store.load_snapshots(&unknown)?;
+        let fetched = self.objects.load_snapshots(&library, &unknown)?;
         self.show_snapshots(index, &ids, unknown.into_iter().zip(fetched).collect());
         match &self.node(ino)?.body {
             Body::Dir {

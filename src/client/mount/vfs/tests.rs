@@ -1,15 +1,13 @@
-//! The filesystem model without a kernel or a server: a library with no snapshot yet, so
-//! every answer comes from the model and the journal it writes.
+//! The filesystem model without a kernel or a server: a library held in memory, reached
+//! through the object seam (`objects`), and the journal the model writes.
 
 use std::sync::Arc;
 
 use super::nodes::ROOT;
 use super::{Caller, MountedLibrary, Vfs, VfsError};
 use crate::api::types::{LibraryInfo, Permission};
-use crate::client::mount::cache::Fetcher;
-use crate::client::mount::diskcache::DiskCache;
 use crate::client::mount::journal::{Journal, Op};
-use crate::client::remote::{parse_server_url, Remote};
+use crate::client::repo::memory::MemoryRepo;
 use crate::client::session::OpenLibrary;
 use crate::crypto::LibraryKeys;
 use crate::model::EntryKind;
@@ -28,13 +26,38 @@ struct Fixture {
 
 fn fixture(permission: Permission) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    // Never contacted: an empty library needs no tree or chunk from the server.
-    let url = parse_server_url("http://127.0.0.1:9").unwrap();
-    let remote = Arc::new(Remote::new(&url, None, String::new()).unwrap());
-    let disk = DiskCache::open(&dir.path().join("blobs"), 1 << 20).unwrap();
-    let fetcher = Arc::new(Fetcher::new(remote, disk, 1 << 20));
+    // Never asked: an empty library needs no tree or chunk.
+    let objects = Arc::new(MemoryRepo::default());
     let journal = Arc::new(Journal::open(&dir.path().join("journal.db")).unwrap());
-    let info = LibraryInfo {
+    let info = library_info(permission);
+    let library = OpenLibrary {
+        info,
+        name: "Backups".into(),
+        keys: LibraryKeys::generate(),
+    };
+    let mounted = vec![MountedLibrary {
+        library,
+        display: "Backups".into(),
+        head: None,
+    }];
+    let mut vfs = Vfs::new(
+        mounted,
+        objects,
+        (1000, 1000),
+        dir.path().join("staging"),
+        journal.clone(),
+    );
+    let live = vfs.lookup(ROOT, b"Backups").unwrap().ino;
+    Fixture {
+        vfs,
+        journal,
+        live,
+        _dir: dir,
+    }
+}
+
+fn library_info(permission: Permission) -> LibraryInfo {
+    LibraryInfo {
         id: "0123456789abcdef0123456789abcdef".into(),
         name_sealed: Vec::new(),
         name_epoch: 1,
@@ -48,30 +71,6 @@ fn fixture(permission: Permission) -> Fixture {
         grant_epoch: 1,
         chain: Vec::new(),
         rotate: false,
-    };
-    let library = OpenLibrary {
-        info,
-        name: "Backups".into(),
-        keys: LibraryKeys::generate(),
-    };
-    let mounted = vec![MountedLibrary {
-        library,
-        display: "Backups".into(),
-        head: None,
-    }];
-    let mut vfs = Vfs::new(
-        mounted,
-        fetcher,
-        (1000, 1000),
-        dir.path().join("staging"),
-        journal.clone(),
-    );
-    let live = vfs.lookup(ROOT, b"Backups").unwrap().ino;
-    Fixture {
-        vfs,
-        journal,
-        live,
-        _dir: dir,
     }
 }
 
@@ -391,4 +390,124 @@ fn read_only_share_refuses_changes() {
         f.vfs.create(f.live, b"x", 0o644, ME),
         Err(VfsError::Access)
     ));
+}
+
+/// A library in memory with one snapshot holding `docs/hello.txt`, mounted through the
+/// object seam: the read path and the snapshot folders, with no server.
+#[test]
+fn committed_files_and_snapshot_folders_read_through_the_object_seam() {
+    use crate::client::repo::trees::TreeWriter;
+    use crate::client::repo::{Batch, Repo};
+    use crate::crypto::BlobKind;
+    use crate::model::{ChunkRef, Entry, Snapshot, SnapshotKind, Tree};
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Arc::new(MemoryRepo::default());
+    let text = b"hello through the seam";
+    let key = repo.keys().object_key(BlobKind::Chunk, text);
+    let mut batch = Batch::default();
+    batch.push(
+        crate::api::types::UploadObject {
+            id: key.id(),
+            kind: BlobKind::Chunk,
+            len: 0,
+            refs: Vec::new(),
+            snapshot: None,
+        },
+        repo.keys().seal_object(BlobKind::Chunk, &key, text),
+    );
+    repo.upload(batch).unwrap();
+    let entry = |name: &[u8], kind| Entry {
+        name: name.to_vec(),
+        kind,
+        mode: 0o644,
+        uid: 1000,
+        gid: 1000,
+        mtime_ns: 1_700_000_000_000_000_000,
+        size: 0,
+        inode: 0,
+        xattrs: Vec::new(),
+        chunks: Vec::new(),
+        target: None,
+        subtree: None,
+    };
+    let mut writer = TreeWriter::new(repo.as_ref(), Default::default());
+    let docs = writer.add(Tree::new(vec![Entry {
+        size: text.len() as u64,
+        chunks: vec![ChunkRef {
+            key,
+            len: text.len() as u32,
+        }],
+        ..entry(b"hello.txt", EntryKind::File)
+    }]));
+    let root = writer.add(Tree::new(vec![Entry {
+        subtree: Some(docs),
+        mode: 0o755,
+        ..entry(b"docs", EntryKind::Dir)
+    }]));
+    writer.flush().unwrap();
+    let (head, _) = repo
+        .upload_snapshot(&Snapshot {
+            tree: root,
+            parent: None,
+            time_ns: 1_700_000_000_000_000_000,
+            host: "laptop".into(),
+            username: "me".into(),
+            author: "me@example.com".into(),
+            paths: vec!["/docs".into()],
+            tags: Vec::new(),
+            kind: SnapshotKind::Backup,
+            summary: Default::default(),
+        })
+        .unwrap();
+    repo.set_head(None, head).unwrap().unwrap();
+
+    let mut info = library_info(Permission::Owner);
+    info.head = Some(head);
+    let library = OpenLibrary {
+        info,
+        name: "Backups".into(),
+        keys: repo.keys().clone(),
+    };
+    let journal = Arc::new(Journal::open(&dir.path().join("journal.db")).unwrap());
+    let mut vfs = Vfs::new(
+        vec![MountedLibrary {
+            library,
+            display: "Backups".into(),
+            head: Some((head, root)),
+        }],
+        repo.clone(),
+        (1000, 1000),
+        dir.path().join("staging"),
+        journal,
+    );
+    let read_file = |vfs: &mut Vfs, dir: u64| {
+        let docs = vfs.lookup(dir, b"docs").unwrap();
+        let file = vfs.lookup(docs.ino, b"hello.txt").unwrap();
+        assert_eq!(file.attr.size, text.len() as u64);
+        let opened = vfs.open_read(file.ino).unwrap();
+        // A read past the first bytes takes a slice of the chunk.
+        let tail = vfs.read(opened.fh, 6, 100).unwrap().to_vec();
+        vfs.close(opened.fh).unwrap();
+        tail
+    };
+    let live = vfs.lookup(ROOT, b"Backups").unwrap().ino;
+    assert_eq!(read_file(&mut vfs, live), b"through the seam");
+
+    let snapshots = vfs.lookup(ROOT, b"snapshots").unwrap().ino;
+    let listed = vfs.lookup(snapshots, b"Backups").unwrap().ino;
+    let fh = vfs.opendir(listed).unwrap();
+    let names: Vec<Vec<u8>> = vfs
+        .readdir(fh, 2)
+        .unwrap()
+        .iter()
+        .map(|e| e.2.clone())
+        .collect();
+    vfs.releasedir(fh);
+    assert_eq!(names.len(), 2, "one snapshot and `latest`: {names:?}");
+    assert!(names.contains(&b"latest".to_vec()));
+    let stamp = names.iter().find(|n| n.as_slice() != b"latest").unwrap();
+    let snapshot = vfs.lookup(listed, stamp).unwrap();
+    assert!(snapshot.immutable);
+    assert_eq!(read_file(&mut vfs, snapshot.ino), b"through the seam");
 }

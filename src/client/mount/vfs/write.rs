@@ -249,7 +249,7 @@ impl Vfs {
                     let mut offset = 0u64;
                     for group in chunks.chunks(16) {
                         let ids: Vec<_> = group.iter().map(|c| c.key).collect();
-                        for plain in self.fetcher.get(&library, BlobKind::Chunk, &ids)? {
+                        for plain in self.objects.get(&library, BlobKind::Chunk, &ids)? {
                             file.write_all_at(&plain, offset)?;
                             offset += plain.len() as u64;
                         }

@@ -21,8 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use self::edit::EditTree;
 use super::journal::{Journal, Op};
-use super::vfs::nodes::{content_sig, Body};
-use super::vfs::{Handle, Vfs};
+use super::vfs::Vfs;
 use crate::client::remote::Remote;
 use crate::client::repo::content::{self, ContentStats, FileJob, FileRead};
 use crate::client::repo::trees::TreeWriter;
@@ -406,49 +405,19 @@ impl Uploader {
         self.journal
             .complete(&library_id, last_seq, &updates)
             .map_err(state_error)?;
-        vfs.libraries[index].head = Some(head);
-
         let needed = self.journal.stages_in_use().map_err(state_error)?;
         self.prepared
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|stage, _| needed.contains(stage));
-        let open: HashSet<u64> = vfs
-            .handles
-            .values()
-            .filter_map(|h| match h {
-                Handle::Staged { ino, .. } => Some(*ino),
-                _ => None,
-            })
-            .collect();
-        let mut freed = Vec::new();
-        let mut by_stage = vfs.nodes_by_stage();
-        for (stage, (chunks, _)) in contents {
-            if needed.contains(stage) {
-                continue;
-            }
-            let holders = by_stage.remove(stage).unwrap_or_default();
-            if holders.iter().any(|ino| open.contains(ino)) {
-                continue;
-            }
-            for ino in holders {
-                if let Some(node) = vfs.nodes.get_mut(ino) {
-                    node.body = Body::File {
-                        chunks: Arc::new(chunks.clone()),
-                        staged: None,
-                        base: Some(content_sig(chunks)),
-                    };
-                }
-            }
-            freed.push(stage.clone());
-        }
-        if remote_changed && later.is_empty() && open.is_empty() {
+        let freed = vfs.apply_commit(index, head, contents, &needed);
+        if remote_changed && later.is_empty() && !vfs.any_stage_open() {
             vfs.show_new_head(index, head, root);
         }
-        let room = super::vfs::MAX_FREE_STAGES.saturating_sub(vfs.free_stages.len());
+        let room = vfs.free_stage_room();
         drop(vfs);
         let recycled = self.recycle_stages(freed, room);
-        self.vfs().free_stages.extend(recycled);
+        self.vfs().take_free_stages(recycled);
         Ok(())
     }
 

@@ -1,0 +1,74 @@
+//! What the uploader asks of the file-system model once a commit is stored: the library's
+//! new head, committed content in place of the stages that held it, and emptied stage
+//! files back for reuse. The uploader never changes the model's fields itself.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::nodes::{content_sig, Body, Ino};
+use super::{Handle, Vfs, MAX_FREE_STAGES};
+use crate::crypto::ObjectId;
+use crate::model::ChunkRef;
+
+impl Vfs {
+    /// Records `head` as library `index`'s and points the files staged in `contents`
+    /// (stage name → chunks and size) at their chunks, except stages still `needed` by
+    /// later journal entries or open here. Returns the stages nothing holds any more.
+    pub fn apply_commit(
+        &mut self,
+        index: usize,
+        head: ObjectId,
+        contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
+        needed: &HashSet<String>,
+    ) -> Vec<String> {
+        self.libraries[index].head = Some(head);
+        let open = self.staged_open();
+        let mut freed = Vec::new();
+        let mut by_stage = self.nodes_by_stage();
+        for (stage, (chunks, _)) in contents {
+            if needed.contains(stage) {
+                continue;
+            }
+            let holders = by_stage.remove(stage).unwrap_or_default();
+            if holders.iter().any(|ino| open.contains(ino)) {
+                continue;
+            }
+            for ino in holders {
+                if let Some(node) = self.nodes.get_mut(ino) {
+                    node.body = Body::File {
+                        chunks: Arc::new(chunks.clone()),
+                        staged: None,
+                        base: Some(content_sig(chunks)),
+                    };
+                }
+            }
+            freed.push(stage.clone());
+        }
+        freed
+    }
+
+    /// Whether any staged file is open (showing another client's head would hide it).
+    pub fn any_stage_open(&self) -> bool {
+        !self.staged_open().is_empty()
+    }
+
+    fn staged_open(&self) -> HashSet<Ino> {
+        self.handles
+            .values()
+            .filter_map(|h| match h {
+                Handle::Staged { ino, .. } => Some(*ino),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// How many more emptied stage files may be kept for reuse.
+    pub fn free_stage_room(&self) -> usize {
+        MAX_FREE_STAGES.saturating_sub(self.free_stages.len())
+    }
+
+    /// Takes emptied stage files (in the free folder) for new files to reuse.
+    pub fn take_free_stages(&mut self, stages: Vec<String>) {
+        self.free_stages.extend(stages);
+    }
+}
