@@ -44,6 +44,8 @@ pub struct RestoreSummary {
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
+    /// FIFOs, sockets and devices made.
+    pub specials: u64,
     pub bytes: u64,
     pub duration_secs: f64,
     pub warnings: Vec<String>,
@@ -54,6 +56,8 @@ struct Plan {
     dirs: Vec<(PathBuf, Entry)>,
     files: Vec<(PathBuf, Entry)>,
     links: Vec<(PathBuf, Entry)>,
+    /// FIFOs, sockets and devices, made with the other metadata at the end.
+    specials: Vec<(PathBuf, Entry)>,
 }
 
 pub fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreSummary> {
@@ -214,6 +218,12 @@ impl Plan {
             EntryKind::Symlink => {
                 summary.symlinks += 1;
                 self.links.push((path, entry));
+            }
+            EntryKind::Fifo
+            | EntryKind::Socket
+            | EntryKind::CharDevice
+            | EntryKind::BlockDevice => {
+                self.specials.push((path, entry));
             }
         }
     }
@@ -402,6 +412,20 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
             warn(path, "mtime", e);
         }
     }
+    for (path, entry) in &plan.specials {
+        match make_special(path, entry) {
+            Ok(true) => {
+                summary.specials += 1;
+                apply_attributes(path, entry, &mut warn);
+            }
+            Ok(false) => warn(
+                path,
+                "the device",
+                std::io::Error::other("devices are made only when restoring as root; skipped"),
+            ),
+            Err(e) => warn(path, "the special file", e),
+        }
+    }
     // Deepest first: a directory's mtime is set after everything inside it is written.
     for (path, entry) in plan.dirs.iter().rev() {
         apply_attributes(path, entry, &mut warn);
@@ -422,6 +446,28 @@ fn apply_attributes(
     if let Err(e) = filetime::set_file_times(path, mtime(entry), mtime(entry)) {
         warn(path, "mtime", e);
     }
+}
+
+/// Makes the FIFO, socket or device `entry` at `path` (replacing what is there). Devices
+/// need root: `Ok(false)` when not run as root.
+fn make_special(path: &Path, entry: &Entry) -> std::io::Result<bool> {
+    use rustix::fs::{FileType, Mode};
+    let (kind, dev) = match entry.kind {
+        EntryKind::Fifo => (FileType::Fifo, 0),
+        EntryKind::Socket => (FileType::Socket, 0),
+        EntryKind::CharDevice => (FileType::CharacterDevice, entry.rdev),
+        EntryKind::BlockDevice => (FileType::BlockDevice, entry.rdev),
+        _ => return Err(std::io::Error::other("not a special file")),
+    };
+    if dev != 0 && !rustix::process::geteuid().is_root() {
+        return Ok(false);
+    }
+    if fs::symlink_metadata(path).is_ok() {
+        fs::remove_file(path)?;
+    }
+    let mode = Mode::from_raw_mode(entry.mode & 0o777);
+    rustix::fs::mknodat(rustix::fs::CWD, path, kind, mode, dev)?;
+    Ok(true)
 }
 
 /// Restores the owner when permitted (as root); otherwise files belong to the restorer.

@@ -14,6 +14,40 @@ pub enum EntryKind {
     File,
     Dir,
     Symlink,
+    /// A named pipe.
+    Fifo,
+    /// A Unix domain socket's name (no connection survives a backup).
+    Socket,
+    /// A character device; `rdev` says which.
+    #[serde(rename = "chardev")]
+    CharDevice,
+    /// A block device; `rdev` says which.
+    #[serde(rename = "blockdev")]
+    BlockDevice,
+}
+
+impl EntryKind {
+    /// A FIFO, socket or device: an entry with no content of its own.
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            EntryKind::Fifo | EntryKind::Socket | EntryKind::CharDevice | EntryKind::BlockDevice
+        )
+    }
+
+    /// The kind of a file with `st_mode` `mode` (its `S_IFMT` bits).
+    pub fn from_mode(mode: u32) -> Option<Self> {
+        Some(match mode & libc::S_IFMT {
+            libc::S_IFREG => EntryKind::File,
+            libc::S_IFDIR => EntryKind::Dir,
+            libc::S_IFLNK => EntryKind::Symlink,
+            libc::S_IFIFO => EntryKind::Fifo,
+            libc::S_IFSOCK => EntryKind::Socket,
+            libc::S_IFCHR => EntryKind::CharDevice,
+            libc::S_IFBLK => EntryKind::BlockDevice,
+            _ => return None,
+        })
+    }
 }
 
 /// One piece of a file: the chunk's key and its plaintext length.
@@ -53,6 +87,13 @@ pub struct Entry {
     /// The inode number at backup time, to skip re-reading unchanged files.
     #[serde(default)]
     pub inode: u64,
+    /// Access time in nanoseconds since the Unix epoch, when set explicitly in the mount
+    /// (`touch -a`, `utimensat`); absent means "the modification time".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atime_ns: Option<i64>,
+    /// A device's number (`st_rdev`); 0 for everything else.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rdev: u64,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xattrs: Vec<Xattr>,
     /// File contents in order.
@@ -133,6 +174,10 @@ impl Tree {
     }
 }
 
+fn is_zero(value: &u64) -> bool {
+    *value == 0
+}
+
 /// A name a directory can hold: not empty, not `.` or `..`, no `/` or NUL.
 pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
@@ -153,6 +198,8 @@ mod tests {
             mtime_ns: 1_700_000_000_123_456_789,
             size: 3,
             inode: 42,
+            atime_ns: None,
+            rdev: 0,
             xattrs: vec![],
             chunks: vec![ChunkRef {
                 key: IdKey::new([1; 32]).object_key(1, b"abc"),

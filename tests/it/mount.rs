@@ -14,7 +14,7 @@ use crate::util::{
     TestClient, TestMount, TestServer,
 };
 
-fn sh(dir: &Path, script: &str) {
+pub(crate) fn sh(dir: &Path, script: &str) {
     let output = Command::new("sh")
         .arg("-c")
         .arg(script)

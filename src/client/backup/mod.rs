@@ -291,9 +291,9 @@ fn heal(store: &Store<'_>, sources: &[Source], nodes: &mut [Node], scan: &mut Sc
             Node::Dir { children, .. } => {
                 for child in children {
                     let name = match child {
-                        Node::File { entry, .. }
-                        | Node::Symlink(entry)
-                        | Node::Dir { entry, .. } => entry.name.clone(),
+                        Node::File { entry, .. } | Node::Leaf(entry) | Node::Dir { entry, .. } => {
+                            entry.name.clone()
+                        }
                     };
                     reread(
                         child,
@@ -333,6 +333,8 @@ fn root_entry(root: ObjectKey) -> Entry {
         mtime_ns: 0,
         size: 0,
         inode: 0,
+        atime_ns: None,
+        rdev: 0,
         xattrs: Vec::new(),
         chunks: Vec::new(),
         target: None,
@@ -389,7 +391,7 @@ fn build(
             summary.bytes_total += entry.size;
             Some(entry)
         }
-        Node::Symlink(entry) => Some(entry),
+        Node::Leaf(entry) => Some(entry),
         Node::Dir {
             mut entry,
             children,

@@ -25,7 +25,8 @@ pub enum Node {
         job: Option<usize>,
         change: Change,
     },
-    Symlink(Entry),
+    /// An entry with no content of its own: a symlink, FIFO, socket or device.
+    Leaf(Entry),
     Dir {
         entry: Entry,
         children: Vec<Node>,
@@ -63,13 +64,7 @@ fn read_xattrs(path: &Path) -> Vec<Xattr> {
 
 /// The entry for `path` from its metadata, with no content yet.
 pub fn entry_for(name: Vec<u8>, path: &Path, meta: &Metadata) -> Entry {
-    let kind = if meta.file_type().is_dir() {
-        EntryKind::Dir
-    } else if meta.file_type().is_symlink() {
-        EntryKind::Symlink
-    } else {
-        EntryKind::File
-    };
+    let kind = EntryKind::from_mode(meta.mode()).unwrap_or(EntryKind::File);
     Entry {
         name,
         kind,
@@ -77,12 +72,17 @@ pub fn entry_for(name: Vec<u8>, path: &Path, meta: &Metadata) -> Entry {
         uid: meta.uid(),
         gid: meta.gid(),
         mtime_ns: mtime_ns(meta),
-        size: if kind == EntryKind::Dir {
+        size: if kind == EntryKind::Dir || kind.is_special() {
             0
         } else {
             meta.len()
         },
         inode: meta.ino(),
+        atime_ns: None,
+        rdev: match kind {
+            EntryKind::CharDevice | EntryKind::BlockDevice => meta.rdev(),
+            _ => 0,
+        },
         xattrs: if kind == EntryKind::Symlink {
             Vec::new()
         } else {
@@ -125,7 +125,7 @@ impl Scan {
             match std::fs::read_link(path) {
                 Ok(target) => {
                     entry.target = Some(target.as_os_str().as_bytes().to_vec());
-                    Some(Node::Symlink(entry))
+                    Some(Node::Leaf(entry))
                 }
                 Err(e) => {
                     self.warnings
@@ -160,9 +160,11 @@ impl Scan {
                 job: Some(self.jobs.len() - 1),
                 change,
             })
+        } else if entry.kind.is_special() {
+            Some(Node::Leaf(entry))
         } else {
             self.warnings.push(format!(
-                "{}: not a regular file, directory or symlink (device, socket or pipe); skipped",
+                "{}: not a file type a backup can hold; skipped",
                 path.display()
             ));
             None

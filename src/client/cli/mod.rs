@@ -390,8 +390,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if json {
                 print_json(&summary);
             } else {
+                let specials = match summary.specials {
+                    0 => String::new(),
+                    n => format!(", {n} FIFOs, sockets or devices"),
+                };
                 println!(
-                    "Restored {} files, {} directories, {} symlinks ({}) in {:.1}s",
+                    "Restored {} files, {} directories, {} symlinks{specials} ({}) in {:.1}s",
                     summary.files,
                     summary.dirs,
                     summary.symlinks,

@@ -17,7 +17,7 @@ use fuser::{
 
 use super::iomode::{Choice, IoModes};
 use super::spin::Spinner;
-use super::vfs::{Caller, Opened, Stat, Vfs, VfsError};
+use super::vfs::{AttrChange, Caller, Opened, Stat, Vfs, VfsError};
 use super::workers::Workers;
 use crate::model::EntryKind;
 
@@ -106,17 +106,25 @@ fn time(ns: i64) -> SystemTime {
     }
 }
 
-fn file_attr(stat: &Stat) -> FileAttr {
-    let kind = match stat.kind {
+fn file_type(kind: EntryKind) -> FileType {
+    match kind {
         EntryKind::Dir => FileType::Directory,
         EntryKind::File => FileType::RegularFile,
         EntryKind::Symlink => FileType::Symlink,
-    };
+        EntryKind::Fifo => FileType::NamedPipe,
+        EntryKind::Socket => FileType::Socket,
+        EntryKind::CharDevice => FileType::CharDevice,
+        EntryKind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+fn file_attr(stat: &Stat) -> FileAttr {
+    let kind = file_type(stat.kind);
     FileAttr {
         ino: INodeNo(stat.ino),
         size: stat.attr.size,
         blocks: stat.attr.size.div_ceil(512),
-        atime: time(stat.attr.mtime_ns),
+        atime: time(stat.attr.atime_ns.unwrap_or(stat.attr.mtime_ns)),
         mtime: time(stat.attr.mtime_ns),
         ctime: time(stat.attr.ctime_ns),
         crtime: time(stat.attr.mtime_ns),
@@ -125,7 +133,7 @@ fn file_attr(stat: &Stat) -> FileAttr {
         nlink: stat.nlink,
         uid: stat.attr.uid,
         gid: stat.attr.gid,
-        rdev: 0,
+        rdev: stat.rdev as u32,
         blksize: 1 << 20,
         flags: 0,
     }
@@ -278,11 +286,7 @@ impl Filesystem for FuseFs {
         match vfs.readdir(fh.0, offset as usize) {
             Ok(entries) => {
                 for (i, (ino, kind, name)) in entries.iter().enumerate() {
-                    let kind = match kind {
-                        EntryKind::Dir => FileType::Directory,
-                        EntryKind::File => FileType::RegularFile,
-                        EntryKind::Symlink => FileType::Symlink,
-                    };
+                    let kind = file_type(*kind);
                     let next = offset + i as u64 + 1;
                     if reply.add(INodeNo(*ino), next, kind, OsStr::from_bytes(name)) {
                         break;
@@ -514,6 +518,34 @@ impl Filesystem for FuseFs {
         }
     }
 
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some(kind) = EntryKind::from_mode(mode) else {
+            return reply.error(Errno::EINVAL);
+        };
+        if kind == EntryKind::File {
+            // Not sent while `create` is implemented; answered as `create` would be.
+            return reply.error(Errno::ENOSYS);
+        }
+        let made = self.vfs().mknod(
+            parent.0,
+            name.as_bytes(),
+            kind,
+            mode & !umask & 0o7777,
+            u64::from(rdev),
+            caller(req),
+        );
+        answer_entry(reply, made)
+    }
+
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         answer_empty(reply, self.vfs().remove(parent.0, name.as_bytes(), false))
     }
@@ -556,7 +588,7 @@ impl Filesystem for FuseFs {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
@@ -567,7 +599,7 @@ impl Filesystem for FuseFs {
         reply: ReplyAttr,
     ) {
         let ino = ino.0;
-        let mtime_ns = mtime.map(|t| {
+        let ns = |t: TimeOrNow| {
             let t = match t {
                 TimeOrNow::SpecificTime(t) => t,
                 TimeOrNow::Now => SystemTime::now(),
@@ -576,7 +608,7 @@ impl Filesystem for FuseFs {
                 Ok(d) => d.as_nanos() as i64,
                 Err(e) => -(e.duration().as_nanos() as i64),
             }
-        });
+        };
         // What the kernel marks FATTR_KILL_SUIDGID (fuser does not pass it on): a change of
         // owner, and a truncation by someone without CAP_FSETID. The cleared mode goes in
         // the same change.
@@ -588,7 +620,17 @@ impl Filesystem for FuseFs {
         };
         answer_attr(
             reply,
-            mode.and_then(|mode| vfs.setattr(ino, mode, uid, gid, size, mtime_ns)),
+            mode.and_then(|mode| {
+                let change = AttrChange {
+                    mode,
+                    uid,
+                    gid,
+                    size,
+                    atime_ns: atime.map(ns),
+                    mtime_ns: mtime.map(ns),
+                };
+                vfs.setattr(ino, change)
+            }),
         )
     }
 

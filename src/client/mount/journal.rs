@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
-use crate::model::Xattr;
+use crate::model::{EntryKind, Xattr};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -48,6 +48,17 @@ pub enum Op {
         gid: u32,
         mtime_ns: i64,
     },
+    /// A FIFO, socket or device made at `path`.
+    Special {
+        #[serde(with = "serde_bytes")]
+        path: Vec<u8>,
+        kind: EntryKind,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        rdev: u64,
+        mtime_ns: i64,
+    },
     Remove {
         #[serde(with = "serde_bytes")]
         path: Vec<u8>,
@@ -65,6 +76,9 @@ pub enum Op {
         uid: Option<u32>,
         gid: Option<u32>,
         mtime_ns: Option<i64>,
+        /// Absent in entries journaled before access times were kept.
+        #[serde(default)]
+        atime_ns: Option<i64>,
     },
     SetXattrs {
         #[serde(with = "serde_bytes")]

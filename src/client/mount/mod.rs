@@ -55,6 +55,12 @@ pub struct MountOptions {
     /// Show everything read-only.
     #[arg(long)]
     pub read_only: bool,
+    /// Let other users (and services such as Samba or NFS) into the mount; the kernel then
+    /// checks every access against the files' owners and modes. A user other than root
+    /// needs `user_allow_other` in /etc/fuse.conf.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_other: bool,
     /// Seconds between checks for changes other clients made.
     #[arg(long, default_value_t = 30.0)]
     pub poll_interval: f64,
@@ -102,8 +108,28 @@ fn preflight(mountpoint: Option<&Path>) -> Result<PathBuf> {
     Ok(mountpoint)
 }
 
+const FUSE_CONF: &str = "/etc/fuse.conf";
+
+/// `--allow-other` takes `user_allow_other` in /etc/fuse.conf (`conf`), except for root.
+fn check_allow_other(conf: &str, root: bool) -> Result<()> {
+    let allowed = conf
+        .lines()
+        .any(|line| line.split('#').next().unwrap_or_default().trim() == "user_allow_other");
+    if allowed || root {
+        return Ok(());
+    }
+    Err(ClientError::Usage(format!(
+        "--allow-other needs `user_allow_other` in {FUSE_CONF} (ask an administrator to add \
+         that line), or mount without --allow-other"
+    )))
+}
+
 pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
     let mountpoint = preflight(options.mountpoint.as_deref())?;
+    if options.allow_other {
+        let conf = std::fs::read_to_string(FUSE_CONF).unwrap_or_default();
+        check_allow_other(&conf, rustix::process::geteuid().is_root())?;
+    }
     Session::load(paths)?;
     if options.foreground {
         run::run_foreground(paths, options, &mountpoint)?;
@@ -139,6 +165,9 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
         .stderr(log);
     if options.read_only {
         command.arg("--read-only");
+    }
+    if options.allow_other {
+        command.arg("--allow-other");
     }
     use std::os::unix::process::CommandExt;
     command.process_group(0);
@@ -177,4 +206,18 @@ pub fn account_dir(paths: &Paths, session: &Session) -> PathBuf {
     let key =
         blake3::hash(format!("{}\n{}", session.remote.base(), session.email).as_bytes()).to_hex();
     paths.cache_dir.join(&key[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_other_needs_the_line_in_fuse_conf_unless_root() {
+        let refused = check_allow_other("# user_allow_other\nmount_max = 1000\n", false);
+        let message = refused.unwrap_err().to_string();
+        assert!(message.contains("user_allow_other"), "{message}");
+        assert!(check_allow_other("  user_allow_other  # for Samba\n", false).is_ok());
+        assert!(check_allow_other("", true).is_ok());
+    }
 }

@@ -133,6 +133,14 @@ pub(super) fn run_foreground(
     // read, an upload's flush) holds up no other. Only the first descriptor is switched to
     // polling (see `Spinner`), so the others sleep until a request comes.
     mount_config.n_threads = Some(FUSE_THREADS);
+    if options.allow_other {
+        // Everyone in, and the kernel checks modes, owners and the sticky bit as on any
+        // local file system.
+        mount_config.acl = fuser::SessionACL::All;
+        mount_config
+            .mount_options
+            .push(fuser::MountOption::DefaultPermissions);
+    }
     mount_config.clone_fd = true;
     let spinner = Arc::new(OnceLock::new());
     let passthrough = Arc::new(AtomicBool::new(super::fuse::may_pass_through()));

@@ -29,7 +29,7 @@ use crate::crypto::{ObjectId, ObjectKey};
 use crate::model::EntryKind;
 
 pub use self::read::{Handle, Opened};
-pub use self::write::Caller;
+pub use self::write::{AttrChange, Caller};
 
 /// What went wrong, in terms a file system can report. `client::fuse` maps each to an errno.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,8 @@ pub struct Stat {
     pub kind: EntryKind,
     pub attr: Attr,
     pub nlink: u32,
+    /// A device's number; 0 for everything else.
+    pub rdev: u64,
     pub read_only: bool,
     /// Inside a snapshot: never changes, so the kernel may cache it for long.
     pub immutable: bool,
@@ -153,11 +155,14 @@ fn virtual_attr(mode: u32) -> Attr {
         gid: 0,
         mtime_ns: now,
         ctime_ns: now,
+        atime_ns: None,
         size: 0,
     }
 }
 
 pub const SNAPSHOTS_DIR: &[u8] = b"snapshots";
+/// The longest file name, in bytes, as on ext4.
+pub const NAME_MAX: usize = 255;
 
 impl Vfs {
     pub fn new(
@@ -334,21 +339,55 @@ impl Vfs {
         fh
     }
 
-    pub fn stat(&self, ino: Ino) -> VfsResult<Stat> {
+    /// A node's attributes. A directory is loaded first, as its link count (2 + its
+    /// subdirectories, as on ext4: `find` relies on it) needs its children.
+    pub fn stat(&mut self, ino: Ino) -> VfsResult<Stat> {
+        let nlink = match self.node(ino)?.kind {
+            EntryKind::Dir => self.dir_links(ino),
+            _ => 1,
+        };
         let node = self.node(ino)?;
         let read_only = !matches!(node.place, Place::Live(i) if self.libraries[i].writable);
         // `attr.size` follows every write, truncate and setattr, staged or not.
         let mut attr = node.attr.clone();
         self.passed_attr(ino, &mut attr);
-        let nlink = if node.kind == EntryKind::Dir { 2 } else { 1 };
+        let rdev = match node.body {
+            Body::Special { rdev } => rdev,
+            _ => 0,
+        };
         Ok(Stat {
             ino,
             kind: node.kind,
             attr,
             nlink,
+            rdev,
             read_only,
             immutable: matches!(node.place, Place::Snapshot(_)),
         })
+    }
+
+    /// 2 + the subdirectories of directory `ino`, loaded first; 1 (what tools read as
+    /// "count unknown") if it cannot be loaded.
+    fn dir_links(&mut self, ino: Ino) -> u32 {
+        if self.children(ino).is_err() {
+            return 1;
+        }
+        let Some(Body::Dir {
+            children: Some(children),
+            ..
+        }) = self.nodes.get(ino).map(|n| &n.body)
+        else {
+            return 1;
+        };
+        let subdirs = children
+            .values()
+            .filter(|child| {
+                self.nodes
+                    .get(**child)
+                    .is_some_and(|n| n.kind == EntryKind::Dir)
+            })
+            .count();
+        2 + subdirs as u32
     }
 
     /// The children of a directory, loading them first if needed.
@@ -376,6 +415,7 @@ impl Vfs {
             (Place::Live(lib) | Place::Snapshot(lib), Some(tree)) => {
                 let library = self.libraries[lib].library.clone();
                 let tree = self.objects.tree(&library, &tree)?;
+                self.look_ahead(&library, &tree);
                 tree.entries
                     .iter()
                     .map(|entry| {
@@ -393,7 +433,22 @@ impl Vfs {
         self.children(ino)
     }
 
+    /// Loads the trees of a directory's subdirectories in one request, as listing or
+    /// looking into the directory goes on to stat them (which loads them: see `stat`).
+    fn look_ahead(&self, library: &OpenLibrary, tree: &crate::model::Tree) {
+        let subtrees: Vec<ObjectKey> = tree.entries.iter().filter_map(|e| e.subtree).collect();
+        if !subtrees.is_empty() && !self.objects.at_hand(library, &subtrees) {
+            // A failure shows when the directory itself is loaded.
+            let _ = self
+                .objects
+                .get(library, crate::crypto::BlobKind::Tree, &subtrees);
+        }
+    }
+
     pub fn lookup(&mut self, parent: Ino, name: &[u8]) -> VfsResult<Stat> {
+        if name.len() > NAME_MAX {
+            return Err(VfsError::NameTooLong);
+        }
         let ino = *self.children(parent)?.get(name).ok_or(VfsError::NotFound)?;
         self.stat(ino)
     }

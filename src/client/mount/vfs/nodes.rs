@@ -1,4 +1,4 @@
-//! The inode arena: every file, directory and symlink the mount shows, live or in a
+//! The inode arena: every file, directory, symlink and special file the mount shows, live or in a
 //! snapshot, with the virtual directories around them. Directories load their children
 //! lazily from their tree id the first time they are listed or looked into.
 
@@ -29,6 +29,9 @@ pub struct Attr {
     pub gid: u32,
     pub mtime_ns: i64,
     pub ctime_ns: i64,
+    /// Set explicitly (`utimensat`); `None` shows the modification time (the mount is
+    /// `noatime`: reads never change it).
+    pub atime_ns: Option<i64>,
     pub size: u64,
 }
 
@@ -47,6 +50,10 @@ pub enum Body {
         base: Option<String>,
     },
     Symlink(Vec<u8>),
+    /// A FIFO, socket or device (`rdev`): nothing to read or write through the mount.
+    Special {
+        rdev: u64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +80,10 @@ impl Node {
                 base: Some(content_sig(&entry.chunks)),
             },
             EntryKind::Symlink => Body::Symlink(entry.target.clone().unwrap_or_default()),
+            EntryKind::Fifo
+            | EntryKind::Socket
+            | EntryKind::CharDevice
+            | EntryKind::BlockDevice => Body::Special { rdev: entry.rdev },
         };
         Node {
             parent,
@@ -84,6 +95,7 @@ impl Node {
                 gid: entry.gid,
                 mtime_ns: entry.mtime_ns,
                 ctime_ns: entry.mtime_ns,
+                atime_ns: entry.atime_ns,
                 size: entry.size,
             },
             xattrs: entry.xattrs.clone(),

@@ -156,6 +156,8 @@ impl Vfs {
             }
             Body::Dir { .. } => return Err(VfsError::IsDir),
             Body::Symlink(_) => return Err(VfsError::Invalid("cannot open a symlink")),
+            // The kernel opens FIFOs and devices itself; nothing reaches the mount.
+            Body::Special { .. } => return Err(VfsError::Invalid("not a regular file")),
         };
         // Committed content never changes under an inode (a change stages it, a change by
         // another client makes new inodes), so the kernel may keep its cached pages.

@@ -177,6 +177,7 @@ fn fixed_attr(mode: u32, time_ns: i64, size: u64) -> Attr {
         gid: 0,
         mtime_ns: time_ns,
         ctime_ns: time_ns,
+        atime_ns: None,
         size,
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::nodes::ROOT;
-use super::{Caller, MountedLibrary, Vfs, VfsError};
+use super::{AttrChange, Caller, MountedLibrary, Vfs, VfsError};
 use crate::api::types::{LibraryInfo, Permission};
 use crate::client::mount::journal::{Journal, Op};
 use crate::client::repo::memory::MemoryRepo;
@@ -169,7 +169,13 @@ fn passed_through_writes_show_in_size_and_time_and_are_journaled_once_changed() 
     assert!(now.mtime_ns > created, "{} <= {created}", now.mtime_ns);
     // An explicit mtime holds until the next write.
     f.vfs
-        .setattr(stat.ino, None, None, None, None, Some(1_000_000_000))
+        .setattr(
+            stat.ino,
+            AttrChange {
+                mtime_ns: Some(1_000_000_000),
+                ..AttrChange::default()
+            },
+        )
         .unwrap();
     assert_eq!(f.vfs.stat(stat.ino).unwrap().attr.mtime_ns, 1_000_000_000);
     f.vfs.close(opened.fh).unwrap();
@@ -333,11 +339,12 @@ fn setattr_truncate_symlink_and_xattrs() {
         .vfs
         .setattr(
             stat.ino,
-            Some(0o600),
-            None,
-            None,
-            Some(4),
-            Some(1_000_000_000),
+            AttrChange {
+                mode: Some(0o600),
+                size: Some(4),
+                mtime_ns: Some(1_000_000_000),
+                ..AttrChange::default()
+            },
         )
         .unwrap();
     assert_eq!(
@@ -366,17 +373,17 @@ fn setattr_truncate_symlink_and_xattrs() {
 #[test]
 fn drop_setid_clears_setuid_and_executable_setgid_of_files_only() {
     let mut f = fixture(Permission::Owner);
-    let mode = |f: &Fixture, ino| f.vfs.stat(ino).unwrap().attr.mode;
+    let mode = |f: &mut Fixture, ino| f.vfs.stat(ino).unwrap().attr.mode;
     for (before, after) in [(0o6755, 0o755), (0o6745, 0o2745), (0o644, 0o644)] {
         let (stat, opened) = f.vfs.create(f.live, b"f", before, ME).unwrap();
         f.vfs.close(opened.fh).unwrap();
         f.vfs.drop_setid(stat.ino).unwrap();
-        assert_eq!(mode(&f, stat.ino), after, "{before:o}");
+        assert_eq!(mode(&mut f, stat.ino), after, "{before:o}");
         f.vfs.remove(f.live, b"f", false).unwrap();
     }
     let dir = f.vfs.mkdir(f.live, b"d", 0o2775, ME).unwrap();
     f.vfs.drop_setid(dir.ino).unwrap();
-    assert_eq!(mode(&f, dir.ino), 0o2775);
+    assert_eq!(mode(&mut f, dir.ino), 0o2775);
 }
 
 #[test]
@@ -426,6 +433,8 @@ fn committed_files_and_snapshot_folders_read_through_the_object_seam() {
         mtime_ns: 1_700_000_000_000_000_000,
         size: 0,
         inode: 0,
+        atime_ns: None,
+        rdev: 0,
         xattrs: Vec::new(),
         chunks: Vec::new(),
         target: None,
@@ -510,4 +519,86 @@ fn committed_files_and_snapshot_folders_read_through_the_object_seam() {
     let snapshot = vfs.lookup(listed, stamp).unwrap();
     assert!(snapshot.immutable);
     assert_eq!(read_file(&mut vfs, snapshot.ino), b"through the seam");
+}
+
+#[test]
+fn special_files_access_times_link_counts_and_long_names_are_as_on_ext4() {
+    let mut f = fixture(Permission::Owner);
+    let fifo = f
+        .vfs
+        .mknod(f.live, b"pipe", EntryKind::Fifo, 0o640, 0, ME)
+        .unwrap();
+    assert_eq!(
+        (fifo.kind, fifo.rdev, fifo.attr.mode),
+        (EntryKind::Fifo, 0, 0o640)
+    );
+    let tty = f
+        .vfs
+        .mknod(f.live, b"tty", EntryKind::CharDevice, 0o620, 0x0401, ME)
+        .unwrap();
+    assert_eq!((tty.kind, tty.rdev), (EntryKind::CharDevice, 0x0401));
+    assert!(matches!(
+        f.vfs.mknod(f.live, b"plain", EntryKind::File, 0o644, 0, ME),
+        Err(VfsError::Invalid(_))
+    ));
+    assert!(matches!(
+        f.vfs.open_read(fifo.ino),
+        Err(VfsError::Invalid(_))
+    ));
+
+    // An explicit access time is kept apart from the modification time.
+    let (file, opened) = f.vfs.create(f.live, b"f", 0o644, ME).unwrap();
+    f.vfs.close(opened.fh).unwrap();
+    let change = AttrChange {
+        atime_ns: Some(7_000_000_000),
+        mtime_ns: Some(9_000_000_000),
+        ..AttrChange::default()
+    };
+    let set = f.vfs.setattr(file.ino, change).unwrap();
+    assert_eq!(set.attr.atime_ns, Some(7_000_000_000));
+    assert_eq!(set.attr.mtime_ns, 9_000_000_000);
+
+    // 2 + subdirectories.
+    let dir = f.vfs.mkdir(f.live, b"d", 0o755, ME).unwrap();
+    assert_eq!(dir.nlink, 2);
+    f.vfs.mkdir(dir.ino, b"a", 0o755, ME).unwrap();
+    f.vfs.mkdir(dir.ino, b"b", 0o755, ME).unwrap();
+    f.vfs
+        .mknod(dir.ino, b"p", EntryKind::Fifo, 0o644, 0, ME)
+        .unwrap();
+    assert_eq!(f.vfs.stat(dir.ino).unwrap().nlink, 4);
+
+    let long = vec![b'n'; 256];
+    assert!(matches!(
+        f.vfs.lookup(f.live, &long),
+        Err(VfsError::NameTooLong)
+    ));
+    assert!(matches!(
+        f.vfs.mkdir(f.live, &long, 0o755, ME),
+        Err(VfsError::NameTooLong)
+    ));
+
+    // In a set-group-ID directory, new nodes take its group; directories its bit too.
+    let shared = f.vfs.mkdir(f.live, b"shared", 0o2775, ME).unwrap();
+    let staff = AttrChange {
+        gid: Some(50),
+        ..AttrChange::default()
+    };
+    f.vfs.setattr(shared.ino, staff).unwrap();
+    let sub = f.vfs.mkdir(shared.ino, b"sub", 0o755, ME).unwrap();
+    assert_eq!((sub.attr.gid, sub.attr.mode), (50, 0o2755));
+    let (inner, opened) = f.vfs.create(shared.ino, b"x", 0o644, ME).unwrap();
+    f.vfs.close(opened.fh).unwrap();
+    assert_eq!((inner.attr.gid, inner.attr.mode), (50, 0o644));
+
+    let journaled = ops(&f);
+    assert!(journaled.iter().any(|op| matches!(
+        op,
+        Op::Special { path, kind: EntryKind::CharDevice, rdev: 0x0401, mode: 0o620, .. }
+            if path == b"tty"
+    )));
+    assert!(journaled.iter().any(|op| matches!(
+        op,
+        Op::SetAttr { path, atime_ns: Some(7_000_000_000), .. } if path == b"f"
+    )));
 }

@@ -17,6 +17,17 @@ use crate::crypto::BlobKind;
 use crate::model::tree::valid_name;
 use crate::model::{EntryKind, Xattr};
 
+/// What `setattr` changes: each field given is set.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttrChange {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime_ns: Option<i64>,
+    pub mtime_ns: Option<i64>,
+}
+
 /// Who asks, as the kernel says.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller {
@@ -87,7 +98,7 @@ impl Vfs {
     }
 
     fn check_name(name: &[u8]) -> VfsResult<()> {
-        if name.len() > 255 {
+        if name.len() > super::NAME_MAX {
             return Err(VfsError::NameTooLong);
         }
         if !valid_name(name) {
@@ -130,14 +141,27 @@ impl Vfs {
         }
     }
 
-    fn new_attr(mode: u32, caller: Caller) -> Attr {
+    /// The attributes of a new node in `parent`, as ext4 gives them: the caller owns it, and
+    /// in a set-group-ID directory it takes the directory's group (a directory also its
+    /// set-group-ID bit).
+    fn new_attr(&self, parent: Ino, mode: u32, dir: bool, caller: Caller) -> Attr {
         let now = now_ns();
+        let (mut mode, mut gid) = (mode & 0o7777, caller.gid);
+        if let Some(parent) = self.nodes.get(parent) {
+            if parent.attr.mode & libc::S_ISGID != 0 {
+                gid = parent.attr.gid;
+                if dir {
+                    mode |= libc::S_ISGID;
+                }
+            }
+        }
         Attr {
-            mode: mode & 0o7777,
+            mode,
             uid: caller.uid,
-            gid: caller.gid,
+            gid,
             mtime_ns: now,
             ctime_ns: now,
+            atime_ns: None,
             size: 0,
         }
     }
@@ -189,7 +213,7 @@ impl Vfs {
             parent,
             name: name.to_vec(),
             kind: EntryKind::File,
-            attr: Self::new_attr(mode, caller),
+            attr: self.new_attr(parent, mode, false, caller),
             xattrs: Vec::new(),
             body: Body::File {
                 chunks: Arc::new(Vec::new()),
@@ -230,6 +254,7 @@ impl Vfs {
             Body::File { chunks, staged, .. } => (chunks.clone(), staged.clone()),
             Body::Dir { .. } => return Err(VfsError::IsDir),
             Body::Symlink(_) => return Err(VfsError::Invalid("cannot open a symlink")),
+            Body::Special { .. } => return Err(VfsError::Invalid("not a regular file")),
         };
         let file = match staged {
             Some(stage) => {
@@ -455,7 +480,7 @@ impl Vfs {
         let node = Node::dir(
             parent,
             name,
-            Self::new_attr(mode, caller),
+            self.new_attr(parent, mode, true, caller),
             Place::Live(index),
         );
         let attr = node.attr.clone();
@@ -480,7 +505,7 @@ impl Vfs {
         caller: Caller,
     ) -> VfsResult<Stat> {
         let index = self.writable(parent)?;
-        let mut attr = Self::new_attr(0o777, caller);
+        let mut attr = self.new_attr(parent, 0o777, false, caller);
         attr.size = target.len() as u64;
         let node = Node {
             parent,
@@ -498,6 +523,49 @@ impl Vfs {
             target: target.to_vec(),
             uid: attr.uid,
             gid: attr.gid,
+            mtime_ns: attr.mtime_ns,
+        };
+        self.record(index, op, false)?;
+        self.stat(ino)
+    }
+
+    /// Makes a FIFO, socket or device `kind` (`rdev` for a device) named `name`.
+    pub fn mknod(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        kind: EntryKind,
+        mode: u32,
+        rdev: u64,
+        caller: Caller,
+    ) -> VfsResult<Stat> {
+        if !kind.is_special() {
+            return Err(VfsError::Invalid("mknod makes FIFOs, sockets and devices"));
+        }
+        let index = self.writable(parent)?;
+        let attr = self.new_attr(parent, mode, false, caller);
+        let rdev = match kind {
+            EntryKind::CharDevice | EntryKind::BlockDevice => rdev,
+            _ => 0,
+        };
+        let node = Node {
+            parent,
+            name: name.to_vec(),
+            kind,
+            attr: attr.clone(),
+            xattrs: Vec::new(),
+            body: Body::Special { rdev },
+            place: Place::Live(index),
+        };
+        let ino = self.add_child(parent, name, node)?;
+        let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
+        let op = Op::Special {
+            path,
+            kind,
+            mode: attr.mode,
+            uid: attr.uid,
+            gid: attr.gid,
+            rdev,
             mtime_ns: attr.mtime_ns,
         };
         self.record(index, op, false)?;
@@ -574,15 +642,15 @@ impl Vfs {
     }
 
     /// chmod, chown, truncate and utimens.
-    pub fn setattr(
-        &mut self,
-        ino: Ino,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        mtime_ns: Option<i64>,
-    ) -> VfsResult<Stat> {
+    pub fn setattr(&mut self, ino: Ino, change: AttrChange) -> VfsResult<Stat> {
+        let AttrChange {
+            mode,
+            uid,
+            gid,
+            size,
+            atime_ns,
+            mtime_ns,
+        } = change;
         let index = self.writable(ino)?;
         self.sync_passed(ino)?;
         if let Some(size) = size {
@@ -611,11 +679,14 @@ impl Vfs {
         if let Some(mtime) = mtime_ns {
             node.attr.mtime_ns = mtime;
         }
+        if atime_ns.is_some() {
+            node.attr.atime_ns = atime_ns;
+        }
         node.attr.ctime_ns = now_ns();
         self.settle_passed(ino, size.is_some())?;
         // The kernel's writeback cache sends the mtime of a file it is writing out just
         // before `flush`; the write journaled at close carries it, so it needs no entry.
-        let only_mtime = mode.is_none() && uid.is_none() && gid.is_none();
+        let only_mtime = mode.is_none() && uid.is_none() && gid.is_none() && atime_ns.is_none();
         let write_pending = self
             .handles
             .values()
@@ -623,7 +694,12 @@ impl Vfs {
         if only_mtime && write_pending {
             return self.stat(ino);
         }
-        if mode.is_some() || uid.is_some() || gid.is_some() || mtime_ns.is_some() {
+        if mode.is_some()
+            || uid.is_some()
+            || gid.is_some()
+            || mtime_ns.is_some()
+            || atime_ns.is_some()
+        {
             if let Some((_, path)) = self.live_path(ino) {
                 self.record(
                     index,
@@ -633,6 +709,7 @@ impl Vfs {
                         uid,
                         gid,
                         mtime_ns,
+                        atime_ns,
                     },
                     false,
                 )?;
@@ -661,7 +738,11 @@ impl Vfs {
     /// Clears the set-ID bits [`Vfs::mode_without_setid`] names.
     pub fn drop_setid(&mut self, ino: Ino) -> VfsResult<()> {
         if let Some(mode) = self.mode_without_setid(ino)? {
-            self.setattr(ino, Some(mode), None, None, None, None)?;
+            let change = AttrChange {
+                mode: Some(mode),
+                ..AttrChange::default()
+            };
+            self.setattr(ino, change)?;
         }
         Ok(())
     }

@@ -43,6 +43,8 @@ fn dir_entry(name: &[u8], mode: u32, uid: u32, gid: u32, mtime_ns: i64) -> Entry
         mtime_ns,
         size: 0,
         inode: 0,
+        atime_ns: None,
+        rdev: 0,
         xattrs: Vec::new(),
         chunks: Vec::new(),
         target: None,
@@ -212,6 +214,8 @@ impl EditTree {
                     mtime_ns: *mtime_ns,
                     size: *size,
                     inode: 0,
+                    atime_ns: None,
+                    rdev: 0,
                     xattrs: xattrs.clone(),
                     chunks: chunks.clone(),
                     target: None,
@@ -258,6 +262,22 @@ impl EditTree {
                     dir.items.insert(name, Item::Clean(entry));
                 }
             }
+            Op::Special {
+                path,
+                kind,
+                mode,
+                uid,
+                gid,
+                rdev,
+                mtime_ns,
+            } => {
+                if let Some((dir, name)) = self.parent(writer, path, true)? {
+                    let mut entry = dir_entry(&name, *mode, *uid, *gid, *mtime_ns);
+                    entry.kind = *kind;
+                    entry.rdev = *rdev;
+                    dir.items.insert(name, Item::Clean(entry));
+                }
+            }
             Op::Remove { path } => {
                 if let Some((dir, name)) = self.parent(writer, path, false)? {
                     dir.items.remove(&name);
@@ -288,12 +308,14 @@ impl EditTree {
                 uid,
                 gid,
                 mtime_ns,
+                atime_ns,
             } => {
                 if let Some(entry) = self.entry_mut(writer, path)? {
                     entry.mode = mode.unwrap_or(entry.mode);
                     entry.uid = uid.unwrap_or(entry.uid);
                     entry.gid = gid.unwrap_or(entry.gid);
                     entry.mtime_ns = mtime_ns.unwrap_or(entry.mtime_ns);
+                    entry.atime_ns = atime_ns.or(entry.atime_ns);
                 }
             }
             Op::SetXattrs { path, xattrs } => {

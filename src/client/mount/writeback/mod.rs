@@ -521,6 +521,7 @@ fn changed(
             }
             Op::Mkdir { path, .. }
             | Op::Symlink { path, .. }
+            | Op::Special { path, .. }
             | Op::Remove { path }
             | Op::SetAttr { path, .. }
             | Op::SetXattrs { path, .. } => &[path],
