@@ -381,11 +381,18 @@ fn write_batch(
     Ok(damaged)
 }
 
-fn mtime(entry: &Entry) -> FileTime {
+fn file_time(ns: i64) -> FileTime {
     FileTime::from_unix_time(
-        entry.mtime_ns.div_euclid(1_000_000_000),
-        entry.mtime_ns.rem_euclid(1_000_000_000) as u32,
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
     )
+}
+
+/// Access and modification times: the access time kept if one was set in the mount, else
+/// the modification time.
+fn times(entry: &Entry) -> (FileTime, FileTime) {
+    let mtime = file_time(entry.mtime_ns);
+    (entry.atime_ns.map_or(mtime, file_time), mtime)
 }
 
 /// Owners (where permitted), xattrs, modes and mtimes; symlinks are made here, last.
@@ -408,7 +415,8 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
             continue;
         }
         set_owner(path, entry);
-        if let Err(e) = filetime::set_symlink_file_times(path, mtime(entry), mtime(entry)) {
+        let (atime, mtime) = times(entry);
+        if let Err(e) = filetime::set_symlink_file_times(path, atime, mtime) {
             warn(path, "mtime", e);
         }
     }
@@ -443,7 +451,9 @@ fn apply_attributes(
     if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)) {
         warn(path, "mode", e);
     }
-    if let Err(e) = filetime::set_file_times(path, mtime(entry), mtime(entry)) {
+    // By path (utimensat): opening a FIFO would wait for a writer.
+    let (atime, mtime) = times(entry);
+    if let Err(e) = filetime::set_symlink_file_times(path, atime, mtime) {
         warn(path, "mtime", e);
     }
 }

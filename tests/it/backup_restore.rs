@@ -215,3 +215,87 @@ fn restore_reports_unknown_snapshots_and_paths() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("No such file"), "{}", run.stderr);
 }
+
+/// Kind, mode and device number of each name in `dir`.
+fn special_kinds(dir: &Path) -> Vec<String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut names: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .map(|name| {
+            let meta = fs::symlink_metadata(dir.join(name)).unwrap();
+            let t = meta.file_type();
+            let kind = [
+                (t.is_fifo(), "fifo"),
+                (t.is_socket(), "socket"),
+                (t.is_char_device(), "char"),
+                (t.is_block_device(), "block"),
+                (t.is_file(), "file"),
+            ]
+            .iter()
+            .find(|(is, _)| *is)
+            .map_or("other", |(_, kind)| *kind);
+            format!(
+                "{} {kind} {:o} {:x}",
+                name.to_string_lossy(),
+                meta.mode() & 0o7777,
+                meta.rdev()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn fifos_sockets_and_devices_are_backed_up_and_restored() {
+    let server = TestServer::start();
+    let client = TestClient::new("specials@example.com");
+    client.register(&server);
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("dev-like");
+    fs::create_dir(&source).unwrap();
+    write_file(&source.join("plain"), b"text");
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("mkfifo -m 600 pipe && mknod -m 640 null c 1 3 && mknod -m 660 loop b 7 0")
+        .current_dir(&source)
+        .status()
+        .unwrap();
+    assert!(
+        made.success(),
+        "mkfifo/mknod failed (the test runs as root)"
+    );
+    drop(std::os::unix::net::UnixListener::bind(source.join("sock")).unwrap());
+    fs::set_permissions(
+        source.join("sock"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let backup = client.backup(&[&source]).ok();
+    assert!(!backup.stderr.contains("skipped"), "{}", backup.stderr);
+
+    let target = work.path().join("restored");
+    let spec = format!("latest:{}", source.display());
+    let restored = client
+        .run(&["restore", &spec, "--target", target.to_str().unwrap()])
+        .ok();
+    assert!(
+        restored.stdout.contains("4 FIFOs, sockets or devices"),
+        "{}",
+        restored.stdout
+    );
+    assert_eq!(special_kinds(&target), special_kinds(&source));
+    assert_eq!(
+        special_kinds(&target),
+        [
+            "loop block 660 700",
+            "null char 640 103",
+            "pipe fifo 600 0",
+            "plain file 644 0",
+            "sock socket 700 0"
+        ]
+    );
+}

@@ -174,3 +174,93 @@ fn special_files_access_times_and_link_counts_survive_a_fresh_mount() {
     let run = mount.unmount();
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// Runs `script` with `sh` in `dir` as uid/gid 65534 (nobody); its exit code and stderr.
+fn as_nobody(dir: &Path, script: &str) -> (i32, String) {
+    let output = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "sh",
+            "-c",
+            script,
+        ])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn mode_and_owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::symlink_metadata(path).unwrap();
+    (meta.mode() & 0o7777, meta.uid())
+}
+
+#[test]
+fn a_second_user_of_an_allow_other_mount_meets_the_rules_of_ext4() {
+    if !fuse_or_skip() {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: switching to a second user needs root");
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-allow-other@example.com");
+    client.register(&server);
+    // The second user must be able to reach the mount point.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(client.home.path(), fs::Permissions::from_mode(0o755)).unwrap();
+
+    // Without --allow-other, nobody but the mounting user gets in.
+    let mount = TestMount::start(&client, &[]);
+    let (code, stderr) = as_nobody(client.home.path(), "ls ibackup");
+    assert_ne!(code, 0);
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    let mount = TestMount::start(&client, &["--allow-other"]);
+    let live = mount.live();
+    crate::mount::sh(
+        &live,
+        "mkdir -m 700 private && echo s > private/secret \
+         && mkdir -m 1777 tmp && echo r > tmp/roots && chmod 666 tmp/roots \
+         && echo x > setid && chmod 6777 setid \
+         && echo ro > readonly && chmod 644 readonly",
+    );
+    let denied = |script: &str, message: &str| {
+        let (code, stderr) = as_nobody(&live, script);
+        assert_ne!(code, 0, "{script} was allowed");
+        assert!(stderr.contains(message), "{script}: {stderr}");
+    };
+    denied("ls private", "Permission denied");
+    denied("echo more >> readonly", "Permission denied");
+    denied("touch new-at-top", "Permission denied");
+    // The sticky bit: only a file's owner removes or renames it.
+    denied("rm -f tmp/roots", "Operation not permitted");
+    denied("mv tmp/roots tmp/moved", "Operation not permitted");
+    // Only root changes an owner; only the owner changes a mode.
+    denied("chown 65534 readonly", "Operation not permitted");
+    denied("chmod 777 readonly", "Operation not permitted");
+
+    let (code, stderr) = as_nobody(
+        &live,
+        "cat readonly >/dev/null && echo mine > tmp/mine && mv tmp/mine tmp/moved \
+         && echo more >> setid && echo also >> tmp/roots",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(mode_and_owner(&live.join("tmp/moved")), (0o644, 65534));
+    // Written by someone else: both set-ID bits go (group execute is set).
+    assert_eq!(mode_and_owner(&live.join("setid")), (0o777, 0));
+    let (code, stderr) = as_nobody(&live, "rm tmp/moved");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(fs::read(live.join("tmp/roots")).unwrap(), b"r\nalso\n");
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

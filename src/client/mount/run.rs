@@ -143,7 +143,11 @@ pub(super) fn run_foreground(
     }
     mount_config.clone_fd = true;
     let spinner = Arc::new(OnceLock::new());
-    let passthrough = Arc::new(AtomicBool::new(super::fuse::may_pass_through()));
+    // Passed-through writes never reach the mount, which then could not clear set-ID bits
+    // when another user writes: no passthrough when others are let in.
+    let passthrough = Arc::new(AtomicBool::new(
+        super::fuse::may_pass_through() && !options.allow_other,
+    ));
     let workers = Arc::new(Workers::start(READ_WORKERS));
     let make_fs = || FuseFs {
         vfs: vfs.clone(),
