@@ -58,6 +58,10 @@ struct Plan {
     links: Vec<(PathBuf, Entry)>,
     /// FIFOs, sockets and devices, made with the other metadata at the end.
     specials: Vec<(PathBuf, Entry)>,
+    /// Further names of files with several: (name, the first name restored).
+    hard_links: Vec<(PathBuf, PathBuf)>,
+    /// The first name restored of each link group, with its content.
+    first_names: HashMap<u64, (PathBuf, Vec<crate::model::ChunkRef>)>,
 }
 
 pub fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreSummary> {
@@ -212,6 +216,21 @@ impl Plan {
             }
             EntryKind::File => {
                 summary.files += 1;
+                if entry.link != 0 {
+                    match self.first_names.get(&entry.link) {
+                        // The same file under another name (the same content, or the
+                        // group is not trusted and each name is restored on its own).
+                        Some((first, chunks)) if *chunks == entry.chunks => {
+                            self.hard_links.push((path, first.clone()));
+                            return;
+                        }
+                        Some(_) => {}
+                        None => {
+                            let first = (path.clone(), entry.chunks.clone());
+                            self.first_names.insert(entry.link, first);
+                        }
+                    }
+                }
                 summary.bytes += entry.size;
                 self.files.push((path, entry));
             }
@@ -418,6 +437,14 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
         let (atime, mtime) = times(entry);
         if let Err(e) = filetime::set_symlink_file_times(path, atime, mtime) {
             warn(path, "mtime", e);
+        }
+    }
+    for (path, first) in &plan.hard_links {
+        if fs::symlink_metadata(path).is_ok() {
+            let _ = fs::remove_file(path);
+        }
+        if let Err(e) = fs::hard_link(first, path) {
+            warn(path, "the hard link", e);
         }
     }
     for (path, entry) in &plan.specials {

@@ -94,6 +94,13 @@ pub struct Entry {
     /// A device's number (`st_rdev`); 0 for everything else.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rdev: u64,
+    /// Hard links: files of one snapshot with the same nonzero `link` are one file under
+    /// several names (each entry still carries the whole file). 0: no other name.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub link: u64,
+    /// How many names the file has in the snapshot (with `link`); 0 means 1.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub nlink: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub xattrs: Vec<Xattr>,
     /// File contents in order.
@@ -178,6 +185,10 @@ fn is_zero(value: &u64) -> bool {
     *value == 0
 }
 
+fn is_zero_u32(value: &u32) -> bool {
+    *value == 0
+}
+
 /// A name a directory can hold: not empty, not `.` or `..`, no `/` or NUL.
 pub fn valid_name(name: &[u8]) -> bool {
     !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
@@ -200,6 +211,8 @@ mod tests {
             inode: 42,
             atime_ns: None,
             rdev: 0,
+            link: 0,
+            nlink: 0,
             xattrs: vec![],
             chunks: vec![ChunkRef {
                 key: IdKey::new([1; 32]).object_key(1, b"abc"),

@@ -299,3 +299,47 @@ fn fifos_sockets_and_devices_are_backed_up_and_restored() {
         ]
     );
 }
+
+#[test]
+fn hard_links_are_read_once_and_restored_as_hard_links() {
+    use std::os::unix::fs::MetadataExt;
+    let server = TestServer::start();
+    let client = TestClient::new("hardlinks@example.com");
+    client.register(&server);
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("tree");
+    fs::create_dir_all(source.join("sub")).unwrap();
+    let content = vec![7u8; 300_000];
+    write_file(&source.join("a"), &content);
+    fs::hard_link(source.join("a"), source.join("sub/b")).unwrap();
+    fs::hard_link(source.join("a"), source.join("c")).unwrap();
+    write_file(&source.join("alone"), b"one name");
+    // A second name outside what is backed up: restored as a file of its own.
+    write_file(&source.join("half"), b"half");
+    fs::hard_link(source.join("half"), work.path().join("outside")).unwrap();
+
+    let backup = client.backup(&[&source]).ok().json();
+    assert_eq!(
+        backup["bytes_read"].as_u64().unwrap(),
+        300_000 + 8 + 4,
+        "{backup}"
+    );
+    let target = work.path().join("restored");
+    let spec = format!("latest:{}", source.display());
+    client
+        .run(&["restore", &spec, "--target", target.to_str().unwrap()])
+        .ok();
+    let meta = |name: &str| fs::metadata(target.join(name)).unwrap();
+    assert_eq!(meta("a").nlink(), 3);
+    assert_eq!(meta("a").ino(), meta("sub/b").ino());
+    assert_eq!(meta("a").ino(), meta("c").ino());
+    assert_eq!(fs::read(target.join("c")).unwrap(), content);
+    assert_eq!(meta("alone").nlink(), 1);
+    assert_eq!(meta("half").nlink(), 1);
+    assert_eq!(fs::read(target.join("half")).unwrap(), b"half");
+    assert_same_tree(&source, &target);
+
+    // Unchanged, the next backup reads nothing and keeps the same trees.
+    let again = client.backup(&[&source]).ok().json();
+    assert_eq!(again["bytes_read"], 0, "{again}");
+}

@@ -17,7 +17,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use self::scan::{Change, Node, Scan};
+use self::scan::{Change, LinkGroup, LinkKey, Node, Scan};
 use super::objects::ObjectSource;
 use super::repo::content::{self, ContentStats, FileRead};
 use super::repo::trees::{self, TreeWriter};
@@ -175,7 +175,7 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
     let stats = ContentStats::default();
     let reads = content::store_contents(&store, &scan.jobs, &stats, &bar);
     bar.finish_and_clear();
-    let mut reads: Vec<Option<FileRead>> = reads?.into_iter().map(Some).collect();
+    let reads: Vec<Option<FileRead>> = reads?.into_iter().map(Some).collect();
 
     let mut summary = BackupSummary {
         library: options.library.clone(),
@@ -188,7 +188,7 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
     };
     let entries: Vec<Entry> = nodes
         .into_iter()
-        .map(|node| build(node, &mut reads, &mut writer, &mut summary))
+        .map(|node| build(node, &reads, &scan.links, &mut writer, &mut summary))
         .collect::<Option<_>>()
         .ok_or_else(|| ClientError::Usage(summary.warnings.last().cloned().unwrap_or_default()))?;
 
@@ -280,6 +280,7 @@ fn heal(store: &Store<'_>, sources: &[Source], nodes: &mut [Node], scan: &mut Sc
                 entry,
                 job: job @ None,
                 change,
+                ..
             } if entry.chunks.iter().any(|c| missing.contains(&c.id())) => {
                 *job = Some(scan.jobs.len());
                 *change = Change::Changed;
@@ -334,6 +335,8 @@ fn root_entry(root: ObjectKey) -> Entry {
         size: 0,
         inode: 0,
         atime_ns: None,
+        link: 0,
+        nlink: 0,
         rdev: 0,
         xattrs: Vec::new(),
         chunks: Vec::new(),
@@ -353,7 +356,8 @@ fn now_ns() -> i64 {
 /// `None` if the node could not be stored (a warning says why).
 fn build(
     node: Node,
-    reads: &mut [Option<FileRead>],
+    reads: &[Option<FileRead>],
+    links: &HashMap<LinkKey, LinkGroup>,
     writer: &mut TreeWriter<'_>,
     summary: &mut BackupSummary,
 ) -> Option<Entry> {
@@ -362,9 +366,17 @@ fn build(
             mut entry,
             job,
             change,
+            link,
         } => {
+            if let Some(group) = link.and_then(|key| links.get(&key).map(|g| (key, g))) {
+                if group.1.names > 1 {
+                    entry.link = LinkGroup::id(&group.0);
+                    entry.nlink = group.1.names;
+                }
+            }
             if let Some(index) = job {
-                match reads[index].take() {
+                // Shared by the names of a file with several.
+                match reads[index].clone() {
                     Some(FileRead::Stored {
                         chunks,
                         size,
@@ -398,7 +410,7 @@ fn build(
         } => {
             let entries: Vec<Entry> = children
                 .into_iter()
-                .filter_map(|child| build(child, reads, writer, summary))
+                .filter_map(|child| build(child, reads, links, writer, summary))
                 .collect();
             entry.subtree = Some(writer.add(Tree::new(entries)));
             summary.dirs += 1;

@@ -24,6 +24,8 @@ pub enum Node {
         entry: Entry,
         job: Option<usize>,
         change: Change,
+        /// The file's identity when it has other names (`st_nlink` > 1), see [`LinkKey`].
+        link: Option<LinkKey>,
     },
     /// An entry with no content of its own: a symlink, FIFO, socket or device.
     Leaf(Entry),
@@ -33,10 +35,36 @@ pub enum Node {
     },
 }
 
+/// A file with several names: its device, inode and modification time. The time keeps a
+/// reused inode number from joining unrelated files into one group.
+pub type LinkKey = (u64, u64, i64);
+
 #[derive(Default)]
 pub struct Scan {
     pub jobs: Vec<FileJob>,
     pub warnings: Vec<String>,
+    /// Files met under several names: how many names, and the read of the first.
+    pub links: HashMap<LinkKey, LinkGroup>,
+}
+
+#[derive(Default)]
+pub struct LinkGroup {
+    pub names: u32,
+    job: Option<usize>,
+}
+
+impl LinkGroup {
+    /// The group's id in trees: stable while the file is unchanged, so an unchanged folder
+    /// keeps its tree.
+    pub fn id(key: &LinkKey) -> u64 {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&key.0.to_le_bytes());
+        hasher.update(&key.1.to_le_bytes());
+        hasher.update(&key.2.to_le_bytes());
+        let bytes = hasher.finalize();
+        // Never 0, which means "no other name".
+        u64::from_le_bytes(bytes.as_bytes()[..8].try_into().expect("8 bytes")).max(1)
+    }
 }
 
 fn mtime_ns(meta: &Metadata) -> i64 {
@@ -79,6 +107,8 @@ pub fn entry_for(name: Vec<u8>, path: &Path, meta: &Metadata) -> Entry {
         },
         inode: meta.ino(),
         atime_ns: None,
+        link: 0,
+        nlink: 0,
         rdev: match kind {
             EntryKind::CharDevice | EntryKind::BlockDevice => meta.rdev(),
             _ => 0,
@@ -134,16 +164,31 @@ impl Scan {
                 }
             }
         } else if file_type.is_file() {
+            let link = (meta.nlink() > 1).then(|| (meta.dev(), meta.ino(), entry.mtime_ns));
+            if let Some(group) = link.and_then(|key| self.links.get_mut(&key)) {
+                // Another name of a file already met: its content is read once.
+                group.names += 1;
+                if let Some(job) = group.job {
+                    return Some(Node::File {
+                        entry,
+                        job: Some(job),
+                        change: Change::Unmodified,
+                        link,
+                    });
+                }
+            }
             let previous = parent.filter(|p| p.kind == EntryKind::File);
             let unchanged = previous.filter(|p| {
                 p.size == entry.size && p.mtime_ns == entry.mtime_ns && p.inode == entry.inode
             });
             if let Some(previous) = unchanged {
                 entry.chunks = previous.chunks.clone();
+                self.join_link(link, None);
                 return Some(Node::File {
                     entry,
                     job: None,
                     change: Change::Unmodified,
+                    link,
                 });
             }
             let change = if previous.is_some() {
@@ -155,10 +200,12 @@ impl Scan {
                 path: path.to_owned(),
                 size: entry.size,
             });
+            self.join_link(link, Some(self.jobs.len() - 1));
             Some(Node::File {
                 entry,
                 job: Some(self.jobs.len() - 1),
                 change,
+                link,
             })
         } else if entry.kind.is_special() {
             Some(Node::Leaf(entry))
@@ -168,6 +215,17 @@ impl Scan {
                 path.display()
             ));
             None
+        }
+    }
+
+    /// Counts the first name of a linked file, with the read of its content (if any).
+    fn join_link(&mut self, link: Option<LinkKey>, job: Option<usize>) {
+        if let Some(key) = link {
+            let group = self.links.entry(key).or_default();
+            if group.names == 0 {
+                group.names = 1;
+                group.job = job;
+            }
         }
     }
 

@@ -36,6 +36,7 @@ const DEDUPE_BYTES: usize = 24 << 20;
 const READ_ATTEMPTS: usize = 3;
 
 /// What reading one file gave.
+#[derive(Clone)]
 pub enum FileRead {
     Stored {
         chunks: Vec<ChunkRef>,

@@ -434,6 +434,8 @@ fn committed_files_and_snapshot_folders_read_through_the_object_seam() {
         size: 0,
         inode: 0,
         atime_ns: None,
+        link: 0,
+        nlink: 0,
         rdev: 0,
         xattrs: Vec::new(),
         chunks: Vec::new(),
