@@ -264,3 +264,84 @@ fn a_second_user_of_an_allow_other_mount_meets_the_rules_of_ext4() {
     let run = mount.unmount();
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+fn inode_and_links(path: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).unwrap();
+    (meta.ino(), meta.nlink())
+}
+
+#[test]
+fn hard_links_from_a_backup_and_made_in_the_mount_are_one_file() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-links@example.com");
+    client.register(&server);
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("tree");
+    fs::create_dir_all(source.join("sub")).unwrap();
+    fs::write(source.join("a"), b"backed up").unwrap();
+    fs::hard_link(source.join("a"), source.join("sub/b")).unwrap();
+    client.backup(&[&source]).ok();
+
+    let mount = TestMount::start(&client, &[]);
+    let inside = mount.live().join(source.strip_prefix("/").unwrap());
+    let snapshot = mount
+        .dir
+        .join("snapshots/Backups/latest")
+        .join(source.strip_prefix("/").unwrap());
+    for dir in [&inside, &snapshot] {
+        let (ino, links) = inode_and_links(&dir.join("a"));
+        assert_eq!(links, 2, "{}", dir.display());
+        assert_eq!(inode_and_links(&dir.join("sub/b")), (ino, 2));
+    }
+
+    // A third name, a write through it, then the first name removed.
+    fs::hard_link(inside.join("a"), inside.join("c")).unwrap();
+    assert_eq!(inode_and_links(&inside.join("sub/b")).1, 3);
+    fs::write(inside.join("c"), b"written through c").unwrap();
+    assert_eq!(fs::read(inside.join("a")).unwrap(), b"written through c");
+    assert_eq!(
+        fs::read(inside.join("sub/b")).unwrap(),
+        b"written through c"
+    );
+    fs::remove_file(inside.join("a")).unwrap();
+    let (ino, links) = inode_and_links(&inside.join("c"));
+    assert_eq!(links, 2);
+    assert_eq!(inode_and_links(&inside.join("sub/b")), (ino, 2));
+    assert_eq!(
+        fs::hard_link(inside.join("sub"), inside.join("dir-link"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EPERM)
+    );
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // As the server now has it.
+    fs::remove_dir_all(client.home.path().join("cache")).unwrap();
+    let mount = TestMount::start(&client, &[]);
+    let inside = mount.live().join(source.strip_prefix("/").unwrap());
+    assert!(!inside.join("a").exists());
+    let (ino, links) = inode_and_links(&inside.join("c"));
+    assert_eq!(links, 2);
+    assert_eq!(inode_and_links(&inside.join("sub/b")), (ino, 2));
+    assert_eq!(
+        fs::read(inside.join("sub/b")).unwrap(),
+        b"written through c"
+    );
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // And a restore makes them hard links again.
+    let target = work.path().join("restored");
+    let spec = format!("latest:{}", source.display());
+    client
+        .run(&["restore", &spec, "--target", target.to_str().unwrap()])
+        .ok();
+    let (ino, links) = inode_and_links(&target.join("c"));
+    assert_eq!(links, 2);
+    assert_eq!(inode_and_links(&target.join("sub/b")), (ino, 2));
+}

@@ -59,6 +59,7 @@ fn errno_code(error: &VfsError) -> i32 {
         VfsError::NameTooLong => libc::ENAMETOOLONG,
         VfsError::NoAttribute => libc::ENODATA,
         VfsError::NotSupported => libc::EOPNOTSUPP,
+        VfsError::NotPermitted => libc::EPERM,
         VfsError::Io(e) => e.raw_os_error().unwrap_or(libc::EIO),
         VfsError::Remote(_) => libc::EIO,
     }
@@ -691,16 +692,16 @@ impl Filesystem for FuseFs {
         answer_empty(reply, self.vfs().set_xattr(ino.0, name.as_bytes(), None))
     }
 
-    /// Hard links are not supported: trees store each path's entry on its own.
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _new_parent: INodeNo,
-        _new_name: &OsStr,
+        ino: INodeNo,
+        new_parent: INodeNo,
+        new_name: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EPERM);
+        let linked = self.vfs().link(ino.0, new_parent.0, new_name.as_bytes());
+        answer_entry(reply, linked)
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {

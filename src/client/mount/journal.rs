@@ -30,6 +30,9 @@ pub enum Op {
         mtime_ns: i64,
         xattrs: Vec<Xattr>,
         base: Option<String>,
+        /// The file's hard-link group (0: one name), so every name takes the content.
+        #[serde(default)]
+        link: u64,
     },
     Mkdir {
         #[serde(with = "serde_bytes")]
@@ -47,6 +50,14 @@ pub enum Op {
         uid: u32,
         gid: u32,
         mtime_ns: i64,
+    },
+    /// A further name `to` for the file at `from`, both in hard-link group `link`.
+    Link {
+        #[serde(with = "serde_bytes")]
+        from: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        to: Vec<u8>,
+        link: u64,
     },
     /// A FIFO, socket or device made at `path`.
     Special {

@@ -9,6 +9,7 @@
 //! readdir offsets survive changes made meanwhile.
 
 mod commit;
+mod links;
 pub mod nodes;
 pub mod objects;
 mod passthrough;
@@ -62,6 +63,8 @@ pub enum VfsError {
     NoAttribute,
     #[error("operation not supported")]
     NotSupported,
+    #[error("operation not permitted")]
+    NotPermitted,
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -119,6 +122,8 @@ pub struct Vfs {
     pub(crate) free_stages: Vec<String>,
     /// Staged files the kernel reads and writes itself, by inode.
     pub(crate) passed: HashMap<Ino, passthrough::PassedThrough>,
+    /// The node of each hard-link group loaded, by (top directory, link id): see `links`.
+    links: HashMap<(Ino, u64), Ino>,
 }
 
 /// Where uploaded stages wait, truncated, to be reused.
@@ -198,6 +203,7 @@ impl Vfs {
             journal,
             last_change: std::time::Instant::now(),
             prefetched_dirs: std::collections::HashSet::new(),
+            links: HashMap::new(),
             free_stages: Vec::new(),
             passed: HashMap::new(),
         }
@@ -344,7 +350,7 @@ impl Vfs {
     pub fn stat(&mut self, ino: Ino) -> VfsResult<Stat> {
         let nlink = match self.node(ino)?.kind {
             EntryKind::Dir => self.dir_links(ino),
-            _ => 1,
+            _ => self.node(ino)?.nlink,
         };
         let node = self.node(ino)?;
         let read_only = !matches!(node.place, Place::Live(i) if self.libraries[i].writable);
@@ -416,15 +422,28 @@ impl Vfs {
                 let library = self.libraries[lib].library.clone();
                 let tree = self.objects.tree(&library, &tree)?;
                 self.look_ahead(&library, &tree);
-                tree.entries
-                    .iter()
-                    .map(|entry| {
-                        (
-                            entry.name.clone(),
-                            self.nodes.insert(Node::from_entry(entry, ino, place)),
-                        )
-                    })
-                    .collect()
+                let root = self.link_root(ino);
+                let mut loaded = BTreeMap::new();
+                for entry in &tree.entries {
+                    let linked = (entry.link != 0 && entry.kind == EntryKind::File)
+                        .then(|| self.linked_node(root, entry.link))
+                        .flatten();
+                    let child = match linked {
+                        Some(node) => {
+                            self.add_loaded_name(node, ino, &entry.name);
+                            node
+                        }
+                        None => {
+                            let node = self.nodes.insert(Node::from_entry(entry, ino, place));
+                            if entry.link != 0 && entry.kind == EntryKind::File {
+                                self.links.insert((root, entry.link), node);
+                            }
+                            node
+                        }
+                    };
+                    loaded.insert(entry.name.clone(), child);
+                }
+                loaded
             }
             (Place::Virtual, _) => self.load_snapshot_list(ino)?,
             _ => BTreeMap::new(),
@@ -513,6 +532,7 @@ impl Vfs {
         let view = &mut self.libraries[index];
         view.head = Some(head);
         let live = view.live;
+        self.links.retain(|(top, _), _| *top != live);
         self.reset_dir(live, Some(root));
     }
 

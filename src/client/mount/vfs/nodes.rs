@@ -58,8 +58,14 @@ pub enum Body {
 
 #[derive(Clone, Debug)]
 pub struct Node {
+    /// The first name's directory and the name: what the journal calls the node by.
     pub parent: Ino,
     pub name: Vec<u8>,
+    /// Hard links: the node's group id in its trees (0: none), its count of names, and the
+    /// names besides the first that this mount has loaded or made.
+    pub link: u64,
+    pub nlink: u32,
+    pub other_names: Vec<(Ino, Vec<u8>)>,
     pub kind: EntryKind,
     pub attr: Attr,
     pub xattrs: Vec<Xattr>,
@@ -68,6 +74,29 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node with one name and no other: what every new file, link or directory starts as.
+    pub fn new(
+        parent: Ino,
+        name: &[u8],
+        kind: EntryKind,
+        attr: Attr,
+        body: Body,
+        place: Place,
+    ) -> Self {
+        Node {
+            parent,
+            name: name.to_vec(),
+            link: 0,
+            nlink: 1,
+            other_names: Vec::new(),
+            kind,
+            attr,
+            xattrs: Vec::new(),
+            body,
+            place,
+        }
+    }
+
     pub fn from_entry(entry: &Entry, parent: Ino, place: Place) -> Self {
         let body = match entry.kind {
             EntryKind::Dir => Body::Dir {
@@ -88,6 +117,9 @@ impl Node {
         Node {
             parent,
             name: entry.name.clone(),
+            link: entry.link,
+            nlink: entry.nlink.max(1),
+            other_names: Vec::new(),
             kind: entry.kind,
             attr: Attr {
                 mode: entry.mode,
@@ -108,6 +140,9 @@ impl Node {
         Node {
             parent,
             name: name.to_vec(),
+            link: 0,
+            nlink: 1,
+            other_names: Vec::new(),
             kind: EntryKind::Dir,
             attr,
             xattrs: Vec::new(),

@@ -102,15 +102,14 @@ impl Vfs {
                     node.body = Body::Symlink(target);
                     ino
                 }
-                _ => self.nodes.insert(Node {
-                    parent: dir,
-                    name: LATEST.to_vec(),
-                    kind: EntryKind::Symlink,
+                _ => self.nodes.insert(Node::new(
+                    dir,
+                    LATEST,
+                    EntryKind::Symlink,
                     attr,
-                    xattrs: Vec::new(),
-                    body: Body::Symlink(target),
-                    place: Place::Virtual,
-                }),
+                    Body::Symlink(target),
+                    Place::Virtual,
+                )),
             };
             children.insert(LATEST.to_vec(), ino);
         }

@@ -37,7 +37,7 @@ pub struct Caller {
 
 impl Vfs {
     /// The library index of a node that may change, or why it may not.
-    fn writable(&self, ino: Ino) -> VfsResult<usize> {
+    pub(super) fn writable(&self, ino: Ino) -> VfsResult<usize> {
         match self.node(ino)?.place {
             Place::Live(index) if self.libraries[index].writable => Ok(index),
             Place::Snapshot(_) => Err(VfsError::ReadOnly),
@@ -79,7 +79,7 @@ impl Vfs {
         Some((index, parts.join(&b'/')))
     }
 
-    fn record(&mut self, index: usize, op: Op, durable: bool) -> VfsResult<()> {
+    pub(super) fn record(&mut self, index: usize, op: Op, durable: bool) -> VfsResult<()> {
         let library = self.libraries[index].library.info.id.clone();
         let bytes = match &op {
             Op::Write { stage, .. } => std::fs::metadata(self.stage_path(stage))
@@ -97,7 +97,7 @@ impl Vfs {
         Ok(())
     }
 
-    fn check_name(name: &[u8]) -> VfsResult<()> {
+    pub(super) fn check_name(name: &[u8]) -> VfsResult<()> {
         if name.len() > super::NAME_MAX {
             return Err(VfsError::NameTooLong);
         }
@@ -118,7 +118,7 @@ impl Vfs {
         Ok(ino)
     }
 
-    fn insert_child(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Option<Ino> {
+    pub(super) fn insert_child(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Option<Ino> {
         self.changed_children(parent)?.insert(name.to_vec(), ino)
     }
 
@@ -209,19 +209,18 @@ impl Vfs {
     ) -> VfsResult<(Stat, Opened)> {
         let index = self.writable(parent)?;
         let (stage, file) = self.new_stage()?;
-        let node = Node {
+        let node = Node::new(
             parent,
-            name: name.to_vec(),
-            kind: EntryKind::File,
-            attr: self.new_attr(parent, mode, false, caller),
-            xattrs: Vec::new(),
-            body: Body::File {
+            name,
+            EntryKind::File,
+            self.new_attr(parent, mode, false, caller),
+            Body::File {
                 chunks: Arc::new(Vec::new()),
                 staged: Some(stage.clone()),
                 base: None,
             },
-            place: Place::Live(index),
-        };
+            Place::Live(index),
+        );
         let ino = match self.add_child(parent, name, node) {
             Ok(ino) => ino,
             Err(e) => {
@@ -402,6 +401,7 @@ impl Vfs {
             mtime_ns: node.attr.mtime_ns,
             xattrs: node.xattrs.clone(),
             base: base.clone(),
+            link: node.link,
         };
         self.record(index, op, durable)
     }
@@ -507,15 +507,14 @@ impl Vfs {
         let index = self.writable(parent)?;
         let mut attr = self.new_attr(parent, 0o777, false, caller);
         attr.size = target.len() as u64;
-        let node = Node {
+        let node = Node::new(
             parent,
-            name: name.to_vec(),
-            kind: EntryKind::Symlink,
-            attr: attr.clone(),
-            xattrs: Vec::new(),
-            body: Body::Symlink(target.to_vec()),
-            place: Place::Live(index),
-        };
+            name,
+            EntryKind::Symlink,
+            attr.clone(),
+            Body::Symlink(target.to_vec()),
+            Place::Live(index),
+        );
         let ino = self.add_child(parent, name, node)?;
         let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
         let op = Op::Symlink {
@@ -548,15 +547,14 @@ impl Vfs {
             EntryKind::CharDevice | EntryKind::BlockDevice => rdev,
             _ => 0,
         };
-        let node = Node {
+        let node = Node::new(
             parent,
-            name: name.to_vec(),
+            name,
             kind,
-            attr: attr.clone(),
-            xattrs: Vec::new(),
-            body: Body::Special { rdev },
-            place: Place::Live(index),
-        };
+            attr.clone(),
+            Body::Special { rdev },
+            Place::Live(index),
+        );
         let ino = self.add_child(parent, name, node)?;
         let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
         let op = Op::Special {
@@ -589,8 +587,9 @@ impl Vfs {
         let index = self.writable(parent)?;
         let ino = *self.children(parent)?.get(name).ok_or(VfsError::NotFound)?;
         self.check_replaceable(ino, dir)?;
-        let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
+        let path = self.name_path(parent, name).ok_or(VfsError::NotFound)?;
         self.remove_child(parent, name);
+        self.drop_name(ino, parent, name);
         self.record(index, Op::Remove { path }, false)
     }
 
@@ -619,7 +618,9 @@ impl Vfs {
             }
             up = self.node(up)?.parent;
         }
-        if let Some(&existing) = self.children(new_parent)?.get(new_name) {
+        let replaced = self.children(new_parent)?.get(new_name).copied();
+        if let Some(existing) = replaced {
+            // Two names of one file: nothing happens (POSIX).
             if existing == ino {
                 return Ok(());
             }
@@ -629,15 +630,16 @@ impl Vfs {
             let source_dir = self.node(ino)?.kind == EntryKind::Dir;
             self.check_replaceable(existing, source_dir)?;
         }
-        let (_, from) = self.live_path(ino).ok_or(VfsError::NotFound)?;
+        let from = self.name_path(parent, name).ok_or(VfsError::NotFound)?;
         self.remove_child(parent, name);
         self.insert_child(new_parent, new_name, ino);
-        if let Some(node) = self.nodes.get_mut(ino) {
-            node.parent = new_parent;
-            node.name = new_name.to_vec();
-            node.attr.ctime_ns = now_ns();
+        if let Some(existing) = replaced {
+            self.drop_name(existing, new_parent, new_name);
         }
-        let (_, to) = self.live_path(ino).ok_or(VfsError::NotFound)?;
+        self.move_name(ino, (parent, name), (new_parent, new_name));
+        let to = self
+            .name_path(new_parent, new_name)
+            .ok_or(VfsError::NotFound)?;
         self.record(index, Op::Rename { from, to }, false)
     }
 

@@ -31,6 +31,11 @@ pub struct EditTree {
     written: HashSet<Vec<u8>>,
     conflict_suffix: String,
     pub conflicts: Vec<String>,
+    /// Hard-link groups the replay changed: the entry every name of the group takes (`None`
+    /// when only names came or went, so only the count changes).
+    links: HashMap<u64, Option<Entry>>,
+    /// Names linked to a file that was not in the tree yet (written later in the replay).
+    pending_names: HashMap<u64, Vec<Vec<u8>>>,
 }
 
 fn dir_entry(name: &[u8], mode: u32, uid: u32, gid: u32, mtime_ns: i64) -> Entry {
@@ -52,6 +57,55 @@ fn dir_entry(name: &[u8], mode: u32, uid: u32, gid: u32, mtime_ns: i64) -> Entry
         target: None,
         subtree: None,
     }
+}
+
+/// The paths below `dir` (at `prefix`) of the files in hard-link `groups`.
+fn find_in_dir(
+    dir: &EditDir,
+    writer: &mut TreeWriter<'_>,
+    prefix: &[u8],
+    groups: &HashSet<u64>,
+    out: &mut HashMap<u64, Vec<Vec<u8>>>,
+) -> Result<()> {
+    for (name, item) in &dir.items {
+        let path = join(prefix, name);
+        match item {
+            Item::Dir(sub) => find_in_dir(sub, writer, &path, groups, out)?,
+            Item::Clean(entry) => find_in_entry(entry, writer, path, groups, out)?,
+        }
+    }
+    Ok(())
+}
+
+fn find_in_entry(
+    entry: &Entry,
+    writer: &mut TreeWriter<'_>,
+    path: Vec<u8>,
+    groups: &HashSet<u64>,
+    out: &mut HashMap<u64, Vec<Vec<u8>>>,
+) -> Result<()> {
+    match (entry.kind, entry.subtree) {
+        (EntryKind::File, _) if groups.contains(&entry.link) => {
+            out.entry(entry.link).or_default().push(path)
+        }
+        (EntryKind::Dir, Some(subtree)) => {
+            for child in writer.get(&subtree)?.entries {
+                let child_path = join(&path, &child.name);
+                find_in_entry(&child, writer, child_path, groups, out)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = prefix.to_vec();
+    if !path.is_empty() {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
 }
 
 fn split(path: &[u8]) -> Vec<Vec<u8>> {
@@ -128,6 +182,8 @@ impl EditTree {
             written: HashSet::new(),
             conflict_suffix: suffix,
             conflicts: Vec::new(),
+            links: HashMap::new(),
+            pending_names: HashMap::new(),
         })
     }
 
@@ -183,6 +239,7 @@ impl EditTree {
                 mtime_ns,
                 xattrs,
                 base,
+                link,
             } => {
                 let Some((chunks, size)) = contents.get(stage) else {
                     return Ok(());
@@ -217,7 +274,8 @@ impl EditTree {
                     size: *size,
                     inode: 0,
                     atime_ns: None,
-                    link: 0,
+                    // A conflict copy is a file of its own.
+                    link: if clash { 0 } else { *link },
                     nlink: 0,
                     rdev: 0,
                     xattrs: xattrs.clone(),
@@ -225,7 +283,11 @@ impl EditTree {
                     target: None,
                     subtree: None,
                 };
+                let linked = (entry.link != 0).then(|| entry.clone());
                 dir.items.insert(name.clone(), Item::Clean(entry));
+                if let Some(linked) = linked {
+                    self.links.insert(linked.link, Some(linked));
+                }
                 if clash {
                     self.conflicts
                         .push(String::from_utf8_lossy(&name).into_owned());
@@ -282,9 +344,33 @@ impl EditTree {
                     dir.items.insert(name, Item::Clean(entry));
                 }
             }
+            Op::Link { from, to, link } => {
+                let source = self
+                    .entry_mut(writer, from)?
+                    .filter(|e| e.kind == EntryKind::File);
+                let Some(source) = source else {
+                    self.pending_names
+                        .entry(*link)
+                        .or_default()
+                        .push(to.clone());
+                    return Ok(());
+                };
+                source.link = *link;
+                let source = source.clone();
+                if let Some((dir, name)) = self.parent(writer, to, true)? {
+                    let mut entry = source.clone();
+                    entry.name = name.clone();
+                    dir.items.insert(name, Item::Clean(entry));
+                }
+                self.links.insert(*link, Some(source));
+            }
             Op::Remove { path } => {
                 if let Some((dir, name)) = self.parent(writer, path, false)? {
-                    dir.items.remove(&name);
+                    if let Some(Item::Clean(gone)) = dir.items.remove(&name) {
+                        if gone.link != 0 {
+                            self.links.entry(gone.link).or_insert(None);
+                        }
+                    }
                 }
                 self.written.remove(path);
             }
@@ -320,19 +406,70 @@ impl EditTree {
                     entry.gid = gid.unwrap_or(entry.gid);
                     entry.mtime_ns = mtime_ns.unwrap_or(entry.mtime_ns);
                     entry.atime_ns = atime_ns.or(entry.atime_ns);
+                    if entry.link != 0 {
+                        let changed = entry.clone();
+                        self.links.insert(changed.link, Some(changed));
+                    }
                 }
             }
             Op::SetXattrs { path, xattrs } => {
                 if let Some(entry) = self.entry_mut(writer, path)? {
                     entry.xattrs = xattrs.clone();
+                    if entry.link != 0 {
+                        let changed = entry.clone();
+                        self.links.insert(changed.link, Some(changed));
+                    }
                 }
             }
         }
         Ok(())
     }
 
+    /// Brings every name of each hard-link group the replay changed in line: the same
+    /// content and attributes, and the count of names. The names may be anywhere in the
+    /// library, so this reads every tree (only when a replay touched a group).
+    fn settle_links(&mut self, writer: &mut TreeWriter<'_>) -> Result<()> {
+        if self.links.is_empty() {
+            return Ok(());
+        }
+        for (link, names) in std::mem::take(&mut self.pending_names) {
+            let Some(Some(source)) = self.links.get(&link).cloned() else {
+                continue;
+            };
+            for to in names {
+                if let Some((dir, name)) = self.parent(writer, &to, true)? {
+                    let mut entry = source.clone();
+                    entry.name = name.clone();
+                    dir.items.insert(name, Item::Clean(entry));
+                }
+            }
+        }
+        let groups: HashSet<u64> = self.links.keys().copied().collect();
+        let mut members: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
+        find_in_dir(&self.root, writer, b"", &groups, &mut members)?;
+        for (link, source) in std::mem::take(&mut self.links) {
+            let paths = members.remove(&link).unwrap_or_default();
+            let count = paths.len() as u32;
+            for path in paths {
+                let Some(entry) = self.entry_mut(writer, &path)? else {
+                    continue;
+                };
+                if let Some(source) = &source {
+                    let name = std::mem::take(&mut entry.name);
+                    *entry = Entry {
+                        name,
+                        ..source.clone()
+                    };
+                }
+                (entry.link, entry.nlink) = if count > 1 { (link, count) } else { (0, 0) };
+            }
+        }
+        Ok(())
+    }
+
     /// Queues the changed trees (children first) and returns the root's id.
-    pub fn write(&mut self, writer: &mut TreeWriter<'_>) -> ObjectKey {
+    pub fn write(&mut self, writer: &mut TreeWriter<'_>) -> Result<ObjectKey> {
+        self.settle_links(writer)?;
         fn write_dir(dir: &mut EditDir, writer: &mut TreeWriter<'_>) -> ObjectKey {
             let entries = dir
                 .items
@@ -348,7 +485,7 @@ impl EditTree {
                 .collect();
             writer.add(Tree::new(entries))
         }
-        write_dir(&mut self.root, writer)
+        Ok(write_dir(&mut self.root, writer))
     }
 
     /// The content signature of the file at `path` now, if it is a file.
@@ -399,6 +536,7 @@ mod tests {
             mtime_ns: 1,
             xattrs: Vec::new(),
             base,
+            link: 0,
         }
     }
 
@@ -414,7 +552,7 @@ mod tests {
         for op in ops {
             edit.apply(&mut writer, op, contents).unwrap();
         }
-        let root = edit.write(&mut writer);
+        let root = edit.write(&mut writer).unwrap();
         writer.flush().unwrap();
         (root, edit.conflicts)
     }
@@ -508,6 +646,120 @@ mod tests {
         assert!(
             conflicts[0].starts_with("final.txt (conflict "),
             "{conflicts:?}"
+        );
+    }
+
+    /// `path -> (link, nlink, mode, content)` of every file below `root`.
+    fn linked(repo: &MemoryRepo, root: ObjectKey) -> Vec<(String, u64, u32, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![(String::new(), root)];
+        while let Some((prefix, key)) = stack.pop() {
+            for entry in repo.load_tree(&key).unwrap().entries {
+                let path = format!("{prefix}{}", String::from_utf8_lossy(&entry.name));
+                if entry.kind == EntryKind::Dir {
+                    stack.push((format!("{path}/"), entry.subtree.unwrap()));
+                    continue;
+                }
+                let keys: Vec<ObjectKey> = entry.chunks.iter().map(|c| c.key).collect();
+                let content = repo.load(BlobKind::Chunk, &keys).unwrap().concat();
+                out.push((path, entry.link, entry.nlink, entry.mode, content));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn every_name_of_a_hard_linked_file_takes_its_changes_and_count() {
+        let repo = MemoryRepo::default();
+        let contents: HashMap<String, (Vec<ChunkRef>, u64)> =
+            [("v1", &b"first"[..]), ("v2", b"second")]
+                .into_iter()
+                .map(|(stage, data)| (stage.to_owned(), (chunk(&repo, data), data.len() as u64)))
+                .collect();
+        let mkdir = |path: &str| Op::Mkdir {
+            path: path.as_bytes().to_vec(),
+            mode: 0o755,
+            uid: 1000,
+            gid: 1000,
+            mtime_ns: 1,
+        };
+        let link = |from: &str, to: &str| Op::Link {
+            from: from.as_bytes().to_vec(),
+            to: to.as_bytes().to_vec(),
+            link: 42,
+        };
+        // A name linked before the file's first write is journaled (written at close).
+        let mut first = write("a", "v1", None);
+        if let Op::Write { link, .. } = &mut first {
+            *link = 42;
+        }
+        let (base, _) = replay(
+            &repo,
+            None,
+            &[
+                mkdir("far"),
+                mkdir("far/away"),
+                link("a", "early"),
+                first,
+                link("a", "far/away/b"),
+            ],
+            &contents,
+        );
+        let named = |nlink: u32, mode: u32, content: &[u8], names: &[&str]| {
+            names
+                .iter()
+                .map(|n| (n.to_string(), 42u64, nlink, mode, content.to_vec()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            linked(&repo, base),
+            named(3, 0o644, b"first", &["a", "early", "far/away/b"])
+        );
+
+        // Written and chmod-ed through one name, one name removed: the others follow, in
+        // directories the replay never opened.
+        let mut second = write("early", "v2", Some(content_sig(&contents["v1"].0)));
+        if let Op::Write { link, .. } = &mut second {
+            *link = 42;
+        }
+        let chmod = Op::SetAttr {
+            path: b"early".to_vec(),
+            mode: Some(0o600),
+            uid: None,
+            gid: None,
+            mtime_ns: None,
+            atime_ns: None,
+        };
+        let (after, _) = replay(
+            &repo,
+            Some(base),
+            &[
+                second,
+                chmod,
+                Op::Remove {
+                    path: b"a".to_vec(),
+                },
+            ],
+            &contents,
+        );
+        assert_eq!(
+            linked(&repo, after),
+            named(2, 0o600, b"second", &["early", "far/away/b"])
+        );
+
+        // The last other name gone: a plain file again.
+        let (single, _) = replay(
+            &repo,
+            Some(after),
+            &[Op::Remove {
+                path: b"early".to_vec(),
+            }],
+            &contents,
+        );
+        assert_eq!(
+            linked(&repo, single),
+            vec![("far/away/b".to_owned(), 0, 0, 0o600, b"second".to_vec())]
         );
     }
 }

@@ -324,7 +324,7 @@ impl Uploader {
             for (_, op) in &ops {
                 edit.apply(&mut writer, op, &contents)?;
             }
-            let new_root = edit.write(&mut writer);
+            let new_root = edit.write(&mut writer)?;
             writer.flush()?;
             let snapshot = Snapshot {
                 tree: new_root,
@@ -525,7 +525,7 @@ fn changed(
             | Op::Remove { path }
             | Op::SetAttr { path, .. }
             | Op::SetXattrs { path, .. } => &[path],
-            Op::Rename { from, to } => &[from, to],
+            Op::Rename { from, to } | Op::Link { from, to, .. } => &[from, to],
         };
         for path in touched {
             if !paths.contains(path) {
