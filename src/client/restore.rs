@@ -51,6 +51,9 @@ pub struct RestoreSummary {
     pub warnings: Vec<String>,
 }
 
+/// What the names of one hard-linked file must agree on: kind, device, chunks, target.
+type Identity = (EntryKind, u64, Vec<crate::model::ChunkRef>, Option<Vec<u8>>);
+
 #[derive(Default)]
 struct Plan {
     dirs: Vec<(PathBuf, Entry)>,
@@ -60,8 +63,8 @@ struct Plan {
     specials: Vec<(PathBuf, Entry)>,
     /// Further names of files with several: (name, the first name restored).
     hard_links: Vec<(PathBuf, PathBuf)>,
-    /// The first name restored of each link group, with its content.
-    first_names: HashMap<u64, (PathBuf, Vec<crate::model::ChunkRef>)>,
+    /// The first name restored of each link group, with what makes it that file.
+    first_names: HashMap<u64, (PathBuf, Identity)>,
 }
 
 pub fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreSummary> {
@@ -180,6 +183,33 @@ fn join(dir: &Path, name: &[u8]) -> PathBuf {
 }
 
 impl Plan {
+    /// Whether `entry` is another name of something already planned (a hard link, made
+    /// after everything else); the first name of each group is planned as usual. A group
+    /// whose names disagree (kind, content, device) is restored name by name.
+    fn another_name(&mut self, path: &Path, entry: &Entry) -> bool {
+        if entry.link == 0 {
+            return false;
+        }
+        let identity = (
+            entry.kind,
+            entry.rdev,
+            entry.chunks.clone(),
+            entry.target.clone(),
+        );
+        match self.first_names.get(&entry.link) {
+            Some((first, same)) if *same == identity => {
+                self.hard_links.push((path.to_owned(), first.clone()));
+                true
+            }
+            Some(_) => false,
+            None => {
+                self.first_names
+                    .insert(entry.link, (path.to_owned(), identity));
+                false
+            }
+        }
+    }
+
     fn add_children(
         &mut self,
         dir: &Path,
@@ -216,20 +246,8 @@ impl Plan {
             }
             EntryKind::File => {
                 summary.files += 1;
-                if entry.link != 0 {
-                    match self.first_names.get(&entry.link) {
-                        // The same file under another name (the same content, or the
-                        // group is not trusted and each name is restored on its own).
-                        Some((first, chunks)) if *chunks == entry.chunks => {
-                            self.hard_links.push((path, first.clone()));
-                            return;
-                        }
-                        Some(_) => {}
-                        None => {
-                            let first = (path.clone(), entry.chunks.clone());
-                            self.first_names.insert(entry.link, first);
-                        }
-                    }
+                if self.another_name(&path, &entry) {
+                    return;
                 }
                 summary.bytes += entry.size;
                 self.files.push((path, entry));
@@ -439,14 +457,6 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
             warn(path, "mtime", e);
         }
     }
-    for (path, first) in &plan.hard_links {
-        if fs::symlink_metadata(path).is_ok() {
-            let _ = fs::remove_file(path);
-        }
-        if let Err(e) = fs::hard_link(first, path) {
-            warn(path, "the hard link", e);
-        }
-    }
     for (path, entry) in &plan.specials {
         match make_special(path, entry) {
             Ok(true) => {
@@ -459,6 +469,16 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
                 std::io::Error::other("devices are made only when restoring as root; skipped"),
             ),
             Err(e) => warn(path, "the special file", e),
+        }
+    }
+    // Further names of files, symlinks and special files, once their first names exist
+    // (a link does not follow a symlink).
+    for (path, first) in &plan.hard_links {
+        if fs::symlink_metadata(path).is_ok() {
+            let _ = fs::remove_file(path);
+        }
+        if let Err(e) = fs::hard_link(first, path) {
+            warn(path, "the hard link", e);
         }
     }
     // Deepest first: a directory's mtime is set after everything inside it is written.

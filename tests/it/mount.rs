@@ -525,8 +525,19 @@ fn writes_during_a_server_outage_arrive_when_it_returns() {
     let port = server.port;
     let data = server.stop();
     write_file(&mount.live().join("during.txt"), b"during the outage");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let status = client.run(&["status", "--json"]).ok().json();
+    // Until the mount has tried to upload it and failed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        let status = client.run(&["status", "--json"]).ok().json();
+        if !status["mounts"][0]["last_error"].is_null() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed upload: {status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     assert!(
         status["mounts"][0]["pending_files"].as_u64().unwrap() >= 1,
         "{status}"
@@ -675,8 +686,8 @@ fn unmounting_by_fusermount_uploads_and_no_wait_leaves_a_queue() {
 
     // --no-wait: unmounts at once, says what stays queued, and the next mount sends it.
     let mount = TestMount::start(&client, &["--write-back-delay", "600"]);
+    // Journaled when `close` returned.
     write_file(&mount.live().join("queued.txt"), b"two");
-    std::thread::sleep(std::time::Duration::from_millis(300));
     let run = client
         .run(&["umount", "--no-wait", mount.dir.to_str().unwrap()])
         .ok();

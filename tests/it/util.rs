@@ -621,15 +621,24 @@ impl<'a> TestMount<'a> {
         self.dir.join("Backups")
     }
 
-    /// Unmounts, waiting for uploads; returns the command's output.
+    /// Unmounts, waiting for uploads, and checks that it succeeded with everything
+    /// uploaded (a failed upload at unmount fails the test); returns the command's output.
     pub fn unmount(self) -> Run {
-        self.client.run(&["umount", self.dir.to_str().unwrap()])
+        let run = self.client.run(&["umount", self.dir.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "umount failed: {}", run.stderr);
+        assert!(
+            run.stdout.contains("all changes are uploaded"),
+            "umount left changes behind: {}{}",
+            run.stdout,
+            run.stderr
+        );
+        run
     }
 
     /// Waits until the mount reports nothing pending.
     pub fn settle(&self) {
-        // The mount refreshes its status every 100 ms; let it see what was just written.
-        std::thread::sleep(std::time::Duration::from_millis(400));
+        // `status` counts the journal itself, which holds every change whose `close` or
+        // call returned.
         for _ in 0..600 {
             let status = self.client.run(&["status", "--json"]).json();
             let mounts = status["mounts"].as_array().cloned().unwrap_or_default();

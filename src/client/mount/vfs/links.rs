@@ -47,12 +47,9 @@ impl Vfs {
         if self.writable(ino)? != index {
             return Err(VfsError::CrossDevice);
         }
-        match self.node(ino)?.kind {
-            EntryKind::File => {}
-            // As on ext4, no hard links to directories; links to symlinks, FIFOs and
-            // devices are not supported here (README, "Not supported").
-            EntryKind::Dir => return Err(VfsError::NotPermitted),
-            _ => return Err(VfsError::NotPermitted),
+        // As on ext4: anything but a directory.
+        if self.node(ino)?.kind == EntryKind::Dir {
+            return Err(VfsError::NotPermitted);
         }
         if self.node(new_parent)?.kind != EntryKind::Dir {
             return Err(VfsError::NotDir);
@@ -86,8 +83,9 @@ impl Vfs {
         let Some(node) = self.nodes.get_mut(ino) else {
             return;
         };
+        // The last name gone, an open file shows 0 links until it is closed.
         if node.other_names.is_empty() {
-            node.nlink = node.nlink.saturating_sub(1).max(1);
+            node.nlink = node.nlink.saturating_sub(1);
             return;
         }
         if node.parent == parent && node.name == name {
@@ -98,7 +96,7 @@ impl Vfs {
             node.other_names
                 .retain(|(p, n)| !(*p == parent && n.as_slice() == name));
         }
-        node.nlink = node.nlink.saturating_sub(1).max(1);
+        node.nlink = node.nlink.saturating_sub(1);
         node.attr.ctime_ns = super::now_ns();
     }
 

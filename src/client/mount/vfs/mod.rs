@@ -425,7 +425,7 @@ impl Vfs {
                 let root = self.link_root(ino);
                 let mut loaded = BTreeMap::new();
                 for entry in &tree.entries {
-                    let linked = (entry.link != 0 && entry.kind == EntryKind::File)
+                    let linked = (entry.link != 0 && entry.kind != EntryKind::Dir)
                         .then(|| self.linked_node(root, entry.link))
                         .flatten();
                     let child = match linked {
@@ -435,7 +435,7 @@ impl Vfs {
                         }
                         None => {
                             let node = self.nodes.insert(Node::from_entry(entry, ino, place));
-                            if entry.link != 0 && entry.kind == EntryKind::File {
+                            if entry.link != 0 && entry.kind != EntryKind::Dir {
                                 self.links.insert((root, entry.link), node);
                             }
                             node

@@ -604,3 +604,23 @@ fn special_files_access_times_link_counts_and_long_names_are_as_on_ext4() {
         Op::SetAttr { path, atime_ns: Some(7_000_000_000), .. } if path == b"f"
     )));
 }
+
+#[test]
+fn a_failed_truncation_leaves_no_handle_open_and_an_unlinked_open_file_has_no_links() {
+    let mut f = fixture(Permission::Owner);
+    let (file, opened) = f.vfs.create(f.live, b"f", 0o644, ME).unwrap();
+    f.vfs.close(opened.fh).unwrap();
+    let too_big = AttrChange {
+        size: Some(i64::MAX as u64),
+        ..AttrChange::default()
+    };
+    assert!(f.vfs.setattr(file.ino, too_big).is_err());
+    // An open handle would hold up unmounting for good.
+    assert!(f.vfs.handles.is_empty());
+    assert_eq!(f.vfs.stat(file.ino).unwrap().attr.size, 0);
+
+    let opened = f.vfs.open_read(file.ino).unwrap();
+    f.vfs.remove(f.live, b"f", false).unwrap();
+    assert_eq!(f.vfs.stat(file.ino).unwrap().nlink, 0);
+    f.vfs.close(opened.fh).unwrap();
+}

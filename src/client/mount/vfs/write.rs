@@ -661,12 +661,16 @@ impl Vfs {
                 Some(Handle::Staged { file, .. }) => file.set_len(size).map_err(VfsError::from),
                 _ => Err(VfsError::BadHandle),
             };
-            if let Some(Handle::Staged { wrote, .. }) = self.handles.get_mut(&opened.fh) {
-                *wrote = true;
+            if result.is_ok() {
+                if let Some(Handle::Staged { wrote, .. }) = self.handles.get_mut(&opened.fh) {
+                    *wrote = true;
+                }
+                self.touch(ino, Some(size));
             }
-            self.touch(ino, Some(size));
+            // Closed either way: a handle left open would hold up unmounting for good.
+            let closed = self.close(opened.fh);
             result?;
-            self.close(opened.fh)?;
+            closed?;
         }
         let node = self.nodes.get_mut(ino).ok_or(VfsError::NotFound)?;
         if let Some(mode) = mode {
@@ -726,7 +730,7 @@ impl Vfs {
     /// `FUSE_HANDLE_KILLPRIV_V2` (DECISIONS 35). Directories keep theirs.
     pub fn mode_without_setid(&self, ino: Ino) -> VfsResult<Option<u32>> {
         let node = self.node(ino)?;
-        if !matches!(node.body, Body::File { .. }) {
+        if node.kind == EntryKind::Dir {
             return Ok(None);
         }
         let mode = node.attr.mode;

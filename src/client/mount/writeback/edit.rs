@@ -85,15 +85,14 @@ fn find_in_entry(
     out: &mut HashMap<u64, Vec<Vec<u8>>>,
 ) -> Result<()> {
     match (entry.kind, entry.subtree) {
-        (EntryKind::File, _) if groups.contains(&entry.link) => {
-            out.entry(entry.link).or_default().push(path)
-        }
         (EntryKind::Dir, Some(subtree)) => {
             for child in writer.get(&subtree)?.entries {
                 let child_path = join(&path, &child.name);
                 find_in_entry(&child, writer, child_path, groups, out)?;
             }
         }
+        (EntryKind::Dir, None) => {}
+        _ if groups.contains(&entry.link) => out.entry(entry.link).or_default().push(path),
         _ => {}
     }
     Ok(())
@@ -347,7 +346,7 @@ impl EditTree {
             Op::Link { from, to, link } => {
                 let source = self
                     .entry_mut(writer, from)?
-                    .filter(|e| e.kind == EntryKind::File);
+                    .filter(|e| e.kind != EntryKind::Dir);
                 let Some(source) = source else {
                     self.pending_names
                         .entry(*link)
@@ -760,6 +759,48 @@ mod tests {
         assert_eq!(
             linked(&repo, single),
             vec![("far/away/b".to_owned(), 0, 0, 0o600, b"second".to_vec())]
+        );
+    }
+
+    #[test]
+    fn a_fifo_takes_a_second_name() {
+        let repo = MemoryRepo::default();
+        let mkdir = |path: &str| Op::Mkdir {
+            path: path.as_bytes().to_vec(),
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 1,
+        };
+        let ops = [
+            mkdir("t"),
+            mkdir("t/sub"),
+            Op::Special {
+                path: b"t/pipe".to_vec(),
+                kind: EntryKind::Fifo,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                rdev: 0,
+                mtime_ns: 1,
+            },
+            Op::Link {
+                from: b"t/pipe".to_vec(),
+                to: b"t/sub/pipe2".to_vec(),
+                link: 9,
+            },
+        ];
+        let (root, _) = replay(&repo, None, &ops, &HashMap::new());
+        let names: Vec<(String, u64, u32)> = linked(&repo, root)
+            .into_iter()
+            .map(|(path, link, nlink, _, _)| (path, link, nlink))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("t/pipe".to_owned(), 9, 2),
+                ("t/sub/pipe2".to_owned(), 9, 2)
+            ]
         );
     }
 }
