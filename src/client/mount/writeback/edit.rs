@@ -361,7 +361,11 @@ impl EditTree {
                     entry.name = name.clone();
                     dir.items.insert(name, Item::Clean(entry));
                 }
-                self.links.insert(*link, Some(source));
+                // A version from earlier in this replay is newer than `from`'s entry.
+                let group = self.links.entry(*link).or_insert(None);
+                if group.is_none() {
+                    *group = Some(source);
+                }
             }
             Op::Remove { path } => {
                 if let Some((dir, name)) = self.parent(writer, path, false)? {
@@ -399,29 +403,54 @@ impl EditTree {
                 mtime_ns,
                 atime_ns,
             } => {
-                if let Some(entry) = self.entry_mut(writer, path)? {
-                    entry.mode = mode.unwrap_or(entry.mode);
-                    entry.uid = uid.unwrap_or(entry.uid);
-                    entry.gid = gid.unwrap_or(entry.gid);
-                    entry.mtime_ns = mtime_ns.unwrap_or(entry.mtime_ns);
-                    entry.atime_ns = atime_ns.or(entry.atime_ns);
-                    if entry.link != 0 {
-                        let changed = entry.clone();
-                        self.links.insert(changed.link, Some(changed));
+                let changed = match self.entry_mut(writer, path)? {
+                    Some(entry) => {
+                        entry.mode = mode.unwrap_or(entry.mode);
+                        entry.uid = uid.unwrap_or(entry.uid);
+                        entry.gid = gid.unwrap_or(entry.gid);
+                        entry.mtime_ns = mtime_ns.unwrap_or(entry.mtime_ns);
+                        entry.atime_ns = atime_ns.or(entry.atime_ns);
+                        (entry.link != 0).then(|| entry.clone())
                     }
+                    None => None,
+                };
+                if let Some(changed) = changed {
+                    self.attributes_changed(changed);
                 }
             }
             Op::SetXattrs { path, xattrs } => {
-                if let Some(entry) = self.entry_mut(writer, path)? {
-                    entry.xattrs = xattrs.clone();
-                    if entry.link != 0 {
-                        let changed = entry.clone();
-                        self.links.insert(changed.link, Some(changed));
+                let changed = match self.entry_mut(writer, path)? {
+                    Some(entry) => {
+                        entry.xattrs = xattrs.clone();
+                        (entry.link != 0).then(|| entry.clone())
                     }
+                    None => None,
+                };
+                if let Some(changed) = changed {
+                    self.attributes_changed(changed);
                 }
             }
         }
         Ok(())
+    }
+
+    /// A linked entry's attributes changed. If its group already changed in this replay,
+    /// the change goes onto that version (this name's content may be older: the names are
+    /// brought in line only at the end); otherwise this entry is the group's version.
+    fn attributes_changed(&mut self, changed: Entry) {
+        match self.links.get_mut(&changed.link) {
+            Some(Some(group)) => {
+                group.mode = changed.mode;
+                group.uid = changed.uid;
+                group.gid = changed.gid;
+                group.mtime_ns = changed.mtime_ns;
+                group.atime_ns = changed.atime_ns;
+                group.xattrs = changed.xattrs;
+            }
+            _ => {
+                self.links.insert(changed.link, Some(changed));
+            }
+        }
     }
 
     /// Brings every name of each hard-link group the replay changed in line: the same
@@ -722,8 +751,10 @@ mod tests {
         if let Op::Write { link, .. } = &mut second {
             *link = 42;
         }
+        // Through a name whose entry still holds the old content: the kernel sends the
+        // written file's times under whichever name it has.
         let chmod = Op::SetAttr {
-            path: b"early".to_vec(),
+            path: b"far/away/b".to_vec(),
             mode: Some(0o600),
             uid: None,
             gid: None,
