@@ -10,8 +10,10 @@
 (c) `stat` latency of cached files (each past the kernel's attribute cache, so every call
     reaches the mount) while a cold 1 GiB read runs, p50 and p99 in ms. Goal: p99 <= 5 ms.
 
-Each phase runs once per target on a fresh folder; the stat phase follows the create phase
-(attributes as the kernel cached them at create time), as in mdtest. rclone mount, which
+Each layout runs three times per target, each time in a fresh folder, and each row reports
+the median of the three (single runs on this VM varied by up to 10x); the stat phase
+follows the create phase (attributes as the kernel cached them at create time), as in
+mdtest. rclone mount, which
 uploads each new file by itself, runs a tenth of the files (1,000: 10 x 10 folders of 10),
 which took it about 3 minutes per layout at full size; its rows are still per second.
 """
@@ -42,7 +44,17 @@ def layout(root, tree, files):
     return paths
 
 
+REPEATS = 3
+
+
 def metadata_rows(base, files=FILES):
+    """(row label, median ops/s) for each phase of each layout and size, below `base`."""
+    runs = [metadata_run(os.path.join(base, f"run{i}"), files) for i in range(REPEATS)]
+    return [(label, statistics.median(run[i][1] for run in runs))
+            for i, (label, _) in enumerate(runs[0])]
+
+
+def metadata_run(base, files):
     """(row label, ops/s) for each phase of each layout and size, below `base`."""
     rows = []
     payload = b"x" * SMALL

@@ -114,6 +114,31 @@ pub struct Entry {
     pub subtree: Option<ObjectKey>,
 }
 
+impl Entry {
+    /// An entry named `name` of `kind` with everything else zero or empty (owner root,
+    /// mode 0, time 0): a start for the fields that matter to fill in.
+    pub fn new(name: &[u8], kind: EntryKind) -> Self {
+        Entry {
+            name: name.to_vec(),
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            size: 0,
+            inode: 0,
+            atime_ns: None,
+            rdev: 0,
+            link: 0,
+            nlink: 0,
+            xattrs: Vec::new(),
+            chunks: Vec::new(),
+            target: None,
+            subtree: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tree {
     pub entries: Vec<Entry>,

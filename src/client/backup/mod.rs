@@ -326,22 +326,9 @@ fn heal(store: &Store<'_>, sources: &[Source], nodes: &mut [Node], scan: &mut Sc
 /// A directory entry standing for the whole root, for backing up `/`.
 fn root_entry(root: ObjectKey) -> Entry {
     Entry {
-        name: Vec::new(),
-        kind: EntryKind::Dir,
         mode: 0o755,
-        uid: 0,
-        gid: 0,
-        mtime_ns: 0,
-        size: 0,
-        inode: 0,
-        atime_ns: None,
-        link: 0,
-        nlink: 0,
-        rdev: 0,
-        xattrs: Vec::new(),
-        chunks: Vec::new(),
-        target: None,
         subtree: Some(root),
+        ..Entry::new(b"", EntryKind::Dir)
     }
 }
 

@@ -34,6 +34,28 @@ impl Default for MemoryRepo {
 }
 
 impl MemoryRepo {
+    /// Stores `data` as one chunk, as the content pipeline would; its chunk list.
+    pub fn store_chunk(&self, data: &[u8]) -> Vec<crate::model::ChunkRef> {
+        let key = self.keys.object_key(BlobKind::Chunk, data);
+        let mut batch = Batch::default();
+        batch.push(
+            crate::api::types::UploadObject {
+                id: key.id(),
+                kind: BlobKind::Chunk,
+                len: 0,
+                refs: Vec::new(),
+                snapshot: None,
+            },
+            self.keys.seal_object(BlobKind::Chunk, &key, data),
+        );
+        self.upload(batch)
+            .expect("a memory library stores everything");
+        vec![crate::model::ChunkRef {
+            key,
+            len: data.len() as u32,
+        }]
+    }
+
     /// The snapshots committed, oldest first.
     pub fn history(&self) -> Vec<ObjectId> {
         self.history

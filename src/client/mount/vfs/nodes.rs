@@ -137,21 +137,11 @@ impl Node {
     }
 
     pub fn dir(parent: Ino, name: &[u8], attr: Attr, place: Place) -> Self {
-        Node {
-            parent,
-            name: name.to_vec(),
-            link: 0,
-            nlink: 1,
-            other_names: Vec::new(),
-            kind: EntryKind::Dir,
-            attr,
-            xattrs: Vec::new(),
-            body: Body::Dir {
-                children: Some(BTreeMap::new()),
-                tree: None,
-            },
-            place,
-        }
+        let body = Body::Dir {
+            children: Some(BTreeMap::new()),
+            tree: None,
+        };
+        Node::new(parent, name, EntryKind::Dir, attr, body, place)
     }
 }
 

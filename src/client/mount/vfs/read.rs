@@ -70,10 +70,7 @@ impl PendingRead {
                 objects,
                 library,
                 pieces,
-            } => {
-                let keys: Vec<ObjectKey> = pieces.iter().map(|(key, _, _)| *key).collect();
-                objects.at_hand(library, &keys)
-            }
+            } => objects.at_hand(library, &chunk_keys(pieces)),
         }
     }
 
@@ -98,8 +95,7 @@ impl PendingRead {
                 library,
                 pieces,
             } => {
-                let keys: Vec<ObjectKey> = pieces.iter().map(|(key, _, _)| *key).collect();
-                let plains = objects.get(&library, BlobKind::Chunk, &keys)?;
+                let plains = objects.get(&library, BlobKind::Chunk, &chunk_keys(&pieces))?;
                 let mut slices = Vec::with_capacity(pieces.len());
                 for ((_, from, to), plain) in pieces.iter().zip(plains) {
                     if *to > plain.len() || from > to {
@@ -114,6 +110,10 @@ impl PendingRead {
             }
         }
     }
+}
+
+fn chunk_keys(pieces: &[(ObjectKey, usize, usize)]) -> Vec<ObjectKey> {
+    pieces.iter().map(|(key, _, _)| *key).collect()
 }
 
 /// What `open` answers: the handle, whether the kernel may keep cached pages, and the

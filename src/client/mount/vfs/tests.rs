@@ -404,51 +404,24 @@ fn read_only_share_refuses_changes() {
 #[test]
 fn committed_files_and_snapshot_folders_read_through_the_object_seam() {
     use crate::client::repo::trees::TreeWriter;
-    use crate::client::repo::{Batch, Repo};
-    use crate::crypto::BlobKind;
-    use crate::model::{ChunkRef, Entry, Snapshot, SnapshotKind, Tree};
+    use crate::client::repo::Repo;
+    use crate::model::{Entry, Snapshot, SnapshotKind, Tree};
 
     let dir = tempfile::tempdir().unwrap();
     let repo = Arc::new(MemoryRepo::default());
     let text = b"hello through the seam";
-    let key = repo.keys().object_key(BlobKind::Chunk, text);
-    let mut batch = Batch::default();
-    batch.push(
-        crate::api::types::UploadObject {
-            id: key.id(),
-            kind: BlobKind::Chunk,
-            len: 0,
-            refs: Vec::new(),
-            snapshot: None,
-        },
-        repo.keys().seal_object(BlobKind::Chunk, &key, text),
-    );
-    repo.upload(batch).unwrap();
+    let chunks = repo.store_chunk(text);
     let entry = |name: &[u8], kind| Entry {
-        name: name.to_vec(),
-        kind,
         mode: 0o644,
         uid: 1000,
         gid: 1000,
         mtime_ns: 1_700_000_000_000_000_000,
-        size: 0,
-        inode: 0,
-        atime_ns: None,
-        link: 0,
-        nlink: 0,
-        rdev: 0,
-        xattrs: Vec::new(),
-        chunks: Vec::new(),
-        target: None,
-        subtree: None,
+        ..Entry::new(name, kind)
     };
     let mut writer = TreeWriter::new(repo.as_ref(), Default::default());
     let docs = writer.add(Tree::new(vec![Entry {
         size: text.len() as u64,
-        chunks: vec![ChunkRef {
-            key,
-            len: text.len() as u32,
-        }],
+        chunks,
         ..entry(b"hello.txt", EntryKind::File)
     }]));
     let root = writer.add(Tree::new(vec![Entry {

@@ -40,22 +40,11 @@ pub struct EditTree {
 
 fn dir_entry(name: &[u8], mode: u32, uid: u32, gid: u32, mtime_ns: i64) -> Entry {
     Entry {
-        name: name.to_vec(),
-        kind: EntryKind::Dir,
         mode,
         uid,
         gid,
         mtime_ns,
-        size: 0,
-        inode: 0,
-        atime_ns: None,
-        link: 0,
-        nlink: 0,
-        rdev: 0,
-        xattrs: Vec::new(),
-        chunks: Vec::new(),
-        target: None,
-        subtree: None,
+        ..Entry::new(name, EntryKind::Dir)
     }
 }
 
@@ -530,29 +519,7 @@ mod tests {
     use super::*;
     use crate::client::objects::ObjectSource;
     use crate::client::repo::memory::MemoryRepo;
-    use crate::client::repo::{Batch, Repo};
     use crate::crypto::BlobKind;
-
-    /// Stores `data` as one chunk, as the content pipeline would.
-    fn chunk(repo: &MemoryRepo, data: &[u8]) -> Vec<ChunkRef> {
-        let key = repo.keys().object_key(BlobKind::Chunk, data);
-        let mut batch = Batch::default();
-        batch.push(
-            crate::api::types::UploadObject {
-                id: key.id(),
-                kind: BlobKind::Chunk,
-                len: 0,
-                refs: Vec::new(),
-                snapshot: None,
-            },
-            repo.keys().seal_object(BlobKind::Chunk, &key, data),
-        );
-        repo.upload(batch).unwrap();
-        vec![ChunkRef {
-            key,
-            len: data.len() as u32,
-        }]
-    }
 
     fn write(path: &str, stage: &str, base: Option<String>) -> Op {
         Op::Write {
@@ -610,7 +577,12 @@ mod tests {
             ("new", b"a new file"),
         ]
         .into_iter()
-        .map(|(stage, data)| (stage.to_owned(), (chunk(&repo, data), data.len() as u64)))
+        .map(|(stage, data)| {
+            (
+                stage.to_owned(),
+                (repo.store_chunk(data), data.len() as u64),
+            )
+        })
         .collect();
 
         // The head as another writer left it: shared.txt was "original", then theirs.
@@ -703,7 +675,12 @@ mod tests {
         let contents: HashMap<String, (Vec<ChunkRef>, u64)> =
             [("v1", &b"first"[..]), ("v2", b"second")]
                 .into_iter()
-                .map(|(stage, data)| (stage.to_owned(), (chunk(&repo, data), data.len() as u64)))
+                .map(|(stage, data)| {
+                    (
+                        stage.to_owned(),
+                        (repo.store_chunk(data), data.len() as u64),
+                    )
+                })
                 .collect();
         let mkdir = |path: &str| Op::Mkdir {
             path: path.as_bytes().to_vec(),
