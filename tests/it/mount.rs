@@ -886,3 +886,29 @@ fn files_written_in_place_show_new_size_and_time_and_keep_every_open_consistent(
     assert_eq!(fs::metadata(&path).unwrap().mtime(), last.mtime());
     mount.unmount();
 }
+
+#[test]
+fn a_file_removed_before_its_upload_is_never_uploaded() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-scratch@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &["--write-back-delay", "1"]);
+    let mut scratch = vec![0u8; 4 << 20];
+    rand::rngs::StdRng::seed_from_u64(21).fill_bytes(&mut scratch);
+    let path = mount.live().join("scratch.bin");
+    fs::write(&path, &scratch).unwrap();
+    fs::remove_file(&path).unwrap();
+    write_file(&mount.live().join("kept.txt"), b"kept");
+    mount.settle();
+    assert!(
+        server.pack_bytes() < 1 << 20,
+        "{} bytes stored for a 4-byte file",
+        server.pack_bytes()
+    );
+    mount.unmount();
+    let list = client.run(&["snapshots", "--json"]).ok().json();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+}

@@ -13,12 +13,14 @@ use crate::model::ChunkRef;
 impl Vfs {
     /// Records `head` as library `index`'s and points the files staged in `contents`
     /// (stage name → chunks and size) at their chunks, except stages still `needed` by
-    /// later journal entries or open here. Returns the stages nothing holds any more.
+    /// later journal entries or open here. `discarded` stages belonged to files removed
+    /// before the upload. Returns the stages nothing holds any more.
     pub fn apply_commit(
         &mut self,
         index: usize,
         head: ObjectId,
         contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
+        discarded: &HashSet<String>,
         needed: &HashSet<String>,
     ) -> Vec<String> {
         self.libraries[index].head = Some(head);
@@ -43,6 +45,12 @@ impl Vfs {
                 }
             }
             freed.push(stage.clone());
+        }
+        for stage in discarded {
+            let held = by_stage.remove(stage).unwrap_or_default();
+            if !needed.contains(stage) && !held.iter().any(|ino| open.contains(ino)) {
+                freed.push(stage.clone());
+            }
         }
         freed
     }

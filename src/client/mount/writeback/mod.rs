@@ -261,7 +261,8 @@ impl Uploader {
         let store = Store::new(&self.remote, &library);
         let last_seq = ops.last().map(|(seq, _)| *seq).unwrap_or(0);
 
-        // 1. The staged contents.
+        // 1. The staged contents, but for files removed again before this upload.
+        let discarded = discarded_stages(&ops);
         let stages: Vec<String> = ops
             .iter()
             .filter_map(|(_, op)| match op {
@@ -270,9 +271,9 @@ impl Uploader {
             })
             .collect::<HashSet<_>>()
             .into_iter()
-            .filter(|stage| self.stage_dir.join(stage).exists())
+            .filter(|stage| !discarded.contains(stage) && self.stage_dir.join(stage).exists())
             .collect();
-        let mut contents: HashMap<String, (Vec<ChunkRef>, u64)> = HashMap::new();
+        let mut contents: Contents = HashMap::new();
         {
             let prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
             for stage in &stages {
@@ -350,7 +351,7 @@ impl Uploader {
                 last_seq,
                 &mut writer,
                 &mut edit,
-                &contents,
+                (&contents, &discarded),
                 id,
                 new_root,
                 head != shown_head,
@@ -377,7 +378,7 @@ impl Uploader {
         last_seq: i64,
         writer: &mut TreeWriter<'_>,
         edit: &mut EditTree,
-        contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
+        (contents, discarded): (&Contents, &HashSet<String>),
         head: ObjectId,
         root: ObjectKey,
         remote_changed: bool,
@@ -410,7 +411,7 @@ impl Uploader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|stage, _| needed.contains(stage));
-        let freed = vfs.apply_commit(index, head, contents, &needed);
+        let freed = vfs.apply_commit(index, head, contents, discarded, &needed);
         if remote_changed && later.is_empty() && !vfs.any_stage_open() {
             vfs.show_new_head(index, head, root);
         }
@@ -503,12 +504,47 @@ impl Uploader {
     }
 }
 
+/// The content of each uploaded stage: its chunks and size.
+type Contents = HashMap<String, (Vec<ChunkRef>, u64)>;
+
+/// Stages whose every write is undone within `ops`: written at a path that a later
+/// operation removes (the path or a folder above it), with nothing moved or linked away
+/// from it in between, and no other name (hard link). Their content is never read or
+/// uploaded: a file copied in and deleted before the quiet delay ends costs nothing.
+fn discarded_stages(ops: &[(i64, Op)]) -> HashSet<String> {
+    let within = |path: &[u8], top: &[u8]| {
+        path == top || path.len() > top.len() && path.starts_with(top) && path[top.len()] == b'/'
+    };
+    let mut kept = HashSet::new();
+    let mut undone = HashSet::new();
+    for (i, (_, op)) in ops.iter().enumerate() {
+        let Op::Write {
+            path, stage, link, ..
+        } = op
+        else {
+            continue;
+        };
+        let removed = *link == 0
+            && ops[i + 1..]
+                .iter()
+                .take_while(|(_, later)| {
+                    !matches!(later, Op::Rename { from, .. } | Op::Link { from, .. }
+                        if within(path, from))
+                })
+                .any(|(_, later)| matches!(later, Op::Remove { path: gone } if within(path, gone)));
+        if removed {
+            undone.insert(stage.clone());
+        } else {
+            kept.insert(stage.clone());
+        }
+    }
+    undone.retain(|stage| !kept.contains(stage));
+    undone
+}
+
 /// What a write-back snapshot changed, for `ibackup snapshots`: the paths (the first 20,
 /// then how many more) and the files written with their bytes.
-fn changed(
-    ops: &[(i64, Op)],
-    contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
-) -> (Vec<String>, SnapshotSummary) {
+fn changed(ops: &[(i64, Op)], contents: &Contents) -> (Vec<String>, SnapshotSummary) {
     const SHOWN: usize = 20;
     let mut paths: Vec<Vec<u8>> = Vec::new();
     let mut written: HashMap<&[u8], u64> = HashMap::new();
@@ -551,4 +587,55 @@ fn changed(
 
 fn state_error(error: impl std::fmt::Display) -> ClientError {
     ClientError::State(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &str, stage: &str, link: u64) -> (i64, Op) {
+        let op = Op::Write {
+            path: path.as_bytes().to_vec(),
+            stage: stage.into(),
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 1,
+            xattrs: Vec::new(),
+            base: None,
+            link,
+        };
+        (0, op)
+    }
+
+    fn remove(path: &str) -> (i64, Op) {
+        let path = path.as_bytes().to_vec();
+        (0, Op::Remove { path })
+    }
+
+    #[test]
+    fn only_files_removed_again_unmoved_and_unlinked_are_discarded() {
+        let rename = |from: &str, to: &str| {
+            let (from, to) = (from.as_bytes().to_vec(), to.as_bytes().to_vec());
+            (0, Op::Rename { from, to })
+        };
+        let ops = [
+            write("tmp.bin", "copied-then-deleted", 0),
+            write("dir/inner", "folder-removed", 0),
+            write("kept.txt", "kept", 0),
+            write("moved", "moved-first", 0),
+            rename("moved", "elsewhere"),
+            write("linked", "other-name", 7),
+            write("again", "reused", 0),
+            remove("again"),
+            write("again", "reused", 0),
+            remove("tmp.bin"),
+            remove("dir"),
+            remove("moved"),
+            remove("linked"),
+        ];
+        let mut discarded: Vec<String> = discarded_stages(&ops).into_iter().collect();
+        discarded.sort();
+        assert_eq!(discarded, ["copied-then-deleted", "folder-removed"]);
+    }
 }
