@@ -165,6 +165,30 @@ fn virtual_attr(mode: u32) -> Attr {
     }
 }
 
+/// The folder name a library is shown under: its display name (`NAME`, `NAME@OWNER`, both
+/// from whoever owns the library) made into a name a folder here can have: `/` becomes
+/// `∕`, NUL goes, a name past 255 bytes is cut, and `library-ID` stands for one that is
+/// empty, `.`, `..` or `snapshots`. A hostile owner cannot reach outside the mount's root
+/// or hide the snapshots folder.
+fn folder_name(display: &str, id: &str) -> String {
+    let mut name: String = display
+        .chars()
+        .filter(|c| *c != '\0')
+        .map(|c| if c == '/' { '∕' } else { c })
+        .collect();
+    if name.len() > NAME_MAX {
+        let mut end = NAME_MAX;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    if !crate::model::tree::valid_name(name.as_bytes()) || name.as_bytes() == SNAPSHOTS_DIR {
+        name = format!("library-{}", &id[..id.len().min(8)]);
+    }
+    name
+}
+
 pub const SNAPSHOTS_DIR: &[u8] = b"snapshots";
 /// The longest file name, in bytes, as on ext4.
 pub const NAME_MAX: usize = 255;
@@ -243,7 +267,7 @@ impl Vfs {
         let owner = self.nodes.get(ROOT).map(|n| (n.attr.uid, n.attr.gid));
         let mut attr = virtual_attr(if writable { 0o755 } else { 0o555 });
         (attr.uid, attr.gid) = owner.unwrap_or((0, 0));
-        let mut display = mounted.display;
+        let mut display = folder_name(&mounted.display, &mounted.library.info.id);
         let taken =
             |vfs: &Self, name: &str| vfs.libraries.iter().any(|v| !v.gone && v.display == name);
         if taken(self, &display) {

@@ -597,3 +597,53 @@ fn a_failed_truncation_leaves_no_handle_open_and_an_unlinked_open_file_has_no_li
     assert_eq!(f.vfs.stat(file.ino).unwrap().nlink, 0);
     f.vfs.close(opened.fh).unwrap();
 }
+
+#[test]
+fn library_names_from_their_owners_become_safe_folder_names() {
+    let mut f = fixture(Permission::Owner);
+    let mut named = |display: &str, id: &str| {
+        let mut info = library_info(Permission::Read);
+        info.id = id.into();
+        f.vfs.attach(MountedLibrary {
+            library: OpenLibrary {
+                info,
+                name: display.into(),
+                keys: LibraryKeys::generate(),
+            },
+            display: display.into(),
+            head: None,
+        });
+    };
+    named("snapshots", "aaaaaaaa11111111aaaaaaaa11111111");
+    named(
+        "../etc@evil@example.com",
+        "bbbbbbbb22222222bbbbbbbb22222222",
+    );
+    named("..", "cccccccc33333333cccccccc33333333");
+    named(&"x".repeat(300), "dddddddd44444444dddddddd44444444");
+    named("Backups", "eeeeeeee55555555eeeeeeee55555555");
+    let fh = f.vfs.opendir(ROOT).unwrap();
+    let mut names: Vec<String> = f
+        .vfs
+        .readdir(fh, 2)
+        .unwrap()
+        .iter()
+        .map(|e| String::from_utf8(e.2.clone()).unwrap())
+        .collect();
+    names.sort();
+    let long = "x".repeat(255);
+    let mut expected = vec![
+        "..∕etc@evil@example.com".to_owned(),
+        "Backups".to_owned(),
+        "Backups (eeeeeeee)".to_owned(),
+        "library-aaaaaaaa".to_owned(),
+        "library-cccccccc".to_owned(),
+        "snapshots".to_owned(),
+        long,
+    ];
+    expected.sort();
+    assert_eq!(names, expected);
+    // The real snapshots folder is still the one at the root.
+    let snapshots = f.vfs.lookup(ROOT, b"snapshots").unwrap();
+    assert!(snapshots.read_only);
+}
