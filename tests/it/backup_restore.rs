@@ -4,7 +4,8 @@ use std::fs;
 use std::path::Path;
 
 use crate::util::{
-    assert_same_tree, files_containing, make_tree, write_file, TestClient, TestServer,
+    assert_same_tree, files_containing, kind_name, listing, make_tree, write_file, TestClient,
+    TestServer,
 };
 
 #[test]
@@ -218,30 +219,15 @@ fn restore_reports_unknown_snapshots_and_paths() {
 
 /// Kind, mode and device number of each name in `dir`.
 fn special_kinds(dir: &Path) -> Vec<String> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let mut names: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
-    names
+    use std::os::unix::fs::MetadataExt;
+    listing(dir)
         .iter()
         .map(|name| {
             let meta = fs::symlink_metadata(dir.join(name)).unwrap();
-            let t = meta.file_type();
-            let kind = [
-                (t.is_fifo(), "fifo"),
-                (t.is_socket(), "socket"),
-                (t.is_char_device(), "char"),
-                (t.is_block_device(), "block"),
-                (t.is_file(), "file"),
-            ]
-            .iter()
-            .find(|(is, _)| *is)
-            .map_or("other", |(_, kind)| *kind);
             format!(
-                "{} {kind} {:o} {:x}",
+                "{} {} {:o} {:x}",
                 name.to_string_lossy(),
+                kind_name(meta.file_type()),
                 meta.mode() & 0o7777,
                 meta.rdev()
             )

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rand::{RngCore, SeedableRng};
 
-use crate::util::{fuse_or_skip, TestClient, TestMount, TestServer};
+use crate::util::{fuse_or_skip, kind_name, TestClient, TestMount, TestServer};
 
 /// Runs `work` on a thread of its own; its answer, or `None` if it took longer than `limit`.
 fn within<T: Send + 'static>(
@@ -95,22 +95,11 @@ fn a_cold_read_waiting_on_the_server_holds_up_no_stat_or_listing() {
 
 /// What the special files, access time, link counts and names of `live` look like.
 fn posix_view(live: &Path) -> Vec<String> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::fs::MetadataExt;
     let mut seen = Vec::new();
     for name in ["pipe", "chr", "blk", "sock"] {
         let meta = fs::symlink_metadata(live.join(name)).unwrap();
-        let t = meta.file_type();
-        let kind = if t.is_fifo() {
-            "fifo"
-        } else if t.is_char_device() {
-            "char"
-        } else if t.is_block_device() {
-            "block"
-        } else if t.is_socket() {
-            "socket"
-        } else {
-            "other"
-        };
+        let kind = kind_name(meta.file_type());
         // A socket's mode follows the binder's umask: not compared.
         let mode = match kind {
             "socket" => String::new(),

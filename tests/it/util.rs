@@ -496,7 +496,25 @@ fn assert_tree_with(expected: &Path, actual: &Path, mtime_unit_ns: i64) {
     );
 }
 
-fn listing(dir: &Path) -> Vec<std::ffi::OsString> {
+/// What a file is, as a word: file, dir, symlink, fifo, socket, char or block.
+pub fn kind_name(t: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    [
+        (t.is_file(), "file"),
+        (t.is_dir(), "dir"),
+        (t.is_symlink(), "symlink"),
+        (t.is_fifo(), "fifo"),
+        (t.is_socket(), "socket"),
+        (t.is_char_device(), "char"),
+        (t.is_block_device(), "block"),
+    ]
+    .iter()
+    .find(|(is, _)| *is)
+    .map_or("other", |(_, kind)| kind)
+}
+
+/// The names in `dir`, sorted.
+pub fn listing(dir: &Path) -> Vec<std::ffi::OsString> {
     let mut names: Vec<_> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name())
