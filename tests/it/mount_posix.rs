@@ -113,6 +113,9 @@ fn posix_view(live: &Path) -> Vec<String> {
         file.atime(),
         file.mtime()
     ));
+    // Written after its access time was set: the write keeps it.
+    let kept = fs::metadata(live.join("kept")).unwrap();
+    seen.push(format!("kept atime {}", kept.atime()));
     seen.push(format!(
         "d nlink {}",
         fs::metadata(live.join("d")).unwrap().nlink()
@@ -137,6 +140,7 @@ fn special_files_access_times_and_link_counts_survive_a_fresh_mount() {
     let live = mount.live();
     let script = "mkfifo -m 640 pipe && mknod -m 620 chr c 4 1 && mknod -m 644 blk b 7 0 \
                   && echo hi > file && touch -m -d @1500000000 file && touch -a -d @1000000000 file \
+                  && echo a > kept && touch -a -d @1200000000 kept && echo b >> kept \
                   && mkdir -p d/a d/b";
     crate::mount::sh(&live, script);
     let socket = std::os::unix::net::UnixListener::bind(live.join("sock")).unwrap();
@@ -147,6 +151,7 @@ fn special_files_access_times_and_link_counts_survive_a_fresh_mount() {
         "blk block 644 700".to_owned(),
         "sock socket 0".to_owned(),
         "file atime 1000000000 mtime 1500000000".to_owned(),
+        "kept atime 1200000000".to_owned(),
         "d nlink 4".to_owned(),
         format!("long name {:?}", Some(libc::ENAMETOOLONG)),
     ];

@@ -33,6 +33,9 @@ pub enum Op {
         /// The file's hard-link group (0: one name), so every name takes the content.
         #[serde(default)]
         link: u64,
+        /// An access time set explicitly, which a write keeps.
+        #[serde(default)]
+        atime_ns: Option<i64>,
     },
     Mkdir {
         #[serde(with = "serde_bytes")]

@@ -402,6 +402,7 @@ impl Vfs {
             xattrs: node.xattrs.clone(),
             base: base.clone(),
             link: node.link,
+            atime_ns: node.attr.atime_ns,
         };
         self.record(index, op, durable)
     }

@@ -228,6 +228,7 @@ impl EditTree {
                 xattrs,
                 base,
                 link,
+                atime_ns,
             } => {
                 let Some((chunks, size)) = contents.get(stage) else {
                     return Ok(());
@@ -261,7 +262,7 @@ impl EditTree {
                     mtime_ns: *mtime_ns,
                     size: *size,
                     inode: 0,
-                    atime_ns: None,
+                    atime_ns: *atime_ns,
                     // A conflict copy is a file of its own.
                     link: if clash { 0 } else { *link },
                     nlink: 0,
@@ -532,6 +533,7 @@ mod tests {
             xattrs: Vec::new(),
             base,
             link: 0,
+            atime_ns: None,
         }
     }
 

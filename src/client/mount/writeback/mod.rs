@@ -604,6 +604,7 @@ mod tests {
             xattrs: Vec::new(),
             base: None,
             link,
+            atime_ns: None,
         };
         (0, op)
     }
