@@ -522,6 +522,16 @@ mod tests {
     use crate::client::repo::memory::MemoryRepo;
     use crate::crypto::BlobKind;
 
+    fn mkdir(path: &str) -> Op {
+        Op::Mkdir {
+            path: path.as_bytes().to_vec(),
+            mode: 0o755,
+            uid: 1000,
+            gid: 1000,
+            mtime_ns: 1,
+        }
+    }
+
     fn write(path: &str, stage: &str, base: Option<String>) -> Op {
         Op::Write {
             path: path.as_bytes().to_vec(),
@@ -684,13 +694,6 @@ mod tests {
                     )
                 })
                 .collect();
-        let mkdir = |path: &str| Op::Mkdir {
-            path: path.as_bytes().to_vec(),
-            mode: 0o755,
-            uid: 1000,
-            gid: 1000,
-            mtime_ns: 1,
-        };
         let link = |from: &str, to: &str| Op::Link {
             from: from.as_bytes().to_vec(),
             to: to.as_bytes().to_vec(),
@@ -775,13 +778,6 @@ mod tests {
     #[test]
     fn a_fifo_takes_a_second_name() {
         let repo = MemoryRepo::default();
-        let mkdir = |path: &str| Op::Mkdir {
-            path: path.as_bytes().to_vec(),
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime_ns: 1,
-        };
         let ops = [
             mkdir("t"),
             mkdir("t/sub"),
