@@ -35,6 +35,11 @@ impl EntryKind {
         )
     }
 
+    /// A character or block device, which has a device number (`rdev`).
+    pub fn is_device(self) -> bool {
+        matches!(self, EntryKind::CharDevice | EntryKind::BlockDevice)
+    }
+
     /// The kind of a file with `st_mode` `mode` (its `S_IFMT` bits).
     pub fn from_mode(mode: u32) -> Option<Self> {
         Some(match mode & libc::S_IFMT {

@@ -355,11 +355,10 @@ fn build(
             change,
             link,
         } => {
-            if let Some(group) = link.and_then(|key| links.get(&key).map(|g| (key, g))) {
-                if group.1.names > 1 {
-                    entry.link = LinkGroup::id(&group.0);
-                    entry.nlink = group.1.names;
-                }
+            let group = link.and_then(|key| Some((key, links.get(&key)?)));
+            if let Some((key, group)) = group.filter(|(_, group)| group.names > 1) {
+                entry.link = LinkGroup::id(&key);
+                entry.nlink = group.names;
             }
             if let Some(index) = job {
                 // Shared by the names of a file with several.

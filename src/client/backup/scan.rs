@@ -109,10 +109,7 @@ pub fn entry_for(name: Vec<u8>, path: &Path, meta: &Metadata) -> Entry {
         atime_ns: None,
         link: 0,
         nlink: 0,
-        rdev: match kind {
-            EntryKind::CharDevice | EntryKind::BlockDevice => meta.rdev(),
-            _ => 0,
-        },
+        rdev: if kind.is_device() { meta.rdev() } else { 0 },
         xattrs: if kind == EntryKind::Symlink {
             Vec::new()
         } else {

@@ -262,7 +262,9 @@ impl Objects for Fetcher {
     }
 
     fn at_hand(&self, library: &OpenLibrary, keys: &[ObjectKey]) -> bool {
-        keys.iter().all(|key| self.is_cached(library, &key.id()))
+        let memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter()
+            .all(|key| memory.lru.contains(&(library.info.id.clone(), key.id())))
     }
 
     fn prefetch(

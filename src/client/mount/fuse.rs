@@ -540,7 +540,7 @@ impl Filesystem for FuseFs {
             parent.0,
             name.as_bytes(),
             kind,
-            mode & !umask & 0o7777,
+            mode & !umask,
             u64::from(rdev),
             caller(req),
         );

@@ -15,6 +15,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{EntryKind, Xattr};
 
+/// `name` inside the folder at library path `prefix` (the root: empty).
+pub fn join_path(prefix: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = prefix.to_vec();
+    if !path.is_empty() {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Op {

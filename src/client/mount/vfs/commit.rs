@@ -27,7 +27,10 @@ impl Vfs {
         let open = self.staged_open();
         let mut freed = Vec::new();
         let mut by_stage = self.nodes_by_stage();
-        for (stage, (chunks, _)) in contents {
+        let committed = contents
+            .iter()
+            .map(|(stage, (chunks, _))| (stage, Some(chunks)));
+        for (stage, chunks) in committed.chain(discarded.iter().map(|stage| (stage, None))) {
             if needed.contains(stage) {
                 continue;
             }
@@ -35,22 +38,19 @@ impl Vfs {
             if holders.iter().any(|ino| open.contains(ino)) {
                 continue;
             }
-            for ino in holders {
-                if let Some(node) = self.nodes.get_mut(ino) {
-                    node.body = Body::File {
-                        chunks: Arc::new(chunks.clone()),
-                        staged: None,
-                        base: Some(content_sig(chunks)),
-                    };
+            // A discarded stage's holders were removed: nothing shows them any more.
+            if let Some(chunks) = chunks {
+                for ino in holders {
+                    if let Some(node) = self.nodes.get_mut(ino) {
+                        node.body = Body::File {
+                            chunks: Arc::new(chunks.clone()),
+                            staged: None,
+                            base: Some(content_sig(chunks)),
+                        };
+                    }
                 }
             }
             freed.push(stage.clone());
-        }
-        for stage in discarded {
-            let held = by_stage.remove(stage).unwrap_or_default();
-            if !needed.contains(stage) && !held.iter().any(|ino| open.contains(ino)) {
-                freed.push(stage.clone());
-            }
         }
         freed
     }

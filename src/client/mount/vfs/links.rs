@@ -5,7 +5,7 @@
 
 use super::nodes::{Body, Ino, Place};
 use super::{Stat, Vfs, VfsError, VfsResult};
-use crate::client::mount::journal::Op;
+use crate::client::mount::journal::{join_path, Op};
 use crate::model::EntryKind;
 
 impl Vfs {
@@ -32,12 +32,7 @@ impl Vfs {
 
     /// The path inside its library of the name `name` in live directory `parent`.
     pub(super) fn name_path(&self, parent: Ino, name: &[u8]) -> Option<Vec<u8>> {
-        let (_, mut path) = self.live_path(parent)?;
-        if !path.is_empty() {
-            path.push(b'/');
-        }
-        path.extend_from_slice(name);
-        Some(path)
+        Some(join_path(&self.live_path(parent)?.1, name))
     }
 
     /// `ln`: `new_name` in `new_parent` becomes another name of file `ino`, in the same
@@ -51,13 +46,7 @@ impl Vfs {
         if self.node(ino)?.kind == EntryKind::Dir {
             return Err(VfsError::NotPermitted);
         }
-        if self.node(new_parent)?.kind != EntryKind::Dir {
-            return Err(VfsError::NotDir);
-        }
-        Self::check_name(new_name)?;
-        if self.children(new_parent)?.contains_key(new_name) {
-            return Err(VfsError::Exists);
-        }
+        self.check_new_name(new_parent, new_name)?;
         let from = self.live_path(ino).ok_or(VfsError::NotFound)?.1;
         let root = self.link_root(new_parent);
         let node = self.nodes.get_mut(ino).ok_or(VfsError::NotFound)?;

@@ -449,18 +449,17 @@ impl Vfs {
                 let root = self.link_root(ino);
                 let mut loaded = BTreeMap::new();
                 for entry in &tree.entries {
-                    let linked = (entry.link != 0 && entry.kind != EntryKind::Dir)
-                        .then(|| self.linked_node(root, entry.link))
-                        .flatten();
-                    let child = match linked {
+                    let group = (entry.link != 0 && entry.kind != EntryKind::Dir)
+                        .then_some((root, entry.link));
+                    let child = match group.and_then(|(root, link)| self.linked_node(root, link)) {
                         Some(node) => {
                             self.add_loaded_name(node, ino, &entry.name);
                             node
                         }
                         None => {
                             let node = self.nodes.insert(Node::from_entry(entry, ino, place));
-                            if entry.link != 0 && entry.kind != EntryKind::Dir {
-                                self.links.insert((root, entry.link), node);
+                            if let Some(group) = group {
+                                self.links.insert(group, node);
                             }
                             node
                         }

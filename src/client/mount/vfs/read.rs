@@ -12,8 +12,7 @@ use super::nodes::{Body, Ino, Place};
 use super::objects::Objects;
 use super::{Vfs, VfsError, VfsResult};
 use crate::client::session::OpenLibrary;
-use crate::crypto::BlobKind;
-use crate::crypto::ObjectKey;
+use crate::crypto::{BlobKind, ObjectKey};
 use crate::model::ChunkRef;
 
 /// Chunks fetched ahead of a sequential reader.

@@ -107,15 +107,37 @@ impl Vfs {
         Ok(())
     }
 
-    /// Adds a new child, failing if the name is taken.
-    fn add_child(&mut self, parent: Ino, name: &[u8], node: Node) -> VfsResult<Ino> {
+    /// Whether `name` may be added to directory `parent`: a valid name, not taken.
+    pub(super) fn check_new_name(&mut self, parent: Ino, name: &[u8]) -> VfsResult<()> {
         Self::check_name(name)?;
         if self.children(parent)?.contains_key(name) {
             return Err(VfsError::Exists);
         }
+        Ok(())
+    }
+
+    /// Adds a new child, failing if the name is taken.
+    fn add_child(&mut self, parent: Ino, name: &[u8], node: Node) -> VfsResult<Ino> {
+        self.check_new_name(parent, name)?;
         let ino = self.nodes.insert(node);
         self.insert_child(parent, name, ino);
         Ok(ino)
+    }
+
+    /// Adds `node` (with no content to stage) as `name` in `parent` of library `index`, and
+    /// journals the operation `op` makes of its path.
+    fn make_child(
+        &mut self,
+        index: usize,
+        parent: Ino,
+        name: &[u8],
+        node: Node,
+        op: impl FnOnce(Vec<u8>) -> Op,
+    ) -> VfsResult<Stat> {
+        let ino = self.add_child(parent, name, node)?;
+        let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
+        self.record(index, op(path), false)?;
+        self.stat(ino)
     }
 
     pub(super) fn insert_child(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Option<Ino> {
@@ -485,17 +507,13 @@ impl Vfs {
             Place::Live(index),
         );
         let attr = node.attr.clone();
-        let ino = self.add_child(parent, name, node)?;
-        let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
-        let op = Op::Mkdir {
+        self.make_child(index, parent, name, node, |path| Op::Mkdir {
             path,
             mode: attr.mode,
             uid: attr.uid,
             gid: attr.gid,
             mtime_ns: attr.mtime_ns,
-        };
-        self.record(index, op, false)?;
-        self.stat(ino)
+        })
     }
 
     pub fn symlink(
@@ -516,17 +534,13 @@ impl Vfs {
             Body::Symlink(target.to_vec()),
             Place::Live(index),
         );
-        let ino = self.add_child(parent, name, node)?;
-        let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
-        let op = Op::Symlink {
+        self.make_child(index, parent, name, node, |path| Op::Symlink {
             path,
             target: target.to_vec(),
             uid: attr.uid,
             gid: attr.gid,
             mtime_ns: attr.mtime_ns,
-        };
-        self.record(index, op, false)?;
-        self.stat(ino)
+        })
     }
 
     /// Makes a FIFO, socket or device `kind` (`rdev` for a device) named `name`.
@@ -544,10 +558,7 @@ impl Vfs {
         }
         let index = self.writable(parent)?;
         let attr = self.new_attr(parent, mode, false, caller);
-        let rdev = match kind {
-            EntryKind::CharDevice | EntryKind::BlockDevice => rdev,
-            _ => 0,
-        };
+        let rdev = if kind.is_device() { rdev } else { 0 };
         let node = Node::new(
             parent,
             name,
@@ -556,9 +567,7 @@ impl Vfs {
             Body::Special { rdev },
             Place::Live(index),
         );
-        let ino = self.add_child(parent, name, node)?;
-        let (_, path) = self.live_path(ino).ok_or(VfsError::NotFound)?;
-        let op = Op::Special {
+        self.make_child(index, parent, name, node, |path| Op::Special {
             path,
             kind,
             mode: attr.mode,
@@ -566,9 +575,7 @@ impl Vfs {
             gid: attr.gid,
             rdev,
             mtime_ns: attr.mtime_ns,
-        };
-        self.record(index, op, false)?;
-        self.stat(ino)
+        })
     }
 
     /// Whether `target` may be removed, or replaced by a directory (`as_dir`) or a

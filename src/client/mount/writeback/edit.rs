@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::client::mount::journal::Op;
+use crate::client::mount::journal::{join_path, Op};
 use crate::client::mount::vfs::nodes::content_sig;
 use crate::client::repo::trees::TreeWriter;
 use crate::client::Result;
@@ -57,7 +57,7 @@ fn find_in_dir(
     out: &mut HashMap<u64, Vec<Vec<u8>>>,
 ) -> Result<()> {
     for (name, item) in &dir.items {
-        let path = join(prefix, name);
+        let path = join_path(prefix, name);
         match item {
             Item::Dir(sub) => find_in_dir(sub, writer, &path, groups, out)?,
             Item::Clean(entry) => find_in_entry(entry, writer, path, groups, out)?,
@@ -76,7 +76,7 @@ fn find_in_entry(
     match (entry.kind, entry.subtree) {
         (EntryKind::Dir, Some(subtree)) => {
             for child in writer.get(&subtree)?.entries {
-                let child_path = join(&path, &child.name);
+                let child_path = join_path(&path, &child.name);
                 find_in_entry(&child, writer, child_path, groups, out)?;
             }
         }
@@ -85,15 +85,6 @@ fn find_in_entry(
         _ => {}
     }
     Ok(())
-}
-
-fn join(prefix: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut path = prefix.to_vec();
-    if !path.is_empty() {
-        path.push(b'/');
-    }
-    path.extend_from_slice(name);
-    path
 }
 
 fn split(path: &[u8]) -> Vec<Vec<u8>> {
@@ -346,11 +337,7 @@ impl EditTree {
                 };
                 source.link = *link;
                 let source = source.clone();
-                if let Some((dir, name)) = self.parent(writer, to, true)? {
-                    let mut entry = source.clone();
-                    entry.name = name.clone();
-                    dir.items.insert(name, Item::Clean(entry));
-                }
+                self.put_name(writer, to, &source)?;
                 // A version from earlier in this replay is newer than `from`'s entry.
                 let group = self.links.entry(*link).or_insert(None);
                 if group.is_none() {
@@ -424,6 +411,18 @@ impl EditTree {
         Ok(())
     }
 
+    /// Puts `entry` at `path` under the name there (another name of a hard-linked file).
+    fn put_name(&mut self, writer: &mut TreeWriter<'_>, path: &[u8], entry: &Entry) -> Result<()> {
+        if let Some((dir, name)) = self.parent(writer, path, true)? {
+            let entry = Entry {
+                name: name.clone(),
+                ..entry.clone()
+            };
+            dir.items.insert(name, Item::Clean(entry));
+        }
+        Ok(())
+    }
+
     /// A linked entry's attributes changed. If its group already changed in this replay,
     /// the change goes onto that version (this name's content may be older: the names are
     /// brought in line only at the end); otherwise this entry is the group's version.
@@ -455,11 +454,7 @@ impl EditTree {
                 continue;
             };
             for to in names {
-                if let Some((dir, name)) = self.parent(writer, &to, true)? {
-                    let mut entry = source.clone();
-                    entry.name = name.clone();
-                    dir.items.insert(name, Item::Clean(entry));
-                }
+                self.put_name(writer, &to, &source)?;
             }
         }
         let groups: HashSet<u64> = self.links.keys().copied().collect();
