@@ -33,6 +33,11 @@ pub enum ErrorCode {
     StaleEpoch,
     /// A link that expired or was revoked.
     Gone,
+    /// The server is at a limit and did nothing; send the same request again after
+    /// `retry_after` seconds.
+    Busy,
+    /// A request body stalled.
+    Timeout,
     Internal,
     /// A code this client does not know yet (sent by a newer server).
     #[serde(other)]

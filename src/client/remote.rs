@@ -92,7 +92,10 @@ impl Remote {
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(600))
             .user_agent(concat!("ibackup/", env!("CARGO_PKG_VERSION")))
-            .pool_max_idle_per_host(8);
+            .pool_max_idle_per_host(8)
+            // Below the server's default idle limit (30 s), so a pooled connection is not
+            // reused just as the server closes it.
+            .pool_idle_timeout(Duration::from_secs(20));
         let verifier = if server.scheme() == "https" {
             let verifier = PinVerifier::new(pinned);
             builder = builder.use_preconfigured_tls(verifier.client_config());
@@ -158,27 +161,36 @@ impl Remote {
         }
     }
 
-    /// Sends a request, retrying failed connections if `retry`.
+    /// Sends a request, retrying failed connections if `retry`. A "busy" answer means the
+    /// server did nothing, so that is retried in any case, after the wait it asks for.
     fn send(
         &self,
         make: impl Fn() -> RequestBuilder,
         retry: bool,
     ) -> Result<Response, RemoteError> {
-        let attempts = if retry { 6 } else { 1 };
+        let attempts = 6;
         let mut delay = Duration::from_millis(250);
         for attempt in 1..=attempts {
-            match make().send() {
-                Ok(response) => return check(response),
+            let wait = match make().send() {
+                Ok(response) => match check(response) {
+                    Err(RemoteError::Api { body, .. })
+                        if body.error == ErrorCode::Busy && attempt < attempts =>
+                    {
+                        Duration::from_secs(body.retry_after.unwrap_or(1).clamp(1, 30))
+                    }
+                    answered => return answered,
+                },
                 Err(error) => {
                     let error = self.transport_error(error);
                     let transient = matches!(error, RemoteError::Unreachable { .. });
-                    if !transient || attempt == attempts {
+                    if !retry || !transient || attempt == attempts {
                         return Err(error);
                     }
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
+                    delay
                 }
-            }
+            };
+            std::thread::sleep(wait);
+            delay = (delay * 2).min(Duration::from_secs(5));
         }
         unreachable!("the loop returns on its last attempt")
     }

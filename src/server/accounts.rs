@@ -13,6 +13,7 @@ use super::db::{accounts, billing, libraries};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::sessions::SessionStart;
+use super::throttle::Signup;
 use super::validate;
 use crate::api::account::CardSummary;
 use crate::api::types::{
@@ -87,7 +88,9 @@ pub async fn register(
     )?;
     super::libraries::check_new_library(&req.library)?;
     check_login(&req.login)?;
-    let login = PreparedLogin::hash(&req.login).await?;
+    let signup = Signup::new(&state, peer.ip());
+    state.db.call(move |conn| signup.count(conn)).await?;
+    let login = PreparedLogin::hash(&state, &req.login).await?;
     let session = SessionStart::new(&config, req.client.as_deref(), peer);
     let cookie = session.cookie.clone();
 
@@ -170,11 +173,12 @@ pub struct PreparedLogin {
 impl PreparedLogin {
     /// Hashes material that passed [`check_login`]; the slow step, so it comes after the
     /// caller proved who they are.
-    pub async fn hash(login: &LoginMaterial) -> ApiResult<Self> {
+    pub async fn hash(state: &AppState, login: &LoginMaterial) -> ApiResult<Self> {
         let secret = login.auth_secret.clone();
-        let auth_hash = tokio::task::spawn_blocking(move || kdf::hash_auth_secret(&secret))
-            .await
-            .map_err(ApiError::internal)?
+        let auth_hash = state
+            .hashers
+            .run(move || kdf::hash_auth_secret(&secret))
+            .await?
             .map_err(ApiError::internal)?;
         Ok(Self {
             auth_hash,

@@ -36,6 +36,9 @@ pub struct AppState {
     pub records: Arc<SessionRecords>,
     /// What each link's root reaches, computed once per root (see `links`).
     pub reach: Arc<std::sync::Mutex<ReachCache>>,
+    pub hashers: Arc<super::hashing::Hashers>,
+    /// Upload bodies in memory, in KiB (`limits.upload_memory`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 pub type ReachCache = std::collections::HashMap<

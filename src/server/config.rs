@@ -77,6 +77,23 @@ interval = "10min"
 gc_grace = "24h"
 # How often every stored blob is checked against the checksum recorded at upload.
 verify_interval = "7days"
+
+[limits]
+# Sign-ups from one network address (an IPv6 /64) before each further one must wait, 1 s
+# and doubling up to a minute; the count is forgotten a day after the last one.
+free_signups_per_address = 20
+# Connections served at once; further ones wait to be accepted.
+max_connections = 1024
+# A client must finish the TLS handshake, send each request's headers, and keep a request
+# body moving within this time; an idle connection is closed after it.
+request_timeout = "30s"
+# Upload bodies held in memory at once, over all requests; further uploads wait.
+upload_memory = "512MiB"
+# Password hashes (Argon2id, at sign-up, login and password change) computed at once, and
+# how many more may wait; past that the server answers "busy, retry in a second".
+# 0 hashers means half the processor cores (at least one).
+hashers = 0
+hash_queue = 64
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +128,18 @@ pub struct ServerConfig {
     pub gc_grace: Duration,
     /// How often the maintenance pass verifies every blob.
     pub verify_interval: Duration,
+    pub limits: Limits,
+}
+
+/// Bounds that keep a flood of requests from starving the rest (`[limits]`).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub free_signups_per_address: u32,
+    pub max_connections: usize,
+    pub request_timeout: Duration,
+    pub upload_memory: u64,
+    pub hashers: usize,
+    pub hash_queue: usize,
 }
 
 #[derive(Clone, Deserialize)]
@@ -152,6 +181,61 @@ struct RawConfig {
     surveys: RawSurveys,
     mail: RawMail,
     maintenance: RawMaintenance,
+    /// Absent from files written before the limits existed.
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    free_signups_per_address: u32,
+    max_connections: usize,
+    request_timeout: String,
+    upload_memory: String,
+    hashers: usize,
+    hash_queue: usize,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            free_signups_per_address: 20,
+            max_connections: 1024,
+            request_timeout: "30s".into(),
+            upload_memory: "512MiB".into(),
+            hashers: 0,
+            hash_queue: 64,
+        }
+    }
+}
+
+impl RawLimits {
+    fn parse(self) -> Result<Limits, String> {
+        if self.max_connections < 2 {
+            return Err("limits.max_connections must be at least 2".into());
+        }
+        let upload_memory = parse_size(&self.upload_memory)
+            .map_err(|e| format!("limits.upload_memory = \"{}\": {e}", self.upload_memory))?;
+        if upload_memory < crate::api::routes::MAX_BATCH_BYTES as u64 {
+            return Err(format!(
+                "limits.upload_memory must hold at least one upload ({})",
+                format_size(crate::api::routes::MAX_BATCH_BYTES as u64)
+            ));
+        }
+        let hashers = match self.hashers {
+            0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+            n => n,
+        };
+        Ok(Limits {
+            free_signups_per_address: self.free_signups_per_address,
+            max_connections: self.max_connections,
+            request_timeout: duration("limits.request_timeout", &self.request_timeout)?,
+            upload_memory,
+            hashers,
+            hash_queue: self.hash_queue,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -313,6 +397,7 @@ impl ServerConfig {
                 "maintenance.verify_interval",
                 &raw.maintenance.verify_interval,
             )?,
+            limits: raw.limits.parse()?,
         })
     }
 

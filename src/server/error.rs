@@ -33,6 +33,8 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
         ErrorCode::AccountInactive => StatusCode::FORBIDDEN,
         ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
         ErrorCode::Internal | ErrorCode::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,15 +108,31 @@ impl ApiError {
     }
 
     pub fn too_many_attempts(wait_secs: u64) -> Self {
-        let mut body = ErrorBody::new(
-            ErrorCode::TooManyRequests,
-            format!(
-                "too many failed attempts; wait {wait_secs} s and try \
-                 again"
-            ),
-        );
+        Self::too_many_requests(
+            format!("too many failed attempts; wait {wait_secs} s and try again"),
+            wait_secs,
+        )
+    }
+
+    pub fn too_many_requests(message: impl Into<String>, wait_secs: u64) -> Self {
+        let mut body = ErrorBody::new(ErrorCode::TooManyRequests, message);
         body.retry_after = Some(wait_secs);
         Self(body)
+    }
+
+    /// Nothing was done: the server is at a limit (password hashing, uploads) and the same
+    /// request can be sent again after `retry_after` seconds.
+    pub fn busy(what: &str) -> Self {
+        let mut body = ErrorBody::new(
+            ErrorCode::Busy,
+            format!("the server is busy with {what}; nothing was done, try again in a second"),
+        );
+        body.retry_after = Some(1);
+        Self(body)
+    }
+
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Timeout, message)
     }
 
     /// Logs `cause` and answers with a message that reveals nothing of it.

@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::app::AppState;
 use super::db::sessions;
@@ -16,10 +17,10 @@ use super::records::SessionSlot;
 /// 400 or 413 with the reason.
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let json = req
             .headers()
             .get(axum::http::header::CONTENT_TYPE)
@@ -32,23 +33,41 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
                 "send the body as JSON with `Content-Type: application/json`",
             ));
         }
-        let body = read_limited(req, crate::api::routes::MAX_JSON_BYTES).await?;
+        let stall = state.config.limits.request_timeout;
+        let body = read_limited(req, crate::api::routes::MAX_JSON_BYTES, stall).await?;
         serde_json::from_slice(&body)
             .map(Self)
             .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
     }
 }
 
-/// A raw body of at most `MAX_BATCH_BYTES`.
-pub struct ApiBytes(pub Bytes);
+/// A raw body of at most `MAX_BATCH_BYTES`, and its share of the server's upload memory
+/// (`limits.upload_memory`), held until the handler drops it: when the share is spent,
+/// further uploads wait here before a byte of theirs is read.
+pub struct ApiBytes(pub Bytes, pub OwnedSemaphorePermit);
 
-impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+impl FromRequest<AppState> for ApiBytes {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        read_limited(req, crate::api::routes::MAX_BATCH_BYTES)
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let limit = crate::api::routes::MAX_BATCH_BYTES;
+        let announced = req
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(limit as u64)
+            .min(limit as u64);
+        let share = super::upload_permits(announced).max(1) as u32;
+        let held = state
+            .uploads
+            .clone()
+            .acquire_many_owned(share)
             .await
-            .map(Self)
+            .map_err(ApiError::internal)?;
+        let stall = state.config.limits.request_timeout;
+        let body = read_limited(req, limit, stall).await?;
+        Ok(Self(body, held))
     }
 }
 
@@ -56,14 +75,26 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
 /// a client still sending gets the answer instead of a reset connection.
 const DRAIN_BYTES: usize = 16 << 20;
 
-/// Reads a body of at most `limit` bytes; a larger one is answered 413 with a message.
-async fn read_limited(req: Request, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a body of at most `limit` bytes; a larger one is answered 413 with a message, and
+/// one that stops arriving for `stall` is answered 408.
+async fn read_limited(
+    req: Request,
+    limit: usize,
+    stall: std::time::Duration,
+) -> Result<Bytes, ApiError> {
     use axum::body::HttpBody;
     use http_body_util::BodyExt;
     let mut body = req.into_body();
     let mut data = Vec::with_capacity((body.size_hint().lower() as usize).min(limit));
     let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(stall, body.frame()).await else {
+            return Err(ApiError::timeout(format!(
+                "the request body stopped arriving for {} s; send it again",
+                stall.as_secs()
+            )));
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;
         if let Ok(chunk) = frame.into_data() {
             seen += chunk.len();

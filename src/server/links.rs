@@ -8,9 +8,10 @@
 //! did (docs/FORMAT.md, "What a key reaches").
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
@@ -20,7 +21,8 @@ use super::db::{self, links, objects, DbError};
 use super::error::{ApiError, ApiResult};
 use super::extract::{hash_token, new_token, ApiJson, Caller};
 use super::libraries::{require, Need};
-use super::{throttle, validate};
+use super::throttle::Guess;
+use super::validate;
 use crate::api::links::{
     CreateLinkRequest, LinkFetchRequest, LinkInfo, LinkList, OpenLinkRequest, OpenLinkResponse,
     PointerUpdate,
@@ -80,9 +82,10 @@ pub async fn create(
         Some(password) => {
             let password = password.clone();
             Some(
-                tokio::task::spawn_blocking(move || kdf::hash_auth_secret(password.as_bytes()))
-                    .await
-                    .map_err(ApiError::internal)?
+                state
+                    .hashers
+                    .run(move || kdf::hash_auth_secret(password.as_bytes()))
+                    .await?
                     .map_err(ApiError::internal)?,
             )
         }
@@ -202,39 +205,36 @@ pub async fn set_pointer(
 /// fetching its blobs is given.
 pub async fn open(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<OpenLinkRequest>,
 ) -> ApiResult<Json<OpenLinkResponse>> {
     if !db::is_random_id(&id) {
         return Err(no_link());
     }
-    let key = throttle::key(&state, &format!("link {id}"));
+    let guess = Arc::new(Guess::new(&state, "link", &id, peer.ip()));
+    let started = guess.clone();
     let lookup = id.clone();
+    let guessing = req.password.is_some();
     let link = state
         .db
         .call(move |conn| -> ApiResult<links::Link> {
             let link = links::get(conn, &lookup)?.ok_or_else(no_link)?;
             usable(&link)?;
-            if link.password_hash.is_some() {
-                throttle::check(conn, &key)?;
+            match (&link.password_hash, guessing) {
+                (Some(_), false) => Err(ApiError::unauthorized(
+                    "this link needs a password; ask whoever sent it",
+                )),
+                (Some(_), true) => started.begin(conn).map(|()| link),
+                (None, _) => Ok(link),
             }
-            Ok(link)
         })
         .await?;
-    if let Some(hash) = link.password_hash.clone() {
-        let Some(password) = req.password else {
-            return Err(ApiError::unauthorized(
-                "this link needs a password; ask whoever sent it",
-            ));
-        };
-        let verified = tokio::task::spawn_blocking(move || {
-            kdf::verify_auth_secret(password.as_bytes(), &hash)
-        })
-        .await
-        .map_err(ApiError::internal)?;
-        state
-            .db
-            .call(move |conn| throttle::record(conn, &key, verified))
+    if let (Some(hash), Some(password)) = (link.password_hash.clone(), req.password) {
+        let verified = guess
+            .check(&state, move || {
+                kdf::verify_auth_secret(password.as_bytes(), &hash)
+            })
             .await?;
         if !verified {
             return Err(ApiError::unauthorized(

@@ -9,7 +9,7 @@ use super::billing::money;
 use super::billing::processor::PaymentProcessor;
 use super::blobstore::BlobStore;
 use super::config::ServerConfig;
-use super::db::{self, accounts, billing, libraries, privacy, sessions, Db};
+use super::db::{self, accounts, billing, libraries, sessions, Db};
 use super::mail::{Kind, Mailer};
 use crate::units::format_size;
 
@@ -51,7 +51,7 @@ impl Maintenance {
         let now = db::now();
         let config = &self.config;
         report.session_records_purged = self.db.blocking(|conn| {
-            privacy::throttle_purge_before(conn, now - 86_400)?;
+            db::throttle::purge_before(conn, (now - super::throttle::FORGET_AFTER_SECS) * 1000)?;
             sessions::purge_before(conn, now - config.record_retention.as_secs() as i64)
         })?;
         self.renew(now, &mut report)?;
@@ -74,107 +74,139 @@ impl Maintenance {
         Ok(report)
     }
 
+    /// Runs `change` in the account's billing turn (see `billing::in_turn`), or skips the
+    /// account this pass when a request holds the turn; the next pass sees it again.
+    fn in_turn(
+        &self,
+        account_id: i64,
+        now: i64,
+        change: impl FnOnce() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let until = now + super::billing::TURN_SECS;
+        if !self
+            .db
+            .blocking(|conn| billing::take_turn(conn, account_id, now, until))?
+        {
+            return Ok(());
+        }
+        let result = change();
+        self.db
+            .blocking(|conn| billing::end_turn(conn, account_id))?;
+        result
+    }
+
     fn renew(&self, now: i64, report: &mut Report) -> anyhow::Result<()> {
+        let due = self.db.blocking(|conn| billing::due_renewals(conn, now))?;
+        for (account_id, _) in due {
+            self.in_turn(account_id, now, || self.renew_one(account_id, now, report))?;
+        }
+        Ok(())
+    }
+
+    /// Charges one account's next period, if it is still due now that its turn is held.
+    fn renew_one(&self, account_id: i64, now: i64, report: &mut Report) -> anyhow::Result<()> {
         let config = &self.config;
         let period = config.billing_period.as_secs() as i64;
-        let due = self.db.blocking(|conn| billing::due_renewals(conn, now))?;
-        for (account_id, plan_name) in due {
-            let Some(account) = self.db.blocking(|conn| accounts::by_id(conn, account_id))? else {
-                continue;
-            };
-            let price = config.plan(&plan_name).map(|p| p.price_cents).unwrap_or(0) as i64;
-            if price == 0 {
-                self.db
-                    .blocking(|conn| billing::set_period_end(conn, account_id, None))?;
-                continue;
+        let Some(account) = self.db.blocking(|conn| accounts::by_id(conn, account_id))? else {
+            return Ok(());
+        };
+        let still_due =
+            account.status == "active" && account.period_end.is_some_and(|end| end <= now);
+        if !still_due {
+            return Ok(());
+        }
+        let plan_name = account.plan.clone();
+        let price = config.plan(&plan_name).map(|p| p.price_cents).unwrap_or(0) as i64;
+        if price == 0 {
+            self.db
+                .blocking(|conn| billing::set_period_end(conn, account_id, None))?;
+            return Ok(());
+        }
+        let card = self.db.blocking(|conn| billing::card(conn, account_id))?;
+        let charged = match &card {
+            Some(card) => self
+                .processor
+                .charge(&card.processor_token, price, &config.currency)
+                .map_err(|e| e.to_string()),
+            None => Err("no card on file".into()),
+        };
+        let description = format!("plan {plan_name}, renewal");
+        let (status, reference) = match &charged {
+            Ok(reference) => ("paid", Some(reference.as_str())),
+            Err(_) => ("declined", None),
+        };
+        self.db.blocking(|conn| -> anyhow::Result<()> {
+            let tx = conn.transaction()?;
+            billing::add_invoice(
+                &tx,
+                account_id,
+                &billing::NewInvoice {
+                    description: &description,
+                    amount_cents: price,
+                    currency: &config.currency,
+                    status,
+                    processor_ref: reference,
+                },
+            )?;
+            if charged.is_ok() {
+                let end = account.period_end.unwrap_or(now) + period;
+                billing::set_period_end(&tx, account_id, Some(end.max(now + 1)))?;
+            } else {
+                accounts::set_status(&tx, account_id, "canceled", Some(now))?;
+                billing::set_period_end(&tx, account_id, None)?;
             }
-            let card = self.db.blocking(|conn| billing::card(conn, account_id))?;
-            let charged = match &card {
-                Some(card) => self
-                    .processor
-                    .charge(&card.processor_token, price, &config.currency)
-                    .map_err(|e| e.to_string()),
-                None => Err("no card on file".into()),
-            };
-            let description = format!("plan {plan_name}, renewal");
-            let (status, reference) = match &charged {
-                Ok(reference) => ("paid", Some(reference.as_str())),
-                Err(_) => ("declined", None),
-            };
-            self.db.blocking(|conn| -> anyhow::Result<()> {
-                let tx = conn.transaction()?;
-                billing::add_invoice(
-                    &tx,
-                    account_id,
-                    &billing::NewInvoice {
-                        description: &description,
-                        amount_cents: price,
-                        currency: &config.currency,
-                        status,
-                        processor_ref: reference,
-                    },
-                )?;
-                if charged.is_ok() {
-                    let end = account.period_end.unwrap_or(now) + period;
-                    billing::set_period_end(&tx, account_id, Some(end.max(now + 1)))?;
-                } else {
-                    accounts::set_status(&tx, account_id, "canceled", Some(now))?;
-                    billing::set_period_end(&tx, account_id, None)?;
-                }
-                tx.commit()?;
-                Ok(())
-            })?;
-            match charged {
-                Ok(_) => report.renewed += 1,
-                Err(reason) => {
-                    let until = now + config.cancel_grace.as_secs() as i64;
-                    self.service_mail(
-                        &account.email,
-                        "ibackup: payment failed, subscription paused",
-                        &format!(
-                            "The renewal of plan `{plan_name}` ({}) failed: {reason}.\n\
-                             Your data stays readable until {}. Add a card with `ibackup \
-                             account card add`, then run `ibackup account reactivate`.",
-                            money(price, &config.currency),
-                            date(until)
-                        ),
-                    );
-                    report.renewals_declined += 1;
-                }
+            tx.commit()?;
+            Ok(())
+        })?;
+        match charged {
+            Ok(_) => report.renewed += 1,
+            Err(reason) => {
+                let until = now + config.cancel_grace.as_secs() as i64;
+                self.service_mail(
+                    &account.email,
+                    "ibackup: payment failed, subscription paused",
+                    &format!(
+                        "The renewal of plan `{plan_name}` ({}) failed: {reason}.\n\
+                         Your data stays readable until {}. Add a card with `ibackup \
+                         account card add`, then run `ibackup account reactivate`.",
+                        money(price, &config.currency),
+                        date(until)
+                    ),
+                );
+                report.renewals_declined += 1;
             }
         }
         Ok(())
     }
 
     fn expire(&self, now: i64, report: &mut Report) -> anyhow::Result<()> {
-        let config = &self.config;
-        let grace = config.cancel_grace.as_secs() as i64;
-        let ended: Vec<accounts::AccountRow> = self.db.blocking(|conn| {
+        let grace = self.config.cancel_grace.as_secs() as i64;
+        let ended: Vec<i64> = self.db.blocking(|conn| {
             accounts::list(conn).map(|all| {
                 all.into_iter()
-                    .filter(|a| {
-                        a.status == "canceled" && a.canceled_at.unwrap_or(now) + grace <= now
-                    })
+                    .filter(|a| past_grace(a, grace, now))
+                    .map(|a| a.id)
                     .collect()
             })
         })?;
-        for account in ended {
-            self.db.blocking(|conn| -> anyhow::Result<()> {
-                let tx = conn.transaction()?;
-                libraries::delete_owned(&tx, account.id)?;
-                accounts::set_status(&tx, account.id, "expired", account.canceled_at)?;
-                accounts::set_plan(&tx, account.id, &config.default_plan().name, None)?;
-                tx.commit()?;
+        for account_id in ended {
+            self.in_turn(account_id, now, || {
+                let expired = self
+                    .db
+                    .blocking(|conn| expire_one(conn, &self.config, account_id, now))?;
+                if let Some(email) = expired {
+                    self.service_mail(
+                        &email,
+                        "ibackup: your stored data was deleted",
+                        "Your subscription was canceled and its grace period has ended, so the \
+                         data you stored was deleted. Your account remains; `ibackup account \
+                         reactivate` starts again on the free plan, and `ibackup account \
+                         delete` removes it.",
+                    );
+                    report.accounts_expired += 1;
+                }
                 Ok(())
             })?;
-            self.service_mail(
-                &account.email,
-                "ibackup: your stored data was deleted",
-                "Your subscription was canceled and its grace period has ended, so the data \
-                 you stored was deleted. Your account remains; `ibackup account reactivate` \
-                 starts again on the free plan, and `ibackup account delete` removes it.",
-            );
-            report.accounts_expired += 1;
         }
         Ok(())
     }
@@ -227,4 +259,31 @@ impl Maintenance {
         }
         Ok(removed)
     }
+}
+
+fn past_grace(account: &accounts::AccountRow, grace: i64, now: i64) -> bool {
+    account.status == "canceled" && account.canceled_at.unwrap_or(now) + grace <= now
+}
+
+/// Deletes the data of an account whose cancellation outlived its grace period, reading
+/// its status again in the same transaction (a reactivation just before must win).
+/// Returns the account's e-mail when it expired.
+pub fn expire_one(
+    conn: &mut rusqlite::Connection,
+    config: &ServerConfig,
+    account_id: i64,
+    now: i64,
+) -> Result<Option<String>, db::DbError> {
+    let tx = db::immediate(conn)?;
+    let Some(account) = accounts::by_id(&tx, account_id)? else {
+        return Ok(None);
+    };
+    if !past_grace(&account, config.cancel_grace.as_secs() as i64, now) {
+        return Ok(None);
+    }
+    libraries::delete_owned(&tx, account.id)?;
+    accounts::set_status(&tx, account.id, "expired", account.canceled_at)?;
+    accounts::set_plan(&tx, account.id, &config.default_plan().name, None)?;
+    tx.commit()?;
+    Ok(Some(account.email))
 }

@@ -15,6 +15,7 @@ pub mod direct;
 pub mod error;
 pub mod extract;
 pub mod gc;
+pub mod hashing;
 pub mod libraries;
 pub mod links;
 pub mod mail;
@@ -36,7 +37,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
@@ -134,6 +135,10 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         mailer: data.mailer.clone(),
         records: Arc::new(records::SessionRecords::default()),
         reach: Arc::default(),
+        hashers: Arc::new(hashing::Hashers::new(&data.config.limits)),
+        uploads: Arc::new(tokio::sync::Semaphore::new(upload_permits(
+            data.config.limits.upload_memory,
+        ))),
     };
     spawn_background(&state, data.maintenance());
     let router = app::router(state.clone());
@@ -159,13 +164,30 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     std::io::stdout().flush()?;
     let acceptor = tls.map(|identity| tokio_rustls::TlsAcceptor::from(identity.config));
 
+    let limits = state.config.limits.clone();
+    let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
+        // A connection is accepted only when it can be served: past the limit, new ones
+        // wait in the kernel's backlog.
+        let slot = tokio::select! {
+            slot = connections.clone().acquire_owned() => slot?,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    pair
+                }
                 Err(e) => {
-                    tracing::warn!("accept failed: {e}");
+                    // Out of file descriptors (or memory): accepting again at once would
+                    // spin; wait for connections to close.
+                    tracing::warn!("accept failed: {e}; waiting {} ms", backoff.as_millis());
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                     continue;
                 }
             },
@@ -174,20 +196,32 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         };
         let router = router.clone();
         let acceptor = acceptor.clone();
+        let timeout = limits.request_timeout;
         tokio::spawn(async move {
+            let _slot = slot;
             let _ = stream.set_nodelay(true);
             match acceptor {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls_stream) => serve_connection(tls_stream, peer, router).await,
-                    Err(e) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
-                },
-                None => serve_connection(stream, peer, router).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(tls_stream, peer, router, timeout).await
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake with {peer} failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
+                    }
+                }
+                None => serve_connection(stream, peer, router, timeout).await,
             }
         });
     }
     tracing::info!("shutting down");
     state.records.flush(&state.db).await?;
     Ok(())
+}
+
+/// Upload bodies in memory are counted in KiB, so the semaphore's permits stay small.
+pub fn upload_permits(bytes: u64) -> usize {
+    (bytes / 1024) as usize
 }
 
 /// How often gathered session records are written.
@@ -221,8 +255,18 @@ fn spawn_background(state: &app::AppState, maintenance: maintenance::Maintenance
     });
 }
 
-async fn serve_connection<IO>(io: IO, peer: SocketAddr, router: axum::Router)
-where
+/// First and longest wait after a failed accept.
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Serves HTTP/1.1 on one connection. A request's headers must arrive within `timeout`,
+/// and so must the next request on an idle connection, or the connection is closed.
+async fn serve_connection<IO>(
+    io: IO,
+    peer: SocketAddr,
+    router: axum::Router,
+    timeout: std::time::Duration,
+) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
@@ -230,10 +274,12 @@ where
         request.extensions_mut().insert(ConnectInfo(peer));
         router.clone().oneshot(request)
     });
-    if let Err(e) = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(io), service)
-        .await
-    {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
         tracing::debug!("connection from {peer} ended: {e}");
     }
 }

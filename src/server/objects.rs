@@ -123,7 +123,7 @@ pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(library_id): Path<String>,
-    ApiBytes(body): ApiBytes,
+    ApiBytes(body, _upload_memory): ApiBytes,
 ) -> ApiResult<Json<UploadResponse>> {
     let (header, blobs) =
         frame::decode_upload(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;

@@ -1,7 +1,9 @@
 //! What the privacy policy promises a user can do with their data: export it, delete the
 //! account, give feedback, and answer surveys that are stored only as counts.
 
-use axum::extract::{Path, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use rusqlite::Connection;
@@ -94,6 +96,7 @@ pub fn delete_account(
 
 pub async fn delete(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     caller: Caller,
     ApiJson(req): ApiJson<DeleteAccountRequest>,
 ) -> ApiResult<StatusCode> {
@@ -109,7 +112,7 @@ pub async fn delete(
             "the e-mail typed does not match this account's; nothing was deleted",
         ));
     }
-    verify(&state, &account.email, req.auth_secret.clone())
+    verify(&state, &account.email, req.auth_secret.clone(), peer.ip())
         .await?
         .ok_or_else(|| {
             ApiError::new(

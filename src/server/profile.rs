@@ -15,7 +15,8 @@ use super::db::{self, accounts, sessions};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::sessions::{invalid_credentials, verify, SessionStart};
-use super::{throttle, validate};
+use super::throttle::Guess;
+use super::validate;
 use crate::api::account::{
     ConsentRequest, PasswordChangeRequest, RecoveryChallenge, RecoveryCompleteRequest,
     RecoveryStartRequest, SessionsEnded, UpdateProfileRequest,
@@ -150,6 +151,7 @@ pub async fn optout(
 
 pub async fn change_password(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     caller: Caller,
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> ApiResult<Json<SessionsEnded>> {
@@ -163,7 +165,7 @@ pub async fn change_password(
                 .email)
         })
         .await?;
-    let account = verify(&state, &email, req.current_auth_secret.clone())
+    let account = verify(&state, &email, req.current_auth_secret.clone(), peer.ip())
         .await?
         .ok_or_else(|| {
             ApiError::new(
@@ -171,7 +173,7 @@ pub async fn change_password(
                 "the current password is wrong; nothing was changed",
             )
         })?;
-    let login = PreparedLogin::hash(&req.login).await?;
+    let login = PreparedLogin::hash(&state, &req.login).await?;
     let ended = state
         .db
         .call(move |conn| -> ApiResult<usize> {
@@ -269,14 +271,14 @@ pub async fn recovery_complete(
             "the recovery did not verify; start again with `ibackup account recover`",
         )
     };
-    let key = throttle::key(&state, &email);
+    let guess = Guess::new(&state, "recovery", &email, peer.ip());
     let lookup = email.clone();
     let answer = req.answer.clone();
     let secret = state.secret.clone();
     let account = state
         .db
         .call(move |conn| -> ApiResult<_> {
-            throttle::check(conn, &key)?;
+            guess.begin(conn)?;
             let account = accounts::by_email(conn, &lookup)?;
             let valid = match (&account, answer.len() == 48) {
                 (Some(account), true) => {
@@ -289,12 +291,12 @@ pub async fn recovery_complete(
                 }
                 _ => false,
             };
-            throttle::record(conn, &key, valid)?;
+            guess.finish(conn, valid)?;
             Ok(if valid { account } else { None })
         })
         .await?
         .ok_or_else(refused)?;
-    let login = PreparedLogin::hash(&req.login).await?;
+    let login = PreparedLogin::hash(&state, &req.login).await?;
     let config = state.config.clone();
     let session = SessionStart::new(&config, req.client.as_deref(), peer);
     let cookie = session.cookie.clone();

@@ -1,7 +1,8 @@
 //! Login, logout and the user's list of sessions. Wrong passwords and unknown addresses get
 //! the same answer after the same work, so neither reveals whether an account exists.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::header::SET_COOKIE;
@@ -14,7 +15,8 @@ use super::config::ServerConfig;
 use super::db::{accounts, sessions};
 use super::error::{ApiError, ApiResult};
 use super::extract::{new_token, session_cookie, ApiJson, Caller};
-use super::{throttle, validate};
+use super::throttle::Guess;
+use super::validate;
 use crate::api::account::{SessionList, SessionsEnded};
 use crate::api::types::{LoginRequest, SessionResponse};
 use crate::api::ErrorCode;
@@ -25,18 +27,20 @@ pub fn invalid_credentials() -> ApiError {
 }
 
 /// Checks an auth secret against the account's (or, for an unknown account, a dummy hash, so
-/// both take as long), under the throttle for `email`.
+/// both take as long), under the throttle for `email` from `from`.
 pub async fn verify(
     state: &AppState,
     email: &str,
     secret: Vec<u8>,
+    from: IpAddr,
 ) -> ApiResult<Option<accounts::AccountRow>> {
-    let key = throttle::key(state, email);
+    let guess = Arc::new(Guess::new(state, "login", email, from));
     let lookup = email.to_owned();
+    let started = guess.clone();
     let account = state
         .db
         .call(move |conn| {
-            throttle::check(conn, &key)?;
+            started.begin(conn)?;
             Ok::<_, ApiError>(accounts::by_email(conn, &lookup)?)
         })
         .await?;
@@ -44,14 +48,11 @@ pub async fn verify(
         Some(account) => account.auth_hash.clone(),
         None => state.dummy_hash.to_string(),
     };
-    let verified =
-        tokio::task::spawn_blocking(move || kdf::verify_auth_secret(&secret, &stored_hash))
-            .await
-            .map_err(ApiError::internal)?;
-    let success = verified && account.is_some();
-    state
-        .db
-        .call(move |conn| throttle::record(conn, &key, success))
+    let known = account.is_some();
+    let success = guess
+        .check(state, move || {
+            kdf::verify_auth_secret(&secret, &stored_hash) && known
+        })
         .await?;
     Ok(if success { account } else { None })
 }
@@ -62,7 +63,7 @@ pub async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<(StatusCode, [(HeaderName, String); 1], Json<SessionResponse>)> {
     let email = validate::email(&req.email).map_err(|_| invalid_credentials())?;
-    let account = verify(&state, &email, req.auth_secret.clone())
+    let account = verify(&state, &email, req.auth_secret.clone(), peer.ip())
         .await?
         .ok_or_else(invalid_credentials)?;
     let config = state.config.clone();

@@ -1,57 +1,207 @@
-//! Throttling of password guesses, per e-mail address for logins and per link for link
-//! passwords: after a few failures each further attempt must wait longer (1 s, 2 s, 4 s ...
-//! up to a minute). There is no lockout, so an attacker cannot shut
-//! a user out, only slow every guess. Unknown addresses are throttled the same way, so the
-//! answer reveals nothing. Keys are keyed hashes of the address, not the address.
+//! Throttling of password guesses and sign-ups.
+//!
+//! A guess (a login, a recovery, a link password) is counted under three keys: the target
+//! and the address together, the address alone, and the target alone. After a few failures
+//! under a key each further attempt must wait longer (1 s, 2 s, 4 s ... up to a minute):
+//!
+//! - the pair slows one address guessing one account's password;
+//! - the address slows one address spraying many accounts;
+//! - the target slows many addresses guessing one account, but only for addresses that
+//!   already failed on it, so the owner still gets in from an address that has not.
+//!
+//! There is no lockout. The check and the count are one database step, taken before the
+//! password is hashed (the attempt counts as failed until it succeeds), so parallel guesses
+//! cannot all slip past the check before any failure is recorded. Unknown addresses are
+//! throttled the same way, so the answer reveals nothing. Keys are keyed hashes, not
+//! addresses or e-mails. Counts are forgotten a day after their last failure.
+
+use std::net::IpAddr;
+use std::sync::Arc;
 
 use rusqlite::Connection;
 
 use super::app::AppState;
-use super::db::{now, privacy};
+use super::db::throttle;
 use super::error::{ApiError, ApiResult};
 
-/// Failures allowed before any wait.
+/// Failures allowed under a pair or a target before any wait.
 pub const FREE_FAILURES: u32 = 5;
+/// Failures allowed from one address, over all targets, before any wait.
+pub const FREE_FROM_ADDRESS: u32 = 50;
 /// Longest wait between attempts, in seconds.
 pub const MAX_WAIT_SECS: i64 = 60;
+/// Counts untouched this long are deleted by maintenance.
+pub const FORGET_AFTER_SECS: i64 = 86_400;
 
-pub fn key(state: &AppState, email: &str) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new_keyed(&state.secret);
-    hasher.update(b"login throttle\0");
-    hasher.update(email.as_bytes());
-    *hasher.finalize().as_bytes()
+/// Milliseconds since the Unix epoch (waits are short, so seconds would round them away).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
-/// Seconds to wait after `failures` failures.
-pub fn wait_after(failures: u32) -> i64 {
-    if failures < FREE_FAILURES {
+/// Seconds to wait after `failures` failures when `free` are allowed.
+pub fn wait_after(failures: u32, free: u32) -> i64 {
+    if failures < free {
         0
     } else {
-        1i64.checked_shl(failures - FREE_FAILURES)
+        1i64.checked_shl(failures - free)
             .unwrap_or(MAX_WAIT_SECS)
             .min(MAX_WAIT_SECS)
     }
 }
 
-/// Refuses the attempt if it comes too soon after the last failure.
-pub fn check(conn: &Connection, key: &[u8]) -> ApiResult<()> {
-    if let Some((failures, last)) = privacy::throttle(conn, key)? {
-        let ready_at = last + wait_after(failures);
-        let now = now();
-        if now < ready_at {
-            return Err(ApiError::too_many_attempts((ready_at - now) as u64));
-        }
+/// What an address is counted as: IPv4 addresses whole, IPv6 by their /64 (one host
+/// usually holds a whole /64).
+pub fn network(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
     }
-    Ok(())
 }
 
-pub fn record(conn: &Connection, key: &[u8], success: bool) -> ApiResult<()> {
-    if success {
-        privacy::throttle_clear(conn, key)?;
-    } else {
-        privacy::throttle_failure(conn, key)?;
+fn key(state: &AppState, parts: &[&str]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new_keyed(&state.secret);
+    hasher.update(b"throttle\0");
+    for part in parts {
+        hasher.update(&(part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
     }
-    Ok(())
+    *hasher.finalize().as_bytes()
+}
+
+/// One password guess against one target from one address.
+pub struct Guess {
+    pair: [u8; 32],
+    address: [u8; 32],
+    target: [u8; 32],
+}
+
+impl Guess {
+    /// A guess in `scope` (`login`, `recovery`, `link`) at `target` (an e-mail, a link id).
+    pub fn new(state: &AppState, scope: &str, target: &str, from: IpAddr) -> Self {
+        let address = network(from);
+        Self {
+            pair: key(state, &[scope, target, &address]),
+            address: key(state, &["address", &address]),
+            target: key(state, &[scope, target]),
+        }
+    }
+
+    /// Refuses the guess if it comes too soon; otherwise counts it as a failure until
+    /// [`Guess::finish`] says it succeeded. One step, so parallel guesses queue here.
+    pub fn begin(&self, conn: &mut Connection) -> ApiResult<()> {
+        let tx = conn.transaction()?;
+        let at = now_ms();
+        let pair = throttle::get(&tx, &self.pair)?;
+        let mut ready = ready_at(pair, FREE_FAILURES);
+        ready = ready.max(ready_at(
+            throttle::get(&tx, &self.address)?,
+            FREE_FROM_ADDRESS,
+        ));
+        if pair.is_some_and(|(failures, _)| failures > 0) {
+            ready = ready.max(ready_at(throttle::get(&tx, &self.target)?, FREE_FAILURES));
+        }
+        if at < ready {
+            return Err(ApiError::too_many_attempts(wait_secs(ready - at)));
+        }
+        for key in [&self.pair, &self.address, &self.target] {
+            throttle::add_failure(&tx, key, at)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Records the outcome: a success clears the pair and the target (the owner proved
+    /// the secret) and takes back the address's advance count; a failure stays counted.
+    pub fn finish(&self, conn: &Connection, success: bool) -> ApiResult<()> {
+        if success {
+            throttle::clear(conn, &self.pair)?;
+            throttle::clear(conn, &self.target)?;
+            throttle::remove_failure(conn, &self.address)?;
+        }
+        Ok(())
+    }
+}
+
+/// When the next attempt may come, in ms.
+impl Guess {
+    /// Takes back the advance count of a guess that was never checked (the server was too
+    /// busy to hash it).
+    pub fn abandon(&self, conn: &Connection) -> ApiResult<()> {
+        for key in [&self.pair, &self.address, &self.target] {
+            throttle::remove_failure(conn, key)?;
+        }
+        Ok(())
+    }
+
+    /// Checks the guess with `check` (the slow hash), then records the outcome.
+    pub async fn check(
+        self: Arc<Self>,
+        state: &AppState,
+        check: impl FnOnce() -> bool + Send + 'static,
+    ) -> ApiResult<bool> {
+        let outcome = state.hashers.run(check).await;
+        let checked = outcome.as_ref().ok().copied();
+        state
+            .db
+            .call(move |conn| match checked {
+                Some(success) => self.finish(conn, success),
+                None => self.abandon(conn),
+            })
+            .await?;
+        outcome
+    }
+}
+
+fn ready_at(count: Option<(u32, i64)>, free: u32) -> i64 {
+    count.map_or(i64::MIN, |(failures, last)| {
+        last + wait_after(failures, free) * 1000
+    })
+}
+
+/// A wait in ms as the whole seconds a client is told (at least 1).
+fn wait_secs(ms: i64) -> u64 {
+    (ms.max(1) as u64).div_ceil(1000)
+}
+
+/// A sign-up from one address: a few are free, then each must wait longer.
+pub struct Signup {
+    key: [u8; 32],
+    free: u32,
+}
+
+impl Signup {
+    pub fn new(state: &AppState, from: IpAddr) -> Self {
+        Self {
+            key: key(state, &["signup", &network(from)]),
+            free: state.config.limits.free_signups_per_address,
+        }
+    }
+
+    /// Counts the sign-up, or refuses it when too many came from there lately.
+    pub fn count(&self, conn: &mut Connection) -> ApiResult<()> {
+        let tx = conn.transaction()?;
+        let at = now_ms();
+        let ready = ready_at(throttle::get(&tx, &self.key)?, self.free);
+        if at < ready {
+            let wait = wait_secs(ready - at);
+            return Err(ApiError::too_many_requests(
+                format!("too many sign-ups from your network lately; wait {wait} s and try again"),
+                wait,
+            ));
+        }
+        throttle::add_failure(&tx, &self.key, at)?;
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -60,11 +210,22 @@ mod tests {
 
     #[test]
     fn waits_grow_and_stop_growing() {
-        assert_eq!(wait_after(0), 0);
-        assert_eq!(wait_after(FREE_FAILURES - 1), 0);
-        assert_eq!(wait_after(FREE_FAILURES), 1);
-        assert_eq!(wait_after(FREE_FAILURES + 3), 8);
-        assert_eq!(wait_after(FREE_FAILURES + 40), MAX_WAIT_SECS);
-        assert_eq!(wait_after(u32::MAX), MAX_WAIT_SECS);
+        assert_eq!(wait_after(0, FREE_FAILURES), 0);
+        assert_eq!(wait_after(FREE_FAILURES - 1, FREE_FAILURES), 0);
+        assert_eq!(wait_after(FREE_FAILURES, FREE_FAILURES), 1);
+        assert_eq!(wait_after(FREE_FAILURES + 3, FREE_FAILURES), 8);
+        assert_eq!(wait_after(FREE_FAILURES + 40, FREE_FAILURES), MAX_WAIT_SECS);
+        assert_eq!(wait_after(u32::MAX, FREE_FAILURES), MAX_WAIT_SECS);
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_prefix() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network(a), network(b));
+        assert_ne!(network(a), network(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(network(mapped), "192.0.2.7");
     }
 }

@@ -3,7 +3,9 @@
 
 use std::fs;
 
-use crate::util::{TestClient, TestServer};
+use ibackup::api::routes;
+
+use crate::util::{raw_request, TestClient, TestServer};
 
 const CARD: &str = "4242 4242 4242 4242\n12/34\n987\nAlice Example\n";
 
@@ -305,4 +307,165 @@ fn cancel_keeps_data_readable_for_the_grace_period_then_deletes_it() {
         .spool()
         .iter()
         .any(|(_, text)| text.contains("was deleted")));
+}
+
+/// Sends `count` copies of one request at once with alice's session; returns the statuses.
+fn all_at_once(
+    server: &TestServer,
+    token: &str,
+    count: usize,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Vec<u16> {
+    std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..count)
+            .map(|_| {
+                let body = body
+                    .as_ref()
+                    .map(|b| ("application/json", b.to_string().into_bytes()));
+                scope.spawn(move || raw_request(server, method, path, Some(token), body).0)
+            })
+            .collect();
+        sent.into_iter().map(|s| s.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn parallel_billing_changes_charge_and_credit_once() {
+    let server = TestServer::start();
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    alice
+        .run_input(&["account", "card", "add", "--stdin"], CARD)
+        .ok();
+    let token = alice.session_token();
+    let invoices = || {
+        alice.run(&["account", "invoices", "--json"]).ok().json()["invoices"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+
+    let plan = |name: &str| Some(serde_json::json!({ "plan": name }));
+    let statuses = all_at_once(
+        &server,
+        &token,
+        8,
+        "PUT",
+        routes::ACCOUNT_PLAN,
+        plan("personal"),
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 400),
+        "{statuses:?}"
+    );
+    let paid: Vec<_> = invoices();
+    assert_eq!(paid.len(), 1, "one charge for eight clicks: {paid:?}");
+    assert_eq!(paid[0]["amount_cents"], 499);
+
+    let statuses = all_at_once(
+        &server,
+        &token,
+        8,
+        "PUT",
+        routes::ACCOUNT_PLAN,
+        plan("free"),
+    );
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    let credits = invoices()
+        .iter()
+        .filter(|i| i["status"] == "credit")
+        .count();
+    assert_eq!(credits, 1, "{:?}", invoices());
+
+    // Cancel and reactivate at once: whatever order they ran in, the account is in one
+    // consistent state and nothing was charged (the paid period has not ended).
+    let statuses = std::thread::scope(|scope| {
+        let cancel = scope
+            .spawn(|| raw_request(&server, "POST", routes::ACCOUNT_CANCEL, Some(&token), None).0);
+        let again = scope.spawn(|| {
+            raw_request(
+                &server,
+                "POST",
+                routes::ACCOUNT_REACTIVATE,
+                Some(&token),
+                None,
+            )
+            .0
+        });
+        [cancel.join().unwrap(), again.join().unwrap()]
+    });
+    assert_eq!(statuses[0], 200, "{statuses:?}");
+    let status = alice.account_json()["status"].as_str().unwrap().to_owned();
+    assert!(status == "active" || status == "canceled", "{status}");
+    assert_eq!(invoices().len(), 2);
+}
+
+#[test]
+fn expiry_leaves_alone_an_account_whose_billing_is_being_changed() {
+    let logs = tempfile::tempdir().unwrap();
+    let server = TestServer::start_configured(
+        |c| c.replace("cancel_grace = \"30days\"", "cancel_grace = \"2s\""),
+        &logs.path().join("log"),
+    );
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    let source = tempfile::tempdir().unwrap();
+    fs::write(source.path().join("kept.txt"), b"still here").unwrap();
+    alice.backup(&[source.path()]).ok();
+    alice.run(&["account", "cancel"]).ok();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+
+    // A reactivation holds the account's billing turn (as a request in flight does).
+    let hold = |until: &str| {
+        server
+            .db()
+            .execute(
+                &format!("UPDATE accounts SET billing_lock_until = {until}"),
+                [],
+            )
+            .unwrap()
+    };
+    hold("strftime('%s','now') + 300");
+    let report = server.admin(&["maintenance"]);
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["accounts_expired"], 0, "{report}");
+    assert_eq!(alice.account_json()["status"], "canceled");
+
+    // The reactivation won: the status read again inside the expiry's transaction says so.
+    let config = ibackup::server::config::ServerConfig::load_or_create(server.data.path()).unwrap();
+    server
+        .db()
+        .execute(
+            "UPDATE accounts SET status = 'active', canceled_at = NULL",
+            [],
+        )
+        .unwrap();
+    hold("NULL");
+    let mut db = server.db();
+    let id: i64 = db
+        .query_row("SELECT id FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    let now = ibackup::server::db::now();
+    let expired = ibackup::server::maintenance::expire_one(&mut db, &config, id, now).unwrap();
+    assert_eq!(expired, None);
+    let target = tempfile::tempdir().unwrap();
+    alice
+        .run(&[
+            "restore",
+            "latest",
+            "--target",
+            target.path().to_str().unwrap(),
+        ])
+        .ok();
 }

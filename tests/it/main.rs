@@ -4,6 +4,7 @@
 mod accounts;
 mod backup_restore;
 mod billing;
+mod floods;
 mod integrity;
 mod links;
 mod mail;

@@ -81,6 +81,10 @@ impl TestServer {
 
     /// Freezes the server (SIGSTOP): connections stay open, and nothing is answered until
     /// [`TestServer::resume`].
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn pause(&self) {
         self.signal("-STOP");
     }
@@ -380,10 +384,25 @@ pub fn raw_request(
     token: Option<&str>,
     body: Option<(&str, Vec<u8>)>,
 ) -> (u16, serde_json::Value) {
+    raw_request_from(server, None, method, path, token, body)
+}
+
+/// [`raw_request`] from the loopback address `from` (any of 127.0.0.0/8), so the server
+/// sees another client address.
+pub fn raw_request_from(
+    server: &TestServer,
+    from: Option<std::net::IpAddr>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<(&str, Vec<u8>)>,
+) -> (u16, serde_json::Value) {
     use ibackup::client::tls::PinVerifier;
     let verifier = PinVerifier::new(Some(server.fingerprint.clone()));
     let client = reqwest::blocking::Client::builder()
         .use_preconfigured_tls(verifier.client_config())
+        .local_address(from)
+        .timeout(std::time::Duration::from_secs(120))
         .build()
         .unwrap();
     let mut request = client.request(method.parse().unwrap(), format!("{}{path}", server.url));

@@ -135,6 +135,22 @@ pub async fn change_plan(
             config.plan_names()
         ))
     })?;
+    in_turn(
+        &state,
+        caller.account_id,
+        change_plan_in_turn(&state, caller, to),
+    )
+    .await
+}
+
+/// A plan change, in the account's billing turn: what is read here stays true until the
+/// change is written.
+async fn change_plan_in_turn(
+    state: &AppState,
+    caller: Caller,
+    to: Plan,
+) -> ApiResult<Json<ChangePlanResponse>> {
+    let config = state.config.clone();
     let now = db::now();
     let (account, from, amount, card) = {
         let config = config.clone();
@@ -216,7 +232,7 @@ pub async fn change_plan(
                     })
                     .await?;
                 send_service_mail(
-                    &state,
+                    state,
                     account.email.clone(),
                     "ibackup: a payment failed".into(),
                     format!(
@@ -315,6 +331,10 @@ pub async fn invoices(
 }
 
 pub async fn cancel(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<AccountInfo>> {
+    in_turn(&state, caller.account_id, cancel_in_turn(&state, caller)).await
+}
+
+async fn cancel_in_turn(state: &AppState, caller: Caller) -> ApiResult<Json<AccountInfo>> {
     let config = state.config.clone();
     let info = state
         .db
@@ -337,6 +357,15 @@ pub async fn reactivate(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<AccountInfo>> {
+    in_turn(
+        &state,
+        caller.account_id,
+        reactivate_in_turn(&state, caller),
+    )
+    .await
+}
+
+async fn reactivate_in_turn(state: &AppState, caller: Caller) -> ApiResult<Json<AccountInfo>> {
     let config = state.config.clone();
     let now = db::now();
     let (account, plan, card) = {
@@ -428,6 +457,47 @@ pub async fn reactivate(
         })
         .await?;
     Ok(Json(info))
+}
+
+/// Longest a billing turn may be held (a processor call included) before it runs out.
+pub const TURN_SECS: i64 = 300;
+/// How long a request waits for another billing change of the same account to finish.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `change` as the account's only billing change in progress (plan, cancel,
+/// reactivate, and the maintenance pass's renewal and expiry take the same turn). A double
+/// click or two computers at once wait for each other, so a charge or credit is never made
+/// twice and a state read before a charge is still true when the change is written. The
+/// turn is a database row, so it holds across servers too.
+async fn in_turn<T>(
+    state: &AppState,
+    account_id: i64,
+    change: impl std::future::Future<Output = ApiResult<T>>,
+) -> ApiResult<T> {
+    let started = std::time::Instant::now();
+    loop {
+        let now = db::now();
+        let taken = state
+            .db
+            .call(move |conn| billing::take_turn(conn, account_id, now, now + TURN_SECS))
+            .await?;
+        if taken {
+            break;
+        }
+        if started.elapsed() > TURN_WAIT {
+            return Err(ApiError::busy("another change to this account's billing"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let result = change.await;
+    let ended = state
+        .db
+        .call(move |conn| billing::end_turn(conn, account_id))
+        .await;
+    if let Err(e) = ended {
+        tracing::warn!("a billing turn was not ended (it runs out by itself): {e:?}");
+    }
+    result
 }
 
 /// Sends a service message in the background; a failure is logged, not shown to the user.

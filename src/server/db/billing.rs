@@ -213,3 +213,26 @@ pub fn ledger_record_charge(
     )?;
     Ok(())
 }
+
+/// Takes the account's billing turn until `until` (seconds) unless another holds it;
+/// true when taken. A turn left by a crashed server runs out by itself.
+pub fn take_turn(
+    conn: &Connection,
+    account_id: i64,
+    now: i64,
+    until: i64,
+) -> Result<bool, DbError> {
+    Ok(conn.execute(
+        "UPDATE accounts SET billing_lock_until = ?3 WHERE id = ?1 \
+         AND (billing_lock_until IS NULL OR billing_lock_until <= ?2)",
+        params![account_id, now, until],
+    )? == 1)
+}
+
+pub fn end_turn(conn: &Connection, account_id: i64) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE accounts SET billing_lock_until = NULL WHERE id = ?1",
+        [account_id],
+    )?;
+    Ok(())
+}

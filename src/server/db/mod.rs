@@ -14,6 +14,7 @@ pub mod privacy;
 pub mod retention;
 mod schema;
 pub mod sessions;
+pub mod throttle;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

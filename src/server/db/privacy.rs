@@ -182,35 +182,3 @@ pub fn survey_counts(conn: &Connection, survey_id: &str) -> Result<Vec<(u32, u32
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
-
-/// Failed logins so far for a throttle key: `(failures, last failure time)`.
-pub fn throttle(conn: &Connection, key: &[u8]) -> Result<Option<(u32, i64)>, DbError> {
-    Ok(conn
-        .query_row(
-            "SELECT failures, last_failure FROM login_throttle WHERE key = ?1",
-            [key],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()?)
-}
-
-pub fn throttle_failure(conn: &Connection, key: &[u8]) -> Result<(), DbError> {
-    conn.execute(
-        "INSERT INTO login_throttle (key, failures, last_failure) VALUES (?1, 1, ?2) \
-         ON CONFLICT (key) DO UPDATE SET failures = failures + 1, last_failure = ?2",
-        params![key, now()],
-    )?;
-    Ok(())
-}
-
-pub fn throttle_clear(conn: &Connection, key: &[u8]) -> Result<(), DbError> {
-    conn.execute("DELETE FROM login_throttle WHERE key = ?1", [key])?;
-    Ok(())
-}
-
-pub fn throttle_purge_before(conn: &Connection, cutoff: i64) -> Result<usize, DbError> {
-    Ok(conn.execute(
-        "DELETE FROM login_throttle WHERE last_failure < ?1",
-        [cutoff],
-    )?)
-}

@@ -266,6 +266,18 @@ CREATE TABLE holds (
     PRIMARY KEY (library_id, holder, root)
 ) WITHOUT ROWID;
 "#,
+    // Throttle counts move to keyed hashes of (scope, target, address) and to times in
+    // milliseconds; the old counts are dropped (they were only seconds-old waits). Billing
+    // changes of one account take turns (`billing_lock_until`).
+    r#"
+CREATE TABLE login_throttle_ms (
+    key BLOB PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_failure_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+DROP TABLE login_throttle;
+ALTER TABLE accounts ADD COLUMN billing_lock_until INTEGER;
+"#,
 ];
 
 /// The migration that replaced storage format 1 (it drops the old library tables).
