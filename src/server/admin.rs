@@ -191,13 +191,73 @@ pub fn survey_create(data_dir: &Path, file: &Path) -> anyhow::Result<String> {
 pub fn survey_list(data_dir: &Path) -> anyhow::Result<String> {
     let data = super::open_data_dir(data_dir)?;
     data.db.blocking(|conn| {
+        let k = data.config.survey_min_respondents;
         let mut out = format!("{:<14} {:>11}  TITLE\n", "ID", "RESPONDENTS");
         for survey in privacy::surveys(conn)? {
-            let n = privacy::respondents(conn, &survey.id)?;
+            let tally = Tally::read(conn, &survey, k)?;
+            let n = tally.respondents();
             out.push_str(&format!("{:<14} {:>11}  {}\n", survey.id, n, survey.title));
         }
         Ok(out)
     })
+}
+
+/// A survey's counts as they may be shown: each only when at least `k` chose it.
+struct Tally {
+    questions: Vec<SurveyQuestion>,
+    counts: Vec<(u32, u32, u64)>,
+    respondents: u64,
+    k: u64,
+}
+
+impl Tally {
+    fn read(
+        conn: &rusqlite::Connection,
+        survey: &privacy::SurveyRow,
+        k: u64,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            questions: questions(survey)?,
+            counts: privacy::survey_counts(conn, &survey.id)?,
+            respondents: privacy::respondents(conn, &survey.id)?,
+            k,
+        })
+    }
+
+    fn count(&self, question: usize, choice: usize) -> u64 {
+        self.counts
+            .iter()
+            .find(|(q, c, _)| *q as usize == question && *c as usize == choice)
+            .map_or(0, |(_, _, n)| *n)
+    }
+
+    fn shown(&self, count: u64) -> String {
+        if count >= self.k {
+            count.to_string()
+        } else {
+            format!("<{}", self.k)
+        }
+    }
+
+    fn any_hidden(&self) -> bool {
+        self.questions
+            .iter()
+            .enumerate()
+            .any(|(qi, question)| (0..question.choices.len()).any(|ci| self.count(qi, ci) < self.k))
+    }
+
+    /// The number of respondents, rounded down to a multiple of `k` while any count is
+    /// hidden: the exact total minus the shown counts would give a hidden count away.
+    fn respondents(&self) -> String {
+        let (total, k) = (self.respondents, self.k);
+        if !self.any_hidden() {
+            total.to_string()
+        } else if total < k {
+            format!("<{k}")
+        } else {
+            format!("{}+", total / k * k)
+        }
+    }
 }
 
 /// Counts per answer, each shown only when at least `min_respondents` chose it.
@@ -211,26 +271,17 @@ pub fn survey_report(data_dir: &Path, survey_id: &str) -> anyhow::Result<String>
             .ok_or_else(|| {
                 anyhow::anyhow!("no survey `{survey_id}`; `ibackup-server survey list` shows them")
             })?;
-        let questions = questions(&survey)?;
-        let counts = privacy::survey_counts(conn, &survey.id)?;
-        let respondents = privacy::respondents(conn, &survey.id)?;
+        let tally = Tally::read(conn, &survey, k)?;
         let mut out = format!(
-            "{}\n{respondents} respondents; counts under {k} are hidden.\n",
-            survey.title
+            "{}\n{} respondents; counts under {k} are hidden, and while any is, the total \
+             is rounded down to a multiple of {k}.\n",
+            survey.title,
+            tally.respondents()
         );
-        for (qi, question) in questions.iter().enumerate() {
+        for (qi, question) in tally.questions.iter().enumerate() {
             out.push_str(&format!("\n{}. {}\n", qi + 1, question.text));
             for (ci, choice) in question.choices.iter().enumerate() {
-                let count = counts
-                    .iter()
-                    .find(|(q, c, _)| *q as usize == qi && *c as usize == ci)
-                    .map(|(_, _, n)| *n)
-                    .unwrap_or(0);
-                let shown = if count >= k {
-                    count.to_string()
-                } else {
-                    format!("<{k}")
-                };
+                let shown = tally.shown(tally.count(qi, ci));
                 out.push_str(&format!("   {shown:>6}  {choice}\n"));
             }
         }

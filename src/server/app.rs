@@ -85,7 +85,10 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ACCOUNT_DELETE, post(privacy::delete))
         .route(routes::RECOVERY_CHALLENGE, post(profile::recovery_start))
         .route(routes::RECOVERY_COMPLETE, post(profile::recovery_complete))
-        .route(routes::OPTOUT, get(profile::optout).post(profile::optout))
+        .route(
+            routes::OPTOUT,
+            get(profile::optout_page).post(profile::optout),
+        )
         .route(routes::FEEDBACK, post(privacy::feedback))
         .route(routes::SURVEYS, get(privacy::surveys))
         .route(routes::SURVEY_ANSWERS, post(privacy::answer))

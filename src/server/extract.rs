@@ -147,8 +147,15 @@ pub fn session_cookie(token: &str, max_age: std::time::Duration) -> String {
     )
 }
 
+/// How a request carried its session token.
+#[derive(PartialEq)]
+enum Carrier {
+    Bearer,
+    Cookie,
+}
+
 /// The token from `Authorization: Bearer` or else from the session cookie.
-fn presented_token(parts: &Parts) -> Result<String, ApiError> {
+fn presented_token(parts: &Parts) -> Result<(String, Carrier), ApiError> {
     if let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) {
         let text = header
             .to_str()
@@ -156,14 +163,14 @@ fn presented_token(parts: &Parts) -> Result<String, ApiError> {
         let token = text
             .strip_prefix("Bearer ")
             .ok_or_else(|| ApiError::unauthorized("use `Authorization: Bearer TOKEN`"))?;
-        return Ok(token.trim().to_owned());
+        return Ok((token.trim().to_owned(), Carrier::Bearer));
     }
     for header in parts.headers.get_all(axum::http::header::COOKIE) {
         let Ok(text) = header.to_str() else { continue };
         for pair in text.split(';') {
             if let Some((name, value)) = pair.trim().split_once('=') {
                 if name == SESSION_COOKIE {
-                    return Ok(value.trim().to_owned());
+                    return Ok((value.trim().to_owned(), Carrier::Cookie));
                 }
             }
         }
@@ -171,11 +178,40 @@ fn presented_token(parts: &Parts) -> Result<String, ApiError> {
     Err(ApiError::unauthorized("not logged in; run `ibackup login`"))
 }
 
+/// A browser sends the cookie along with requests other sites make it send, so a change
+/// authenticated by the cookie alone must show it comes from this server's own pages:
+/// an `Origin` naming this server (its public URL, or the host the request was sent to),
+/// or, without `Origin`, `Sec-Fetch-Site: same-origin`. Neither is a refusal.
+fn check_same_origin(parts: &Parts, public_url: &str) -> Result<(), ApiError> {
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let same = match header("origin") {
+        Some(origin) => {
+            let public = url::Url::parse(public_url)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default();
+            origin == public
+                || header("host").is_some_and(|host| origin == format!("https://{host}"))
+        }
+        None => header("sec-fetch-site") == Some("same-origin"),
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(
+            "a change sent with the session cookie must come from this server's own web \
+             pages (Origin or Sec-Fetch-Site); programs send `Authorization: Bearer TOKEN`",
+        ))
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = presented_token(parts)?;
+        let (token, carrier) = presented_token(parts)?;
+        if carrier == Carrier::Cookie && !parts.method.is_safe() {
+            check_same_origin(parts, &state.config.public_url)?;
+        }
         let hash = hash_token(&token);
         let found = state
             .db

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE};
 use axum::http::{HeaderName, StatusCode};
 use axum::Json;
 use subtle::ConstantTimeEq;
@@ -119,17 +119,46 @@ fn parse_optout(secret: &[u8; 32], token: &str) -> Option<i64> {
     (mac.len() == 16 && bool::from(mac.ct_eq(&expected[..16]))).then_some(id)
 }
 
-/// `GET` (a click) or `POST` (RFC 8058 one-click) on the link in a marketing message.
+fn damaged_optout() -> ApiError {
+    ApiError::bad_request(
+        "this opt-out link is damaged; copy the whole link from the message, or run \
+         `ibackup account consent off`",
+    )
+}
+
+/// `GET` on the link in a marketing message: a page that asks to confirm. Opening the link
+/// changes nothing, so a mail scanner that follows links does not unsubscribe anyone.
+pub async fn optout_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> ApiResult<([(HeaderName, &'static str); 2], &'static str)> {
+    parse_optout(&state.secret, &token).ok_or_else(damaged_optout)?;
+    Ok((
+        [
+            (CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                CONTENT_SECURITY_POLICY,
+                "default-src 'none'; form-action 'self'",
+            ),
+        ],
+        OPTOUT_PAGE,
+    ))
+}
+
+const OPTOUT_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribe from ibackup news\
+</title></head><body><h1>Unsubscribe from ibackup news?</h1><p>You will get no more news or \
+offers. Messages about your account itself (quota, payments) still reach you.</p>\
+<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
+<button type=\"submit\">Unsubscribe</button></form></body></html>\n";
+
+/// `POST` on the link: the confirmation page's button, or a mail client's RFC 8058
+/// one-click unsubscribe.
 pub async fn optout(
     State(state): State<AppState>,
     Path(token): Path<String>,
 ) -> ApiResult<([(HeaderName, &'static str); 1], String)> {
-    let account_id = parse_optout(&state.secret, &token).ok_or_else(|| {
-        ApiError::bad_request(
-            "this opt-out link is damaged; copy the whole link from the message, or run \
-             `ibackup account consent off`",
-        )
-    })?;
+    let account_id = parse_optout(&state.secret, &token).ok_or_else(damaged_optout)?;
     state
         .db
         .call(move |conn| -> ApiResult<()> {

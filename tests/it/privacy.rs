@@ -75,14 +75,28 @@ fn marketing_goes_only_to_consenting_accounts_and_the_link_opts_out() {
         .expect("an opt-out link in the body")
         .trim()
         .to_owned();
-    // The link works without logging in; a forged one does not.
+    // Opening the link (as a mail scanner does) only asks to confirm.
     let path = link.strip_prefix(&url).unwrap();
-    let (status, text) = raw_request(&server, "GET", path, None, None);
+    let (status, page) = raw_request(&server, "GET", path, None, None);
+    assert_eq!(status, 200, "{page}");
+    let page = page.as_str().unwrap();
+    assert!(page.contains("<form method=\"post\">"), "{page}");
+    assert_eq!(bob.account_json()["marketing_email"], true);
+    // The page's button, or a mail client's RFC 8058 one-click POST, opts out without
+    // logging in; a forged link does neither.
+    let one_click = Some((
+        "application/x-www-form-urlencoded",
+        b"List-Unsubscribe=One-Click".to_vec(),
+    ));
+    let (status, text) = raw_request(&server, "POST", path, None, one_click.clone());
     assert_eq!(status, 200, "{text}");
     assert!(text.as_str().unwrap().contains("unsubscribed"));
     let forged = path.replacen("/optout/", "/optout/9", 1);
-    let (status, _) = raw_request(&server, "GET", &forged, None, None);
-    assert_eq!(status, 400);
+    assert_eq!(raw_request(&server, "GET", &forged, None, None).0, 400);
+    assert_eq!(
+        raw_request(&server, "POST", &forged, None, one_click).0,
+        400
+    );
     assert_eq!(bob.account_json()["marketing_email"], false);
 
     assert!(announce("More news").contains("sent to 1 accounts"));
@@ -234,6 +248,40 @@ fn idle_sessions_expire_and_cookies_carry_only_the_token() {
         .send()
         .unwrap();
     assert_eq!(with_cookie.status(), 200);
+
+    // A change carried by the cookie alone must come from this server's pages: other
+    // sites can make a browser send the cookie, not a matching Origin.
+    let change = |headers: &[(&str, String)], bearer: bool| {
+        let mut request = http.post(format!(
+            "{}{}",
+            server.url,
+            ibackup::api::routes::ACCOUNT_SESSIONS_REVOKE_OTHERS
+        ));
+        request = if bearer {
+            request.bearer_auth(token)
+        } else {
+            request.header("cookie", format!("__Host-ibackup_session={token}"))
+        };
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().unwrap())
+    };
+    let evil = ("origin", "https://evil.example".to_owned());
+    let cross = ("sec-fetch-site", "cross-site".to_owned());
+    for refused in [vec![], vec![evil.clone()], vec![cross]] {
+        let (status, text) = change(&refused, false);
+        assert_eq!(status, 403, "{refused:?}: {text}");
+        assert!(text.contains("Origin"), "{text}");
+    }
+    let ours = ("origin", server.url.clone());
+    assert_eq!(change(&[ours], false).0, 200);
+    let same = ("sec-fetch-site", "same-origin".to_owned());
+    assert_eq!(change(&[same], false).0, 200);
+    // A bearer token is never sent by a browser on its own, so it needs neither.
+    assert_eq!(change(&[evil], true).0, 200);
 }
 
 #[test]
@@ -324,7 +372,14 @@ fn surveys_are_voluntary_counted_apart_from_people_and_hide_small_groups() {
 
     let report = server.tool("survey", &["report", &id]);
     let report = String::from_utf8(report.stdout).unwrap();
-    assert!(report.contains("4 respondents"), "{report}");
+    // Four answered, and "work" (one) is hidden: the exact total would give it away
+    // (4 - 3 who chose photos), so it is rounded down to a multiple of 3.
+    assert!(report.contains("3+ respondents"), "{report}");
+    assert!(!report.contains('4'), "{report}");
+    let list = server.tool("survey", &["list"]);
+    let list = String::from_utf8(list.stdout).unwrap();
+    let row = list.lines().find(|l| l.starts_with(&id)).unwrap();
+    assert_eq!(row.split_whitespace().nth(1), Some("3+"), "{list}");
     let line = |choice: &str| {
         report
             .lines()
