@@ -30,6 +30,30 @@ pub fn is_random_id(text: &str) -> bool {
 /// characters or leading dot; not `snapshots` (the mount reserves it). The server never sees
 /// names, so clients check them (and whatever a server hands back, before it becomes a
 /// folder name in the mount).
+/// An e-mail address as accounts are named: trimmed, lowercase, one `@`, a dot in the
+/// domain, no spaces or control characters, at most 254 bytes. The server checks what users
+/// send; the client checks what the server sends before showing it or naming a folder.
+pub fn check_email(text: &str) -> Result<String, String> {
+    let email = text.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            }
+            None => false,
+        };
+    if valid {
+        Ok(email)
+    } else {
+        Err(format!("`{}` is not a valid e-mail address", text.trim()))
+    }
+}
+
 pub fn check_library_name(text: &str) -> Result<String, String> {
     let name = text.trim();
     let valid = !name.is_empty()

@@ -159,7 +159,22 @@ impl Session {
         info: &LibraryInfo,
         known: &mut KnownContacts,
     ) -> std::result::Result<(String, LibraryKeys), String> {
-        let short = &info.id[..info.id.len().min(8)];
+        // What the server says becomes paths and folder names here: check it first.
+        if !crate::api::is_random_id(&info.id) {
+            return Err(
+                "the server sent a library id that is not 32 hex digits; it is left \
+                 out (report this to whoever runs the server)"
+                    .into(),
+            );
+        }
+        let short = &info.id[..8];
+        if crate::api::check_email(&info.owner_email).as_deref() != Ok(info.owner_email.as_str()) {
+            return Err(format!(
+                "the server sent {:?} as the owner's address of library {short}, which is not \
+                 an e-mail address; the library is left out",
+                info.owner_email
+            ));
+        }
         let trusted = known.servers.entry(self.server.clone()).or_default();
         let granter = if info.owner_email == self.email {
             self.keys.public_bytes().to_vec()

@@ -5,27 +5,7 @@ use super::error::ApiError;
 /// Normalises and checks an e-mail address: trimmed, lower-case, one `@`, a dot in the
 /// domain, no spaces or control characters, at most 254 characters.
 pub fn email(text: &str) -> Result<String, ApiError> {
-    let email = text.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && match email.split_once('@') {
-            Some((local, domain)) => {
-                !local.is_empty()
-                    && !domain.contains('@')
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-            }
-            None => false,
-        };
-    if valid {
-        Ok(email)
-    } else {
-        Err(ApiError::bad_request(format!(
-            "`{}` is not a valid e-mail address",
-            text.trim()
-        )))
-    }
+    crate::api::check_email(text).map_err(ApiError::bad_request)
 }
 
 /// A first or last name: 1 to 100 characters, no control characters.

@@ -548,6 +548,23 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
         bob.run(&["snapshots", "--library", ALICES_BACKUPS]),
         "offers key epoch 1 but this computer has seen epoch 2",
     );
+
+    // 5. The owner's address as the server lists it becomes folder names and terminal
+    //    output: one with a path and a terminal escape in it is refused, not shown.
+    server
+        .db()
+        .execute(
+            "UPDATE accounts SET email = '../../x\u{1b}[2J' WHERE id = ?1",
+            [alice_id],
+        )
+        .unwrap();
+    let listing = bob.run(&["library", "list"]);
+    assert!(
+        listing.stderr.contains("not an e-mail address"),
+        "{}",
+        listing.stderr
+    );
+    assert!(!listing.stdout.contains('\u{1b}') && !listing.stderr.contains('\u{1b}'));
 }
 
 #[test]
