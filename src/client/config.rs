@@ -53,9 +53,15 @@ impl Paths {
     pub fn known_contacts(&self) -> PathBuf {
         self.config_dir.join("known_contacts.json")
     }
+
+    pub fn seen_heads(&self) -> PathBuf {
+        self.config_dir.join("seen_heads.json")
+    }
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, ClientError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+) -> Result<Option<T>, ClientError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             ClientError::State(format!(
@@ -71,7 +77,11 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Cli
     }
 }
 
-fn write_json<T: Serialize>(dir: &Path, path: &Path, value: &T) -> Result<(), ClientError> {
+pub(crate) fn write_json<T: Serialize>(
+    dir: &Path,
+    path: &Path,
+    value: &T,
+) -> Result<(), ClientError> {
     create_private_dir(dir)
         .and_then(|()| {
             let bytes = Zeroizing::new(serde_json::to_vec_pretty(value).expect("serialises"));

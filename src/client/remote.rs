@@ -54,6 +54,8 @@ pub struct Remote {
     verifier: Option<Arc<PinVerifier>>,
     /// Where pins live, named in the certificate-change error.
     known_file: String,
+    /// The newest library heads seen from this server (absent for link visitors).
+    seen: Option<super::seen::SeenHeads>,
 }
 
 /// Checks a server URL: `https://`, or `http://` to a loopback address only.
@@ -113,7 +115,17 @@ impl Remote {
             token: None,
             verifier,
             known_file,
+            seen: None,
         })
+    }
+
+    pub fn with_seen(mut self, seen: super::seen::SeenHeads) -> Self {
+        self.seen = Some(seen);
+        self
+    }
+
+    pub fn seen(&self) -> Option<&super::seen::SeenHeads> {
+        self.seen.as_ref()
     }
 
     pub fn with_token(mut self, token: &str) -> Self {

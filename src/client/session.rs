@@ -101,7 +101,8 @@ impl Session {
         let known_file = KnownServers::file(paths).display().to_string();
         let remote = Remote::new(&url, pin, known_file)
             .map_err(ClientError::State)?
-            .with_token(&file.token);
+            .with_token(&file.token)
+            .with_seen(super::seen::SeenHeads::new(paths, &file.server));
         let secret = crate::api::b64::decode(&file.private_key).ok_or_else(|| {
             ClientError::State("the session file is damaged; log in again".into())
         })?;

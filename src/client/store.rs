@@ -7,6 +7,7 @@
 //! believed.
 
 use std::collections::HashSet;
+use std::sync::Mutex;
 
 use super::objects::ObjectSource;
 use super::remote::{Remote, RemoteError};
@@ -27,7 +28,11 @@ const TREES_PER_FETCH: usize = 500;
 pub struct Store<'a> {
     remote: &'a Remote,
     library_id: String,
+    /// The library's name as the user sees it, for messages.
+    name: String,
     pub keys: LibraryKeys,
+    /// The last head checked, so loading it again costs no request.
+    head: Mutex<Option<(ObjectId, Snapshot)>>,
 }
 
 impl<'a> Store<'a> {
@@ -35,8 +40,21 @@ impl<'a> Store<'a> {
         Self {
             remote,
             library_id: library.info.id.clone(),
+            name: library.display(),
             keys: library.keys.clone(),
+            head: Mutex::new(None),
         }
+    }
+
+    /// Loads the snapshot `id` the server calls the head, and refuses it if this computer
+    /// has seen a newer state of the library (see `client::seen`).
+    pub fn checked_head(&self, id: ObjectId) -> Result<Snapshot> {
+        let snapshot = self.load_snapshot(&id)?;
+        if let Some(seen) = self.remote.seen() {
+            seen.check(&self.library_id, &self.name, id, snapshot.generation)?;
+        }
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, snapshot.clone()));
+        Ok(snapshot)
     }
 
     fn path(&self, template: &str) -> String {
@@ -141,11 +159,16 @@ impl Repo for Store<'_> {
             .post_bytes(&self.path(routes::OBJECTS_UPLOAD), body)?)
     }
 
+    /// The head, checked against the newest this computer has seen.
     fn head(&self) -> Result<Option<ObjectId>> {
-        Ok(self
+        let head = self
             .remote
             .get::<HeadResponse>(&self.path(routes::LIBRARY_HEAD))?
-            .head)
+            .head;
+        if let Some(id) = head {
+            self.checked_head(id)?;
+        }
+        Ok(head)
     }
 
     fn set_head(
@@ -158,7 +181,11 @@ impl Repo for Store<'_> {
             .remote
             .put::<_, HeadResponse>(&self.path(routes::LIBRARY_HEAD), &update)
         {
-            Ok(_) => Ok(Ok(())),
+            Ok(_) => {
+                // Remember the new head at once, so a server that drops it is caught.
+                self.checked_head(new)?;
+                Ok(Ok(()))
+            }
             Err(RemoteError::Api { body, .. }) if body.error == ErrorCode::HeadMoved => {
                 Ok(Err(body.head))
             }
@@ -167,6 +194,11 @@ impl Repo for Store<'_> {
     }
 
     fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {
+        if let Some((head, snapshot)) = &*self.head.lock().unwrap_or_else(|p| p.into_inner()) {
+            if head == id {
+                return Ok(snapshot.clone());
+            }
+        }
         Ok(self
             .load_snapshots(std::slice::from_ref(id))?
             .pop()

@@ -38,9 +38,19 @@ pub struct Snapshot {
     pub tags: Vec<String>,
     pub kind: SnapshotKind,
     pub summary: SnapshotSummary,
+    /// The parent's generation plus one (1 for a first snapshot), so a client can tell an
+    /// older head from a newer one without trusting the server (`client::seen`). Absent
+    /// (0) in snapshots written before it existed.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 impl Snapshot {
+    /// The generation of a snapshot whose parent is `parent`.
+    pub fn next_generation(parent: Option<&Snapshot>) -> u64 {
+        parent.map_or(0, |p| p.generation) + 1
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         codec::encode(self)
     }
@@ -82,8 +92,11 @@ mod tests {
                 dirs: 2,
                 bytes: 3,
             },
+            generation: 7,
         };
         assert_eq!(Snapshot::decode(&snapshot.encode()).unwrap(), snapshot);
+        assert_eq!(Snapshot::next_generation(Some(&snapshot)), 8);
+        assert_eq!(Snapshot::next_generation(None), 1);
         assert_eq!(snapshot.time_text(), "2026-11-29T02:45:00Z");
     }
 }

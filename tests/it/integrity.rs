@@ -1,7 +1,8 @@
 //! Integrity against a real server: a flipped byte in a pack is found by `check --read-data`
 //! and by `verify`, never served as good data (restore names the file and exits 3; the
 //! mount answers EIO and logs the file), and the next backup heals it. Two identical uploads
-//! racing leave one copy after collection.
+//! racing leave one copy after collection. A server whose database is rewound to an older
+//! state is refused, not believed.
 
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -161,4 +162,68 @@ fn two_identical_uploads_racing_leave_one_copy_after_collection() {
     let stored = server.pack_bytes();
     assert!(stored >= 2 << 20, "the data is stored");
     assert!(stored < 3 << 20, "one copy, not two: {stored} bytes");
+}
+
+#[test]
+fn a_server_rewound_to_an_older_state_is_refused() {
+    let mut server = TestServer::start();
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    let source = tempfile::tempdir().unwrap();
+    write_file(&source.path().join("a.txt"), b"first");
+    alice.backup(&[source.path()]).ok();
+    let old_copy = tempfile::tempdir().unwrap();
+    let old_db = old_copy.path().join("ibackup.db");
+    server
+        .db()
+        .execute("VACUUM INTO ?1", [old_db.to_str().unwrap()])
+        .unwrap();
+    write_file(&source.path().join("a.txt"), b"second, newer");
+    alice.backup(&[source.path()]).ok();
+
+    // The server comes back with the database of before the second backup.
+    let port = server.port;
+    let data = server.stop();
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(data.path().join(format!("ibackup.db{suffix}")));
+    }
+    fs::copy(&old_db, data.path().join("ibackup.db")).unwrap();
+    server = TestServer::start_in(data, port);
+
+    let objects = || {
+        let db = server.db();
+        db.query_row("SELECT COUNT(*) FROM objects", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    let stored = objects();
+    for args in [
+        &["snapshots"][..],
+        &["restore", "latest", "--target", "/tmp/never"],
+    ] {
+        let run = alice.run(args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("OLDER STATE OF LIBRARY `Backups`"),
+            "{}",
+            run.stderr
+        );
+    }
+    write_file(&source.path().join("b.txt"), b"written after the rewind");
+    let run = alice.backup(&[source.path()]);
+    assert!(run.stderr.contains("OLDER STATE"), "{}", run.stderr);
+    assert_eq!(objects(), stored, "nothing was built on the old state");
+    assert!(!std::path::Path::new("/tmp/never").exists());
+
+    // The owner accepts the server's state, and work goes on from it.
+    alice.run(&["library", "accept-rollback", "Backups"]).ok();
+    alice.backup(&[source.path()]).ok();
+    let restored = tempfile::tempdir().unwrap();
+    alice
+        .run(&[
+            "restore",
+            "latest",
+            "--target",
+            restored.path().to_str().unwrap(),
+        ])
+        .ok();
 }

@@ -143,10 +143,11 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
     sources.dedup_by(|a, b| a.components == b.components);
 
     let mut head = store.head()?;
-    let mut head_root = match head {
-        Some(id) => Some(store.load_snapshot(&id)?.tree),
+    let mut head_snapshot = match head {
+        Some(id) => Some(store.load_snapshot(&id)?),
         None => None,
     };
+    let mut head_root = head_snapshot.as_ref().map(|s| s.tree);
     let mut writer = TreeWriter::new(&store, HashMap::new());
 
     // Scan every source against what the head holds at the same path.
@@ -223,6 +224,7 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
                 dirs: summary.dirs,
                 bytes: summary.bytes_total,
             },
+            generation: Snapshot::next_generation(head_snapshot.as_ref()),
         };
         let (id, snapshot_bytes) = store.upload_snapshot(&snapshot)?;
         summary.bytes_uploaded += snapshot_bytes;
@@ -240,10 +242,11 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
             }
             Err(actual) => {
                 head = actual;
-                head_root = match actual {
-                    Some(id) => Some(store.load_snapshot(&id)?.tree),
+                head_snapshot = match actual {
+                    Some(id) => Some(store.checked_head(id)?),
                     None => None,
                 };
+                head_root = head_snapshot.as_ref().map(|s| s.tree);
             }
         }
     }

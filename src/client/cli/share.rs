@@ -46,6 +46,9 @@ pub enum LibraryCommand {
         #[arg(long)]
         confirm: Option<String>,
     },
+    /// Take the library's state as the server shows it now, after this computer refused
+    /// it as older than what it had seen (a server restored from a backup).
+    AcceptRollback { name: String },
 }
 
 #[derive(Subcommand)]
@@ -245,6 +248,25 @@ pub fn library(session: &Session, json: bool, command: LibraryCommand) -> Result
                 print_json(&serde_json::json!({ "deleted": name }));
             } else {
                 println!("Library `{name}` deleted, with all its snapshots.");
+            }
+        }
+        LibraryCommand::AcceptRollback { name } => {
+            let library = session.open_library(&name)?;
+            let forgotten = match session.remote.seen() {
+                Some(seen) => seen.forget(&library.info.id)?,
+                None => false,
+            };
+            let store = crate::client::store::Store::new(&session.remote, &library);
+            let head = crate::client::repo::Repo::head(&store)?;
+            if json {
+                print_json(
+                    &serde_json::json!({ "library": name, "head": head, "forgotten": forgotten }),
+                );
+            } else {
+                println!(
+                    "Library `{name}` is taken as the server shows it now (head {}).",
+                    head.map(|h| h.short()).unwrap_or_else(|| "none".into())
+                );
             }
         }
     }

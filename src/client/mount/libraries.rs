@@ -4,7 +4,6 @@ use std::sync::Mutex;
 
 use super::vfs::{MountedLibrary, Vfs};
 use crate::api::types::Permission;
-use crate::client::repo::Repo;
 use crate::client::session::{OpenLibrary, Session};
 use crate::client::store::Store;
 use crate::client::Result;
@@ -22,7 +21,7 @@ pub(super) fn mounted_library(
     let head = match library.info.head {
         Some(head) => {
             let store = Store::new(&session.remote, &library);
-            Some((head, store.load_snapshot(&head)?.tree))
+            Some((head, store.checked_head(head)?.tree))
         }
         None => None,
     };

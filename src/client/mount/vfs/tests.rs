@@ -442,6 +442,7 @@ fn committed_files_and_snapshot_folders_read_through_the_object_seam() {
             tags: Vec::new(),
             kind: SnapshotKind::Backup,
             summary: Default::default(),
+            generation: 1,
         })
         .unwrap();
     repo.set_head(None, head).unwrap().unwrap();

@@ -315,10 +315,11 @@ impl Uploader {
         let (paths, summary) = changed(&ops, &contents);
         for _ in 0..COMMIT_ATTEMPTS {
             let head = store.head()?;
-            let root = match head {
-                Some(id) => Some(store.load_snapshot(&id)?.tree),
+            let head_snapshot = match head {
+                Some(id) => Some(store.load_snapshot(&id)?),
                 None => None,
             };
+            let root = head_snapshot.as_ref().map(|s| s.tree);
             let mut writer = TreeWriter::new(&store, HashMap::new());
             let author = format!("{} {host}", self.account.email);
             let mut edit = EditTree::new(&mut writer, root, &author)?;
@@ -338,6 +339,7 @@ impl Uploader {
                 tags: Vec::new(),
                 kind: SnapshotKind::WriteBack,
                 summary: summary.clone(),
+                generation: Snapshot::next_generation(head_snapshot.as_ref()),
             };
             let (id, _) = store.upload_snapshot(&snapshot)?;
             if store.set_head(head, id)?.is_err() {
