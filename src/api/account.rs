@@ -118,6 +118,17 @@ pub struct PasswordChangeRequest {
     pub login: LoginMaterial,
 }
 
+/// A new recovery key: the private key wrapped under it and its proof, with the password.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecoveryKeyRequest {
+    #[serde(with = "super::b64")]
+    pub current_auth_secret: Vec<u8>,
+    #[serde(with = "super::b64")]
+    pub recovery_wrapped_private_key: Vec<u8>,
+    #[serde(with = "super::b64")]
+    pub recovery_proof: Vec<u8>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionsEnded {
     pub sessions_ended: u64,
@@ -141,9 +152,12 @@ pub struct RecoveryChallenge {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RecoveryCompleteRequest {
     pub email: String,
-    /// The opened challenge.
+    /// The opened challenge (enough only for accounts made before recovery proofs).
     #[serde(with = "super::b64")]
     pub answer: Vec<u8>,
+    /// The recovery key's proof; required when the account registered one.
+    #[serde(default, with = "super::b64::option")]
+    pub recovery_proof: Option<Vec<u8>>,
     #[serde(flatten)]
     pub login: LoginMaterial,
     #[serde(default)]

@@ -14,6 +14,7 @@ pub const ACCOUNT_CANCEL: &str = "/api/v1/account/cancel";
 pub const ACCOUNT_REACTIVATE: &str = "/api/v1/account/reactivate";
 pub const ACCOUNT_CONSENT: &str = "/api/v1/account/consent";
 pub const ACCOUNT_PASSWORD: &str = "/api/v1/account/password";
+pub const ACCOUNT_RECOVERY_KEY: &str = "/api/v1/account/recovery-key";
 pub const ACCOUNT_SESSIONS: &str = "/api/v1/account/sessions";
 pub const ACCOUNT_SESSION: &str = "/api/v1/account/sessions/{session}";
 pub const ACCOUNT_SESSIONS_REVOKE_OTHERS: &str = "/api/v1/account/sessions/revoke-others";

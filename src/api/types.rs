@@ -55,6 +55,9 @@ pub struct RegisterRequest {
     /// The same private key wrapped under the recovery key.
     #[serde(with = "super::b64")]
     pub recovery_wrapped_private_key: Vec<u8>,
+    /// `SymmetricKey::recovery_proof` of the recovery key; `account recover` must show it.
+    #[serde(default, with = "super::b64::option")]
+    pub recovery_proof: Option<Vec<u8>>,
     /// The default library, its first epoch key granted by the new account to itself.
     pub library: CreateLibraryRequest,
     #[serde(default)]

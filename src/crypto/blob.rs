@@ -45,10 +45,18 @@ fn max_plaintext(kind: BlobKind) -> u64 {
     }
 }
 
+/// The largest zstd window a blob may ask a reader for (2^24 = 16 MiB). What this client
+/// writes (level 3) uses at most 2^21; zstd would otherwise allow 2^27 (128 MiB) per
+/// reader, which a hostile writer could ask of every member for every blob.
+const MAX_WINDOW_LOG: u32 = 24;
+
 /// Decompresses at most `limit` bytes; more is an error, not an allocation.
 fn decompress(body: &[u8], limit: u64) -> Result<Vec<u8>, CryptoError> {
     use std::io::Read;
-    let decoder = zstd::stream::read::Decoder::new(body)
+    let mut decoder = zstd::stream::read::Decoder::new(body)
+        .map_err(|e| CryptoError::Decompress(e.to_string()))?;
+    decoder
+        .window_log_max(MAX_WINDOW_LOG)
         .map_err(|e| CryptoError::Decompress(e.to_string()))?;
     let mut out = Vec::new();
     decoder
@@ -139,6 +147,24 @@ fn seal(key: &[u8; 32], epoch: u32, kind: BlobKind, id: &ObjectId, plaintext: &[
         Some(c) => (ZSTD, c.as_slice()),
         None => (RAW, plaintext),
     };
+    seal_parts(key, epoch, kind, id, flag, body)
+}
+
+/// Seals `inner` (the compression flag, then the body) as it is: what a writer holding the
+/// key can make, for the fuzz harness.
+pub(crate) fn seal_envelope(key: &ObjectKey, kind: BlobKind, inner: &[u8]) -> Vec<u8> {
+    let (flag, body) = inner.split_first().map_or((RAW, inner), |(f, b)| (*f, b));
+    seal_parts(key.as_bytes(), 1, kind, &key.id(), flag, body)
+}
+
+fn seal_parts(
+    key: &[u8; 32],
+    epoch: u32,
+    kind: BlobKind,
+    id: &ObjectId,
+    flag: u8,
+    body: &[u8],
+) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     // One buffer, encrypted in place: the body is copied once.
@@ -399,6 +425,31 @@ mod tests {
             keys.open_object(BlobKind::Chunk, &key, owned(&poisoned)),
             Err(CryptoError::IdMismatch(_))
         ));
+    }
+
+    #[test]
+    fn a_blob_that_asks_for_a_huge_window_is_refused() {
+        use std::io::Write;
+        // Found by the fuzzer (tests/fuzz.rs): a frame may ask for a 128 MiB window.
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.window_log(27).unwrap();
+        encoder.write_all(&[7u8; 1000]).unwrap();
+        let frame = encoder.finish().unwrap();
+        let key = ObjectKey::from_bytes([4; 32]);
+        let sealed = seal_envelope(&key, BlobKind::Chunk, &[&[ZSTD][..], &frame].concat());
+        let opened = key.open(BlobKind::Chunk, owned(&sealed));
+        assert!(
+            matches!(opened, Err(CryptoError::Decompress(_))),
+            "{opened:?}"
+        );
+        // What this client writes opens.
+        let plain = vec![7u8; 3 << 20];
+        let keys = LibraryKeys::generate();
+        let (key, blob) = seal_chunk(&keys, &plain);
+        assert_eq!(
+            key.open(BlobKind::Chunk, owned(&blob)).unwrap().len(),
+            3 << 20
+        );
     }
 
     #[test]

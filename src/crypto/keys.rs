@@ -102,6 +102,13 @@ impl SymmetricKey {
             .map_err(|_| CryptoError::Decrypt)
     }
 
+    /// What proves to the server that someone holds this recovery key, without showing
+    /// it: a one-way derivation the server stores only as a hash. Holding the account's
+    /// private key (as a copied session file does) does not give it.
+    pub fn recovery_proof(&self) -> [u8; 32] {
+        blake3::derive_key("ibackup 2026 recovery proof", &self.0)
+    }
+
     /// Shows a key for a person to write down: 64 hex digits in groups of eight.
     pub fn to_display_groups(&self) -> String {
         let hex = Zeroizing::new(hex::encode(self.0));

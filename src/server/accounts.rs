@@ -88,6 +88,13 @@ pub async fn register(
     )?;
     super::libraries::check_new_library(&req.library)?;
     check_login(&req.login)?;
+    let proof_hash = match &req.recovery_proof {
+        Some(proof) => {
+            validate::bytes_len("recovery_proof", proof, 32..=32)?;
+            Some(recovery_proof_hash(proof))
+        }
+        None => None,
+    };
     let signup = Signup::new(&state, peer.ip());
     state.db.call(move |conn| signup.count(conn)).await?;
     let login = PreparedLogin::hash(&state, &req.login).await?;
@@ -114,6 +121,7 @@ pub async fn register(
                     login: login.stored(),
                     public_key: &req.public_key,
                     recovery_wrapped_private_key: &req.recovery_wrapped_private_key,
+                    recovery_proof_hash: proof_hash.as_ref().map(|h| &h[..]),
                     marketing_consent: req.marketing_email,
                 },
             )?;
@@ -147,6 +155,12 @@ pub async fn register(
         })
         .await?;
     Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(response)))
+}
+
+/// What the server keeps of a recovery proof.
+pub fn recovery_proof_hash(proof: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(proof).into()
 }
 
 /// Checks new login material: sizes of the secret, salt and wrapped key, and the KDF cost.

@@ -75,6 +75,10 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ACCOUNT_REACTIVATE, post(billing::reactivate))
         .route(routes::ACCOUNT_CONSENT, put(profile::consent))
         .route(routes::ACCOUNT_PASSWORD, post(profile::change_password))
+        .route(
+            routes::ACCOUNT_RECOVERY_KEY,
+            post(profile::new_recovery_key),
+        )
         .route(routes::ACCOUNT_SESSIONS, get(sessions::list))
         .route(routes::ACCOUNT_SESSION, delete(sessions::revoke))
         .route(

@@ -9,7 +9,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::Json;
 use subtle::ConstantTimeEq;
 
-use super::accounts::{account_info, check_login, PreparedLogin};
+use super::accounts::{account_info, check_login, recovery_proof_hash, PreparedLogin};
 use super::app::AppState;
 use super::db::{self, accounts, sessions};
 use super::error::{ApiError, ApiResult};
@@ -19,7 +19,7 @@ use super::throttle::Guess;
 use super::validate;
 use crate::api::account::{
     ConsentRequest, PasswordChangeRequest, RecoveryChallenge, RecoveryCompleteRequest,
-    RecoveryStartRequest, SessionsEnded, UpdateProfileRequest,
+    RecoveryKeyRequest, RecoveryStartRequest, SessionsEnded, UpdateProfileRequest,
 };
 use crate::api::types::{AccountInfo, SessionResponse};
 use crate::api::ErrorCode;
@@ -218,6 +218,52 @@ pub async fn change_password(
     }))
 }
 
+/// Replaces the recovery key (the old one stops working): for accounts from before recovery
+/// proofs, and after a recovery key was exposed. Needs the password.
+pub async fn new_recovery_key(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RecoveryKeyRequest>,
+) -> ApiResult<StatusCode> {
+    validate::bytes_len("current_auth_secret", &req.current_auth_secret, 32..=32)?;
+    validate::bytes_len(
+        "recovery_wrapped_private_key",
+        &req.recovery_wrapped_private_key,
+        60..=60,
+    )?;
+    validate::bytes_len("recovery_proof", &req.recovery_proof, 32..=32)?;
+    let email = state
+        .db
+        .call(move |conn| -> ApiResult<String> {
+            Ok(accounts::by_id(conn, caller.account_id)?
+                .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?
+                .email)
+        })
+        .await?;
+    let account = verify(&state, &email, req.current_auth_secret.clone(), peer.ip())
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidCredentials,
+                "the password is wrong; the recovery key was not changed",
+            )
+        })?;
+    let proof_hash = recovery_proof_hash(&req.recovery_proof);
+    state
+        .db
+        .call(move |conn| {
+            accounts::set_recovery(
+                conn,
+                account.id,
+                &req.recovery_wrapped_private_key,
+                &proof_hash,
+            )
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// How long a recovery challenge stays valid.
 const CHALLENGE_SECS: i64 = 600;
 
@@ -304,21 +350,22 @@ pub async fn recovery_complete(
     let lookup = email.clone();
     let answer = req.answer.clone();
     let secret = state.secret.clone();
+    let proof = req.recovery_proof.clone();
     let account = state
         .db
         .call(move |conn| -> ApiResult<_> {
             guess.begin(conn)?;
             let account = accounts::by_email(conn, &lookup)?;
-            let valid = match (&account, answer.len() == 48) {
-                (Some(account), true) => {
-                    let id = i64::from_be_bytes(answer[..8].try_into().expect("8 bytes"));
-                    let time = i64::from_be_bytes(answer[8..16].try_into().expect("8 bytes"));
-                    let expected = challenge_mac(&secret, account.id, time, &account.auth_hash);
-                    id == account.id
-                        && (0..=CHALLENGE_SECS).contains(&(db::now() - time))
-                        && bool::from(answer[16..].ct_eq(&expected))
-                }
-                _ => false,
+            let valid = match &account {
+                Some(account) => match accounts::recovery_proof_hash(conn, account.id)? {
+                    // The recovery key itself must be shown: the account's private key (in
+                    // every session file) opens the challenge, but does not give this.
+                    Some(stored) => proof.as_deref().is_some_and(|proof| {
+                        bool::from(recovery_proof_hash(proof).ct_eq(&stored[..]))
+                    }),
+                    None => legacy_answer_valid(&secret, account, &answer),
+                },
+                None => false,
             };
             guess.finish(conn, valid)?;
             Ok(if valid { account } else { None })
@@ -341,6 +388,20 @@ pub async fn recovery_complete(
         })
         .await?;
     Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(response)))
+}
+
+/// An account made before recovery proofs is recovered by opening the challenge sealed to
+/// its public key (which its private key does; `account recovery-key` ends this).
+fn legacy_answer_valid(secret: &[u8; 32], account: &accounts::AccountRow, answer: &[u8]) -> bool {
+    if answer.len() != 48 {
+        return false;
+    }
+    let id = i64::from_be_bytes(answer[..8].try_into().expect("8 bytes"));
+    let time = i64::from_be_bytes(answer[8..16].try_into().expect("8 bytes"));
+    let expected = challenge_mac(secret, account.id, time, &account.auth_hash);
+    id == account.id
+        && (0..=CHALLENGE_SECS).contains(&(db::now() - time))
+        && bool::from(answer[16..].ct_eq(&expected))
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@ use std::fs;
 
 use serde_json::json;
 
+use ibackup::api::{b64, routes};
+
 use crate::util::{raw_request, TestClient, TestServer};
 
 fn configured(edit: impl FnOnce(String) -> String) -> (TestServer, tempfile::TempDir) {
@@ -337,6 +339,116 @@ fn password_change_and_recovery_keep_the_data_and_end_other_sessions() {
         )
         .unwrap_or_default(),
         b"kept through it all"
+    );
+}
+
+/// What a thief with a copy of `session.json` tries: open the recovery challenge with the
+/// account's private key in it and set a password of their own. Returns the status.
+fn recover_with_session_file(server: &TestServer, victim: &TestClient) -> (u16, serde_json::Value) {
+    let text = fs::read_to_string(victim.config_dir().join("session.json")).unwrap();
+    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let secret = b64::decode(file["private_key"].as_str().unwrap()).unwrap();
+    let keys = ibackup::crypto::AccountKeyPair::from_secret_bytes(&secret).unwrap();
+    let email = json!({ "email": victim.email }).to_string().into_bytes();
+    let (status, challenge) = raw_request(
+        server,
+        "POST",
+        routes::RECOVERY_CHALLENGE,
+        None,
+        Some(("application/json", email)),
+    );
+    assert_eq!(status, 200, "{challenge}");
+    let sealed = b64::decode(challenge["challenge"].as_str().unwrap()).unwrap();
+    let answer = keys.open(&sealed).unwrap();
+    let thief = ibackup::crypto::SymmetricKey::generate();
+    let body = json!({
+        "email": victim.email,
+        "answer": b64::encode(&answer),
+        "auth_secret": b64::encode(&[1u8; 32]),
+        "salt": b64::encode(&[2u8; 16]),
+        "kdf": ibackup::crypto::kdf::KdfParams::default(),
+        "wrapped_private_key": b64::encode(&thief.wrap(&secret)),
+    });
+    raw_request(
+        server,
+        "POST",
+        routes::RECOVERY_COMPLETE,
+        None,
+        Some(("application/json", body.to_string().into_bytes())),
+    )
+}
+
+#[test]
+fn a_copied_session_file_cannot_recover_the_account() {
+    let (server, _logs) = configured(|c| c);
+    let alice = TestClient::new("alice@example.com");
+    let first_key = alice.register_with(&server, &[])["recovery_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = recover_with_session_file(&server, &alice);
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("did not verify"),
+        "{body}"
+    );
+    alice.run(&["account", "show"]).ok();
+
+    // An account from before recovery proofs: the session file would be enough, until the
+    // owner makes a new recovery key (with the password).
+    let legacy = || {
+        server
+            .db()
+            .execute("UPDATE accounts SET recovery_proof_hash = NULL", [])
+            .unwrap()
+    };
+    legacy();
+    let wrong = alice.run_with(&["account", "recovery-key"], |c| {
+        c.env("IBACKUP_PASSWORD", "not the password");
+    });
+    assert!(
+        wrong.stderr.contains("password is wrong"),
+        "{}",
+        wrong.stderr
+    );
+    let new_key = alice
+        .run(&["account", "recovery-key", "--json"])
+        .ok()
+        .json()["recovery_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = recover_with_session_file(&server, &alice);
+    assert_eq!(status, 401, "{body}");
+
+    let recover = |key: &str| {
+        alice.run_with(
+            &[
+                "account",
+                "recover",
+                "--server",
+                &server.url,
+                "--email",
+                &alice.email,
+            ],
+            |c| {
+                c.env("IBACKUP_RECOVERY_KEY", key);
+                c.env("IBACKUP_NEW_PASSWORD", "recovered password 1");
+            },
+        )
+    };
+    assert_eq!(
+        recover(&first_key).code,
+        1,
+        "the replaced key no longer works"
+    );
+    recover(&new_key).ok();
+    alice.run(&["snapshots"]).ok();
+    legacy();
+    let (status, body) = recover_with_session_file(&server, &alice);
+    assert_eq!(
+        status, 201,
+        "without a proof on record, the challenge was enough: {body}"
     );
 }
 

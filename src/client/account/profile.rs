@@ -13,8 +13,9 @@ use super::password::{
 use crate::api::account::{
     AccountExport, AddCardRequest, CardSummary, ChangePlanRequest, ChangePlanResponse,
     ConsentRequest, DeleteAccountRequest, FeedbackRequest, InvoiceList, PasswordChangeRequest,
-    PlanList, RecoveryChallenge, RecoveryCompleteRequest, RecoveryStartRequest, SessionList,
-    SessionsEnded, SurveyAnswer, SurveyAnswers, SurveyInfo, SurveyList, UpdateProfileRequest,
+    PlanList, RecoveryChallenge, RecoveryCompleteRequest, RecoveryKeyRequest, RecoveryStartRequest,
+    SessionList, SessionsEnded, SurveyAnswer, SurveyAnswers, SurveyInfo, SurveyList,
+    UpdateProfileRequest,
 };
 use crate::api::routes;
 use crate::api::types::{AccountInfo, SessionResponse};
@@ -192,6 +193,23 @@ pub fn change_password(session: &Session) -> Result<SessionsEnded> {
     )?)
 }
 
+/// Makes a new recovery key (the old one stops working); returns it to show once.
+pub fn new_recovery_key(session: &Session) -> Result<String> {
+    let current = read_password(false, Purpose::Existing)?;
+    let (_, current_auth) = derive_existing(&session.remote, &session.email, &current)?;
+    let recovery = SymmetricKey::generate();
+    session.remote.post::<_, ()>(
+        routes::ACCOUNT_RECOVERY_KEY,
+        &RecoveryKeyRequest {
+            current_auth_secret: current_auth.to_vec(),
+            recovery_wrapped_private_key: recovery.wrap(session.keys.secret_bytes().as_ref()),
+            recovery_proof: recovery.recovery_proof().to_vec(),
+        },
+        false,
+    )?;
+    Ok(recovery.to_display_groups())
+}
+
 /// Sets a new password with the recovery key and logs in; the data stays readable.
 pub fn recover(paths: &Paths, server: &str, email: &str, trust_new: bool) -> Result<AccountInfo> {
     let remote = connect(paths, server, trust_new)?;
@@ -226,6 +244,7 @@ pub fn recover(paths: &Paths, server: &str, email: &str, trust_new: bool) -> Res
         &RecoveryCompleteRequest {
             email: email.into(),
             answer: answer.to_vec(),
+            recovery_proof: Some(recovery.recovery_proof().to_vec()),
             login: new_login(&new, &keys)?,
             client: Some(client_label()),
         },

@@ -70,6 +70,7 @@ pub fn register(paths: &Paths, options: &RegisterOptions) -> Result<Registered> 
         login: new_login(&password, &pair)?,
         public_key: pair.public_bytes().to_vec(),
         recovery_wrapped_private_key: recovery.wrap(pair.secret_bytes().as_ref()),
+        recovery_proof: Some(recovery.recovery_proof().to_vec()),
         library: new_library(&pair, DEFAULT_LIBRARY)?.0,
         client: Some(client_label()),
     };

@@ -53,6 +53,9 @@ pub enum AccountCommand {
     /// Change the password (IBACKUP_PASSWORD / IBACKUP_NEW_PASSWORD, or asked). Ends every
     /// other session; your data stays readable.
     Password,
+    /// Make a new recovery key and show it once; the old one stops working. Accounts from
+    /// before recovery proofs should run this once (docs/SECURITY.md §3).
+    RecoveryKey,
     /// Set a new password with the recovery key shown at sign-up, and log in.
     Recover {
         #[arg(long, env = "IBACKUP_SERVER")]
@@ -365,6 +368,17 @@ pub fn run(paths: &Paths, json: bool, command: AccountCommand) -> Result<()> {
                 println!(
                     "Password changed; {} other sessions ended. Your data is unchanged.",
                     ended.sessions_ended
+                );
+            }
+        }
+        AccountCommand::RecoveryKey => {
+            let key = profile::new_recovery_key(&session)?;
+            if json {
+                print_json(&serde_json::json!({ "recovery_key": key }));
+            } else {
+                println!(
+                    "Your new recovery key (the old one no longer works). Write it down and keep \
+                     it apart from your password; it is shown only now:\n\n    {key}\n"
                 );
             }
         }

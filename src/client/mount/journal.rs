@@ -119,11 +119,11 @@ pub struct Journal {
     conn: Mutex<Connection>,
 }
 
-fn encode(op: &Op) -> Vec<u8> {
+pub(crate) fn encode(op: &Op) -> Vec<u8> {
     crate::model::codec::encode(op)
 }
 
-fn decode(bytes: &[u8]) -> Option<Op> {
+pub(crate) fn decode(bytes: &[u8]) -> Option<Op> {
     crate::model::codec::decode(bytes).ok()
 }
 

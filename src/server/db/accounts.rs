@@ -12,6 +12,8 @@ pub struct NewAccount<'a> {
     pub login: NewLogin<'a>,
     pub public_key: &'a [u8],
     pub recovery_wrapped_private_key: &'a [u8],
+    /// SHA-256 of the recovery key's proof (absent from older clients).
+    pub recovery_proof_hash: Option<&'a [u8]>,
     pub marketing_consent: bool,
 }
 
@@ -68,7 +70,8 @@ pub fn insert(conn: &Connection, account: &NewAccount<'_>) -> Result<i64, DbErro
     conn.execute(
         "INSERT INTO accounts (email, first_name, last_name, plan, auth_hash, kdf_salt, \
          kdf_params, public_key, wrapped_private_key, recovery_wrapped_private_key, \
-         marketing_consent, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+         marketing_consent, created_at, recovery_proof_hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             account.email,
             account.first_name,
@@ -82,6 +85,7 @@ pub fn insert(conn: &Connection, account: &NewAccount<'_>) -> Result<i64, DbErro
             account.recovery_wrapped_private_key,
             account.marketing_consent,
             now(),
+            account.recovery_proof_hash,
         ],
     )?;
     Ok(conn.last_insert_rowid())
@@ -177,6 +181,30 @@ pub fn set_login(conn: &Connection, id: i64, login: &NewLogin<'_>) -> Result<(),
             login.kdf_params,
             login.wrapped_private_key
         ],
+    )?;
+    Ok(())
+}
+
+/// The SHA-256 of the account's recovery proof, if it registered one.
+pub fn recovery_proof_hash(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, DbError> {
+    Ok(conn.query_row(
+        "SELECT recovery_proof_hash FROM accounts WHERE id = ?1",
+        [id],
+        |row| row.get(0),
+    )?)
+}
+
+/// A new recovery key: the private key wrapped under it, and its proof's hash.
+pub fn set_recovery(
+    conn: &Connection,
+    id: i64,
+    wrapped_private_key: &[u8],
+    proof_hash: &[u8],
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE accounts SET recovery_wrapped_private_key = ?2, recovery_proof_hash = ?3 \
+         WHERE id = ?1",
+        rusqlite::params![id, wrapped_private_key, proof_hash],
     )?;
     Ok(())
 }

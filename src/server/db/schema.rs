@@ -268,7 +268,9 @@ CREATE TABLE holds (
 "#,
     // Throttle counts move to keyed hashes of (scope, target, address) and to times in
     // milliseconds; the old counts are dropped (they were only seconds-old waits). Billing
-    // changes of one account take turns (`billing_lock_until`).
+    // changes of one account take turns (`billing_lock_until`). Recovery must show the
+    // recovery key's proof, stored as its SHA-256 (`recovery_proof_hash`; null for older
+    // accounts until `account recovery-key` sets one).
     r#"
 CREATE TABLE login_throttle_ms (
     key BLOB PRIMARY KEY,
@@ -277,6 +279,7 @@ CREATE TABLE login_throttle_ms (
 ) WITHOUT ROWID;
 DROP TABLE login_throttle;
 ALTER TABLE accounts ADD COLUMN billing_lock_until INTEGER;
+ALTER TABLE accounts ADD COLUMN recovery_proof_hash BLOB;
 "#,
 ];
 
