@@ -65,7 +65,7 @@ fn every_decoder_refuses_mutated_input_without_panicking_or_overallocating() {
     let mut failures = Vec::new();
     for (n, target) in ibackup::fuzz::TARGETS.iter().enumerate() {
         let started = std::time::Instant::now();
-        if let Err(failure) = ibackup::fuzz::run(target, count, 0x1b_ac_4_u64 + n as u64) {
+        if let Err(failure) = ibackup::fuzz::run(target, count, 0x1bac4 + n as u64) {
             let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-failures");
             std::fs::create_dir_all(&dir).unwrap();
             let file = dir.join(format!("{target}.bin"));
