@@ -95,6 +95,9 @@ pub struct UpdateProfileRequest {
     pub last_name: Option<String>,
     #[serde(default)]
     pub email: Option<String>,
+    /// Required with a new `email`: the password's auth secret.
+    #[serde(default, with = "super::b64::option")]
+    pub current_auth_secret: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

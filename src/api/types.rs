@@ -83,6 +83,9 @@ pub struct AccountInfo {
     pub quota_bytes: u64,
     pub used_bytes: u64,
     pub marketing_email: bool,
+    /// Whether the address was confirmed by its mailed link (marketing waits for it).
+    #[serde(default)]
+    pub email_confirmed: bool,
     /// Seconds since the Unix epoch.
     pub created_at: i64,
     /// `active`, `canceled` (readable until `delete_after`) or `expired` (data deleted).

@@ -154,6 +154,7 @@ pub async fn register(
             Ok(response)
         })
         .await?;
+    super::addresses::send_link(&state, response.account.id, &response.account.email);
     Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(response)))
 }
 
@@ -246,6 +247,7 @@ pub fn account_info(
         last_name: account.last_name,
         plan: account.plan,
         marketing_email: account.marketing_consent,
+        email_confirmed: account.email_confirmed_at.is_some(),
         created_at: account.created_at,
         status: account.status,
         canceled_at: account.canceled_at,

@@ -14,8 +14,8 @@ use super::error::ApiError;
 use super::mail::Mailer;
 use super::records::SessionRecords;
 use super::{
-    accounts, billing, libraries, links, objects, privacy, profile, records, retention, sessions,
-    sharing,
+    accounts, addresses, billing, libraries, links, objects, privacy, profile, records, retention,
+    sessions, sharing,
 };
 use crate::api::routes;
 use crate::api::types::Health;
@@ -75,6 +75,11 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ACCOUNT_REACTIVATE, post(billing::reactivate))
         .route(routes::ACCOUNT_CONSENT, put(profile::consent))
         .route(routes::ACCOUNT_PASSWORD, post(profile::change_password))
+        .route(routes::ACCOUNT_CONFIRM_EMAIL, post(addresses::resend))
+        .route(
+            routes::CONFIRM_ADDRESS,
+            get(addresses::page).post(addresses::confirm),
+        )
         .route(
             routes::ACCOUNT_RECOVERY_KEY,
             post(profile::new_recovery_key),

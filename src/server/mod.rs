@@ -5,6 +5,7 @@
 //! by compare-and-swap. Handlers live in modules named for what they own; SQL lives in `db`.
 
 pub mod accounts;
+pub mod addresses;
 pub mod admin;
 pub mod app;
 pub mod billing;

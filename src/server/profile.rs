@@ -25,8 +25,12 @@ use crate::api::types::{AccountInfo, SessionResponse};
 use crate::api::ErrorCode;
 use crate::crypto::AccountKeyPair;
 
+/// Changes names and the e-mail address. A new address needs the password (a stolen
+/// session must not move the account to another inbox), is unconfirmed until its mailed
+/// link is followed, and the old address is told.
 pub async fn update(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     caller: Caller,
     ApiJson(req): ApiJson<UpdateProfileRequest>,
 ) -> ApiResult<Json<AccountInfo>> {
@@ -45,6 +49,29 @@ pub async fn update(
         return Err(ApiError::bad_request(
             "nothing to change: give a first name, last name or e-mail",
         ));
+    }
+    let current = state
+        .db
+        .call(move |conn| accounts::by_id(conn, caller.account_id))
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
+    let changing = email.clone().filter(|new| *new != current.email);
+    if changing.is_some() {
+        let secret = req.current_auth_secret.clone().ok_or_else(|| {
+            ApiError::bad_request(
+                "changing the e-mail address needs the password; `ibackup account update \
+                 --email` asks for it",
+            )
+        })?;
+        validate::bytes_len("current_auth_secret", &secret, 32..=32)?;
+        verify(&state, &current.email, secret, peer.ip())
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidCredentials,
+                    "the password is wrong; the e-mail address was not changed",
+                )
+            })?;
     }
     let config = state.config.clone();
     let info = state
@@ -76,6 +103,19 @@ pub async fn update(
             account_info(conn, &config, account.id)
         })
         .await?;
+    if let Some(new) = changing {
+        super::addresses::send_link(&state, current.id, &new);
+        super::billing::send_service_mail(
+            &state,
+            current.email.clone(),
+            "ibackup: your e-mail address was changed".into(),
+            format!(
+                "The e-mail address of your ibackup account was changed from this one to \
+                 {new}.\nIf you did not do this, recover the account with `ibackup account \
+                 recover` and your recovery key, then change the address back."
+            ),
+        );
+    }
     Ok(Json(info))
 }
 

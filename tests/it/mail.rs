@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
-use crate::util::{TestClient, TestServer};
+use crate::util::{confirmation_path, raw_request, TestClient, TestServer};
 
 /// Accepts SMTP sessions on a free port and collects each message's data.
 fn smtp_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
@@ -73,6 +73,16 @@ fn announcements_go_through_the_configured_relay() {
     alice.register_with(&server, &["--marketing-email"]);
     let bob = TestClient::new("bob@example.com");
     bob.register(&server);
+    // The address confirmations went through the relay too; alice follows hers.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let confirmations: Vec<String> = received.lock().unwrap().drain(..).collect();
+    assert_eq!(confirmations.len(), 2, "{confirmations:?}");
+    let path = confirmations
+        .iter()
+        .filter(|m| m.contains("To: alice@example.com"))
+        .find_map(|m| confirmation_path(m))
+        .unwrap();
+    assert_eq!(raw_request(&server, "POST", &path, None, None).0, 200);
     let body = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(body.path(), "Hello from the relay test.\n").unwrap();
     let out = server.tool(

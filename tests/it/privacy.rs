@@ -31,7 +31,7 @@ fn marketing_goes_only_to_consenting_accounts_and_the_link_opts_out() {
     );
     carol.register(&server);
     carol.run(&["account", "consent", "on"]).ok();
-
+    // Marketing waits until an address is confirmed by its mailed link.
     let url = server.url.clone();
     server.edit_config(|c| c.replace("https://localhost:8443", &url));
     let body = tempfile::NamedTempFile::new().unwrap();
@@ -49,6 +49,11 @@ fn marketing_goes_only_to_consenting_accounts_and_the_link_opts_out() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
+    assert!(announce("Too early").contains("sent to 0 accounts"));
+    for email in ["alice@example.com", "bob@example.com", "carol@example.com"] {
+        server.confirm_address(email);
+    }
+
     assert!(announce("News").contains("sent to 2 accounts"));
     let spool = server.spool();
     let to: Vec<_> = spool
@@ -282,6 +287,108 @@ fn idle_sessions_expire_and_cookies_carry_only_the_token() {
     assert_eq!(change(&[same], false).0, 200);
     // A bearer token is never sent by a browser on its own, so it needs neither.
     assert_eq!(change(&[evil], true).0, 200);
+}
+
+#[test]
+fn addresses_are_confirmed_by_a_mailed_link_and_changed_only_with_the_password() {
+    let (server, _logs) = configured(|c| c);
+    let alice = TestClient::new("alice@example.com");
+    let registered = alice.register_with(&server, &["--marketing-email"]);
+    assert_eq!(registered["account"]["email_confirmed"], false);
+    let announce = || {
+        let body = tempfile::NamedTempFile::new().unwrap();
+        fs::write(body.path(), "News.\n").unwrap();
+        let out = server.tool(
+            "announce",
+            &[
+                "--subject",
+                "News",
+                "--body-file",
+                body.path().to_str().unwrap(),
+            ],
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Whoever typed this address at sign-up, its owner has not agreed to anything yet.
+    assert!(announce().contains("sent to 0 accounts"));
+    let path = server.confirmation_link("alice@example.com");
+    let (status, page) = raw_request(&server, "GET", &path, None, None);
+    assert_eq!(status, 200);
+    assert!(page.as_str().unwrap().contains("<form method=\"post\">"));
+    assert_eq!(
+        alice.account_json()["email_confirmed"],
+        false,
+        "opening the link is not enough"
+    );
+    let forged = format!("{path}0");
+    assert_eq!(raw_request(&server, "POST", &forged, None, None).0, 400);
+    assert_eq!(raw_request(&server, "POST", &path, None, None).0, 200);
+    assert_eq!(alice.account_json()["email_confirmed"], true);
+    assert!(announce().contains("sent to 1 accounts"));
+    let again = alice.run(&["account", "confirm-email"]);
+    assert!(
+        again.stderr.contains("confirmed already"),
+        "{}",
+        again.stderr
+    );
+
+    // A new address needs the password, and is unconfirmed until its own link is followed.
+    let token = alice.session_token();
+    let (status, body) = raw_request(
+        &server,
+        "PATCH",
+        "/api/v1/account",
+        Some(&token),
+        Some((
+            "application/json",
+            json!({"email": "thief@example.com"})
+                .to_string()
+                .into_bytes(),
+        )),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("needs the password"));
+    let wrong = alice.run_with(
+        &["account", "update", "--email", "alice@new.example.com"],
+        |c| {
+            c.env("IBACKUP_PASSWORD", "not the password");
+        },
+    );
+    assert!(
+        wrong.stderr.contains("password is wrong"),
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(alice.account_json()["email"], "alice@example.com");
+    let moved = alice
+        .run(&[
+            "account",
+            "update",
+            "--email",
+            "alice@new.example.com",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(moved["email"], "alice@new.example.com");
+    assert_eq!(moved["email_confirmed"], false);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(server
+        .spool()
+        .iter()
+        .any(|(_, m)| m.contains("To: alice@example.com") && m.contains("was changed")));
+    assert_eq!(
+        raw_request(&server, "POST", &path, None, None).0,
+        400,
+        "the old address's link confirms nothing now"
+    );
+    assert!(announce().contains("sent to 0 accounts"));
+    server.confirm_address("alice@new.example.com");
+    assert_eq!(alice.account_json()["email_confirmed"], true);
+    assert!(announce().contains("sent to 1 accounts"));
 }
 
 #[test]

@@ -125,8 +125,44 @@ impl TestServer {
         fs::write(&path, edit(text)).unwrap();
     }
 
-    /// The messages in the mail spool: (file name, text).
+    /// The messages in the mail spool, (file name, text), but for the address
+    /// confirmations every sign-up sends ([`TestServer::confirm_address`] follows those).
     pub fn spool(&self) -> Vec<(String, String)> {
+        self.spool_all()
+            .into_iter()
+            .filter(|(_, text)| confirmation_path(text).is_none())
+            .collect()
+    }
+
+    /// The path of the newest address-confirmation link mailed to `email`, waiting a
+    /// little for it (the server mails in the background).
+    pub fn confirmation_link(&self, email: &str) -> String {
+        let to = format!("To: {email}");
+        for _ in 0..100 {
+            let found = self
+                .spool_all()
+                .iter()
+                .rev()
+                .filter(|(_, text)| text.contains(&to))
+                .find_map(|(_, text)| confirmation_path(text));
+            if let Some(path) = found {
+                return path;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("no confirmation link mailed to {email}");
+    }
+
+    /// Follows the newest address-confirmation link mailed to `email` (a POST, as the
+    /// button on its page sends).
+    pub fn confirm_address(&self, email: &str) {
+        let path = self.confirmation_link(email);
+        let (status, body) = raw_request(self, "POST", &path, None, None);
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Every message in the mail spool: (file name, text).
+    pub fn spool_all(&self) -> Vec<(String, String)> {
         let dir = self.data.path().join("mail-spool");
         let mut out: Vec<_> = fs::read_dir(&dir)
             .map(|entries| {
@@ -374,6 +410,19 @@ impl TestClient {
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         value["token"].as_str().unwrap().to_owned()
     }
+}
+
+/// The path of the address-confirmation link in a mail message, if it holds one (soft line
+/// breaks of quoted-printable undone).
+pub fn confirmation_path(message: &str) -> Option<String> {
+    let text = message.replace("=\r\n", "").replace("=\n", "");
+    let start = text.find("/api/v1/confirm-address/")?;
+    Some(
+        text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-'))
+            .collect(),
+    )
 }
 
 /// Sends a raw HTTP request to a test server, with the certificate pinned.

@@ -37,12 +37,23 @@ pub fn plans(paths: &Paths, server: Option<&str>, trust_new: bool) -> Result<Pla
     Ok(remote.get(routes::PLANS)?)
 }
 
+/// Changes names or the address; a new address needs the password.
 pub fn update(
     paths: &Paths,
     session: &Session,
     request: &UpdateProfileRequest,
 ) -> Result<AccountInfo> {
-    let info: AccountInfo = session.remote.patch(routes::ACCOUNT, request)?;
+    let mut request = request.clone();
+    let new_address = request
+        .email
+        .as_deref()
+        .is_some_and(|email| email.trim().to_lowercase() != session.email);
+    if new_address && request.current_auth_secret.is_none() {
+        let password = read_password(false, Purpose::Existing)?;
+        let (_, auth) = derive_existing(&session.remote, &session.email, &password)?;
+        request.current_auth_secret = Some(auth.to_vec());
+    }
+    let info: AccountInfo = session.remote.patch(routes::ACCOUNT, &request)?;
     if info.email != session.email {
         let mut file = SessionFile::load(paths)?;
         file.email = info.email.clone();
@@ -191,6 +202,14 @@ pub fn change_password(session: &Session) -> Result<SessionsEnded> {
         },
         false,
     )?)
+}
+
+/// Asks the server to mail the address's confirmation link again.
+pub fn resend_confirmation(session: &Session) -> Result<()> {
+    session
+        .remote
+        .post::<_, ()>(routes::ACCOUNT_CONFIRM_EMAIL, &serde_json::json!({}), false)?;
+    Ok(())
 }
 
 /// Makes a new recovery key (the old one stops working); returns it to show once.

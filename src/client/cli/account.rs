@@ -16,7 +16,8 @@ use crate::units::{format_size, money};
 pub enum AccountCommand {
     /// Your profile: names, e-mail, plan, usage, consent, card, member since.
     Show,
-    /// Correct your names or e-mail.
+    /// Correct your names or e-mail (a new e-mail needs the password, IBACKUP_PASSWORD or
+    /// asked, and is confirmed by a link mailed to it).
     Update {
         #[arg(long)]
         first_name: Option<String>,
@@ -53,6 +54,8 @@ pub enum AccountCommand {
     /// Change the password (IBACKUP_PASSWORD / IBACKUP_NEW_PASSWORD, or asked). Ends every
     /// other session; your data stays readable.
     Password,
+    /// Mail the link that confirms your e-mail address again (news and offers wait for it).
+    ConfirmEmail,
     /// Make a new recovery key and show it once; the old one stops working. Accounts from
     /// before recovery proofs should run this once (docs/SECURITY.md §3).
     RecoveryKey,
@@ -131,7 +134,15 @@ pub fn date(secs: i64) -> String {
 
 fn print_account(info: &AccountInfo) {
     println!("Name:          {} {}", info.first_name, info.last_name);
-    println!("E-mail:        {}", info.email);
+    if info.email_confirmed {
+        println!("E-mail:        {}", info.email);
+    } else {
+        println!(
+            "E-mail:        {} (not confirmed: open the link mailed to it, or `ibackup account \
+             confirm-email` to send it again)",
+            info.email
+        );
+    }
     println!("Plan:          {}", info.plan);
     println!(
         "Storage:       {} of {} used",
@@ -236,6 +247,7 @@ pub fn run(paths: &Paths, json: bool, command: AccountCommand) -> Result<()> {
                 first_name,
                 last_name,
                 email,
+                current_auth_secret: None,
             };
             let info = profile::update(paths, &session, &request)?;
             if json {
@@ -368,6 +380,17 @@ pub fn run(paths: &Paths, json: bool, command: AccountCommand) -> Result<()> {
                 println!(
                     "Password changed; {} other sessions ended. Your data is unchanged.",
                     ended.sessions_ended
+                );
+            }
+        }
+        AccountCommand::ConfirmEmail => {
+            profile::resend_confirmation(&session)?;
+            if json {
+                print_json(&serde_json::json!({ "sent_to": session.email }));
+            } else {
+                println!(
+                    "A confirmation link was mailed to {}; open it within a week.",
+                    session.email
                 );
             }
         }

@@ -38,11 +38,14 @@ pub struct AccountRow {
     /// When the paid period ends and the next charge is due.
     pub period_end: Option<i64>,
     pub quota_warned: bool,
+    /// When the address was confirmed by its mailed link; `None` until then.
+    pub email_confirmed_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, email, first_name, last_name, plan, quota_override, auth_hash, \
                        kdf_salt, kdf_params, public_key, wrapped_private_key, marketing_consent, \
-                       created_at, status, canceled_at, period_end, quota_warned";
+                       created_at, status, canceled_at, period_end, quota_warned, \
+                       email_confirmed_at";
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
     Ok(AccountRow {
@@ -63,6 +66,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
         canceled_at: row.get(14)?,
         period_end: row.get(15)?,
         quota_warned: row.get(16)?,
+        email_confirmed_at: row.get(17)?,
     })
 }
 
@@ -137,10 +141,21 @@ pub struct Profile<'a> {
     pub email: &'a str,
 }
 
+/// Sets the names and the address; a changed address is unconfirmed again.
 pub fn update_profile(conn: &Connection, id: i64, profile: &Profile<'_>) -> Result<(), DbError> {
     conn.execute(
-        "UPDATE accounts SET first_name = ?2, last_name = ?3, email = ?4 WHERE id = ?1",
+        "UPDATE accounts SET first_name = ?2, last_name = ?3, \
+         email_confirmed_at = CASE WHEN email = ?4 THEN email_confirmed_at END, email = ?4 \
+         WHERE id = ?1",
         params![id, profile.first_name, profile.last_name, profile.email],
+    )?;
+    Ok(())
+}
+
+pub fn set_email_confirmed(conn: &Connection, id: i64, at: Option<i64>) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE accounts SET email_confirmed_at = ?2 WHERE id = ?1",
+        params![id, at],
     )?;
     Ok(())
 }
@@ -255,7 +270,7 @@ pub fn set_quota_warned(conn: &Connection, id: i64, warned: bool) -> Result<(), 
 pub fn consenting(conn: &Connection) -> Result<Vec<AccountRow>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM accounts WHERE marketing_consent = 1 AND status != 'expired' \
-         ORDER BY id"
+         AND email_confirmed_at IS NOT NULL ORDER BY id"
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;

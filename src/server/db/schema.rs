@@ -270,7 +270,8 @@ CREATE TABLE holds (
     // milliseconds; the old counts are dropped (they were only seconds-old waits). Billing
     // changes of one account take turns (`billing_lock_until`). Recovery must show the
     // recovery key's proof, stored as its SHA-256 (`recovery_proof_hash`; null for older
-    // accounts until `account recovery-key` sets one).
+    // accounts until `account recovery-key` sets one). Marketing goes only to confirmed
+    // addresses (`email_confirmed_at`; null for every older account until it confirms).
     r#"
 CREATE TABLE login_throttle_ms (
     key BLOB PRIMARY KEY,
@@ -280,6 +281,7 @@ CREATE TABLE login_throttle_ms (
 DROP TABLE login_throttle;
 ALTER TABLE accounts ADD COLUMN billing_lock_until INTEGER;
 ALTER TABLE accounts ADD COLUMN recovery_proof_hash BLOB;
+ALTER TABLE accounts ADD COLUMN email_confirmed_at INTEGER;
 "#,
 ];
 
