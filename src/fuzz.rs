@@ -188,6 +188,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         }
         "blob-inner" => vec![
             [&[0u8][..], b"raw bytes"].concat(),
+            [&[2u8][..], &9u32.to_le_bytes(), b"raw bytes", &[0u8; 7]].concat(),
             [
                 &[1u8][..],
                 &zstd::bulk::compress(&[0u8; 1000], 3).unwrap()[..],

@@ -6,6 +6,7 @@ pub const ACCOUNTS: &str = "/api/v1/accounts";
 pub const ACCOUNT: &str = "/api/v1/account";
 pub const SESSIONS: &str = "/api/v1/sessions";
 pub const SESSION_CURRENT: &str = "/api/v1/sessions/current";
+pub const SESSION_KEY_SHARE: &str = "/api/v1/sessions/current/key-share";
 pub const PLANS: &str = "/api/v1/plans";
 pub const ACCOUNT_PLAN: &str = "/api/v1/account/plan";
 pub const ACCOUNT_CARD: &str = "/api/v1/account/card";

@@ -117,6 +117,18 @@ pub struct SessionResponse {
     pub session_id: String,
     pub account: AccountInfo,
     pub keys: AccountKeys,
+    /// The key the client seals the account key under in its session file; the server
+    /// drops it when the session ends, which makes a copied file useless. Absent from
+    /// servers before it existed.
+    #[serde(default, with = "super::b64::option")]
+    pub key_share: Option<Vec<u8>>,
+}
+
+/// `GET /api/v1/sessions/current/key-share`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyShare {
+    #[serde(with = "super::b64")]
+    pub key_share: Vec<u8>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

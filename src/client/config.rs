@@ -141,14 +141,20 @@ impl KnownContacts {
 }
 
 /// The logged-in session: the bearer token and the account's private key, which unlocks the
-/// library keys. Deleted by `ibackup logout`.
+/// library keys, sealed under the session's key share that only the server holds (and
+/// drops when the session ends). Deleted by `ibackup logout`.
 #[derive(Serialize, Deserialize)]
 pub struct SessionFile {
     pub server: String,
     pub email: String,
     pub session_id: String,
     pub token: String,
-    /// The account's X25519 private key (base64).
+    /// The account's X25519 private key wrapped under the session's key share (base64).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub private_key_sealed: String,
+    /// The private key in the clear (base64): files from before key shares, or from a
+    /// server without them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub private_key: String,
 }
 
@@ -177,5 +183,6 @@ impl Drop for SessionFile {
         use zeroize::Zeroize;
         self.token.zeroize();
         self.private_key.zeroize();
+        self.private_key_sealed.zeroize();
     }
 }

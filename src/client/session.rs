@@ -13,10 +13,10 @@ use super::config::{KnownContacts, KnownServers, Paths, SessionFile};
 use super::remote::{parse_server_url, Remote};
 use super::{ClientError, Result};
 use crate::api::routes;
-use crate::api::types::{CreateLibraryRequest, LibraryInfo, LibraryList, Permission};
+use crate::api::types::{CreateLibraryRequest, KeyShare, LibraryInfo, LibraryList, Permission};
 use crate::crypto::epoch::{self, LibraryKeys};
 use crate::crypto::keys::{fingerprint, normalize_fingerprint};
-use crate::crypto::AccountKeyPair;
+use crate::crypto::{AccountKeyPair, SymmetricKey};
 
 pub struct Session {
     pub remote: Remote,
@@ -103,9 +103,17 @@ impl Session {
             .map_err(ClientError::State)?
             .with_token(&file.token)
             .with_seen(super::seen::SeenHeads::new(paths, &file.server));
-        let secret = crate::api::b64::decode(&file.private_key).ok_or_else(|| {
-            ClientError::State("the session file is damaged; log in again".into())
-        })?;
+        let damaged = || ClientError::State("the session file is damaged; log in again".into());
+        let secret = if file.private_key_sealed.is_empty() {
+            zeroize::Zeroizing::new(crate::api::b64::decode(&file.private_key).ok_or_else(damaged)?)
+        } else {
+            // The key share lives on the server only while the session does.
+            let share: KeyShare = remote.get(routes::SESSION_KEY_SHARE)?;
+            let sealed = crate::api::b64::decode(&file.private_key_sealed).ok_or_else(damaged)?;
+            SymmetricKey::from_slice(&share.key_share)?
+                .unwrap_secret(&sealed)
+                .map_err(|_| damaged())?
+        };
         let keys = AccountKeyPair::from_secret_bytes(&secret)?;
         Ok(Self {
             remote,

@@ -27,8 +27,15 @@ pub const MIN_BLOB_LEN: usize = HEADER_LEN + 1 + TAG_LEN;
 /// Bytes a blob adds to its (possibly compressed) plaintext.
 pub const OVERHEAD: usize = MIN_BLOB_LEN;
 
+/// The inner envelope's first byte. `RAW` and `ZSTD` (the body follows) are what blobs
+/// before padding hold; `RAW_PADDED` and `ZSTD_PADDED` (issue 14) are followed by the
+/// body's length (u32, little-endian), the body, and zeros up to the Padmé length of the
+/// whole inner envelope, so a blob's size says little more than its order of magnitude.
 const RAW: u8 = 0;
 const ZSTD: u8 = 1;
+const RAW_PADDED: u8 = 2;
+const ZSTD_PADDED: u8 = 3;
+const LEN_LEN: usize = 4;
 const ZSTD_LEVEL: i32 = 3;
 /// Larger plaintexts are compressed only if a trial on their first bytes shows a gain.
 const TRIAL_LEN: usize = 64 * 1024;
@@ -144,36 +151,71 @@ fn seal(key: &[u8; 32], epoch: u32, kind: BlobKind, id: &ObjectId, plaintext: &[
         None
     };
     let (flag, body) = match &compressed {
-        Some(c) => (ZSTD, c.as_slice()),
-        None => (RAW, plaintext),
+        Some(c) => (ZSTD_PADDED, c.as_slice()),
+        None => (RAW_PADDED, plaintext),
     };
-    seal_parts(key, epoch, kind, id, flag, body)
+    let inner = 1 + LEN_LEN + body.len();
+    let padding = padme(inner as u64) as usize - inner;
+    let len = u32::try_from(body.len()).expect("blobs are far below 4 GiB");
+    seal_parts(
+        key,
+        epoch,
+        kind,
+        id,
+        flag,
+        &[&len.to_le_bytes(), body],
+        padding,
+    )
+}
+
+/// Padmé (Nikitin et al., PETS 2019): `len` rounded up so that only its top bits vary,
+/// at most about 1/2^(log2 log2 len) more (12 % for 100 bytes, 3 % for 1 MiB); a padded
+/// length reveals O(log log len) bits instead of O(log len).
+pub fn padme(len: u64) -> u64 {
+    if len < 2 {
+        return len;
+    }
+    let exponent = 63 - u64::from(len.leading_zeros());
+    let bits_of_exponent = 64 - u64::from(exponent.leading_zeros());
+    let mask = (1u64 << (exponent - bits_of_exponent)) - 1;
+    (len + mask) & !mask
+}
+
+/// The largest blob a plaintext of `len` bytes seals to (padding included).
+pub fn max_sealed_len(len: usize) -> usize {
+    HEADER_LEN + padme((1 + LEN_LEN + len) as u64) as usize + TAG_LEN
 }
 
 /// Seals `inner` (the compression flag, then the body) as it is: what a writer holding the
 /// key can make, for the fuzz harness.
 pub(crate) fn seal_envelope(key: &ObjectKey, kind: BlobKind, inner: &[u8]) -> Vec<u8> {
     let (flag, body) = inner.split_first().map_or((RAW, inner), |(f, b)| (*f, b));
-    seal_parts(key.as_bytes(), 1, kind, &key.id(), flag, body)
+    seal_parts(key.as_bytes(), 1, kind, &key.id(), flag, &[body], 0)
 }
 
+/// Seals `flag`, the `parts` in order and `padding` zeros.
 fn seal_parts(
     key: &[u8; 32],
     epoch: u32,
     kind: BlobKind,
     id: &ObjectId,
     flag: u8,
-    body: &[u8],
+    parts: &[&[u8]],
+    padding: usize,
 ) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let body_len: usize = parts.iter().map(|p| p.len()).sum();
     // One buffer, encrypted in place: the body is copied once.
-    let mut out = Vec::with_capacity(HEADER_LEN + 1 + body.len() + TAG_LEN);
+    let mut out = Vec::with_capacity(HEADER_LEN + 1 + body_len + padding + TAG_LEN);
     out.push(BLOB_VERSION);
     out.extend_from_slice(&epoch.to_be_bytes());
     out.extend_from_slice(&nonce);
     out.push(flag);
-    out.extend_from_slice(body);
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+    out.resize(out.len() + padding, 0);
     let tag = cipher(key)
         .seal_in_place_separate_tag(
             Nonce::assume_unique_for_key(nonce),
@@ -212,10 +254,26 @@ fn open(
         .map_err(|_| CryptoError::Decrypt)?
         .len();
     let inner = blob.freeze().slice(HEADER_LEN..HEADER_LEN + opened);
-    let plaintext = match inner.first() {
-        Some(&RAW) => inner.slice(1..),
-        Some(&ZSTD) => Bytes::from(decompress(&inner[1..], max_plaintext(kind))?),
+    let (flag, body) = match inner.first() {
+        Some(&flag @ (RAW | ZSTD)) => (flag, inner.slice(1..)),
+        Some(&flag @ (RAW_PADDED | ZSTD_PADDED)) => {
+            let len = inner
+                .get(1..1 + LEN_LEN)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+                .ok_or(CryptoError::Decrypt)?;
+            let start = 1 + LEN_LEN;
+            if len > inner.len() - start {
+                return Err(CryptoError::Decrypt);
+            }
+            let unpadded = if flag == RAW_PADDED { RAW } else { ZSTD };
+            (unpadded, inner.slice(start..start + len))
+        }
         _ => return Err(CryptoError::Decrypt),
+    };
+    let plaintext = if flag == RAW {
+        body
+    } else {
+        Bytes::from(decompress(&body, max_plaintext(kind))?)
     };
     Ok((epoch, plaintext))
 }
@@ -335,9 +393,10 @@ mod tests {
         let (_, blob) = seal_chunk(&keys, &random);
         assert_eq!(
             blob.len(),
-            random.len() + OVERHEAD,
-            "random data is stored raw"
+            HEADER_LEN + padme((1 + LEN_LEN + random.len()) as u64) as usize + TAG_LEN,
+            "random data is stored raw, padded"
         );
+        assert!(blob.len() <= max_sealed_len(random.len()));
         assert_eq!(blob_epoch(&blob), Some(1));
     }
 
@@ -359,7 +418,7 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(inner[0], ZSTD);
+        assert_eq!(inner[0], ZSTD_PADDED);
         let mut raw = vec![RAW];
         raw.extend_from_slice(&plaintext);
         let nonce = [9u8; NONCE_LEN];
@@ -425,6 +484,30 @@ mod tests {
             keys.open_object(BlobKind::Chunk, &key, owned(&poisoned)),
             Err(CryptoError::IdMismatch(_))
         ));
+    }
+
+    #[test]
+    fn padded_sizes_hide_all_but_the_top_bits() {
+        assert_eq!(padme(0), 0);
+        assert_eq!(padme(1), 1);
+        assert_eq!(padme(100), 104);
+        assert_eq!(padme(1 << 20), 1 << 20);
+        assert_eq!(padme((1 << 20) + 1), (1 << 20) + (1 << 15));
+        for len in [5u64, 77, 1000, 65_537, 1_000_000, 4 << 20, 123_456_789] {
+            let padded = padme(len);
+            assert!(
+                padded >= len && padded - len <= len / 8 + 1,
+                "{len} -> {padded}"
+            );
+            assert_eq!(padme(padded), padded);
+        }
+        // Files of sizes near each other are stored at one size.
+        let keys = LibraryKeys::generate();
+        let random = |n: usize| (0..n).map(|_| rand::random::<u8>()).collect::<Vec<_>>();
+        let sizes: std::collections::HashSet<usize> = (60_000..60_100)
+            .map(|n| seal_chunk(&keys, &random(n)).1.len())
+            .collect();
+        assert!(sizes.len() <= 2, "{sizes:?}");
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct EpochKeys {
     pub snapshot: SymmetricKey,
     /// Encrypts the library's name.
     names: SymmetricKey,
+    /// Keys the chunker's boundaries (issue 14), so the server cannot tell a known file
+    /// from the sizes of its chunks.
+    pub chunker_seed: u64,
 }
 
 impl EpochKeys {
@@ -49,6 +52,7 @@ impl EpochKeys {
                 raw,
             )),
             names: SymmetricKey::from_bytes(blake3::derive_key("ibackup 2026-12 epoch name", raw)),
+            chunker_seed: chunker_seed(raw),
             key,
         }
     }
@@ -56,6 +60,12 @@ impl EpochKeys {
     pub fn key(&self) -> &SymmetricKey {
         &self.key
     }
+}
+
+/// A nonzero 64-bit seed for the chunker's gear table (zero would mean "unkeyed").
+fn chunker_seed(raw: &[u8; 32]) -> u64 {
+    let derived = blake3::derive_key("ibackup 2026-12 epoch chunker seed", raw);
+    u64::from_le_bytes(derived[..8].try_into().expect("8 bytes")).max(1)
 }
 
 /// A library id as the 16 bytes behind its 32 hex digits.

@@ -1,5 +1,7 @@
 //! Content-defined chunking (FastCDC 2020): boundaries follow content, so an insertion early
-//! in a file changes only the chunks around it and the rest deduplicate.
+//! in a file changes only the chunks around it and the rest deduplicate. The gear table is
+//! keyed by a seed from the library's key (issue 14): without it, anyone who has a file
+//! could compute its chunk sizes and look for that sequence among a library's blobs.
 
 use std::io::Read;
 
@@ -8,9 +10,17 @@ pub const MIN_CHUNK: u32 = 256 * 1024;
 pub const AVG_CHUNK: u32 = 1024 * 1024;
 pub const MAX_CHUNK: u32 = 4 * 1024 * 1024;
 
-/// Splits everything `reader` yields into chunks.
-pub fn chunks<R: Read>(reader: R) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
-    fastcdc::v2020::StreamCDC::new(reader, MIN_CHUNK, AVG_CHUNK, MAX_CHUNK).map(|chunk| {
+/// Splits everything `reader` yields into chunks, with boundaries keyed by `seed`.
+pub fn chunks<R: Read>(reader: R, seed: u64) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
+    fastcdc::v2020::StreamCDC::with_level_and_seed(
+        reader,
+        MIN_CHUNK,
+        AVG_CHUNK,
+        MAX_CHUNK,
+        fastcdc::v2020::Normalization::Level1,
+        seed,
+    )
+    .map(|chunk| {
         chunk.map(|c| c.data).map_err(|e| match e {
             fastcdc::v2020::Error::IoError(io) => io,
             other => std::io::Error::other(other.to_string()),
@@ -23,6 +33,8 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
 
+    const SEED: u64 = 0x5eed;
+
     fn random(len: usize, seed: u64) -> Vec<u8> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         (0..len).map(|_| rng.gen()).collect()
@@ -31,15 +43,15 @@ mod tests {
     #[test]
     fn small_file_is_one_chunk_and_empty_file_none() {
         let data = random(1000, 1);
-        let parts: Vec<_> = chunks(&data[..]).map(Result::unwrap).collect();
+        let parts: Vec<_> = chunks(&data[..], SEED).map(Result::unwrap).collect();
         assert_eq!(parts, vec![data]);
-        assert_eq!(chunks(&b""[..]).count(), 0);
+        assert_eq!(chunks(&b""[..], SEED).count(), 0);
     }
 
     #[test]
     fn chunks_respect_bounds_and_reassemble() {
         let data = random(12 << 20, 2);
-        let parts: Vec<_> = chunks(&data[..]).map(Result::unwrap).collect();
+        let parts: Vec<_> = chunks(&data[..], SEED).map(Result::unwrap).collect();
         assert!(parts.len() > 3);
         for part in &parts[..parts.len() - 1] {
             assert!(part.len() >= MIN_CHUNK as usize && part.len() <= MAX_CHUNK as usize);
@@ -52,13 +64,22 @@ mod tests {
         let data = random(8 << 20, 3);
         let mut edited = b"inserted".to_vec();
         edited.extend_from_slice(&data);
-        let before: Vec<_> = chunks(&data[..]).map(Result::unwrap).collect();
-        let after: Vec<_> = chunks(&edited[..]).map(Result::unwrap).collect();
+        let before: Vec<_> = chunks(&data[..], SEED).map(Result::unwrap).collect();
+        let after: Vec<_> = chunks(&edited[..], SEED).map(Result::unwrap).collect();
         let shared = after.iter().filter(|c| before.contains(c)).count();
         assert!(
             shared >= before.len() - 2,
             "{shared} of {} chunks shared",
             before.len()
         );
+    }
+
+    #[test]
+    fn boundaries_depend_on_the_seed() {
+        let data = random(16 << 20, 4);
+        let sizes =
+            |seed| -> Vec<usize> { chunks(&data[..], seed).map(|c| c.unwrap().len()).collect() };
+        assert_eq!(sizes(SEED), sizes(SEED));
+        assert_ne!(sizes(SEED), sizes(SEED + 1));
     }
 }

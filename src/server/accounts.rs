@@ -273,6 +273,7 @@ pub fn session_response(
             wrapped_private_key: account.wrapped_private_key.clone(),
         },
         account: account_info(conn, config, account_id)?,
+        key_share: None,
     })
 }
 

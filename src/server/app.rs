@@ -67,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ACCOUNT, get(accounts::show).patch(profile::update))
         .route(routes::SESSIONS, post(sessions::login))
         .route(routes::SESSION_CURRENT, delete(sessions::logout))
+        .route(routes::SESSION_KEY_SHARE, get(sessions::key_share))
         .route(routes::PLANS, get(billing::plans))
         .route(routes::ACCOUNT_PLAN, put(billing::change_plan))
         .route(routes::ACCOUNT_CARD, post(billing::add_card))

@@ -23,7 +23,7 @@ use super::libraries::{require, Need};
 use crate::api::routes::{MAX_BATCH_BYTES, MAX_IDS_PER_REQUEST};
 use crate::api::types::{IdList, MissingResponse, UploadObject, UploadResponse};
 use crate::api::{frame, ErrorCode};
-use crate::crypto::blob::{blob_epoch, BLOB_VERSION, MIN_BLOB_LEN, OVERHEAD};
+use crate::crypto::blob::{blob_epoch, max_sealed_len, BLOB_VERSION, MIN_BLOB_LEN};
 use crate::crypto::{BlobKind, ObjectId};
 use crate::model::chunker::MAX_CHUNK;
 
@@ -75,8 +75,8 @@ pub async fn missing(
 /// Checks one declared object against what the server can know about it.
 fn check_object(object: &UploadObject, blob: &[u8]) -> ApiResult<()> {
     let max = match object.kind {
-        BlobKind::Chunk => MAX_CHUNK as usize + OVERHEAD,
-        BlobKind::Tree | BlobKind::Snapshot => MAX_METADATA_BLOB,
+        BlobKind::Chunk => max_sealed_len(MAX_CHUNK as usize),
+        BlobKind::Tree | BlobKind::Snapshot => max_sealed_len(MAX_METADATA_BLOB),
     };
     if blob.len() < MIN_BLOB_LEN || blob.len() > max {
         return Err(ApiError::bad_request(format!(

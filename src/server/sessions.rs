@@ -18,7 +18,7 @@ use super::extract::{new_token, session_cookie, ApiJson, Caller};
 use super::throttle::Guess;
 use super::validate;
 use crate::api::account::{SessionList, SessionsEnded};
-use crate::api::types::{LoginRequest, SessionResponse};
+use crate::api::types::{KeyShare, LoginRequest, SessionResponse};
 use crate::api::ErrorCode;
 use crate::crypto::kdf;
 
@@ -105,15 +105,30 @@ impl SessionStart {
         config: &ServerConfig,
         account_id: i64,
     ) -> ApiResult<SessionResponse> {
-        let session_id = sessions::create(
+        let (session_id, key_share) = sessions::create(
             conn,
             account_id,
             &self.token_hash,
             self.client.as_deref(),
             Some(&self.address),
         )?;
-        session_response(conn, config, account_id, self.token, session_id)
+        let mut response = session_response(conn, config, account_id, self.token, session_id)?;
+        response.key_share = Some(key_share.to_vec());
+        Ok(response)
     }
+}
+
+/// The key share of the caller's session: a session file's account key opens with it only
+/// while the session lives.
+pub async fn key_share(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<KeyShare>> {
+    let share = state
+        .db
+        .call(move |conn| sessions::key_share(conn, &caller.session_id))
+        .await?
+        .ok_or_else(|| {
+            ApiError::unauthorized("this session has no key share; run `ibackup login` again")
+        })?;
+    Ok(Json(KeyShare { key_share: share }))
 }
 
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {

@@ -47,7 +47,14 @@ fn session_files_are_private_and_logout_revokes_the_token() {
     let token = client.session_token();
     let (status, _) = raw_request(&server, "GET", "/api/v1/account", Some(&token), None);
     assert_eq!(status, 200);
+    // A copy of the file: while the session lives its token unseals the account key...
+    let copy = std::fs::read_to_string(&session).unwrap();
+    assert!(client
+        .private_key_from_session_file(&server, &copy)
+        .is_some());
     client.run(&["logout"]).ok();
+    // ... and once it ended, the copy opens nothing.
+    assert_eq!(client.private_key_from_session_file(&server, &copy), None);
     assert!(!session.exists());
     let (status, body) = raw_request(&server, "GET", "/api/v1/account", Some(&token), None);
     assert_eq!(status, 401, "{body}");

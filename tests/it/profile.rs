@@ -242,6 +242,7 @@ fn password_change_and_recovery_keep_the_data_and_end_other_sessions() {
     fs::write(source.path().join("a.txt"), b"kept through it all").unwrap();
     laptop.backup(&[source.path()]).ok();
 
+    let phone_copy = fs::read_to_string(phone.config_dir().join("session.json")).unwrap();
     let new_password = "a whole new password";
     let run = laptop.run_with(&["account", "password"], |c| {
         c.env("IBACKUP_PASSWORD", "wrong current password");
@@ -260,6 +261,11 @@ fn password_change_and_recovery_keep_the_data_and_end_other_sessions() {
         .json();
     assert_eq!(changed["sessions_ended"], 1);
     assert_eq!(phone.run(&["snapshots"]).code, 1);
+    // A copy of the phone's session file is useless now: its key share is gone.
+    assert_eq!(
+        phone.private_key_from_session_file(&server, &phone_copy),
+        None
+    );
     let old = phone.run(&[
         "login",
         "--server",
@@ -346,8 +352,9 @@ fn password_change_and_recovery_keep_the_data_and_end_other_sessions() {
 /// account's private key in it and set a password of their own. Returns the status.
 fn recover_with_session_file(server: &TestServer, victim: &TestClient) -> (u16, serde_json::Value) {
     let text = fs::read_to_string(victim.config_dir().join("session.json")).unwrap();
-    let file: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let secret = b64::decode(file["private_key"].as_str().unwrap()).unwrap();
+    let secret = victim
+        .private_key_from_session_file(server, &text)
+        .expect("the session is live");
     let keys = ibackup::crypto::AccountKeyPair::from_secret_bytes(&secret).unwrap();
     let email = json!({ "email": victim.email }).to_string().into_bytes();
     let (status, challenge) = raw_request(

@@ -732,10 +732,10 @@ fn the_server_holds_no_key_and_no_name_in_the_clear() {
         .ok();
     let mut secrets: Vec<(String, Vec<u8>)> = Vec::new();
     for client in [&alice, &bob] {
-        let session: serde_json::Value =
-            serde_json::from_slice(&fs::read(client.config_dir().join("session.json")).unwrap())
-                .unwrap();
-        let private = ibackup::api::b64::decode(session["private_key"].as_str().unwrap()).unwrap();
+        let file = fs::read_to_string(client.config_dir().join("session.json")).unwrap();
+        let private = client
+            .private_key_from_session_file(&server, &file)
+            .expect("the session is live");
         secrets.push((format!("{} private key", client.email), private));
     }
     for display in ["Backups", "Tax Papers 2026"] {

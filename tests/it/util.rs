@@ -405,6 +405,36 @@ impl TestClient {
         self.run(&["account", "show", "--json"]).ok().json()
     }
 
+    /// The account's private key as someone holding a copy of `session.json` gets it: only
+    /// by fetching the session's key share with its token, so `None` once the session ended.
+    pub fn private_key_from_session_file(
+        &self,
+        server: &TestServer,
+        file: &str,
+    ) -> Option<Vec<u8>> {
+        use ibackup::api::b64;
+        let value: serde_json::Value = serde_json::from_str(file).unwrap();
+        assert!(
+            value.get("private_key").is_none(),
+            "the private key is in the clear: {file}"
+        );
+        let token = value["token"].as_str().unwrap();
+        let (status, share) = raw_request(
+            server,
+            "GET",
+            ibackup::api::routes::SESSION_KEY_SHARE,
+            Some(token),
+            None,
+        );
+        if status != 200 {
+            return None;
+        }
+        let share = b64::decode(share["key_share"].as_str().unwrap()).unwrap();
+        let sealed = b64::decode(value["private_key_sealed"].as_str().unwrap()).unwrap();
+        let key = ibackup::crypto::SymmetricKey::from_slice(&share).unwrap();
+        Some(key.unwrap_secret(&sealed).unwrap().to_vec())
+    }
+
     pub fn session_token(&self) -> String {
         let text = fs::read_to_string(self.config_dir().join("session.json")).unwrap();
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();

@@ -155,12 +155,21 @@ pub fn save_session(
     response: &SessionResponse,
     pair: &AccountKeyPair,
 ) -> Result<()> {
+    let secret = pair.secret_bytes();
+    let (private_key_sealed, private_key) = match &response.key_share {
+        Some(share) => (
+            crate::api::b64::encode(&SymmetricKey::from_slice(share)?.wrap(secret.as_ref())),
+            String::new(),
+        ),
+        None => (String::new(), crate::api::b64::encode(secret.as_ref())),
+    };
     SessionFile {
         server: remote.base().to_owned(),
         email: response.account.email.clone(),
         session_id: response.session_id.clone(),
         token: response.token.clone(),
-        private_key: crate::api::b64::encode(pair.secret_bytes().as_ref()),
+        private_key_sealed,
+        private_key,
     }
     .save(paths)
 }

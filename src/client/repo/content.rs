@@ -161,7 +161,8 @@ fn read_file(shared: &Shared<'_>, job: &FileJob, tx: &Sender<Chunk>) -> FileRead
         };
         let mut chunks = Vec::new();
         let mut size = 0u64;
-        for piece in chunker::chunks(BufReader::with_capacity(1 << 20, &file)) {
+        let seed = shared.store.keys().newest().chunker_seed;
+        for piece in chunker::chunks(BufReader::with_capacity(1 << 20, &file), seed) {
             let data = match piece {
                 Ok(data) => data,
                 Err(e) => return FileRead::Failed(format!("{}: {e}; skipped", path.display())),

@@ -272,6 +272,8 @@ CREATE TABLE holds (
     // recovery key's proof, stored as its SHA-256 (`recovery_proof_hash`; null for older
     // accounts until `account recovery-key` sets one). Marketing goes only to confirmed
     // addresses (`email_confirmed_at`; null for every older account until it confirms).
+    // Each session holds the key that seals the account key in its session file
+    // (`key_share`), dropped when the session ends.
     r#"
 CREATE TABLE login_throttle_ms (
     key BLOB PRIMARY KEY,
@@ -282,6 +284,7 @@ DROP TABLE login_throttle;
 ALTER TABLE accounts ADD COLUMN billing_lock_until INTEGER;
 ALTER TABLE accounts ADD COLUMN recovery_proof_hash BLOB;
 ALTER TABLE accounts ADD COLUMN email_confirmed_at INTEGER;
+ALTER TABLE sessions ADD COLUMN key_share BLOB;
 "#,
 ];
 

@@ -6,21 +6,44 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::{now, random_id, DbError};
 pub use crate::api::account::SessionRecord as Record;
 
+/// Starts a session; returns its id and its key share (the key the client seals the
+/// account key under in its session file; dropped when the session ends).
 pub fn create(
     conn: &Connection,
     account_id: i64,
     token_hash: &[u8],
     client: Option<&str>,
     address: Option<&str>,
-) -> Result<String, DbError> {
+) -> Result<(String, [u8; 32]), DbError> {
     let id = random_id();
     let time = now();
+    let share: [u8; 32] = rand::random();
     conn.execute(
-        "INSERT INTO sessions (id, account_id, token_hash, client, address, created_at, last_seen) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
-        params![id, account_id, token_hash, client, address, time],
+        "INSERT INTO sessions (id, account_id, token_hash, client, address, created_at, \
+         last_seen, key_share) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+        params![
+            id,
+            account_id,
+            token_hash,
+            client,
+            address,
+            time,
+            &share[..]
+        ],
     )?;
-    Ok(id)
+    Ok((id, share))
+}
+
+/// The key share of a live session.
+pub fn key_share(conn: &Connection, session_id: &str) -> Result<Option<Vec<u8>>, DbError> {
+    Ok(conn
+        .query_row(
+            "SELECT key_share FROM sessions WHERE id = ?1 AND revoked_at IS NULL",
+            [session_id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .flatten())
 }
 
 /// A live (not revoked) session found by its token hash.
@@ -51,7 +74,8 @@ pub fn lookup(conn: &Connection, token_hash: &[u8]) -> Result<Option<Live>, DbEr
 
 pub fn revoke(conn: &Connection, session_id: &str) -> Result<(), DbError> {
     conn.execute(
-        "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+        "UPDATE sessions SET revoked_at = ?2, key_share = NULL WHERE id = ?1 \
+         AND revoked_at IS NULL",
         params![session_id, now()],
     )?;
     Ok(())
@@ -80,7 +104,7 @@ pub fn revoke_others(
     keep: Option<&str>,
 ) -> Result<usize, DbError> {
     Ok(conn.execute(
-        "UPDATE sessions SET revoked_at = ?3 \
+        "UPDATE sessions SET revoked_at = ?3, key_share = NULL \
          WHERE account_id = ?1 AND revoked_at IS NULL AND id IS NOT ?2",
         params![account_id, keep, now()],
     )?)
