@@ -389,3 +389,44 @@ fn out_of_file_descriptors_the_server_waits_instead_of_spinning() {
     let (status, body) = raw_request(&server, "GET", routes::HEALTH, None, None);
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn uploads_past_the_memory_bound_wait_before_their_bodies_are_read() {
+    let (server, _logs) =
+        configured_with_limit("upload_memory = \"512MiB\"", "upload_memory = \"64MiB\"");
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    let token = alice.session_token();
+    let library = crate::sharing::open(&alice, "Backups").info.id;
+    let path = routes::library(routes::OBJECTS_UPLOAD, &library);
+    // One upload announces 64 MiB and sends a little of it: it holds the whole bound.
+    let mut first = connect_tls(&server);
+    write!(
+        first,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Length: {}\r\n\r\n",
+        64 << 20
+    )
+    .unwrap();
+    first.write_all(&[0u8; 4096]).unwrap();
+    first.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // A second, small one waits for it before a byte of its body is read.
+    let (sent, answer) = std::sync::mpsc::channel();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let body = Some(("application/octet-stream", vec![0u8; 1000]));
+            let _ = sent.send(raw_request(&server, "POST", &path, Some(&token), body).0);
+        });
+        assert!(
+            answer.recv_timeout(Duration::from_secs(2)).is_err(),
+            "a second upload was read while the first held the upload memory"
+        );
+        drop(first);
+        let status = answer.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert_eq!(
+            status, 400,
+            "the garbage upload is read and refused once there is room"
+        );
+    });
+}
