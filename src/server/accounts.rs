@@ -24,7 +24,7 @@ use crate::api::ErrorCode;
 use crate::crypto::kdf::{self, KdfParams};
 
 /// Wrapped 32-byte keys: nonce, key, tag.
-const WRAPPED_KEY_LEN: std::ops::RangeInclusive<usize> = 60..=60;
+pub const WRAPPED_KEY_LEN: std::ops::RangeInclusive<usize> = 60..=60;
 
 pub async fn prelogin(
     State(state): State<AppState>,

@@ -14,8 +14,8 @@ use super::error::ApiError;
 use super::mail::Mailer;
 use super::records::SessionRecords;
 use super::{
-    accounts, addresses, billing, libraries, links, objects, privacy, profile, records, retention,
-    sessions, sharing,
+    accounts, addresses, billing, libraries, links, objects, privacy, profile, records, recovery,
+    retention, sessions, sharing,
 };
 use crate::api::routes;
 use crate::api::types::Health;
@@ -83,7 +83,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             routes::ACCOUNT_RECOVERY_KEY,
-            post(profile::new_recovery_key),
+            post(recovery::new_recovery_key),
         )
         .route(routes::ACCOUNT_SESSIONS, get(sessions::list))
         .route(routes::ACCOUNT_SESSION, delete(sessions::revoke))
@@ -93,8 +93,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route(routes::ACCOUNT_EXPORT, get(privacy::export))
         .route(routes::ACCOUNT_DELETE, post(privacy::delete))
-        .route(routes::RECOVERY_CHALLENGE, post(profile::recovery_start))
-        .route(routes::RECOVERY_COMPLETE, post(profile::recovery_complete))
+        .route(routes::RECOVERY_CHALLENGE, post(recovery::recovery_start))
+        .route(routes::RECOVERY_COMPLETE, post(recovery::recovery_complete))
         .route(
             routes::OPTOUT,
             get(profile::optout_page).post(profile::optout),

@@ -25,6 +25,7 @@ pub mod objects;
 pub mod privacy;
 pub mod profile;
 pub mod records;
+pub mod recovery;
 pub mod retention;
 pub mod sessions;
 pub mod sharing;

@@ -1,29 +1,26 @@
 //! My Profile: correcting details, marketing consent (with the opt-out link that needs no
-//! login), changing the password, and recovery with the recovery key.
+//! login), and changing the password. Recovery is in `recovery`.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::HeaderName;
 use axum::Json;
 use subtle::ConstantTimeEq;
 
-use super::accounts::{account_info, check_login, recovery_proof_hash, PreparedLogin};
+use super::accounts::{account_info, check_login, PreparedLogin};
 use super::app::AppState;
-use super::db::{self, accounts, sessions};
+use super::db::{accounts, sessions};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
-use super::sessions::{invalid_credentials, verify, SessionStart};
-use super::throttle::Guess;
+use super::sessions::confirm_password;
 use super::validate;
 use crate::api::account::{
-    ConsentRequest, PasswordChangeRequest, RecoveryChallenge, RecoveryCompleteRequest,
-    RecoveryKeyRequest, RecoveryStartRequest, SessionsEnded, UpdateProfileRequest,
+    ConsentRequest, PasswordChangeRequest, SessionsEnded, UpdateProfileRequest,
 };
-use crate::api::types::{AccountInfo, SessionResponse};
+use crate::api::types::AccountInfo;
 use crate::api::ErrorCode;
-use crate::crypto::AccountKeyPair;
 
 /// Changes names and the e-mail address. A new address needs the password (a stolen
 /// session must not move the account to another inbox), is unconfirmed until its mailed
@@ -57,21 +54,14 @@ pub async fn update(
         .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
     let changing = email.clone().filter(|new| *new != current.email);
     if changing.is_some() {
-        let secret = req.current_auth_secret.clone().ok_or_else(|| {
+        let secret = req.current_auth_secret.as_deref().ok_or_else(|| {
             ApiError::bad_request(
                 "changing the e-mail address needs the password; `ibackup account update \
                  --email` asks for it",
             )
         })?;
-        validate::bytes_len("current_auth_secret", &secret, 32..=32)?;
-        verify(&state, &current.email, secret, peer.ip())
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::InvalidCredentials,
-                    "the password is wrong; the e-mail address was not changed",
-                )
-            })?;
+        let refused = "the password is wrong; the e-mail address was not changed";
+        confirm_password(&state, current.id, secret, peer.ip(), refused).await?;
     }
     let config = state.config.clone();
     let info = state
@@ -225,23 +215,14 @@ pub async fn change_password(
     ApiJson(req): ApiJson<PasswordChangeRequest>,
 ) -> ApiResult<Json<SessionsEnded>> {
     check_login(&req.login)?;
-    validate::bytes_len("current_auth_secret", &req.current_auth_secret, 32..=32)?;
-    let email = state
-        .db
-        .call(move |conn| -> ApiResult<String> {
-            Ok(accounts::by_id(conn, caller.account_id)?
-                .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?
-                .email)
-        })
-        .await?;
-    let account = verify(&state, &email, req.current_auth_secret.clone(), peer.ip())
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidCredentials,
-                "the current password is wrong; nothing was changed",
-            )
-        })?;
+    let account = confirm_password(
+        &state,
+        caller.account_id,
+        &req.current_auth_secret,
+        peer.ip(),
+        "the current password is wrong; nothing was changed",
+    )
+    .await?;
     let login = PreparedLogin::hash(&state, &req.login).await?;
     let ended = state
         .db
@@ -256,192 +237,6 @@ pub async fn change_password(
     Ok(Json(SessionsEnded {
         sessions_ended: ended as u64,
     }))
-}
-
-/// Replaces the recovery key (the old one stops working): for accounts from before recovery
-/// proofs, and after a recovery key was exposed. Needs the password.
-pub async fn new_recovery_key(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    caller: Caller,
-    ApiJson(req): ApiJson<RecoveryKeyRequest>,
-) -> ApiResult<StatusCode> {
-    validate::bytes_len("current_auth_secret", &req.current_auth_secret, 32..=32)?;
-    validate::bytes_len(
-        "recovery_wrapped_private_key",
-        &req.recovery_wrapped_private_key,
-        60..=60,
-    )?;
-    validate::bytes_len("recovery_proof", &req.recovery_proof, 32..=32)?;
-    let email = state
-        .db
-        .call(move |conn| -> ApiResult<String> {
-            Ok(accounts::by_id(conn, caller.account_id)?
-                .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?
-                .email)
-        })
-        .await?;
-    let account = verify(&state, &email, req.current_auth_secret.clone(), peer.ip())
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidCredentials,
-                "the password is wrong; the recovery key was not changed",
-            )
-        })?;
-    let proof_hash = recovery_proof_hash(&req.recovery_proof);
-    state
-        .db
-        .call(move |conn| {
-            accounts::set_recovery(
-                conn,
-                account.id,
-                &req.recovery_wrapped_private_key,
-                &proof_hash,
-            )
-        })
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// How long a recovery challenge stays valid.
-const CHALLENGE_SECS: i64 = 600;
-
-fn challenge_mac(secret: &[u8; 32], account_id: i64, time: i64, auth_hash: &str) -> [u8; 32] {
-    let mut hasher = blake3::Hasher::new_keyed(secret);
-    hasher.update(b"recovery challenge\0");
-    hasher.update(&account_id.to_be_bytes());
-    hasher.update(&time.to_be_bytes());
-    // A completed recovery changes the hash, which voids older challenges.
-    hasher.update(auth_hash.as_bytes());
-    *hasher.finalize().as_bytes()
-}
-
-pub async fn recovery_start(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<RecoveryStartRequest>,
-) -> ApiResult<Json<RecoveryChallenge>> {
-    let email = validate::email(&req.email)?;
-    let lookup = email.clone();
-    let found = state
-        .db
-        .call(move |conn| -> ApiResult<_> {
-            match accounts::by_email(conn, &lookup)? {
-                Some(account) => {
-                    let wrapped = accounts::recovery_wrapped_key(conn, account.id)?;
-                    Ok(Some((account, wrapped)))
-                }
-                None => Ok(None),
-            }
-        })
-        .await?;
-    let now = db::now();
-    let response = match found {
-        Some((account, wrapped)) => {
-            let mut plain = Vec::with_capacity(48);
-            plain.extend_from_slice(&account.id.to_be_bytes());
-            plain.extend_from_slice(&now.to_be_bytes());
-            plain.extend_from_slice(&challenge_mac(
-                &state.secret,
-                account.id,
-                now,
-                &account.auth_hash,
-            ));
-            RecoveryChallenge {
-                recovery_wrapped_private_key: wrapped,
-                challenge: AccountKeyPair::seal_to(&account.public_key, &plain)
-                    .map_err(ApiError::internal)?,
-            }
-        }
-        // Same shapes for an unknown address, stable per address.
-        None => {
-            let mut hasher = blake3::Hasher::new_keyed(&state.secret);
-            hasher.update(b"recovery stand-in\0");
-            hasher.update(email.as_bytes());
-            let mut stream = hasher.finalize_xof();
-            let mut wrapped = vec![0u8; 60];
-            let mut public = [0u8; 32];
-            stream.fill(&mut wrapped);
-            stream.fill(&mut public);
-            RecoveryChallenge {
-                recovery_wrapped_private_key: wrapped,
-                challenge: AccountKeyPair::seal_to(&public, &[0u8; 48])
-                    .map_err(ApiError::internal)?,
-            }
-        }
-    };
-    Ok(Json(response))
-}
-
-pub async fn recovery_complete(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    ApiJson(req): ApiJson<RecoveryCompleteRequest>,
-) -> ApiResult<(StatusCode, [(HeaderName, String); 1], Json<SessionResponse>)> {
-    let email = validate::email(&req.email).map_err(|_| invalid_credentials())?;
-    check_login(&req.login)?;
-    let refused = || {
-        ApiError::new(
-            ErrorCode::InvalidCredentials,
-            "the recovery did not verify; start again with `ibackup account recover`",
-        )
-    };
-    let guess = Guess::new(&state, "recovery", &email, peer.ip());
-    let lookup = email.clone();
-    let answer = req.answer.clone();
-    let secret = state.secret.clone();
-    let proof = req.recovery_proof.clone();
-    let account = state
-        .db
-        .call(move |conn| -> ApiResult<_> {
-            guess.begin(conn)?;
-            let account = accounts::by_email(conn, &lookup)?;
-            let valid = match &account {
-                Some(account) => match accounts::recovery_proof_hash(conn, account.id)? {
-                    // The recovery key itself must be shown: the account's private key (in
-                    // every session file) opens the challenge, but does not give this.
-                    Some(stored) => proof.as_deref().is_some_and(|proof| {
-                        bool::from(recovery_proof_hash(proof).ct_eq(&stored[..]))
-                    }),
-                    None => legacy_answer_valid(&secret, account, &answer),
-                },
-                None => false,
-            };
-            guess.finish(conn, valid)?;
-            Ok(if valid { account } else { None })
-        })
-        .await?
-        .ok_or_else(refused)?;
-    let login = PreparedLogin::hash(&state, &req.login).await?;
-    let config = state.config.clone();
-    let session = SessionStart::new(&config, req.client.as_deref(), peer);
-    let cookie = session.cookie.clone();
-    let response = state
-        .db
-        .call(move |conn| -> ApiResult<SessionResponse> {
-            let tx = conn.transaction()?;
-            accounts::set_login(&tx, account.id, &login.stored())?;
-            sessions::revoke_others(&tx, account.id, None)?;
-            let response = session.create(&tx, &config, account.id)?;
-            tx.commit()?;
-            Ok(response)
-        })
-        .await?;
-    Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(response)))
-}
-
-/// An account made before recovery proofs is recovered by opening the challenge sealed to
-/// its public key (which its private key does; `account recovery-key` ends this).
-fn legacy_answer_valid(secret: &[u8; 32], account: &accounts::AccountRow, answer: &[u8]) -> bool {
-    if answer.len() != 48 {
-        return false;
-    }
-    let id = i64::from_be_bytes(answer[..8].try_into().expect("8 bytes"));
-    let time = i64::from_be_bytes(answer[8..16].try_into().expect("8 bytes"));
-    let expected = challenge_mac(secret, account.id, time, &account.auth_hash);
-    id == account.id
-        && (0..=CHALLENGE_SECS).contains(&(db::now() - time))
-        && bool::from(answer[16..].ct_eq(&expected))
 }
 
 #[cfg(test)]

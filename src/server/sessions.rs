@@ -57,6 +57,29 @@ pub async fn verify(
     Ok(if success { account } else { None })
 }
 
+/// The caller's own account, if `secret` is its password's auth secret (checked as a login
+/// is, under the same throttle); otherwise 401 with `refused`, which says what was not done.
+pub async fn confirm_password(
+    state: &AppState,
+    account_id: i64,
+    secret: &[u8],
+    from: IpAddr,
+    refused: &str,
+) -> ApiResult<accounts::AccountRow> {
+    validate::bytes_len("current_auth_secret", secret, 32..=32)?;
+    let email = state
+        .db
+        .call(move |conn| -> ApiResult<String> {
+            Ok(accounts::by_id(conn, account_id)?
+                .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?
+                .email)
+        })
+        .await?;
+    verify(state, &email, secret.to_vec(), from)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidCredentials, refused))
+}
+
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

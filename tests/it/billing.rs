@@ -256,11 +256,19 @@ fn failed_payments_are_refused_and_reported_and_renewals_charge_again() {
     assert_eq!(paid, 2, "{invoices}");
 }
 
-#[test]
-fn cancel_keeps_data_readable_for_the_grace_period_then_deletes_it() {
+/// A server whose canceled accounts keep their data for `grace`, and alice on it with one
+/// backup of a folder (returned with the server's log folder).
+fn alice_with_a_backup(
+    grace: &str,
+) -> (TestServer, TestClient, tempfile::TempDir, tempfile::TempDir) {
     let logs = tempfile::tempdir().unwrap();
     let server = TestServer::start_configured(
-        |c| c.replace("cancel_grace = \"30days\"", "cancel_grace = \"4s\""),
+        |c| {
+            c.replace(
+                "cancel_grace = \"30days\"",
+                &format!("cancel_grace = \"{grace}\""),
+            )
+        },
         &logs.path().join("log"),
     );
     let alice = TestClient::new("alice@example.com");
@@ -268,6 +276,12 @@ fn cancel_keeps_data_readable_for_the_grace_period_then_deletes_it() {
     let source = tempfile::tempdir().unwrap();
     fs::write(source.path().join("kept.txt"), b"still here").unwrap();
     alice.backup(&[source.path()]).ok();
+    (server, alice, source, logs)
+}
+
+#[test]
+fn cancel_keeps_data_readable_for_the_grace_period_then_deletes_it() {
+    let (server, alice, source, _logs) = alice_with_a_backup("4s");
 
     let canceled = alice.run(&["account", "cancel", "--json"]).ok().json();
     assert_eq!(canceled["status"], "canceled");
@@ -413,16 +427,7 @@ fn parallel_billing_changes_charge_and_credit_once() {
 
 #[test]
 fn expiry_leaves_alone_an_account_whose_billing_is_being_changed() {
-    let logs = tempfile::tempdir().unwrap();
-    let server = TestServer::start_configured(
-        |c| c.replace("cancel_grace = \"30days\"", "cancel_grace = \"2s\""),
-        &logs.path().join("log"),
-    );
-    let alice = TestClient::new("alice@example.com");
-    alice.register(&server);
-    let source = tempfile::tempdir().unwrap();
-    fs::write(source.path().join("kept.txt"), b"still here").unwrap();
-    alice.backup(&[source.path()]).ok();
+    let (server, alice, _source, _logs) = alice_with_a_backup("2s");
     alice.run(&["account", "cancel"]).ok();
     std::thread::sleep(std::time::Duration::from_secs(3));
 
