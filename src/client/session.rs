@@ -58,6 +58,29 @@ pub enum Listed {
     },
 }
 
+/// Rewrites a session file from before key shares, whose account key is in the clear, with
+/// the key sealed under the session's share. Best effort: an older server without shares,
+/// or no connection, leaves the file as it is until the next time.
+fn seal_legacy_file(paths: &Paths, file: &SessionFile, remote: &Remote, secret: &[u8]) {
+    let Ok(share) = remote.get::<KeyShare>(routes::SESSION_KEY_SHARE) else {
+        return;
+    };
+    let Ok(key) = SymmetricKey::from_slice(&share.key_share) else {
+        return;
+    };
+    let sealed = SessionFile {
+        server: file.server.clone(),
+        email: file.email.clone(),
+        session_id: file.session_id.clone(),
+        token: file.token.clone(),
+        private_key_sealed: crate::api::b64::encode(&key.wrap(secret)),
+        private_key: String::new(),
+    };
+    if let Err(e) = sealed.save(paths) {
+        tracing::warn!("the session file keeps its key in the clear: {e}");
+    }
+}
+
 /// A new random library id (128 bits as 32 hex digits), chosen by the client because the
 /// grant and the sealed name are bound to it.
 pub fn new_library_id() -> String {
@@ -105,7 +128,11 @@ impl Session {
             .with_seen(super::seen::SeenHeads::new(paths, &file.server));
         let damaged = || ClientError::State("the session file is damaged; log in again".into());
         let secret = if file.private_key_sealed.is_empty() {
-            zeroize::Zeroizing::new(crate::api::b64::decode(&file.private_key).ok_or_else(damaged)?)
+            let secret = zeroize::Zeroizing::new(
+                crate::api::b64::decode(&file.private_key).ok_or_else(damaged)?,
+            );
+            seal_legacy_file(paths, &file, &remote, &secret);
+            secret
         } else {
             // The key share lives on the server only while the session does.
             let share: KeyShare = remote.get(routes::SESSION_KEY_SHARE)?;

@@ -69,6 +69,39 @@ fn session_files_are_private_and_logout_revokes_the_token() {
 }
 
 #[test]
+fn a_session_file_from_before_key_shares_is_sealed_at_its_next_use() {
+    let server = TestServer::start();
+    let client = TestClient::new("carol@example.com");
+    client.register(&server);
+    let path = client.config_dir().join("session.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let secret = client
+        .private_key_from_session_file(&server, &text)
+        .unwrap();
+    // What an older client wrote (the key in the clear) for a session without a share.
+    let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let fields = old.as_object_mut().unwrap();
+    fields.remove("private_key_sealed");
+    fields.insert(
+        "private_key".into(),
+        ibackup::api::b64::encode(&secret).into(),
+    );
+    std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
+    server
+        .db()
+        .execute("UPDATE sessions SET key_share = NULL", [])
+        .unwrap();
+    client.run(&["snapshots"]).ok();
+    let sealed = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        client.private_key_from_session_file(&server, &sealed),
+        Some(secret),
+        "{sealed}"
+    );
+    client.run(&["snapshots"]).ok();
+}
+
+#[test]
 fn another_accounts_library_is_refused() {
     let server = TestServer::start();
     let alice = TestClient::new("alice@example.com");

@@ -34,8 +34,15 @@ pub fn create(
     Ok((id, share))
 }
 
-/// The key share of a live session.
+/// The key share of a live session; one is made for a session from before key shares,
+/// so its client can seal the key it holds in the clear.
 pub fn key_share(conn: &Connection, session_id: &str) -> Result<Option<Vec<u8>>, DbError> {
+    let made: [u8; 32] = rand::random();
+    conn.execute(
+        "UPDATE sessions SET key_share = ?2 WHERE id = ?1 AND revoked_at IS NULL \
+         AND key_share IS NULL",
+        params![session_id, &made[..]],
+    )?;
     Ok(conn
         .query_row(
             "SELECT key_share FROM sessions WHERE id = ?1 AND revoked_at IS NULL",
