@@ -33,6 +33,8 @@ pub struct Store<'a> {
     pub keys: LibraryKeys,
     /// The last head checked, so loading it again costs no request.
     head: Mutex<Option<(ObjectId, Snapshot)>>,
+    /// The last snapshot uploaded, remembered as seen without a request once it is the head.
+    uploaded: Mutex<Option<(ObjectId, Snapshot)>>,
 }
 
 impl<'a> Store<'a> {
@@ -43,17 +45,24 @@ impl<'a> Store<'a> {
             name: library.display(),
             keys: library.keys.clone(),
             head: Mutex::new(None),
+            uploaded: Mutex::new(None),
         }
+    }
+
+    /// Remembers `snapshot`, of id `id`, as the head seen (see `client::seen`).
+    fn seen_head(&self, id: ObjectId, snapshot: Snapshot) -> Result<()> {
+        if let Some(seen) = self.remote.seen() {
+            seen.check(&self.library_id, &self.name, id, snapshot.generation)?;
+        }
+        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, snapshot));
+        Ok(())
     }
 
     /// Loads the snapshot `id` the server calls the head, and refuses it if this computer
     /// has seen a newer state of the library (see `client::seen`).
     pub fn checked_head(&self, id: ObjectId) -> Result<Snapshot> {
         let snapshot = self.load_snapshot(&id)?;
-        if let Some(seen) = self.remote.seen() {
-            seen.check(&self.library_id, &self.name, id, snapshot.generation)?;
-        }
-        *self.head.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, snapshot.clone()));
+        self.seen_head(id, snapshot.clone())?;
         Ok(snapshot)
     }
 
@@ -183,7 +192,17 @@ impl Repo for Store<'_> {
         {
             Ok(_) => {
                 // Remember the new head at once, so a server that drops it is caught.
-                self.checked_head(new)?;
+                let uploaded = self
+                    .uploaded
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                match uploaded {
+                    Some((id, snapshot)) if id == new => self.seen_head(id, snapshot)?,
+                    _ => {
+                        self.checked_head(new)?;
+                    }
+                }
                 Ok(Ok(()))
             }
             Err(RemoteError::Api { body, .. }) if body.error == ErrorCode::HeadMoved => {
@@ -191,6 +210,12 @@ impl Repo for Store<'_> {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    fn upload_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
+        let (id, bytes) = crate::client::repo::seal_and_upload(self, snapshot)?;
+        *self.uploaded.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, snapshot.clone()));
+        Ok((id, bytes))
     }
 
     fn load_snapshot(&self, id: &ObjectId) -> Result<Snapshot> {

@@ -83,26 +83,31 @@ pub trait Repo: ObjectSource {
     /// Seals and uploads a snapshot (its tree must be stored); returns its id and the bytes
     /// sent. The head does not move until `set_head`.
     fn upload_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
-        let (id, blob) = self.keys().seal_snapshot(&snapshot.encode());
-        let bytes = blob.len() as u64;
-        let object = UploadObject {
-            id,
-            kind: BlobKind::Snapshot,
-            len: blob.len() as u32,
-            refs: vec![snapshot.tree.id()],
-            snapshot: Some(SnapshotMeta {
-                time_ns: snapshot.time_ns,
-                parent: snapshot.parent,
-                tag_macs: snapshot
-                    .tags
-                    .iter()
-                    .map(|t| self.keys().tag_mac(t))
-                    .collect(),
-            }),
-        };
-        let mut batch = Batch::default();
-        batch.push(object, blob);
-        self.upload(batch)?;
-        Ok((id, bytes))
+        seal_and_upload(self, snapshot)
     }
+}
+
+/// What [`Repo::upload_snapshot`] does, for implementations that add to it.
+pub fn seal_and_upload<R: Repo + ?Sized>(repo: &R, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
+    let (id, blob) = repo.keys().seal_snapshot(&snapshot.encode());
+    let bytes = blob.len() as u64;
+    let object = UploadObject {
+        id,
+        kind: BlobKind::Snapshot,
+        len: blob.len() as u32,
+        refs: vec![snapshot.tree.id()],
+        snapshot: Some(SnapshotMeta {
+            time_ns: snapshot.time_ns,
+            parent: snapshot.parent,
+            tag_macs: snapshot
+                .tags
+                .iter()
+                .map(|t| repo.keys().tag_mac(t))
+                .collect(),
+        }),
+    };
+    let mut batch = Batch::default();
+    batch.push(object, blob);
+    repo.upload(batch)?;
+    Ok((id, bytes))
 }
