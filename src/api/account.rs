@@ -132,6 +132,34 @@ pub struct RecoveryKeyRequest {
     pub recovery_proof: Vec<u8>,
 }
 
+/// A library key granted anew by an account whose key pair changes: to itself (each
+/// library it belongs to) and to each member of the libraries it owns.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct KeyGrant {
+    pub library: String,
+    pub email: String,
+    pub epoch: u32,
+    #[serde(with = "super::b64")]
+    pub grant: Vec<u8>,
+}
+
+/// A new account key pair: its public key, the private key wrapped under the password and
+/// a new recovery key, and every grant that named the old key, made again from the new one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RotateKeysRequest {
+    #[serde(with = "super::b64")]
+    pub current_auth_secret: Vec<u8>,
+    #[serde(with = "super::b64")]
+    pub public_key: Vec<u8>,
+    #[serde(flatten)]
+    pub login: super::types::LoginMaterial,
+    #[serde(with = "super::b64")]
+    pub recovery_wrapped_private_key: Vec<u8>,
+    #[serde(with = "super::b64")]
+    pub recovery_proof: Vec<u8>,
+    pub grants: Vec<KeyGrant>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SessionsEnded {
     pub sessions_ended: u64,

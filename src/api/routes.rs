@@ -16,6 +16,7 @@ pub const ACCOUNT_REACTIVATE: &str = "/api/v1/account/reactivate";
 pub const ACCOUNT_CONSENT: &str = "/api/v1/account/consent";
 pub const ACCOUNT_PASSWORD: &str = "/api/v1/account/password";
 pub const ACCOUNT_RECOVERY_KEY: &str = "/api/v1/account/recovery-key";
+pub const ACCOUNT_KEYS: &str = "/api/v1/account/keys";
 pub const ACCOUNT_CONFIRM_EMAIL: &str = "/api/v1/account/confirm-email";
 pub const CONFIRM_ADDRESS: &str = "/api/v1/confirm-address/{token}";
 pub const ACCOUNT_SESSIONS: &str = "/api/v1/account/sessions";

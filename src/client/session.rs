@@ -231,26 +231,29 @@ impl Session {
             }
             info.owner_public_key.clone()
         };
-        let key = epoch::open_grant(
-            &self.keys,
-            &granter,
-            &info.id,
-            info.grant_epoch,
-            &info.grant,
-        )
-        .map_err(|_| {
-            format!(
-                "REFUSED library {short}: its key was not granted by {} (the grant does not \
+        let open = |granter: &[u8]| {
+            epoch::open_grant(&self.keys, granter, &info.id, info.grant_epoch, &info.grant)
+        };
+        // After `account rotate-keys` a member holds a grant from its own new key (only its
+        // private key can make one, so the server cannot forge it).
+        let key = open(&granter)
+            .or_else(|e| match info.owner_email == self.email {
+                true => Err(e),
+                false => open(&self.keys.public_bytes()),
+            })
+            .map_err(|_| {
+                format!(
+                    "REFUSED library {short}: its key was not granted by {} (the grant does not \
                      verify against {} key). The server may be forging keys; nothing is read \
                      or written with it. Tell the server's operator.",
-                info.owner_email,
-                if info.owner_email == self.email {
-                    "your own".to_owned()
-                } else {
-                    format!("{}'s pinned", info.owner_email)
-                }
-            )
-        })?;
+                    info.owner_email,
+                    if info.owner_email == self.email {
+                        "your own".to_owned()
+                    } else {
+                        format!("{}'s pinned", info.owner_email)
+                    }
+                )
+            })?;
         let seen = trusted.epochs.get(&info.id).copied().unwrap_or(0);
         if info.grant_epoch < seen {
             return Err(format!(

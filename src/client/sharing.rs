@@ -45,7 +45,7 @@ pub struct MemberView {
 
 /// What the server says of an account's key, checked against what this computer pinned.
 /// Unpinned keys are pinned now (trust on first use); a changed one is refused loudly.
-fn trusted_key(
+pub(crate) fn trusted_key(
     session: &Session,
     known: &mut KnownContacts,
     email: &str,
@@ -102,7 +102,7 @@ fn lookup(session: &Session, email: &str) -> Result<ContactKey> {
         .post(routes::CONTACT_LOOKUP, &request, false)?)
 }
 
-fn members(session: &Session, library: &OpenLibrary) -> Result<Vec<MemberInfo>> {
+pub(crate) fn members(session: &Session, library: &OpenLibrary) -> Result<Vec<MemberInfo>> {
     let path = routes::library(routes::LIBRARY_MEMBERS, &library.info.id);
     Ok(session.remote.get::<MemberList>(&path)?.members)
 }
@@ -161,7 +161,11 @@ pub fn add(
 
 /// Starts a new key epoch, removing `remove` in the same request: every remaining member
 /// gets a grant of the new key, boxed to the key this computer trusts for them.
-fn rotate(session: &Session, library: &OpenLibrary, remove: Option<&str>) -> Result<LibraryInfo> {
+pub(crate) fn rotate(
+    session: &Session,
+    library: &OpenLibrary,
+    remove: Option<&str>,
+) -> Result<LibraryInfo> {
     let members = members(session, library)?;
     if let Some(email) = remove {
         if !members

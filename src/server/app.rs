@@ -14,8 +14,8 @@ use super::error::ApiError;
 use super::mail::Mailer;
 use super::records::SessionRecords;
 use super::{
-    accounts, addresses, billing, libraries, links, objects, privacy, profile, records, recovery,
-    retention, sessions, sharing,
+    account_keys, accounts, addresses, billing, libraries, links, objects, privacy, profile,
+    records, recovery, retention, sessions, sharing,
 };
 use crate::api::routes;
 use crate::api::types::Health;
@@ -76,6 +76,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ACCOUNT_REACTIVATE, post(billing::reactivate))
         .route(routes::ACCOUNT_CONSENT, put(profile::consent))
         .route(routes::ACCOUNT_PASSWORD, post(profile::change_password))
+        .route(routes::ACCOUNT_KEYS, post(account_keys::rotate))
         .route(routes::ACCOUNT_CONFIRM_EMAIL, post(addresses::resend))
         .route(
             routes::CONFIRM_ADDRESS,

@@ -4,6 +4,7 @@
 //! without keys (sizes, kinds, references, quota, permissions) and moves library heads only
 //! by compare-and-swap. Handlers live in modules named for what they own; SQL lives in `db`.
 
+pub mod account_keys;
 pub mod accounts;
 pub mod addresses;
 pub mod admin;

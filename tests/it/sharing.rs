@@ -758,3 +758,149 @@ fn the_server_holds_no_key_and_no_name_in_the_clear() {
     // found there.
     assert!(!crate::util::files_containing(server.data.path(), ALICE.as_bytes()).is_empty());
 }
+
+#[test]
+fn rotated_account_keys_leave_a_copied_key_nothing_and_members_verify_the_change() {
+    let server = TestServer::start();
+    let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
+    let phone = TestClient::new(ALICE);
+    phone.login(&server);
+    let source = tempfile::tempdir().unwrap();
+    write_file(&source.path().join("a.txt"), b"alice's data");
+    alice.backup(&[source.path()]).ok();
+    write_file(&source.path().join("b.txt"), b"bob's data");
+    bob.backup(&[source.path()]).ok();
+    alice
+        .run(&["share", "add", "Backups", "bob@example.com", "--read"])
+        .ok();
+    bob.run(&["share", "add", "Backups", ALICE, "--read"]).ok();
+    bob.run(&["snapshots", "--library", ALICES_BACKUPS]).ok(); // pins alice's key
+                                                               // A session file copied while its session lived: the thief has alice's private key.
+    let copy = fs::read_to_string(alice.config_dir().join("session.json")).unwrap();
+    let stolen = AccountKeyPair::from_secret_bytes(
+        &alice.private_key_from_session_file(&server, &copy).unwrap(),
+    )
+    .unwrap();
+    let old_fingerprint = fingerprint(&alice);
+
+    let wrong = alice.run_with(&["account", "rotate-keys"], |c| {
+        c.env("IBACKUP_PASSWORD", "not the password");
+    });
+    assert!(
+        wrong.stderr.contains("password is wrong"),
+        "{}",
+        wrong.stderr
+    );
+    let rotated = alice.run(&["account", "rotate-keys", "--json"]).ok().json();
+    assert_eq!(rotated["sessions_ended"], 1, "{rotated}");
+    assert_eq!(rotated["members_to_tell"][0], "bob@example.com");
+    let new_fingerprint = rotated["fingerprint"].as_str().unwrap().to_owned();
+    assert_ne!(new_fingerprint, old_fingerprint);
+    assert_eq!(fingerprint(&alice), new_fingerprint);
+    assert_eq!(phone.run(&["snapshots"]).code, 1, "other sessions ended");
+    assert_eq!(rotated["libraries_rotated"], 1);
+    let epoch = |owner: &str| -> i64 {
+        count(
+            &server,
+            &format!(
+                "SELECT l.epoch FROM libraries l JOIN accounts a ON a.id = l.owner_id \
+                 WHERE a.email = '{owner}'"
+            ),
+        )
+    };
+    assert_eq!(
+        epoch(ALICE),
+        2,
+        "what alice writes next is under a new library key"
+    );
+    assert_eq!(epoch("bob@example.com"), 1);
+
+    // alice reads her own library and bob's, through grants from her new key.
+    let out = tempfile::tempdir().unwrap();
+    alice
+        .run(&[
+            "restore",
+            "latest",
+            "--target",
+            out.path().to_str().unwrap(),
+        ])
+        .ok();
+    alice
+        .run(&["snapshots", "--library", "Backups@bob@example.com"])
+        .ok();
+    write_file(&source.path().join("c.txt"), b"after the new key");
+    alice.backup(&[source.path()]).ok();
+    // No grant on the server opens with the copied key any more.
+    let db = server.db();
+    let mut stmt = db
+        .prepare(
+            "SELECT m.library_id, m.grant_epoch, m.key_grant, o.public_key FROM library_members m \
+             JOIN accounts a ON a.id = m.account_id JOIN libraries l ON l.id = m.library_id \
+             JOIN accounts o ON o.id = l.owner_id WHERE a.email = ?1",
+        )
+        .unwrap();
+    let grants: Vec<(String, u32, Vec<u8>, Vec<u8>)> = stmt
+        .query_map([ALICE], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(grants.len(), 2);
+    for (library, epoch, grant, owner) in &grants {
+        for granter in [owner.as_slice(), &stolen.public_bytes()] {
+            assert!(
+                ibackup::crypto::epoch::open_grant(&stolen, granter, library, *epoch, grant)
+                    .is_err(),
+                "the copied key opens the grant of {library}"
+            );
+        }
+    }
+
+    // bob pinned alice's old key: he is told, checks the new fingerprint with her, goes on.
+    fails(
+        bob.run(&["snapshots", "--library", ALICES_BACKUPS]),
+        "THE ACCOUNT KEY OF alice@example.com HAS CHANGED",
+    );
+    bob.run(&["contact", "verify", ALICE, &new_fingerprint])
+        .ok();
+    let theirs = tempfile::tempdir().unwrap();
+    bob.run(&[
+        "restore",
+        "latest",
+        "--library",
+        ALICES_BACKUPS,
+        "--target",
+        theirs.path().to_str().unwrap(),
+    ])
+    .ok();
+    assert_eq!(
+        fs::read(
+            theirs
+                .path()
+                .join(source.path().strip_prefix("/").unwrap())
+                .join("c.txt")
+        )
+        .unwrap(),
+        b"after the new key"
+    );
+    // The new recovery key works; the old private key does not recover the account.
+    let recovered = phone.run_with(
+        &[
+            "account",
+            "recover",
+            "--server",
+            &server.url,
+            "--email",
+            ALICE,
+        ],
+        |c| {
+            c.env(
+                "IBACKUP_RECOVERY_KEY",
+                rotated["recovery_key"].as_str().unwrap(),
+            );
+            c.env("IBACKUP_NEW_PASSWORD", "a password after rotation");
+        },
+    );
+    assert_eq!(recovered.code, 0, "{}", recovered.stderr);
+}

@@ -2,6 +2,7 @@
 //! billing, sessions, privacy requests), and reading passwords. `register` uses `login` and
 //! `profile`; `profile` uses `login`; `login` uses neither.
 
+pub mod keys;
 pub mod login;
 pub mod password;
 pub mod profile;

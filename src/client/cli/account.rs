@@ -56,6 +56,10 @@ pub enum AccountCommand {
     Password,
     /// Mail the link that confirms your e-mail address again (news and offers wait for it).
     ConfirmEmail,
+    /// Make a new account key pair (after a session file or laptop was exposed): every
+    /// library key is granted anew, other sessions end, and a new recovery key is shown.
+    /// People you share with must verify your new fingerprint.
+    RotateKeys,
     /// Make a new recovery key and show it once; the old one stops working. Accounts from
     /// before recovery proofs should run this once (docs/SECURITY.md §3).
     RecoveryKey,
@@ -391,6 +395,30 @@ pub fn run(paths: &Paths, json: bool, command: AccountCommand) -> Result<()> {
                 println!(
                     "A confirmation link was mailed to {}; open it within a week.",
                     session.email
+                );
+            }
+        }
+        AccountCommand::RotateKeys => {
+            let rotated = crate::client::account::keys::rotate_keys(paths, &session)?;
+            if json {
+                print_json(&rotated);
+            } else {
+                println!(
+                    "New account key; {} other sessions ended.\nYour fingerprint is now {}.",
+                    rotated.sessions_ended, rotated.fingerprint
+                );
+                if !rotated.members_to_tell.is_empty() {
+                    println!(
+                        "Read it to {}: until each runs `ibackup contact verify {} FINGERPRINT`, \
+                         their computers refuse your libraries as a changed key.",
+                        rotated.members_to_tell.join(", "),
+                        session.email
+                    );
+                }
+                println!(
+                    "Your new recovery key (the old one no longer works). Write it down; it is \
+                     shown only now:\n\n    {}\n",
+                    rotated.recovery_key
                 );
             }
         }

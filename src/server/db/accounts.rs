@@ -200,6 +200,14 @@ pub fn set_login(conn: &Connection, id: i64, login: &NewLogin<'_>) -> Result<(),
     Ok(())
 }
 
+pub fn set_public_key(conn: &Connection, id: i64, public_key: &[u8]) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE accounts SET public_key = ?2 WHERE id = ?1",
+        params![id, public_key],
+    )?;
+    Ok(())
+}
+
 /// The SHA-256 of the account's recovery proof, if it registered one.
 pub fn recovery_proof_hash(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, DbError> {
     Ok(conn.query_row(

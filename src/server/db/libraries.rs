@@ -260,6 +260,40 @@ pub fn remove_member(
     )? == 1)
 }
 
+/// Every grant an account's new key pair replaces, as `(library, member id, member e-mail,
+/// library epoch)`: its own memberships, and every member of the libraries it owns.
+pub fn grants_of(
+    conn: &Connection,
+    account_id: i64,
+) -> Result<Vec<(String, i64, String, u32)>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT m.library_id, m.account_id, a.email, l.epoch FROM library_members m \
+         JOIN accounts a ON a.id = m.account_id JOIN libraries l ON l.id = m.library_id \
+         WHERE m.account_id = ?1 OR l.owner_id = ?1",
+    )?;
+    let rows = stmt
+        .query_map([account_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+pub fn set_grant(
+    conn: &Connection,
+    library_id: &str,
+    account_id: i64,
+    epoch: u32,
+    grant: &[u8],
+) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE library_members SET grant_epoch = ?3, key_grant = ?4 \
+         WHERE library_id = ?1 AND account_id = ?2",
+        params![library_id, account_id, epoch, grant],
+    )?;
+    Ok(())
+}
+
 /// Asks the owner's client for a new epoch (a member left with keys that still work).
 pub fn request_rotation(conn: &Connection, library_id: &str) -> Result<(), DbError> {
     conn.execute(

@@ -1,0 +1,132 @@
+//! `ibackup account rotate-keys`: a new account key pair, for when a session file may have
+//! been copied while its session lived (the copy's private key would open every grant made
+//! to the old key). Every library key the account holds is granted anew from the new key,
+//! to itself and to the members of the libraries it owns (to the keys this computer
+//! pinned for them), with the private key wrapped under the password and a new recovery
+//! key; the server swaps it all in one step and ends the account's other sessions. Then
+//! each library the account owns starts a new key epoch, so library keys taken with the old
+//! account key do not open what is written next. (Libraries shared with the account keep
+//! their epoch until their owners rotate.)
+
+use serde::Serialize;
+
+use super::login::{derive_existing, new_login};
+use super::password::{read_password, Purpose};
+use crate::api::account::{KeyGrant, RotateKeysRequest, SessionsEnded};
+use crate::api::routes;
+use crate::api::types::{KeyShare, Permission};
+use crate::client::config::{KnownContacts, Paths, SessionFile};
+use crate::client::session::{Listed, Session};
+use crate::client::sharing::{members, rotate, trusted_key};
+use crate::client::{ClientError, Result};
+use crate::crypto::epoch;
+use crate::crypto::keys::fingerprint;
+use crate::crypto::{AccountKeyPair, SymmetricKey};
+
+#[derive(Debug, Serialize)]
+pub struct RotatedKeys {
+    /// The new key's fingerprint, to read to the people you share with.
+    pub fingerprint: String,
+    /// The new recovery key (the old one no longer works).
+    pub recovery_key: String,
+    pub sessions_ended: u64,
+    /// Accounts that see your key change, and must verify the new fingerprint.
+    pub members_to_tell: Vec<String>,
+    /// Libraries of yours that started a new key epoch.
+    pub libraries_rotated: u32,
+}
+
+pub fn rotate_keys(paths: &Paths, session: &Session) -> Result<RotatedKeys> {
+    let password = read_password(false, Purpose::Existing)?;
+    let (_, current_auth) = derive_existing(&session.remote, &session.email, &password)?;
+    let new = AccountKeyPair::generate();
+    let recovery = SymmetricKey::generate();
+    let mut known = KnownContacts::load(paths)?;
+    let mut grants = Vec::new();
+    let mut members_to_tell = Vec::new();
+    for listed in session.list()? {
+        let library = match listed {
+            Listed::Open(library) => library,
+            Listed::Refused { info, reason } => {
+                return Err(ClientError::State(format!(
+                    "library {} does not open here ({reason}); its key cannot be granted \
+                     anew, so nothing was changed",
+                    &info.id[..info.id.len().min(8)]
+                )))
+            }
+        };
+        let newest = library.keys.newest();
+        let mut grant_to = |email: &str, public_key: &[u8]| -> Result<()> {
+            grants.push(KeyGrant {
+                library: library.info.id.clone(),
+                email: email.to_owned(),
+                epoch: newest.epoch,
+                grant: epoch::grant(
+                    &new,
+                    public_key,
+                    &library.info.id,
+                    newest.epoch,
+                    newest.key(),
+                )?,
+            });
+            Ok(())
+        };
+        grant_to(&session.email, &new.public_bytes())?;
+        if library.info.permission == Permission::Owner {
+            for member in members(session, &library)? {
+                if member.email == session.email {
+                    continue;
+                }
+                trusted_key(session, &mut known, &member.email, &member.public_key, None)?;
+                grant_to(&member.email, &member.public_key)?;
+                if !members_to_tell.contains(&member.email) {
+                    members_to_tell.push(member.email);
+                }
+            }
+        }
+    }
+    let request = RotateKeysRequest {
+        current_auth_secret: current_auth.to_vec(),
+        public_key: new.public_bytes().to_vec(),
+        login: new_login(&password, &new)?,
+        recovery_wrapped_private_key: recovery.wrap(new.secret_bytes().as_ref()),
+        recovery_proof: recovery.recovery_proof().to_vec(),
+        grants,
+    };
+    let ended: SessionsEnded = session.remote.post(routes::ACCOUNT_KEYS, &request, false)?;
+    known.save(paths)?;
+    // This computer keeps its session, now holding the new key.
+    let share: KeyShare = session.remote.get(routes::SESSION_KEY_SHARE)?;
+    let file = SessionFile::load(paths)?;
+    SessionFile {
+        server: file.server.clone(),
+        email: file.email.clone(),
+        session_id: file.session_id.clone(),
+        token: file.token.clone(),
+        private_key_sealed: crate::api::b64::encode(
+            &SymmetricKey::from_slice(&share.key_share)?.wrap(new.secret_bytes().as_ref()),
+        ),
+        private_key: String::new(),
+    }
+    .save(paths)?;
+    // The libraries this account owns start a new key epoch, granted from the new key: what
+    // is written from now on is out of reach of library keys taken with the old one.
+    let session = Session::load(paths)?;
+    let mut libraries_rotated = 0;
+    for listed in session.list()? {
+        if let Listed::Open(library) = listed {
+            if library.is_owner() {
+                rotate(&session, &library, None)?;
+                libraries_rotated += 1;
+            }
+        }
+    }
+    members_to_tell.sort();
+    Ok(RotatedKeys {
+        fingerprint: fingerprint(&new.public_bytes()),
+        recovery_key: recovery.to_display_groups(),
+        sessions_ended: ended.sessions_ended,
+        members_to_tell,
+        libraries_rotated,
+    })
+}
