@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, State};
 use axum::Json;
 
-use super::accounts::{check_login, recovery_proof_hash, PreparedLogin, WRAPPED_KEY_LEN};
+use super::accounts::{check_login, check_recovery, recovery_proof_hash, PreparedLogin};
 use super::app::AppState;
 use super::db::{self, accounts, libraries, sessions};
 use super::error::{ApiError, ApiResult};
@@ -28,12 +28,7 @@ pub async fn rotate(
 ) -> ApiResult<Json<SessionsEnded>> {
     check_login(&req.login)?;
     validate::bytes_len("public_key", &req.public_key, 32..=32)?;
-    validate::bytes_len(
-        "recovery_wrapped_private_key",
-        &req.recovery_wrapped_private_key,
-        WRAPPED_KEY_LEN,
-    )?;
-    validate::bytes_len("recovery_proof", &req.recovery_proof, 32..=32)?;
+    check_recovery(&req.recovery_wrapped_private_key, &req.recovery_proof)?;
     for grant in &req.grants {
         validate::bytes_len("grant", &grant.grant, GRANT_BYTES..=GRANT_BYTES)?;
     }

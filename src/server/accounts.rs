@@ -158,6 +158,16 @@ pub async fn register(
     Ok((StatusCode::CREATED, [(SET_COOKIE, cookie)], Json(response)))
 }
 
+/// Checks a new recovery key's material: the private key wrapped under it, and its proof.
+pub fn check_recovery(wrapped_private_key: &[u8], proof: &[u8]) -> ApiResult<()> {
+    validate::bytes_len(
+        "recovery_wrapped_private_key",
+        wrapped_private_key,
+        WRAPPED_KEY_LEN,
+    )?;
+    validate::bytes_len("recovery_proof", proof, 32..=32)
+}
+
 /// What the server keeps of a recovery proof.
 pub fn recovery_proof_hash(proof: &[u8]) -> [u8; 32] {
     use sha2::Digest;

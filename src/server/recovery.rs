@@ -10,7 +10,7 @@ use axum::http::{HeaderName, StatusCode};
 use axum::Json;
 use subtle::ConstantTimeEq;
 
-use super::accounts::{check_login, recovery_proof_hash, PreparedLogin, WRAPPED_KEY_LEN};
+use super::accounts::{check_login, check_recovery, recovery_proof_hash, PreparedLogin};
 use super::app::AppState;
 use super::db::{self, accounts, sessions};
 use super::error::{ApiError, ApiResult};
@@ -33,12 +33,7 @@ pub async fn new_recovery_key(
     caller: Caller,
     ApiJson(req): ApiJson<RecoveryKeyRequest>,
 ) -> ApiResult<StatusCode> {
-    validate::bytes_len(
-        "recovery_wrapped_private_key",
-        &req.recovery_wrapped_private_key,
-        WRAPPED_KEY_LEN,
-    )?;
-    validate::bytes_len("recovery_proof", &req.recovery_proof, 32..=32)?;
+    check_recovery(&req.recovery_wrapped_private_key, &req.recovery_proof)?;
     let account = confirm_password(
         &state,
         caller.account_id,
