@@ -259,8 +259,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                      Your recovery key (shown only this once; keep it somewhere safe):\n\n    {}\n\n\
                      It lets you set a new password without losing your data if you forget \
                      yours. ibackup cannot read your files, so without the password or this \
-                     key nobody can recover them.",
-                    registered.account.email, registered.recovery_key
+                     key nobody can recover them.\n\nA link to confirm your address was mailed to \
+                     {}; news and offers, if you chose them, wait for it.",
+                    registered.account.email, registered.recovery_key, registered.account.email
                 );
             }
             if let Some(problem) = &registered.plan_problem {
