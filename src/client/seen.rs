@@ -83,6 +83,18 @@ impl SeenHeads {
         write_json(&self.dir, &self.file, &file)
     }
 
+    /// Whether `head` is the newest head this computer has seen of `library` (checked
+    /// already, so it needs no check again).
+    pub fn is_newest(&self, library: &str, head: ObjectId) -> Result<bool> {
+        let _lock = self.lock()?;
+        let file: SeenFile = read_json(&self.file)?.unwrap_or_default();
+        Ok(file
+            .servers
+            .get(&self.server)
+            .and_then(|l| l.get(library))
+            .is_some_and(|seen| seen.head == head))
+    }
+
     /// Forgets what was seen of `library`, so the server's current head is taken as it is.
     pub fn forget(&self, library: &str) -> Result<bool> {
         let _lock = self.lock()?;
@@ -132,6 +144,8 @@ mod tests {
         seen.check("lib", "Backups", id(1), 3).unwrap();
         seen.check("lib", "Backups", id(1), 3).unwrap();
         seen.check("lib", "Backups", id(2), 4).unwrap();
+        assert!(seen.is_newest("lib", id(2)).unwrap());
+        assert!(!seen.is_newest("lib", id(1)).unwrap());
         let older = seen.check("lib", "Backups", id(1), 3).unwrap_err();
         assert!(older.to_string().contains("OLDER STATE"), "{older}");
         let other = seen.check("lib", "Backups", id(3), 4).unwrap_err();

@@ -168,14 +168,17 @@ impl Repo for Store<'_> {
             .post_bytes(&self.path(routes::OBJECTS_UPLOAD), body)?)
     }
 
-    /// The head, checked against the newest this computer has seen.
+    /// The head, checked against the newest this computer has seen (the head seen last
+    /// needs no check: a poll that finds it unchanged fetches nothing more).
     fn head(&self) -> Result<Option<ObjectId>> {
         let head = self
             .remote
             .get::<HeadResponse>(&self.path(routes::LIBRARY_HEAD))?
             .head;
-        if let Some(id) = head {
-            self.checked_head(id)?;
+        if let (Some(id), Some(seen)) = (head, self.remote.seen()) {
+            if !seen.is_newest(&self.library_id, id)? {
+                self.checked_head(id)?;
+            }
         }
         Ok(head)
     }
