@@ -62,23 +62,36 @@ pub enum Listed {
 /// the key sealed under the session's share. Best effort: an older server without shares,
 /// or no connection, leaves the file as it is until the next time.
 fn seal_legacy_file(paths: &Paths, file: &SessionFile, remote: &Remote, secret: &[u8]) {
-    let Ok(share) = remote.get::<KeyShare>(routes::SESSION_KEY_SHARE) else {
-        return;
-    };
-    let Ok(key) = SymmetricKey::from_slice(&share.key_share) else {
-        return;
-    };
-    let sealed = SessionFile {
+    if let Err(e) = reseal_session_file(paths, file, remote, secret) {
+        tracing::warn!("the session file keeps its key in the clear: {e}");
+    }
+}
+
+/// The account key `secret` wrapped under a session's key share, as `session.json` holds it.
+pub fn seal_private_key(share: &[u8], secret: &[u8]) -> Result<String> {
+    Ok(crate::api::b64::encode(
+        &SymmetricKey::from_slice(share)?.wrap(secret),
+    ))
+}
+
+/// Writes `file` again with `secret` as its account key, sealed under the session's key
+/// share (fetched with its token).
+pub fn reseal_session_file(
+    paths: &Paths,
+    file: &SessionFile,
+    remote: &Remote,
+    secret: &[u8],
+) -> Result<()> {
+    let share: KeyShare = remote.get(routes::SESSION_KEY_SHARE)?;
+    SessionFile {
         server: file.server.clone(),
         email: file.email.clone(),
         session_id: file.session_id.clone(),
         token: file.token.clone(),
-        private_key_sealed: crate::api::b64::encode(&key.wrap(secret)),
+        private_key_sealed: seal_private_key(&share.key_share, secret)?,
         private_key: String::new(),
-    };
-    if let Err(e) = sealed.save(paths) {
-        tracing::warn!("the session file keeps its key in the clear: {e}");
     }
+    .save(paths)
 }
 
 /// A new random library id (128 bits as 32 hex digits), chosen by the client because the

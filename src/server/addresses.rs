@@ -6,7 +6,7 @@
 //! address the account no longer has, and ends after a week.
 
 use axum::extract::{Path, State};
-use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderName, StatusCode};
 use subtle::ConstantTimeEq;
 
@@ -15,6 +15,7 @@ use super::billing::send_service_mail;
 use super::db::{self, accounts};
 use super::error::{ApiError, ApiResult};
 use super::extract::Caller;
+use super::pages::{Confirm, Page};
 
 /// How long a confirmation link works.
 const LINK_SECS: i64 = 7 * 86_400;
@@ -102,27 +103,18 @@ async fn confirmable(state: &AppState, token: &str) -> ApiResult<i64> {
 }
 
 /// `GET` on the link: a page with a button; nothing changes yet.
-pub async fn page(
-    State(state): State<AppState>,
-    Path(token): Path<String>,
-) -> ApiResult<([(HeaderName, &'static str); 2], &'static str)> {
+pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> ApiResult<Page> {
     confirmable(&state, &token).await?;
-    Ok((
-        [
-            (CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                CONTENT_SECURITY_POLICY,
-                "default-src 'none'; form-action 'self'",
-            ),
-        ],
-        PAGE,
-    ))
+    Ok(PAGE.page())
 }
 
-const PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width\"><title>Confirm your e-mail address\
-</title></head><body><h1>Confirm your e-mail address for ibackup?</h1>\
-<form method=\"post\"><button type=\"submit\">Confirm</button></form></body></html>\n";
+const PAGE: Confirm = Confirm {
+    title: "Confirm your e-mail address",
+    question: "Confirm your e-mail address for ibackup?",
+    detail: None,
+    field: None,
+    button: "Confirm",
+};
 
 /// `POST` on the link: the address is confirmed.
 pub async fn confirm(

@@ -23,6 +23,7 @@ pub mod links;
 pub mod mail;
 pub mod maintenance;
 pub mod objects;
+pub mod pages;
 pub mod privacy;
 pub mod profile;
 pub mod records;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::header::{CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderName;
 use axum::Json;
 use subtle::ConstantTimeEq;
@@ -14,6 +14,7 @@ use super::app::AppState;
 use super::db::{accounts, sessions};
 use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
+use super::pages::{Confirm, Page};
 use super::sessions::confirm_password;
 use super::validate;
 use crate::api::account::{
@@ -161,26 +162,21 @@ fn damaged_optout() -> ApiError {
 pub async fn optout_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
-) -> ApiResult<([(HeaderName, &'static str); 2], &'static str)> {
+) -> ApiResult<Page> {
     parse_optout(&state.secret, &token).ok_or_else(damaged_optout)?;
-    Ok((
-        [
-            (CONTENT_TYPE, "text/html; charset=utf-8"),
-            (
-                CONTENT_SECURITY_POLICY,
-                "default-src 'none'; form-action 'self'",
-            ),
-        ],
-        OPTOUT_PAGE,
-    ))
+    Ok(OPTOUT_PAGE.page())
 }
 
-const OPTOUT_PAGE: &str = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width\"><title>Unsubscribe from ibackup news\
-</title></head><body><h1>Unsubscribe from ibackup news?</h1><p>You will get no more news or \
-offers. Messages about your account itself (quota, payments) still reach you.</p>\
-<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
-<button type=\"submit\">Unsubscribe</button></form></body></html>\n";
+const OPTOUT_PAGE: Confirm = Confirm {
+    title: "Unsubscribe from ibackup news",
+    question: "Unsubscribe from ibackup news?",
+    detail: Some(
+        "You will get no more news or offers. Messages about your account itself (quota, \
+         payments) still reach you.",
+    ),
+    field: Some(("List-Unsubscribe", "One-Click")),
+    button: "Unsubscribe",
+};
 
 /// `POST` on the link: the confirmation page's button, or a mail client's RFC 8058
 /// one-click unsubscribe.

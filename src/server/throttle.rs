@@ -109,14 +109,8 @@ impl Guess {
         if pair.is_some_and(|(failures, _)| failures > 0) {
             ready = ready.max(ready_at(throttle::get(&tx, &self.target)?, FREE_FAILURES));
         }
-        if at < ready {
-            return Err(ApiError::too_many_attempts(wait_secs(ready - at)));
-        }
-        for key in [&self.pair, &self.address, &self.target] {
-            throttle::add_failure(&tx, key, at)?;
-        }
-        tx.commit()?;
-        Ok(())
+        let keys = [&self.pair, &self.address, &self.target];
+        count_or_refuse(tx, at, ready, &keys, ApiError::too_many_attempts)
     }
 
     /// Records the outcome: a success clears the pair and the target (the owner proved
@@ -129,10 +123,7 @@ impl Guess {
         }
         Ok(())
     }
-}
 
-/// When the next attempt may come, in ms.
-impl Guess {
     /// Takes back the advance count of a guess that was never checked (the server was too
     /// busy to hash it).
     pub fn abandon(&self, conn: &Connection) -> ApiResult<()> {
@@ -161,10 +152,30 @@ impl Guess {
     }
 }
 
+/// When the next attempt may come, in ms.
 fn ready_at(count: Option<(u32, i64)>, free: u32) -> i64 {
     count.map_or(i64::MIN, |(failures, last)| {
         last + wait_after(failures, free) * 1000
     })
+}
+
+/// The one step every throttle takes: refuses an attempt that comes before `ready` (with
+/// `refuse` of the seconds to wait), or counts it under `keys`, in the transaction `tx`.
+fn count_or_refuse(
+    tx: rusqlite::Transaction<'_>,
+    at: i64,
+    ready: i64,
+    keys: &[&[u8; 32]],
+    refuse: impl FnOnce(u64) -> ApiError,
+) -> ApiResult<()> {
+    if at < ready {
+        return Err(refuse(wait_secs(ready - at)));
+    }
+    for key in keys {
+        throttle::add_failure(&tx, *key, at)?;
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// A wait in ms as the whole seconds a client is told (at least 1).
@@ -191,16 +202,12 @@ impl Signup {
         let tx = conn.transaction()?;
         let at = now_ms();
         let ready = ready_at(throttle::get(&tx, &self.key)?, self.free);
-        if at < ready {
-            let wait = wait_secs(ready - at);
-            return Err(ApiError::too_many_requests(
+        count_or_refuse(tx, at, ready, &[&self.key], |wait| {
+            ApiError::too_many_requests(
                 format!("too many sign-ups from your network lately; wait {wait} s and try again"),
                 wait,
-            ));
-        }
-        throttle::add_failure(&tx, &self.key, at)?;
-        tx.commit()?;
-        Ok(())
+            )
+        })
     }
 }
 

@@ -14,9 +14,9 @@ use super::login::{derive_existing, new_login};
 use super::password::{read_password, Purpose};
 use crate::api::account::{KeyGrant, RotateKeysRequest, SessionsEnded};
 use crate::api::routes;
-use crate::api::types::{KeyShare, Permission};
+use crate::api::types::Permission;
 use crate::client::config::{KnownContacts, Paths, SessionFile};
-use crate::client::session::{Listed, Session};
+use crate::client::session::{reseal_session_file, Listed, Session};
 use crate::client::sharing::{members, rotate, trusted_key};
 use crate::client::{ClientError, Result};
 use crate::crypto::epoch;
@@ -96,19 +96,8 @@ pub fn rotate_keys(paths: &Paths, session: &Session) -> Result<RotatedKeys> {
     let ended: SessionsEnded = session.remote.post(routes::ACCOUNT_KEYS, &request, false)?;
     known.save(paths)?;
     // This computer keeps its session, now holding the new key.
-    let share: KeyShare = session.remote.get(routes::SESSION_KEY_SHARE)?;
     let file = SessionFile::load(paths)?;
-    SessionFile {
-        server: file.server.clone(),
-        email: file.email.clone(),
-        session_id: file.session_id.clone(),
-        token: file.token.clone(),
-        private_key_sealed: crate::api::b64::encode(
-            &SymmetricKey::from_slice(&share.key_share)?.wrap(new.secret_bytes().as_ref()),
-        ),
-        private_key: String::new(),
-    }
-    .save(paths)?;
+    reseal_session_file(paths, &file, &session.remote, new.secret_bytes().as_ref())?;
     // The libraries this account owns start a new key epoch, granted from the new key: what
     // is written from now on is out of reach of library keys taken with the old one.
     let session = Session::load(paths)?;

@@ -15,7 +15,7 @@ use crate::api::types::{
 };
 use crate::client::config::{KnownServers, Paths, SessionFile};
 use crate::client::remote::{parse_server_url, Remote};
-use crate::client::session::Session;
+use crate::client::session::{seal_private_key, Session};
 use crate::client::{client_label, ClientError, Result};
 use crate::crypto::kdf::{self, KdfParams};
 use crate::crypto::{AccountKeyPair, SymmetricKey};
@@ -157,10 +157,7 @@ pub fn save_session(
 ) -> Result<()> {
     let secret = pair.secret_bytes();
     let (private_key_sealed, private_key) = match &response.key_share {
-        Some(share) => (
-            crate::api::b64::encode(&SymmetricKey::from_slice(share)?.wrap(secret.as_ref())),
-            String::new(),
-        ),
+        Some(share) => (seal_private_key(share, secret.as_ref())?, String::new()),
         None => (String::new(), crate::api::b64::encode(secret.as_ref())),
     };
     SessionFile {
