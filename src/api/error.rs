@@ -38,6 +38,9 @@ pub enum ErrorCode {
     Busy,
     /// A request body stalled.
     Timeout,
+    /// A store behind the server (blobs, database) is out of reach; nothing was done. Send
+    /// the same request again after `retry_after` seconds.
+    Unavailable,
     Internal,
     /// A code this client does not know yet (sent by a newer server).
     #[serde(other)]

@@ -12,12 +12,6 @@ struct Cli {
     command: Command,
 }
 
-#[derive(clap::Args)]
-struct DataDirArg {
-    #[arg(long, env = "IBACKUP_DATA_DIR")]
-    data_dir: PathBuf,
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API (HTTPS with a self-signed certificate made on first start).
@@ -25,14 +19,14 @@ enum Command {
     /// Operator commands on a data directory.
     Admin {
         #[command(flatten)]
-        data: DataDirArg,
+        data: server::DataDirOptions,
         #[command(subcommand)]
         command: AdminCommand,
     },
     /// Send a message to every account that agreed to marketing e-mail.
     Announce {
         #[command(flatten)]
-        data: DataDirArg,
+        data: server::DataDirOptions,
         #[arg(long)]
         subject: String,
         /// A text file holding the message.
@@ -42,14 +36,14 @@ enum Command {
     /// Surveys: answered voluntarily, reported only in aggregate.
     Survey {
         #[command(flatten)]
-        data: DataDirArg,
+        data: server::DataDirOptions,
         #[command(subcommand)]
         command: SurveyCommand,
     },
     /// Apply retention policies and collect what no kept snapshot needs, now.
     Gc {
         #[command(flatten)]
-        data: DataDirArg,
+        data: server::DataDirOptions,
         /// Show what would go; change nothing.
         #[arg(long)]
         dry_run: bool,
@@ -65,7 +59,7 @@ enum Command {
     /// marked so the next upload of the same content heals them (exit 1 if any).
     Verify {
         #[command(flatten)]
-        data: DataDirArg,
+        data: server::DataDirOptions,
         /// Only this library (its id).
         #[arg(long)]
         library: Option<String>,
@@ -73,7 +67,7 @@ enum Command {
     /// Satisfaction feedback users sent with `ibackup feedback`.
     Feedback {
         #[command(flatten)]
-        data: DataDirArg,
+        data: server::DataDirOptions,
         #[command(subcommand)]
         command: FeedbackCommand,
     },
@@ -124,16 +118,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Admin { data, command } => match command {
             AdminCommand::User {
                 command: UserCommand::List,
-            } => print!("{}", server::admin::user_list(&data.data_dir)?),
+            } => print!("{}", server::admin::user_list(&data)?),
             AdminCommand::User {
                 command: UserCommand::SetQuota { email, size },
-            } => println!(
-                "{}",
-                server::admin::set_quota(&data.data_dir, &email, &size)?
-            ),
-            AdminCommand::Usage => print!("{}", server::admin::usage(&data.data_dir)?),
+            } => println!("{}", server::admin::set_quota(&data, &email, &size)?),
+            AdminCommand::Usage => print!("{}", server::admin::usage(&data)?),
             AdminCommand::Maintenance => {
-                let report = server::admin::maintenance(&data.data_dir)?;
+                let report = server::admin::maintenance(&data)?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
         },
@@ -142,26 +133,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             subject,
             body_file,
         } => {
-            let sent = server::admin::announce(&data.data_dir, &subject, &body_file)?;
+            let sent = server::admin::announce(&data, &subject, &body_file)?;
             println!("sent to {sent} accounts that agreed to marketing e-mail");
         }
         Command::Survey { data, command } => match command {
             SurveyCommand::Create { file } => {
-                let id = server::admin::survey_create(&data.data_dir, &file)?;
+                let id = server::admin::survey_create(&data, &file)?;
                 println!("survey {id} created; users answer it with `ibackup account survey {id}`");
             }
-            SurveyCommand::List => print!("{}", server::admin::survey_list(&data.data_dir)?),
+            SurveyCommand::List => print!("{}", server::admin::survey_list(&data)?),
             SurveyCommand::Report { id } => {
-                print!("{}", server::admin::survey_report(&data.data_dir, &id)?)
+                print!("{}", server::admin::survey_report(&data, &id)?)
             }
         },
         Command::Feedback {
             data,
             command: FeedbackCommand::List,
-        } => print!("{}", server::admin::feedback_list(&data.data_dir)?),
+        } => print!("{}", server::admin::feedback_list(&data)?),
         Command::Verify { data, library } => {
-            let found = server::open_data_dir(&data.data_dir)?;
-            let report = server::verify::verify(&found.db, &found.blobs, library.as_deref())?;
+            let found = server::open_data_dir(&data)?;
+            let report = server::verify::verify(&found.db, &*found.blobs, library.as_deref())?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if !report.damaged.is_empty() {
                 anyhow::bail!(
@@ -180,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut options = server::gc::GcOptions::new(grace.unwrap_or(config.gc_grace));
             options.dry_run = dry_run;
             options.library = library;
-            let report = server::admin::gc(&data.data_dir, &options)?;
+            let report = server::admin::gc(&data, &options)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }

@@ -37,6 +37,9 @@ pub enum RemoteError {
     Protocol(String),
 }
 
+/// Attempts of a request answered "unavailable" (a store behind the server is down).
+const UNAVAILABLE_ATTEMPTS: u32 = 3;
+
 impl RemoteError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
@@ -173,8 +176,10 @@ impl Remote {
         }
     }
 
-    /// Sends a request, retrying failed connections if `retry`. A "busy" answer means the
-    /// server did nothing, so that is retried in any case, after the wait it asks for.
+    /// Sends a request, retrying failed connections if `retry`. A "busy" or "unavailable"
+    /// answer means the server did nothing, so that is retried in any case, after the wait
+    /// it asks for (an unavailable store fewer times: its outages are longer, and the
+    /// server retried already).
     fn send(
         &self,
         make: impl Fn() -> RequestBuilder,
@@ -186,7 +191,9 @@ impl Remote {
             let wait = match make().send() {
                 Ok(response) => match check(response) {
                     Err(RemoteError::Api { body, .. })
-                        if body.error == ErrorCode::Busy && attempt < attempts =>
+                        if body.error == ErrorCode::Busy && attempt < attempts
+                            || body.error == ErrorCode::Unavailable
+                                && attempt < UNAVAILABLE_ATTEMPTS =>
                     {
                         Duration::from_secs(body.retry_after.unwrap_or(1).clamp(1, 30))
                     }

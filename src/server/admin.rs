@@ -9,12 +9,13 @@ use super::db::{self, accounts, privacy};
 use super::mail::Kind;
 use super::privacy::questions;
 use super::profile::optout_token;
+use super::DataDirOptions;
 use crate::api::account::SurveyQuestion;
 use crate::units::{format_size, parse_size};
 
 /// One line per account: e-mail, name, plan, status, quota, usage.
-pub fn user_list(data_dir: &Path) -> anyhow::Result<String> {
-    let data = super::open_data_dir(data_dir)?;
+pub fn user_list(place: &DataDirOptions) -> anyhow::Result<String> {
+    let data = super::open_data_dir(place)?;
     data.db.blocking(|conn| {
         let mut out = format!(
             "{:<32} {:<24} {:<10} {:<9} {:>12} {:>12}\n",
@@ -43,13 +44,13 @@ pub fn user_list(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 /// Sets an account's quota to `size` (e.g. `10GiB`), or back to its plan's with `plan`.
-pub fn set_quota(data_dir: &Path, email: &str, size: &str) -> anyhow::Result<String> {
+pub fn set_quota(place: &DataDirOptions, email: &str, size: &str) -> anyhow::Result<String> {
     let bytes = if size == "plan" {
         None
     } else {
         Some(parse_size(size).map_err(anyhow::Error::msg)?)
     };
-    let data = super::open_data_dir(data_dir)?;
+    let data = super::open_data_dir(place)?;
     let email = email.trim().to_lowercase();
     let changed = data
         .db
@@ -66,15 +67,18 @@ pub fn set_quota(data_dir: &Path, email: &str, size: &str) -> anyhow::Result<Str
 }
 
 /// Collects unreferenced data now (`ibackup-server gc`), with a progress bar on a terminal.
-pub fn gc(data_dir: &Path, options: &super::gc::GcOptions) -> anyhow::Result<super::gc::GcReport> {
+pub fn gc(
+    place: &DataDirOptions,
+    options: &super::gc::GcOptions,
+) -> anyhow::Result<super::gc::GcReport> {
     use std::io::IsTerminal;
-    let data = super::open_data_dir(data_dir)?;
+    let data = super::open_data_dir(place)?;
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(0)
     } else {
         indicatif::ProgressBar::hidden()
     };
-    let report = super::gc::collect(&data.db, &data.blobs, options, &|done, total| {
+    let report = super::gc::collect(&data.db, &*data.blobs, options, &|done, total| {
         bar.set_length(total);
         bar.set_position(done);
     })?;
@@ -83,8 +87,8 @@ pub fn gc(data_dir: &Path, options: &super::gc::GcOptions) -> anyhow::Result<sup
 }
 
 /// Stored bytes per account (blobs and index rows of the libraries it owns).
-pub fn usage(data_dir: &Path) -> anyhow::Result<String> {
-    let data = super::open_data_dir(data_dir)?;
+pub fn usage(place: &DataDirOptions) -> anyhow::Result<String> {
+    let data = super::open_data_dir(place)?;
     data.db.blocking(|conn| {
         let mut out = format!("{:<32} {:>10} {:>14}\n", "E-MAIL", "LIBRARIES", "STORED");
         for account in accounts::list(conn)? {
@@ -105,13 +109,13 @@ pub fn usage(data_dir: &Path) -> anyhow::Result<String> {
 }
 
 /// Runs one maintenance pass now.
-pub fn maintenance(data_dir: &Path) -> anyhow::Result<super::maintenance::Report> {
-    super::open_data_dir(data_dir)?.maintenance().run_once()
+pub fn maintenance(place: &DataDirOptions) -> anyhow::Result<super::maintenance::Report> {
+    super::open_data_dir(place)?.maintenance().run_once()
 }
 
 /// Sends a marketing message to every account that agreed to marketing e-mail, each with
 /// its own opt-out link. Returns how many were sent.
-pub fn announce(data_dir: &Path, subject: &str, body_file: &Path) -> anyhow::Result<usize> {
+pub fn announce(place: &DataDirOptions, subject: &str, body_file: &Path) -> anyhow::Result<usize> {
     let body = std::fs::read_to_string(body_file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", body_file.display()))?;
     let subject = subject.trim();
@@ -124,7 +128,7 @@ pub fn announce(data_dir: &Path, subject: &str, body_file: &Path) -> anyhow::Res
             body_file.display()
         );
     }
-    let data = super::open_data_dir(data_dir)?;
+    let data = super::open_data_dir(place)?;
     let recipients = data.db.blocking(|conn| accounts::consenting(conn))?;
     let mut sent = 0;
     for account in &recipients {
@@ -155,7 +159,7 @@ struct SurveyFile {
 
 /// Creates a survey from a TOML file (`title`, then `[[questions]]` with `text` and
 /// `choices`); returns its id.
-pub fn survey_create(data_dir: &Path, file: &Path) -> anyhow::Result<String> {
+pub fn survey_create(place: &DataDirOptions, file: &Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let survey: SurveyFile =
@@ -175,7 +179,7 @@ pub fn survey_create(data_dir: &Path, file: &Path) -> anyhow::Result<String> {
             );
         }
     }
-    let data = super::open_data_dir(data_dir)?;
+    let data = super::open_data_dir(place)?;
     let row = privacy::SurveyRow {
         id: db::random_id()[..12].to_owned(),
         title: survey.title.trim().to_owned(),
@@ -188,8 +192,8 @@ pub fn survey_create(data_dir: &Path, file: &Path) -> anyhow::Result<String> {
     Ok(row.id)
 }
 
-pub fn survey_list(data_dir: &Path) -> anyhow::Result<String> {
-    let data = super::open_data_dir(data_dir)?;
+pub fn survey_list(place: &DataDirOptions) -> anyhow::Result<String> {
+    let data = super::open_data_dir(place)?;
     data.db.blocking(|conn| {
         let k = data.config.survey_min_respondents;
         let mut out = format!("{:<14} {:>11}  TITLE\n", "ID", "RESPONDENTS");
@@ -261,8 +265,8 @@ impl Tally {
 }
 
 /// Counts per answer, each shown only when at least `min_respondents` chose it.
-pub fn survey_report(data_dir: &Path, survey_id: &str) -> anyhow::Result<String> {
-    let data = super::open_data_dir(data_dir)?;
+pub fn survey_report(place: &DataDirOptions, survey_id: &str) -> anyhow::Result<String> {
+    let data = super::open_data_dir(place)?;
     let k = data.config.survey_min_respondents;
     data.db.blocking(|conn| {
         let survey = privacy::surveys(conn)?
@@ -289,8 +293,8 @@ pub fn survey_report(data_dir: &Path, survey_id: &str) -> anyhow::Result<String>
     })
 }
 
-pub fn feedback_list(data_dir: &Path) -> anyhow::Result<String> {
-    let data = super::open_data_dir(data_dir)?;
+pub fn feedback_list(place: &DataDirOptions) -> anyhow::Result<String> {
+    let data = super::open_data_dir(place)?;
     data.db.blocking(|conn| {
         let mut out = format!("{:<20} {:<6} {:<32} MESSAGE\n", "TIME", "RATING", "FROM");
         for f in privacy::all_feedback(conn)? {

@@ -7,12 +7,12 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 
 use super::billing::processor::PaymentProcessor;
-use super::blobstore::BlobStore;
 use super::config::ServerConfig;
 use super::db::Db;
 use super::error::ApiError;
 use super::mail::Mailer;
 use super::records::SessionRecords;
+use super::storage::BlobStore;
 use super::{
     account_keys, accounts, addresses, billing, libraries, links, objects, privacy, profile,
     records, recovery, retention, sessions, sharing,
@@ -24,7 +24,7 @@ use crate::api::ErrorCode;
 #[derive(Clone)]
 pub struct AppState {
     pub db: Db,
-    pub blobs: BlobStore,
+    pub blobs: Arc<dyn BlobStore>,
     /// Keys the stand-in salts for unknown e-mail addresses.
     pub secret: Arc<[u8; 32]>,
     /// A hash to verify against when the e-mail is unknown, so that takes as long as a

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::storage::{S3Credentials, StorageOptions};
 use crate::fsutil::write_atomic;
 use crate::units::{format_size, parse_size};
 
@@ -94,6 +95,17 @@ upload_memory = "512MiB"
 # 0 hashers means half the processor cores (at least one).
 hashers = 0
 hash_queue = 64
+
+[storage]
+# Where packs (the encrypted blobs) are kept: "local", the `packs` folder of this data
+# directory, or "s3://BUCKET/PREFIX" on an S3-compatible store (Garage, MinIO, AWS S3).
+# `ibackup-server serve --blob-store ...` overrides this. See docs/SCALING.md.
+blob_store = "local"
+# s3_endpoint = "http://127.0.0.1:3900"
+# s3_region = "garage"
+# Credentials, if not in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY:
+# s3_access_key_id = "GK..."
+# s3_secret_access_key = "..."
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +141,10 @@ pub struct ServerConfig {
     /// How often the maintenance pass verifies every blob.
     pub verify_interval: Duration,
     pub limits: Limits,
+    /// Where packs are kept, as the file says (command-line options override it).
+    pub storage: StorageOptions,
+    /// S3 access key id and secret from the file, if there.
+    pub s3_credentials: Option<S3Credentials>,
 }
 
 /// Bounds that keep a flood of requests from starving the rest (`[limits]`).
@@ -184,6 +200,43 @@ struct RawConfig {
     /// Absent from files written before the limits existed.
     #[serde(default)]
     limits: RawLimits,
+    /// Absent from files written before S3 storage existed.
+    #[serde(default)]
+    storage: RawStorage,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawStorage {
+    blob_store: Option<String>,
+    s3_endpoint: Option<String>,
+    s3_region: Option<String>,
+    s3_access_key_id: Option<String>,
+    s3_secret_access_key: Option<String>,
+}
+
+impl RawStorage {
+    fn parse(self) -> Result<(StorageOptions, Option<S3Credentials>), String> {
+        let credentials = match (self.s3_access_key_id, self.s3_secret_access_key) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(S3Credentials {
+                access_key_id,
+                secret_access_key,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(
+                    "storage: give both s3_access_key_id and s3_secret_access_key, or neither"
+                        .into(),
+                )
+            }
+        };
+        let options = StorageOptions {
+            blob_store: self.blob_store,
+            s3_endpoint: self.s3_endpoint,
+            s3_region: self.s3_region,
+        };
+        Ok((options, credentials))
+    }
 }
 
 #[derive(Deserialize)]
@@ -341,6 +394,7 @@ impl ServerConfig {
 
     pub fn parse(text: &str) -> Result<Self, String> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let (storage, s3_credentials) = raw.storage.parse()?;
         let mut plans = Vec::new();
         for plan in raw.plans {
             let name = plan.name.trim().to_owned();
@@ -398,6 +452,8 @@ impl ServerConfig {
                 &raw.maintenance.verify_interval,
             )?,
             limits: raw.limits.parse()?,
+            storage,
+            s3_credentials,
         })
     }
 

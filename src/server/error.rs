@@ -14,6 +14,7 @@ use crate::crypto::ObjectId;
 use crate::units::format_size;
 
 use super::db::DbError;
+use super::storage::StorageError;
 
 #[derive(Debug)]
 pub struct ApiError(pub ErrorBody);
@@ -33,7 +34,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::PaymentRequired => StatusCode::PAYMENT_REQUIRED,
         ErrorCode::AccountInactive => StatusCode::FORBIDDEN,
         ErrorCode::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Busy | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Timeout => StatusCode::REQUEST_TIMEOUT,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::QuotaExceeded => StatusCode::INSUFFICIENT_STORAGE,
@@ -131,6 +132,21 @@ impl ApiError {
         Self(body)
     }
 
+    /// Nothing was done: a store behind the server is out of reach. `cause` is logged,
+    /// not sent.
+    pub fn unavailable(what: &str, cause: impl std::fmt::Display) -> Self {
+        tracing::warn!("{what} unavailable: {cause}");
+        let mut body = ErrorBody::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the server's {what} is unavailable; nothing was done, try again in a while \
+                 (the operator is told in the server log)"
+            ),
+        );
+        body.retry_after = Some(2);
+        Self(body)
+    }
+
     pub fn timeout(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Timeout, message)
     }
@@ -154,6 +170,17 @@ impl From<DbError> for ApiError {
 impl From<rusqlite::Error> for ApiError {
     fn from(error: rusqlite::Error) -> Self {
         Self::internal(error)
+    }
+}
+
+/// The blob store out of reach is said as such (503, retry); damage and other failures are
+/// internal errors, logged.
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::Unavailable(cause) => Self::unavailable("blob store", cause),
+            other => Self::internal(other),
+        }
     }
 }
 

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::blobstore::BlobStore;
 use super::db::{self, retention, Db, DbError};
+use super::storage::{BlobStore, PackInfo, StorageError};
 use crate::crypto::ObjectId;
 use crate::model::retention::{decide, Candidate};
 
@@ -68,8 +68,8 @@ pub struct GcReport {
 pub enum GcError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("pack store: {0}")]
-    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
     #[error("no library has the id `{0}`")]
     UnknownLibrary(String),
 }
@@ -83,7 +83,7 @@ impl From<rusqlite::Error> for GcError {
 /// Collects every library (or the one named); `progress(done, total)` after each.
 pub fn collect(
     db: &Db,
-    blobs: &BlobStore,
+    blobs: &dyn BlobStore,
     options: &GcOptions,
     progress: &dyn Fn(u64, u64),
 ) -> Result<GcReport, GcError> {
@@ -136,7 +136,7 @@ fn dropped(conn: &rusqlite::Connection, library: &str) -> Result<Vec<ObjectId>, 
 
 fn collect_library(
     db: &Db,
-    blobs: &BlobStore,
+    blobs: &dyn BlobStore,
     library: &str,
     options: &GcOptions,
     report: &mut GcReport,
@@ -223,7 +223,12 @@ fn collect_library(
         Ok(())
     })?;
     let orphan_before = std::time::SystemTime::now() - options.grace;
-    for (pack, modified, size) in blobs.list_packs(library)? {
+    for PackInfo {
+        id: pack,
+        modified,
+        size,
+    } in blobs.list_packs(library)?
+    {
         if !known.contains(&pack) && modified <= orphan_before {
             blobs.delete_pack(library, &pack)?;
             report.orphan_packs += 1;
@@ -235,7 +240,7 @@ fn collect_library(
 
 /// Writes a pack's live objects into a new pack, durably, then points them at it and
 /// retires the old one (its file stays until readers that looked it up are done).
-fn repack(db: &Db, blobs: &BlobStore, library: &str, old: &str) -> Result<(), GcError> {
+fn repack(db: &Db, blobs: &dyn BlobStore, library: &str, old: &str) -> Result<(), GcError> {
     let objects = db.blocking(|conn| retention::pack_objects(conn, library, old))?;
     let mut data = Vec::new();
     let mut moved = Vec::with_capacity(objects.len());
@@ -244,10 +249,11 @@ fn repack(db: &Db, blobs: &BlobStore, library: &str, old: &str) -> Result<(), Gc
         data.extend_from_slice(&blobs.read_range(library, old, offset, size)?);
     }
     let new = db::random_id();
-    blobs.write_pack(library, &new, &data)?;
+    let size = data.len() as u64;
+    blobs.write_pack(library, &new, data.into())?;
     let switched = db.blocking(|conn| -> Result<(), GcError> {
         let tx = db::immediate(conn)?;
-        retention::switch_pack(&tx, library, old, &new, data.len() as u64, &moved)?;
+        retention::switch_pack(&tx, library, old, &new, size, &moved)?;
         tx.commit()?;
         Ok(())
     });

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use super::billing::money;
 use super::billing::processor::PaymentProcessor;
-use super::blobstore::BlobStore;
 use super::config::ServerConfig;
 use super::db::{self, accounts, billing, libraries, sessions, Db};
 use super::mail::{Kind, Mailer};
+use super::storage::BlobStore;
 use crate::units::format_size;
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -28,7 +28,7 @@ pub struct Report {
 
 pub struct Maintenance {
     pub db: Db,
-    pub blobs: BlobStore,
+    pub blobs: std::sync::Arc<dyn BlobStore>,
     pub config: Arc<ServerConfig>,
     pub processor: Arc<dyn PaymentProcessor>,
     pub mailer: Arc<Mailer>,
@@ -61,13 +61,13 @@ impl Maintenance {
         let due = super::verify::last_run(&self.db)?
             .is_none_or(|at| at + self.config.verify_interval.as_secs() as i64 <= now);
         if due {
-            let verified = super::verify::verify(&self.db, &self.blobs, None)?;
+            let verified = super::verify::verify(&self.db, &*self.blobs, None)?;
             report.objects_damaged = verified.damaged.len();
         }
         let options = super::gc::GcOptions::new(self.config.gc_grace);
         report.collection = Some(super::gc::collect(
             &self.db,
-            &self.blobs,
+            &*self.blobs,
             &options,
             &|_, _| {},
         )?);
@@ -244,11 +244,11 @@ impl Maintenance {
         Ok(())
     }
 
-    /// Removes pack folders of libraries that no longer exist; returns how many.
+    /// Removes the packs of libraries that no longer exist; returns of how many.
     pub fn collect(&self) -> anyhow::Result<usize> {
-        // Folders first: one that exists now belongs to a library created before, which the
-        // read below then sees unless it was deleted.
-        let folders = self.blobs.library_dirs()?;
+        // Stored libraries first: one stored now belongs to a library created before, which
+        // the read below then sees unless it was deleted.
+        let folders = self.blobs.libraries()?;
         let live = self.db.blocking(|conn| libraries::all_ids(conn))?;
         let mut removed = 0;
         for library in folders {

@@ -10,10 +10,8 @@ pub mod addresses;
 pub mod admin;
 pub mod app;
 pub mod billing;
-pub mod blobstore;
 pub mod config;
 pub mod db;
-pub mod direct;
 pub mod error;
 pub mod extract;
 pub mod gc;
@@ -31,6 +29,7 @@ pub mod recovery;
 pub mod retention;
 pub mod sessions;
 pub mod sharing;
+pub mod storage;
 pub mod throttle;
 pub mod tls;
 pub mod validate;
@@ -47,12 +46,24 @@ use tower::ServiceExt;
 
 use crate::fsutil::{create_private_dir, write_atomic};
 
+/// Which data directory, and where its packs are kept (`server.toml` says, unless these
+/// options do).
+#[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
+pub struct DataDirOptions {
+    /// Where the configuration, database, local packs and certificate live.
+    #[arg(long, env = "IBACKUP_DATA_DIR")]
+    pub data_dir: PathBuf,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub storage: storage::StorageOptions,
+}
+
 /// Options of `ibackup-server serve`.
 #[derive(Clone, Debug, clap::Args, Serialize, Deserialize)]
 pub struct ServeOptions {
-    /// Where the database, blobs and certificate live.
-    #[arg(long, env = "IBACKUP_DATA_DIR")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub place: DataDirOptions,
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, default_value = "127.0.0.1:8443")]
     pub listen: SocketAddr,
@@ -64,7 +75,7 @@ pub struct ServeOptions {
 /// What a data directory holds, opened.
 pub struct DataDir {
     pub db: db::Db,
-    pub blobs: blobstore::BlobStore,
+    pub blobs: Arc<dyn storage::BlobStore>,
     pub config: Arc<config::ServerConfig>,
     pub secret: Arc<[u8; 32]>,
     pub processor: Arc<dyn billing::processor::PaymentProcessor>,
@@ -84,12 +95,16 @@ impl DataDir {
 }
 
 /// Opens the database, blob store, configuration and secret of a data directory, creating
-/// them on first use.
-pub fn open_data_dir(data_dir: &Path) -> anyhow::Result<DataDir> {
+/// them on first use. The database remembers where its packs are: opening it with another
+/// blob store is refused, as collection there would find none of its packs.
+pub fn open_data_dir(place: &DataDirOptions) -> anyhow::Result<DataDir> {
+    let data_dir = place.data_dir.as_path();
     create_private_dir(data_dir)?;
     let config = Arc::new(config::ServerConfig::load_or_create(data_dir)?);
     let database = db::Db::open(&data_dir.join("ibackup.db"))?;
-    let blobs = blobstore::BlobStore::open(&data_dir.join("packs"))?;
+    let chosen = place.storage.or(&config.storage);
+    let blobs = storage::open(&chosen, config.s3_credentials.clone(), data_dir)?;
+    database.blocking(|conn| db::check_blob_store(conn, &blobs.location()))?;
     let secret = Arc::new(load_or_create_secret(&data_dir.join("server-secret"))?);
     let mailer = Arc::new(mail::Mailer::new(&config, data_dir)?);
     let processor = Arc::new(billing::processor::OfflineLedger::new(database.clone()));
@@ -127,7 +142,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
             options.listen.ip()
         );
     }
-    let data = open_data_dir(&options.data_dir)?;
+    let data = open_data_dir(&options.place)?;
     let dummy_hash = crate::crypto::kdf::hash_auth_secret(&rand::random::<[u8; 32]>())?;
     let state = app::AppState {
         db: data.db.clone(),
@@ -150,7 +165,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         None
     } else {
         let identity =
-            tls::load_or_create(&options.data_dir.join("tls")).map_err(anyhow::Error::msg)?;
+            tls::load_or_create(&options.place.data_dir.join("tls")).map_err(anyhow::Error::msg)?;
         Some(identity)
     };
     let listener = tokio::net::TcpListener::bind(options.listen)

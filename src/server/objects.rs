@@ -232,7 +232,7 @@ pub async fn upload(
     };
     let store = state.blobs.clone();
     let (lib, pid) = (library_id.clone(), pack_id.clone());
-    tokio::task::spawn_blocking(move || store.write_pack(&lib, &pid, &pack))
+    tokio::task::spawn_blocking(move || store.write_pack(&lib, &pid, pack))
         .await
         .map_err(ApiError::internal)??;
 
@@ -297,7 +297,8 @@ pub async fn upload(
         })
         .await;
     if committed.is_err() {
-        let _ = state.blobs.delete_pack(&library_id, &pack_id);
+        let store = state.blobs.clone();
+        let _ = tokio::task::spawn_blocking(move || store.delete_pack(&library_id, &pack_id)).await;
     }
     Ok(Json(committed?))
 }

@@ -12,8 +12,8 @@ use std::time::Instant;
 use rusqlite::params;
 use serde::Serialize;
 
-use super::blobstore::BlobStore;
 use super::db::{self, retention, Db, DbError};
+use super::storage::{BlobStore, StorageError};
 
 #[derive(Debug, Default, Serialize)]
 pub struct VerifyReport {
@@ -40,6 +40,9 @@ pub enum VerifyError {
     Db(#[from] DbError),
     #[error("no library has the id `{0}`")]
     UnknownLibrary(String),
+    /// The store is out of reach: nothing can be said of the objects, none is marked.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
 }
 
 impl From<rusqlite::Error> for VerifyError {
@@ -51,7 +54,11 @@ impl From<rusqlite::Error> for VerifyError {
 /// An object as verify sees it: id, pack, offset, size, checksum (none before checksums).
 type Indexed = (Vec<u8>, String, u64, u64, Option<u32>);
 
-pub fn verify(db: &Db, blobs: &BlobStore, only: Option<&str>) -> Result<VerifyReport, VerifyError> {
+pub fn verify(
+    db: &Db,
+    blobs: &dyn BlobStore,
+    only: Option<&str>,
+) -> Result<VerifyReport, VerifyError> {
     let started = Instant::now();
     let mut libraries = db.blocking(|conn| retention::libraries(conn))?;
     if let Some(only) = only {
@@ -92,7 +99,10 @@ pub fn verify(db: &Db, blobs: &BlobStore, only: Option<&str>) -> Result<VerifyRe
                 report.objects += 1;
                 report.bytes += size;
                 let problem = match (blobs.read_range(&library, &pack, offset, size), checksum) {
-                    (Err(e), _) => Some(format!("cannot be read from its pack ({e})")),
+                    (Err(e), _) if e.is_damage() => {
+                        Some(format!("cannot be read from its pack ({e})"))
+                    }
+                    (Err(e), _) => return Err(e.into()),
                     (Ok(bytes), Some(sum)) if crc32c::crc32c(&bytes) != sum => {
                         Some("its bytes changed on disk (checksum mismatch)".to_owned())
                     }

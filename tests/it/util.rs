@@ -12,6 +12,8 @@ use std::process::{Child, Command, Output, Stdio};
 use rand::{Rng, RngCore, SeedableRng};
 use tempfile::TempDir;
 
+use super::garage::{self, Garage};
+
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_ibackup-server");
 pub const CLIENT_BIN: &str = env!("CARGO_BIN_EXE_ibackup");
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -43,7 +45,17 @@ impl TestServer {
         Self::spawn(data, port, None)
     }
 
+    /// Starts a server that keeps its packs in `garage`.
+    pub fn start_on(garage: &Garage) -> Self {
+        let data = tempfile::tempdir().unwrap();
+        keep_packs_on(data.path(), garage);
+        Self::spawn(data, 0, None)
+    }
+
     fn spawn(data: TempDir, port: u16, log: Option<&Path>) -> Self {
+        if garage::every_server_on_s3() && garage::available() {
+            keep_packs_on(data.path(), Garage::shared());
+        }
         let stderr = match log {
             Some(path) => Stdio::from(fs::File::create(path).unwrap()),
             None => Stdio::inherit(),
@@ -228,6 +240,23 @@ impl TestServer {
             .args(args)
             .output()
             .unwrap()
+    }
+}
+
+/// Makes the `server.toml` in `dir` (the default one if there is none) keep packs in
+/// `garage`, under a prefix of its own; a file that names a store already is left alone.
+pub fn keep_packs_on(dir: &Path, garage: &Garage) {
+    let path = dir.join("server.toml");
+    let text = fs::read_to_string(&path)
+        .unwrap_or_else(|_| ibackup::server::config::DEFAULT_CONFIG.to_owned());
+    let local = "blob_store = \"local\"";
+    if text.contains(local) {
+        let prefix = hex::encode(rand::random::<[u8; 8]>());
+        fs::write(
+            &path,
+            text.replace(local, &garage.storage_settings(&prefix)),
+        )
+        .unwrap();
     }
 }
 

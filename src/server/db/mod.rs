@@ -33,6 +33,11 @@ pub enum DbError {
          them with the release that made them and back them up to a new data directory"
     )]
     FormatOneLibraries(i64),
+    #[error(
+        "this database's packs are in {recorded}, but the server was started with {given}; \
+         start it with --blob-store {recorded} (or set `[storage] blob_store` in server.toml)"
+    )]
+    OtherBlobStore { recorded: String, given: String },
     #[error("stored value is malformed: {0}")]
     Corrupt(String),
     #[error("database task failed: {0}")]
@@ -90,6 +95,37 @@ impl Db {
 /// read-check-write that must not interleave with another writer.
 pub fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, DbError> {
     Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+}
+
+/// Records where this database's packs are kept on first use, and refuses another store
+/// after: collection against the wrong store would find none of the packs.
+pub fn check_blob_store(conn: &mut Connection, location: &str) -> Result<(), DbError> {
+    use rusqlite::OptionalExtension;
+    let tx = immediate(conn)?;
+    let recorded: Option<String> = tx
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'blob_store'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    match recorded {
+        Some(recorded) if recorded != location => {
+            return Err(DbError::OtherBlobStore {
+                recorded,
+                given: location.to_owned(),
+            })
+        }
+        Some(_) => {}
+        None => {
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES ('blob_store', ?1)",
+                [location],
+            )?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// Seconds since the Unix epoch.

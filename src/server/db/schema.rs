@@ -286,6 +286,14 @@ ALTER TABLE accounts ADD COLUMN recovery_proof_hash BLOB;
 ALTER TABLE accounts ADD COLUMN email_confirmed_at INTEGER;
 ALTER TABLE sessions ADD COLUMN key_share BLOB;
 "#,
+    // Settings of the deployment that every server sharing the database must agree on,
+    // as text: where the packs are kept (`blob_store`).
+    r#"
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
 ];
 
 /// The migration that replaced storage format 1 (it drops the old library tables).
