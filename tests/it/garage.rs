@@ -1,8 +1,8 @@
 //! A real Garage (S3) on loopback: a single-node cluster in a temporary directory, with a
 //! bucket and an access key, for servers that keep their packs there.
 //!
-//! `scripts/setup` builds Garage into `/opt/ibackup-tools/bin` (IBACKUP_GARAGE names another
-//! binary). Without it the S3 tests skip, unless IBACKUP_REQUIRE_S3=1 (CI) makes that a
+//! `scripts/setup` builds Garage into `$IBACKUP_TOOLS/bin` (default `/opt/ibackup-tools`;
+//! IBACKUP_GARAGE names another binary). Without it the S3 tests skip, unless IBACKUP_REQUIRE_S3=1 (CI) makes that a
 //! failure. With IBACKUP_TEST_BLOBS=s3, every [`super::util::TestServer`] keeps its packs in
 //! one Garage shared by the test process, each under a prefix of its own.
 
@@ -29,7 +29,8 @@ pub fn binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("IBACKUP_GARAGE") {
         return Some(PathBuf::from(path));
     }
-    let built = PathBuf::from("/opt/ibackup-tools/bin/garage");
+    let tools = std::env::var_os("IBACKUP_TOOLS").unwrap_or("/opt/ibackup-tools".into());
+    let built = PathBuf::from(tools).join("bin/garage");
     if built.exists() {
         return Some(built);
     }

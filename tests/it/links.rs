@@ -52,8 +52,7 @@ fn blobs(server: &TestServer, library: &str) -> HashMap<ObjectId, (u8, Vec<u8>)>
         .collect();
     rows.into_iter()
         .map(|(id, kind, pack, offset, size)| {
-            let path = server.pack_path(library, &pack);
-            let bytes = fs::read(path).unwrap()[offset as usize..(offset + size) as usize].to_vec();
+            let bytes = server.stored_bytes(library, &pack, offset, size);
             (ObjectId::from_slice(&id).unwrap(), (kind, bytes))
         })
         .collect()

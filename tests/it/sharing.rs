@@ -60,8 +60,7 @@ fn blob(server: &TestServer, library: &str, id: &[u8]) -> Vec<u8> {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    let path = server.pack_path(library, &pack);
-    fs::read(path).unwrap()[offset as usize..(offset + size) as usize].to_vec()
+    server.stored_bytes(library, &pack, offset, size)
 }
 
 fn count(server: &TestServer, sql: &str) -> i64 {

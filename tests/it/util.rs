@@ -12,6 +12,9 @@ use std::process::{Child, Command, Output, Stdio};
 use rand::{Rng, RngCore, SeedableRng};
 use tempfile::TempDir;
 
+use ibackup::server::config::ServerConfig;
+use ibackup::server::storage::{self, BlobStore};
+
 use super::garage::{self, Garage};
 
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_ibackup-server");
@@ -203,22 +206,34 @@ impl TestServer {
             .join(pack)
     }
 
-    /// Bytes of every pack file in the data directory.
+    /// The store this server keeps its packs in (its local folder or Garage), opened as
+    /// its tools open it.
+    pub fn blob_store(&self) -> std::sync::Arc<dyn BlobStore> {
+        let config = ServerConfig::load_or_create(self.data.path()).unwrap();
+        storage::open(
+            &config.storage,
+            config.s3_credentials.clone(),
+            self.data.path(),
+        )
+        .unwrap()
+    }
+
+    /// Bytes of one object, read straight out of its pack in the store.
+    pub fn stored_bytes(&self, library: &str, pack: &str, offset: i64, size: i64) -> Vec<u8> {
+        self.blob_store()
+            .read_range(library, pack, offset as u64, size as u64)
+            .unwrap()
+    }
+
+    /// Bytes of every pack in the store.
     pub fn pack_bytes(&self) -> u64 {
-        let mut total = 0;
-        let mut stack = vec![self.data.path().join("packs")];
-        while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir).into_iter().flatten() {
-                let entry = entry.unwrap();
-                let meta = entry.metadata().unwrap();
-                if meta.is_dir() {
-                    stack.push(entry.path());
-                } else {
-                    total += meta.len();
-                }
-            }
-        }
-        total
+        let store = self.blob_store();
+        let libraries = store.libraries().unwrap();
+        libraries
+            .iter()
+            .flat_map(|library| store.list_packs(library).unwrap())
+            .map(|pack| pack.size)
+            .sum()
     }
 
     pub fn db(&self) -> rusqlite::Connection {
