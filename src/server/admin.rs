@@ -6,9 +6,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::db::{self, accounts, privacy};
+use super::http::privacy::questions;
+use super::http::profile::optout_token;
 use super::mail::Kind;
-use super::privacy::questions;
-use super::profile::optout_token;
 use super::DataDirOptions;
 use crate::api::account::SurveyQuestion;
 use crate::units::{format_size, parse_size};

@@ -2,33 +2,25 @@
 //!
 //! The server never decrypts anything: it stores blobs it cannot read, checks what it can
 //! without keys (sizes, kinds, references, quota, permissions) and moves library heads only
-//! by compare-and-swap. Handlers live in modules named for what they own; SQL lives in `db`.
+//! by compare-and-swap.
+//!
+//! Its parts: `http` (the routes, a module per area) over `state` (what handlers share);
+//! `db` (the metadata, all SQL) and `storage` (the packs); `maintenance`, `gc` and `verify`
+//! (work of its own, also run by `admin` commands); `billing`, `mail`, `throttle`, `hashing`,
+//! `records` (services the routes and the maintenance pass use).
 
-pub mod account_keys;
-pub mod accounts;
-pub mod addresses;
 pub mod admin;
-pub mod app;
 pub mod billing;
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod extract;
 pub mod gc;
 pub mod hashing;
-pub mod libraries;
-pub mod links;
+pub mod http;
 pub mod mail;
 pub mod maintenance;
-pub mod objects;
-pub mod pages;
-pub mod privacy;
-pub mod profile;
 pub mod records;
-pub mod recovery;
-pub mod retention;
-pub mod sessions;
-pub mod sharing;
+pub mod state;
 pub mod storage;
 pub mod throttle;
 pub mod tls;
@@ -144,7 +136,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     }
     let data = open_data_dir(&options.place)?;
     let dummy_hash = crate::crypto::kdf::hash_auth_secret(&rand::random::<[u8; 32]>())?;
-    let state = app::AppState {
+    let state = state::AppState {
         db: data.db.clone(),
         blobs: data.blobs.clone(),
         secret: data.secret.clone(),
@@ -160,7 +152,7 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         ))),
     };
     spawn_background(&state, data.maintenance());
-    let router = app::router(state.clone());
+    let router = http::router(state.clone());
     let tls = if options.insecure_http {
         None
     } else {
@@ -246,7 +238,7 @@ pub fn upload_permits(bytes: u64) -> usize {
 /// How often gathered session records are written.
 const RECORD_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn spawn_background(state: &app::AppState, maintenance: maintenance::Maintenance) {
+fn spawn_background(state: &state::AppState, maintenance: maintenance::Maintenance) {
     let records = state.records.clone();
     let database = state.db.clone();
     tokio::spawn(async move {

@@ -4,16 +4,8 @@
 //! recording costs no database write per request.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
-use axum::body::HttpBody;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
-
-use super::app::AppState;
 use super::db::{self, sessions, Db, DbError};
 
 /// Filled by the `Caller` extractor with the session a request authenticated as.
@@ -25,7 +17,7 @@ impl SessionSlot {
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(session_id.to_owned());
     }
 
-    fn take(&self) -> Option<String> {
+    pub(crate) fn take(&self) -> Option<String> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
@@ -49,7 +41,7 @@ pub struct SessionRecords {
 }
 
 impl SessionRecords {
-    fn add(&self, session_id: String, address: String, up: u64, down: u64, ms: u64) {
+    pub(crate) fn add(&self, session_id: String, address: String, up: u64, down: u64, ms: u64) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         let full = pending.len() >= MAX_PENDING;
         match pending.get_mut(&session_id) {
@@ -106,31 +98,4 @@ impl SessionRecords {
             })
             .await
     }
-}
-
-/// Middleware: measures each request and, if it authenticated, counts it for its session.
-pub async fn track(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let slot = SessionSlot::default();
-    request.extensions_mut().insert(slot.clone());
-    let peer = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip());
-    let bytes_up = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let started = Instant::now();
-    let response = next.run(request).await;
-    if let Some(session_id) = slot.take() {
-        let bytes_down = response.body().size_hint().exact().unwrap_or(0);
-        let ms = started.elapsed().as_millis() as u64;
-        let address = peer.map(|ip| ip.to_string()).unwrap_or_default();
-        state
-            .records
-            .add(session_id, address, bytes_up, bytes_down, ms);
-    }
-    response
 }

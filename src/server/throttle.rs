@@ -20,9 +20,9 @@ use std::sync::Arc;
 
 use rusqlite::Connection;
 
-use super::app::AppState;
 use super::db::throttle;
 use super::error::{ApiError, ApiResult};
+use super::state::AppState;
 
 /// Failures allowed under a pair or a target before any wait.
 pub const FREE_FAILURES: u32 = 5;

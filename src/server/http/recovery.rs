@@ -11,19 +11,19 @@ use axum::Json;
 use subtle::ConstantTimeEq;
 
 use super::accounts::{check_login, check_recovery, recovery_proof_hash, PreparedLogin};
-use super::app::AppState;
-use super::db::{self, accounts, sessions};
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::sessions::{confirm_password, invalid_credentials, SessionStart};
-use super::throttle::Guess;
-use super::validate;
 use crate::api::account::{
     RecoveryChallenge, RecoveryCompleteRequest, RecoveryKeyRequest, RecoveryStartRequest,
 };
 use crate::api::types::SessionResponse;
 use crate::api::ErrorCode;
 use crate::crypto::AccountKeyPair;
+use crate::server::db::{self, accounts, sessions};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::server::throttle::Guess;
+use crate::server::validate;
 
 /// Replaces the recovery key (the old one stops working): for accounts from before recovery
 /// proofs, and after a recovery key was exposed. Needs the password.

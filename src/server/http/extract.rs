@@ -8,10 +8,10 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::app::AppState;
-use super::db::sessions;
-use super::error::ApiError;
-use super::records::SessionSlot;
+use crate::server::db::sessions;
+use crate::server::error::ApiError;
+use crate::server::records::SessionSlot;
+use crate::server::state::AppState;
 
 /// A JSON body of at most `MAX_JSON_BYTES`; malformed, mistyped or oversized bodies become
 /// 400 or 413 with the reason.
@@ -58,7 +58,7 @@ impl FromRequest<AppState> for ApiBytes {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(limit as u64)
             .min(limit as u64);
-        let share = super::upload_permits(announced).max(1) as u32;
+        let share = crate::server::upload_permits(announced).max(1) as u32;
         let held = state
             .uploads
             .clone()
@@ -220,7 +220,7 @@ impl FromRequestParts<AppState> for Caller {
         let session = found.ok_or_else(|| {
             ApiError::unauthorized("session expired or logged out; run `ibackup login`")
         })?;
-        let now = super::db::now();
+        let now = crate::server::db::now();
         let config = &state.config;
         let idle = now - session.last_seen > config.idle_timeout.as_secs() as i64;
         let too_old = now - session.created_at > config.absolute_timeout.as_secs() as i64;

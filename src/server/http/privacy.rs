@@ -9,9 +9,6 @@ use axum::Json;
 use rusqlite::Connection;
 
 use super::accounts::account_info;
-use super::app::AppState;
-use super::db::{self, accounts, billing, libraries, privacy, sessions};
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::sessions::verify;
 use crate::api::account::{
@@ -19,6 +16,9 @@ use crate::api::account::{
     SurveyInfo, SurveyList, SurveyQuestion,
 };
 use crate::api::ErrorCode;
+use crate::server::db::{self, accounts, billing, libraries, privacy, sessions};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
 
 pub async fn export(
     State(state): State<AppState>,
@@ -57,7 +57,7 @@ pub async fn export(
                     .collect(),
                 libraries: libraries::export_owned(conn, id)?,
                 memberships: libraries::export_memberships(conn, id)?,
-                links: super::db::links::export(conn, id)?,
+                links: crate::server::db::links::export(conn, id)?,
                 notes: vec![
                     "Library contents are encrypted with keys only you hold; restore them with \
                      `ibackup restore` or the mount."

@@ -5,13 +5,13 @@
 use axum::extract::{Path, State};
 use axum::Json;
 
-use super::app::AppState;
-use super::db::{self, libraries, retention};
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::libraries::{require, Need};
 use crate::api::types::{ForgetRequest, ForgetResponse, HoldRequest};
 use crate::model::retention::Policy;
+use crate::server::db::{self, libraries, retention};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
 
 const MAX_KEEP: u32 = 100_000;
 const MAX_TAGS: usize = 64;

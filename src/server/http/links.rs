@@ -16,19 +16,19 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 
-use super::app::AppState;
-use super::db::{self, links, objects, DbError};
-use super::error::{ApiError, ApiResult};
 use super::extract::{hash_token, new_token, ApiJson, Caller};
 use super::libraries::{require, Need};
-use super::throttle::Guess;
-use super::validate;
 use crate::api::links::{
     CreateLinkRequest, LinkFetchRequest, LinkInfo, LinkList, OpenLinkRequest, OpenLinkResponse,
     PointerUpdate,
 };
 use crate::api::{ErrorCode, CHAIN_LINK_BYTES};
 use crate::crypto::{kdf, BlobKind, ObjectId};
+use crate::server::db::{self, links, objects, DbError};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::server::throttle::Guess;
+use crate::server::validate;
 
 /// How long a visitor's token lasts after opening a link.
 const TOKEN_SECS: i64 = 3600;

@@ -10,17 +10,17 @@ use axum::http::{HeaderName, StatusCode};
 use axum::Json;
 
 use super::accounts::{client_label, session_response};
-use super::app::AppState;
-use super::config::ServerConfig;
-use super::db::{accounts, sessions};
-use super::error::{ApiError, ApiResult};
 use super::extract::{new_token, session_cookie, ApiJson, Caller};
-use super::throttle::Guess;
-use super::validate;
 use crate::api::account::{SessionList, SessionsEnded};
 use crate::api::types::{KeyShare, LoginRequest, SessionResponse};
 use crate::api::ErrorCode;
 use crate::crypto::kdf;
+use crate::server::config::ServerConfig;
+use crate::server::db::{accounts, sessions};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::server::throttle::Guess;
+use crate::server::validate;
 
 pub fn invalid_credentials() -> ApiError {
     ApiError::new(ErrorCode::InvalidCredentials, "wrong e-mail or password")
@@ -180,7 +180,7 @@ pub async fn revoke(
     Path(session_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = session_id.clone();
-    let found = super::db::is_random_id(&session_id)
+    let found = crate::server::db::is_random_id(&session_id)
         && state
             .db
             .call(move |conn| sessions::revoke_own(conn, caller.account_id, &id))

@@ -14,10 +14,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::app::AppState;
-use super::config::ServerConfig;
-use super::db::{self, accounts, libraries, objects, retention, DbError};
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiBytes, ApiJson, Caller};
 use super::libraries::{require, Need};
 use crate::api::routes::{MAX_BATCH_BYTES, MAX_IDS_PER_REQUEST};
@@ -26,6 +22,10 @@ use crate::api::{frame, ErrorCode};
 use crate::crypto::blob::{blob_epoch, max_sealed_len, BLOB_VERSION, MIN_BLOB_LEN};
 use crate::crypto::{BlobKind, ObjectId};
 use crate::model::chunker::MAX_CHUNK;
+use crate::server::config::ServerConfig;
+use crate::server::db::{self, accounts, libraries, objects, retention, DbError};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
 
 /// Largest tree or snapshot blob.
 const MAX_METADATA_BLOB: usize = 32 << 20;

@@ -10,18 +10,18 @@ use axum::Json;
 use subtle::ConstantTimeEq;
 
 use super::accounts::{account_info, check_login, PreparedLogin};
-use super::app::AppState;
-use super::db::{accounts, sessions};
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::pages::{Confirm, Page};
 use super::sessions::confirm_password;
-use super::validate;
 use crate::api::account::{
     ConsentRequest, PasswordChangeRequest, SessionsEnded, UpdateProfileRequest,
 };
 use crate::api::types::AccountInfo;
 use crate::api::ErrorCode;
+use crate::server::db::{accounts, sessions};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::server::validate;
 
 /// Changes names and the e-mail address. A new address needs the password (a stolen
 /// session must not move the account to another inbox), is unconfirmed until its mailed

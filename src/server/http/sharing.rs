@@ -11,17 +11,17 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::app::AppState;
-use super::db::{accounts, immediate, libraries, DbError};
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::libraries::{require, Need};
-use super::validate;
 use crate::api::types::{
     AddMemberRequest, ContactKey, ContactRequest, LibraryInfo, MemberInfo, MemberList, Permission,
     RotateRequest,
 };
 use crate::api::{ErrorCode, CHAIN_LINK_BYTES, GRANT_BYTES};
+use crate::server::db::{accounts, immediate, libraries, DbError};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::server::validate;
 
 fn no_account(email: &str) -> ApiError {
     ApiError::not_found(format!(

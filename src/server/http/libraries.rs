@@ -6,11 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 
-use super::app::AppState;
-use super::db::{self, libraries, objects, DbError};
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
-use super::validate;
 use crate::api::types::{
     CreateLibraryRequest, HeadResponse, HeadUpdate, LibraryInfo, LibraryList, Permission,
     RenameLibraryRequest, SnapshotList,
@@ -18,6 +14,10 @@ use crate::api::types::{
 use crate::api::ErrorCode;
 use crate::api::GRANT_BYTES;
 use crate::crypto::BlobKind;
+use crate::server::db::{self, libraries, objects, DbError};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::server::validate;
 
 /// What a request needs to do with a library.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -67,7 +67,7 @@ pub fn require(
             ))
         }
         libraries::Access::Member { owner_id, .. }
-            if need == Need::Write && !super::db::accounts::is_active(conn, owner_id)? =>
+            if need == Need::Write && !crate::server::db::accounts::is_active(conn, owner_id)? =>
         {
             Err(ApiError::new(
                 ErrorCode::AccountInactive,

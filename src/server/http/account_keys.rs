@@ -11,14 +11,14 @@ use axum::extract::{ConnectInfo, State};
 use axum::Json;
 
 use super::accounts::{check_login, check_recovery, recovery_proof_hash, PreparedLogin};
-use super::app::AppState;
-use super::db::{self, accounts, libraries, sessions};
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::sessions::confirm_password;
-use super::validate;
 use crate::api::account::{RotateKeysRequest, SessionsEnded};
 use crate::api::{ErrorCode, GRANT_BYTES};
+use crate::server::db::{self, accounts, libraries, sessions};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::server::validate;
 
 pub async fn rotate(
     State(state): State<AppState>,

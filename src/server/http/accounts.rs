@@ -7,14 +7,8 @@ use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderName, StatusCode};
 use axum::Json;
 
-use super::app::AppState;
-use super::config::ServerConfig;
-use super::db::{accounts, billing, libraries};
-use super::error::{ApiError, ApiResult};
 use super::extract::{ApiJson, Caller};
 use super::sessions::SessionStart;
-use super::throttle::Signup;
-use super::validate;
 use crate::api::account::CardSummary;
 use crate::api::types::{
     AccountInfo, AccountKeys, LoginMaterial, PreloginRequest, PreloginResponse, RegisterRequest,
@@ -22,6 +16,12 @@ use crate::api::types::{
 };
 use crate::api::ErrorCode;
 use crate::crypto::kdf::{self, KdfParams};
+use crate::server::config::ServerConfig;
+use crate::server::db::{accounts, billing, libraries};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
+use crate::server::throttle::Signup;
+use crate::server::validate;
 
 /// Wrapped 32-byte keys: nonce, key, tag.
 pub const WRAPPED_KEY_LEN: std::ops::RangeInclusive<usize> = 60..=60;
@@ -150,7 +150,7 @@ pub async fn register(
                 &req.library.grant,
             )?;
             let response = session.create(&tx, &config, account_id)?;
-            tx.commit().map_err(super::db::DbError::from)?;
+            tx.commit().map_err(crate::server::db::DbError::from)?;
             Ok(response)
         })
         .await?;

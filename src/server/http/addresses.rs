@@ -10,12 +10,12 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderName, StatusCode};
 use subtle::ConstantTimeEq;
 
-use super::app::AppState;
 use super::billing::send_service_mail;
-use super::db::{self, accounts};
-use super::error::{ApiError, ApiResult};
 use super::extract::Caller;
 use super::pages::{Confirm, Page};
+use crate::server::db::{self, accounts};
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::state::AppState;
 
 /// How long a confirmation link works.
 const LINK_SECS: i64 = 7 * 86_400;

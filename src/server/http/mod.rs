@@ -1,63 +1,33 @@
-//! The axum application: shared state and the route table (see `docs/PROTOCOL.md`).
+//! The HTTP API: one module per area, each owning its handlers, and the route table (see
+//! `docs/PROTOCOL.md`). Handlers share [`AppState`]; what they store goes through `db` and
+//! `storage`, never SQL or files of their own.
 
-use std::sync::Arc;
+pub mod account_keys;
+pub mod accounts;
+pub mod addresses;
+pub mod billing;
+pub mod extract;
+pub mod libraries;
+pub mod links;
+pub mod objects;
+pub mod pages;
+pub mod privacy;
+pub mod profile;
+pub mod recovery;
+pub mod retention;
+pub mod sessions;
+pub mod sharing;
+mod track;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 
-use super::billing::processor::PaymentProcessor;
-use super::config::ServerConfig;
-use super::db::Db;
 use super::error::ApiError;
-use super::mail::Mailer;
-use super::records::SessionRecords;
-use super::storage::BlobStore;
-use super::{
-    account_keys, accounts, addresses, billing, libraries, links, objects, privacy, profile,
-    records, recovery, retention, sessions, sharing,
-};
+use super::state::AppState;
 use crate::api::routes;
 use crate::api::types::Health;
 use crate::api::ErrorCode;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Db,
-    pub blobs: Arc<dyn BlobStore>,
-    /// Keys the stand-in salts for unknown e-mail addresses.
-    pub secret: Arc<[u8; 32]>,
-    /// A hash to verify against when the e-mail is unknown, so that takes as long as a
-    /// wrong password.
-    pub dummy_hash: Arc<str>,
-    pub config: Arc<ServerConfig>,
-    pub processor: Arc<dyn PaymentProcessor>,
-    pub mailer: Arc<Mailer>,
-    pub records: Arc<SessionRecords>,
-    /// What each link's root reaches, computed once per root (see `links`).
-    pub reach: Arc<std::sync::Mutex<ReachCache>>,
-    pub hashers: Arc<super::hashing::Hashers>,
-    /// Upload bodies in memory, in KiB (`limits.upload_memory`).
-    pub uploads: Arc<tokio::sync::Semaphore>,
-}
-
-pub type ReachCache = std::collections::HashMap<
-    (String, crate::crypto::ObjectId),
-    Arc<std::collections::HashSet<crate::crypto::ObjectId>>,
->;
-
-impl AppState {
-    pub fn reach_cache(&self) -> std::sync::MutexGuard<'_, ReachCache> {
-        self.reach.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn fake_salt(&self, email: &str) -> Vec<u8> {
-        let mut hasher = blake3::Hasher::new_keyed(&self.secret);
-        hasher.update(b"prelogin salt\0");
-        hasher.update(email.as_bytes());
-        hasher.finalize().as_bytes()[..16].to_vec()
-    }
-}
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -144,7 +114,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            records::track,
+            track::track,
         ))
         .with_state(state)
 }
