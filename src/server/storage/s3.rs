@@ -27,6 +27,8 @@ use super::{BlobStore, PackInfo, StorageError, StorageOptions, StorageResult};
 
 /// Packs at least this large go up in parts of this size (S3's smallest part is 5 MiB).
 const PART_SIZE: usize = 8 << 20;
+/// Packs read at once by one fetch.
+const PARALLEL_PACKS: usize = 8;
 /// How long one request may take before it counts as failed (and is retried).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// Retries of one call end after this many, or this long; the caller then hears
@@ -275,33 +277,66 @@ impl BlobStore for S3Store {
         .map_err(unavailable)
     }
 
-    /// Each run of objects from one pack is one ranged request (nearby ranges merged by
-    /// `object_store`), so a fetch reads what it needs, not whole packs.
+    /// The objects of each pack are asked for in one ranged request (`object_store` merges
+    /// ranges less than 1 MiB apart, and splits the rest into parallel requests), and up to
+    /// [`PARALLEL_PACKS`] packs at once: a fetch reads what it needs, not whole packs, and
+    /// a batch of small objects from a few packs costs a few round trips, not one each.
     fn read_frames(&self, library: &str, wanted: &[(String, u64, u64)]) -> StorageResult<Vec<u8>> {
-        let total: u64 = wanted.iter().map(|(_, _, size)| size + 4).sum();
-        let mut out = Vec::with_capacity(total as usize);
-        for run in wanted.chunk_by(|a, b| a.0 == b.0) {
-            let pack = &run[0].0;
-            let ranges: Vec<Range<u64>> = run
+        // Each pack with the positions in `wanted` of its objects.
+        let mut packs: Vec<(&str, Vec<usize>)> = Vec::new();
+        let mut index: std::collections::HashMap<&str, usize> = Default::default();
+        for (position, (pack, _, _)) in wanted.iter().enumerate() {
+            let slot = *index.entry(pack).or_insert_with(|| {
+                packs.push((pack, Vec::new()));
+                packs.len() - 1
+            });
+            packs[slot].1.push(position);
+        }
+        let requests: Vec<(ObjectPath, Vec<Range<u64>>)> = packs
+            .iter()
+            .map(|(pack, positions)| {
+                let ranges = positions
+                    .iter()
+                    .map(|&p| wanted[p].1..wanted[p].1 + wanted[p].2)
+                    .collect();
+                (self.pack_path(library, pack), ranges)
+            })
+            .collect();
+        let store = self.store.clone();
+        let answers: Vec<(usize, object_store::Result<Vec<Bytes>>)> = self.run(async move {
+            futures::stream::iter(requests.into_iter().enumerate().map(|(n, (path, ranges))| {
+                let store = store.clone();
+                async move { (n, store.get_ranges(&path, &ranges).await) }
+            }))
+            .buffer_unordered(PARALLEL_PACKS)
+            .collect()
+            .await
+        });
+        let mut found: Vec<Option<Bytes>> = vec![None; wanted.len()];
+        for (n, answer) in answers {
+            let (pack, positions) = &packs[n];
+            let end = positions
                 .iter()
-                .map(|(_, offset, size)| *offset..offset + size)
-                .collect();
-            let end = ranges.iter().map(|r| r.end).max().unwrap_or(0);
-            let (store, path) = (self.store.clone(), self.pack_path(library, pack));
-            let asked = ranges.clone();
-            let got = self
-                .run(async move { store.get_ranges(&path, &asked).await })
-                .map_err(|e| self.explain(e, library, pack, end))?;
-            for (bytes, range) in got.iter().zip(&ranges) {
-                if bytes.len() as u64 != range.end - range.start {
+                .map(|&p| wanted[p].1 + wanted[p].2)
+                .max()
+                .unwrap_or(0);
+            let got = answer.map_err(|e| self.explain(e, library, pack, end))?;
+            for (bytes, &position) in got.into_iter().zip(positions) {
+                if bytes.len() as u64 != wanted[position].2 {
                     return Err(StorageError::Short {
-                        pack: pack.clone(),
-                        offset: range.start,
+                        pack: pack.to_string(),
+                        offset: wanted[position].1,
                     });
                 }
-                out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-                out.extend_from_slice(bytes);
+                found[position] = Some(bytes);
             }
+        }
+        let total: u64 = wanted.iter().map(|(_, _, size)| size + 4).sum();
+        let mut out = Vec::with_capacity(total as usize);
+        for bytes in found {
+            let bytes = bytes.expect("every position belongs to one pack, answered above");
+            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+            out.extend_from_slice(&bytes);
         }
         Ok(out)
     }
