@@ -5,7 +5,7 @@
 //! returns keep its message, which says what to do.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::Url;
@@ -35,6 +35,18 @@ pub enum RemoteError {
     },
     #[error("unexpected answer from the server: {0}")]
     Protocol(String),
+}
+
+/// Told of every request sent: method, path, HTTP status (0 when no answer came) and the
+/// time to the answer's headers. Set once per process, by `ibackup-load`; ibackup itself
+/// never sets it.
+pub type Observer = fn(&reqwest::Method, &str, u16, Duration);
+
+static OBSERVER: std::sync::OnceLock<Observer> = std::sync::OnceLock::new();
+
+/// Has every request of this process reported to `observer` (the first call wins).
+pub fn observe_requests(observer: Observer) {
+    let _ = OBSERVER.set(observer);
 }
 
 /// Attempts of a request answered "unavailable" (a store behind the server is down).
@@ -182,13 +194,21 @@ impl Remote {
     /// server retried already).
     fn send(
         &self,
-        make: impl Fn() -> RequestBuilder,
+        method: reqwest::Method,
+        path: &str,
+        make: impl Fn(RequestBuilder) -> RequestBuilder,
         retry: bool,
     ) -> Result<Response, RemoteError> {
         let attempts = 6;
         let mut delay = Duration::from_millis(250);
         for attempt in 1..=attempts {
-            let wait = match make().send() {
+            let started = Instant::now();
+            let sent = make(self.request(method.clone(), path)).send();
+            if let Some(observe) = OBSERVER.get() {
+                let status = sent.as_ref().map_or(0, |r| r.status().as_u16());
+                observe(&method, path, status, started.elapsed());
+            }
+            let wait = match sent {
                 Ok(response) => match check(response) {
                     Err(RemoteError::Api { body, .. })
                         if body.error == ErrorCode::Busy && attempt < attempts
@@ -215,7 +235,7 @@ impl Remote {
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, RemoteError> {
-        json(self.send(|| self.request(reqwest::Method::GET, path), true)?)
+        json(self.send(reqwest::Method::GET, path, |r| r, true)?)
     }
 
     pub fn post<B: Serialize, T: DeserializeOwned>(
@@ -224,10 +244,7 @@ impl Remote {
         body: &B,
         retry: bool,
     ) -> Result<T, RemoteError> {
-        json(self.send(
-            || self.request(reqwest::Method::POST, path).json(body),
-            retry,
-        )?)
+        json(self.send(reqwest::Method::POST, path, |r| r.json(body), retry)?)
     }
 
     pub fn put<B: Serialize, T: DeserializeOwned>(
@@ -235,10 +252,7 @@ impl Remote {
         path: &str,
         body: &B,
     ) -> Result<T, RemoteError> {
-        json(self.send(
-            || self.request(reqwest::Method::PUT, path).json(body),
-            false,
-        )?)
+        json(self.send(reqwest::Method::PUT, path, |r| r.json(body), false)?)
     }
 
     pub fn patch<B: Serialize, T: DeserializeOwned>(
@@ -246,14 +260,11 @@ impl Remote {
         path: &str,
         body: &B,
     ) -> Result<T, RemoteError> {
-        json(self.send(
-            || self.request(reqwest::Method::PATCH, path).json(body),
-            false,
-        )?)
+        json(self.send(reqwest::Method::PATCH, path, |r| r.json(body), false)?)
     }
 
     pub fn delete(&self, path: &str) -> Result<(), RemoteError> {
-        self.send(|| self.request(reqwest::Method::DELETE, path), false)
+        self.send(reqwest::Method::DELETE, path, |r| r, false)
             .map(drop)
     }
 
@@ -265,9 +276,10 @@ impl Remote {
     ) -> Result<T, RemoteError> {
         let body = bytes::Bytes::from(body);
         json(self.send(
-            || {
-                self.request(reqwest::Method::POST, path)
-                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            reqwest::Method::POST,
+            path,
+            |r| {
+                r.header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                     .body(body.clone())
             },
             true,
@@ -280,10 +292,7 @@ impl Remote {
         path: &str,
         body: &B,
     ) -> Result<bytes::Bytes, RemoteError> {
-        let response = self.send(
-            || self.request(reqwest::Method::POST, path).json(body),
-            true,
-        )?;
+        let response = self.send(reqwest::Method::POST, path, |r| r.json(body), true)?;
         response.bytes().map_err(|e| self.transport_error(e))
     }
 }

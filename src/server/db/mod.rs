@@ -15,6 +15,7 @@ pub mod retention;
 mod schema;
 pub mod sessions;
 pub mod throttle;
+pub mod uploads;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -23,7 +23,9 @@ use crate::crypto::blob::{blob_epoch, max_sealed_len, BLOB_VERSION, MIN_BLOB_LEN
 use crate::crypto::{BlobKind, ObjectId};
 use crate::model::chunker::MAX_CHUNK;
 use crate::server::config::ServerConfig;
-use crate::server::db::{self, accounts, libraries, objects, retention, DbError};
+use crate::server::db::accounts::AccountRow;
+use crate::server::db::uploads::{self, OverQuota, Refused, Upload};
+use crate::server::db::{self, libraries, objects, retention, DbError};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -237,63 +239,30 @@ pub async fn upload(
         .map_err(ApiError::internal)??;
 
     // 3. Record it all in one transaction; on any refusal, drop the pack again.
-    let all_ids: Vec<ObjectId> = header.objects.iter().map(|o| o.id).collect();
-    let all_refs: Vec<ObjectId> = header.objects.iter().flat_map(|o| o.refs.clone()).collect();
-    let lib = library_id.clone();
+    let library = library_id.clone();
+    let pack = pack_id.clone();
     let config = state.config.clone();
-    let pid = pack_id.clone();
+    let all = header.objects;
     let committed = state
         .db
         .call(move |conn| -> ApiResult<UploadResponse> {
-            let tx = db::immediate(conn)?;
-            objects::insert_pack(&tx, &lib, &pid, pack_size)?;
-            let mut response = UploadResponse {
-                already_present,
-                ..Default::default()
+            let upload = Upload {
+                library: &library,
+                pack_id: &pack,
+                pack_size,
+                epoch,
+                owner_id,
+                all: &all,
+                placed: &placed,
             };
-            // A collection may have deleted a referenced object since step 1: check again
-            // inside this transaction, and mark every reference reused so the next one
-            // spares it. Nothing is recorded that references a missing object.
-            let batch: HashSet<ObjectId> = placed.iter().map(|(o, _)| o.id).collect();
-            let refs: Vec<ObjectId> = all_refs
-                .iter()
-                .filter(|r| !batch.contains(r))
-                .copied()
-                .collect();
-            if let Some(gone) = objects::absent(&tx, &lib, &refs)?.first() {
-                return Err(ApiError::new(
-                    ErrorCode::MissingReferences,
-                    format!(
-                        "object {gone} was collected while this upload ran; nothing was \
-                         recorded: run the backup again (it uploads what is missing now)"
-                    ),
-                ));
-            }
-            retention::touch(&tx, &lib, &refs)?;
-            retention::touch(&tx, &lib, &all_ids)?;
-            let mut charged = 0u64;
-            for (object, location) in &placed {
-                if !objects::insert(&tx, &lib, &object.id, object.kind, location)? {
-                    response.already_present += 1;
-                    continue;
-                }
-                response.stored += 1;
-                response.stored_bytes += location.size;
-                charged += location.size
-                    + retention::OBJECT_ROW_BYTES
-                    + object.refs.len() as u64 * retention::EDGE_ROW_BYTES;
-                objects::insert_edges(&tx, &lib, &object.id, &object.refs)?;
-                if let Some(meta) = &object.snapshot {
-                    objects::insert_snapshot(&tx, &lib, &object.id, meta, epoch)?;
-                }
-            }
-            if libraries::epoch(&tx, &lib)? != epoch {
-                return Err(ApiError::stale_epoch(libraries::epoch(&tx, &lib)?));
-            }
-            check_quota(&tx, &config, owner_id, caller.account_id, charged)?;
-            objects::add_stored_bytes(&tx, &lib, charged as i64)?;
-            tx.commit().map_err(DbError::from)?;
-            Ok(response)
+            let limit_of = |owner: &AccountRow| config.quota_for(&owner.plan, owner.quota_override);
+            let recorded = uploads::record(conn, &upload, &limit_of)
+                .map_err(|refused| refusal(refused, caller.account_id == owner_id))?;
+            Ok(UploadResponse {
+                stored: recorded.stored,
+                stored_bytes: recorded.stored_bytes,
+                already_present: already_present + recorded.raced,
+            })
         })
         .await;
     if committed.is_err() {
@@ -303,7 +272,30 @@ pub async fn upload(
     Ok(Json(committed?))
 }
 
-/// Storage is charged to the library's owner, whoever uploads.
+/// What the caller is told of an upload the database refused.
+fn refusal(refused: Refused, caller_owns: bool) -> ApiError {
+    match refused {
+        Refused::Collected(gone) => ApiError::new(
+            ErrorCode::MissingReferences,
+            format!(
+                "object {gone} was collected while this upload ran; nothing was recorded: run \
+                 the backup again (it uploads what is missing now)"
+            ),
+        ),
+        Refused::StaleEpoch(epoch) => ApiError::stale_epoch(epoch),
+        Refused::OverQuota(over) => quota_error(over, caller_owns),
+        Refused::Db(error) => error.into(),
+    }
+}
+
+/// Storage is charged to the library's owner, whoever uploads; a member is told whose
+/// quota is full.
+fn quota_error(over: OverQuota, caller_owns: bool) -> ApiError {
+    let named = (!caller_owns).then_some(over.owner_email.as_str());
+    ApiError::quota_exceeded(over.used, over.limit, named)
+}
+
+/// Checks the quota before anything is written (the transaction that records checks again).
 fn check_quota(
     conn: &rusqlite::Connection,
     config: &ServerConfig,
@@ -311,15 +303,11 @@ fn check_quota(
     caller_id: i64,
     adding: u64,
 ) -> ApiResult<()> {
-    let owner = accounts::by_id(conn, owner_id)?
-        .ok_or_else(|| ApiError::internal("library owner missing"))?;
-    let limit = config.quota_for(&owner.plan, owner.quota_override);
-    let used = accounts::used_bytes(conn, owner_id)?;
-    if used.saturating_add(adding) > limit {
-        let named = (caller_id != owner_id).then_some(owner.email.as_str());
-        return Err(ApiError::quota_exceeded(used, limit, named));
+    let limit_of = |owner: &AccountRow| config.quota_for(&owner.plan, owner.quota_override);
+    match uploads::over_quota(conn, owner_id, adding, &limit_of)? {
+        Some(over) => Err(quota_error(over, caller_id == owner_id)),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub async fn fetch(
