@@ -3,7 +3,9 @@
 //!
 //! SQLite runs in WAL mode with `synchronous=FULL`: a transaction that committed survives a
 //! power cut, which the server promises for every object and head it acknowledges.
-//! One connection behind a mutex serialises access; calls run on the blocking pool.
+//! One writer connection behind a mutex serialises changes; a pool of read-only connections
+//! ([`Db::read`]) serves reads beside it, as WAL lets readers run during a write (each sees
+//! what was committed when its statement began). Calls run on the blocking pool.
 
 pub mod accounts;
 pub mod billing;
@@ -45,9 +47,15 @@ pub enum DbError {
     Task(String),
 }
 
+/// Read connections beside the writer.
+const READERS: usize = 4;
+
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
+    /// Idle read connections; a reader takes one and puts it back (see [`Reader`]).
+    idle: crossbeam_channel::Receiver<Connection>,
+    give_back: crossbeam_channel::Sender<Connection>,
 }
 
 impl Db {
@@ -61,9 +69,47 @@ impl Db {
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         schema::migrate(&mut conn)?;
+        let (give_back, idle) = crossbeam_channel::bounded(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open(path)?;
+            reader.pragma_update(None, "query_only", "ON")?;
+            reader.busy_timeout(std::time::Duration::from_secs(10))?;
+            give_back
+                .send(reader)
+                .expect("the pool has room for every reader");
+        }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            idle,
+            give_back,
         })
+    }
+
+    /// Runs `f` with a read-only connection on the blocking thread pool, beside the writer
+    /// and other readers. A change attempted through it is an error (`query_only`).
+    pub async fn read<R, E, F>(&self, f: F) -> Result<R, E>
+    where
+        F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+        R: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || f(&db.reader()))
+            .await
+            .map_err(|e| E::from(DbError::Task(e.to_string())))?
+    }
+
+    /// An idle read connection, waiting for one if all are busy; it goes back to the pool
+    /// when dropped, also after a panic.
+    fn reader(&self) -> Reader<'_> {
+        let conn = self
+            .idle
+            .recv()
+            .expect("the pool's sender lives in every Db");
+        Reader {
+            conn: Some(conn),
+            give_back: &self.give_back,
+        }
     }
 
     /// Runs `f` with the connection on the blocking thread pool.
@@ -89,6 +135,28 @@ impl Db {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
+    }
+}
+
+/// A read connection borrowed from the pool.
+struct Reader<'a> {
+    conn: Option<Connection>,
+    give_back: &'a crossbeam_channel::Sender<Connection>,
+}
+
+impl std::ops::Deref for Reader<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Reader<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = self.give_back.send(conn);
+        }
     }
 }
 
@@ -143,3 +211,61 @@ pub fn random_id() -> String {
 }
 
 pub use crate::api::is_random_id;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accounts(conn: &Connection) -> Result<i64, DbError> {
+        Ok(conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readers_run_beside_a_writer_and_cannot_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("ibackup.db")).unwrap();
+        // The writer holds a write transaction, with a row not yet committed...
+        let (held, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+        let (held, release) = (Arc::new(held), Arc::new(release));
+        let writer = {
+            let (db, held, release) = (db.clone(), held.clone(), release.clone());
+            std::thread::spawn(move || {
+                db.blocking(|conn| {
+                    let tx = immediate(conn).unwrap();
+                    tx.execute_batch(
+                        "INSERT INTO accounts (email, first_name, last_name, plan, auth_hash, \
+                         kdf_salt, kdf_params, public_key, wrapped_private_key, \
+                         recovery_wrapped_private_key, created_at) \
+                         VALUES ('a@b.c', 'A', 'B', 'free', '', x'', '', x'', x'', x'', 0)",
+                    )
+                    .unwrap();
+                    held.wait();
+                    release.wait();
+                    tx.commit().unwrap();
+                })
+            })
+        };
+        held.wait();
+        // ...and every reader still answers at once, with what was committed before.
+        for _ in 0..2 * READERS {
+            let seen = tokio::time::timeout(
+                std::time::Duration::from_secs(2),
+                db.read(|conn| accounts(conn)),
+            )
+            .await
+            .expect("a read waited for the writer")
+            .unwrap();
+            assert_eq!(seen, 0);
+        }
+        release.wait();
+        writer.join().unwrap();
+        assert_eq!(db.read(|conn| accounts(conn)).await.unwrap(), 1);
+        let refused = db
+            .read(|conn| -> Result<usize, DbError> {
+                Ok(conn.execute("DELETE FROM accounts", [])?)
+            })
+            .await;
+        assert!(refused.is_err(), "a reader changed the database");
+        assert_eq!(db.read(|conn| accounts(conn)).await.unwrap(), 1);
+    }
+}

@@ -215,7 +215,7 @@ impl FromRequestParts<AppState> for Caller {
         let hash = hash_token(&token);
         let found = state
             .db
-            .call(move |conn| sessions::lookup(conn, &hash))
+            .read(move |conn| sessions::lookup(conn, &hash))
             .await?;
         let session = found.ok_or_else(|| {
             ApiError::unauthorized("session expired or logged out; run `ibackup login`")

@@ -88,7 +88,7 @@ pub fn require(
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<LibraryList>> {
     let libraries = state
         .db
-        .call(move |conn| libraries::list_for(conn, caller.account_id))
+        .read(move |conn| libraries::list_for(conn, caller.account_id))
         .await?;
     Ok(Json(LibraryList { libraries }))
 }
@@ -194,7 +194,7 @@ pub async fn head(
 ) -> ApiResult<Json<HeadResponse>> {
     let head = state
         .db
-        .call(move |conn| -> ApiResult<_> {
+        .read(move |conn| -> ApiResult<_> {
             require(conn, &library_id, caller.account_id, Need::Read)?;
             Ok(libraries::head(conn, &library_id)?)
         })
@@ -245,7 +245,7 @@ pub async fn snapshots(
 ) -> ApiResult<Json<SnapshotList>> {
     let snapshots = state
         .db
-        .call(move |conn| -> ApiResult<_> {
+        .read(move |conn| -> ApiResult<_> {
             require(conn, &library_id, caller.account_id, Need::Read)?;
             Ok(libraries::committed_snapshots(conn, &library_id)?)
         })

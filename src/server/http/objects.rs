@@ -320,7 +320,7 @@ pub async fn fetch(
     let lib = library_id.clone();
     state
         .db
-        .call(move |conn| require(conn, &lib, caller.account_id, Need::Read).map(drop))
+        .read(move |conn| require(conn, &lib, caller.account_id, Need::Read).map(drop))
         .await?;
     serve(&state, library_id, req.ids).await
 }
@@ -335,7 +335,7 @@ pub async fn serve(
     let lib = library_id.clone();
     let wanted = state
         .db
-        .call(move |conn| -> ApiResult<Vec<(String, u64, u64)>> {
+        .read(move |conn| -> ApiResult<Vec<(String, u64, u64)>> {
             let locations = objects::locate(conn, &lib, &ids)?;
             let mut wanted = Vec::with_capacity(locations.len());
             let mut total = 0u64;
