@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::db::{self, accounts, privacy};
+use super::error::{ServerError, ServerResult};
 use super::http::privacy::questions;
 use super::http::profile::optout_token;
 use super::mail::Kind;
@@ -14,7 +15,7 @@ use crate::api::account::SurveyQuestion;
 use crate::units::{format_size, parse_size};
 
 /// One line per account: e-mail, name, plan, status, quota, usage.
-pub fn user_list(place: &DataDirOptions) -> anyhow::Result<String> {
+pub fn user_list(place: &DataDirOptions) -> ServerResult<String> {
     let data = super::open_data_dir(place)?;
     data.db.blocking(|conn| {
         let mut out = format!(
@@ -44,11 +45,11 @@ pub fn user_list(place: &DataDirOptions) -> anyhow::Result<String> {
 }
 
 /// Sets an account's quota to `size` (e.g. `10GiB`), or back to its plan's with `plan`.
-pub fn set_quota(place: &DataDirOptions, email: &str, size: &str) -> anyhow::Result<String> {
+pub fn set_quota(place: &DataDirOptions, email: &str, size: &str) -> ServerResult<String> {
     let bytes = if size == "plan" {
         None
     } else {
-        Some(parse_size(size).map_err(anyhow::Error::msg)?)
+        Some(parse_size(size).map_err(ServerError::Refused)?)
     };
     let data = super::open_data_dir(place)?;
     let email = email.trim().to_lowercase();
@@ -56,9 +57,9 @@ pub fn set_quota(place: &DataDirOptions, email: &str, size: &str) -> anyhow::Res
         .db
         .blocking(|conn| accounts::set_quota_override(conn, &email, bytes))?;
     if !changed {
-        anyhow::bail!(
+        return Err(ServerError::Refused(format!(
             "no account has the e-mail {email}; `ibackup-server admin user list` shows them"
-        );
+        )));
     }
     Ok(match bytes {
         Some(bytes) => format!("quota of {email} set to {}", format_size(bytes)),
@@ -70,7 +71,7 @@ pub fn set_quota(place: &DataDirOptions, email: &str, size: &str) -> anyhow::Res
 pub fn gc(
     place: &DataDirOptions,
     options: &super::gc::GcOptions,
-) -> anyhow::Result<super::gc::GcReport> {
+) -> ServerResult<super::gc::GcReport> {
     use std::io::IsTerminal;
     let data = super::open_data_dir(place)?;
     let bar = if std::io::stderr().is_terminal() {
@@ -87,7 +88,7 @@ pub fn gc(
 }
 
 /// Stored bytes per account (blobs and index rows of the libraries it owns).
-pub fn usage(place: &DataDirOptions) -> anyhow::Result<String> {
+pub fn usage(place: &DataDirOptions) -> ServerResult<String> {
     let data = super::open_data_dir(place)?;
     data.db.blocking(|conn| {
         let mut out = format!("{:<32} {:>10} {:>14}\n", "E-MAIL", "LIBRARIES", "STORED");
@@ -109,24 +110,28 @@ pub fn usage(place: &DataDirOptions) -> anyhow::Result<String> {
 }
 
 /// Runs one maintenance pass now.
-pub fn maintenance(place: &DataDirOptions) -> anyhow::Result<super::maintenance::Report> {
+pub fn maintenance(place: &DataDirOptions) -> ServerResult<super::maintenance::Report> {
     super::open_data_dir(place)?.maintenance().run_once()
 }
 
 /// Sends a marketing message to every account that agreed to marketing e-mail, each with
 /// its own opt-out link. Returns how many were sent.
-pub fn announce(place: &DataDirOptions, subject: &str, body_file: &Path) -> anyhow::Result<usize> {
-    let body = std::fs::read_to_string(body_file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", body_file.display()))?;
+pub fn announce(place: &DataDirOptions, subject: &str, body_file: &Path) -> ServerResult<usize> {
+    let body = std::fs::read_to_string(body_file).map_err(ServerError::io(format!(
+        "cannot read {}",
+        body_file.display()
+    )))?;
     let subject = subject.trim();
     if subject.is_empty() || subject.chars().any(char::is_control) {
-        anyhow::bail!("the subject must be one line of text");
+        return Err(ServerError::Refused(
+            "the subject must be one line of text".into(),
+        ));
     }
     if body.trim().is_empty() {
-        anyhow::bail!(
+        return Err(ServerError::Refused(format!(
             "{} is empty; write the message into it",
             body_file.display()
-        );
+        )));
     }
     let data = super::open_data_dir(place)?;
     let recipients = data.db.blocking(|conn| accounts::consenting(conn))?;
@@ -159,31 +164,37 @@ struct SurveyFile {
 
 /// Creates a survey from a TOML file (`title`, then `[[questions]]` with `text` and
 /// `choices`); returns its id.
-pub fn survey_create(place: &DataDirOptions, file: &Path) -> anyhow::Result<String> {
+pub fn survey_create(place: &DataDirOptions, file: &Path) -> ServerResult<String> {
     let text = std::fs::read_to_string(file)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let survey: SurveyFile =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        .map_err(ServerError::io(format!("cannot read {}", file.display())))?;
+    let survey: SurveyFile = toml::from_str(&text)
+        .map_err(|e| ServerError::Refused(format!("{}: {e}", file.display())))?;
     if survey.title.trim().is_empty() {
-        anyhow::bail!("{}: give the survey a title", file.display());
+        return Err(ServerError::Refused(format!(
+            "{}: give the survey a title",
+            file.display()
+        )));
     }
     if survey.questions.is_empty() || survey.questions.len() > 50 {
-        anyhow::bail!("{}: a survey has 1 to 50 questions", file.display());
+        return Err(ServerError::Refused(format!(
+            "{}: a survey has 1 to 50 questions",
+            file.display()
+        )));
     }
     for (i, q) in survey.questions.iter().enumerate() {
         if q.text.trim().is_empty() || !(2..=20).contains(&q.choices.len()) {
-            anyhow::bail!(
+            return Err(ServerError::Refused(format!(
                 "{}: question {} needs a text and 2 to 20 choices",
                 file.display(),
                 i + 1
-            );
+            )));
         }
     }
     let data = super::open_data_dir(place)?;
     let row = privacy::SurveyRow {
         id: db::random_id()[..12].to_owned(),
         title: survey.title.trim().to_owned(),
-        questions: serde_json::to_string(&survey.questions)?,
+        questions: serde_json::to_string(&survey.questions).expect("questions are JSON"),
         created_at: db::now(),
         closed_at: None,
     };
@@ -192,7 +203,7 @@ pub fn survey_create(place: &DataDirOptions, file: &Path) -> anyhow::Result<Stri
     Ok(row.id)
 }
 
-pub fn survey_list(place: &DataDirOptions) -> anyhow::Result<String> {
+pub fn survey_list(place: &DataDirOptions) -> ServerResult<String> {
     let data = super::open_data_dir(place)?;
     data.db.blocking(|conn| {
         let k = data.config.survey_min_respondents;
@@ -219,7 +230,7 @@ impl Tally {
         conn: &rusqlite::Connection,
         survey: &privacy::SurveyRow,
         k: u64,
-    ) -> anyhow::Result<Self> {
+    ) -> ServerResult<Self> {
         Ok(Self {
             questions: questions(survey)?,
             counts: privacy::survey_counts(conn, &survey.id)?,
@@ -265,7 +276,7 @@ impl Tally {
 }
 
 /// Counts per answer, each shown only when at least `min_respondents` chose it.
-pub fn survey_report(place: &DataDirOptions, survey_id: &str) -> anyhow::Result<String> {
+pub fn survey_report(place: &DataDirOptions, survey_id: &str) -> ServerResult<String> {
     let data = super::open_data_dir(place)?;
     let k = data.config.survey_min_respondents;
     data.db.blocking(|conn| {
@@ -273,7 +284,9 @@ pub fn survey_report(place: &DataDirOptions, survey_id: &str) -> anyhow::Result<
             .into_iter()
             .find(|s| s.id == survey_id)
             .ok_or_else(|| {
-                anyhow::anyhow!("no survey `{survey_id}`; `ibackup-server survey list` shows them")
+                ServerError::Refused(format!(
+                    "no survey `{survey_id}`; `ibackup-server survey list` shows them"
+                ))
             })?;
         let tally = Tally::read(conn, &survey, k)?;
         let mut out = format!(
@@ -293,7 +306,7 @@ pub fn survey_report(place: &DataDirOptions, survey_id: &str) -> anyhow::Result<
     })
 }
 
-pub fn feedback_list(place: &DataDirOptions) -> anyhow::Result<String> {
+pub fn feedback_list(place: &DataDirOptions) -> ServerResult<String> {
     let data = super::open_data_dir(place)?;
     data.db.blocking(|conn| {
         let mut out = format!("{:<20} {:<6} {:<32} MESSAGE\n", "TIME", "RATING", "FROM");

@@ -197,3 +197,47 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// What the server's own work reports (starting, the maintenance pass, operator commands),
+/// as opposed to what a request is answered ([`ApiError`]). The binaries print it.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Collection(#[from] super::gc::GcError),
+    #[error(transparent)]
+    Verify(#[from] super::verify::VerifyError),
+    #[error(transparent)]
+    Mail(#[from] super::mail::MailError),
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    /// What the operator asked cannot be done as asked; the message says what to do.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl ServerError {
+    /// An I/O failure, saying what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Io { what, source }
+    }
+}
+
+impl From<rusqlite::Error> for ServerError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Db(error.into())
+    }
+}
+
+pub type ServerResult<T> = Result<T, ServerError>;

@@ -9,6 +9,7 @@ use super::billing::money;
 use super::billing::processor::PaymentProcessor;
 use super::config::ServerConfig;
 use super::db::{self, accounts, billing, libraries, sessions, Db};
+use super::error::ServerResult;
 use super::mail::{Kind, Mailer};
 use super::storage::BlobStore;
 use crate::units::format_size;
@@ -46,7 +47,7 @@ impl Maintenance {
     }
 
     /// One pass; blocking (database, processor, mail).
-    pub fn run_once(&self) -> anyhow::Result<Report> {
+    pub fn run_once(&self) -> ServerResult<Report> {
         let mut report = Report::default();
         let now = db::now();
         let config = &self.config;
@@ -80,8 +81,8 @@ impl Maintenance {
         &self,
         account_id: i64,
         now: i64,
-        change: impl FnOnce() -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+        change: impl FnOnce() -> ServerResult<()>,
+    ) -> ServerResult<()> {
         let until = now + super::billing::TURN_SECS;
         if !self
             .db
@@ -95,7 +96,7 @@ impl Maintenance {
         result
     }
 
-    fn renew(&self, now: i64, report: &mut Report) -> anyhow::Result<()> {
+    fn renew(&self, now: i64, report: &mut Report) -> ServerResult<()> {
         let due = self.db.blocking(|conn| billing::due_renewals(conn, now))?;
         for (account_id, _) in due {
             self.in_turn(account_id, now, || self.renew_one(account_id, now, report))?;
@@ -104,7 +105,7 @@ impl Maintenance {
     }
 
     /// Charges one account's next period, if it is still due now that its turn is held.
-    fn renew_one(&self, account_id: i64, now: i64, report: &mut Report) -> anyhow::Result<()> {
+    fn renew_one(&self, account_id: i64, now: i64, report: &mut Report) -> ServerResult<()> {
         let config = &self.config;
         let period = config.billing_period.as_secs() as i64;
         let Some(account) = self.db.blocking(|conn| accounts::by_id(conn, account_id))? else {
@@ -135,7 +136,7 @@ impl Maintenance {
             Ok(reference) => ("paid", Some(reference.as_str())),
             Err(_) => ("declined", None),
         };
-        self.db.blocking(|conn| -> anyhow::Result<()> {
+        self.db.blocking(|conn| -> ServerResult<()> {
             let tx = conn.transaction()?;
             billing::add_invoice(
                 &tx,
@@ -179,7 +180,7 @@ impl Maintenance {
         Ok(())
     }
 
-    fn expire(&self, now: i64, report: &mut Report) -> anyhow::Result<()> {
+    fn expire(&self, now: i64, report: &mut Report) -> ServerResult<()> {
         let grace = self.config.cancel_grace.as_secs() as i64;
         let ended: Vec<i64> = self.db.blocking(|conn| {
             accounts::list(conn).map(|all| {
@@ -211,7 +212,7 @@ impl Maintenance {
         Ok(())
     }
 
-    fn warn_quotas(&self, report: &mut Report) -> anyhow::Result<()> {
+    fn warn_quotas(&self, report: &mut Report) -> ServerResult<()> {
         let config = &self.config;
         let all = self.db.blocking(|conn| accounts::list(conn))?;
         for account in all.into_iter().filter(|a| a.status == "active") {
@@ -245,7 +246,7 @@ impl Maintenance {
     }
 
     /// Removes the packs of libraries that no longer exist; returns of how many.
-    pub fn collect(&self) -> anyhow::Result<usize> {
+    pub fn collect(&self) -> ServerResult<usize> {
         // Stored libraries first: one stored now belongs to a library created before, which
         // the read below then sees unless it was deleted.
         let folders = self.blobs.libraries()?;

@@ -36,6 +36,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
+use self::error::{ServerError, ServerResult};
 use crate::fsutil::{create_private_dir, write_atomic};
 
 /// Which data directory, and where its packs are kept (`server.toml` says, unless these
@@ -89,9 +90,12 @@ impl DataDir {
 /// Opens the database, blob store, configuration and secret of a data directory, creating
 /// them on first use. The database remembers where its packs are: opening it with another
 /// blob store is refused, as collection there would find none of its packs.
-pub fn open_data_dir(place: &DataDirOptions) -> anyhow::Result<DataDir> {
+pub fn open_data_dir(place: &DataDirOptions) -> ServerResult<DataDir> {
     let data_dir = place.data_dir.as_path();
-    create_private_dir(data_dir)?;
+    create_private_dir(data_dir).map_err(ServerError::io(format!(
+        "cannot make the data directory {}",
+        data_dir.display()
+    )))?;
     let config = Arc::new(config::ServerConfig::load_or_create(data_dir)?);
     let database = db::Db::open(&data_dir.join("ibackup.db"))?;
     let chosen = place.storage.or(&config.storage);
@@ -110,29 +114,30 @@ pub fn open_data_dir(place: &DataDirOptions) -> anyhow::Result<DataDir> {
     })
 }
 
-fn load_or_create_secret(path: &Path) -> anyhow::Result<[u8; 32]> {
+fn load_or_create_secret(path: &Path) -> ServerResult<[u8; 32]> {
     if let Ok(bytes) = std::fs::read(path) {
         if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) {
             return Ok(secret);
         }
-        anyhow::bail!(
+        return Err(ServerError::Refused(format!(
             "{} is damaged (not 32 bytes); move it away to make a new one",
             path.display()
-        );
+        )));
     }
     let secret: [u8; 32] = rand::random();
-    write_atomic(path, &secret, 0o600)?;
+    write_atomic(path, &secret, 0o600)
+        .map_err(ServerError::io(format!("cannot write {}", path.display())))?;
     Ok(secret)
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
+pub async fn serve(options: ServeOptions) -> ServerResult<()> {
     if options.insecure_http && !options.listen.ip().is_loopback() {
-        anyhow::bail!(
+        return Err(ServerError::Refused(format!(
             "plain HTTP is allowed only on a loopback address ({} is not); drop \
              --insecure-http to serve HTTPS",
             options.listen.ip()
-        );
+        )));
     }
     let data = open_data_dir(&options.place)?;
     let dummy_hash = crate::crypto::kdf::hash_auth_secret(&rand::random::<[u8; 32]>())?;
@@ -156,14 +161,19 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
     let tls = if options.insecure_http {
         None
     } else {
-        let identity =
-            tls::load_or_create(&options.place.data_dir.join("tls")).map_err(anyhow::Error::msg)?;
+        let identity = tls::load_or_create(&options.place.data_dir.join("tls"))
+            .map_err(ServerError::Refused)?;
         Some(identity)
     };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", options.listen))?;
-    let address = listener.local_addr()?;
+        .map_err(ServerError::io(format!(
+            "cannot listen on {}",
+            options.listen
+        )))?;
+    let address = listener
+        .local_addr()
+        .map_err(ServerError::io("cannot read the listening address"))?;
     match &tls {
         Some(identity) => {
             println!("listening on https://{address}");
@@ -172,18 +182,23 @@ pub async fn serve(options: ServeOptions) -> anyhow::Result<()> {
         None => println!("listening on http://{address}"),
     }
     use std::io::Write;
-    std::io::stdout().flush()?;
+    std::io::stdout()
+        .flush()
+        .map_err(ServerError::io("cannot write the address to stdout"))?;
     let acceptor = tls.map(|identity| tokio_rustls::TlsAcceptor::from(identity.config));
 
     let limits = state.config.limits.clone();
     let connections = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServerError::io("cannot watch for SIGTERM"))?;
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         // A connection is accepted only when it can be served: past the limit, new ones
         // wait in the kernel's backlog.
         let slot = tokio::select! {
-            slot = connections.clone().acquire_owned() => slot?,
+            slot = connections.clone().acquire_owned() => {
+                slot.expect("the connection semaphore is never closed")
+            }
             _ = tokio::signal::ctrl_c() => break,
             _ = terminate.recv() => break,
         };

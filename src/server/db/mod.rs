@@ -248,24 +248,21 @@ mod tests {
         held.wait();
         // ...and every reader still answers at once, with what was committed before.
         for _ in 0..2 * READERS {
-            let seen = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                db.read(|conn| accounts(conn)),
-            )
-            .await
-            .expect("a read waited for the writer")
-            .unwrap();
+            let seen = tokio::time::timeout(std::time::Duration::from_secs(2), db.read(accounts))
+                .await
+                .expect("a read waited for the writer")
+                .unwrap();
             assert_eq!(seen, 0);
         }
         release.wait();
         writer.join().unwrap();
-        assert_eq!(db.read(|conn| accounts(conn)).await.unwrap(), 1);
+        assert_eq!(db.read(accounts).await.unwrap(), 1);
         let refused = db
             .read(|conn| -> Result<usize, DbError> {
                 Ok(conn.execute("DELETE FROM accounts", [])?)
             })
             .await;
         assert!(refused.is_err(), "a reader changed the database");
-        assert_eq!(db.read(|conn| accounts(conn)).await.unwrap(), 1);
+        assert_eq!(db.read(accounts).await.unwrap(), 1);
     }
 }
