@@ -41,7 +41,8 @@ struct Options {
     #[arg(long, default_value_t = 30)]
     seconds: u64,
     /// `read`: mostly listing, polling and restoring, one commit in ten operations;
-    /// `write`: commits in four of ten.
+    /// `write`: commits in four of ten; `poll`: only head polls and library lists (what
+    /// idle mounts and clients send; cheap for the clients, so it measures the server).
     #[arg(long, default_value = "read")]
     mix: Mix,
     /// Where the clients keep their state and trees (a temporary folder if not given).
@@ -54,6 +55,7 @@ struct Options {
 enum Mix {
     Read,
     Write,
+    Poll,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -84,6 +86,7 @@ impl Mix {
                 (Operation::Restore, 20),
                 (Operation::SmallCommit, 40),
             ],
+            Mix::Poll => &[(Operation::ListLibraries, 30), (Operation::PollHead, 70)],
         }
     }
 

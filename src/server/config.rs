@@ -95,6 +95,9 @@ upload_memory = "512MiB"
 # 0 hashers means half the processor cores (at least one).
 hashers = 0
 hash_queue = 64
+# Read-only database connections beside the one that writes (SQLite); 0 reads through the
+# writer.
+db_readers = 4
 
 [storage]
 # Where packs (the encrypted blobs) are kept: "local", the `packs` folder of this data
@@ -156,6 +159,7 @@ pub struct Limits {
     pub upload_memory: u64,
     pub hashers: usize,
     pub hash_queue: usize,
+    pub db_readers: usize,
 }
 
 #[derive(Clone, Deserialize)]
@@ -248,6 +252,7 @@ struct RawLimits {
     upload_memory: String,
     hashers: usize,
     hash_queue: usize,
+    db_readers: usize,
 }
 
 impl Default for RawLimits {
@@ -259,6 +264,7 @@ impl Default for RawLimits {
             upload_memory: "512MiB".into(),
             hashers: 0,
             hash_queue: 64,
+            db_readers: 4,
         }
     }
 }
@@ -287,6 +293,7 @@ impl RawLimits {
             upload_memory,
             hashers,
             hash_queue: self.hash_queue,
+            db_readers: self.db_readers.min(64),
         })
     }
 }

@@ -97,7 +97,7 @@ pub fn open_data_dir(place: &DataDirOptions) -> ServerResult<DataDir> {
         data_dir.display()
     )))?;
     let config = Arc::new(config::ServerConfig::load_or_create(data_dir)?);
-    let database = db::Db::open(&data_dir.join("ibackup.db"))?;
+    let database = db::Db::open(&data_dir.join("ibackup.db"), config.limits.db_readers)?;
     let chosen = place.storage.or(&config.storage);
     let blobs = storage::open(&chosen, config.s3_credentials.clone(), data_dir)?;
     database.blocking(|conn| db::check_blob_store(conn, &blobs.location()))?;

@@ -47,20 +47,19 @@ pub enum DbError {
     Task(String),
 }
 
-/// Read connections beside the writer.
-const READERS: usize = 4;
-
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
-    /// Idle read connections; a reader takes one and puts it back (see [`Reader`]).
-    idle: crossbeam_channel::Receiver<Connection>,
+    /// Idle read connections; a reader takes one and puts it back (see [`Reader`]). None:
+    /// reads go through the writer.
+    idle: Option<crossbeam_channel::Receiver<Connection>>,
     give_back: crossbeam_channel::Sender<Connection>,
 }
 
 impl Db {
-    /// Opens (creating if needed) and migrates the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, DbError> {
+    /// Opens (creating if needed) and migrates the database at `path`, with `readers` read
+    /// connections beside the writer (0: reads go through the writer too).
+    pub fn open(path: &Path, readers: usize) -> Result<Self, DbError> {
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -69,8 +68,8 @@ impl Db {
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         schema::migrate(&mut conn)?;
-        let (give_back, idle) = crossbeam_channel::bounded(READERS);
-        for _ in 0..READERS {
+        let (give_back, idle) = crossbeam_channel::bounded(readers.max(1));
+        for _ in 0..readers {
             let reader = Connection::open(path)?;
             reader.pragma_update(None, "query_only", "ON")?;
             reader.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -80,7 +79,7 @@ impl Db {
         }
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
-            idle,
+            idle: (readers > 0).then_some(idle),
             give_back,
         })
     }
@@ -94,18 +93,18 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || f(&db.reader()))
-            .await
-            .map_err(|e| E::from(DbError::Task(e.to_string())))?
+        tokio::task::spawn_blocking(move || match &db.idle {
+            Some(idle) => f(&db.reader(idle)),
+            None => db.blocking(|conn| f(conn)),
+        })
+        .await
+        .map_err(|e| E::from(DbError::Task(e.to_string())))?
     }
 
     /// An idle read connection, waiting for one if all are busy; it goes back to the pool
     /// when dropped, also after a panic.
-    fn reader(&self) -> Reader<'_> {
-        let conn = self
-            .idle
-            .recv()
-            .expect("the pool's sender lives in every Db");
+    fn reader<'a>(&'a self, idle: &crossbeam_channel::Receiver<Connection>) -> Reader<'a> {
+        let conn = idle.recv().expect("the pool's sender lives in every Db");
         Reader {
             conn: Some(conn),
             give_back: &self.give_back,
@@ -223,7 +222,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readers_run_beside_a_writer_and_cannot_write() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("ibackup.db")).unwrap();
+        let db = Db::open(&dir.path().join("ibackup.db"), 4).unwrap();
         // The writer holds a write transaction, with a row not yet committed...
         let (held, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
         let (held, release) = (Arc::new(held), Arc::new(release));
@@ -247,7 +246,7 @@ mod tests {
         };
         held.wait();
         // ...and every reader still answers at once, with what was committed before.
-        for _ in 0..2 * READERS {
+        for _ in 0..8 {
             let seen = tokio::time::timeout(std::time::Duration::from_secs(2), db.read(accounts))
                 .await
                 .expect("a read waited for the writer")
