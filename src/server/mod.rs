@@ -267,13 +267,26 @@ fn spawn_background(state: &state::AppState, maintenance: maintenance::Maintenan
     });
     let interval = state.config.maintenance_interval;
     let maintenance = Arc::new(maintenance);
+    // This process's name in the leases it takes.
+    let holder = db::random_id();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
             let pass = maintenance.clone();
-            match tokio::task::spawn_blocking(move || pass.run_once()).await {
-                Ok(Ok(report)) => tracing::debug!("maintenance: {report:?}"),
+            let holder = holder.clone();
+            // Of the servers sharing a database, one does each interval's pass.
+            let run = move || -> ServerResult<Option<maintenance::Report>> {
+                let now = db::now();
+                let until = now + interval.as_secs().max(1) as i64;
+                let ours = pass
+                    .db
+                    .blocking(|conn| db::leases::take(conn, "maintenance", &holder, now, until))?;
+                ours.then(|| pass.run_once()).transpose()
+            };
+            match tokio::task::spawn_blocking(run).await {
+                Ok(Ok(Some(report))) => tracing::debug!("maintenance: {report:?}"),
+                Ok(Ok(None)) => tracing::debug!("maintenance: another server's turn"),
                 Ok(Err(e)) => tracing::warn!("maintenance failed: {e:#}"),
                 Err(e) => tracing::warn!("maintenance task failed: {e}"),
             }

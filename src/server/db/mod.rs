@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod billing;
+pub mod leases;
 pub mod libraries;
 pub mod links;
 pub mod objects;

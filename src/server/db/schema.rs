@@ -287,11 +287,17 @@ ALTER TABLE accounts ADD COLUMN email_confirmed_at INTEGER;
 ALTER TABLE sessions ADD COLUMN key_share BLOB;
 "#,
     // Settings of the deployment that every server sharing the database must agree on,
-    // as text: where the packs are kept (`blob_store`).
+    // as text: where the packs are kept (`blob_store`). Leases: work one server of many
+    // does at a time (`db::leases`).
     r#"
 CREATE TABLE settings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL
 );
 "#,
 ];
