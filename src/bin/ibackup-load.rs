@@ -48,6 +48,18 @@ struct Options {
     /// Where the clients keep their state and trees (a temporary folder if not given).
     #[arg(long)]
     work: Option<PathBuf>,
+    /// The server's process id, to report the processor time it used while measuring.
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+/// Processor time (user and system) a process used so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel's USER_HZ is 100 on every Linux this runs on.
+    Some(ticks / 100.0)
 }
 
 #[derive(Clone, Copy, clap::ValueEnum, Serialize)]
@@ -280,6 +292,10 @@ struct Report {
     failed_requests: u64,
     /// Operations that failed (after the client's own retries).
     failed_operations: u64,
+    /// Processor cores the clients and the server kept busy while measuring (processor
+    /// seconds per second); the server's only with `--server-pid`.
+    client_cores: f64,
+    server_cores: Option<f64>,
     operations: HashMap<Operation, u64>,
     routes: Vec<RouteReport>,
     errors: Vec<String>,
@@ -366,6 +382,11 @@ fn measure(options: &Options, run: &str, work: &Path) -> Result<Report, String> 
     let errors = Mutex::new(Vec::new());
     let counts = Mutex::new(HashMap::<Operation, u64>::new());
     let deadline = Instant::now() + Duration::from_secs(options.seconds);
+    let server_pid = options.server_pid.map(|pid| pid.to_string());
+    let cpu_before = (
+        cpu_seconds("self"),
+        server_pid.as_deref().and_then(cpu_seconds),
+    );
     MEASURING.store(true, Ordering::SeqCst);
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -396,6 +417,9 @@ fn measure(options: &Options, run: &str, work: &Path) -> Result<Report, String> 
     });
     let seconds = started.elapsed().as_secs_f64();
     MEASURING.store(false, Ordering::SeqCst);
+    let cores = |before: Option<f64>, after: Option<f64>| Some((after? - before?) / seconds);
+    let client_cores = cores(cpu_before.0, cpu_seconds("self")).unwrap_or(0.0);
+    let server_cores = cores(cpu_before.1, server_pid.as_deref().and_then(cpu_seconds));
 
     let timings = TIMINGS.lock().unwrap().take().unwrap_or_default();
     let mut routes: Vec<RouteReport> = timings
@@ -420,6 +444,8 @@ fn measure(options: &Options, run: &str, work: &Path) -> Result<Report, String> 
         requests_per_second: requests as f64 / seconds,
         failed_requests: FAILED_REQUESTS.load(Ordering::Relaxed),
         failed_operations: failed_operations.into_inner(),
+        client_cores,
+        server_cores,
         operations: counts.into_inner().unwrap(),
         routes,
         errors: errors.into_inner().unwrap(),
