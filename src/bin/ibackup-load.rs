@@ -202,7 +202,7 @@ impl Client {
             scratch,
             rng,
         };
-        client.commit()?;
+        client.commit(&client.session()?)?;
         Ok(client)
     }
 
@@ -210,10 +210,10 @@ impl Client {
         Session::load(&self.paths).map_err(|e| e.to_string())
     }
 
-    fn commit(&self) -> Result<(), String> {
-        let session = self.session()?;
+    /// Backs up the client's tree: a small commit when one file changed.
+    fn commit(&self, session: &Session) -> Result<(), String> {
         backup::run(
-            &session,
+            session,
             &BackupOptions {
                 paths: vec![self.tree.clone()],
                 library: DEFAULT_LIBRARY.into(),
@@ -257,17 +257,7 @@ impl Client {
                 self.rng.fill_bytes(&mut bytes);
                 std::fs::write(self.tree.join(format!("file-{file:02}.bin")), bytes)
                     .map_err(|e| e.to_string())?;
-                backup::run(
-                    session,
-                    &BackupOptions {
-                        paths: vec![self.tree.clone()],
-                        library: DEFAULT_LIBRARY.into(),
-                        tags: Vec::new(),
-                        progress: false,
-                    },
-                )
-                .map(drop)
-                .map_err(error)
+                self.commit(session)
             }
         }
     }
