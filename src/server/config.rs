@@ -109,6 +109,9 @@ blob_store = "local"
 # Credentials, if not in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY:
 # s3_access_key_id = "GK..."
 # s3_secret_access_key = "..."
+# The metadata database (default: ibackup.db here). Servers sharing one database (and one
+# S3 bucket) serve the same accounts: `--database sqlite:PATH` on one machine.
+# database = "sqlite:/srv/ibackup/shared.db"
 "#;
 
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +220,7 @@ struct RawStorage {
     s3_region: Option<String>,
     s3_access_key_id: Option<String>,
     s3_secret_access_key: Option<String>,
+    database: Option<String>,
 }
 
 impl RawStorage {
@@ -238,6 +242,7 @@ impl RawStorage {
             blob_store: self.blob_store,
             s3_endpoint: self.s3_endpoint,
             s3_region: self.s3_region,
+            database: self.database,
         };
         Ok((options, credentials))
     }

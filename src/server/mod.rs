@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use tower::ServiceExt;
 
 use self::error::{ServerError, ServerResult};
-use crate::fsutil::{create_private_dir, write_atomic};
+use crate::fsutil::create_private_dir;
 
 /// Which data directory, and where its packs are kept (`server.toml` says, unless these
 /// options do).
@@ -97,11 +97,14 @@ pub fn open_data_dir(place: &DataDirOptions) -> ServerResult<DataDir> {
         data_dir.display()
     )))?;
     let config = Arc::new(config::ServerConfig::load_or_create(data_dir)?);
-    let database = db::Db::open(&data_dir.join("ibackup.db"), config.limits.db_readers)?;
     let chosen = place.storage.or(&config.storage);
+    let database = db::Db::open(&chosen.database_path(data_dir)?, config.limits.db_readers)?;
     let blobs = storage::open(&chosen, config.s3_credentials.clone(), data_dir)?;
     database.blocking(|conn| db::check_blob_store(conn, &blobs.location()))?;
-    let secret = Arc::new(load_or_create_secret(&data_dir.join("server-secret"))?);
+    let legacy = load_legacy_secret(&data_dir.join("server-secret"))?;
+    let secret = database
+        .blocking(|conn| db::server_secret(conn, || legacy.unwrap_or_else(rand::random)))?;
+    let secret = Arc::new(secret);
     let mailer = Arc::new(mail::Mailer::new(&config, data_dir)?);
     let processor = Arc::new(billing::processor::OfflineLedger::new(database.clone()));
     Ok(DataDir {
@@ -114,20 +117,19 @@ pub fn open_data_dir(place: &DataDirOptions) -> ServerResult<DataDir> {
     })
 }
 
-fn load_or_create_secret(path: &Path) -> ServerResult<[u8; 32]> {
-    if let Ok(bytes) = std::fs::read(path) {
-        if let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) {
-            return Ok(secret);
-        }
-        return Err(ServerError::Refused(format!(
+/// The secret a data directory kept in a file before it moved into the database (where
+/// every server sharing the database finds the same one).
+fn load_legacy_secret(path: &Path) -> ServerResult<Option<[u8; 32]>> {
+    let Ok(bytes) = std::fs::read(path) else {
+        return Ok(None);
+    };
+    match <[u8; 32]>::try_from(bytes.as_slice()) {
+        Ok(secret) => Ok(Some(secret)),
+        Err(_) => Err(ServerError::Refused(format!(
             "{} is damaged (not 32 bytes); move it away to make a new one",
             path.display()
-        )));
+        ))),
     }
-    let secret: [u8; 32] = rand::random();
-    write_atomic(path, &secret, 0o600)
-        .map_err(ServerError::io(format!("cannot write {}", path.display())))?;
-    Ok(secret)
 }
 
 /// Runs the server until SIGINT or SIGTERM.

@@ -4,6 +4,7 @@
 mod accounts;
 mod backup_restore;
 mod billing;
+mod cluster;
 mod floods;
 mod garage;
 mod integrity;

@@ -27,6 +27,7 @@ pub struct TestServer {
     pub fingerprint: String,
     pub port: u16,
     child: Child,
+    started: std::time::Instant,
 }
 
 impl TestServer {
@@ -46,6 +47,17 @@ impl TestServer {
     /// Starts a server on `port` (0: any free port) with data in `data`.
     pub fn start_in(data: TempDir, port: u16) -> Self {
         Self::spawn(data, port, None)
+    }
+
+    /// Starts a server on the data directory `data` as it is, logging at debug level into
+    /// `log`.
+    pub fn start_logged(data: TempDir, log: &Path) -> Self {
+        Self::spawn(data, 0, Some(log))
+    }
+
+    /// How long ago the server was started.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// Starts a server that keeps its packs in `garage`.
@@ -91,6 +103,7 @@ impl TestServer {
             fingerprint: fingerprint.unwrap(),
             port,
             child,
+            started: std::time::Instant::now(),
         }
     }
 

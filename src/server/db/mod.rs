@@ -197,6 +197,40 @@ pub fn check_blob_store(conn: &mut Connection, location: &str) -> Result<(), DbE
     Ok(())
 }
 
+/// The server's secret (it keys the stand-in salts of unknown addresses and the tokens in
+/// mailed links), made by `make` on first use and kept here, so that every server sharing
+/// the database uses the same one.
+pub fn server_secret(
+    conn: &mut Connection,
+    make: impl FnOnce() -> [u8; 32],
+) -> Result<[u8; 32], DbError> {
+    use rusqlite::OptionalExtension;
+    let tx = immediate(conn)?;
+    let stored: Option<String> = tx
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'server_secret'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let secret = match stored {
+        Some(text) => hex::decode(&text)
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| DbError::Corrupt("settings.server_secret is not 32 bytes".into()))?,
+        None => {
+            let secret = make();
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES ('server_secret', ?1)",
+                [hex::encode(secret)],
+            )?;
+            secret
+        }
+    };
+    tx.commit()?;
+    Ok(secret)
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -218,6 +252,22 @@ mod tests {
 
     fn accounts(conn: &Connection) -> Result<i64, DbError> {
         Ok(conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?)
+    }
+
+    #[test]
+    fn the_first_server_secret_is_kept_for_every_server_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ibackup.db");
+        let first = Db::open(&path, 0).unwrap();
+        let made = first
+            .blocking(|conn| server_secret(conn, || [7; 32]))
+            .unwrap();
+        // Another server on the same database, with a secret of its own to offer.
+        let second = Db::open(&path, 0).unwrap();
+        let found = second
+            .blocking(|conn| server_secret(conn, || [9; 32]))
+            .unwrap();
+        assert_eq!((made, found), ([7; 32], [7; 32]));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

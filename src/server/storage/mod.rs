@@ -112,9 +112,31 @@ pub struct StorageOptions {
     #[arg(long, value_name = "REGION")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_region: Option<String>,
+    /// The metadata database: `sqlite:PATH` (default: `ibackup.db` in the data directory).
+    /// Several servers on one machine may share one SQLite file; PostgreSQL is planned.
+    #[arg(long, value_name = "sqlite:PATH")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 impl StorageOptions {
+    /// The SQLite file the database option names (the data directory's by default).
+    pub fn database_path(&self, data_dir: &Path) -> StorageResult<std::path::PathBuf> {
+        match self.database.as_deref() {
+            None => Ok(data_dir.join("ibackup.db")),
+            Some(url) => match url.strip_prefix("sqlite:") {
+                Some(path) if !path.is_empty() => Ok(path.into()),
+                _ if url.starts_with("postgres") => Err(StorageError::Config(format!(
+                    "--database {url}: PostgreSQL is not supported by this version yet \
+                     (docs/SCALING.md); use sqlite:PATH"
+                ))),
+                _ => Err(StorageError::Config(format!(
+                    "--database `{url}` is not `sqlite:PATH`"
+                ))),
+            },
+        }
+    }
+
     /// These options, with the ones not given taken from `file` (server.toml).
     pub fn or(&self, file: &StorageOptions) -> StorageOptions {
         StorageOptions {
@@ -124,6 +146,7 @@ impl StorageOptions {
                 .clone()
                 .or_else(|| file.s3_endpoint.clone()),
             s3_region: self.s3_region.clone().or_else(|| file.s3_region.clone()),
+            database: self.database.clone().or_else(|| file.database.clone()),
         }
     }
 }
@@ -162,6 +185,7 @@ mod tests {
             blob_store: Some("s3://a/b".into()),
             s3_endpoint: Some("http://x".into()),
             s3_region: None,
+            database: Some("sqlite:/srv/one.db".into()),
         };
         let flags = StorageOptions {
             blob_store: Some("s3://c".into()),
@@ -171,6 +195,19 @@ mod tests {
         assert_eq!(merged.blob_store.as_deref(), Some("s3://c"));
         assert_eq!(merged.s3_endpoint.as_deref(), Some("http://x"));
         assert_eq!(merged.s3_region, None);
+        let dir = Path::new("/srv/ibackup");
+        assert_eq!(merged.database_path(dir).unwrap(), Path::new("/srv/one.db"));
+        assert_eq!(
+            StorageOptions::default().database_path(dir).unwrap(),
+            dir.join("ibackup.db")
+        );
+        for refused in ["postgres://u@h/db", "mysql://x", "sqlite:"] {
+            let options = StorageOptions {
+                database: Some(refused.into()),
+                ..Default::default()
+            };
+            assert!(options.database_path(dir).is_err(), "{refused}");
+        }
     }
 
     #[test]

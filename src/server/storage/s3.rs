@@ -438,7 +438,7 @@ mod tests {
         let options = StorageOptions {
             blob_store: Some(url.into()),
             s3_endpoint: endpoint.map(Into::into),
-            s3_region: None,
+            ..Default::default()
         };
         S3Settings::parse(url, &options, None)
     }
