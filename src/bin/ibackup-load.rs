@@ -48,9 +48,9 @@ struct Options {
     /// Where the clients keep their state and trees (a temporary folder if not given).
     #[arg(long)]
     work: Option<PathBuf>,
-    /// The server's process id, to report the processor time it used while measuring.
+    /// The servers' process ids, to report the processor time they used while measuring.
     #[arg(long)]
-    server_pid: Option<u32>,
+    server_pid: Vec<u32>,
 }
 
 /// Processor time (user and system) a process used so far, from `/proc/PID/stat`.
@@ -372,11 +372,18 @@ fn measure(options: &Options, run: &str, work: &Path) -> Result<Report, String> 
     let errors = Mutex::new(Vec::new());
     let counts = Mutex::new(HashMap::<Operation, u64>::new());
     let deadline = Instant::now() + Duration::from_secs(options.seconds);
-    let server_pid = options.server_pid.map(|pid| pid.to_string());
-    let cpu_before = (
-        cpu_seconds("self"),
-        server_pid.as_deref().and_then(cpu_seconds),
-    );
+    let servers: Vec<String> = options.server_pid.iter().map(u32::to_string).collect();
+    let servers_cpu = || -> Option<f64> {
+        (!servers.is_empty())
+            .then(|| {
+                servers
+                    .iter()
+                    .map(|pid| cpu_seconds(pid))
+                    .sum::<Option<f64>>()
+            })
+            .flatten()
+    };
+    let cpu_before = (cpu_seconds("self"), servers_cpu());
     MEASURING.store(true, Ordering::SeqCst);
     let started = Instant::now();
     std::thread::scope(|scope| {
@@ -409,7 +416,7 @@ fn measure(options: &Options, run: &str, work: &Path) -> Result<Report, String> 
     MEASURING.store(false, Ordering::SeqCst);
     let cores = |before: Option<f64>, after: Option<f64>| Some((after? - before?) / seconds);
     let client_cores = cores(cpu_before.0, cpu_seconds("self")).unwrap_or(0.0);
-    let server_cores = cores(cpu_before.1, server_pid.as_deref().and_then(cpu_seconds));
+    let server_cores = cores(cpu_before.1, servers_cpu());
 
     let timings = TIMINGS.lock().unwrap().take().unwrap_or_default();
     let mut routes: Vec<RouteReport> = timings

@@ -68,6 +68,11 @@ impl Db {
         // Deleted rows (an account's e-mail and names) are overwritten, not left in free pages.
         conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // Every transaction of the writer takes the write lock when it begins, where a
+        // busy database is waited for. A deferred one that read first could only fail
+        // when it came to write, if another process (a server sharing the file) wrote in
+        // between: SQLite cannot wait there.
+        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         schema::migrate(&mut conn)?;
         let (give_back, idle) = crossbeam_channel::bounded(readers.max(1));
         for _ in 0..readers {

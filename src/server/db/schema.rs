@@ -322,7 +322,12 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
                 return Err(DbError::FormatOneLibraries(old));
             }
         }
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Another server sharing the database may have applied it while this one waited.
+        let now: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if now > index as i64 {
+            continue;
+        }
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", index as i64 + 1)?;
         tx.commit()?;
