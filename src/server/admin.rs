@@ -93,11 +93,7 @@ pub fn usage(place: &DataDirOptions) -> ServerResult<String> {
     data.db.blocking(|conn| {
         let mut out = format!("{:<32} {:>10} {:>14}\n", "E-MAIL", "LIBRARIES", "STORED");
         for account in accounts::list(conn)? {
-            let libraries: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM libraries WHERE owner_id = ?1",
-                [account.id],
-                |row| row.get(0),
-            )?;
+            let libraries = db::libraries::count_owned(conn, account.id)?;
             out.push_str(&format!(
                 "{:<32} {:>10} {:>14}\n",
                 account.email,

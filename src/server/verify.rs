@@ -9,9 +9,9 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use rusqlite::params;
 use serde::Serialize;
 
+use super::db::objects::{self, Indexed};
 use super::db::{self, retention, Db, DbError};
 use super::storage::{BlobStore, StorageError};
 
@@ -45,15 +45,6 @@ pub enum VerifyError {
     Storage(#[from] StorageError),
 }
 
-impl From<rusqlite::Error> for VerifyError {
-    fn from(error: rusqlite::Error) -> Self {
-        VerifyError::Db(DbError::from(error))
-    }
-}
-
-/// An object as verify sees it: id, pack, offset, size, checksum (none before checksums).
-type Indexed = (Vec<u8>, String, u64, u64, Option<u32>);
-
 pub fn verify(
     db: &Db,
     blobs: &dyn BlobStore,
@@ -70,24 +61,7 @@ pub fn verify(
     let mut report = VerifyReport::default();
     for (library, owner) in libraries {
         report.libraries += 1;
-        let objects: Vec<Indexed> = db.blocking(|conn| -> Result<_, DbError> {
-            let mut stmt = conn.prepare(
-                "SELECT id, pack_id, offset, size, checksum FROM objects WHERE library_id = ?1 \
-                 ORDER BY pack_id, offset",
-            )?;
-            let rows = stmt
-                .query_map([&library], |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get::<_, i64>(2)? as u64,
-                        row.get::<_, i64>(3)? as u64,
-                        row.get(4)?,
-                    ))
-                })?
-                .collect::<Result<_, _>>()?;
-            Ok(rows)
-        })?;
+        let objects: Vec<Indexed> = db.blocking(|conn| objects::indexed(conn, &library))?;
         let mut by_pack: BTreeMap<String, Vec<Indexed>> = BTreeMap::new();
         for object in objects {
             by_pack.entry(object.1.clone()).or_default().push(object);
@@ -113,17 +87,8 @@ pub fn verify(
                 }
             }
         }
-        db.blocking(|conn| -> Result<(), DbError> {
-            let tx = db::immediate(conn)?;
-            for (id, _, _) in &damaged {
-                tx.execute(
-                    "UPDATE objects SET damaged = 1 WHERE library_id = ?1 AND id = ?2",
-                    params![library, id],
-                )?;
-            }
-            tx.commit()?;
-            Ok(())
-        })?;
+        let ids: Vec<&[u8]> = damaged.iter().map(|(id, _, _)| id.as_slice()).collect();
+        db.blocking(|conn| objects::mark_damaged(conn, &library, &ids))?;
         for (id, pack, problem) in damaged {
             tracing::warn!(
                 "library {library}: object {} damaged: {problem}",
@@ -138,27 +103,12 @@ pub fn verify(
             });
         }
     }
-    db.blocking(|conn| {
-        conn.execute(
-            "INSERT INTO server_state (key, value) VALUES ('last_verify', ?1) \
-             ON CONFLICT (key) DO UPDATE SET value = ?1",
-            [db::now()],
-        )
-    })
-    .map_err(DbError::from)?;
+    db.blocking(|conn| db::set_state(conn, "last_verify", db::now()))?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
 /// When verify last ran (seconds since the epoch), for the maintenance schedule.
 pub fn last_run(db: &Db) -> Result<Option<i64>, DbError> {
-    use rusqlite::OptionalExtension;
-    Ok(db.blocking(|conn| {
-        conn.query_row(
-            "SELECT value FROM server_state WHERE key = 'last_verify'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()
-    })?)
+    db.blocking(|conn| db::state(conn, "last_verify"))
 }

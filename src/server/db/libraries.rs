@@ -405,6 +405,15 @@ pub fn committed_snapshots(
         .collect())
 }
 
+/// How many libraries an account owns.
+pub fn count_owned(conn: &Connection, account_id: i64) -> Result<i64, DbError> {
+    Ok(conn.query_row(
+        "SELECT COUNT(*) FROM libraries WHERE owner_id = ?1",
+        [account_id],
+        |row| row.get(0),
+    )?)
+}
+
 /// Deletes every library an account owns (see [`delete`]).
 pub fn delete_owned(conn: &Connection, account_id: i64) -> Result<(), DbError> {
     let mut stmt = conn.prepare("SELECT id FROM libraries WHERE owner_id = ?1")?;

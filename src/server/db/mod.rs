@@ -236,6 +236,27 @@ pub fn server_secret(
     Ok(secret)
 }
 
+/// A number the server keeps about itself (`server_state`), e.g. when verify last ran.
+pub fn state(conn: &Connection, key: &str) -> Result<Option<i64>, DbError> {
+    use rusqlite::OptionalExtension;
+    Ok(conn
+        .query_row(
+            "SELECT value FROM server_state WHERE key = ?1",
+            [key],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+pub fn set_state(conn: &Connection, key: &str, value: i64) -> Result<(), DbError> {
+    conn.execute(
+        "INSERT INTO server_state (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = ?2",
+        rusqlite::params![key, value],
+    )?;
+    Ok(())
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

@@ -187,3 +187,40 @@ pub fn add_stored_bytes(conn: &Connection, library_id: &str, delta: i64) -> Resu
     )?;
     Ok(())
 }
+
+/// An object as `verify` sees it: id, pack, offset, size, checksum (none before checksums).
+pub type Indexed = (Vec<u8>, String, u64, u64, Option<u32>);
+
+/// Every object of a library with where it is, in pack order.
+pub fn indexed(conn: &Connection, library_id: &str) -> Result<Vec<Indexed>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, pack_id, offset, size, checksum FROM objects WHERE library_id = ?1 \
+         ORDER BY pack_id, offset",
+    )?;
+    let rows = stmt
+        .query_map([library_id], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get::<_, i64>(2)? as u64,
+                row.get::<_, i64>(3)? as u64,
+                row.get(4)?,
+            ))
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
+/// Marks objects damaged: `missing` reports them from now on, so the next upload of the
+/// same content stores it again.
+pub fn mark_damaged(conn: &mut Connection, library_id: &str, ids: &[&[u8]]) -> Result<(), DbError> {
+    let tx = super::immediate(conn)?;
+    for id in ids {
+        tx.execute(
+            "UPDATE objects SET damaged = 1 WHERE library_id = ?1 AND id = ?2",
+            params![library_id, id],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}

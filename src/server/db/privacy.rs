@@ -182,3 +182,18 @@ pub fn survey_counts(conn: &Connection, survey_id: &str) -> Result<Vec<(u32, u32
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
+
+/// Removes an account's personal data and its libraries (their pack files go at the next
+/// collection). Invoices stay, without a link to the person, as accounting law requires.
+/// Returns the processor token of its card, to forget there.
+pub fn delete_account(conn: &mut Connection, account_id: i64) -> Result<Option<String>, DbError> {
+    let tx = conn.transaction()?;
+    let token = super::billing::card(&tx, account_id)?.map(|c| c.processor_token);
+    super::libraries::delete_owned(&tx, account_id)?;
+    forget_feedback_messages(&tx, account_id)?;
+    super::accounts::delete(&tx, account_id)?;
+    tx.commit()?;
+    // Nothing of the deleted rows may linger in the write-ahead log.
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(token)
+}

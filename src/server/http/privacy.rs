@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use rusqlite::Connection;
 
 use super::accounts::account_info;
 use super::extract::{ApiJson, Caller};
@@ -76,24 +75,6 @@ pub async fn export(
     Ok(Json(export))
 }
 
-/// Removes an account's personal data and its libraries (their pack files go at the next
-/// collection). Invoices stay, without a link to the person, as accounting law requires.
-/// Returns the processor token of its card, to forget there.
-pub fn delete_account(
-    conn: &mut Connection,
-    account_id: i64,
-) -> Result<Option<String>, db::DbError> {
-    let tx = conn.transaction()?;
-    let token = billing::card(&tx, account_id)?.map(|c| c.processor_token);
-    libraries::delete_owned(&tx, account_id)?;
-    privacy::forget_feedback_messages(&tx, account_id)?;
-    accounts::delete(&tx, account_id)?;
-    tx.commit()?;
-    // Nothing of the deleted rows may linger in the write-ahead log.
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-    Ok(token)
-}
-
 pub async fn delete(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -122,7 +103,7 @@ pub async fn delete(
         })?;
     let token = state
         .db
-        .call(move |conn| delete_account(conn, account.id))
+        .call(move |conn| privacy::delete_account(conn, account.id))
         .await?;
     if let Some(token) = token {
         let processor = state.processor.clone();
