@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::garage::{self, Garage};
-use crate::util::{keep_packs_on, write_file, TestClient, TestServer};
+use crate::util::{keep_packs_on, snapshot_ids, write_file, TestClient, TestServer};
 
 /// Two servers sharing a database and a bucket; server `i`'s log is `logs[i]`.
 struct Pair {
@@ -91,15 +91,6 @@ fn connect(client: &TestClient, verb: &str, url: &str) {
         args.extend(["--first-name", "Test", "--last-name", "User"]);
     }
     client.run(&args).ok();
-}
-
-fn snapshot_ids(client: &TestClient) -> Vec<String> {
-    let list = client.run(&["snapshots", "--json"]).ok().json();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[test]

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use crate::sharing::clients;
 use crate::util::{
-    assert_same_tree, fails, fuse_or_skip, write_file, TestClient, TestMount, TestServer,
+    assert_same_tree, fails, fuse_or_skip, snapshot_ids, write_file, TestClient, TestMount,
+    TestServer,
 };
 
 fn gc(server: &TestServer, args: &[&str]) -> serde_json::Value {
@@ -54,15 +55,6 @@ fn backup_id(client: &TestClient, path: &Path, extra: &[&str]) -> String {
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-fn listed(client: &TestClient) -> Vec<String> {
-    let list = client.run(&["snapshots", "--json"]).ok().json();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 #[test]
@@ -128,17 +120,17 @@ fn a_policy_dry_run_matches_what_is_then_forgotten() {
             (true, r#"["head","last"]"#.into()),
         ]
     );
-    assert_eq!(listed(&alice).len(), 5, "a dry run changes nothing");
+    assert_eq!(snapshot_ids(&alice).len(), 5, "a dry run changes nothing");
     let done = alice.run(&["forget", "--json"]).ok().json();
     assert_eq!(done["forgotten"], 2);
     assert_eq!(
-        listed(&alice),
+        snapshot_ids(&alice),
         vec![ids[1].clone(), ids[3].clone(), ids[4].clone()]
     );
 
     // By hand: an id prefix; the head and unknown ids are refused; readers may not.
     alice.run(&["forget", &ids[1][..10]]).ok();
-    assert_eq!(listed(&alice), vec![ids[3].clone(), ids[4].clone()]);
+    assert_eq!(snapshot_ids(&alice), vec![ids[3].clone(), ids[4].clone()]);
     fails(alice.run(&["forget", "latest"]), "current state");
     fails(alice.run(&["forget", &ids[4][..10]]), "current state");
     fails(
@@ -207,7 +199,7 @@ fn collection_frees_disk_and_quota_and_keeps_what_is_retained() {
         disk_before,
         "a dry run changes nothing"
     );
-    assert_eq!(listed(&alice).len(), 4);
+    assert_eq!(snapshot_ids(&alice).len(), 4);
     let report = gc(&server, &[]);
     assert_eq!(report["snapshots_dropped"], 3);
     assert_eq!(report["snapshots_dropped"], dry["snapshots_dropped"]);
@@ -229,7 +221,7 @@ fn collection_frees_disk_and_quota_and_keeps_what_is_retained() {
     );
 
     // What is retained restores bit for bit, from the rewritten pack.
-    assert_eq!(listed(&alice).len(), 1);
+    assert_eq!(snapshot_ids(&alice).len(), 1);
     let out = tempfile::tempdir().unwrap();
     alice
         .run(&[
@@ -312,7 +304,7 @@ fn collection_runs_while_backups_and_a_mount_keep_writing() {
     let out = server.tool("gc", &["--grace", "0s"]);
     assert!(out.status.success());
     // Every retained snapshot restores whole; those made by backup bit for bit.
-    let retained = listed(&alice);
+    let retained = snapshot_ids(&alice);
     assert!(retained.len() >= 3, "{retained:?}");
     for id in retained {
         let target = tempfile::tempdir().unwrap();

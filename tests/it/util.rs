@@ -324,6 +324,16 @@ impl Run {
     }
 }
 
+/// The ids of the client's library's snapshots, oldest first.
+pub fn snapshot_ids(client: &TestClient) -> Vec<String> {
+    let list = client.run(&["snapshots", "--json"]).ok().json();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 /// Asserts a command failed with exit 1 and a message containing `needle`.
 #[track_caller]
 pub fn fails(run: Run, needle: &str) {
