@@ -9,6 +9,7 @@ mod floods;
 mod garage;
 mod integrity;
 mod links;
+mod load;
 mod mail;
 mod mount;
 mod mount_posix;
