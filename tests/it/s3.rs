@@ -319,3 +319,109 @@ fn garage_killed_under_a_backup_and_a_mount_loses_nothing() {
         b"waits for the store\n"
     );
 }
+
+/// A proxy in front of Garage that answers the first `refusals` requests with
+/// `503 Slow Down` (as S3 does when it sheds load), then passes connections through.
+struct FlakyProxy {
+    port: u16,
+    answered: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: &str, refusals: usize) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = answered.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut client) = stream else { return };
+                let upstream = upstream.clone();
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    // The request head, and a body as long as it says.
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut byte).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                    let length: usize = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    if client.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if count.fetch_add(1, Ordering::SeqCst) < refusals {
+                        let _ = client.write_all(
+                            b"HTTP/1.1 503 Slow Down\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return;
+                    }
+                    let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+                        return;
+                    };
+                    let _ = server.write_all(&head);
+                    let _ = server.write_all(&body);
+                    let (mut from_server, mut to_client) =
+                        (server.try_clone().unwrap(), client.try_clone().unwrap());
+                    std::thread::spawn(move || std::io::copy(&mut from_server, &mut to_client));
+                    let _ = std::io::copy(&mut client, &mut server);
+                });
+            }
+        });
+        Self { port, answered }
+    }
+}
+
+#[test]
+fn a_store_that_sheds_load_is_retried_and_a_lasting_refusal_is_said() {
+    if !garage::available() {
+        return;
+    }
+    let garage = Garage::shared();
+    let through = |refusals: usize| {
+        let proxy = FlakyProxy::start(&garage.endpoint, refusals);
+        let store = S3Store::open(S3Settings {
+            bucket: BUCKET.into(),
+            prefix: format!("flaky-{}", hex::encode(rand::random::<[u8; 4]>())),
+            endpoint: Some(format!("http://127.0.0.1:{}", proxy.port)),
+            region: Some("garage".into()),
+            credentials: Some(S3Credentials {
+                access_key_id: garage.key_id.clone(),
+                secret_access_key: garage.secret.clone(),
+            }),
+        })
+        .unwrap();
+        (proxy, store)
+    };
+    // Two 503s in a row: the write is retried and lands, and reads back whole.
+    let (proxy, store) = through(2);
+    store
+        .write_pack(LIB, &pack_id(1), Bytes::from_static(b"after two refusals"))
+        .unwrap();
+    assert_eq!(store.read_range(LIB, &pack_id(1), 6, 3).unwrap(), b"two");
+    // Both refusals were met, then a connection went through.
+    assert!(proxy.answered.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+
+    // A store that keeps refusing: the write gives up within the retry budget, says the
+    // store is unavailable, and is not taken for damage.
+    let (_proxy, store) = through(usize::MAX);
+    let started = std::time::Instant::now();
+    let error = store
+        .write_pack(LIB, &pack_id(2), Bytes::from_static(b"never"))
+        .unwrap_err();
+    assert!(matches!(error, StorageError::Unavailable(_)), "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+    let error = store.read_range(LIB, &pack_id(2), 0, 1).unwrap_err();
+    assert!(!error.is_damage(), "{error}");
+}
