@@ -103,6 +103,10 @@ fn two_servers_on_one_database_and_bucket_serve_the_same_accounts() {
     let desktop = TestClient::new("two@example.com");
     connect(&laptop, "register", &pair.server(0).url);
     connect(&desktop, "login", &pair.server(1).url);
+    // Maintenance runs every second here: keep every snapshot, so a count tells a lost one.
+    laptop
+        .run(&["library", "policy", "Backups", "--keep-last", "1000"])
+        .ok();
 
     // A commit through one server is seen through the other.
     let work = tempfile::tempdir().unwrap();
@@ -260,6 +264,9 @@ fn behind_a_balancer_clients_continue_when_one_server_is_killed() {
     let balancer = Balancer::start(binary, &pair);
     let client = TestClient::new("balanced@example.com");
     connect(&client, "register", &balancer.url);
+    client
+        .run(&["library", "policy", "Backups", "--keep-last", "1000"])
+        .ok();
     let work = tempfile::tempdir().unwrap();
     let tree = work.path().join("tree");
     fs::create_dir_all(&tree).unwrap();
