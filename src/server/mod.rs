@@ -100,10 +100,11 @@ pub fn open_data_dir(place: &DataDirOptions) -> ServerResult<DataDir> {
     let chosen = place.storage.or(&config.storage);
     let database = db::Db::open(&chosen.database_path(data_dir)?, config.limits.db_readers)?;
     let blobs = storage::open(&chosen, config.s3_credentials.clone(), data_dir)?;
-    database.blocking(|conn| db::check_blob_store(conn, &blobs.location()))?;
+    database.blocking(|conn| db::settings::check_blob_store(conn, &blobs.location()))?;
     let legacy = load_legacy_secret(&data_dir.join("server-secret"))?;
-    let secret = database
-        .blocking(|conn| db::server_secret(conn, || legacy.unwrap_or_else(rand::random)))?;
+    let secret = database.blocking(|conn| {
+        db::settings::server_secret(conn, || legacy.unwrap_or_else(rand::random))
+    })?;
     let secret = Arc::new(secret);
     let mailer = Arc::new(mail::Mailer::new(&config, data_dir)?);
     let processor = Arc::new(billing::processor::OfflineLedger::new(database.clone()));

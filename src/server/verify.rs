@@ -103,12 +103,12 @@ pub fn verify(
             });
         }
     }
-    db.blocking(|conn| db::set_state(conn, "last_verify", db::now()))?;
+    db.blocking(|conn| db::settings::set_state(conn, "last_verify", db::now()))?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
 /// When verify last ran (seconds since the epoch), for the maintenance schedule.
 pub fn last_run(db: &Db) -> Result<Option<i64>, DbError> {
-    db.blocking(|conn| db::state(conn, "last_verify"))
+    db.blocking(|conn| db::settings::state(conn, "last_verify"))
 }

@@ -17,6 +17,7 @@ pub mod privacy;
 pub mod retention;
 mod schema;
 pub mod sessions;
+pub mod settings;
 pub mod throttle;
 pub mod uploads;
 
@@ -51,9 +52,14 @@ pub enum DbError {
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
-    /// Idle read connections; a reader takes one and puts it back (see [`Reader`]). None:
-    /// reads go through the writer.
-    idle: Option<crossbeam_channel::Receiver<Connection>>,
+    /// The read connections; none: reads go through the writer.
+    readers: Option<Readers>,
+}
+
+/// Idle read connections: a reader takes one and puts it back (see [`Reader`]).
+#[derive(Clone)]
+struct Readers {
+    idle: crossbeam_channel::Receiver<Connection>,
     give_back: crossbeam_channel::Sender<Connection>,
 }
 
@@ -74,19 +80,24 @@ impl Db {
         // between: SQLite cannot wait there.
         conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
         schema::migrate(&mut conn)?;
-        let (give_back, idle) = crossbeam_channel::bounded(readers.max(1));
-        for _ in 0..readers {
-            let reader = Connection::open(path)?;
-            reader.pragma_update(None, "query_only", "ON")?;
-            reader.busy_timeout(std::time::Duration::from_secs(10))?;
-            give_back
-                .send(reader)
-                .expect("the pool has room for every reader");
-        }
+        let pool = match readers {
+            0 => None,
+            n => {
+                let (give_back, idle) = crossbeam_channel::bounded(n);
+                for _ in 0..n {
+                    let reader = Connection::open(path)?;
+                    reader.pragma_update(None, "query_only", "ON")?;
+                    reader.busy_timeout(std::time::Duration::from_secs(10))?;
+                    give_back
+                        .send(reader)
+                        .expect("the pool has room for every reader");
+                }
+                Some(Readers { idle, give_back })
+            }
+        };
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
-            idle: (readers > 0).then_some(idle),
-            give_back,
+            readers: pool,
         })
     }
 
@@ -99,22 +110,12 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || match &db.idle {
-            Some(idle) => f(&db.reader(idle)),
+        tokio::task::spawn_blocking(move || match &db.readers {
+            Some(readers) => f(&readers.take()),
             None => db.blocking(|conn| f(conn)),
         })
         .await
         .map_err(|e| E::from(DbError::Task(e.to_string())))?
-    }
-
-    /// An idle read connection, waiting for one if all are busy; it goes back to the pool
-    /// when dropped, also after a panic.
-    fn reader<'a>(&'a self, idle: &crossbeam_channel::Receiver<Connection>) -> Reader<'a> {
-        let conn = idle.recv().expect("the pool's sender lives in every Db");
-        Reader {
-            conn: Some(conn),
-            give_back: &self.give_back,
-        }
     }
 
     /// Runs `f` with the connection on the blocking thread pool.
@@ -140,6 +141,18 @@ impl Db {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
+    }
+}
+
+impl Readers {
+    /// An idle read connection, waiting for one if all are busy; it goes back to the pool
+    /// when dropped, also after a panic.
+    fn take(&self) -> Reader<'_> {
+        let conn = self.idle.recv().expect("the pool's sender lives beside it");
+        Reader {
+            conn: Some(conn),
+            give_back: &self.give_back,
+        }
     }
 }
 
@@ -171,92 +184,6 @@ pub fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, DbE
     Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
 }
 
-/// Records where this database's packs are kept on first use, and refuses another store
-/// after: collection against the wrong store would find none of the packs.
-pub fn check_blob_store(conn: &mut Connection, location: &str) -> Result<(), DbError> {
-    use rusqlite::OptionalExtension;
-    let tx = immediate(conn)?;
-    let recorded: Option<String> = tx
-        .query_row(
-            "SELECT value FROM settings WHERE key = 'blob_store'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    match recorded {
-        Some(recorded) if recorded != location => {
-            return Err(DbError::OtherBlobStore {
-                recorded,
-                given: location.to_owned(),
-            })
-        }
-        Some(_) => {}
-        None => {
-            tx.execute(
-                "INSERT INTO settings (key, value) VALUES ('blob_store', ?1)",
-                [location],
-            )?;
-        }
-    }
-    tx.commit()?;
-    Ok(())
-}
-
-/// The server's secret (it keys the stand-in salts of unknown addresses and the tokens in
-/// mailed links), made by `make` on first use and kept here, so that every server sharing
-/// the database uses the same one.
-pub fn server_secret(
-    conn: &mut Connection,
-    make: impl FnOnce() -> [u8; 32],
-) -> Result<[u8; 32], DbError> {
-    use rusqlite::OptionalExtension;
-    let tx = immediate(conn)?;
-    let stored: Option<String> = tx
-        .query_row(
-            "SELECT value FROM settings WHERE key = 'server_secret'",
-            [],
-            |row| row.get(0),
-        )
-        .optional()?;
-    let secret = match stored {
-        Some(text) => hex::decode(&text)
-            .ok()
-            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
-            .ok_or_else(|| DbError::Corrupt("settings.server_secret is not 32 bytes".into()))?,
-        None => {
-            let secret = make();
-            tx.execute(
-                "INSERT INTO settings (key, value) VALUES ('server_secret', ?1)",
-                [hex::encode(secret)],
-            )?;
-            secret
-        }
-    };
-    tx.commit()?;
-    Ok(secret)
-}
-
-/// A number the server keeps about itself (`server_state`), e.g. when verify last ran.
-pub fn state(conn: &Connection, key: &str) -> Result<Option<i64>, DbError> {
-    use rusqlite::OptionalExtension;
-    Ok(conn
-        .query_row(
-            "SELECT value FROM server_state WHERE key = ?1",
-            [key],
-            |row| row.get(0),
-        )
-        .optional()?)
-}
-
-pub fn set_state(conn: &Connection, key: &str, value: i64) -> Result<(), DbError> {
-    conn.execute(
-        "INSERT INTO server_state (key, value) VALUES (?1, ?2) \
-         ON CONFLICT (key) DO UPDATE SET value = ?2",
-        rusqlite::params![key, value],
-    )?;
-    Ok(())
-}
-
 /// Seconds since the Unix epoch.
 pub fn now() -> i64 {
     std::time::SystemTime::now()
@@ -278,22 +205,6 @@ mod tests {
 
     fn accounts(conn: &Connection) -> Result<i64, DbError> {
         Ok(conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?)
-    }
-
-    #[test]
-    fn the_first_server_secret_is_kept_for_every_server_after() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ibackup.db");
-        let first = Db::open(&path, 0).unwrap();
-        let made = first
-            .blocking(|conn| server_secret(conn, || [7; 32]))
-            .unwrap();
-        // Another server on the same database, with a secret of its own to offer.
-        let second = Db::open(&path, 0).unwrap();
-        let found = second
-            .blocking(|conn| server_secret(conn, || [9; 32]))
-            .unwrap();
-        assert_eq!((made, found), ([7; 32], [7; 32]));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

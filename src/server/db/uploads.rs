@@ -10,6 +10,7 @@ use super::objects::{self, Location};
 use super::{accounts, immediate, libraries, retention, DbError};
 use crate::api::types::UploadObject;
 use crate::crypto::ObjectId;
+use crate::server::config::ServerConfig;
 
 /// Why an upload was not recorded.
 #[derive(Debug, thiserror::Error)]
@@ -40,17 +41,17 @@ pub struct OverQuota {
     pub owner_email: String,
 }
 
-/// Whether adding `adding` bytes to what `owner_id` stores passes the limit `limit_of` gives
-/// for that account (its plan's, or an override).
+/// Whether adding `adding` bytes to what `owner_id` stores passes that account's limit
+/// (its plan's, or an override).
 pub fn over_quota(
     conn: &Connection,
+    config: &ServerConfig,
     owner_id: i64,
     adding: u64,
-    limit_of: &dyn Fn(&accounts::AccountRow) -> u64,
 ) -> Result<Option<OverQuota>, DbError> {
     let owner = accounts::by_id(conn, owner_id)?
         .ok_or_else(|| DbError::Corrupt(format!("library owner {owner_id} missing")))?;
-    let limit = limit_of(&owner);
+    let limit = config.quota_for(&owner.plan, owner.quota_override);
     let used = accounts::used_bytes(conn, owner_id)?;
     Ok((used.saturating_add(adding) > limit).then_some(OverQuota {
         used,
@@ -87,8 +88,8 @@ pub struct Recorded {
 /// would be passed. Every reference is marked reused, so the next collection spares it.
 pub fn record(
     conn: &mut Connection,
+    config: &ServerConfig,
     upload: &Upload<'_>,
-    limit_of: &dyn Fn(&accounts::AccountRow) -> u64,
 ) -> Result<Recorded, Refused> {
     let library = upload.library;
     let tx = immediate(conn)?;
@@ -128,7 +129,7 @@ pub fn record(
     if epoch != upload.epoch {
         return Err(Refused::StaleEpoch(epoch));
     }
-    if let Some(over) = over_quota(&tx, upload.owner_id, charged, limit_of)? {
+    if let Some(over) = over_quota(&tx, config, upload.owner_id, charged)? {
         return Err(Refused::OverQuota(over));
     }
     objects::add_stored_bytes(&tx, library, charged as i64)?;

@@ -23,7 +23,6 @@ use crate::crypto::blob::{blob_epoch, max_sealed_len, BLOB_VERSION, MIN_BLOB_LEN
 use crate::crypto::{BlobKind, ObjectId};
 use crate::model::chunker::MAX_CHUNK;
 use crate::server::config::ServerConfig;
-use crate::server::db::accounts::AccountRow;
 use crate::server::db::uploads::{self, OverQuota, Refused, Upload};
 use crate::server::db::{self, libraries, objects, retention, DbError};
 use crate::server::error::{ApiError, ApiResult};
@@ -255,8 +254,7 @@ pub async fn upload(
                 all: &all,
                 placed: &placed,
             };
-            let limit_of = |owner: &AccountRow| config.quota_for(&owner.plan, owner.quota_override);
-            let recorded = uploads::record(conn, &upload, &limit_of)
+            let recorded = uploads::record(conn, &config, &upload)
                 .map_err(|refused| refusal(refused, caller.account_id == owner_id))?;
             Ok(UploadResponse {
                 stored: recorded.stored,
@@ -303,8 +301,7 @@ fn check_quota(
     caller_id: i64,
     adding: u64,
 ) -> ApiResult<()> {
-    let limit_of = |owner: &AccountRow| config.quota_for(&owner.plan, owner.quota_override);
-    match uploads::over_quota(conn, owner_id, adding, &limit_of)? {
+    match uploads::over_quota(conn, config, owner_id, adding)? {
         Some(over) => Err(quota_error(over, caller_id == owner_id)),
         None => Ok(()),
     }
