@@ -171,9 +171,7 @@ fn local_pack_files(server: &TestServer) -> usize {
 
 fn restore_latest(client: &TestClient, source: &Path, target: &Path) {
     let spec = format!("latest:{}", source.display());
-    client
-        .run(&["restore", &spec, "--target", target.to_str().unwrap()])
-        .ok();
+    client.restore(&spec, target, &[]).ok();
 }
 
 #[test]
@@ -306,14 +304,7 @@ fn garage_killed_under_a_backup_and_a_mount_loses_nothing() {
     mount.settle();
     mount.unmount();
     let target = work.path().join("from-mount");
-    client
-        .run(&[
-            "restore",
-            "latest:/queued.txt",
-            "--target",
-            target.to_str().unwrap(),
-        ])
-        .ok();
+    client.restore("latest:/queued.txt", &target, &[]).ok();
     assert_eq!(
         fs::read(target.join("queued.txt")).unwrap(),
         b"waits for the store\n"

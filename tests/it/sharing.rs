@@ -153,15 +153,8 @@ fn read_and_read_write_shares_are_enforced_by_client_and_server() {
     assert_eq!(snapshots.as_array().unwrap().len(), 1);
     assert_eq!(snapshots[0]["author"], ALICE);
     let restored = tempfile::tempdir().unwrap();
-    bob.run(&[
-        "restore",
-        "latest",
-        "--library",
-        ALICES_BACKUPS,
-        "--target",
-        restored.path().to_str().unwrap(),
-    ])
-    .ok();
+    bob.restore("latest", restored.path(), &["--library", ALICES_BACKUPS])
+        .ok();
     let inside = restored
         .path()
         .join(tree.strip_prefix("/").unwrap_or(&tree));
@@ -359,14 +352,7 @@ fn a_removed_member_is_refused_at_once_and_cannot_decrypt_what_is_written_after(
     // carol, who stays, reads old and new through the chain of epoch keys.
     let restored = tempfile::tempdir().unwrap();
     carol
-        .run(&[
-            "restore",
-            "latest",
-            "--library",
-            ALICES_BACKUPS,
-            "--target",
-            restored.path().to_str().unwrap(),
-        ])
+        .restore("latest", restored.path(), &["--library", ALICES_BACKUPS])
         .ok();
     let root = restored
         .path()
@@ -378,14 +364,11 @@ fn a_removed_member_is_refused_at_once_and_cannot_decrypt_what_is_written_after(
     );
     let first = tempfile::tempdir().unwrap();
     carol
-        .run(&[
-            "restore",
+        .restore(
             &first_snapshot.to_hex()[..12],
-            "--library",
-            ALICES_BACKUPS,
-            "--target",
-            first.path().to_str().unwrap(),
-        ])
+            first.path(),
+            &["--library", ALICES_BACKUPS],
+        )
         .ok();
 }
 
@@ -816,14 +799,7 @@ fn rotated_account_keys_leave_a_copied_key_nothing_and_members_verify_the_change
 
     // alice reads her own library and bob's, through grants from her new key.
     let out = tempfile::tempdir().unwrap();
-    alice
-        .run(&[
-            "restore",
-            "latest",
-            "--target",
-            out.path().to_str().unwrap(),
-        ])
-        .ok();
+    alice.restore("latest", out.path(), &[]).ok();
     alice
         .run(&["snapshots", "--library", "Backups@bob@example.com"])
         .ok();
@@ -864,15 +840,8 @@ fn rotated_account_keys_leave_a_copied_key_nothing_and_members_verify_the_change
     bob.run(&["contact", "verify", ALICE, &new_fingerprint])
         .ok();
     let theirs = tempfile::tempdir().unwrap();
-    bob.run(&[
-        "restore",
-        "latest",
-        "--library",
-        ALICES_BACKUPS,
-        "--target",
-        theirs.path().to_str().unwrap(),
-    ])
-    .ok();
+    bob.restore("latest", theirs.path(), &["--library", ALICES_BACKUPS])
+        .ok();
     assert_eq!(
         fs::read(
             theirs

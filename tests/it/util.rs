@@ -418,6 +418,13 @@ impl TestClient {
         .ok()
     }
 
+    /// `ibackup restore SPEC --target TARGET`, with `extra` arguments (`--library NAME`).
+    pub fn restore(&self, spec: &str, target: &Path, extra: &[&str]) -> Run {
+        let mut args = vec!["restore", spec, "--target", target.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
     pub fn backup(&self, paths: &[&Path]) -> Run {
         let mut args = vec!["backup".to_owned(), "--json".to_owned()];
         args.extend(paths.iter().map(|p| p.display().to_string()));
