@@ -223,7 +223,7 @@ struct Tally {
 
 impl Tally {
     fn read(
-        conn: &rusqlite::Connection,
+        conn: &crate::server::db::Conn,
         survey: &privacy::SurveyRow,
         k: u64,
     ) -> ServerResult<Self> {

@@ -161,9 +161,14 @@ impl ApiError {
     }
 }
 
+/// The database out of reach is said as such (503, retry); other failures are internal
+/// errors, logged.
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
-        Self::internal(error)
+        match error {
+            DbError::Unavailable(cause) => Self::unavailable("metadata database", cause),
+            other => Self::internal(other),
+        }
     }
 }
 

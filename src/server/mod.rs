@@ -98,7 +98,7 @@ pub fn open_data_dir(place: &DataDirOptions) -> ServerResult<DataDir> {
     )))?;
     let config = Arc::new(config::ServerConfig::load_or_create(data_dir)?);
     let chosen = place.storage.or(&config.storage);
-    let database = db::Db::open(&chosen.database_path(data_dir)?, config.limits.db_readers)?;
+    let database = db::Db::open(&chosen.database(data_dir)?, config.limits.db_readers)?;
     let blobs = storage::open(&chosen, config.s3_credentials.clone(), data_dir)?;
     database.blocking(|conn| db::settings::check_blob_store(conn, &blobs.location()))?;
     let legacy = load_legacy_secret(&data_dir.join("server-secret"))?;
@@ -142,7 +142,12 @@ pub async fn serve(options: ServeOptions) -> ServerResult<()> {
             options.listen.ip()
         )));
     }
-    let data = open_data_dir(&options.place)?;
+    // Opening blocks (PostgreSQL's driver runs its own small runtime), so it runs beside
+    // this one.
+    let place = options.place.clone();
+    let data = tokio::task::spawn_blocking(move || open_data_dir(&place))
+        .await
+        .map_err(|e| ServerError::Refused(format!("opening the data directory failed: {e}")))??;
     let dummy_hash = crate::crypto::kdf::hash_auth_secret(&rand::random::<[u8; 32]>())?;
     let state = state::AppState {
         db: data.db.clone(),

@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rusqlite::Connection;
+use crate::server::db::Conn;
 
 use super::db::throttle;
 use super::error::{ApiError, ApiResult};
@@ -97,7 +97,7 @@ impl Guess {
 
     /// Refuses the guess if it comes too soon; otherwise counts it as a failure until
     /// [`Guess::finish`] says it succeeded. One step, so parallel guesses queue here.
-    pub fn begin(&self, conn: &mut Connection) -> ApiResult<()> {
+    pub fn begin(&self, conn: &mut Conn) -> ApiResult<()> {
         let tx = conn.transaction()?;
         let at = now_ms();
         let pair = throttle::get(&tx, &self.pair)?;
@@ -115,7 +115,7 @@ impl Guess {
 
     /// Records the outcome: a success clears the pair and the target (the owner proved
     /// the secret) and takes back the address's advance count; a failure stays counted.
-    pub fn finish(&self, conn: &Connection, success: bool) -> ApiResult<()> {
+    pub fn finish(&self, conn: &Conn, success: bool) -> ApiResult<()> {
         if success {
             throttle::clear(conn, &self.pair)?;
             throttle::clear(conn, &self.target)?;
@@ -126,7 +126,7 @@ impl Guess {
 
     /// Takes back the advance count of a guess that was never checked (the server was too
     /// busy to hash it).
-    pub fn abandon(&self, conn: &Connection) -> ApiResult<()> {
+    pub fn abandon(&self, conn: &Conn) -> ApiResult<()> {
         for key in [&self.pair, &self.address, &self.target] {
             throttle::remove_failure(conn, key)?;
         }
@@ -162,7 +162,7 @@ fn ready_at(count: Option<(u32, i64)>, free: u32) -> i64 {
 /// The one step every throttle takes: refuses an attempt that comes before `ready` (with
 /// `refuse` of the seconds to wait), or counts it under `keys`, in the transaction `tx`.
 fn count_or_refuse(
-    tx: rusqlite::Transaction<'_>,
+    tx: crate::server::db::Tx<'_>,
     at: i64,
     ready: i64,
     keys: &[&[u8; 32]],
@@ -198,7 +198,7 @@ impl Signup {
     }
 
     /// Counts the sign-up, or refuses it when too many came from there lately.
-    pub fn count(&self, conn: &mut Connection) -> ApiResult<()> {
+    pub fn count(&self, conn: &mut Conn) -> ApiResult<()> {
         let tx = conn.transaction()?;
         let at = now_ms();
         let ready = ready_at(throttle::get(&tx, &self.key)?, self.free);

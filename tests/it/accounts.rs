@@ -89,7 +89,7 @@ fn a_session_file_from_before_key_shares_is_sealed_at_its_next_use() {
     std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
     server
         .db()
-        .execute("UPDATE sessions SET key_share = NULL", [])
+        .execute("UPDATE sessions SET key_share = NULL", ibackup::params![])
         .unwrap();
     client.run(&["snapshots"]).ok();
     let sealed = std::fs::read_to_string(&path).unwrap();

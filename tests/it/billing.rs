@@ -160,7 +160,7 @@ fn paid_plans_need_a_valid_card_and_changes_are_prorated() {
         .prepare("SELECT name FROM pragma_table_info('cards')")
         .unwrap();
     let columns: Vec<String> = stmt
-        .query_map([], |row| row.get(0))
+        .query_map(ibackup::params![], |row| row.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect();
@@ -437,7 +437,7 @@ fn expiry_leaves_alone_an_account_whose_billing_is_being_changed() {
             .db()
             .execute(
                 &format!("UPDATE accounts SET billing_lock_until = {until}"),
-                [],
+                ibackup::params![],
             )
             .unwrap()
     };
@@ -453,13 +453,13 @@ fn expiry_leaves_alone_an_account_whose_billing_is_being_changed() {
         .db()
         .execute(
             "UPDATE accounts SET status = 'active', canceled_at = NULL",
-            [],
+            ibackup::params![],
         )
         .unwrap();
     hold("NULL");
     let mut db = server.db();
     let id: i64 = db
-        .query_row("SELECT id FROM accounts", [], |r| r.get(0))
+        .query_row("SELECT id FROM accounts", ibackup::params![], |r| r.get(0))
         .unwrap();
     let now = ibackup::server::db::now();
     let expired = ibackup::server::maintenance::expire_one(&mut db, &config, id, now).unwrap();

@@ -1,6 +1,7 @@
-//! Several servers serving the same accounts: two `ibackup-server` processes on one SQLite
-//! database (`--database sqlite:PATH`) and one Garage bucket, alone and behind a real
-//! HAProxy in TCP mode (TLS ends at the servers, which present the same certificate).
+//! Several servers serving the same accounts: two `ibackup-server` processes on one
+//! database (PostgreSQL, or one SQLite file on one machine) and one Garage bucket, alone and
+//! behind a real HAProxy in TCP mode (TLS ends at the servers, which present the same
+//! certificate).
 
 use std::fs;
 use std::path::Path;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::garage::{self, Garage};
+use crate::pg::{self, Postgres};
 use crate::util::{keep_packs_on, snapshot_ids, write_file, TestClient, TestMount, TestServer};
 
 /// Two servers sharing a database and a bucket; server `i`'s log is `logs[i]`.
@@ -18,10 +20,21 @@ struct Pair {
     servers: Vec<Option<TestServer>>,
 }
 
+/// The database two servers share.
+enum Shared {
+    /// A new database in the test process's PostgreSQL.
+    Postgres,
+    /// One SQLite file.
+    SqliteFile,
+}
+
 impl Pair {
-    fn start(garage: &Garage) -> Self {
+    fn start(garage: &Garage, metadata: Shared) -> Self {
         let shared = tempfile::tempdir().unwrap();
-        let database = shared.path().join("shared.db");
+        let database = match metadata {
+            Shared::Postgres => Postgres::shared().create(),
+            Shared::SqliteFile => format!("sqlite:{}", shared.path().join("shared.db").display()),
+        };
         let prefix = hex::encode(rand::random::<[u8; 8]>());
         let mut servers = Vec::new();
         let mut tls: Option<std::path::PathBuf> = None;
@@ -35,7 +48,7 @@ impl Pair {
                 .replace("interval = \"10min\"", "interval = \"1s\"")
                 .replace(
                     "# database = \"sqlite:/srv/ibackup/shared.db\"",
-                    &format!("database = \"sqlite:{}\"", database.display()),
+                    &format!("database = \"{database}\""),
                 );
             fs::write(&config, text).unwrap();
             if let Some(tls) = &tls {
@@ -94,11 +107,22 @@ fn connect(client: &TestClient, verb: &str, url: &str) {
 }
 
 #[test]
-fn two_servers_on_one_database_and_bucket_serve_the_same_accounts() {
+fn two_servers_on_one_postgres_database_and_bucket_serve_the_same_accounts() {
+    if !garage::available() || !pg::available() {
+        return;
+    }
+    serve_the_same_accounts(Pair::start(Garage::shared(), Shared::Postgres));
+}
+
+#[test]
+fn two_servers_on_one_sqlite_file_and_bucket_serve_the_same_accounts() {
     if !garage::available() {
         return;
     }
-    let pair = Pair::start(Garage::shared());
+    serve_the_same_accounts(Pair::start(Garage::shared(), Shared::SqliteFile));
+}
+
+fn serve_the_same_accounts(pair: Pair) {
     let laptop = TestClient::new("two@example.com");
     let desktop = TestClient::new("two@example.com");
     connect(&laptop, "register", &pair.server(0).url);
@@ -254,13 +278,13 @@ impl Drop for Balancer {
 
 #[test]
 fn behind_a_balancer_clients_continue_when_one_server_is_killed() {
-    if !garage::available() {
+    if !garage::available() || !pg::available() {
         return;
     }
     let Some(binary) = haproxy() else {
         return;
     };
-    let mut pair = Pair::start(Garage::shared());
+    let mut pair = Pair::start(Garage::shared(), Shared::Postgres);
     let balancer = Balancer::start(binary, &pair);
     let client = TestClient::new("balanced@example.com");
     connect(&client, "register", &balancer.url);

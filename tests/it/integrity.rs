@@ -23,7 +23,7 @@ fn flip_largest(server: &TestServer, library: &str) {
         .query_row(
             "SELECT pack_id, offset, size FROM objects WHERE library_id = ?1 \
              ORDER BY size DESC LIMIT 1",
-            [library],
+            ibackup::params![library],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
@@ -176,7 +176,7 @@ fn a_server_rewound_to_an_older_state_is_refused() {
     let old_db = old_copy.path().join("ibackup.db");
     server
         .db()
-        .execute("VACUUM INTO ?1", [old_db.to_str().unwrap()])
+        .execute("VACUUM INTO ?1", ibackup::params![old_db.to_str().unwrap()])
         .unwrap();
     write_file(&source.path().join("a.txt"), b"second, newer");
     alice.backup(&[source.path()]).ok();
@@ -192,8 +192,10 @@ fn a_server_rewound_to_an_older_state_is_refused() {
 
     let objects = || {
         let db = server.db();
-        db.query_row("SELECT COUNT(*) FROM objects", [], |r| r.get::<_, i64>(0))
-            .unwrap()
+        db.query_row("SELECT COUNT(*) FROM objects", ibackup::params![], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
     };
     let stored = objects();
     for args in [

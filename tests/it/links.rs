@@ -41,10 +41,10 @@ fn get(client: &TestClient, url: &str, target: &Path) -> Run {
 fn blobs(server: &TestServer, library: &str) -> HashMap<ObjectId, (u8, Vec<u8>)> {
     let db = server.db();
     let mut stmt = db
-        .prepare("SELECT id, kind, pack_id, offset, size FROM objects WHERE library_id = ?1")
+        .prepare("SELECT id, kind, pack_id, \"offset\", size FROM objects WHERE library_id = ?1")
         .unwrap();
     let rows: Vec<(Vec<u8>, u8, String, i64, i64)> = stmt
-        .query_map([library], |r| {
+        .query_map(ibackup::params![library], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .unwrap()

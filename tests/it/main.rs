@@ -14,6 +14,8 @@ mod mail;
 mod mount;
 mod mount_posix;
 mod mount_sharing;
+mod pg;
+mod postgres;
 mod privacy;
 mod profile;
 mod quota;

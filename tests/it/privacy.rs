@@ -539,7 +539,7 @@ fn session_records_are_purged_after_the_retention_period() {
             .query_row(
                 "SELECT COUNT(*) FROM sessions s JOIN accounts a ON a.id = s.account_id \
                  WHERE a.email = ?1",
-                [email],
+                ibackup::params![email],
                 |r| r.get(0),
             )
             .unwrap()

@@ -83,7 +83,7 @@ fn export_holds_every_row_about_the_user_and_none_about_others() {
         let rows: i64 = db
             .query_row(
                 &format!("SELECT COUNT(*) FROM {table} WHERE {column} = ?1"),
-                [alice_id],
+                ibackup::params![alice_id],
                 |r| r.get(0),
             )
             .unwrap();
@@ -205,7 +205,7 @@ fn deleting_the_account_removes_personal_data_and_blobs_but_keeps_invoices() {
     let (invoices, orphaned): (i64, i64) = db
         .query_row(
             "SELECT COUNT(*), COUNT(*) - COUNT(account_id) FROM invoices",
-            [],
+            ibackup::params![],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
@@ -213,7 +213,7 @@ fn deleting_the_account_removes_personal_data_and_blobs_but_keeps_invoices() {
     let ratings: i64 = db
         .query_row(
             "SELECT COUNT(*) FROM feedback WHERE message IS NULL",
-            [],
+            ibackup::params![],
             |r| r.get(0),
         )
         .unwrap();
@@ -406,7 +406,10 @@ fn a_copied_session_file_cannot_recover_the_account() {
     let legacy = || {
         server
             .db()
-            .execute("UPDATE accounts SET recovery_proof_hash = NULL", [])
+            .execute(
+                "UPDATE accounts SET recovery_proof_hash = NULL",
+                ibackup::params![],
+            )
             .unwrap()
     };
     legacy();

@@ -45,7 +45,7 @@ fn objects(server: &TestServer, library: &str) -> Vec<(Vec<u8>, u8)> {
         .prepare("SELECT id, kind FROM objects WHERE library_id = ?1")
         .unwrap();
     let rows = stmt
-        .query_map([library], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map(ibackup::params![library], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap();
     rows.map(Result::unwrap).collect()
 }
@@ -55,8 +55,8 @@ fn blob(server: &TestServer, library: &str, id: &[u8]) -> Vec<u8> {
     let (pack, offset, size): (String, i64, i64) = server
         .db()
         .query_row(
-            "SELECT pack_id, offset, size FROM objects WHERE library_id = ?1 AND id = ?2",
-            rusqlite::params![library, id],
+            "SELECT pack_id, \"offset\", size FROM objects WHERE library_id = ?1 AND id = ?2",
+            ibackup::params![library, id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
@@ -64,7 +64,10 @@ fn blob(server: &TestServer, library: &str, id: &[u8]) -> Vec<u8> {
 }
 
 fn count(server: &TestServer, sql: &str) -> i64 {
-    server.db().query_row(sql, [], |r| r.get(0)).unwrap()
+    server
+        .db()
+        .query_row(sql, ibackup::params![], |r| r.get(0))
+        .unwrap()
 }
 
 fn fingerprint(client: &TestClient) -> String {
@@ -402,7 +405,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
         .db()
         .query_row(
             "SELECT public_key FROM accounts WHERE id = ?1",
-            [alice_id],
+            ibackup::params![alice_id],
             |r| r.get(0),
         )
         .unwrap();
@@ -412,7 +415,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
             .query_row(
                 "SELECT key_grant, grant_epoch FROM library_members \
                  WHERE library_id = ?1 AND account_id = ?2",
-                rusqlite::params![library, account],
+                ibackup::params![library, account],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap()
@@ -423,7 +426,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
             .execute(
                 "UPDATE library_members SET key_grant = ?3, grant_epoch = ?4 \
                  WHERE library_id = ?1 AND account_id = ?2",
-                rusqlite::params![library, account, grant, epoch],
+                ibackup::params![library, account, grant, epoch],
             )
             .unwrap();
     };
@@ -432,7 +435,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
             .db()
             .execute(
                 "UPDATE accounts SET public_key = ?2 WHERE id = ?1",
-                rusqlite::params![account, key],
+                ibackup::params![account, key],
             )
             .unwrap();
     };
@@ -501,7 +504,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
         .db()
         .query_row(
             "SELECT public_key FROM accounts WHERE id = ?1",
-            [bob_id],
+            ibackup::params![bob_id],
             |r| r.get(0),
         )
         .unwrap();
@@ -536,8 +539,8 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
     server
         .db()
         .execute(
-            "UPDATE accounts SET email = '../../x\u{1b}[2J' WHERE id = ?1",
-            [alice_id],
+            "UPDATE accounts SET email = '../../x\u{1b}[2j' WHERE id = ?1",
+            ibackup::params![alice_id],
         )
         .unwrap();
     let listing = bob.run(&["library", "list"]);
@@ -590,12 +593,8 @@ fn library_names_are_encrypted_renamed_by_the_owner_and_deleted_for_everyone() {
         .ok();
 
     // Neither name is anywhere in the server's files.
-    server
-        .db()
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .unwrap();
     for name in ["Secret Garden", "Quiet Meadow"] {
-        let found = crate::util::files_containing(server.data.path(), name.as_bytes());
+        let found = server.files_containing(name.as_bytes());
         assert!(found.is_empty(), "`{name}` in {found:?}");
     }
 
@@ -728,17 +727,13 @@ fn the_server_holds_no_key_and_no_name_in_the_clear() {
         }
         secrets.push((format!("{display} name"), display.as_bytes().to_vec()));
     }
-    server
-        .db()
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .unwrap();
     for (what, secret) in &secrets {
-        let found = crate::util::files_containing(server.data.path(), secret);
+        let found = server.files_containing(secret);
         assert!(found.is_empty(), "{what} found in {found:?}");
     }
     // The walk does read the database: the e-mail address, which the server must know, is
     // found there.
-    assert!(!crate::util::files_containing(server.data.path(), ALICE.as_bytes()).is_empty());
+    assert!(!server.files_containing(ALICE.as_bytes()).is_empty());
 }
 
 #[test]
@@ -815,7 +810,7 @@ fn rotated_account_keys_leave_a_copied_key_nothing_and_members_verify_the_change
         )
         .unwrap();
     let grants: Vec<(String, u32, Vec<u8>, Vec<u8>)> = stmt
-        .query_map([ALICE], |r| {
+        .query_map(ibackup::params![ALICE], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .unwrap()

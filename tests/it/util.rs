@@ -13,9 +13,11 @@ use rand::{Rng, RngCore, SeedableRng};
 use tempfile::TempDir;
 
 use ibackup::server::config::ServerConfig;
+use ibackup::server::db::{Conn, Database};
 use ibackup::server::storage::{self, BlobStore};
 
 use super::garage::{self, Garage};
+use super::pg::{self, Postgres};
 
 pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_ibackup-server");
 pub const CLIENT_BIN: &str = env!("CARGO_BIN_EXE_ibackup");
@@ -70,6 +72,9 @@ impl TestServer {
     fn spawn(data: TempDir, port: u16, log: Option<&Path>) -> Self {
         if garage::every_server_on_s3() && garage::available() {
             keep_packs_on(data.path(), Garage::shared());
+        }
+        if pg::every_server_on_postgres() && pg::available() {
+            keep_metadata_on(data.path(), Postgres::shared());
         }
         let stderr = match log {
             Some(path) => Stdio::from(fs::File::create(path).unwrap()),
@@ -249,16 +254,52 @@ impl TestServer {
             .sum()
     }
 
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.data.path().join("ibackup.db")).unwrap()
+    /// The database the server keeps its metadata in: its SQLite file, or PostgreSQL.
+    pub fn database(&self) -> Database {
+        let config = fs::read_to_string(self.data.path().join("server.toml")).unwrap_or_default();
+        let named = config.lines().find_map(|line| {
+            let value = line
+                .trim()
+                .strip_prefix("database")?
+                .trim()
+                .strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_owned())
+        });
+        match named {
+            Some(url) if url.starts_with("postgres") => Database::Postgres(url),
+            Some(other) => Database::Sqlite(other.trim_start_matches("sqlite:").into()),
+            None => Database::Sqlite(self.data.path().join("ibackup.db")),
+        }
+    }
+
+    /// A connection of the test's own to the server's database.
+    pub fn db(&self) -> Conn {
+        Conn::open(&self.database()).unwrap()
+    }
+
+    /// The files of the server (its data directory, and the PostgreSQL cluster when the
+    /// metadata is there) that contain `needle`, once the database has written everything
+    /// out of its log.
+    pub fn files_containing(&self, needle: &[u8]) -> Vec<PathBuf> {
+        let db = self.db();
+        match db.as_sqlite() {
+            Some(sqlite) => sqlite
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+                .unwrap(),
+            None => db.execute_batch("CHECKPOINT").unwrap(),
+        }
+        let mut found = files_containing(self.data.path(), needle);
+        if db.as_sqlite().is_none() {
+            found.extend(files_containing(Postgres::shared().data_dir(), needle));
+        }
+        found
     }
 
     /// The first column of every row `sql` returns, as text (table and column names).
     pub fn strings(&self, sql: &str) -> Vec<String> {
-        let db = self.db();
-        let mut stmt = db.prepare(sql).unwrap();
-        let rows = stmt.query_map([], |r| r.get(0)).unwrap();
-        rows.map(Result::unwrap).collect()
+        self.db()
+            .query_map(sql, ibackup::params![], |r| r.get(0))
+            .unwrap()
     }
 
     pub fn admin(&self, args: &[&str]) -> Output {
@@ -285,6 +326,19 @@ pub fn keep_packs_on(dir: &Path, garage: &Garage) {
             text.replace(local, &garage.storage_settings(&prefix)),
         )
         .unwrap();
+    }
+}
+
+/// Makes the `server.toml` in `dir` (the default one if there is none) keep the metadata in
+/// a new database of `postgres`; a file that names a database already is left alone.
+pub fn keep_metadata_on(dir: &Path, postgres: &Postgres) {
+    let path = dir.join("server.toml");
+    let text = fs::read_to_string(&path)
+        .unwrap_or_else(|_| ibackup::server::config::DEFAULT_CONFIG.to_owned());
+    let unset = "# database = \"sqlite:/srv/ibackup/shared.db\"";
+    if text.contains(unset) {
+        let line = format!("database = \"{}\"", postgres.create());
+        fs::write(&path, text.replace(unset, &line)).unwrap();
     }
 }
 

@@ -1,6 +1,6 @@
 //! Accounts: identity, plan, login material and the wrapped account key.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::server::db::{params, Conn, OptionalExtension, Row};
 
 use super::{now, DbError};
 
@@ -47,7 +47,7 @@ const COLUMNS: &str = "id, email, first_name, last_name, plan, quota_override, a
                        created_at, status, canceled_at, period_end, quota_warned, \
                        email_confirmed_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
+fn from_row(row: &Row<'_>) -> Result<AccountRow, crate::server::db::DbError> {
     Ok(AccountRow {
         id: row.get(0)?,
         email: row.get(1)?,
@@ -70,12 +70,12 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
     })
 }
 
-pub fn insert(conn: &Connection, account: &NewAccount<'_>) -> Result<i64, DbError> {
-    conn.execute(
+pub fn insert(conn: &Conn, account: &NewAccount<'_>) -> Result<i64, DbError> {
+    conn.query_row(
         "INSERT INTO accounts (email, first_name, last_name, plan, auth_hash, kdf_salt, \
          kdf_params, public_key, wrapped_private_key, recovery_wrapped_private_key, \
          marketing_consent, created_at, recovery_proof_hash) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
         params![
             account.email,
             account.first_name,
@@ -91,43 +91,41 @@ pub fn insert(conn: &Connection, account: &NewAccount<'_>) -> Result<i64, DbErro
             now(),
             account.recovery_proof_hash,
         ],
-    )?;
-    Ok(conn.last_insert_rowid())
+        |row| row.get(0),
+    )
 }
 
-pub fn by_email(conn: &Connection, email: &str) -> Result<Option<AccountRow>, DbError> {
+pub fn by_email(conn: &Conn, email: &str) -> Result<Option<AccountRow>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM accounts WHERE email = ?1");
-    Ok(conn.query_row(&sql, [email], from_row).optional()?)
+    conn.query_row(&sql, params![email], from_row).optional()
 }
 
-pub fn by_id(conn: &Connection, id: i64) -> Result<Option<AccountRow>, DbError> {
+pub fn by_id(conn: &Conn, id: i64) -> Result<Option<AccountRow>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM accounts WHERE id = ?1");
-    Ok(conn.query_row(&sql, [id], from_row).optional()?)
+    conn.query_row(&sql, params![id], from_row).optional()
 }
 
-pub fn list(conn: &Connection) -> Result<Vec<AccountRow>, DbError> {
+pub fn list(conn: &Conn) -> Result<Vec<AccountRow>, DbError> {
     let sql = format!("SELECT {COLUMNS} FROM accounts ORDER BY id");
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
+    let rows = stmt
+        .query_map(params![], from_row)?
+        .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 /// Distinct bytes stored in all libraries the account owns: what its quota is charged.
-pub fn used_bytes(conn: &Connection, account_id: i64) -> Result<u64, DbError> {
+pub fn used_bytes(conn: &Conn, account_id: i64) -> Result<u64, DbError> {
     let used: i64 = conn.query_row(
-        "SELECT COALESCE(SUM(stored_bytes), 0) FROM libraries WHERE owner_id = ?1",
-        [account_id],
+        "SELECT CAST(COALESCE(SUM(stored_bytes), 0) AS BIGINT) FROM libraries WHERE owner_id = ?1",
+        params![account_id],
         |row| row.get(0),
     )?;
     Ok(used.max(0) as u64)
 }
 
 /// Sets (or with `None` clears) an administrator's quota override. False if no such e-mail.
-pub fn set_quota_override(
-    conn: &Connection,
-    email: &str,
-    bytes: Option<u64>,
-) -> Result<bool, DbError> {
+pub fn set_quota_override(conn: &Conn, email: &str, bytes: Option<u64>) -> Result<bool, DbError> {
     let changed = conn.execute(
         "UPDATE accounts SET quota_override = ?2 WHERE email = ?1",
         params![email, bytes.map(|b| b.min(i64::MAX as u64) as i64)],
@@ -142,7 +140,7 @@ pub struct Profile<'a> {
 }
 
 /// Sets the names and the address; a changed address is unconfirmed again.
-pub fn update_profile(conn: &Connection, id: i64, profile: &Profile<'_>) -> Result<(), DbError> {
+pub fn update_profile(conn: &Conn, id: i64, profile: &Profile<'_>) -> Result<(), DbError> {
     conn.execute(
         "UPDATE accounts SET first_name = ?2, last_name = ?3, \
          email_confirmed_at = CASE WHEN email = ?4 THEN email_confirmed_at END, email = ?4 \
@@ -152,7 +150,7 @@ pub fn update_profile(conn: &Connection, id: i64, profile: &Profile<'_>) -> Resu
     Ok(())
 }
 
-pub fn set_email_confirmed(conn: &Connection, id: i64, at: Option<i64>) -> Result<(), DbError> {
+pub fn set_email_confirmed(conn: &Conn, id: i64, at: Option<i64>) -> Result<(), DbError> {
     conn.execute(
         "UPDATE accounts SET email_confirmed_at = ?2 WHERE id = ?1",
         params![id, at],
@@ -161,12 +159,7 @@ pub fn set_email_confirmed(conn: &Connection, id: i64, at: Option<i64>) -> Resul
 }
 
 /// Sets marketing consent and records the change with where it was made.
-pub fn set_consent(
-    conn: &Connection,
-    id: i64,
-    marketing: bool,
-    source: &str,
-) -> Result<(), DbError> {
+pub fn set_consent(conn: &Conn, id: i64, marketing: bool, source: &str) -> Result<(), DbError> {
     conn.execute(
         "UPDATE accounts SET marketing_consent = ?2 WHERE id = ?1",
         params![id, marketing],
@@ -185,7 +178,7 @@ pub struct NewLogin<'a> {
     pub wrapped_private_key: &'a [u8],
 }
 
-pub fn set_login(conn: &Connection, id: i64, login: &NewLogin<'_>) -> Result<(), DbError> {
+pub fn set_login(conn: &Conn, id: i64, login: &NewLogin<'_>) -> Result<(), DbError> {
     conn.execute(
         "UPDATE accounts SET auth_hash = ?2, kdf_salt = ?3, kdf_params = ?4, \
          wrapped_private_key = ?5 WHERE id = ?1",
@@ -200,7 +193,7 @@ pub fn set_login(conn: &Connection, id: i64, login: &NewLogin<'_>) -> Result<(),
     Ok(())
 }
 
-pub fn set_public_key(conn: &Connection, id: i64, public_key: &[u8]) -> Result<(), DbError> {
+pub fn set_public_key(conn: &Conn, id: i64, public_key: &[u8]) -> Result<(), DbError> {
     conn.execute(
         "UPDATE accounts SET public_key = ?2 WHERE id = ?1",
         params![id, public_key],
@@ -209,17 +202,17 @@ pub fn set_public_key(conn: &Connection, id: i64, public_key: &[u8]) -> Result<(
 }
 
 /// The SHA-256 of the account's recovery proof, if it registered one.
-pub fn recovery_proof_hash(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>, DbError> {
-    Ok(conn.query_row(
+pub fn recovery_proof_hash(conn: &Conn, id: i64) -> Result<Option<Vec<u8>>, DbError> {
+    conn.query_row(
         "SELECT recovery_proof_hash FROM accounts WHERE id = ?1",
-        [id],
+        params![id],
         |row| row.get(0),
-    )?)
+    )
 }
 
 /// A new recovery key: the private key wrapped under it, and its proof's hash.
 pub fn set_recovery(
-    conn: &Connection,
+    conn: &Conn,
     id: i64,
     wrapped_private_key: &[u8],
     proof_hash: &[u8],
@@ -227,25 +220,20 @@ pub fn set_recovery(
     conn.execute(
         "UPDATE accounts SET recovery_wrapped_private_key = ?2, recovery_proof_hash = ?3 \
          WHERE id = ?1",
-        rusqlite::params![id, wrapped_private_key, proof_hash],
+        params![id, wrapped_private_key, proof_hash],
     )?;
     Ok(())
 }
 
-pub fn recovery_wrapped_key(conn: &Connection, id: i64) -> Result<Vec<u8>, DbError> {
-    Ok(conn.query_row(
+pub fn recovery_wrapped_key(conn: &Conn, id: i64) -> Result<Vec<u8>, DbError> {
+    conn.query_row(
         "SELECT recovery_wrapped_private_key FROM accounts WHERE id = ?1",
-        [id],
+        params![id],
         |row| row.get(0),
-    )?)
+    )
 }
 
-pub fn set_plan(
-    conn: &Connection,
-    id: i64,
-    plan: &str,
-    period_end: Option<i64>,
-) -> Result<(), DbError> {
+pub fn set_plan(conn: &Conn, id: i64, plan: &str, period_end: Option<i64>) -> Result<(), DbError> {
     conn.execute(
         "UPDATE accounts SET plan = ?2, period_end = ?3, quota_warned = 0 WHERE id = ?1",
         params![id, plan, period_end],
@@ -254,7 +242,7 @@ pub fn set_plan(
 }
 
 pub fn set_status(
-    conn: &Connection,
+    conn: &Conn,
     id: i64,
     status: &str,
     canceled_at: Option<i64>,
@@ -266,7 +254,7 @@ pub fn set_status(
     Ok(())
 }
 
-pub fn set_quota_warned(conn: &Connection, id: i64, warned: bool) -> Result<(), DbError> {
+pub fn set_quota_warned(conn: &Conn, id: i64, warned: bool) -> Result<(), DbError> {
     conn.execute(
         "UPDATE accounts SET quota_warned = ?2 WHERE id = ?1",
         params![id, warned],
@@ -275,29 +263,33 @@ pub fn set_quota_warned(conn: &Connection, id: i64, warned: bool) -> Result<(), 
 }
 
 /// Accounts that agreed to marketing e-mail and are not closed.
-pub fn consenting(conn: &Connection) -> Result<Vec<AccountRow>, DbError> {
+pub fn consenting(conn: &Conn) -> Result<Vec<AccountRow>, DbError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM accounts WHERE marketing_consent = 1 AND status != 'expired' \
          AND email_confirmed_at IS NOT NULL ORDER BY id"
     );
     let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
+    let rows = stmt
+        .query_map(params![], from_row)?
+        .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 /// Removes the account row; sessions, cards, consent and plan history go with it (cascade),
 /// invoices and feedback lose their link to it.
-pub fn delete(conn: &Connection, id: i64) -> Result<(), DbError> {
-    conn.execute("DELETE FROM accounts WHERE id = ?1", [id])?;
+pub fn delete(conn: &Conn, id: i64) -> Result<(), DbError> {
+    conn.execute("DELETE FROM accounts WHERE id = ?1", params![id])?;
     Ok(())
 }
 
 /// Whether the account's subscription allows changes (not canceled or expired).
-pub fn is_active(conn: &Connection, id: i64) -> Result<bool, DbError> {
+pub fn is_active(conn: &Conn, id: i64) -> Result<bool, DbError> {
     let status: Option<String> = conn
-        .query_row("SELECT status FROM accounts WHERE id = ?1", [id], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT status FROM accounts WHERE id = ?1",
+            params![id],
+            |row| row.get(0),
+        )
         .optional()?;
     Ok(status.as_deref() == Some("active"))
 }

@@ -3,19 +3,13 @@
 //! the lease named for the work; only the one that got it does the work, and nobody else
 //! until the lease runs out. A server that dies holding one lets it run out.
 
-use rusqlite::{params, Connection};
+use crate::server::db::{params, Conn};
 
 use super::DbError;
 
 /// Takes the lease `name` for `holder` until `until` (seconds since the epoch) if nobody
 /// holds it at `now`; whether it was taken.
-pub fn take(
-    conn: &Connection,
-    name: &str,
-    holder: &str,
-    now: i64,
-    until: i64,
-) -> Result<bool, DbError> {
+pub fn take(conn: &Conn, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, DbError> {
     // One statement: of two servers racing, the database lets one write first and the
     // other then sees the lease held.
     let taken = conn.execute(
@@ -34,7 +28,7 @@ mod tests {
     #[test]
     fn one_holder_at_a_time_until_the_lease_runs_out() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ibackup.db");
+        let path = super::super::Database::Sqlite(dir.path().join("ibackup.db"));
         let first = super::super::Db::open(&path, 0).unwrap();
         // A second server: its own connections to the same database.
         let second = super::super::Db::open(&path, 0).unwrap();

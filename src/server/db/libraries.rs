@@ -4,7 +4,7 @@
 //! sealed by clients, keys travel as grants boxed between accounts, and each epoch's link to
 //! the one before it is sealed under that epoch's key.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::server::db::{params, Conn, OptionalExtension};
 
 use super::{now, DbError};
 use crate::api::account::{LibrarySummary, Membership};
@@ -25,7 +25,7 @@ pub enum Access {
 
 /// A new library at epoch 1, its owner the first member.
 pub fn create(
-    conn: &Connection,
+    conn: &Conn,
     id: &str,
     owner_id: i64,
     name_sealed: &[u8],
@@ -44,11 +44,11 @@ pub fn create(
     add_member(conn, id, owner_id, Permission::Owner, 1, grant)
 }
 
-pub fn exists(conn: &Connection, library_id: &str) -> Result<bool, DbError> {
+pub fn exists(conn: &Conn, library_id: &str) -> Result<bool, DbError> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM libraries WHERE id = ?1",
-            [library_id],
+            params![library_id],
             |_| Ok(()),
         )
         .optional()?
@@ -66,13 +66,13 @@ fn permission(text: &str) -> Result<Permission, DbError> {
 }
 
 /// Links from each epoch after the first to the one before it, oldest first.
-fn chain(conn: &Connection, library_id: &str) -> Result<Vec<ChainLink>, DbError> {
+fn chain(conn: &Conn, library_id: &str) -> Result<Vec<ChainLink>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT epoch, link FROM library_epochs WHERE library_id = ?1 AND link IS NOT NULL \
          ORDER BY epoch",
     )?;
     let rows = stmt
-        .query_map([library_id], |row| {
+        .query_map(params![library_id], |row| {
             Ok(ChainLink {
                 epoch: row.get(0)?,
                 link: row.get(1)?,
@@ -83,7 +83,7 @@ fn chain(conn: &Connection, library_id: &str) -> Result<Vec<ChainLink>, DbError>
 }
 
 /// Every library the account can see, its own first.
-pub fn list_for(conn: &Connection, account_id: i64) -> Result<Vec<LibraryInfo>, DbError> {
+pub fn list_for(conn: &Conn, account_id: i64) -> Result<Vec<LibraryInfo>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT l.id, l.name_sealed, l.name_epoch, a.email, a.public_key, m.permission, l.head, \
          l.stored_bytes, l.epoch, m.key_grant, m.grant_epoch, l.rotate \
@@ -92,7 +92,7 @@ pub fn list_for(conn: &Connection, account_id: i64) -> Result<Vec<LibraryInfo>, 
          WHERE m.account_id = ?1 ORDER BY l.owner_id != ?1, l.created_at, l.id",
     )?;
     let rows = stmt
-        .query_map([account_id], |row| {
+        .query_map(params![account_id], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, Vec<u8>>(1)?,
@@ -147,7 +147,7 @@ pub fn list_for(conn: &Connection, account_id: i64) -> Result<Vec<LibraryInfo>, 
 }
 
 pub fn info_for(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     account_id: i64,
 ) -> Result<Option<LibraryInfo>, DbError> {
@@ -156,11 +156,11 @@ pub fn info_for(
         .find(|l| l.id == library_id))
 }
 
-pub fn access(conn: &Connection, library_id: &str, account_id: i64) -> Result<Access, DbError> {
+pub fn access(conn: &Conn, library_id: &str, account_id: i64) -> Result<Access, DbError> {
     let owner: Option<i64> = conn
         .query_row(
             "SELECT owner_id FROM libraries WHERE id = ?1",
-            [library_id],
+            params![library_id],
             |row| row.get(0),
         )
         .optional()?;
@@ -184,16 +184,16 @@ pub fn access(conn: &Connection, library_id: &str, account_id: i64) -> Result<Ac
 }
 
 /// The library's newest key epoch.
-pub fn epoch(conn: &Connection, library_id: &str) -> Result<u32, DbError> {
-    Ok(conn.query_row(
+pub fn epoch(conn: &Conn, library_id: &str) -> Result<u32, DbError> {
+    conn.query_row(
         "SELECT epoch FROM libraries WHERE id = ?1",
-        [library_id],
+        params![library_id],
         |row| row.get(0),
-    )?)
+    )
 }
 
 pub fn rename(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     name_sealed: &[u8],
     name_epoch: u32,
@@ -206,14 +206,14 @@ pub fn rename(
 }
 
 /// Every member with their permission and public key, the owner first.
-pub fn members(conn: &Connection, library_id: &str) -> Result<Vec<MemberInfo>, DbError> {
+pub fn members(conn: &Conn, library_id: &str) -> Result<Vec<MemberInfo>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT a.email, m.permission, a.public_key FROM library_members m \
          JOIN accounts a ON a.id = m.account_id WHERE m.library_id = ?1 \
          ORDER BY m.permission != 'owner', a.email",
     )?;
     let rows = stmt
-        .query_map([library_id], |row| {
+        .query_map(params![library_id], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
@@ -233,7 +233,7 @@ pub fn members(conn: &Connection, library_id: &str) -> Result<Vec<MemberInfo>, D
 }
 
 pub fn add_member(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     account_id: i64,
     permission: Permission,
@@ -249,11 +249,7 @@ pub fn add_member(
 }
 
 /// Removes a member; true if they were one.
-pub fn remove_member(
-    conn: &Connection,
-    library_id: &str,
-    account_id: i64,
-) -> Result<bool, DbError> {
+pub fn remove_member(conn: &Conn, library_id: &str, account_id: i64) -> Result<bool, DbError> {
     Ok(conn.execute(
         "DELETE FROM library_members WHERE library_id = ?1 AND account_id = ?2",
         params![library_id, account_id],
@@ -262,17 +258,14 @@ pub fn remove_member(
 
 /// Every grant an account's new key pair replaces, as `(library, member id, member e-mail,
 /// library epoch)`: its own memberships, and every member of the libraries it owns.
-pub fn grants_of(
-    conn: &Connection,
-    account_id: i64,
-) -> Result<Vec<(String, i64, String, u32)>, DbError> {
+pub fn grants_of(conn: &Conn, account_id: i64) -> Result<Vec<(String, i64, String, u32)>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT m.library_id, m.account_id, a.email, l.epoch FROM library_members m \
          JOIN accounts a ON a.id = m.account_id JOIN libraries l ON l.id = m.library_id \
          WHERE m.account_id = ?1 OR l.owner_id = ?1",
     )?;
     let rows = stmt
-        .query_map([account_id], |row| {
+        .query_map(params![account_id], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
         })?
         .collect::<Result<_, _>>()?;
@@ -280,7 +273,7 @@ pub fn grants_of(
 }
 
 pub fn set_grant(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     account_id: i64,
     epoch: u32,
@@ -295,10 +288,10 @@ pub fn set_grant(
 }
 
 /// Asks the owner's client for a new epoch (a member left with keys that still work).
-pub fn request_rotation(conn: &Connection, library_id: &str) -> Result<(), DbError> {
+pub fn request_rotation(conn: &Conn, library_id: &str) -> Result<(), DbError> {
     conn.execute(
         "UPDATE libraries SET rotate = 1 WHERE id = ?1",
-        [library_id],
+        params![library_id],
     )?;
     Ok(())
 }
@@ -306,7 +299,7 @@ pub fn request_rotation(conn: &Connection, library_id: &str) -> Result<(), DbErr
 /// Records epoch `epoch` with its link, the name sealed under it, and a new grant for each
 /// remaining member (`grants` must cover exactly them; the caller checks).
 pub fn rotate(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     epoch: u32,
     link: &[u8],
@@ -333,18 +326,18 @@ pub fn rotate(
 }
 
 /// The account ids of every member, the owner included.
-pub fn member_ids(conn: &Connection, library_id: &str) -> Result<Vec<i64>, DbError> {
+pub fn member_ids(conn: &Conn, library_id: &str) -> Result<Vec<i64>, DbError> {
     let mut stmt = conn.prepare("SELECT account_id FROM library_members WHERE library_id = ?1")?;
     let rows = stmt
-        .query_map([library_id], |row| row.get(0))?
+        .query_map(params![library_id], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
-pub fn head(conn: &Connection, library_id: &str) -> Result<Option<ObjectId>, DbError> {
+pub fn head(conn: &Conn, library_id: &str) -> Result<Option<ObjectId>, DbError> {
     let head: Option<Vec<u8>> = conn.query_row(
         "SELECT head FROM libraries WHERE id = ?1",
-        [library_id],
+        params![library_id],
         |row| row.get(0),
     )?;
     object_id(head)
@@ -353,12 +346,12 @@ pub fn head(conn: &Connection, library_id: &str) -> Result<Option<ObjectId>, DbE
 /// Moves the head from `expected` to `new` if it is still `expected`, and marks the new
 /// snapshot committed. On a mismatch returns the actual head and changes nothing.
 pub fn compare_and_swap_head(
-    conn: &mut Connection,
+    conn: &mut Conn,
     library_id: &str,
     expected: Option<&ObjectId>,
     new: &ObjectId,
 ) -> Result<Result<(), Option<ObjectId>>, DbError> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let tx = conn.transaction()?;
     let current = head(&tx, library_id)?;
     if current.as_ref() != expected {
         return Ok(Err(current));
@@ -377,24 +370,20 @@ pub fn compare_and_swap_head(
 
 /// The epoch a stored snapshot was sealed under.
 pub fn snapshot_epoch(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     id: &ObjectId,
 ) -> Result<Option<u32>, DbError> {
-    Ok(conn
-        .query_row(
-            "SELECT epoch FROM snapshots WHERE library_id = ?1 AND id = ?2",
-            params![library_id, id.as_bytes().as_slice()],
-            |row| row.get(0),
-        )
-        .optional()?)
+    conn.query_row(
+        "SELECT epoch FROM snapshots WHERE library_id = ?1 AND id = ?2",
+        params![library_id, id.as_bytes().as_slice()],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
 /// The snapshots that have been a head of the library and are not forgotten, oldest first.
-pub fn committed_snapshots(
-    conn: &Connection,
-    library_id: &str,
-) -> Result<Vec<SnapshotRecord>, DbError> {
+pub fn committed_snapshots(conn: &Conn, library_id: &str) -> Result<Vec<SnapshotRecord>, DbError> {
     Ok(super::retention::retained(conn, library_id)?
         .into_iter()
         .map(|s| SnapshotRecord {
@@ -406,19 +395,19 @@ pub fn committed_snapshots(
 }
 
 /// How many libraries an account owns.
-pub fn count_owned(conn: &Connection, account_id: i64) -> Result<i64, DbError> {
-    Ok(conn.query_row(
+pub fn count_owned(conn: &Conn, account_id: i64) -> Result<i64, DbError> {
+    conn.query_row(
         "SELECT COUNT(*) FROM libraries WHERE owner_id = ?1",
-        [account_id],
+        params![account_id],
         |row| row.get(0),
-    )?)
+    )
 }
 
 /// Deletes every library an account owns (see [`delete`]).
-pub fn delete_owned(conn: &Connection, account_id: i64) -> Result<(), DbError> {
+pub fn delete_owned(conn: &Conn, account_id: i64) -> Result<(), DbError> {
     let mut stmt = conn.prepare("SELECT id FROM libraries WHERE owner_id = ?1")?;
     let owned: Vec<String> = stmt
-        .query_map([account_id], |row| row.get(0))?
+        .query_map(params![account_id], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     for library in owned {
         delete(conn, &library)?;
@@ -427,17 +416,17 @@ pub fn delete_owned(conn: &Connection, account_id: i64) -> Result<(), DbError> {
 }
 
 /// Every library id, for collection to tell live data from deleted.
-pub fn all_ids(conn: &Connection) -> Result<std::collections::HashSet<String>, DbError> {
+pub fn all_ids(conn: &Conn) -> Result<std::collections::HashSet<String>, DbError> {
     let mut stmt = conn.prepare("SELECT id FROM libraries")?;
     let rows = stmt
-        .query_map([], |row| row.get(0))?
+        .query_map(params![], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 /// Removes a library and everything recorded about it; its pack files become garbage for
 /// collection. Members lose it at once.
-pub fn delete(conn: &Connection, library_id: &str) -> Result<(), DbError> {
+pub fn delete(conn: &Conn, library_id: &str) -> Result<(), DbError> {
     for table in [
         "links",
         "library_policies",
@@ -452,22 +441,22 @@ pub fn delete(conn: &Connection, library_id: &str) -> Result<(), DbError> {
     ] {
         conn.execute(
             &format!("DELETE FROM {table} WHERE library_id = ?1"),
-            [library_id],
+            params![library_id],
         )?;
     }
-    conn.execute("DELETE FROM libraries WHERE id = ?1", [library_id])?;
+    conn.execute("DELETE FROM libraries WHERE id = ?1", params![library_id])?;
     Ok(())
 }
 
 /// The account's own libraries as personal data: ids, sealed names and sizes (the client
 /// that asked for the export opens the names).
-pub fn export_owned(conn: &Connection, account_id: i64) -> Result<Vec<LibrarySummary>, DbError> {
+pub fn export_owned(conn: &Conn, account_id: i64) -> Result<Vec<LibrarySummary>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, name_sealed, name_epoch, stored_bytes, created_at FROM libraries \
          WHERE owner_id = ?1 ORDER BY created_at, id",
     )?;
     let rows = stmt
-        .query_map([account_id], |row| {
+        .query_map(params![account_id], |row| {
             Ok(LibrarySummary {
                 id: row.get(0)?,
                 name_sealed: row.get(1)?,
@@ -481,14 +470,14 @@ pub fn export_owned(conn: &Connection, account_id: i64) -> Result<Vec<LibrarySum
     Ok(rows)
 }
 
-pub fn export_memberships(conn: &Connection, account_id: i64) -> Result<Vec<Membership>, DbError> {
+pub fn export_memberships(conn: &Conn, account_id: i64) -> Result<Vec<Membership>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT l.id, a.email, m.permission FROM library_members m \
          JOIN libraries l ON l.id = m.library_id JOIN accounts a ON a.id = l.owner_id \
          WHERE m.account_id = ?1 ORDER BY l.id",
     )?;
     let rows = stmt
-        .query_map([account_id], |row| {
+        .query_map(params![account_id], |row| {
             Ok(Membership {
                 library_id: row.get(0)?,
                 library: None,

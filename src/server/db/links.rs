@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::server::db::{params, Conn, OptionalExtension};
 
 use super::{now, DbError};
 use crate::api::links::LinkInfo;
@@ -21,7 +21,7 @@ pub struct NewLink<'a> {
     pub expires_at: Option<i64>,
 }
 
-pub fn insert(conn: &Connection, link: &NewLink<'_>) -> Result<(), DbError> {
+pub fn insert(conn: &Conn, link: &NewLink<'_>) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO links (id, library_id, account_id, root, follow, pointer, label_sealed, \
          password_hash, expires_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -41,9 +41,9 @@ pub fn insert(conn: &Connection, link: &NewLink<'_>) -> Result<(), DbError> {
     Ok(())
 }
 
-pub fn exists(conn: &Connection, id: &str) -> Result<bool, DbError> {
+pub fn exists(conn: &Conn, id: &str) -> Result<bool, DbError> {
     Ok(conn
-        .query_row("SELECT 1 FROM links WHERE id = ?1", [id], |_| Ok(()))
+        .query_row("SELECT 1 FROM links WHERE id = ?1", params![id], |_| Ok(()))
         .optional()?
         .is_some())
 }
@@ -65,12 +65,12 @@ fn object_id(bytes: Vec<u8>) -> Result<ObjectId, DbError> {
     ObjectId::from_slice(&bytes).ok_or_else(|| DbError::Corrupt("link root".into()))
 }
 
-pub fn get(conn: &Connection, id: &str) -> Result<Option<Link>, DbError> {
+pub fn get(conn: &Conn, id: &str) -> Result<Option<Link>, DbError> {
     let row = conn
         .query_row(
             "SELECT id, library_id, account_id, root, follow, pointer, password_hash, \
              expires_at, revoked_at FROM links WHERE id = ?1",
-            [id],
+            params![id],
             |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -115,13 +115,13 @@ pub fn get(conn: &Connection, id: &str) -> Result<Option<Link>, DbError> {
 }
 
 /// The links an account made, newest first.
-pub fn list_for(conn: &Connection, account_id: i64) -> Result<Vec<LinkInfo>, DbError> {
+pub fn list_for(conn: &Conn, account_id: i64) -> Result<Vec<LinkInfo>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, library_id, follow, label_sealed, password_hash IS NOT NULL, created_at, \
          expires_at, revoked_at FROM links WHERE account_id = ?1 ORDER BY created_at DESC, id",
     )?;
     let rows = stmt
-        .query_map([account_id], |row| {
+        .query_map(params![account_id], |row| {
             Ok(LinkInfo {
                 id: row.get(0)?,
                 library_id: row.get(1)?,
@@ -139,22 +139,17 @@ pub fn list_for(conn: &Connection, account_id: i64) -> Result<Vec<LinkInfo>, DbE
 
 /// Marks a link revoked (its visitors' tokens go with it); false if it was not the
 /// account's or was revoked before.
-pub fn revoke(conn: &Connection, id: &str, account_id: i64) -> Result<bool, DbError> {
+pub fn revoke(conn: &Conn, id: &str, account_id: i64) -> Result<bool, DbError> {
     let changed = conn.execute(
         "UPDATE links SET revoked_at = ?3 WHERE id = ?1 AND account_id = ?2 \
          AND revoked_at IS NULL",
         params![id, account_id, now()],
     )?;
-    conn.execute("DELETE FROM link_sessions WHERE link_id = ?1", [id])?;
+    conn.execute("DELETE FROM link_sessions WHERE link_id = ?1", params![id])?;
     Ok(changed == 1)
 }
 
-pub fn set_pointer(
-    conn: &Connection,
-    id: &str,
-    root: &ObjectId,
-    pointer: &[u8],
-) -> Result<(), DbError> {
+pub fn set_pointer(conn: &Conn, id: &str, root: &ObjectId, pointer: &[u8]) -> Result<(), DbError> {
     conn.execute(
         "UPDATE links SET root = ?2, pointer = ?3 WHERE id = ?1",
         params![id, root.as_bytes().as_slice(), pointer],
@@ -163,12 +158,15 @@ pub fn set_pointer(
 }
 
 pub fn add_session(
-    conn: &Connection,
+    conn: &Conn,
     token_hash: &[u8],
     link_id: &str,
     expires_at: i64,
 ) -> Result<(), DbError> {
-    conn.execute("DELETE FROM link_sessions WHERE expires_at < ?1", [now()])?;
+    conn.execute(
+        "DELETE FROM link_sessions WHERE expires_at < ?1",
+        params![now()],
+    )?;
     conn.execute(
         "INSERT INTO link_sessions (token_hash, link_id, expires_at) VALUES (?1, ?2, ?3)",
         params![token_hash, link_id, expires_at],
@@ -177,25 +175,28 @@ pub fn add_session(
 }
 
 /// The link a visitor's token opened, if the token is known and not expired.
-pub fn session(conn: &Connection, token_hash: &[u8]) -> Result<Option<String>, DbError> {
-    Ok(conn
-        .query_row(
-            "SELECT link_id FROM link_sessions WHERE token_hash = ?1 AND expires_at >= ?2",
-            params![token_hash, now()],
-            |row| row.get(0),
-        )
-        .optional()?)
+pub fn session(conn: &Conn, token_hash: &[u8]) -> Result<Option<String>, DbError> {
+    conn.query_row(
+        "SELECT link_id FROM link_sessions WHERE token_hash = ?1 AND expires_at >= ?2",
+        params![token_hash, now()],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
-/// Every object reachable from `root` through the edges the server recorded at upload.
+/// Every object reachable from `root` (itself included: a root the server never indexed
+/// reaches nothing) through the edges the server recorded at upload.
 pub fn reachable(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     root: &ObjectId,
 ) -> Result<HashSet<ObjectId>, DbError> {
     let mut stmt = conn.prepare(
-        "WITH RECURSIVE reach(id) AS (SELECT ?2 UNION SELECT e.child FROM reach r \
-         CROSS JOIN edges e ON e.library_id = ?1 AND e.parent = r.id) SELECT id FROM reach",
+        "WITH RECURSIVE reach(id) AS ( \
+           SELECT id FROM objects WHERE library_id = ?1 AND id = ?2 \
+           UNION SELECT e.child FROM reach r CROSS JOIN edges e \
+             WHERE e.library_id = ?1 AND e.parent = r.id \
+         ) SELECT id FROM reach",
     )?;
     let rows = stmt
         .query_map(params![library_id, root.as_bytes().as_slice()], |row| {
@@ -206,6 +207,6 @@ pub fn reachable(
 }
 
 /// The account's links as personal data (ids, dates; labels are sealed to the account).
-pub fn export(conn: &Connection, account_id: i64) -> Result<Vec<LinkInfo>, DbError> {
+pub fn export(conn: &Conn, account_id: i64) -> Result<Vec<LinkInfo>, DbError> {
     list_for(conn, account_id)
 }

@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod billing;
+mod engine;
 pub mod leases;
 pub mod libraries;
 pub mod links;
@@ -21,15 +22,32 @@ pub mod settings;
 pub mod throttle;
 pub mod uploads;
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
+pub use engine::{
+    params, Cell, ColumnIndex, Conn, Database, FromSql, OptionalExtension, Param, Params, Row,
+    Stmt, Tx, Value,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("database error: {0}")]
+    Postgres(String),
+    /// The database is out of reach (PostgreSQL restarting, the network down): nothing was
+    /// done, and the same request may succeed shortly.
+    #[error("the metadata database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database option cannot be used as given; the message says what to write.
+    #[error("{0}")]
+    Config(String),
+    /// A query that must return a row returned none.
+    #[error("no such row")]
+    NoRows,
+    /// A value that does not fit where it goes (a column read as the wrong type).
+    #[error("database value: {0}")]
+    Value(String),
     #[error("database schema version {found} is newer than this server knows ({known}); upgrade ibackup-server")]
     SchemaTooNew { found: i64, known: i64 },
     #[error(
@@ -51,7 +69,7 @@ pub enum DbError {
 
 #[derive(Clone)]
 pub struct Db {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<Mutex<Conn>>,
     /// The read connections; none: reads go through the writer.
     readers: Option<Readers>,
 }
@@ -59,37 +77,27 @@ pub struct Db {
 /// Idle read connections: a reader takes one and puts it back (see [`Reader`]).
 #[derive(Clone)]
 struct Readers {
-    idle: crossbeam_channel::Receiver<Connection>,
-    give_back: crossbeam_channel::Sender<Connection>,
+    idle: crossbeam_channel::Receiver<Conn>,
+    give_back: crossbeam_channel::Sender<Conn>,
 }
 
+/// The advisory lock every PostgreSQL writer holds while it runs: writers take turns
+/// across all servers, as SQLite's one writer does (DECISIONS 84).
+const WRITER_LOCK: i64 = 0x1bac_0001;
+
 impl Db {
-    /// Opens (creating if needed) and migrates the database at `path`, with `readers` read
+    /// Opens (creating if needed) and migrates the database, with `readers` read
     /// connections beside the writer (0: reads go through the writer too).
-    pub fn open(path: &Path, readers: usize) -> Result<Self, DbError> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Deleted rows (an account's e-mail and names) are overwritten, not left in free pages.
-        conn.pragma_update(None, "secure_delete", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        // Every transaction of the writer takes the write lock when it begins, where a
-        // busy database is waited for. A deferred one that read first could only fail
-        // when it came to write, if another process (a server sharing the file) wrote in
-        // between: SQLite cannot wait there.
-        conn.set_transaction_behavior(rusqlite::TransactionBehavior::Immediate);
+    pub fn open(database: &Database, readers: usize) -> Result<Self, DbError> {
+        let mut conn = connect(database, false)?;
         schema::migrate(&mut conn)?;
         let pool = match readers {
             0 => None,
             n => {
                 let (give_back, idle) = crossbeam_channel::bounded(n);
                 for _ in 0..n {
-                    let reader = Connection::open(path)?;
-                    reader.pragma_update(None, "query_only", "ON")?;
-                    reader.busy_timeout(std::time::Duration::from_secs(10))?;
                     give_back
-                        .send(reader)
+                        .send(connect(database, true)?)
                         .expect("the pool has room for every reader");
                 }
                 Some(Readers { idle, give_back })
@@ -102,45 +110,105 @@ impl Db {
     }
 
     /// Runs `f` with a read-only connection on the blocking thread pool, beside the writer
-    /// and other readers. A change attempted through it is an error (`query_only`).
+    /// and other readers. A change attempted through it is an error.
     pub async fn read<R, E, F>(&self, f: F) -> Result<R, E>
     where
-        F: FnOnce(&Connection) -> Result<R, E> + Send + 'static,
+        F: FnOnce(&Conn) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
         let db = self.clone();
         tokio::task::spawn_blocking(move || match &db.readers {
-            Some(readers) => f(&readers.take()),
+            Some(readers) => {
+                let reader = readers.take();
+                if let Some(mut pg) = reader.as_postgres() {
+                    pg.ready()?;
+                }
+                f(&reader)
+            }
             None => db.blocking(|conn| f(conn)),
         })
         .await
         .map_err(|e| E::from(DbError::Task(e.to_string())))?
     }
 
-    /// Runs `f` with the connection on the blocking thread pool.
+    /// Runs `f` with the writer connection on the blocking thread pool.
     pub async fn call<R, E, F>(&self, f: F) -> Result<R, E>
     where
-        F: FnOnce(&mut Connection) -> Result<R, E> + Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<R, E> + Send + 'static,
         R: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| E::from(DbError::Task(e.to_string())))?
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.blocking(f))
+            .await
+            .map_err(|e| E::from(DbError::Task(e.to_string())))?
     }
 
-    /// Runs `f` on the current thread (command-line tools).
-    pub fn blocking<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+    /// Runs `f` with the writer connection on the current thread (command-line tools). On
+    /// PostgreSQL it holds the writers' lock meanwhile, so writers of all servers take
+    /// turns.
+    pub fn blocking<R, E>(&self, f: impl FnOnce(&mut Conn) -> Result<R, E>) -> Result<R, E>
+    where
+        E: From<DbError>,
+    {
         let mut guard = self
             .conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(&mut guard)
+        if guard.is_sqlite() {
+            return f(&mut guard);
+        }
+        if let Some(mut pg) = guard.as_postgres() {
+            pg.ready()?;
+        }
+        guard.execute("SELECT pg_advisory_lock(?1)", params![WRITER_LOCK])?;
+        let turn = WriterTurn(&mut guard);
+        f(turn.0)
+    }
+}
+
+/// The PostgreSQL writers' lock, let go when the writer is done, also after a panic (a
+/// connection that broke has let go of it already).
+struct WriterTurn<'a>(&'a mut Conn);
+
+impl Drop for WriterTurn<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .execute("SELECT pg_advisory_unlock(?1)", params![WRITER_LOCK]);
+    }
+}
+
+impl Conn {
+    /// A connection of its own to `database`, as the server opens its writer (tools and
+    /// tests that look into a server's database).
+    pub fn open(database: &Database) -> Result<Conn, DbError> {
+        connect(database, false)
+    }
+}
+
+/// A connection to `database`: SQLite in WAL mode with `synchronous=FULL` (a read
+/// connection is `query_only`), or PostgreSQL (a read connection is read-only).
+fn connect(database: &Database, read_only: bool) -> Result<Conn, DbError> {
+    match database {
+        Database::Sqlite(path) => {
+            let conn = rusqlite::Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.set_prepared_statement_cache_capacity(64);
+            if read_only {
+                conn.pragma_update(None, "query_only", "ON")?;
+                return Ok(Conn::sqlite(conn));
+            }
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            // Deleted rows (an account's e-mail and names) are overwritten, not left in
+            // free pages.
+            conn.pragma_update(None, "secure_delete", "ON")?;
+            Ok(Conn::sqlite(conn))
+        }
+        Database::Postgres(url) => Ok(Conn::postgres(engine::PgConn::connect(url, read_only)?)),
     }
 }
 
@@ -158,14 +226,14 @@ impl Readers {
 
 /// A read connection borrowed from the pool.
 struct Reader<'a> {
-    conn: Option<Connection>,
-    give_back: &'a crossbeam_channel::Sender<Connection>,
+    conn: Option<Conn>,
+    give_back: &'a crossbeam_channel::Sender<Conn>,
 }
 
 impl std::ops::Deref for Reader<'_> {
-    type Target = Connection;
+    type Target = Conn;
 
-    fn deref(&self) -> &Connection {
+    fn deref(&self) -> &Conn {
         self.conn.as_ref().expect("present until dropped")
     }
 }
@@ -180,8 +248,8 @@ impl Drop for Reader<'_> {
 
 /// A transaction that takes the write lock at once (SQLite `BEGIN IMMEDIATE`), for a
 /// read-check-write that must not interleave with another writer.
-pub fn immediate(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, DbError> {
-    Ok(conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?)
+pub fn immediate(conn: &mut Conn) -> Result<Tx<'_>, DbError> {
+    conn.transaction()
 }
 
 /// Seconds since the Unix epoch.
@@ -203,14 +271,14 @@ pub use crate::api::is_random_id;
 mod tests {
     use super::*;
 
-    fn accounts(conn: &Connection) -> Result<i64, DbError> {
-        Ok(conn.query_row("SELECT COUNT(*) FROM accounts", [], |row| row.get(0))?)
+    fn accounts(conn: &Conn) -> Result<i64, DbError> {
+        conn.query_row("SELECT COUNT(*) FROM accounts", params![], |row| row.get(0))
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn readers_run_beside_a_writer_and_cannot_write() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("ibackup.db"), 4).unwrap();
+        let db = Db::open(&Database::Sqlite(dir.path().join("ibackup.db")), 4).unwrap();
         // The writer holds a write transaction, with a row not yet committed...
         let (held, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
         let (held, release) = (Arc::new(held), Arc::new(release));
@@ -229,7 +297,9 @@ mod tests {
                     held.wait();
                     release.wait();
                     tx.commit().unwrap();
+                    Ok::<_, DbError>(())
                 })
+                .unwrap()
             })
         };
         held.wait();
@@ -246,7 +316,7 @@ mod tests {
         assert_eq!(db.read(accounts).await.unwrap(), 1);
         let refused = db
             .read(|conn| -> Result<usize, DbError> {
-                Ok(conn.execute("DELETE FROM accounts", [])?)
+                conn.execute("DELETE FROM accounts", params![])
             })
             .await;
         assert!(refused.is_err(), "a reader changed the database");

@@ -4,7 +4,7 @@
 //! Invariant: an object row exists only when every object it references has a row, so a
 //! stored snapshot is always complete.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::server::db::{params, Conn, OptionalExtension};
 
 use super::{now, DbError};
 use crate::api::types::SnapshotMeta;
@@ -20,11 +20,7 @@ pub struct Location {
     pub checksum: u32,
 }
 
-pub fn kind_of(
-    conn: &Connection,
-    library_id: &str,
-    id: &ObjectId,
-) -> Result<Option<BlobKind>, DbError> {
+pub fn kind_of(conn: &Conn, library_id: &str, id: &ObjectId) -> Result<Option<BlobKind>, DbError> {
     let code: Option<u8> = conn
         .query_row(
             "SELECT kind FROM objects WHERE library_id = ?1 AND id = ?2",
@@ -38,11 +34,7 @@ pub fn kind_of(
 
 /// The ids among `ids` that the library does not hold whole: absent, or found damaged by
 /// `verify` (so the client uploads them again, which heals them).
-pub fn missing(
-    conn: &Connection,
-    library_id: &str,
-    ids: &[ObjectId],
-) -> Result<Vec<ObjectId>, DbError> {
+pub fn missing(conn: &Conn, library_id: &str, ids: &[ObjectId]) -> Result<Vec<ObjectId>, DbError> {
     let mut stmt = conn.prepare_cached(
         "SELECT 1 FROM objects WHERE library_id = ?1 AND id = ?2 AND damaged = 0",
     )?;
@@ -57,11 +49,7 @@ pub fn missing(
 
 /// The ids among `ids` without any row (damaged ones have one: a new object may still
 /// reference them).
-pub fn absent(
-    conn: &Connection,
-    library_id: &str,
-    ids: &[ObjectId],
-) -> Result<Vec<ObjectId>, DbError> {
+pub fn absent(conn: &Conn, library_id: &str, ids: &[ObjectId]) -> Result<Vec<ObjectId>, DbError> {
     let mut stmt =
         conn.prepare_cached("SELECT 1 FROM objects WHERE library_id = ?1 AND id = ?2")?;
     let mut missing = Vec::new();
@@ -74,35 +62,29 @@ pub fn absent(
 }
 
 pub fn locate(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     ids: &[ObjectId],
 ) -> Result<Vec<Option<Location>>, DbError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT pack_id, offset, size, checksum FROM objects WHERE library_id = ?1 AND id = ?2",
+        "SELECT pack_id, \"offset\", size, checksum FROM objects WHERE library_id = ?1 AND id = ?2",
     )?;
     ids.iter()
         .map(|id| {
-            Ok(stmt
-                .query_row(params![library_id, id.as_bytes().as_slice()], |row| {
-                    Ok(Location {
-                        pack_id: row.get(0)?,
-                        offset: row.get::<_, i64>(1)? as u64,
-                        size: row.get::<_, i64>(2)? as u64,
-                        checksum: row.get::<_, Option<u32>>(3)?.unwrap_or(0),
-                    })
+            stmt.query_row(params![library_id, id.as_bytes().as_slice()], |row| {
+                Ok(Location {
+                    pack_id: row.get(0)?,
+                    offset: row.get::<_, i64>(1)? as u64,
+                    size: row.get::<_, i64>(2)? as u64,
+                    checksum: row.get::<_, Option<u32>>(3)?.unwrap_or(0),
                 })
-                .optional()?)
+            })
+            .optional()
         })
         .collect()
 }
 
-pub fn insert_pack(
-    conn: &Connection,
-    library_id: &str,
-    pack_id: &str,
-    size: u64,
-) -> Result<(), DbError> {
+pub fn insert_pack(conn: &Conn, library_id: &str, pack_id: &str, size: u64) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO packs (id, library_id, size, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![pack_id, library_id, size as i64, now()],
@@ -113,17 +95,17 @@ pub fn insert_pack(
 /// Records a stored object, or heals a damaged one with the new copy. False if the library
 /// already had it whole (nothing changes then).
 pub fn insert(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     id: &ObjectId,
     kind: BlobKind,
     location: &Location,
 ) -> Result<bool, DbError> {
     let changed = conn.prepare_cached(
-        "INSERT INTO objects (library_id, id, kind, size, pack_id, offset, created_at, checksum) \
+        "INSERT INTO objects (library_id, id, kind, size, pack_id, \"offset\", created_at, checksum) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
          ON CONFLICT (library_id, id) DO UPDATE SET size = excluded.size, \
-         pack_id = excluded.pack_id, offset = excluded.offset, checksum = excluded.checksum, \
+         pack_id = excluded.pack_id, \"offset\" = excluded.\"offset\", checksum = excluded.checksum, \
          damaged = 0 WHERE objects.damaged = 1",
     )?
     .execute(params![
@@ -140,13 +122,14 @@ pub fn insert(
 }
 
 pub fn insert_edges(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     parent: &ObjectId,
     children: &[ObjectId],
 ) -> Result<(), DbError> {
     let mut stmt = conn.prepare_cached(
-        "INSERT OR IGNORE INTO edges (library_id, parent, child) VALUES (?1, ?2, ?3)",
+        "INSERT INTO edges (library_id, parent, child) VALUES (?1, ?2, ?3) \
+         ON CONFLICT DO NOTHING",
     )?;
     for child in children {
         stmt.execute(params![
@@ -159,15 +142,15 @@ pub fn insert_edges(
 }
 
 pub fn insert_snapshot(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     id: &ObjectId,
     meta: &SnapshotMeta,
     epoch: u32,
 ) -> Result<(), DbError> {
     conn.execute(
-        "INSERT OR IGNORE INTO snapshots (library_id, id, time_ns, parent, epoch, tag_macs) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO snapshots (library_id, id, time_ns, parent, epoch, tag_macs) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
         params![
             library_id,
             id.as_bytes().as_slice(),
@@ -180,7 +163,7 @@ pub fn insert_snapshot(
     Ok(())
 }
 
-pub fn add_stored_bytes(conn: &Connection, library_id: &str, delta: i64) -> Result<(), DbError> {
+pub fn add_stored_bytes(conn: &Conn, library_id: &str, delta: i64) -> Result<(), DbError> {
     conn.execute(
         "UPDATE libraries SET stored_bytes = stored_bytes + ?2 WHERE id = ?1",
         params![library_id, delta],
@@ -192,13 +175,13 @@ pub fn add_stored_bytes(conn: &Connection, library_id: &str, delta: i64) -> Resu
 pub type Indexed = (Vec<u8>, String, u64, u64, Option<u32>);
 
 /// Every object of a library with where it is, in pack order.
-pub fn indexed(conn: &Connection, library_id: &str) -> Result<Vec<Indexed>, DbError> {
+pub fn indexed(conn: &Conn, library_id: &str) -> Result<Vec<Indexed>, DbError> {
     let mut stmt = conn.prepare(
-        "SELECT id, pack_id, offset, size, checksum FROM objects WHERE library_id = ?1 \
-         ORDER BY pack_id, offset",
+        "SELECT id, pack_id, \"offset\", size, checksum FROM objects WHERE library_id = ?1 \
+         ORDER BY pack_id, \"offset\"",
     )?;
     let rows = stmt
-        .query_map([library_id], |row| {
+        .query_map(params![library_id], |row| {
             Ok((
                 row.get(0)?,
                 row.get(1)?,
@@ -213,7 +196,7 @@ pub fn indexed(conn: &Connection, library_id: &str) -> Result<Vec<Indexed>, DbEr
 
 /// Marks objects damaged: `missing` reports them from now on, so the next upload of the
 /// same content stores it again.
-pub fn mark_damaged(conn: &mut Connection, library_id: &str, ids: &[&[u8]]) -> Result<(), DbError> {
+pub fn mark_damaged(conn: &mut Conn, library_id: &str, ids: &[&[u8]]) -> Result<(), DbError> {
     let tx = super::immediate(conn)?;
     for id in ids {
         tx.execute(

@@ -1,17 +1,17 @@
 //! Consent history, feedback, surveys (answers kept only as counts, apart from who answered)
 //! and login throttling.
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::server::db::{params, Conn, OptionalExtension};
 
 use super::{now, DbError};
 pub use crate::api::account::ConsentEvent;
 
-pub fn consent_events(conn: &Connection, account_id: i64) -> Result<Vec<ConsentEvent>, DbError> {
+pub fn consent_events(conn: &Conn, account_id: i64) -> Result<Vec<ConsentEvent>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT at, marketing, source FROM consent_events WHERE account_id = ?1 ORDER BY id",
     )?;
     let rows = stmt
-        .query_map([account_id], |row| {
+        .query_map(params![account_id], |row| {
             Ok(ConsentEvent {
                 at: row.get(0)?,
                 marketing: row.get(1)?,
@@ -32,7 +32,7 @@ pub struct Feedback {
 }
 
 pub fn add_feedback(
-    conn: &Connection,
+    conn: &Conn,
     account_id: i64,
     rating: u8,
     message: Option<&str>,
@@ -44,11 +44,11 @@ pub fn add_feedback(
     Ok(())
 }
 
-pub fn feedback_for(conn: &Connection, account_id: i64) -> Result<Vec<Feedback>, DbError> {
+pub fn feedback_for(conn: &Conn, account_id: i64) -> Result<Vec<Feedback>, DbError> {
     let mut stmt =
         conn.prepare("SELECT at, rating, message FROM feedback WHERE account_id = ?1 ORDER BY id")?;
     let rows = stmt
-        .query_map([account_id], |row| {
+        .query_map(params![account_id], |row| {
             Ok(Feedback {
                 at: row.get(0)?,
                 rating: row.get(1)?,
@@ -60,13 +60,13 @@ pub fn feedback_for(conn: &Connection, account_id: i64) -> Result<Vec<Feedback>,
     Ok(rows)
 }
 
-pub fn all_feedback(conn: &Connection) -> Result<Vec<Feedback>, DbError> {
+pub fn all_feedback(conn: &Conn) -> Result<Vec<Feedback>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT f.at, f.rating, f.message, a.email FROM feedback f \
          LEFT JOIN accounts a ON a.id = f.account_id ORDER BY f.id",
     )?;
     let rows = stmt
-        .query_map([], |row| {
+        .query_map(params![], |row| {
             Ok(Feedback {
                 at: row.get(0)?,
                 rating: row.get(1)?,
@@ -80,10 +80,10 @@ pub fn all_feedback(conn: &Connection) -> Result<Vec<Feedback>, DbError> {
 
 /// Before an account is deleted: its ratings stay (without a link to it), its messages go,
 /// since they may name the person.
-pub fn forget_feedback_messages(conn: &Connection, account_id: i64) -> Result<(), DbError> {
+pub fn forget_feedback_messages(conn: &Conn, account_id: i64) -> Result<(), DbError> {
     conn.execute(
         "UPDATE feedback SET message = NULL WHERE account_id = ?1",
-        [account_id],
+        params![account_id],
     )?;
     Ok(())
 }
@@ -98,7 +98,7 @@ pub struct SurveyRow {
     pub closed_at: Option<i64>,
 }
 
-pub fn create_survey(conn: &Connection, survey: &SurveyRow) -> Result<(), DbError> {
+pub fn create_survey(conn: &Conn, survey: &SurveyRow) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO surveys (id, title, questions, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![survey.id, survey.title, survey.questions, survey.created_at],
@@ -106,12 +106,12 @@ pub fn create_survey(conn: &Connection, survey: &SurveyRow) -> Result<(), DbErro
     Ok(())
 }
 
-pub fn surveys(conn: &Connection) -> Result<Vec<SurveyRow>, DbError> {
+pub fn surveys(conn: &Conn) -> Result<Vec<SurveyRow>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, title, questions, created_at, closed_at FROM surveys ORDER BY created_at, id",
     )?;
     let rows = stmt
-        .query_map([], |row| {
+        .query_map(params![], |row| {
             Ok(SurveyRow {
                 id: row.get(0)?,
                 title: row.get(1)?,
@@ -124,11 +124,7 @@ pub fn surveys(conn: &Connection) -> Result<Vec<SurveyRow>, DbError> {
     Ok(rows)
 }
 
-pub fn has_responded(
-    conn: &Connection,
-    survey_id: &str,
-    respondent: &[u8],
-) -> Result<bool, DbError> {
+pub fn has_responded(conn: &Conn, survey_id: &str, respondent: &[u8]) -> Result<bool, DbError> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM survey_respondents WHERE survey_id = ?1 AND respondent = ?2",
@@ -141,7 +137,7 @@ pub fn has_responded(
 
 /// Records that `respondent` answered and adds one to each chosen answer's count.
 pub fn record_response(
-    conn: &Connection,
+    conn: &Conn,
     survey_id: &str,
     respondent: &[u8],
     answers: &[(u32, u32)],
@@ -153,30 +149,30 @@ pub fn record_response(
     for (question, choice) in answers {
         conn.execute(
             "INSERT INTO survey_counts (survey_id, question, choice, count) VALUES (?1, ?2, ?3, 1) \
-             ON CONFLICT (survey_id, question, choice) DO UPDATE SET count = count + 1",
+             ON CONFLICT (survey_id, question, choice) DO UPDATE SET count = survey_counts.count + 1",
             params![survey_id, question, choice],
         )?;
     }
     Ok(())
 }
 
-pub fn respondents(conn: &Connection, survey_id: &str) -> Result<u64, DbError> {
+pub fn respondents(conn: &Conn, survey_id: &str) -> Result<u64, DbError> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM survey_respondents WHERE survey_id = ?1",
-        [survey_id],
+        params![survey_id],
         |row| row.get(0),
     )?;
     Ok(n as u64)
 }
 
 /// `(question, choice, count)` for every answer given at least once.
-pub fn survey_counts(conn: &Connection, survey_id: &str) -> Result<Vec<(u32, u32, u64)>, DbError> {
+pub fn survey_counts(conn: &Conn, survey_id: &str) -> Result<Vec<(u32, u32, u64)>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT question, choice, count FROM survey_counts WHERE survey_id = ?1 \
          ORDER BY question, choice",
     )?;
     let rows = stmt
-        .query_map([survey_id], |row| {
+        .query_map(params![survey_id], |row| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?))
         })?
         .collect::<Result<_, _>>()?;
@@ -186,14 +182,17 @@ pub fn survey_counts(conn: &Connection, survey_id: &str) -> Result<Vec<(u32, u32
 /// Removes an account's personal data and its libraries (their pack files go at the next
 /// collection). Invoices stay, without a link to the person, as accounting law requires.
 /// Returns the processor token of its card, to forget there.
-pub fn delete_account(conn: &mut Connection, account_id: i64) -> Result<Option<String>, DbError> {
+pub fn delete_account(conn: &mut Conn, account_id: i64) -> Result<Option<String>, DbError> {
     let tx = conn.transaction()?;
     let token = super::billing::card(&tx, account_id)?.map(|c| c.processor_token);
     super::libraries::delete_owned(&tx, account_id)?;
     forget_feedback_messages(&tx, account_id)?;
     super::accounts::delete(&tx, account_id)?;
     tx.commit()?;
-    // Nothing of the deleted rows may linger in the write-ahead log.
-    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    // Nothing of the deleted rows may linger in SQLite's write-ahead log. (PostgreSQL
+    // reuses the space of deleted rows at its next vacuum: docs/PRIVACY.md.)
+    if let Some(sqlite) = conn.as_sqlite() {
+        sqlite.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    }
     Ok(token)
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::server::db::{params, Conn, OptionalExtension};
 
 use super::{now, DbError};
 use crate::crypto::ObjectId;
@@ -14,11 +14,11 @@ use crate::model::retention::Policy;
 pub const OBJECT_ROW_BYTES: u64 = 100;
 pub const EDGE_ROW_BYTES: u64 = 64;
 
-pub fn policy(conn: &Connection, library_id: &str) -> Result<Policy, DbError> {
+pub fn policy(conn: &Conn, library_id: &str) -> Result<Policy, DbError> {
     let text: Option<String> = conn
         .query_row(
             "SELECT policy FROM library_policies WHERE library_id = ?1",
-            [library_id],
+            params![library_id],
             |row| row.get(0),
         )
         .optional()?;
@@ -29,7 +29,7 @@ pub fn policy(conn: &Connection, library_id: &str) -> Result<Policy, DbError> {
     }
 }
 
-pub fn set_policy(conn: &Connection, library_id: &str, policy: &Policy) -> Result<(), DbError> {
+pub fn set_policy(conn: &Conn, library_id: &str, policy: &Policy) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO library_policies (library_id, policy, updated_at) VALUES (?1, ?2, ?3) \
          ON CONFLICT (library_id) DO UPDATE SET policy = ?2, updated_at = ?3",
@@ -53,13 +53,13 @@ pub struct Listed {
 
 /// The listed snapshots (those that became a head and are not forgotten), oldest first:
 /// what `snapshots` shows and what retention decides about.
-pub fn retained(conn: &Connection, library_id: &str) -> Result<Vec<Listed>, DbError> {
+pub fn retained(conn: &Conn, library_id: &str) -> Result<Vec<Listed>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, time_ns, parent, tag_macs FROM snapshots WHERE library_id = ?1 \
          AND committed = 1 AND forgotten_at IS NULL ORDER BY time_ns, id",
     )?;
     let rows = stmt
-        .query_map([library_id], |row| {
+        .query_map(params![library_id], |row| {
             Ok((
                 row.get::<_, Vec<u8>>(0)?,
                 row.get::<_, i64>(1)?,
@@ -89,7 +89,7 @@ pub fn retained(conn: &Connection, library_id: &str) -> Result<Vec<Listed>, DbEr
 
 /// Marks snapshots forgotten: no longer listed, and collected once nothing else needs
 /// their objects. Returns how many changed.
-pub fn forget(conn: &Connection, library_id: &str, ids: &[ObjectId]) -> Result<usize, DbError> {
+pub fn forget(conn: &Conn, library_id: &str, ids: &[ObjectId]) -> Result<usize, DbError> {
     let mut stmt = conn.prepare_cached(
         "UPDATE snapshots SET forgotten_at = ?3 WHERE library_id = ?1 AND id = ?2 \
          AND committed = 1 AND forgotten_at IS NULL",
@@ -108,7 +108,7 @@ pub fn forget(conn: &Connection, library_id: &str, ids: &[ObjectId]) -> Result<u
 /// Every object still needed: reachable from the head, from snapshots that are kept, from
 /// trees a mount holds (files are open inside a snapshot), and from objects written or
 /// reused after `cutoff` (an upload in flight may reference them).
-pub fn live(conn: &Connection, library_id: &str, cutoff: i64) -> Result<HashSet<Vec<u8>>, DbError> {
+pub fn live(conn: &Conn, library_id: &str, cutoff: i64) -> Result<HashSet<Vec<u8>>, DbError> {
     let mut stmt = conn.prepare(
         "WITH RECURSIVE live(id) AS ( \
            SELECT s.id FROM snapshots s WHERE s.library_id = ?1 AND s.committed = 1 \
@@ -118,7 +118,7 @@ pub fn live(conn: &Connection, library_id: &str, cutoff: i64) -> Result<HashSet<
            UNION SELECT id FROM objects WHERE library_id = ?1 \
              AND (created_at > ?2 OR touched_at > ?2) \
            UNION SELECT e.child FROM live l CROSS JOIN edges e \
-             ON e.library_id = ?1 AND e.parent = l.id \
+             WHERE e.library_id = ?1 AND e.parent = l.id \
          ) SELECT id FROM live",
     )?;
     let rows = stmt
@@ -134,14 +134,10 @@ pub struct Dead {
 }
 
 /// Objects outside `live`, each with its blob size.
-pub fn dead(
-    conn: &Connection,
-    library_id: &str,
-    live: &HashSet<Vec<u8>>,
-) -> Result<Vec<Dead>, DbError> {
+pub fn dead(conn: &Conn, library_id: &str, live: &HashSet<Vec<u8>>) -> Result<Vec<Dead>, DbError> {
     let mut stmt = conn.prepare("SELECT id, size FROM objects WHERE library_id = ?1")?;
     let rows = stmt
-        .query_map([library_id], |row| {
+        .query_map(params![library_id], |row| {
             Ok(Dead {
                 id: row.get(0)?,
                 size: row.get::<_, i64>(1)? as u64,
@@ -155,7 +151,7 @@ pub fn dead(
 /// reused one since it was found dead: then it stays), with their edges and snapshot rows,
 /// and takes their bytes off the library's usage. Returns (objects, blob bytes) deleted.
 pub fn sweep(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     dead: &[Dead],
     cutoff: i64,
@@ -190,13 +186,13 @@ pub struct PackUse {
     pub live: u64,
 }
 
-pub fn pack_use(conn: &Connection, library_id: &str) -> Result<Vec<PackUse>, DbError> {
+pub fn pack_use(conn: &Conn, library_id: &str) -> Result<Vec<PackUse>, DbError> {
     // One pass over the objects, grouped by pack, then joined here: a join in SQL ran a
     // scan of the library's objects per pack (half a minute for 3,000 packs).
     let mut live: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     let mut stmt = conn
-        .prepare("SELECT pack_id, SUM(size) FROM objects WHERE library_id = ?1 GROUP BY pack_id")?;
-    for row in stmt.query_map([library_id], |row| {
+        .prepare("SELECT pack_id, CAST(SUM(size) AS BIGINT) FROM objects WHERE library_id = ?1 GROUP BY pack_id")?;
+    for row in stmt.query_map(params![library_id], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
     })? {
         let (pack, bytes) = row?;
@@ -204,7 +200,7 @@ pub fn pack_use(conn: &Connection, library_id: &str) -> Result<Vec<PackUse>, DbE
     }
     let mut stmt = conn.prepare("SELECT id, size FROM packs WHERE library_id = ?1")?;
     let rows = stmt
-        .query_map([library_id], |row| {
+        .query_map(params![library_id], |row| {
             Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -220,13 +216,13 @@ pub fn pack_use(conn: &Connection, library_id: &str) -> Result<Vec<PackUse>, DbE
 
 /// The objects of a pack: (id, offset, size), in pack order.
 pub fn pack_objects(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     pack_id: &str,
 ) -> Result<Vec<(Vec<u8>, u64, u64)>, DbError> {
     let mut stmt = conn.prepare(
-        "SELECT id, offset, size FROM objects WHERE library_id = ?1 AND pack_id = ?2 \
-         ORDER BY offset",
+        "SELECT id, \"offset\", size FROM objects WHERE library_id = ?1 AND pack_id = ?2 \
+         ORDER BY \"offset\"",
     )?;
     let rows = stmt
         .query_map(params![library_id, pack_id], |row| {
@@ -243,7 +239,7 @@ pub fn pack_objects(
 /// Points the objects of `old` that still live there at their place in `new`, records `new`
 /// and retires `old` (its file goes once no reader can still be using it).
 pub fn switch_pack(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     old: &str,
     new: &str,
@@ -252,7 +248,7 @@ pub fn switch_pack(
 ) -> Result<(), DbError> {
     super::objects::insert_pack(conn, library_id, new, new_size)?;
     let mut stmt = conn.prepare_cached(
-        "UPDATE objects SET pack_id = ?3, offset = ?4 WHERE library_id = ?1 AND id = ?2 \
+        "UPDATE objects SET pack_id = ?3, \"offset\" = ?4 WHERE library_id = ?1 AND id = ?2 \
          AND pack_id = ?5",
     )?;
     for (id, offset) in moved {
@@ -262,25 +258,21 @@ pub fn switch_pack(
 }
 
 /// Drops a pack's row; its file is deleted later by [`retired_before`]'s caller.
-pub fn retire_pack(conn: &Connection, library_id: &str, pack_id: &str) -> Result<(), DbError> {
+pub fn retire_pack(conn: &Conn, library_id: &str, pack_id: &str) -> Result<(), DbError> {
     conn.execute(
         "DELETE FROM packs WHERE library_id = ?1 AND id = ?2",
         params![library_id, pack_id],
     )?;
     conn.execute(
-        "INSERT OR IGNORE INTO retired_packs (library_id, pack_id, retired_at) \
-         VALUES (?1, ?2, ?3)",
+        "INSERT INTO retired_packs (library_id, pack_id, retired_at) \
+         VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         params![library_id, pack_id, now()],
     )?;
     Ok(())
 }
 
 /// Retired packs of a library whose files may go now.
-pub fn retired_before(
-    conn: &Connection,
-    library_id: &str,
-    before: i64,
-) -> Result<Vec<String>, DbError> {
+pub fn retired_before(conn: &Conn, library_id: &str, before: i64) -> Result<Vec<String>, DbError> {
     let mut stmt = conn
         .prepare("SELECT pack_id FROM retired_packs WHERE library_id = ?1 AND retired_at <= ?2")?;
     let rows = stmt
@@ -289,7 +281,7 @@ pub fn retired_before(
     Ok(rows)
 }
 
-pub fn forget_retired(conn: &Connection, library_id: &str, pack_id: &str) -> Result<(), DbError> {
+pub fn forget_retired(conn: &Conn, library_id: &str, pack_id: &str) -> Result<(), DbError> {
     conn.execute(
         "DELETE FROM retired_packs WHERE library_id = ?1 AND pack_id = ?2",
         params![library_id, pack_id],
@@ -299,25 +291,25 @@ pub fn forget_retired(conn: &Connection, library_id: &str, pack_id: &str) -> Res
 
 /// Every pack id the database knows for a library, live or retired (files not among them
 /// are orphans: a crash between writing a pack and committing its rows).
-pub fn known_packs(conn: &Connection, library_id: &str) -> Result<HashSet<String>, DbError> {
+pub fn known_packs(conn: &Conn, library_id: &str) -> Result<HashSet<String>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id FROM packs WHERE library_id = ?1 \
          UNION SELECT pack_id FROM retired_packs WHERE library_id = ?1",
     )?;
     let rows = stmt
-        .query_map([library_id], |row| row.get(0))?
+        .query_map(params![library_id], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 /// Library ids, with the owner's e-mail, for collection and usage reports.
-pub fn libraries(conn: &Connection) -> Result<Vec<(String, String)>, DbError> {
+pub fn libraries(conn: &Conn) -> Result<Vec<(String, String)>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT l.id, a.email FROM libraries l JOIN accounts a ON a.id = l.owner_id \
          ORDER BY a.email, l.created_at",
     )?;
     let rows = stmt
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .query_map(params![], |row| Ok((row.get(0)?, row.get(1)?)))?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
@@ -325,7 +317,7 @@ pub fn libraries(conn: &Connection) -> Result<Vec<(String, String)>, DbError> {
 /// Replaces what `holder` (one mount) holds in a library: trees with files open inside,
 /// kept from collection until `expires_at` unless renewed.
 pub fn set_holds(
-    conn: &Connection,
+    conn: &Conn,
     library_id: &str,
     holder: &str,
     roots: &[ObjectId],
@@ -336,8 +328,9 @@ pub fn set_holds(
         params![library_id, holder, now()],
     )?;
     let mut stmt = conn.prepare_cached(
-        "INSERT OR REPLACE INTO holds (library_id, holder, root, expires_at) \
-         VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO holds (library_id, holder, root, expires_at) \
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (library_id, holder, root) \
+         DO UPDATE SET expires_at = excluded.expires_at",
     )?;
     for root in roots {
         stmt.execute(params![
@@ -352,7 +345,7 @@ pub fn set_holds(
 
 /// Marks objects reused now (a `missing` answer said they exist, or a new object references
 /// them), so a collection under way does not delete them.
-pub fn touch(conn: &Connection, library_id: &str, ids: &[ObjectId]) -> Result<(), DbError> {
+pub fn touch(conn: &Conn, library_id: &str, ids: &[ObjectId]) -> Result<(), DbError> {
     let at = now();
     let mut stmt = conn.prepare_cached(
         "UPDATE objects SET touched_at = ?3 WHERE library_id = ?1 AND id = ?2 AND touched_at < ?3",

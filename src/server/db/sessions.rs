@@ -1,7 +1,7 @@
 //! Sessions: opaque bearer tokens, stored only as their SHA-256 hash, and each session's
 //! record: when, from where, how many requests and bytes, how long. Never what was done.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use crate::server::db::{params, Conn, OptionalExtension, Row};
 
 use super::{now, random_id, DbError};
 pub use crate::api::account::SessionRecord as Record;
@@ -9,7 +9,7 @@ pub use crate::api::account::SessionRecord as Record;
 /// Starts a session; returns its id and its key share (the key the client seals the
 /// account key under in its session file; dropped when the session ends).
 pub fn create(
-    conn: &Connection,
+    conn: &Conn,
     account_id: i64,
     token_hash: &[u8],
     client: Option<&str>,
@@ -36,7 +36,7 @@ pub fn create(
 
 /// The key share of a live session; one is made for a session from before key shares,
 /// so its client can seal the key it holds in the clear.
-pub fn key_share(conn: &Connection, session_id: &str) -> Result<Option<Vec<u8>>, DbError> {
+pub fn key_share(conn: &Conn, session_id: &str) -> Result<Option<Vec<u8>>, DbError> {
     let made: [u8; 32] = rand::random();
     conn.execute(
         "UPDATE sessions SET key_share = ?2 WHERE id = ?1 AND revoked_at IS NULL \
@@ -46,7 +46,7 @@ pub fn key_share(conn: &Connection, session_id: &str) -> Result<Option<Vec<u8>>,
     Ok(conn
         .query_row(
             "SELECT key_share FROM sessions WHERE id = ?1 AND revoked_at IS NULL",
-            [session_id],
+            params![session_id],
             |row| row.get(0),
         )
         .optional()?
@@ -61,25 +61,24 @@ pub struct Live {
     pub last_seen: i64,
 }
 
-pub fn lookup(conn: &Connection, token_hash: &[u8]) -> Result<Option<Live>, DbError> {
-    Ok(conn
-        .query_row(
-            "SELECT id, account_id, created_at, last_seen FROM sessions \
+pub fn lookup(conn: &Conn, token_hash: &[u8]) -> Result<Option<Live>, DbError> {
+    conn.query_row(
+        "SELECT id, account_id, created_at, last_seen FROM sessions \
              WHERE token_hash = ?1 AND revoked_at IS NULL",
-            [token_hash],
-            |row| {
-                Ok(Live {
-                    id: row.get(0)?,
-                    account_id: row.get(1)?,
-                    created_at: row.get(2)?,
-                    last_seen: row.get(3)?,
-                })
-            },
-        )
-        .optional()?)
+        params![token_hash],
+        |row| {
+            Ok(Live {
+                id: row.get(0)?,
+                account_id: row.get(1)?,
+                created_at: row.get(2)?,
+                last_seen: row.get(3)?,
+            })
+        },
+    )
+    .optional()
 }
 
-pub fn revoke(conn: &Connection, session_id: &str) -> Result<(), DbError> {
+pub fn revoke(conn: &Conn, session_id: &str) -> Result<(), DbError> {
     conn.execute(
         "UPDATE sessions SET revoked_at = ?2, key_share = NULL WHERE id = ?1 \
          AND revoked_at IS NULL",
@@ -89,7 +88,7 @@ pub fn revoke(conn: &Connection, session_id: &str) -> Result<(), DbError> {
 }
 
 /// Revokes one of the account's sessions; false if it has no such session.
-pub fn revoke_own(conn: &Connection, account_id: i64, session_id: &str) -> Result<bool, DbError> {
+pub fn revoke_own(conn: &Conn, account_id: i64, session_id: &str) -> Result<bool, DbError> {
     let found: Option<i64> = conn
         .query_row(
             "SELECT 1 FROM sessions WHERE id = ?1 AND account_id = ?2",
@@ -105,16 +104,12 @@ pub fn revoke_own(conn: &Connection, account_id: i64, session_id: &str) -> Resul
 }
 
 /// Revokes every live session of the account except `keep`; returns how many.
-pub fn revoke_others(
-    conn: &Connection,
-    account_id: i64,
-    keep: Option<&str>,
-) -> Result<usize, DbError> {
-    Ok(conn.execute(
+pub fn revoke_others(conn: &Conn, account_id: i64, keep: Option<&str>) -> Result<usize, DbError> {
+    conn.execute(
         "UPDATE sessions SET revoked_at = ?3, key_share = NULL \
-         WHERE account_id = ?1 AND revoked_at IS NULL AND id IS NOT ?2",
+         WHERE account_id = ?1 AND revoked_at IS NULL AND id IS DISTINCT FROM ?2",
         params![account_id, keep, now()],
-    )?)
+    )
 }
 
 /// Usage gathered in memory since the last flush.
@@ -127,11 +122,11 @@ pub struct Usage<'a> {
     pub last_seen: i64,
 }
 
-pub fn add_usage(conn: &Connection, session_id: &str, usage: &Usage<'_>) -> Result<(), DbError> {
+pub fn add_usage(conn: &Conn, session_id: &str, usage: &Usage<'_>) -> Result<(), DbError> {
     conn.execute(
         "UPDATE sessions SET address = ?2, requests = requests + ?3, bytes_up = bytes_up + ?4, \
          bytes_down = bytes_down + ?5, transfer_ms = transfer_ms + ?6, \
-         last_seen = MAX(last_seen, ?7) WHERE id = ?1",
+         last_seen = CASE WHEN last_seen > ?7 THEN last_seen ELSE ?7 END WHERE id = ?1",
         params![
             session_id,
             usage.address,
@@ -145,7 +140,7 @@ pub fn add_usage(conn: &Connection, session_id: &str, usage: &Usage<'_>) -> Resu
     Ok(())
 }
 
-fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
+fn record(row: &Row<'_>) -> Result<Record, crate::server::db::DbError> {
     Ok(Record {
         id: row.get(0)?,
         current: false,
@@ -161,18 +156,18 @@ fn record(row: &Row<'_>) -> rusqlite::Result<Record> {
     })
 }
 
-pub fn records_for(conn: &Connection, account_id: i64) -> Result<Vec<Record>, DbError> {
+pub fn records_for(conn: &Conn, account_id: i64) -> Result<Vec<Record>, DbError> {
     let mut stmt = conn.prepare(
         "SELECT id, client, address, created_at, last_seen, revoked_at, requests, bytes_up, \
          bytes_down, transfer_ms FROM sessions WHERE account_id = ?1 ORDER BY created_at, id",
     )?;
     let rows = stmt
-        .query_map([account_id], record)?
+        .query_map(params![account_id], record)?
         .collect::<Result<_, _>>()?;
     Ok(rows)
 }
 
 /// Deletes records of sessions last used before `cutoff`; returns how many.
-pub fn purge_before(conn: &Connection, cutoff: i64) -> Result<usize, DbError> {
-    Ok(conn.execute("DELETE FROM sessions WHERE last_seen < ?1", [cutoff])?)
+pub fn purge_before(conn: &Conn, cutoff: i64) -> Result<usize, DbError> {
+    conn.execute("DELETE FROM sessions WHERE last_seen < ?1", params![cutoff])
 }

@@ -3,22 +3,20 @@
 //! server to open it, and numbers of its own running (`server_state`, e.g. when verify last
 //! ran).
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::server::db::{params, Conn, OptionalExtension};
 
 use super::{immediate, DbError};
 
 /// The value of setting `key`, stored first as `propose()` if there is none yet: of servers
 /// opening the database at once, the first one's proposal is every one's answer.
-fn settle(
-    conn: &mut Connection,
-    key: &str,
-    propose: impl FnOnce() -> String,
-) -> Result<String, DbError> {
+fn settle(conn: &mut Conn, key: &str, propose: impl FnOnce() -> String) -> Result<String, DbError> {
     let tx = immediate(conn)?;
     let stored: Option<String> = tx
-        .query_row("SELECT value FROM settings WHERE key = ?1", [key], |row| {
-            row.get(0)
-        })
+        .query_row(
+            "SELECT value FROM settings WHERE key = ?1",
+            params![key],
+            |row| row.get(0),
+        )
         .optional()?;
     let value = match stored {
         Some(value) => value,
@@ -37,7 +35,7 @@ fn settle(
 
 /// Records where this database's packs are kept on first use, and refuses another store
 /// after: collection against the wrong store would find none of the packs.
-pub fn check_blob_store(conn: &mut Connection, location: &str) -> Result<(), DbError> {
+pub fn check_blob_store(conn: &mut Conn, location: &str) -> Result<(), DbError> {
     let recorded = settle(conn, "blob_store", || location.to_owned())?;
     if recorded != location {
         return Err(DbError::OtherBlobStore {
@@ -52,7 +50,7 @@ pub fn check_blob_store(conn: &mut Connection, location: &str) -> Result<(), DbE
 /// mailed links), made by `make` on first use and kept here, so that every server sharing
 /// the database uses the same one.
 pub fn server_secret(
-    conn: &mut Connection,
+    conn: &mut Conn,
     make: impl FnOnce() -> [u8; 32],
 ) -> Result<[u8; 32], DbError> {
     let text = settle(conn, "server_secret", || hex::encode(make()))?;
@@ -63,17 +61,16 @@ pub fn server_secret(
 }
 
 /// A number the server keeps about itself (`server_state`), e.g. when verify last ran.
-pub fn state(conn: &Connection, key: &str) -> Result<Option<i64>, DbError> {
-    Ok(conn
-        .query_row(
-            "SELECT value FROM server_state WHERE key = ?1",
-            [key],
-            |row| row.get(0),
-        )
-        .optional()?)
+pub fn state(conn: &Conn, key: &str) -> Result<Option<i64>, DbError> {
+    conn.query_row(
+        "SELECT value FROM server_state WHERE key = ?1",
+        params![key],
+        |row| row.get(0),
+    )
+    .optional()
 }
 
-pub fn set_state(conn: &Connection, key: &str, value: i64) -> Result<(), DbError> {
+pub fn set_state(conn: &Conn, key: &str, value: i64) -> Result<(), DbError> {
     conn.execute(
         "INSERT INTO server_state (key, value) VALUES (?1, ?2) \
          ON CONFLICT (key) DO UPDATE SET value = ?2",
@@ -84,13 +81,13 @@ pub fn set_state(conn: &Connection, key: &str, value: i64) -> Result<(), DbError
 
 #[cfg(test)]
 mod tests {
-    use super::super::Db;
+    use super::super::{Database, Db};
     use super::*;
 
     #[test]
     fn the_first_server_secret_is_kept_for_every_server_after() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ibackup.db");
+        let path = Database::Sqlite(dir.path().join("ibackup.db"));
         let first = Db::open(&path, 0).unwrap();
         let made = first
             .blocking(|conn| server_secret(conn, || [7; 32]))
@@ -106,7 +103,7 @@ mod tests {
     #[test]
     fn a_database_keeps_the_blob_store_it_was_first_opened_with() {
         let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("ibackup.db"), 0).unwrap();
+        let db = Db::open(&Database::Sqlite(dir.path().join("ibackup.db")), 0).unwrap();
         db.blocking(|conn| check_blob_store(conn, "s3://packs/one"))
             .unwrap();
         db.blocking(|conn| check_blob_store(conn, "s3://packs/one"))

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use rusqlite::Connection;
+use crate::server::db::Conn;
 
 use super::objects::{self, Location};
 use super::{accounts, immediate, libraries, retention, DbError};
@@ -44,7 +44,7 @@ pub struct OverQuota {
 /// Whether adding `adding` bytes to what `owner_id` stores passes that account's limit
 /// (its plan's, or an override).
 pub fn over_quota(
-    conn: &Connection,
+    conn: &Conn,
     config: &ServerConfig,
     owner_id: i64,
     adding: u64,
@@ -87,7 +87,7 @@ pub struct Recorded {
 /// when a referenced object was collected meanwhile, the key epoch moved, or the quota
 /// would be passed. Every reference is marked reused, so the next collection spares it.
 pub fn record(
-    conn: &mut Connection,
+    conn: &mut Conn,
     config: &ServerConfig,
     upload: &Upload<'_>,
 ) -> Result<Recorded, Refused> {

@@ -150,7 +150,7 @@ pub async fn register(
                 &req.library.grant,
             )?;
             let response = session.create(&tx, &config, account_id)?;
-            tx.commit().map_err(crate::server::db::DbError::from)?;
+            tx.commit()?;
             Ok(response)
         })
         .await?;
@@ -233,7 +233,7 @@ pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
 }
 
 pub fn account_info(
-    conn: &rusqlite::Connection,
+    conn: &crate::server::db::Conn,
     config: &ServerConfig,
     account_id: i64,
 ) -> ApiResult<AccountInfo> {
@@ -267,7 +267,7 @@ pub fn account_info(
 }
 
 pub fn session_response(
-    conn: &rusqlite::Connection,
+    conn: &crate::server::db::Conn,
     config: &ServerConfig,
     account_id: i64,
     token: String,

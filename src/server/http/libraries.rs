@@ -14,7 +14,7 @@ use crate::api::types::{
 use crate::api::ErrorCode;
 use crate::api::GRANT_BYTES;
 use crate::crypto::BlobKind;
-use crate::server::db::{self, libraries, objects, DbError};
+use crate::server::db::{self, libraries, objects};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 use crate::server::validate;
@@ -35,7 +35,7 @@ pub struct Granted {
 }
 
 pub fn require(
-    conn: &rusqlite::Connection,
+    conn: &crate::server::db::Conn,
     library_id: &str,
     account_id: i64,
     need: Need,
@@ -120,7 +120,7 @@ pub async fn create(
                      before you create libraries",
                 ));
             }
-            let tx = conn.transaction().map_err(DbError::from)?;
+            let tx = conn.transaction()?;
             if libraries::exists(&tx, &req.id)? {
                 return Err(ApiError::new(
                     ErrorCode::AlreadyExists,
@@ -136,7 +136,7 @@ pub async fn create(
             )?;
             let info = libraries::info_for(&tx, &req.id, caller.account_id)?
                 .ok_or_else(|| ApiError::internal("new library not visible"))?;
-            tx.commit().map_err(DbError::from)?;
+            tx.commit()?;
             Ok(info)
         })
         .await?;
@@ -162,7 +162,7 @@ pub async fn rename(
             libraries::rename(&tx, &library_id, &req.name_sealed, req.name_epoch)?;
             let info = libraries::info_for(&tx, &library_id, caller.account_id)?
                 .ok_or_else(|| ApiError::internal("renamed library not visible"))?;
-            tx.commit().map_err(DbError::from)?;
+            tx.commit()?;
             Ok(info)
         })
         .await?;
@@ -180,7 +180,7 @@ pub async fn delete(
             let tx = db::immediate(conn)?;
             require(&tx, &library_id, caller.account_id, Need::Own)?;
             libraries::delete(&tx, &library_id)?;
-            tx.commit().map_err(DbError::from)?;
+            tx.commit()?;
             Ok(())
         })
         .await?;

@@ -24,7 +24,7 @@ use crate::api::links::{
 };
 use crate::api::{ErrorCode, CHAIN_LINK_BYTES};
 use crate::crypto::{kdf, BlobKind, ObjectId};
-use crate::server::db::{self, links, objects, DbError};
+use crate::server::db::{self, links, objects};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 use crate::server::throttle::Guess;
@@ -126,7 +126,7 @@ pub async fn create(
                 .into_iter()
                 .find(|l| l.id == req.id)
                 .ok_or_else(|| ApiError::internal("new link not listed"))?;
-            tx.commit().map_err(DbError::from)?;
+            tx.commit()?;
             Ok(info)
         })
         .await?;

@@ -24,7 +24,7 @@ use crate::crypto::{BlobKind, ObjectId};
 use crate::model::chunker::MAX_CHUNK;
 use crate::server::config::ServerConfig;
 use crate::server::db::uploads::{self, OverQuota, Refused, Upload};
-use crate::server::db::{self, libraries, objects, retention, DbError};
+use crate::server::db::{self, libraries, objects, retention};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 
@@ -66,7 +66,7 @@ pub async fn missing(
             let tx = db::immediate(conn)?;
             // One transaction: a commit per id would be an fsync per id.
             retention::touch(&tx, &library_id, &present)?;
-            tx.commit().map_err(DbError::from)?;
+            tx.commit()?;
             Ok(missing)
         })
         .await?;
@@ -295,7 +295,7 @@ fn quota_error(over: OverQuota, caller_owns: bool) -> ApiError {
 
 /// Checks the quota before anything is written (the transaction that records checks again).
 fn check_quota(
-    conn: &rusqlite::Connection,
+    conn: &crate::server::db::Conn,
     config: &ServerConfig,
     owner_id: i64,
     caller_id: i64,

@@ -96,7 +96,7 @@ pub async fn hold(
             let until = db::now() + req.ttl_secs as i64;
             let tx = db::immediate(conn)?;
             retention::set_holds(&tx, &library_id, &req.holder, &req.roots, until)?;
-            tx.commit().map_err(db::DbError::from)?;
+            tx.commit()?;
             Ok(())
         })
         .await?;
@@ -136,7 +136,7 @@ pub async fn forget(
                 }
             }
             let forgotten = retention::forget(&tx, &library_id, &req.ids)?;
-            tx.commit().map_err(db::DbError::from)?;
+            tx.commit()?;
             Ok(forgotten)
         })
         .await?;

@@ -124,7 +124,7 @@ impl SessionStart {
     /// Records the session and answers with it, the account and its wrapped key.
     pub fn create(
         self,
-        conn: &rusqlite::Connection,
+        conn: &crate::server::db::Conn,
         config: &ServerConfig,
         account_id: i64,
     ) -> ApiResult<SessionResponse> {

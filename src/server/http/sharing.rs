@@ -18,7 +18,7 @@ use crate::api::types::{
     RotateRequest,
 };
 use crate::api::{ErrorCode, CHAIN_LINK_BYTES, GRANT_BYTES};
-use crate::server::db::{accounts, immediate, libraries, DbError};
+use crate::server::db::{accounts, immediate, libraries};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
 use crate::server::validate;
@@ -112,7 +112,7 @@ pub async fn add_member(
                 &req.grant,
             )?;
             let members = libraries::members(&tx, &library_id)?;
-            tx.commit().map_err(DbError::from)?;
+            tx.commit()?;
             Ok(members)
         })
         .await?;
@@ -179,7 +179,7 @@ pub async fn rotate(
             )?;
             let info = libraries::info_for(&tx, &library_id, caller.account_id)?
                 .ok_or_else(|| ApiError::internal("rotated library not visible"))?;
-            tx.commit().map_err(DbError::from)?;
+            tx.commit()?;
             Ok(info)
         })
         .await?;
@@ -212,7 +212,7 @@ pub async fn leave(
             }
             libraries::remove_member(&tx, &library_id, caller.account_id)?;
             libraries::request_rotation(&tx, &library_id)?;
-            tx.commit().map_err(DbError::from)?;
+            tx.commit()?;
             Ok(())
         })
         .await?;

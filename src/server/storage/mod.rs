@@ -18,6 +18,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::server::db::Database;
+
 pub use local::LocalStore;
 pub use s3::{S3Credentials, S3Settings, S3Store};
 
@@ -112,27 +114,27 @@ pub struct StorageOptions {
     #[arg(long, value_name = "REGION")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3_region: Option<String>,
-    /// The metadata database: `sqlite:PATH` (default: `ibackup.db` in the data directory).
-    /// Several servers on one machine may share one SQLite file; PostgreSQL is planned.
-    #[arg(long, value_name = "sqlite:PATH")]
+    /// The metadata database: `sqlite:PATH` (default: `ibackup.db` in the data directory),
+    /// which several servers on one machine may share, or `postgres://USER@HOST/DB`, which
+    /// servers on several machines share.
+    #[arg(long, value_name = "sqlite:PATH|postgres://USER@HOST/DB")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
 }
 
 impl StorageOptions {
-    /// The SQLite file the database option names (the data directory's by default).
-    pub fn database_path(&self, data_dir: &Path) -> StorageResult<std::path::PathBuf> {
+    /// The database the option names (the data directory's SQLite file by default).
+    pub fn database(&self, data_dir: &Path) -> StorageResult<Database> {
         match self.database.as_deref() {
-            None => Ok(data_dir.join("ibackup.db")),
+            None => Ok(Database::Sqlite(data_dir.join("ibackup.db"))),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(Database::Postgres(url.to_owned()))
+            }
             Some(url) => match url.strip_prefix("sqlite:") {
-                Some(path) if !path.is_empty() => Ok(path.into()),
-                _ if url.starts_with("postgres") => Err(StorageError::Config(format!(
-                    "--database {url}: PostgreSQL is not supported by this version yet \
-                     (docs/SCALING.md); use sqlite:PATH"
-                ))),
-                _ => Err(StorageError::Config(format!(
-                    "--database `{url}` is not `sqlite:PATH`"
-                ))),
+                Some(path) if !path.is_empty() => Ok(Database::Sqlite(path.into())),
+                _ => Err(StorageError::Config(
+                    "--database is neither `sqlite:PATH` nor `postgres://USER@HOST/DB`".into(),
+                )),
             },
         }
     }
@@ -196,17 +198,28 @@ mod tests {
         assert_eq!(merged.s3_endpoint.as_deref(), Some("http://x"));
         assert_eq!(merged.s3_region, None);
         let dir = Path::new("/srv/ibackup");
-        assert_eq!(merged.database_path(dir).unwrap(), Path::new("/srv/one.db"));
         assert_eq!(
-            StorageOptions::default().database_path(dir).unwrap(),
-            dir.join("ibackup.db")
+            merged.database(dir).unwrap(),
+            Database::Sqlite("/srv/one.db".into())
         );
-        for refused in ["postgres://u@h/db", "mysql://x", "sqlite:"] {
+        assert_eq!(
+            StorageOptions::default().database(dir).unwrap(),
+            Database::Sqlite(dir.join("ibackup.db"))
+        );
+        let postgres = StorageOptions {
+            database: Some("postgres://u@h/db".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            postgres.database(dir).unwrap(),
+            Database::Postgres("postgres://u@h/db".into())
+        );
+        for refused in ["mysql://x", "sqlite:", "/srv/one.db"] {
             let options = StorageOptions {
                 database: Some(refused.into()),
                 ..Default::default()
             };
-            assert!(options.database_path(dir).is_err(), "{refused}");
+            assert!(options.database(dir).is_err(), "{refused}");
         }
     }
 

@@ -1,8 +1,6 @@
-//! Schema migrations, applied in order; `PRAGMA user_version` records how many ran.
+//! SQLite's schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 
-use rusqlite::Connection;
-
-use super::DbError;
+use crate::server::db::{params, Conn, DbError};
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -305,8 +303,8 @@ CREATE TABLE leases (
 /// The migration that replaced storage format 1 (it drops the old library tables).
 const FORMAT_2_MIGRATION: usize = 2;
 
-pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
-    let applied: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+pub fn migrate(conn: &mut Conn) -> Result<(), DbError> {
+    let applied: i64 = conn.query_row("PRAGMA user_version", params![], |row| row.get(0))?;
     let known = MIGRATIONS.len() as i64;
     if applied > known {
         return Err(DbError::SchemaTooNew {
@@ -316,20 +314,21 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
     }
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(applied as usize) {
         if index == FORMAT_2_MIGRATION {
-            let old: i64 =
-                conn.query_row("SELECT COUNT(*) FROM libraries", [], |row| row.get(0))?;
+            let old: i64 = conn.query_row("SELECT COUNT(*) FROM libraries", params![], |row| {
+                row.get(0)
+            })?;
             if old > 0 {
                 return Err(DbError::FormatOneLibraries(old));
             }
         }
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = conn.transaction()?;
         // Another server sharing the database may have applied it while this one waited.
-        let now: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let now: i64 = tx.query_row("PRAGMA user_version", params![], |row| row.get(0))?;
         if now > index as i64 {
             continue;
         }
         tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", index as i64 + 1)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", index + 1))?;
         tx.commit()?;
     }
     Ok(())
@@ -338,13 +337,18 @@ pub fn migrate(conn: &mut Connection) -> Result<(), DbError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::Connection;
+
+    fn open() -> Conn {
+        Conn::sqlite(Connection::open_in_memory().unwrap())
+    }
 
     #[test]
     fn migrations_apply_once_and_refuse_newer_schema() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = open();
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
-        conn.pragma_update(None, "user_version", 99).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
         assert!(matches!(
             migrate(&mut conn),
             Err(DbError::SchemaTooNew { found: 99, .. })
@@ -353,11 +357,11 @@ mod tests {
 
     #[test]
     fn format_one_libraries_are_refused_not_dropped() {
-        let mut conn = Connection::open_in_memory().unwrap();
+        let mut conn = open();
         for sql in &MIGRATIONS[..FORMAT_2_MIGRATION] {
             conn.execute_batch(sql).unwrap();
         }
-        conn.pragma_update(None, "user_version", FORMAT_2_MIGRATION as i64)
+        conn.execute_batch(&format!("PRAGMA user_version = {FORMAT_2_MIGRATION}"))
             .unwrap();
         conn.execute_batch(
             "INSERT INTO accounts (id, email, first_name, last_name, plan, auth_hash, kdf_salt, \
@@ -371,7 +375,9 @@ mod tests {
             Err(DbError::FormatOneLibraries(1))
         ));
         let kept: i64 = conn
-            .query_row("SELECT COUNT(*) FROM libraries", [], |row| row.get(0))
+            .query_row("SELECT COUNT(*) FROM libraries", params![], |row| {
+                row.get(0)
+            })
             .unwrap();
         assert_eq!(kept, 1, "nothing was dropped");
     }
