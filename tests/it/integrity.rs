@@ -21,7 +21,7 @@ fn flip_largest(server: &TestServer, library: &str) {
     let (pack, offset, size): (String, i64, i64) = server
         .db()
         .query_row(
-            "SELECT pack_id, offset, size FROM objects WHERE library_id = ?1 \
+            "SELECT pack_id, \"offset\", size FROM objects WHERE library_id = ?1 \
              ORDER BY size DESC LIMIT 1",
             ibackup::params![library],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),

@@ -298,7 +298,11 @@ pub(super) fn without_password(url: &str) -> String {
 }
 
 fn unavailable(error: ::postgres::Error) -> DbError {
-    DbError::Unavailable(format!("cannot reach PostgreSQL: {error}"))
+    let cause = error
+        .source()
+        .map(|cause| format!(": {cause}"))
+        .unwrap_or_default();
+    DbError::Unavailable(format!("cannot reach PostgreSQL: {error}{cause}"))
 }
 
 /// A lost connection or a database shutting down or starting is "unavailable" (the request
