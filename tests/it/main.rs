@@ -24,3 +24,4 @@ mod s3;
 mod sharing;
 mod tls;
 mod util;
+mod web;

@@ -18,6 +18,7 @@ pub mod retention;
 pub mod sessions;
 pub mod sharing;
 mod track;
+pub mod web;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
@@ -108,6 +109,8 @@ pub fn router(state: AppState) -> Router {
         .route(routes::OBJECTS_MISSING, post(objects::missing))
         .route(routes::OBJECTS_UPLOAD, post(objects::upload))
         .route(routes::OBJECTS_FETCH, post(objects::fetch))
+        .route(routes::LINK_PAGE, get(web::link_page))
+        .route(routes::ASSET, get(web::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // ApiJson and ApiBytes enforce their own limits, so they can answer cleanly.

@@ -1,0 +1,59 @@
+//! The web front end's files, embedded in the binary: the page a link opens in a browser
+//! (`/l/{link}`), and its script and style (`/assets/...`). The page decrypts in the
+//! browser: it asks the server only what `ibackup get` asks (docs/PROTOCOL.md, links), and
+//! the key in the link's fragment is never sent. Built from `web/` by `scripts/web`.
+
+use axum::extract::Path;
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
+    X_FRAME_OPTIONS,
+};
+use axum::http::HeaderName;
+use axum::response::{IntoResponse, Response};
+
+use super::super::error::ApiError;
+use crate::api::is_random_id;
+
+const PAGE_HTML: &str = include_str!("../../../web/static/link.html");
+const LINK_SCRIPT: &[u8] = include_bytes!("../../../web/dist/link.js");
+const STYLE: &[u8] = include_bytes!("../../../web/static/style.css");
+
+/// Scripts and styles only from this server, nothing inline, no frames, no plugins;
+/// requests only to this server.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                      connect-src 'self'; img-src 'self'; form-action 'none'; \
+                      frame-ancestors 'none'; base-uri 'none'";
+
+/// What every page and asset is sent with.
+fn headers(content_type: &'static str, cache: &'static str) -> [(HeaderName, &'static str); 6] {
+    [
+        (CONTENT_TYPE, content_type),
+        (CONTENT_SECURITY_POLICY, POLICY),
+        (X_FRAME_OPTIONS, "DENY"),
+        (X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (REFERRER_POLICY, "no-referrer"),
+        (CACHE_CONTROL, cache),
+    ]
+}
+
+/// `GET /l/{link}`: the page that opens a link. Whether the link exists is the page's
+/// first request to ask, as for `ibackup get`.
+pub async fn link_page(Path(link): Path<String>) -> Result<Response, ApiError> {
+    if !is_random_id(&link) {
+        return Err(ApiError::not_found(
+            "no such link: a link's address is /l/ and 32 hex digits, then # and its key",
+        ));
+    }
+    Ok((headers("text/html; charset=utf-8", "no-store"), PAGE_HTML).into_response())
+}
+
+/// `GET /assets/{name}`: the page's script and style. Revalidated on each use, so a new
+/// server version is picked up at once.
+pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+    let (content_type, body) = match name.as_str() {
+        "link.js" => ("text/javascript; charset=utf-8", LINK_SCRIPT),
+        "style.css" => ("text/css; charset=utf-8", STYLE),
+        _ => return Err(ApiError::not_found("no such file")),
+    };
+    Ok((headers(content_type, "no-cache"), body).into_response())
+}

@@ -1,0 +1,236 @@
+//! The web front end in a real browser: headless Chromium (Debian's) driven by Playwright
+//! (`tests/web/*.py`) against a real server, opening links made by the real client.
+//!
+//! `scripts/setup` installs Chromium and Playwright (into `$IBACKUP_TOOLS/web-venv`).
+//! Without them these tests skip, unless IBACKUP_REQUIRE_BROWSER=1 (CI) makes that a
+//! failure. IBACKUP_SCREENSHOTS=DIR saves the pages' screenshots there (docs/ keeps them).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine;
+
+use crate::sharing::{clients, ALICE};
+use crate::util::{write_file, TestClient, TestServer};
+
+fn chromium() -> Option<PathBuf> {
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|path| path.exists())
+}
+
+fn python() -> Option<PathBuf> {
+    let tools = std::env::var_os("IBACKUP_TOOLS").unwrap_or("/opt/ibackup-tools".into());
+    let python = PathBuf::from(tools).join("web-venv/bin/python");
+    let works = Command::new(&python)
+        .args(["-c", "import playwright"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    works.then_some(python)
+}
+
+/// Chromium and a Python with Playwright, if both are here; panics if they must be
+/// (IBACKUP_REQUIRE_BROWSER=1) and are not.
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    match (chromium(), python()) {
+        (Some(chromium), Some(python)) => Some((chromium, python)),
+        _ if std::env::var("IBACKUP_REQUIRE_BROWSER").as_deref() == Ok("1") => {
+            panic!("IBACKUP_REQUIRE_BROWSER=1 but Chromium or Playwright is missing: run scripts/setup")
+        }
+        _ => {
+            eprintln!("no Chromium or Playwright (scripts/setup installs them): skipping");
+            None
+        }
+    }
+}
+
+fn create(client: &TestClient, args: &[&str]) -> String {
+    let mut all = vec!["link", "create", "--json"];
+    all.extend_from_slice(args);
+    client.run(&all).ok().json()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The key in a link's fragment, as raw bytes.
+fn fragment_key(url: &str) -> Vec<u8> {
+    let fragment = url.split_once('#').unwrap().1;
+    let text = fragment[1..].split('.').next().unwrap();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap()
+}
+
+#[test]
+fn links_open_in_a_browser_decrypt_in_the_page_and_keep_their_keys_there() {
+    let Some((chromium, python)) = browser() else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("server.log");
+    let server = TestServer::start_configured(|c| c, &log);
+    let [alice] = clients(&server, [ALICE]);
+    let source = tempfile::tempdir().unwrap();
+    let docs = source.path().join("docs");
+    write_file(&docs.join("readme.txt"), b"hello from the page\n");
+    // Several chunks (at least 256 KiB each), random so nothing compresses.
+    let mut big = vec![0u8; 2_500_000];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut big);
+    write_file(&docs.join("big.bin"), &big);
+    write_file(
+        &docs.join("deep/file-00.txt"),
+        &b"deep inside\n".repeat(1000),
+    );
+    alice.backup(&[&docs]).ok();
+    let folder = format!("Backups:{}", docs.display());
+
+    let password = "open sesame, in a browser";
+    let links = serde_json::json!({
+        "folder": create(&alice, &[&folder]),
+        "password": alice
+            .run_with(&["link", "create", "--json", &folder, "--password"], |c| {
+                c.env("IBACKUP_LINK_PASSWORD", password);
+            })
+            .ok()
+            .json()["url"],
+        "follow": create(&alice, &["--follow", &folder]),
+        "expired": create(&alice, &[&folder, "--expires", "1s"]),
+        "revoked": create(&alice, &[&folder]),
+    });
+    let revoked = links["revoked"].as_str().unwrap();
+    let id = revoked.split("/l/").nth(1).unwrap()[..8].to_owned();
+    alice.run(&["link", "revoke", &id]).ok();
+    let folder_url = links["folder"].as_str().unwrap();
+    let cut = folder_url.split('#').next().unwrap().to_owned();
+    let unknown = format!(
+        "{}/l/{}#{}",
+        server.url,
+        hex::encode(rand::random::<[u8; 16]>()),
+        folder_url.split_once('#').unwrap().1
+    );
+    let mut links = links;
+    links["cut"] = cut.into();
+    links["unknown"] = unknown.into();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+
+    let downloads = tempfile::tempdir().unwrap();
+    let args = serde_json::json!({
+        "chromium": chromium,
+        "links": links,
+        "password": password,
+        "folder_names": ["readme.txt", "big.bin", "deep"],
+        "files": {
+            "big.bin": docs.join("big.bin"),
+            "readme.txt": docs.join("readme.txt"),
+            "file-00.txt": docs.join("deep/file-00.txt"),
+        },
+        "downloads": downloads.path(),
+        "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/link_page.py");
+    let run = Command::new(python)
+        .arg(script)
+        .arg(args.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // The keys stayed in the page: no fragment key (raw, hex or as written in the URL) and
+    // no link password in the server's files or its log.
+    let logged = fs::read(&log).unwrap();
+    for name in ["folder", "password", "follow"] {
+        let url = links[name].as_str().unwrap();
+        let key = fragment_key(url);
+        let written = url.split_once('#').unwrap().1[1..]
+            .split('.')
+            .next()
+            .unwrap()
+            .to_owned();
+        for needle in [
+            key.clone(),
+            hex::encode(&key).into_bytes(),
+            written.into_bytes(),
+        ] {
+            let found = server.files_containing(&needle);
+            assert!(found.is_empty(), "the {name} link's key is in {found:?}");
+            assert!(
+                !logged.windows(needle.len()).any(|w| w == needle.as_slice()),
+                "the {name} link's key is in the server log"
+            );
+        }
+    }
+    assert!(server.files_containing(password.as_bytes()).is_empty());
+    assert!(!logged
+        .windows(password.len())
+        .any(|w| w == password.as_bytes()));
+}
+
+/// A GET over the server's pinned TLS: status, headers (names lowercase) and body.
+fn get(server: &TestServer, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let verifier = ibackup::client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
+    let client = reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(verifier.client_config())
+        .build()
+        .unwrap();
+    let response = client.get(format!("{}{path}", server.url)).send().unwrap();
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    (status, headers, response.bytes().unwrap().to_vec())
+}
+
+#[test]
+fn the_link_page_is_sent_with_a_strict_policy_and_nothing_else_is_served() {
+    let server = TestServer::start();
+    let link = hex::encode(rand::random::<[u8; 16]>());
+    let (status, headers, body) = get(&server, &format!("/l/{link}"));
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let policy = header("content-security-policy");
+    for part in [
+        "default-src 'none'",
+        "script-src 'self'",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+    ] {
+        assert!(policy.contains(part), "{policy}");
+    }
+    assert!(!policy.contains("unsafe"), "{policy}");
+    assert_eq!(header("x-frame-options"), "DENY");
+    assert_eq!(header("referrer-policy"), "no-referrer");
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("/assets/link.js"), "{page}");
+    assert!(!page.contains("<script>"), "an inline script: {page}");
+
+    let (status, headers, _) = get(&server, "/assets/link.js");
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(n, v)| n == "content-type" && v.starts_with("text/javascript")));
+    for missing in [
+        "/assets/../server.toml",
+        "/assets/other.js",
+        "/l/not-a-link",
+        "/index.html",
+    ] {
+        let (status, _, _) = get(&server, missing);
+        assert_eq!(status, 404, "{missing}");
+    }
+}

@@ -1,0 +1,122 @@
+"""Opens ibackup links in headless Chromium, as a visitor would, and checks what the page
+shows and what it downloads. Driven by tests/it/web.rs, which makes the server, the backup
+and the links; the arguments are one JSON object (see `main`). Exits non-zero, saying why,
+on the first thing that is not as a visitor should find it."""
+
+import json
+import os
+import sys
+
+from playwright.sync_api import expect, sync_playwright
+
+TIMEOUT_MS = 30_000
+
+
+def check(condition, message):
+    if not condition:
+        raise SystemExit(f"link page: {message}")
+
+
+def watch(page, problems):
+    """Every error the page logs (a refused script or request under the Content Security
+    Policy is one) and every uncaught exception."""
+    page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+
+
+def download(page, name, into):
+    row = page.locator(f'tr[data-name="{name}"]')
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        row.get_by_role("button", name="Download").click()
+    path = os.path.join(into, name)
+    info.value.save_as(path)
+    expect(row.get_by_text("Downloaded")).to_be_visible(timeout=TIMEOUT_MS)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def same_file(got, expected_path, what):
+    with open(expected_path, "rb") as f:
+        expected = f.read()
+    check(got == expected, f"{what}: {len(got)} bytes downloaded, not the {len(expected)} "
+                           "bytes backed up")
+
+
+def main():
+    args = json.loads(sys.argv[1])
+    links, files = args["links"], args["files"]
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=args["chromium"],
+                                    args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        context = browser.new_context(ignore_https_errors=True, accept_downloads=True,
+                                      viewport={"width": 1000, "height": 700})
+        page = context.new_page()
+        watch(page, problems)
+
+        # A folder link: its entries, a file of several chunks, a folder inside it.
+        page.goto(links["folder"])
+        expect(page.locator("table caption")).to_be_visible(timeout=TIMEOUT_MS)
+        for name in args["folder_names"]:
+            expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(1)
+        if args.get("screenshots"):
+            page.screenshot(path=os.path.join(args["screenshots"], "web-link-folder.png"))
+        same_file(download(page, "big.bin", args["downloads"]), files["big.bin"], "big.bin")
+        same_file(download(page, "readme.txt", args["downloads"]), files["readme.txt"],
+                  "readme.txt")
+        page.locator('tr[data-name="deep"]').get_by_role("button", name="Open").click()
+        expect(page.locator('tr[data-name="file-00.txt"]')).to_have_count(1,
+                                                                         timeout=TIMEOUT_MS)
+        same_file(download(page, "file-00.txt", args["downloads"]), files["file-00.txt"],
+                  "deep/file-00.txt")
+        page.get_by_role("button", name="Shared folder").click()
+        expect(page.locator('tr[data-name="big.bin"]')).to_have_count(1, timeout=TIMEOUT_MS)
+
+        # A link with a password: asked for, a wrong one said so, the right one opens.
+        page.goto(links["password"])
+        field = page.get_by_label("This link needs a password")
+        expect(field).to_be_visible(timeout=TIMEOUT_MS)
+        if args.get("screenshots"):
+            page.screenshot(path=os.path.join(args["screenshots"], "web-link-password.png"))
+        field.fill("not it")
+        page.get_by_role("button", name="Open").click()
+        expect(page.get_by_text("That password is not the link's")).to_be_visible(
+            timeout=TIMEOUT_MS)
+        page.get_by_label("This link needs a password").fill(args["password"])
+        page.get_by_role("button", name="Open").click()
+        expect(page.locator('tr[data-name="readme.txt"]')).to_have_count(1, timeout=TIMEOUT_MS)
+        same_file(download(page, "readme.txt", args["downloads"]), files["readme.txt"],
+                  "readme.txt through the password link")
+
+        # A link that follows the newest snapshot.
+        page.goto(links["follow"])
+        expect(page.locator('tr[data-name="readme.txt"]')).to_have_count(1, timeout=TIMEOUT_MS)
+
+        # Ended links and cut addresses are said in words.
+        for which, words in [("expired", "expired"), ("revoked", "revoked"),
+                             ("cut", "not a whole ibackup link"),
+                             ("unknown", "no such link")]:
+            page.goto(links[which])
+            expect(page.locator("#status.error")).to_contain_text(words, ignore_case=True,
+                                                                   timeout=TIMEOUT_MS)
+        if args.get("screenshots"):
+            page.goto(links["expired"])
+            expect(page.locator("#status.error")).to_be_visible(timeout=TIMEOUT_MS)
+            page.screenshot(path=os.path.join(args["screenshots"], "web-link-expired.png"))
+
+        # At phone width the listing still fits.
+        page.set_viewport_size({"width": 390, "height": 800})
+        page.goto(links["folder"])
+        expect(page.locator("table caption")).to_be_visible(timeout=TIMEOUT_MS)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        check(width <= 390, f"at phone width the page is {width} px wide")
+        browser.close()
+    # Refused requests (404 of the unknown link, 401 of the wrong password, 410) are logged
+    # by the browser as failed loads; anything else is a fault of the page.
+    faults = [p for p in problems if "Failed to load resource" not in p]
+    check(not faults, f"the page reported errors: {faults}")
+    print("link page: all checks passed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+// The link routes of the server (docs/PROTOCOL.md): open a link (with its password), then
+// fetch the objects reachable from its folder. The fragment's key never leaves the page:
+// only ids and the link's token are sent.
+
+import { Damaged, hex } from "./blob.js";
+
+/** A refusal by the server, with its code (`unauthorized`, `gone`, ...) and its words. */
+export class Refused extends Error {
+  constructor(status, body) {
+    super(body?.message || `the server answered ${status}`);
+    this.status = status;
+    this.code = body?.error || "";
+    this.retryAfter = body?.retry_after ?? null;
+  }
+}
+
+async function post(path, body) {
+  let answer;
+  try {
+    answer = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+    });
+  } catch {
+    throw new Refused(0, { message: "the server cannot be reached; check your connection" });
+  }
+  if (!answer.ok) {
+    let said = null;
+    try {
+      said = await answer.json();
+    } catch {
+      // An answer that is not the server's JSON (a proxy's page): said by its status.
+    }
+    throw new Refused(answer.status, said);
+  }
+  return answer;
+}
+
+export async function openLink(linkId, password) {
+  const answer = await post(`/api/v1/links/${linkId}/open`, password ? { password } : {});
+  return answer.json();
+}
+
+/** The stored blobs of `ids` (each a Uint8Array), in the order asked. */
+export async function fetchObjects(linkId, token, ids) {
+  const answer = await post(`/api/v1/links/${linkId}/fetch`, { token, ids: ids.map(hex) });
+  const bytes = new Uint8Array(await answer.arrayBuffer());
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const blobs = [];
+  let at = 0;
+  while (at < bytes.length) {
+    if (at + 4 > bytes.length) throw new Damaged("the server's answer is cut short");
+    const length = view.getUint32(at, false);
+    at += 4;
+    if (at + length > bytes.length) throw new Damaged("the server's answer is cut short");
+    blobs.push(bytes.subarray(at, at + length));
+    at += length;
+  }
+  if (blobs.length !== ids.length) {
+    throw new Damaged(`the server sent ${blobs.length} objects for ${ids.length} asked`);
+  }
+  return blobs;
+}

@@ -1,0 +1,108 @@
+// Objects as the server stores them, opened in the page: ids from object keys, the blob
+// envelope (docs/FORMAT.md, "Blob envelope"), and the sealed pointer of a follow link.
+// AES-256-GCM is WebCrypto's; BLAKE3 is @noble/hashes'; zstd is fzstd's.
+
+import { blake3 } from "@noble/hashes/blake3.js";
+import { decompress } from "fzstd";
+
+export const KIND = { chunk: 1, tree: 2, snapshot: 3 };
+
+const ID_CONTEXT = "ibackup 2026-12 object id from object key";
+const BLOB_VERSION = 2;
+const NONCE_BYTES = 12;
+
+/** The id an object key names: BLAKE3 in derive-key mode. */
+export function objectId(key) {
+  return blake3(key, { context: new TextEncoder().encode(ID_CONTEXT) });
+}
+
+export function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function fromHex(text) {
+  if (!/^([0-9a-f]{2})*$/.test(text)) throw new Error("not hex");
+  const out = new Uint8Array(text.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(text.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+export function fromBase64(text, url = false) {
+  let plain = url ? text.replace(/-/g, "+").replace(/_/g, "/") : text;
+  plain += "=".repeat((4 - (plain.length % 4)) % 4);
+  const raw = atob(plain);
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+}
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+async function aesKey(raw) {
+  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["decrypt"]);
+}
+
+/** Something that was not what it claimed: said in words, never guessed around. */
+export class Damaged extends Error {}
+
+/**
+ * The plaintext of `blob`, an object of `kind` with id `id`, sealed under `key`. The
+ * version, epoch, kind and id are bound as associated data, so a blob cannot be passed off
+ * as another.
+ */
+export async function openBlob(key, kind, id, blob) {
+  if (blob.length < 1 + 4 + NONCE_BYTES + 16) throw new Damaged("an object is truncated");
+  if (blob[0] !== BLOB_VERSION) {
+    throw new Damaged(`an object is in format ${blob[0]}, which this page does not read`);
+  }
+  const epoch = blob.subarray(1, 5);
+  const nonce = blob.subarray(5, 5 + NONCE_BYTES);
+  const sealed = blob.subarray(5 + NONCE_BYTES);
+  const associated = concat([BLOB_VERSION], epoch, [kind], id);
+  let plain;
+  try {
+    plain = new Uint8Array(
+      await crypto.subtle.decrypt(
+        { name: "AES-GCM", iv: nonce, additionalData: associated, tagLength: 128 },
+        await aesKey(key),
+        sealed,
+      ),
+    );
+  } catch {
+    throw new Damaged("an object does not open with its key: it was changed or damaged");
+  }
+  const flag = plain[0];
+  let body;
+  if (flag === 0 || flag === 1) {
+    body = plain.subarray(1);
+  } else if (flag === 2 || flag === 3) {
+    const length = new DataView(plain.buffer, plain.byteOffset + 1, 4).getUint32(0, true);
+    if (5 + length > plain.length) throw new Damaged("an object's padding is malformed");
+    body = plain.subarray(5, 5 + length);
+  } else {
+    throw new Damaged(`an object has the unknown flag ${flag}`);
+  }
+  return flag === 1 || flag === 3 ? decompress(body) : body;
+}
+
+/** A follow link's pointer opened with the link key: the folder's tree key. */
+export async function openPointer(linkKey, linkId, pointer) {
+  if (pointer.length < NONCE_BYTES + 16) throw new Damaged("the link's pointer is truncated");
+  const context = new TextEncoder().encode(`ibackup link pointer ${linkId}`);
+  try {
+    const key = await crypto.subtle.decrypt(
+      { name: "AES-GCM", iv: pointer.subarray(0, NONCE_BYTES), additionalData: context },
+      await aesKey(linkKey),
+      pointer.subarray(NONCE_BYTES),
+    );
+    return new Uint8Array(key);
+  } catch {
+    throw new Damaged("the link's pointer does not open with the key in this link");
+  }
+}

@@ -1,0 +1,253 @@
+// The page a link opens (`/l/LINK#FRAGMENT`): the folder it names, browsed and downloaded
+// with every object decrypted and checked here. The key is in the fragment, which the
+// browser never sends; the server sees the link id, the password if there is one, and the
+// ids of the objects fetched, as with `ibackup get`.
+
+import { Damaged, KIND, fromBase64, objectId, openBlob, openPointer } from "./blob.js";
+import { fetchObjects, openLink, Refused } from "./api.js";
+import { decodeTree } from "./tree.js";
+
+/** Chunks asked for in one request: up to 8 of at most 4 MiB and a little each. */
+const CHUNKS_PER_REQUEST = 8;
+
+const main = document.getElementById("main");
+
+const state = {
+  id: "",
+  follow: false,
+  key: null,
+  password: null,
+  token: "",
+  /** The folders from the link's down to the one shown: {name, key, entries}. */
+  path: [],
+};
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "onclick" || name === "onsubmit") node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function say(message, kind = "status") {
+  main.replaceChildren(element("p", { id: "status", class: kind, role: kind === "error" ? "alert" : "status" }, message));
+}
+
+function size(bytes) {
+  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+/** The link id and key from the address; an address cut short is said so. */
+function parseAddress() {
+  const path = location.pathname.match(/^\/l\/([0-9a-f]{32})\/?$/);
+  const fragment = location.hash.slice(1);
+  const kind = fragment[0];
+  const keyText = fragment.slice(1).split(".")[0];
+  let key = null;
+  try {
+    key = keyText ? fromBase64(keyText, true) : null;
+  } catch {
+    key = null;
+  }
+  if (!path || (kind !== "t" && kind !== "f") || !key || key.length !== 32) {
+    throw new Refused(0, {
+      message:
+        "this address is not a whole ibackup link: the part after # is missing or cut " +
+        "short. Copy the whole link again from where it was sent.",
+    });
+  }
+  return { id: path[1], follow: kind === "f", key };
+}
+
+function explain(error) {
+  if (error instanceof Refused) {
+    switch (error.code) {
+      case "gone": {
+        const said = error.message.charAt(0).toUpperCase() + error.message.slice(1);
+        return `${said}. Ask whoever sent it for a new one.`;
+      }
+      case "not_found":
+        return "There is no such link. Check that the whole address was copied.";
+      case "too_many_requests":
+        return `Too many tries. Wait ${error.retryAfter ?? 60} seconds, then try again.`;
+      default:
+        return error.message;
+    }
+  }
+  if (error instanceof Damaged) {
+    return `This folder cannot be shown safely: ${error.message}. Nothing was saved.`;
+  }
+  return `Something went wrong: ${error.message}`;
+}
+
+/** Opens the link (again, once its hour-long token ran out). */
+async function open() {
+  const opened = await openLink(state.id, state.password);
+  state.token = opened.token;
+  const treeKey = state.follow
+    ? await openPointer(state.key, state.id, Uint8Array.from(atob(opened.pointer), (c) => c.charCodeAt(0)))
+    : state.key;
+  if (treeKey.length !== 32) throw new Damaged("the link's pointer does not hold a key");
+  const id = objectId(treeKey);
+  const named = Array.from(id, (b) => b.toString(16).padStart(2, "0")).join("");
+  if (named !== opened.root) {
+    throw new Damaged("the server answered with another folder than the link names");
+  }
+  return treeKey;
+}
+
+/** Blobs of `ids`, opening the link again if its token expired meanwhile. */
+async function fetchBlobs(ids) {
+  try {
+    return await fetchObjects(state.id, state.token, ids);
+  } catch (error) {
+    if (error instanceof Refused && error.code === "unauthorized") {
+      await open();
+      return fetchObjects(state.id, state.token, ids);
+    }
+    throw error;
+  }
+}
+
+async function loadTree(key) {
+  const id = objectId(key);
+  const [blob] = await fetchBlobs([id]);
+  return decodeTree(await openBlob(key, KIND.tree, id, blob));
+}
+
+/** Downloads `entry`'s contents, each chunk checked, into a file of its name. */
+async function download(entry, button) {
+  const progress = element("progress", { max: String(entry.size || 1), value: "0", "aria-label": `Downloading ${entry.name}` });
+  button.replaceWith(progress);
+  try {
+    const parts = [];
+    let done = 0;
+    for (let i = 0; i < entry.chunks.length; i += CHUNKS_PER_REQUEST) {
+      const batch = entry.chunks.slice(i, i + CHUNKS_PER_REQUEST);
+      const ids = batch.map((chunk) => objectId(chunk.key));
+      const blobs = await fetchBlobs(ids);
+      for (let j = 0; j < batch.length; j++) {
+        const plain = await openBlob(batch[j].key, KIND.chunk, ids[j], blobs[j]);
+        if (plain.length !== batch[j].len) throw new Damaged(`a part of ${entry.name} has the wrong length`);
+        parts.push(plain);
+        done += plain.length;
+        progress.value = done;
+      }
+    }
+    if (done !== entry.size) throw new Damaged(`${entry.name} is not the size its folder says`);
+    const url = URL.createObjectURL(new Blob(parts, { type: "application/octet-stream" }));
+    const link = element("a", { href: url, download: entry.name });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    progress.replaceWith(element("span", { class: "done" }, "Downloaded"));
+  } catch (error) {
+    progress.replaceWith(element("span", { class: "error", role: "alert" }, explain(error)));
+  }
+}
+
+async function enter(name, key) {
+  say("Opening the folder…");
+  const entries = await loadTree(key);
+  state.path.push({ name, key, entries });
+  show();
+}
+
+function show() {
+  const here = state.path[state.path.length - 1];
+  const crumbs = element("nav", { "aria-label": "Folders" });
+  state.path.forEach((folder, depth) => {
+    const last = depth === state.path.length - 1;
+    const label = depth === 0 ? "Shared folder" : folder.name;
+    crumbs.append(
+      last
+        ? element("span", { "aria-current": "page" }, label)
+        : element("button", { type: "button", class: "crumb", onclick: () => {
+            state.path.length = depth + 1;
+            show();
+          } }, label),
+      last ? "" : " / ",
+    );
+  });
+  const rows = here.entries.map((entry) => {
+    let action;
+    if (entry.kind === "dir") {
+      action = element("button", { type: "button", onclick: () => enter(entry.name, entry.subtree).catch((e) => say(explain(e), "error")) }, "Open");
+    } else if (entry.kind === "file") {
+      action = element("button", { type: "button" }, "Download");
+      action.addEventListener("click", () => download(entry, action));
+    } else if (entry.kind === "symlink") {
+      action = element("span", { class: "note" }, `link to ${entry.target}`);
+    } else {
+      action = element("span", { class: "note" }, entry.kind);
+    }
+    const modified = entry.mtimeMs ? new Date(entry.mtimeMs).toLocaleString() : "";
+    return element(
+      "tr",
+      { "data-name": entry.name },
+      element("td", { class: "name" }, entry.kind === "dir" ? `${entry.name}/` : entry.name),
+      element("td", { class: "size" }, entry.kind === "file" ? size(entry.size) : ""),
+      element("td", { class: "time" }, modified),
+      element("td", { class: "action" }, action),
+    );
+  });
+  const table = element(
+    "table",
+    {},
+    element("caption", {}, `${here.entries.length} ${here.entries.length === 1 ? "item" : "items"}`),
+    element("thead", {}, element("tr", {}, ...["Name", "Size", "Modified", ""].map((h) => element("th", { scope: "col" }, h)))),
+    element("tbody", {}, ...rows),
+  );
+  main.replaceChildren(crumbs, here.entries.length ? table : element("p", {}, "This folder is empty."));
+}
+
+function askPassword(wrong) {
+  const input = element("input", { type: "password", id: "password", name: "password", autocomplete: "off", required: "" });
+  const form = element(
+    "form",
+    { id: "password-form", onsubmit: (event) => {
+      event.preventDefault();
+      state.password = input.value;
+      start();
+    } },
+    element("label", { for: "password" }, "This link needs a password"),
+    input,
+    element("button", { type: "submit" }, "Open"),
+  );
+  main.replaceChildren(form);
+  if (wrong) form.append(element("p", { class: "error", role: "alert" }, "That password is not the link's. Try again."));
+  input.focus();
+}
+
+async function start() {
+  say("Opening the link…");
+  try {
+    const key = await open();
+    state.path = [];
+    await enter("", key);
+  } catch (error) {
+    if (error instanceof Refused && error.code === "unauthorized" && !state.token) {
+      askPassword(state.password !== null);
+      return;
+    }
+    say(explain(error), "error");
+  }
+}
+
+try {
+  Object.assign(state, parseAddress());
+  start();
+} catch (error) {
+  say(explain(error), "error");
+}
