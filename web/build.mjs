@@ -4,7 +4,7 @@
 import { build } from "esbuild";
 
 await build({
-  entryPoints: ["src/link.js"],
+  entryPoints: ["src/link.js", "src/app.js"],
   bundle: true,
   format: "esm",
   target: ["chrome110", "firefox115", "safari16"],

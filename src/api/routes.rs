@@ -44,6 +44,8 @@ pub const LINK_OPEN: &str = "/api/v1/links/{link}/open";
 pub const LINK_FETCH: &str = "/api/v1/links/{link}/fetch";
 /// Where a link points a browser (the page is the web front end's); `ibackup get` takes it.
 pub const LINK_PAGE: &str = "/l/{link}";
+/// The web front end's signed-in pages (sign in, My Profile).
+pub const WEB_APP: &str = "/";
 /// The web front end's script and style (`server::http::web`).
 pub const ASSET: &str = "/assets/{name}";
 pub const LIBRARY_HEAD: &str = "/api/v1/libraries/{library}/head";

@@ -75,6 +75,7 @@ fn links_open_in_a_browser_decrypt_in_the_page_and_keep_their_keys_there() {
     let [alice] = clients(&server, [ALICE]);
     let source = tempfile::tempdir().unwrap();
     let docs = source.path().join("docs");
+    fs::create_dir_all(docs.join("deep")).unwrap();
     write_file(&docs.join("readme.txt"), b"hello from the page\n");
     // Several chunks (at least 256 KiB each), random so nothing compresses.
     let mut big = vec![0u8; 2_500_000];
@@ -233,4 +234,52 @@ fn the_link_page_is_sent_with_a_strict_policy_and_nothing_else_is_served() {
         let (status, _, _) = get(&server, missing);
         assert_eq!(status, 404, "{missing}");
     }
+}
+
+#[test]
+fn my_profile_in_a_browser_signs_in_with_the_cli_password_and_changes_what_the_server_keeps() {
+    let Some((chromium, python)) = browser() else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("server.log");
+    let server = TestServer::start_configured(|c| c, &log);
+    let alice = TestClient::new(ALICE);
+    alice.register(&server).ok();
+    let before = alice.account_json();
+    assert_eq!(before["marketing_email"], false);
+
+    let args = serde_json::json!({
+        "chromium": chromium,
+        "url": server.url,
+        "email": ALICE,
+        "password": crate::util::PASSWORD,
+        "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
+    let run = Command::new(python)
+        .arg(script)
+        .arg(args.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    // The command-line client's session was signed out from the page...
+    let ended = alice.run(&["account", "show", "--json"]);
+    assert_ne!(ended.code, 0, "the CLI's session outlived its sign-out");
+    // ...and what the page changed is what the server keeps.
+    alice.login(&server).ok();
+    let after = alice.account_json();
+    assert_eq!(after["first_name"], "Alicia", "{after}");
+    assert_eq!(after["marketing_email"], true, "{after}");
+    // The password never reached the server: not in its files, not in its log.
+    let password = crate::util::PASSWORD.as_bytes();
+    assert!(server.files_containing(password).is_empty());
+    let logged = fs::read(&log).unwrap();
+    assert!(!logged.windows(password.len()).any(|w| w == password));
 }

@@ -14,14 +14,19 @@ export class Refused extends Error {
   }
 }
 
-async function post(path, body) {
+/**
+ * One request to this server's API: JSON in, the answer as it came, or [`Refused`] with
+ * the server's words. The session cookie goes along (same origin only); a link's requests
+ * carry their token in the body instead.
+ */
+export async function request(method, path, body, credentials = "same-origin") {
   let answer;
   try {
     answer = await fetch(path, {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify(body),
-      credentials: "omit",
+      method,
+      headers: body === undefined ? {} : { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials,
       cache: "no-store",
     });
   } catch {
@@ -38,6 +43,15 @@ async function post(path, body) {
   }
   return answer;
 }
+
+/** [`request`] answered with JSON (or nothing, for 204). */
+export async function call(method, path, body) {
+  const answer = await request(method, path, body);
+  return answer.status === 204 ? null : answer.json();
+}
+
+/** A link's requests: no cookie goes along, whoever is signed in. */
+const post = (path, body) => request("POST", path, body, "omit");
 
 export async function openLink(linkId, password) {
   const answer = await post(`/api/v1/links/${linkId}/open`, password ? { password } : {});

@@ -5,10 +5,13 @@
 
 import { Damaged, KIND, fromBase64, objectId, openBlob, openPointer } from "./blob.js";
 import { fetchObjects, openLink, Refused } from "./api.js";
+import { element, save, say as showLine, size } from "./dom.js";
 import { decodeTree } from "./tree.js";
 
 /** Chunks asked for in one request: up to 8 of at most 4 MiB and a little each. */
 const CHUNKS_PER_REQUEST = 8;
+/** Requests for a file's chunks in flight at once. */
+const REQUESTS_IN_FLIGHT = 3;
 
 const main = document.getElementById("main");
 
@@ -22,29 +25,8 @@ const state = {
   path: [],
 };
 
-function element(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attributes)) {
-    if (name === "onclick" || name === "onsubmit") node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value);
-  }
-  node.append(...children);
-  return node;
-}
-
 function say(message, kind = "status") {
-  main.replaceChildren(element("p", { id: "status", class: kind, role: kind === "error" ? "alert" : "status" }, message));
-}
-
-function size(bytes) {
-  const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} bytes` : `${value.toFixed(1)} ${units[unit]}`;
+  showLine(main, message, kind);
 }
 
 /** The link id and key from the address; an address cut short is said so. */
@@ -130,27 +112,36 @@ async function download(entry, button) {
   const progress = element("progress", { max: String(entry.size || 1), value: "0", "aria-label": `Downloading ${entry.name}` });
   button.replaceWith(progress);
   try {
+    const batches = [];
+    for (let i = 0; i < entry.chunks.length; i += CHUNKS_PER_REQUEST) {
+      const chunks = entry.chunks.slice(i, i + CHUNKS_PER_REQUEST);
+      batches.push({ chunks, ids: chunks.map((chunk) => objectId(chunk.key)) });
+    }
+    // A few requests in flight while the page decrypts what came: the network and
+    // WebCrypto (which decrypts off the page's thread) work at the same time.
+    const pending = [];
+    let asked = 0;
     const parts = [];
     let done = 0;
-    for (let i = 0; i < entry.chunks.length; i += CHUNKS_PER_REQUEST) {
-      const batch = entry.chunks.slice(i, i + CHUNKS_PER_REQUEST);
-      const ids = batch.map((chunk) => objectId(chunk.key));
-      const blobs = await fetchBlobs(ids);
-      for (let j = 0; j < batch.length; j++) {
-        const plain = await openBlob(batch[j].key, KIND.chunk, ids[j], blobs[j]);
-        if (plain.length !== batch[j].len) throw new Damaged(`a part of ${entry.name} has the wrong length`);
+    for (const batch of batches) {
+      while (pending.length < REQUESTS_IN_FLIGHT && asked < batches.length) {
+        const ask = fetchBlobs(batches[asked++].ids);
+        ask.catch(() => {}); // awaited in turn below; a failure is reported there
+        pending.push(ask);
+      }
+      const blobs = await pending.shift();
+      const plains = await Promise.all(
+        batch.chunks.map((chunk, j) => openBlob(chunk.key, KIND.chunk, batch.ids[j], blobs[j])),
+      );
+      plains.forEach((plain, j) => {
+        if (plain.length !== batch.chunks[j].len) throw new Damaged(`a part of ${entry.name} has the wrong length`);
         parts.push(plain);
         done += plain.length;
-        progress.value = done;
-      }
+      });
+      progress.value = done;
     }
     if (done !== entry.size) throw new Damaged(`${entry.name} is not the size its folder says`);
-    const url = URL.createObjectURL(new Blob(parts, { type: "application/octet-stream" }));
-    const link = element("a", { href: url, download: entry.name });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    save(new Blob(parts, { type: "application/octet-stream" }), entry.name);
     progress.replaceWith(element("span", { class: "done" }, "Downloaded"));
   } catch (error) {
     progress.replaceWith(element("span", { class: "error", role: "alert" }, explain(error)));

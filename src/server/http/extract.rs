@@ -147,6 +147,11 @@ pub fn session_cookie(token: &str, max_age: std::time::Duration) -> String {
     )
 }
 
+/// The `Set-Cookie` value that makes a browser forget its session cookie (at sign-out).
+pub fn cleared_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
 /// How a request carried its session token.
 #[derive(PartialEq)]
 enum Carrier {

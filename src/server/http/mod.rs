@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::OBJECTS_MISSING, post(objects::missing))
         .route(routes::OBJECTS_UPLOAD, post(objects::upload))
         .route(routes::OBJECTS_FETCH, post(objects::fetch))
+        .route(routes::WEB_APP, get(web::app_page))
         .route(routes::LINK_PAGE, get(web::link_page))
         .route(routes::ASSET, get(web::asset))
         .fallback(not_found)

@@ -154,12 +154,19 @@ pub async fn key_share(State(state): State<AppState>, caller: Caller) -> ApiResu
     Ok(Json(KeyShare { key_share: share }))
 }
 
-pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+/// Ends the caller's session; a browser also forgets its cookie.
+pub async fn logout(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<(StatusCode, [(axum::http::HeaderName, String); 1])> {
     state
         .db
         .call(move |conn| sessions::revoke(conn, &caller.session_id))
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(SET_COOKIE, super::extract::cleared_session_cookie())],
+    ))
 }
 
 pub async fn list(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<SessionList>> {

@@ -1,5 +1,6 @@
-//! The web front end's files, embedded in the binary: the page a link opens in a browser
-//! (`/l/{link}`), and its script and style (`/assets/...`). The page decrypts in the
+//! The web front end's files, embedded in the binary: the signed-in pages (`/`: sign in,
+//! My Profile), the page a link opens in a browser (`/l/{link}`), and their scripts and
+//! style (`/assets/...`). The page decrypts in the
 //! browser: it asks the server only what `ibackup get` asks (docs/PROTOCOL.md, links), and
 //! the key in the link's fragment is never sent. Built from `web/` by `scripts/web`.
 
@@ -16,6 +17,8 @@ use crate::api::is_random_id;
 
 const PAGE_HTML: &str = include_str!("../../../web/static/link.html");
 const LINK_SCRIPT: &[u8] = include_bytes!("../../../web/dist/link.js");
+const APP_HTML: &str = include_str!("../../../web/static/app.html");
+const APP_SCRIPT: &[u8] = include_bytes!("../../../web/dist/app.js");
 const STYLE: &[u8] = include_bytes!("../../../web/static/style.css");
 
 /// Scripts and styles only from this server, nothing inline, no frames, no plugins;
@@ -47,11 +50,17 @@ pub async fn link_page(Path(link): Path<String>) -> Result<Response, ApiError> {
     Ok((headers("text/html; charset=utf-8", "no-store"), PAGE_HTML).into_response())
 }
 
+/// `GET /`: sign in, and My Profile once signed in (the session cookie).
+pub async fn app_page() -> Response {
+    (headers("text/html; charset=utf-8", "no-store"), APP_HTML).into_response()
+}
+
 /// `GET /assets/{name}`: the page's script and style. Revalidated on each use, so a new
 /// server version is picked up at once.
 pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
     let (content_type, body) = match name.as_str() {
         "link.js" => ("text/javascript; charset=utf-8", LINK_SCRIPT),
+        "app.js" => ("text/javascript; charset=utf-8", APP_SCRIPT),
         "style.css" => ("text/css; charset=utf-8", STYLE),
         _ => return Err(ApiError::not_found("no such file")),
     };

@@ -1,0 +1,100 @@
+"""Signs in at the server's address in headless Chromium, with an account the command-line
+client made, and uses My Profile as its owner would. Driven by tests/it/web.rs (the
+arguments are one JSON object, see `main`), which then checks with the command-line client
+that what the page did is what the server keeps."""
+
+import json
+import os
+import sys
+
+from playwright.sync_api import expect, sync_playwright
+
+TIMEOUT_MS = 60_000
+
+
+def check(condition, message):
+    if not condition:
+        raise SystemExit(f"profile page: {message}")
+
+
+def main():
+    args = json.loads(sys.argv[1])
+    problems = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=args["chromium"],
+                                    args=["--no-sandbox"] if os.geteuid() == 0 else [])
+        context = browser.new_context(ignore_https_errors=True, accept_downloads=True,
+                                      viewport={"width": 1000, "height": 900})
+        page = context.new_page()
+        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
+        page.on("pageerror", lambda e: problems.append(str(e)))
+
+        try:
+            use(page, context, args)
+        except BaseException:
+            # What the page showed and said, for whoever reads the failure.
+            print("page text:", page.inner_text("body"), "\nerrors:", problems)
+            raise
+        browser.close()
+    # A refused request (the wrong password's 401, the signed-out 401) is logged by the
+    # browser as a failed load; anything else is a fault of the page.
+    faults = [p for p in problems if "Failed to load resource" not in p]
+    check(not faults, f"the page reported errors: {faults}")
+    print("profile page: all checks passed")
+
+
+def use(page, context, args):
+    if True:
+        page.goto(args["url"])
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=TIMEOUT_MS)
+        page.get_by_label("E-mail address").fill(args["email"].upper())
+        page.get_by_label("Password").fill("not the password")
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_text("Wrong e-mail or password")).to_be_visible(timeout=TIMEOUT_MS)
+        page.get_by_label("Password").fill(args["password"])
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="My Profile")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.locator("#email-shown")).to_contain_text(args["email"])
+        cookies = context.cookies()
+        check([c["name"] for c in cookies] == ["__Host-ibackup_session"],
+              f"cookies: {[c['name'] for c in cookies]}")
+        check(cookies[0]["httpOnly"] and cookies[0]["secure"], "the session cookie is readable")
+        if args.get("screenshots"):
+            page.screenshot(path=os.path.join(args["screenshots"], "web-profile.png"),
+                            full_page=True)
+
+        page.get_by_label("First name").fill("Alicia")
+        page.get_by_role("button", name="Save names").click()
+        expect(page.get_by_text("Saved.")).to_be_visible(timeout=TIMEOUT_MS)
+        page.get_by_label("Send me news about ibackup by e-mail").check()
+        expect(page.get_by_text("You will get news by e-mail.")).to_be_visible(
+            timeout=TIMEOUT_MS)
+
+        # The command-line client's session, signed out from here.
+        others = page.locator("#sessions tbody tr").filter(
+            has=page.get_by_role("button", name="Sign out"))
+        check(others.count() == 1, f"{others.count()} other sessions listed, not 1")
+        expect(page.locator("#sessions")).to_contain_text("this browser")
+        others.get_by_role("button", name="Sign out").click()
+        expect(page.locator("#sessions tbody tr")).to_have_count(1, timeout=TIMEOUT_MS)
+
+        with page.expect_download(timeout=TIMEOUT_MS) as info:
+            page.get_by_role("button", name="Download my data").click()
+        with open(info.value.path(), encoding="utf-8") as f:
+            exported = json.load(f)
+        check(args["email"] in json.dumps(exported), "the export does not name the account")
+
+        page.locator("#sign-out").click()
+        expect(page.get_by_text("You are signed out.")).to_be_visible(timeout=TIMEOUT_MS)
+        check(context.cookies() == [], "the cookie outlived the sign-out")
+        page.reload()
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=TIMEOUT_MS)
+
+        # At phone width the sign-in form fits.
+        page.set_viewport_size({"width": 390, "height": 800})
+        width = page.evaluate("document.documentElement.scrollWidth")
+        check(width <= 390, f"at phone width the page is {width} px wide")
+
+
+if __name__ == "__main__":
+    main()
