@@ -26,6 +26,15 @@ pub struct ChangePlanRequest {
     pub plan: String,
 }
 
+/// `GET /api/v1/account/plan/quote/{plan}`: what changing to `plan` now would charge
+/// (positive) or credit (negative), before the caller confirms it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlanQuote {
+    pub plan: String,
+    pub amount_cents: i64,
+    pub currency: String,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ChangePlanResponse {
     pub account: AccountInfo,

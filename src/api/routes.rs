@@ -9,6 +9,7 @@ pub const SESSION_CURRENT: &str = "/api/v1/sessions/current";
 pub const SESSION_KEY_SHARE: &str = "/api/v1/sessions/current/key-share";
 pub const PLANS: &str = "/api/v1/plans";
 pub const ACCOUNT_PLAN: &str = "/api/v1/account/plan";
+pub const ACCOUNT_PLAN_QUOTE: &str = "/api/v1/account/plan/quote/{plan}";
 pub const ACCOUNT_CARD: &str = "/api/v1/account/card";
 pub const ACCOUNT_INVOICES: &str = "/api/v1/account/invoices";
 pub const ACCOUNT_CANCEL: &str = "/api/v1/account/cancel";

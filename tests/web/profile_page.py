@@ -65,10 +65,31 @@ def use(page, context, args):
 
         page.get_by_label("First name").fill("Alicia")
         page.get_by_role("button", name="Save names").click()
-        expect(page.get_by_text("Saved.")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.locator("#flash")).to_have_text("Your names were saved.", timeout=TIMEOUT_MS)
         page.get_by_label("Send me news about ibackup by e-mail").check()
         expect(page.get_by_text("You will get news by e-mail.")).to_be_visible(
             timeout=TIMEOUT_MS)
+
+        # A paid plan: its price for the rest of the period is shown before confirming; it
+        # needs a card first.
+        page.get_by_label("personal:").check()
+        expect(page.locator("#plan-status")).to_contain_text("will be charged", timeout=TIMEOUT_MS)
+        page.get_by_role("button", name="Change plan").click()
+        expect(page.locator("#plan-status")).to_contain_text("needs a card", timeout=TIMEOUT_MS)
+        page.get_by_text("Add a card").click()
+        page.get_by_label("Name on the card").fill("Alicia Example")
+        page.get_by_label("Card number").fill("4242 4242 4242 4242")
+        page.get_by_label("Expiry month").fill("12")
+        page.get_by_label("Expiry year").fill("2034")
+        page.get_by_label("Security code").fill("987")
+        page.get_by_role("button", name="Add card").click()
+        expect(page.locator("#flash")).to_contain_text("ending 4242", timeout=TIMEOUT_MS)
+        page.get_by_label("personal:").check()
+        expect(page.locator("#plan-status")).to_contain_text("will be charged", timeout=TIMEOUT_MS)
+        page.get_by_role("button", name="Change plan").click()
+        expect(page.locator("#flash")).to_have_text("You are on personal now.", timeout=TIMEOUT_MS)
+        expect(page.locator("#plan")).to_have_text("personal")
+        expect(page.locator("#invoices tbody tr")).to_have_count(1, timeout=TIMEOUT_MS)
 
         # The command-line client's session, signed out from here.
         others = page.locator("#sessions tbody tr").filter(
@@ -76,13 +97,16 @@ def use(page, context, args):
         check(others.count() == 1, f"{others.count()} other sessions listed, not 1")
         expect(page.locator("#sessions")).to_contain_text("this browser")
         others.get_by_role("button", name="Sign out").click()
-        expect(page.locator("#sessions tbody tr")).to_have_count(1, timeout=TIMEOUT_MS)
+        expect(page.locator("#flash")).to_contain_text("was signed out", timeout=TIMEOUT_MS)
+        expect(page.locator("#sessions tbody tr")).to_have_count(1)
 
         with page.expect_download(timeout=TIMEOUT_MS) as info:
             page.get_by_role("button", name="Download my data").click()
         with open(info.value.path(), encoding="utf-8") as f:
             exported = json.load(f)
-        check(args["email"] in json.dumps(exported), "the export does not name the account")
+        text = json.dumps(exported)
+        for what in [args["email"], "Alicia", "personal"]:
+            check(what in text, f"the export does not hold {what}")
 
         page.locator("#sign-out").click()
         expect(page.get_by_text("You are signed out.")).to_be_visible(timeout=TIMEOUT_MS)
@@ -90,8 +114,23 @@ def use(page, context, args):
         page.reload()
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=TIMEOUT_MS)
 
+        # Deleting the account: the address typed again, and the password.
+        page.get_by_label("E-mail address").fill(args["email"])
+        page.get_by_label("Password").fill(args["password"])
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="My Profile")).to_be_visible(timeout=TIMEOUT_MS)
+        page.get_by_label("Type your e-mail address").fill("someone@else.example")
+        page.locator("#delete-password").fill(args["password"])
+        page.get_by_role("button", name="Delete my account").click()
+        expect(page.locator("#delete-status")).to_contain_text("to confirm", timeout=TIMEOUT_MS)
+        page.get_by_label("Type your e-mail address").fill(args["email"])
+        page.get_by_role("button", name="Delete my account").click()
+        expect(page.get_by_text("were deleted")).to_be_visible(timeout=TIMEOUT_MS)
+
         # At phone width the sign-in form fits.
         page.set_viewport_size({"width": 390, "height": 800})
+        page.goto(args["url"])
+        expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=TIMEOUT_MS)
         width = page.evaluate("document.documentElement.scrollWidth")
         check(width <= 390, f"at phone width the page is {width} px wide")
 

@@ -36,7 +36,9 @@ function checkedCost(kdf) {
   return { m, t, p };
 }
 
-async function signIn(email, password) {
+/** The auth secret of `password` for `email`, derived as at sign-in (the key-encryption
+ * key derived beside it is wiped). */
+async function authSecret(email, password) {
   const pre = await call("POST", "/api/v1/prelogin", { email });
   const { m, t, p } = checkedCost(pre.kdf);
   const derived = await argon2idAsync(new TextEncoder().encode(password), fromBase64(pre.salt), {
@@ -48,6 +50,11 @@ async function signIn(email, password) {
   });
   const auth = derived.slice(32);
   derived.fill(0);
+  return auth;
+}
+
+async function signIn(email, password) {
+  const auth = await authSecret(email, password);
   // The answer repeats the token for the command-line client; the page keeps only the
   // cookie the browser stores.
   await request("POST", "/api/v1/sessions", { email, auth_secret: base64(auth), client: "web browser" });
@@ -104,9 +111,7 @@ function namesForm(info, refresh) {
       event.preventDefault();
       try {
         await call("PATCH", "/api/v1/account", { first_name: first.value, last_name: last.value });
-        note.className = "done";
-        note.textContent = "Saved.";
-        refresh();
+        refresh("Your names were saved.");
       } catch (error) {
         note.className = "error";
         note.textContent = explain(error);
@@ -144,6 +149,143 @@ function consentBox(info) {
   return element("div", {}, element("div", { class: "check" }, box, element("label", { for: "marketing" }, "Send me news about ibackup by e-mail")), note, unconfirmed);
 }
 
+function money(cents, currency) {
+  return `${(cents / 100).toFixed(2)} ${currency}`;
+}
+
+/** A status line beside a form: what happened, in words. */
+function statusLine(id) {
+  return element("p", { id, role: "status" });
+}
+
+function tell(line, message, kind = "done") {
+  line.className = kind;
+  line.setAttribute("role", kind === "error" ? "alert" : "status");
+  line.textContent = message;
+}
+
+/** Plans as choices; the price of a change is shown before it is confirmed. */
+async function planSection(info, refresh) {
+  const { plans, currency } = await call("GET", "/api/v1/plans");
+  const line = statusLine("plan-status");
+  const confirm = element("button", { type: "submit", id: "confirm-plan", disabled: true }, "Change plan");
+  let chosen = null;
+  const choices = plans.map((plan) => {
+    const id = `plan-${plan.name}`;
+    const radio = element("input", { type: "radio", name: "plan", id, value: plan.name, checked: plan.name === info.plan });
+    radio.addEventListener("change", async () => {
+      chosen = plan.name;
+      confirm.disabled = true;
+      if (plan.name === info.plan) {
+        tell(line, "This is your plan.");
+        return;
+      }
+      try {
+        const quote = await call("GET", `/api/v1/account/plan/quote/${encodeURIComponent(plan.name)}`);
+        const price = quote.amount_cents > 0
+          ? `${money(quote.amount_cents, quote.currency)} will be charged to your card now, for the rest of this period.`
+          : quote.amount_cents < 0
+            ? `${money(-quote.amount_cents, quote.currency)} will be credited for the rest of this period.`
+            : "Nothing is charged now.";
+        tell(line, `Changing to ${plan.name}: ${price}`, "note");
+        confirm.disabled = false;
+      } catch (error) {
+        tell(line, explain(error), "error");
+      }
+    });
+    const price = plan.price_cents ? `${money(plan.price_cents, currency)} a period` : "free";
+    return element("div", { class: "check" }, radio, element("label", { for: id }, `${plan.name}: ${size(plan.quota_bytes)}, ${price}`));
+  });
+  const form = element(
+    "form",
+    { id: "plans", class: "stacked", onsubmit: async (event) => {
+      event.preventDefault();
+      confirm.disabled = true;
+      try {
+        const changed = await call("PUT", "/api/v1/account/plan", { plan: chosen });
+        refresh(`You are on ${changed.account.plan} now.`);
+      } catch (error) {
+        tell(line, explain(error), "error");
+      }
+    } },
+    element("fieldset", {}, element("legend", {}, "Plan"), ...choices),
+    confirm,
+    line,
+  );
+  return form;
+}
+
+function cardForm(refresh) {
+  const field = (id, label, attributes) => [
+    element("label", { for: id }, label),
+    element("input", { id, name: id, required: true, ...attributes }),
+  ];
+  const line = statusLine("card-status");
+  const form = element(
+    "form",
+    { id: "card", class: "stacked", onsubmit: async (event) => {
+      event.preventDefault();
+      const value = (id) => form.querySelector(`#${id}`).value.trim();
+      try {
+        const card = await call("POST", "/api/v1/account/card", {
+          number: value("card-number").replace(/\s+/g, ""),
+          exp_month: Number(value("card-month")),
+          exp_year: Number(value("card-year")),
+          cvc: value("card-cvc"),
+          name: value("card-name"),
+        });
+        form.reset();
+        refresh(`Your card ${card.brand} ending ${card.last4} was added.`);
+      } catch (error) {
+        tell(line, explain(error), "error");
+      }
+    } },
+    ...field("card-name", "Name on the card", { autocomplete: "cc-name" }),
+    ...field("card-number", "Card number", { autocomplete: "cc-number", inputmode: "numeric" }),
+    ...field("card-month", "Expiry month", { autocomplete: "cc-exp-month", inputmode: "numeric" }),
+    ...field("card-year", "Expiry year", { autocomplete: "cc-exp-year", inputmode: "numeric" }),
+    ...field("card-cvc", "Security code", { autocomplete: "cc-csc", inputmode: "numeric" }),
+    element("button", { type: "submit" }, "Add card"),
+    line,
+  );
+  return form;
+}
+
+/** Deleting the account: the e-mail typed again and the password, as the CLI asks. */
+function deleteForm(info) {
+  const email = element("input", { type: "email", id: "delete-email", required: true, autocomplete: "off" });
+  const password = element("input", { type: "password", id: "delete-password", required: true, autocomplete: "current-password" });
+  const line = statusLine("delete-status");
+  return element(
+    "form",
+    { id: "delete", class: "stacked", onsubmit: async (event) => {
+      event.preventDefault();
+      const typed = email.value.trim().toLowerCase();
+      if (typed !== info.email) {
+        tell(line, `Type ${info.email} to confirm.`, "error");
+        return;
+      }
+      tell(line, "Checking your password…", "note");
+      try {
+        const auth = await authSecret(typed, password.value);
+        await call("POST", "/api/v1/account/delete", { confirm_email: typed, auth_secret: base64(auth) });
+        auth.fill(0);
+        account.replaceChildren();
+        say(main, "Your account and everything stored in it were deleted. Invoices stay, without your name, as the law requires.");
+      } catch (error) {
+        tell(line, explain(error), "error");
+      }
+    } },
+    element("p", {}, "This deletes your profile, your libraries and everything in them, at once and for good."),
+    element("label", { for: "delete-email" }, "Type your e-mail address"),
+    email,
+    element("label", { for: "delete-password" }, "Password"),
+    password,
+    element("button", { type: "submit", class: "danger" }, "Delete my account"),
+    line,
+  );
+}
+
 async function sessionsTable(refresh) {
   const { sessions } = await call("GET", "/api/v1/account/sessions");
   const rows = sessions.filter((s) => !s.revoked_at).map((s) =>
@@ -156,7 +298,7 @@ async function sessionsTable(refresh) {
       element("td", {}, when(s.last_seen)),
       element("td", { class: "action" }, s.current ? "" : element("button", { type: "button", onclick: async () => {
         await call("DELETE", `/api/v1/account/sessions/${s.id}`);
-        refresh();
+        refresh(`${s.client || "That session"} was signed out.`);
       } }, "Sign out")),
     ));
   return element(
@@ -186,7 +328,8 @@ async function invoicesTable() {
   );
 }
 
-async function profile() {
+/** My Profile, with `flash` (what was just done) at its top. */
+async function profile(flash) {
   let info;
   try {
     info = await call("GET", "/api/v1/account");
@@ -198,7 +341,7 @@ async function profile() {
     say(main, explain(error), "error");
     return;
   }
-  const refresh = () => profile().catch((error) => say(main, explain(error), "error"));
+  const refresh = (message) => profile(message).catch((error) => say(main, explain(error), "error"));
   account.replaceChildren(
     element("span", {}, info.email),
     " ",
@@ -208,8 +351,9 @@ async function profile() {
     } }, "Sign out"),
   );
   const usage = info.quota_bytes ? Math.min(100, (100 * info.used_bytes) / info.quota_bytes) : 0;
-  main.replaceChildren(
+  const parts = [
     element("h2", { class: "page" }, "My Profile"),
+    flash ? element("p", { id: "flash", class: "done", role: "status" }, flash) : null,
     section(
       "Account",
       element("dl", {},
@@ -224,6 +368,11 @@ async function profile() {
       namesForm(info, refresh),
     ),
     section("E-mail from us", consentBox(info)),
+    section(
+      "Plan and payment",
+      await planSection(info, refresh),
+      element("details", {}, element("summary", {}, info.card ? "Replace your card" : "Add a card"), cardForm(refresh)),
+    ),
     section("Sessions", await sessionsTable(refresh)),
     section("Invoices", await invoicesTable()),
     section(
@@ -234,7 +383,9 @@ async function profile() {
         save(await answer.blob(), "ibackup-export.json");
       } }, "Download my data"),
     ),
-  );
+    section("Delete account", deleteForm(info)),
+  ];
+  main.replaceChildren(...parts.filter(Boolean));
 }
 
 profile().catch((error) => say(main, explain(error), "error"));

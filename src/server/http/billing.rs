@@ -12,7 +12,7 @@ use super::accounts::account_info;
 use super::extract::{ApiJson, Caller};
 use crate::api::account::{
     AddCardRequest, CardSummary, ChangePlanRequest, ChangePlanResponse, InvoiceList, PlanInfo,
-    PlanList,
+    PlanList, PlanQuote,
 };
 use crate::api::types::AccountInfo;
 use crate::api::ErrorCode;
@@ -120,6 +120,41 @@ pub fn prorate(
             (diff * left + period / 2).div_euclid(period)
         }
     }
+}
+
+/// What a change to `plan` would cost now, as `change_plan` would charge it, without
+/// changing anything (the web page shows it before the owner confirms).
+pub async fn quote(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(plan): axum::extract::Path<String>,
+) -> ApiResult<Json<PlanQuote>> {
+    let config = state.config.clone();
+    let to = config.plan(plan.trim()).cloned().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "unknown plan `{}`; choose one of {}",
+            plan.trim(),
+            config.plan_names()
+        ))
+    })?;
+    let now = db::now();
+    let name = to.name.clone();
+    let amount = state
+        .db
+        .read(move |conn| -> ApiResult<i64> {
+            let account = accounts::by_id(conn, caller.account_id)?
+                .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
+            let from = config
+                .plan(&account.plan)
+                .unwrap_or_else(|| config.default_plan());
+            Ok(prorate(&config, from, &to, account.period_end, now))
+        })
+        .await?;
+    Ok(Json(PlanQuote {
+        plan: name,
+        amount_cents: amount,
+        currency: state.config.currency.clone(),
+    }))
 }
 
 pub async fn change_plan(

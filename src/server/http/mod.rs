@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::SESSION_KEY_SHARE, get(sessions::key_share))
         .route(routes::PLANS, get(billing::plans))
         .route(routes::ACCOUNT_PLAN, put(billing::change_plan))
+        .route(routes::ACCOUNT_PLAN_QUOTE, get(billing::quote))
         .route(routes::ACCOUNT_CARD, post(billing::add_card))
         .route(routes::ACCOUNT_INVOICES, get(billing::invoices))
         .route(routes::ACCOUNT_CANCEL, post(billing::cancel))
