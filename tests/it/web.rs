@@ -251,6 +251,7 @@ fn my_profile_in_a_browser_signs_in_with_the_cli_password_and_changes_what_the_s
         "chromium": chromium,
         "url": server.url,
         "email": ALICE,
+        "new_email": "alicia@example.com",
         "password": crate::util::PASSWORD,
         "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
     });
@@ -272,18 +273,28 @@ fn my_profile_in_a_browser_signs_in_with_the_cli_password_and_changes_what_the_s
     // a link to it.
     let ended = alice.run(&["account", "show", "--json"]);
     assert_ne!(ended.code, 0, "the CLI's session outlived its sign-out");
-    let gone = alice.run(&[
-        "login",
-        "--server",
-        &server.url,
-        "--email",
-        ALICE,
-        "--trust-new",
-    ]);
+    for email in [ALICE, "alicia@example.com"] {
+        let gone = alice.run(&[
+            "login",
+            "--server",
+            &server.url,
+            "--email",
+            email,
+            "--trust-new",
+        ]);
+        assert!(
+            gone.stderr.contains("wrong e-mail or password"),
+            "{email}: {}",
+            gone.stderr
+        );
+    }
+    // The page's change of address reached the new address: its confirmation link.
+    let mailed = server.spool_all();
     assert!(
-        gone.stderr.contains("wrong e-mail or password"),
-        "{}",
-        gone.stderr
+        mailed
+            .iter()
+            .any(|(_, text)| text.contains("alicia@example.com")),
+        "{mailed:?}"
     );
     let invoices: Vec<Option<i64>> = server
         .db()

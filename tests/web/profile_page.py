@@ -66,6 +66,13 @@ def use(page, context, args):
         page.get_by_label("First name").fill("Alicia")
         page.get_by_role("button", name="Save names").click()
         expect(page.locator("#flash")).to_have_text("Your names were saved.", timeout=TIMEOUT_MS)
+        # A new address, with the password; unconfirmed until its mailed link is opened.
+        page.get_by_text("Change your e-mail address").click()
+        page.get_by_label("New e-mail address").fill(args["new_email"])
+        page.locator("#email-password").fill(args["password"])
+        page.get_by_role("button", name="Change address").click()
+        expect(page.locator("#flash")).to_contain_text(args["new_email"], timeout=TIMEOUT_MS)
+        expect(page.locator("#email-shown")).to_contain_text("not confirmed")
         page.get_by_label("Send me news about ibackup by e-mail").check()
         expect(page.get_by_text("You will get news by e-mail.")).to_be_visible(
             timeout=TIMEOUT_MS)
@@ -105,7 +112,7 @@ def use(page, context, args):
         with open(info.value.path(), encoding="utf-8") as f:
             exported = json.load(f)
         text = json.dumps(exported)
-        for what in [args["email"], "Alicia", "personal"]:
+        for what in [args["new_email"], "Alicia", "personal"]:
             check(what in text, f"the export does not hold {what}")
 
         page.locator("#sign-out").click()
@@ -115,7 +122,7 @@ def use(page, context, args):
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible(timeout=TIMEOUT_MS)
 
         # Deleting the account: the address typed again, and the password.
-        page.get_by_label("E-mail address").fill(args["email"])
+        page.get_by_label("E-mail address").fill(args["new_email"])
         page.get_by_label("Password").fill(args["password"])
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="My Profile")).to_be_visible(timeout=TIMEOUT_MS)
@@ -123,7 +130,7 @@ def use(page, context, args):
         page.locator("#delete-password").fill(args["password"])
         page.get_by_role("button", name="Delete my account").click()
         expect(page.locator("#delete-status")).to_contain_text("to confirm", timeout=TIMEOUT_MS)
-        page.get_by_label("Type your e-mail address").fill(args["email"])
+        page.get_by_label("Type your e-mail address").fill(args["new_email"])
         page.get_by_role("button", name="Delete my account").click()
         expect(page.get_by_text("were deleted")).to_be_visible(timeout=TIMEOUT_MS)
 

@@ -126,6 +126,43 @@ function namesForm(info, refresh) {
   );
 }
 
+/** A new e-mail address: the password shows it is the owner asking; the new address is
+ * unconfirmed until its mailed link is opened, and the old one is told. */
+function emailForm(info, refresh) {
+  const email = element("input", { type: "email", id: "new-email", required: true, autocomplete: "email" });
+  const password = element("input", { type: "password", id: "email-password", required: true, autocomplete: "current-password" });
+  const line = statusLine("email-status");
+  return element(
+    "details",
+    {},
+    element("summary", {}, "Change your e-mail address"),
+    element(
+      "form",
+      { id: "change-email", class: "stacked", onsubmit: async (event) => {
+        event.preventDefault();
+        tell(line, "Checking your password…", "note");
+        try {
+          const auth = await authSecret(info.email, password.value);
+          const now = await call("PATCH", "/api/v1/account", {
+            email: email.value.trim().toLowerCase(),
+            current_auth_secret: base64(auth),
+          });
+          auth.fill(0);
+          refresh(`Your address is ${now.email} now: open the link we mailed there to confirm it.`);
+        } catch (error) {
+          tell(line, explain(error), "error");
+        }
+      } },
+      element("label", { for: "new-email" }, "New e-mail address"),
+      email,
+      element("label", { for: "email-password" }, "Password"),
+      password,
+      element("button", { type: "submit" }, "Change address"),
+      line,
+    ),
+  );
+}
+
 function consentBox(info) {
   const box = element("input", { type: "checkbox", id: "marketing", checked: info.marketing_email });
   const note = element("span", { role: "status" });
@@ -366,6 +403,7 @@ async function profile(flash) {
         info.card ? element("dd", {}, `${info.card.brand} ending ${info.card.last4}`) : null,
       ),
       namesForm(info, refresh),
+      emailForm(info, refresh),
     ),
     section("E-mail from us", consentBox(info)),
     section(
