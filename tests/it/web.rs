@@ -247,32 +247,78 @@ fn my_profile_in_a_browser_signs_in_with_the_cli_password_and_changes_what_the_s
     let alice = TestClient::new(ALICE);
     alice.register(&server).ok();
 
-    let args = serde_json::json!({
-        "chromium": chromium,
-        "url": server.url,
-        "email": ALICE,
-        "new_email": "alicia@example.com",
-        "password": crate::util::PASSWORD,
-        "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
-    });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
-    let run = Command::new(python)
-        .arg(script)
-        .arg(args.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let new_password = "a new password, set in the page";
+    let part = |part: &str| {
+        let args = serde_json::json!({
+            "part": part,
+            "chromium": chromium,
+            "url": server.url,
+            "email": ALICE,
+            "new_email": "alicia@example.com",
+            "password": crate::util::PASSWORD,
+            "new_password": new_password,
+            "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
+        });
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
+        let run = Command::new(&python)
+            .arg(script)
+            .arg(args.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{part}: {}\n{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+    };
+    part("profile");
 
-    // The command-line client's session was signed out from the page, and the account was
-    // deleted there at the end: its password opens nothing, and its invoice stays without
-    // a link to it.
+    // The page changed the password twice, re-wrapping the account key each time: the
+    // command-line client, with the new password, opens the key and reads its library.
     let ended = alice.run(&["account", "show", "--json"]);
     assert_ne!(ended.code, 0, "the CLI's session outlived its sign-out");
+    let login = alice.run_with(
+        &[
+            "login",
+            "--server",
+            &server.url,
+            "--email",
+            "alicia@example.com",
+            "--trust-new",
+        ],
+        |c| {
+            c.env("IBACKUP_PASSWORD", new_password);
+        },
+    );
+    assert_eq!(login.code, 0, "{}", login.stderr);
+    let after = alice.account_json();
+    assert_eq!(after["first_name"], "Alicia", "{after}");
+    assert_eq!(after["marketing_email"], true, "{after}");
+    assert_eq!(after["plan"], "personal", "{after}");
+    let source = tempfile::tempdir().unwrap();
+    write_file(
+        &source.path().join("kept.txt"),
+        b"readable after two password changes",
+    );
+    alice.backup(&[source.path()]).ok();
+    let target = tempfile::tempdir().unwrap();
+    alice
+        .restore(
+            &format!("latest:{}", source.path().display()),
+            target.path(),
+            &[],
+        )
+        .ok();
+    assert_eq!(
+        fs::read(target.path().join("kept.txt")).unwrap(),
+        b"readable after two password changes"
+    );
+
+    part("delete");
+
+    // The account was deleted in the page: neither address opens anything, and its
+    // invoice stays without a link to it.
     for email in [ALICE, "alicia@example.com"] {
         let gone = alice.run(&[
             "login",

@@ -36,6 +36,61 @@ function checkedCost(kdf) {
   return { m, t, p };
 }
 
+/** The cost every new password is stretched with (the command-line client's default). */
+const NEW_PASSWORD_COST = { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 };
+
+/** The key-encryption key (first) and auth secret (last) of `password`. */
+async function stretch(password, salt, kdf) {
+  const { m, t, p } = checkedCost(kdf);
+  const derived = await argon2idAsync(new TextEncoder().encode(password), salt, { m, t, p, dkLen: 64, asyncTick: 20 });
+  const out = { kek: derived.slice(0, 32), auth: derived.slice(32) };
+  derived.fill(0);
+  return out;
+}
+
+async function aes(raw, usage) {
+  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, [usage]);
+}
+
+/** A new password: the account key is opened with the old password's key and wrapped
+ * under the new one's, here; the server gets the wrapped key and the new auth secret. */
+async function changePassword(email, current, next) {
+  const pre = await call("POST", "/api/v1/prelogin", { email });
+  const old = await stretch(current, fromBase64(pre.salt), pre.kdf);
+  // A sign-in with the current password hands back the wrapped account key (and a new
+  // session for this browser; the change ends every other).
+  const signed = await call("POST", "/api/v1/sessions", { email, auth_secret: base64(old.auth), client: "web browser" });
+  const wrapped = fromBase64(signed.keys.wrapped_private_key);
+  let secret;
+  try {
+    secret = new Uint8Array(await crypto.subtle.decrypt(
+      { name: "AES-GCM", iv: wrapped.subarray(0, 12) }, await aes(old.kek, "decrypt"), wrapped.subarray(12)));
+  } catch {
+    throw new Error("your account key does not open with this password's key; nothing was changed");
+  } finally {
+    old.kek.fill(0);
+  }
+  const salt = crypto.getRandomValues(new Uint8Array(16));
+  const fresh = await stretch(next, salt, NEW_PASSWORD_COST);
+  const nonce = crypto.getRandomValues(new Uint8Array(12));
+  const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce }, await aes(fresh.kek, "encrypt"), secret));
+  secret.fill(0);
+  fresh.kek.fill(0);
+  const rewrapped = new Uint8Array(12 + sealed.length);
+  rewrapped.set(nonce);
+  rewrapped.set(sealed, 12);
+  const done = await call("POST", "/api/v1/account/password", {
+    current_auth_secret: base64(old.auth),
+    auth_secret: base64(fresh.auth),
+    salt: base64(salt),
+    kdf: NEW_PASSWORD_COST,
+    wrapped_private_key: base64(rewrapped),
+  });
+  old.auth.fill(0);
+  fresh.auth.fill(0);
+  return done.sessions_ended;
+}
+
 /** The auth secret of `password` for `email`, derived as at sign-in (the key-encryption
  * key derived beside it is wiped). */
 async function authSecret(email, password) {
@@ -123,6 +178,48 @@ function namesForm(info, refresh) {
     last,
     element("button", { type: "submit" }, "Save names"),
     note,
+  );
+}
+
+function passwordForm(info, refresh) {
+  const current = element("input", { type: "password", id: "current-password", required: true, autocomplete: "current-password" });
+  const next = element("input", { type: "password", id: "new-password", required: true, minlength: "8", autocomplete: "new-password" });
+  const again = element("input", { type: "password", id: "new-password-again", required: true, autocomplete: "new-password" });
+  const line = statusLine("password-status");
+  return element(
+    "details",
+    {},
+    element("summary", {}, "Change your password"),
+    element(
+      "form",
+      { id: "change-password", class: "stacked", onsubmit: async (event) => {
+        event.preventDefault();
+        if (next.value !== again.value) {
+          tell(line, "The two new passwords differ; type the same one twice.", "error");
+          return;
+        }
+        if ([...next.value].length < 8) {
+          tell(line, "Choose a password of at least 8 characters.", "error");
+          return;
+        }
+        tell(line, "Stretching both passwords… (this takes a few seconds, on purpose)", "note");
+        try {
+          const ended = await changePassword(info.email, current.value, next.value);
+          refresh(`Your password was changed; ${ended} other ${ended === 1 ? "session was" : "sessions were"} signed out.`);
+        } catch (error) {
+          const wrong = error instanceof Refused && error.code === "invalid_credentials";
+          tell(line, wrong ? "The current password is wrong; nothing was changed." : explain(error), "error");
+        }
+      } },
+      element("label", { for: "current-password" }, "Current password"),
+      current,
+      element("label", { for: "new-password" }, "New password"),
+      next,
+      element("label", { for: "new-password-again" }, "New password, again"),
+      again,
+      element("button", { type: "submit" }, "Change password"),
+      line,
+    ),
   );
 }
 
@@ -404,6 +501,7 @@ async function profile(flash) {
       ),
       namesForm(info, refresh),
       emailForm(info, refresh),
+      passwordForm(info, refresh),
     ),
     section("E-mail from us", consentBox(info)),
     section(
