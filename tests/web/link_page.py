@@ -6,6 +6,7 @@ on the first thing that is not as a visitor should find it."""
 import json
 import os
 import sys
+import zipfile
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -64,6 +65,17 @@ def main():
         same_file(download(page, "big.bin", args["downloads"]), files["big.bin"], "big.bin")
         same_file(download(page, "readme.txt", args["downloads"]), files["readme.txt"],
                   "readme.txt")
+        # The whole folder as one .zip, every file as backed up.
+        with page.expect_download(timeout=TIMEOUT_MS) as info:
+            page.get_by_role("button", name="Download folder as .zip").click()
+        expect(page.locator("#zip-status")).to_contain_text("Downloaded 3 files",
+                                                            timeout=TIMEOUT_MS)
+        with zipfile.ZipFile(info.value.path()) as archive:
+            names = sorted(archive.namelist())
+            check(names == ["big.bin", "deep/file-00.txt", "readme.txt"], f"zip holds {names}")
+            for name, key in [("big.bin", "big.bin"), ("deep/file-00.txt", "file-00.txt"),
+                              ("readme.txt", "readme.txt")]:
+                same_file(archive.read(name), files[key], f"{name} in the zip")
         page.locator('tr[data-name="deep"]').get_by_role("button", name="Open").click()
         expect(page.locator('tr[data-name="file-00.txt"]')).to_have_count(1,
                                                                          timeout=TIMEOUT_MS)
