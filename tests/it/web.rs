@@ -359,3 +359,77 @@ fn my_profile_in_a_browser_signs_in_with_the_cli_password_and_changes_what_the_s
     let logged = fs::read(&log).unwrap();
     assert!(!logged.windows(password.len()).any(|w| w == password));
 }
+
+#[test]
+fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_works() {
+    let Some((chromium, python)) = browser() else {
+        return;
+    };
+    let server = TestServer::start();
+    let bob = TestClient::new("bob@example.com");
+    let args = serde_json::json!({
+        "part": "signup",
+        "chromium": chromium,
+        "url": server.url,
+        "email": "bob@example.com",
+        "password": crate::util::PASSWORD,
+        "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
+    let run = Command::new(python)
+        .arg(script)
+        .arg(args.to_string())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let recovery_key = shown["recovery_key"].as_str().unwrap().to_owned();
+
+    // The command-line client logs in with the password set in the page, opens the first
+    // library's grant and name (made by the page), and backs up and restores through it.
+    bob.login(&server);
+    let libraries = bob.run(&["library", "list", "--json"]).ok().json();
+    assert!(libraries.to_string().contains("\"Backups\""), "{libraries}");
+    let source = tempfile::tempdir().unwrap();
+    write_file(
+        &source.path().join("from.txt"),
+        b"an account made in a browser",
+    );
+    bob.backup(&[source.path()]).ok();
+    let spec = format!("latest:{}", source.path().display());
+    let target = tempfile::tempdir().unwrap();
+    bob.restore(&spec, target.path(), &[]).ok();
+    assert_eq!(
+        fs::read(target.path().join("from.txt")).unwrap(),
+        b"an account made in a browser"
+    );
+
+    // The recovery key the page showed sets a new password and keeps the data readable.
+    let recovered = bob.run_with(
+        &[
+            "account",
+            "recover",
+            "--server",
+            &server.url,
+            "--email",
+            "bob@example.com",
+            "--trust-new",
+        ],
+        |c| {
+            c.env("IBACKUP_RECOVERY_KEY", &recovery_key)
+                .env("IBACKUP_NEW_PASSWORD", "recovered in the terminal");
+        },
+    );
+    assert_eq!(recovered.code, 0, "{}", recovered.stderr);
+    let again = tempfile::tempdir().unwrap();
+    bob.restore(&spec, again.path(), &[]).ok();
+    assert_eq!(
+        fs::read(again.path().join("from.txt")).unwrap(),
+        b"an account made in a browser"
+    );
+}

@@ -5,10 +5,12 @@
 // script cannot read.
 
 import { argon2idAsync } from "@noble/hashes/argon2.js";
+import { blake3 } from "@noble/hashes/blake3.js";
+import nacl from "tweetnacl";
 
 import { call, request, Refused } from "./api.js";
 import { element, save, say, size, when } from "./dom.js";
-import { fromBase64 } from "./blob.js";
+import { fromBase64, hex } from "./blob.js";
 
 const main = document.getElementById("main");
 const account = document.getElementById("account");
@@ -91,6 +93,146 @@ async function changePassword(email, current, next) {
   return done.sessions_ended;
 }
 
+const utf8 = (text) => new TextEncoder().encode(text);
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/** AES-256-GCM under `key` with a random nonce, `context` bound as associated data:
+ * `nonce (12) || ciphertext`, as the command-line client's `SymmetricKey::seal_bound`
+ * (and `wrap`, with no context) write it. */
+async function seal(key, secret, context = new Uint8Array(0)) {
+  const nonce = crypto.getRandomValues(new Uint8Array(12));
+  const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce, additionalData: context }, await aes(key, "encrypt"), secret);
+  return concat(nonce, new Uint8Array(sealed));
+}
+
+/** The name of a new account's first library. */
+const DEFAULT_LIBRARY = "Backups";
+
+/**
+ * Everything a new account sends at sign-up, made here: an X25519 key pair (tweetnacl),
+ * the private key wrapped under the password's key and under a new recovery key, and the
+ * first library with its name sealed and its first epoch key granted by the account to
+ * itself (docs/FORMAT.md, "Keys"). Returns the request and the recovery key to show.
+ */
+async function newAccount(form) {
+  const pair = nacl.box.keyPair();
+  const recovery = crypto.getRandomValues(new Uint8Array(32));
+  const salt = crypto.getRandomValues(new Uint8Array(16));
+  const login = await stretch(form.password, salt, NEW_PASSWORD_COST);
+  const libraryId = crypto.getRandomValues(new Uint8Array(16));
+  const epochKey = crypto.getRandomValues(new Uint8Array(32));
+  const epoch = new Uint8Array([0, 0, 0, 1]);
+  const names = blake3(epochKey, { context: utf8("ibackup 2026-12 epoch name") });
+  const grantNonce = crypto.getRandomValues(new Uint8Array(24));
+  const grant = concat(
+    grantNonce,
+    nacl.box(concat(utf8("ibackup grant v2"), libraryId, epoch, pair.publicKey, epochKey), grantNonce, pair.publicKey, pair.secretKey),
+  );
+  const request = {
+    email: form.email,
+    first_name: form.firstName,
+    last_name: form.lastName,
+    marketing_email: form.marketing,
+    auth_secret: base64(login.auth),
+    salt: base64(salt),
+    kdf: NEW_PASSWORD_COST,
+    wrapped_private_key: base64(await seal(login.kek, pair.secretKey)),
+    public_key: base64(pair.publicKey),
+    recovery_wrapped_private_key: base64(await seal(recovery, pair.secretKey)),
+    recovery_proof: base64(blake3(recovery, { context: utf8("ibackup 2026 recovery proof") })),
+    library: {
+      id: hex(libraryId),
+      name_sealed: base64(await seal(names, utf8(DEFAULT_LIBRARY), concat(utf8("ibackup name"), libraryId, epoch))),
+      grant: base64(grant),
+    },
+    client: "web browser",
+  };
+  for (const secret of [login.kek, login.auth, pair.secretKey, epochKey, names]) secret.fill(0);
+  const shown = hex(recovery).match(/.{8}/g).join("-");
+  recovery.fill(0);
+  return { request, recoveryKey: shown };
+}
+
+function signUpForm() {
+  account.replaceChildren();
+  const input = (id, label, attributes) => [
+    element("label", { for: id }, label),
+    element("input", { id, name: id, required: true, ...attributes }),
+  ];
+  const marketing = element("input", { type: "checkbox", id: "signup-marketing" });
+  const line = statusLine("signup-status");
+  const button = element("button", { type: "submit" }, "Create account");
+  const form = element(
+    "form",
+    { id: "sign-up", class: "stacked", onsubmit: async (event) => {
+      event.preventDefault();
+      const value = (id) => form.querySelector(`#${id}`).value;
+      const password = value("signup-password");
+      if (password !== value("signup-password-again")) {
+        tell(line, "The two passwords differ; type the same one twice.", "error");
+        return;
+      }
+      if ([...password].length < 8) {
+        tell(line, "Choose a password of at least 8 characters.", "error");
+        return;
+      }
+      button.disabled = true;
+      tell(line, "Making your keys and stretching your password… (a few seconds, on purpose)", "note");
+      try {
+        const made = await newAccount({
+          email: value("signup-email").trim().toLowerCase(),
+          firstName: value("signup-first").trim(),
+          lastName: value("signup-last").trim(),
+          password,
+          marketing: marketing.checked,
+        });
+        await request("POST", "/api/v1/accounts", made.request);
+        showRecoveryKey(made.recoveryKey);
+      } catch (error) {
+        tell(line, explain(error), "error");
+        button.disabled = false;
+      }
+    } },
+    element("h2", {}, "Create an account"),
+    ...input("signup-first", "First name", { autocomplete: "given-name" }),
+    ...input("signup-last", "Last name", { autocomplete: "family-name" }),
+    ...input("signup-email", "E-mail address", { type: "email", autocomplete: "email" }),
+    ...input("signup-password", "Password (at least 8 characters)", { type: "password", autocomplete: "new-password", minlength: "8" }),
+    ...input("signup-password-again", "Password, again", { type: "password", autocomplete: "new-password" }),
+    element("div", { class: "check" }, marketing, element("label", { for: "signup-marketing" }, "Send me news about ibackup by e-mail")),
+    button,
+    line,
+    element("p", {}, "Have an account? ", element("button", { type: "button", class: "crumb", onclick: () => signInForm() }, "Sign in")),
+  );
+  main.replaceChildren(form);
+}
+
+/** The recovery key, shown once: it is the only way back to the data without the
+ * password, and the server cannot show it again. */
+function showRecoveryKey(key) {
+  const agreed = element("input", { type: "checkbox", id: "recovery-noted" });
+  const next = element("button", { type: "button", disabled: true, onclick: () => profile("Welcome to ibackup.") }, "Continue");
+  agreed.addEventListener("change", () => {
+    next.disabled = !agreed.checked;
+  });
+  main.replaceChildren(
+    element("h2", {}, "Your recovery key"),
+    element("p", {}, "Write this down and keep it apart from your password. If you forget the password, it is the only way back to your data: nobody, not even us, can read your data without one of them. It is shown this once."),
+    element("p", { id: "recovery-key", class: "key" }, key),
+    element("div", { class: "check" }, agreed, element("label", { for: "recovery-noted" }, "I have written down my recovery key")),
+    next,
+  );
+}
+
 /** The auth secret of `password` for `email`, derived as at sign-in (the key-encryption
  * key derived beside it is wiped). */
 async function authSecret(email, password) {
@@ -147,6 +289,7 @@ function signInForm(message) {
     password,
     button,
     note,
+    element("p", {}, "No account yet? ", element("button", { type: "button", class: "crumb", onclick: () => signUpForm() }, "Create an account")),
   );
   main.replaceChildren(form);
   email.focus();
