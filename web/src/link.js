@@ -3,16 +3,10 @@
 // browser never sends; the server sees the link id, the password if there is one, and the
 // ids of the objects fetched, as with `ibackup get`.
 
-import { Damaged, KIND, fromBase64, objectId, openBlob, openPointer } from "./blob.js";
+import { Damaged, fromBase64, objectId, openPointer } from "./blob.js";
 import { fetchObjects, openLink, Refused } from "./api.js";
-import { element, save, say as showLine, size } from "./dom.js";
-import { decodeTree } from "./tree.js";
-import { Zip, ZipPassThrough } from "fflate";
-
-/** Chunks asked for in one request: up to 8 of at most 4 MiB and a little each. */
-const CHUNKS_PER_REQUEST = 8;
-/** Requests for a file's chunks in flight at once. */
-const REQUESTS_IN_FLIGHT = 3;
+import { element, say as showLine } from "./dom.js";
+import { FolderView } from "./folder.js";
 
 const main = document.getElementById("main");
 
@@ -22,8 +16,6 @@ const state = {
   key: null,
   password: null,
   token: "",
-  /** The folders from the link's down to the one shown: {name, key, entries}. */
-  path: [],
 };
 
 function say(message, kind = "status") {
@@ -102,177 +94,6 @@ async function fetchBlobs(ids) {
   }
 }
 
-async function loadTree(key) {
-  const id = objectId(key);
-  const [blob] = await fetchBlobs([id]);
-  return decodeTree(await openBlob(key, KIND.tree, id, blob));
-}
-
-/**
- * The decrypted, checked pieces of `entry`'s contents, in order. A few requests are in
- * flight while the page decrypts what came: the network and WebCrypto (which decrypts off
- * the page's thread) work at the same time.
- */
-async function* fileParts(entry) {
-  const batches = [];
-  for (let i = 0; i < entry.chunks.length; i += CHUNKS_PER_REQUEST) {
-    const chunks = entry.chunks.slice(i, i + CHUNKS_PER_REQUEST);
-    batches.push({ chunks, ids: chunks.map((chunk) => objectId(chunk.key)) });
-  }
-  const pending = [];
-  let asked = 0;
-  let done = 0;
-  for (const batch of batches) {
-    while (pending.length < REQUESTS_IN_FLIGHT && asked < batches.length) {
-      const ask = fetchBlobs(batches[asked++].ids);
-      ask.catch(() => {}); // awaited in turn below; a failure is reported there
-      pending.push(ask);
-    }
-    const blobs = await pending.shift();
-    const plains = await Promise.all(
-      batch.chunks.map((chunk, j) => openBlob(chunk.key, KIND.chunk, batch.ids[j], blobs[j])),
-    );
-    for (let j = 0; j < plains.length; j++) {
-      if (plains[j].length !== batch.chunks[j].len) throw new Damaged(`a part of ${entry.name} has the wrong length`);
-      done += plains[j].length;
-      yield plains[j];
-    }
-  }
-  if (done !== entry.size) throw new Damaged(`${entry.name} is not the size its folder says`);
-}
-
-/** Downloads `entry`'s contents, each chunk checked, into a file of its name. */
-async function download(entry, button) {
-  const progress = element("progress", { max: String(entry.size || 1), value: "0", "aria-label": `Downloading ${entry.name}` });
-  button.replaceWith(progress);
-  try {
-    const parts = [];
-    let done = 0;
-    for await (const part of fileParts(entry)) {
-      parts.push(part);
-      done += part.length;
-      progress.value = done;
-    }
-    save(new Blob(parts, { type: "application/octet-stream" }), entry.name);
-    progress.replaceWith(element("span", { class: "done" }, "Downloaded"));
-  } catch (error) {
-    progress.replaceWith(element("span", { class: "error", role: "alert" }, explain(error)));
-  }
-}
-
-/**
- * The folder shown, with everything below it, as one .zip (files stored as they are; the
- * tree's times kept). Links and special files are left out and counted.
- */
-async function downloadZip(folder, button, line) {
-  button.disabled = true;
-  const parts = [];
-  let failed = null;
-  const zip = new Zip((error, data) => {
-    if (error) failed = error;
-    else parts.push(data);
-  });
-  let files = 0;
-  let bytes = 0;
-  let skipped = 0;
-  const walk = async (entries, prefix) => {
-    for (const entry of entries) {
-      const path = prefix + entry.name;
-      if (entry.kind === "dir") {
-        await walk(await loadTree(entry.subtree), `${path}/`);
-      } else if (entry.kind === "file") {
-        const file = new ZipPassThrough(path);
-        if (entry.mtimeMs) file.mtime = new Date(Math.max(entry.mtimeMs, Date.UTC(1980, 0, 2)));
-        zip.add(file);
-        let pushed = false;
-        for await (const part of fileParts(entry)) {
-          file.push(part);
-          pushed = true;
-          bytes += part.length;
-          line.textContent = `Zipping: ${files} files, ${size(bytes)}`;
-        }
-        file.push(new Uint8Array(0), true);
-        files += pushed || entry.size === 0 ? 1 : 0;
-      } else {
-        skipped++;
-      }
-    }
-  };
-  try {
-    await walk(folder.entries, "");
-    zip.end();
-    if (failed) throw failed;
-    save(new Blob(parts, { type: "application/zip" }), `${folder.name || "shared folder"}.zip`);
-    line.className = "done";
-    line.textContent = `Downloaded ${files} ${files === 1 ? "file" : "files"}, ${size(bytes)}` +
-      (skipped ? ` (${skipped} links or special files left out)` : "");
-  } catch (error) {
-    line.className = "error";
-    line.setAttribute("role", "alert");
-    line.textContent = explain(error);
-  }
-  button.disabled = false;
-}
-
-async function enter(name, key) {
-  say("Opening the folder…");
-  const entries = await loadTree(key);
-  state.path.push({ name, key, entries });
-  show();
-}
-
-function show() {
-  const here = state.path[state.path.length - 1];
-  const crumbs = element("nav", { "aria-label": "Folders" });
-  state.path.forEach((folder, depth) => {
-    const last = depth === state.path.length - 1;
-    const label = depth === 0 ? "Shared folder" : folder.name;
-    crumbs.append(
-      last
-        ? element("span", { "aria-current": "page" }, label)
-        : element("button", { type: "button", class: "crumb", onclick: () => {
-            state.path.length = depth + 1;
-            show();
-          } }, label),
-      last ? "" : " / ",
-    );
-  });
-  const rows = here.entries.map((entry) => {
-    let action;
-    if (entry.kind === "dir") {
-      action = element("button", { type: "button", onclick: () => enter(entry.name, entry.subtree).catch((e) => say(explain(e), "error")) }, "Open");
-    } else if (entry.kind === "file") {
-      action = element("button", { type: "button" }, "Download");
-      action.addEventListener("click", () => download(entry, action));
-    } else if (entry.kind === "symlink") {
-      action = element("span", { class: "note" }, `link to ${entry.target}`);
-    } else {
-      action = element("span", { class: "note" }, entry.kind);
-    }
-    const modified = entry.mtimeMs ? new Date(entry.mtimeMs).toLocaleString() : "";
-    return element(
-      "tr",
-      { "data-name": entry.name },
-      element("td", { class: "name" }, entry.kind === "dir" ? `${entry.name}/` : entry.name),
-      element("td", { class: "size" }, entry.kind === "file" ? size(entry.size) : ""),
-      element("td", { class: "time" }, modified),
-      element("td", { class: "action" }, action),
-    );
-  });
-  const table = element(
-    "table",
-    {},
-    element("caption", {}, `${here.entries.length} ${here.entries.length === 1 ? "item" : "items"}`),
-    element("thead", {}, element("tr", {}, ...["Name", "Size", "Modified", ""].map((h) => element("th", { scope: "col" }, h)))),
-    element("tbody", {}, ...rows),
-  );
-  const zipLine = element("span", { id: "zip-status", role: "status" });
-  const zipButton = element("button", { type: "button", id: "zip" }, "Download folder as .zip");
-  zipButton.addEventListener("click", () => downloadZip(here, zipButton, zipLine));
-  const actions = element("p", { class: "actions" }, zipButton, " ", zipLine);
-  main.replaceChildren(crumbs, actions, here.entries.length ? table : element("p", {}, "This folder is empty."));
-}
-
 function askPassword(wrong) {
   const input = element("input", { type: "password", id: "password", name: "password", autocomplete: "off", required: "" });
   const form = element(
@@ -295,8 +116,8 @@ async function start() {
   say("Opening the link…");
   try {
     const key = await open();
-    state.path = [];
-    await enter("", key);
+    view.path = [];
+    await view.enter("", key);
   } catch (error) {
     if (error instanceof Refused && error.code === "unauthorized" && !state.token) {
       askPassword(state.password !== null);
@@ -305,6 +126,8 @@ async function start() {
     say(explain(error), "error");
   }
 }
+
+const view = new FolderView({ main, fetchBlobs, explain, rootLabel: "Shared folder" });
 
 try {
   Object.assign(state, parseAddress());

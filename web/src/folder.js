@@ -1,0 +1,203 @@
+// A folder of a backup, browsed and downloaded in the page: its trees and chunks fetched
+// by id, decrypted and checked here (docs/FORMAT.md), files saved one by one or the folder
+// as one .zip. Links (`link.js`) and one's own libraries (`app.js`) show folders with it;
+// each says how to fetch blobs by id.
+
+import { Zip, ZipPassThrough } from "fflate";
+
+import { Damaged, KIND, objectId, openBlob } from "./blob.js";
+import { element, save, say, size } from "./dom.js";
+import { decodeTree } from "./tree.js";
+
+/** Chunks asked for in one request: up to 8 of at most 4 MiB and a little each. */
+const CHUNKS_PER_REQUEST = 8;
+/** Requests for a file's chunks in flight at once. */
+const REQUESTS_IN_FLIGHT = 3;
+
+export class FolderView {
+  /**
+   * `fetchBlobs(ids)`: the stored blobs of `ids`, in order; `explain(error)`: an error in
+   * words; `rootLabel`: what the top folder is called; `above()`: elements shown above it
+   * (a way back, say).
+   */
+  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [] }) {
+    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above });
+    /** The folders from the top down to the one shown: {name, key, entries}. */
+    this.path = [];
+  }
+
+  say(message, kind) {
+    say(this.main, message, kind);
+  }
+
+  async loadTree(key) {
+    const id = objectId(key);
+    const [blob] = await this.fetchBlobs([id]);
+    return decodeTree(await openBlob(key, KIND.tree, id, blob));
+  }
+
+  /**
+   * The decrypted, checked pieces of `entry`'s contents, in order. A few requests are in
+   * flight while the page decrypts what came: the network and WebCrypto (which decrypts off
+   * the page's thread) work at the same time.
+   */
+  async *fileParts(entry) {
+    const batches = [];
+    for (let i = 0; i < entry.chunks.length; i += CHUNKS_PER_REQUEST) {
+      const chunks = entry.chunks.slice(i, i + CHUNKS_PER_REQUEST);
+      batches.push({ chunks, ids: chunks.map((chunk) => objectId(chunk.key)) });
+    }
+    const pending = [];
+    let asked = 0;
+    let done = 0;
+    for (const batch of batches) {
+      while (pending.length < REQUESTS_IN_FLIGHT && asked < batches.length) {
+        const ask = this.fetchBlobs(batches[asked++].ids);
+        ask.catch(() => {}); // awaited in turn below; a failure is reported there
+        pending.push(ask);
+      }
+      const blobs = await pending.shift();
+      const plains = await Promise.all(
+        batch.chunks.map((chunk, j) => openBlob(chunk.key, KIND.chunk, batch.ids[j], blobs[j])),
+      );
+      for (let j = 0; j < plains.length; j++) {
+        if (plains[j].length !== batch.chunks[j].len) throw new Damaged(`a part of ${entry.name} has the wrong length`);
+        done += plains[j].length;
+        yield plains[j];
+      }
+    }
+    if (done !== entry.size) throw new Damaged(`${entry.name} is not the size its folder says`);
+  }
+
+  /** Downloads `entry`'s contents, each chunk checked, into a file of its name. */
+  async download(entry, button) {
+    const progress = element("progress", { max: String(entry.size || 1), value: "0", "aria-label": `Downloading ${entry.name}` });
+    button.replaceWith(progress);
+    try {
+      const parts = [];
+      let done = 0;
+      for await (const part of this.fileParts(entry)) {
+        parts.push(part);
+        done += part.length;
+        progress.value = done;
+      }
+      save(new Blob(parts, { type: "application/octet-stream" }), entry.name);
+      progress.replaceWith(element("span", { class: "done" }, "Downloaded"));
+    } catch (error) {
+      progress.replaceWith(element("span", { class: "error", role: "alert" }, this.explain(error)));
+    }
+  }
+
+  /**
+   * The folder shown, with everything below it, as one .zip (files stored as they are; the
+   * tree's times kept). Links and special files are left out and counted.
+   */
+  async downloadZip(folder, button, line) {
+    button.disabled = true;
+    const parts = [];
+    let failed = null;
+    const zip = new Zip((error, data) => {
+      if (error) failed = error;
+      else parts.push(data);
+    });
+    let files = 0;
+    let bytes = 0;
+    let skipped = 0;
+    const walk = async (entries, prefix) => {
+      for (const entry of entries) {
+        const path = prefix + entry.name;
+        if (entry.kind === "dir") {
+          await walk(await this.loadTree(entry.subtree), `${path}/`);
+        } else if (entry.kind === "file") {
+          const file = new ZipPassThrough(path);
+          if (entry.mtimeMs) file.mtime = new Date(Math.max(entry.mtimeMs, Date.UTC(1980, 0, 2)));
+          zip.add(file);
+          let pushed = false;
+          for await (const part of this.fileParts(entry)) {
+            file.push(part);
+            pushed = true;
+            bytes += part.length;
+            line.textContent = `Zipping: ${files} files, ${size(bytes)}`;
+          }
+          file.push(new Uint8Array(0), true);
+          files += pushed || entry.size === 0 ? 1 : 0;
+        } else {
+          skipped++;
+        }
+      }
+    };
+    try {
+      await walk(folder.entries, "");
+      zip.end();
+      if (failed) throw failed;
+      save(new Blob(parts, { type: "application/zip" }), `${folder.name || "shared folder"}.zip`);
+      line.className = "done";
+      line.textContent = `Downloaded ${files} ${files === 1 ? "file" : "files"}, ${size(bytes)}` +
+        (skipped ? ` (${skipped} links or special files left out)` : "");
+    } catch (error) {
+      line.className = "error";
+      line.setAttribute("role", "alert");
+      line.textContent = this.explain(error);
+    }
+    button.disabled = false;
+  }
+
+  async enter(name, key) {
+    this.say("Opening the folder…");
+    const entries = await this.loadTree(key);
+    this.path.push({ name, key, entries });
+    this.show();
+  }
+
+  show() {
+    const here = this.path[this.path.length - 1];
+    const crumbs = element("nav", { "aria-label": "Folders" });
+    this.path.forEach((folder, depth) => {
+      const last = depth === this.path.length - 1;
+      const label = depth === 0 ? this.rootLabel : folder.name;
+      crumbs.append(
+        last
+          ? element("span", { "aria-current": "page" }, label)
+          : element("button", { type: "button", class: "crumb", onclick: () => {
+              this.path.length = depth + 1;
+              this.show();
+            } }, label),
+        last ? "" : " / ",
+      );
+    });
+    const rows = here.entries.map((entry) => {
+      let action;
+      if (entry.kind === "dir") {
+        action = element("button", { type: "button", onclick: () => this.enter(entry.name, entry.subtree).catch((e) => this.say(this.explain(e), "error")) }, "Open");
+      } else if (entry.kind === "file") {
+        action = element("button", { type: "button" }, "Download");
+        action.addEventListener("click", () => this.download(entry, action));
+      } else if (entry.kind === "symlink") {
+        action = element("span", { class: "note" }, `link to ${entry.target}`);
+      } else {
+        action = element("span", { class: "note" }, entry.kind);
+      }
+      const modified = entry.mtimeMs ? new Date(entry.mtimeMs).toLocaleString() : "";
+      return element(
+        "tr",
+        { "data-name": entry.name },
+        element("td", { class: "name" }, entry.kind === "dir" ? `${entry.name}/` : entry.name),
+        element("td", { class: "size" }, entry.kind === "file" ? size(entry.size) : ""),
+        element("td", { class: "time" }, modified),
+        element("td", { class: "action" }, action),
+      );
+    });
+    const table = element(
+      "table",
+      {},
+      element("caption", {}, `${here.entries.length} ${here.entries.length === 1 ? "item" : "items"}`),
+      element("thead", {}, element("tr", {}, ...["Name", "Size", "Modified", ""].map((h) => element("th", { scope: "col" }, h)))),
+      element("tbody", {}, ...rows),
+    );
+    const zipLine = element("span", { id: "zip-status", role: "status" });
+    const zipButton = element("button", { type: "button", id: "zip" }, "Download folder as .zip");
+    zipButton.addEventListener("click", () => this.downloadZip(here, zipButton, zipLine));
+    const actions = element("p", { class: "actions" }, zipButton, " ", zipLine);
+    this.main.replaceChildren(...this.above(), crumbs, actions, here.entries.length ? table : element("p", {}, "This folder is empty."));
+  }
+}
