@@ -433,3 +433,53 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
         b"an account made in a browser"
     );
 }
+
+#[test]
+fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
+    let Some((chromium, python)) = browser() else {
+        return;
+    };
+    let server = TestServer::start();
+    let [alice] = clients(&server, [ALICE]);
+    let source = tempfile::tempdir().unwrap();
+    let docs = source.path().join("docs");
+    fs::create_dir_all(&docs).unwrap();
+    let mut big = vec![0u8; 1_500_000];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut big);
+    write_file(&docs.join("report.bin"), &big);
+    alice.backup(&[&docs]).ok();
+    write_file(&docs.join("later.txt"), b"a second snapshot");
+    alice.backup(&[&docs]).ok();
+    // The snapshot holds the whole path from the root of the file system.
+    let folders: Vec<String> = docs
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    let args = serde_json::json!({
+        "part": "library",
+        "chromium": chromium,
+        "url": server.url,
+        "email": ALICE,
+        "password": crate::util::PASSWORD,
+        "snapshots": 2,
+        "folders": folders,
+        "file": "report.bin",
+        "expected": docs.join("report.bin"),
+        "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
+    let run = Command::new(python)
+        .arg(script)
+        .arg(args.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+}

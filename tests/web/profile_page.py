@@ -144,8 +144,45 @@ def use(page, context, args):
 
     elif args["part"] == "signup":
         signup(page, args)
+    elif args["part"] == "library":
+        library(page, args)
     else:
         delete(page, args)
+
+
+def library(page, args):
+    """One's own library backed up by the command-line client: signed in, its name
+    decrypted in the page, its newest snapshot opened, down to a file, downloaded."""
+    page.goto(args["url"])
+    page.get_by_label("E-mail address").fill(args["email"])
+    page.get_by_label("Password").fill(args["password"])
+    page.get_by_role("button", name="Sign in").click()
+    row = page.locator('tr[data-library="Backups"]')
+    expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+    row.get_by_role("button", name="Open").click()
+    snapshots = page.locator("#snapshots tbody tr")
+    expect(snapshots).to_have_count(args["snapshots"], timeout=TIMEOUT_MS)
+    snapshots.first.get_by_role("button", name="Open").click()
+    for folder in args["folders"]:
+        here = page.locator(f'tr[data-name="{folder}"]')
+        expect(here).to_have_count(1, timeout=TIMEOUT_MS)
+        here.get_by_role("button", name="Open").click()
+    if args.get("screenshots"):
+        expect(page.locator(f'tr[data-name="{args["file"]}"]')).to_have_count(1,
+                                                                             timeout=TIMEOUT_MS)
+        page.screenshot(path=os.path.join(args["screenshots"], "web-library.png"))
+    got = download(page, args["file"])
+    with open(args["expected"], "rb") as f:
+        check(got == f.read(), f"{args['file']}: {len(got)} bytes, not what was backed up")
+
+
+def download(page, name):
+    row = page.locator(f'tr[data-name="{name}"]')
+    expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        row.get_by_role("button", name="Download").click()
+    with open(info.value.path(), "rb") as f:
+        return f.read()
 
 
 def signup(page, args):

@@ -11,8 +11,12 @@ import nacl from "tweetnacl";
 import { call, request, Refused } from "./api.js";
 import { element, save, say, size, when } from "./dom.js";
 import { fromBase64, hex } from "./blob.js";
+import { FolderView } from "./folder.js";
+import { accountKeys, libraryKeys, libraryName, openSnapshot, ownLibrary } from "./library.js";
 
 const main = document.getElementById("main");
+/** The account's key pair once the password opened it in this page (gone on reload). */
+let me = null;
 const account = document.getElementById("account");
 
 function base64(bytes) {
@@ -156,10 +160,11 @@ async function newAccount(form) {
     },
     client: "web browser",
   };
+  const keys = nacl.box.keyPair.fromSecretKey(pair.secretKey.slice());
   for (const secret of [login.kek, login.auth, pair.secretKey, epochKey, names]) secret.fill(0);
   const shown = hex(recovery).match(/.{8}/g).join("-");
   recovery.fill(0);
-  return { request, recoveryKey: shown };
+  return { request, recoveryKey: shown, keys };
 }
 
 function signUpForm() {
@@ -196,6 +201,7 @@ function signUpForm() {
           marketing: marketing.checked,
         });
         await request("POST", "/api/v1/accounts", made.request);
+        me = made.keys;
         showRecoveryKey(made.recoveryKey);
       } catch (error) {
         tell(line, explain(error), "error");
@@ -250,12 +256,126 @@ async function authSecret(email, password) {
   return auth;
 }
 
+/** Signs in, and opens the account key with the password's key (kept in this page's
+ * memory only, for the libraries). */
 async function signIn(email, password) {
-  const auth = await authSecret(email, password);
+  const pre = await call("POST", "/api/v1/prelogin", { email });
+  const { kek, auth } = await stretch(password, fromBase64(pre.salt), pre.kdf);
   // The answer repeats the token for the command-line client; the page keeps only the
-  // cookie the browser stores.
-  await request("POST", "/api/v1/sessions", { email, auth_secret: base64(auth), client: "web browser" });
+  // cookie the browser stores, and the wrapped account key.
+  const session = await call("POST", "/api/v1/sessions", { email, auth_secret: base64(auth), client: "web browser" });
   auth.fill(0);
+  try {
+    me = await accountKeys(kek, session.keys.wrapped_private_key);
+  } finally {
+    kek.fill(0);
+  }
+}
+
+/** The blobs of `ids` in library `id`, fetched with this browser's session. */
+async function libraryBlobs(id, ids) {
+  const answer = await request("POST", `/api/v1/libraries/${id}/objects/fetch`, { ids: ids.map(hex) });
+  const bytes = new Uint8Array(await answer.arrayBuffer());
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const blobs = [];
+  for (let at = 0; at < bytes.length;) {
+    const length = view.getUint32(at, false);
+    blobs.push(bytes.subarray(at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  if (blobs.length !== ids.length) throw new Error("the server sent another number of objects than asked");
+  return blobs;
+}
+
+const backToProfile = () => [element("p", {}, element("button", { type: "button", class: "crumb", id: "back", onclick: () => profile() }, "Back to My Profile"))];
+
+/** A library's snapshots, newest first; each opens as a folder view. */
+async function snapshotsPage(info, keys, name) {
+  say(main, "Listing snapshots…");
+  const { snapshots } = await call("GET", `/api/v1/libraries/${info.id}/snapshots`);
+  const rows = [...snapshots].reverse().map((listed) => element(
+    "tr",
+    { "data-snapshot": listed.id },
+    element("td", {}, new Date(Number(BigInt(listed.time_ns) / 1000000n)).toLocaleString()),
+    element("td", { class: "note" }, listed.id.slice(0, 8)),
+    element("td", { class: "action" }, element("button", { type: "button", onclick: () => openSnapshotPage(info, keys, name, listed).catch((e) => say(main, explain(e), "error")) }, "Open")),
+  ));
+  main.replaceChildren(
+    ...backToProfile(),
+    element("h2", {}, name),
+    rows.length
+      ? element("table", { id: "snapshots" },
+        element("caption", {}, `${rows.length} ${rows.length === 1 ? "snapshot" : "snapshots"}, newest first`),
+        element("thead", {}, element("tr", {}, ...["Time", "Id", ""].map((h) => element("th", { scope: "col" }, h)))),
+        element("tbody", {}, ...rows))
+      : element("p", {}, "No snapshots yet: back up with `ibackup backup` or write into the mount."),
+  );
+}
+
+async function openSnapshotPage(info, keys, name, listed) {
+  say(main, "Opening the snapshot…");
+  const id = fromHexId(listed.id);
+  const [blob] = await libraryBlobs(info.id, [id]);
+  const snapshot = await openSnapshot(keys, id, blob);
+  const when = new Date(Number(BigInt(snapshot.time_ns) / 1000000n)).toLocaleString();
+  const view = new FolderView({
+    main,
+    fetchBlobs: (ids) => libraryBlobs(info.id, ids),
+    explain,
+    rootLabel: `${name}, ${when}`,
+    above: () => [element("p", {}, element("button", { type: "button", class: "crumb", onclick: () => snapshotsPage(info, keys, name).catch((e) => say(main, explain(e), "error")) }, `Back to the snapshots of ${name}`))],
+  });
+  await view.enter("", snapshot.tree);
+}
+
+function fromHexId(text) {
+  return Uint8Array.from(text.match(/../g), (pair) => parseInt(pair, 16));
+}
+
+/** The account's libraries: its own open here; shared ones wait for the owner's key to be
+ * pinned in the browser as the command-line client pins it. */
+async function librariesSection() {
+  if (!me) {
+    const password = element("input", { type: "password", id: "unlock-password", required: true, autocomplete: "current-password" });
+    const line = statusLine("unlock-status");
+    return element(
+      "form",
+      { id: "unlock", class: "stacked", onsubmit: async (event) => {
+        event.preventDefault();
+        tell(line, "Opening your account key… (a few seconds, on purpose)", "note");
+        try {
+          const info = await call("GET", "/api/v1/account");
+          await signIn(info.email, password.value);
+          profile();
+        } catch (error) {
+          tell(line, explain(error), "error");
+        }
+      } },
+      element("p", {}, "Your libraries are decrypted in this page with your account key, which your password opens."),
+      element("label", { for: "unlock-password" }, "Password"),
+      password,
+      element("button", { type: "submit" }, "Open my libraries"),
+      line,
+    );
+  }
+  const { libraries } = await call("GET", "/api/v1/libraries");
+  const rows = await Promise.all(libraries.map(async (info) => {
+    if (!ownLibrary(info, me)) {
+      return element("tr", { "data-library": info.id },
+        element("td", {}, `(shared by ${info.owner_email})`),
+        element("td", { class: "size" }, ""),
+        element("td", { class: "note" }, "open it with the command-line client for now"));
+    }
+    const keys = await libraryKeys(info, me);
+    const name = await libraryName(keys, info);
+    return element("tr", { "data-library": name },
+      element("td", {}, name),
+      element("td", { class: "size" }, size(info.stored_bytes)),
+      element("td", { class: "action" }, element("button", { type: "button", onclick: () => snapshotsPage(info, keys, name).catch((e) => say(main, explain(e), "error")) }, "Open")));
+  }));
+  return element("table", { id: "libraries" },
+    element("thead", {}, element("tr", {}, ...["Library", "Stored", ""].map((h) => element("th", { scope: "col" }, h)))),
+    element("tbody", {}, ...rows));
 }
 
 function signInForm(message) {
@@ -631,6 +751,7 @@ async function profile(flash) {
   const parts = [
     element("h2", { class: "page" }, "My Profile"),
     flash ? element("p", { id: "flash", class: "done", role: "status" }, flash) : null,
+    section("Libraries", await librariesSection()),
     section(
       "Account",
       element("dl", {},

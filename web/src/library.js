@@ -1,0 +1,112 @@
+// One's own libraries, opened in the page as the command-line client opens them
+// (docs/FORMAT.md, "Keys"): the account key from its wrapping, each library's epoch key
+// from the owner's grant (a tweetnacl box), older epochs through the chain, then the name
+// and the snapshots sealed under keys derived from them. The server sees only ids.
+
+import { blake3 } from "@noble/hashes/blake3.js";
+import nacl from "tweetnacl";
+import { decode } from "cborg";
+
+import { Damaged, KIND, fromBase64, hex, openBlob } from "./blob.js";
+
+const utf8 = (text) => new TextEncoder().encode(text);
+const derive = (context, key) => blake3(key, { context: utf8(context) });
+const GRANT_MAGIC = "ibackup grant v2";
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+function same(a, b) {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+function epochBytes(epoch) {
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, epoch, false);
+  return out;
+}
+
+/** AES-256-GCM `nonce (12) || ciphertext` opened under `key` with `context` bound. */
+async function openBound(key, sealed, context = new Uint8Array(0)) {
+  const raw = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["decrypt"]);
+  return new Uint8Array(await crypto.subtle.decrypt(
+    { name: "AES-GCM", iv: sealed.subarray(0, 12), additionalData: context },
+    raw,
+    sealed.subarray(12),
+  ));
+}
+
+/** The account's key pair from its private key wrapped under the password's key. */
+export async function accountKeys(kek, wrappedBase64) {
+  let secret;
+  try {
+    secret = await openBound(kek, fromBase64(wrappedBase64));
+  } catch {
+    throw new Damaged("your account key does not open with your password's key");
+  }
+  return nacl.box.keyPair.fromSecretKey(secret);
+}
+
+/** Whether `info` is a library of the account holding `me` (its grant is from itself). */
+export function ownLibrary(info, me) {
+  return same(fromBase64(info.owner_public_key), me.publicKey);
+}
+
+/** The keys of every epoch of library `info` that `me` reaches, by epoch. */
+export async function libraryKeys(info, me) {
+  const library = Uint8Array.from(info.id.match(/../g), (pair) => parseInt(pair, 16));
+  const grant = fromBase64(info.grant);
+  const plain = nacl.box.open(grant.subarray(24), grant.subarray(0, 24), fromBase64(info.owner_public_key), me.secretKey);
+  const expected = concat(utf8(GRANT_MAGIC), library, epochBytes(info.grant_epoch), me.publicKey);
+  if (!plain || plain.length !== expected.length + 32 || !same(plain.subarray(0, expected.length), expected)) {
+    throw new Damaged("this library's key grant does not open, or is not for you");
+  }
+  const chain = new Map(info.chain.map((link) => [link.epoch, fromBase64(link.link)]));
+  const epochs = new Map();
+  let key = plain.slice(expected.length);
+  for (let epoch = info.grant_epoch; epoch >= 1; epoch--) {
+    epochs.set(epoch, {
+      snapshot: derive("ibackup 2026-12 epoch snapshot", key),
+      snapshotId: derive("ibackup 2026-12 epoch snapshot id", key),
+      names: derive("ibackup 2026-12 epoch name", key),
+    });
+    if (epoch > 1) {
+      const link = chain.get(epoch);
+      if (!link) throw new Damaged("a link between this library's key epochs is missing");
+      key = await openBound(key, link, concat(utf8("ibackup chain"), library, epochBytes(epoch)));
+    }
+  }
+  return { library, epochs };
+}
+
+/** The library's name, sealed under the key of `info.name_epoch`. */
+export async function libraryName(keys, info) {
+  const epoch = keys.epochs.get(info.name_epoch);
+  if (!epoch) throw new Damaged("the library's name is sealed under an epoch you do not reach");
+  const context = concat(utf8("ibackup name"), keys.library, epochBytes(info.name_epoch));
+  return new TextDecoder().decode(await openBound(epoch.names, fromBase64(info.name_sealed), context));
+}
+
+/** A snapshot opened under the epoch its blob names, its id checked against its content. */
+export async function openSnapshot(keys, id, blob) {
+  const epoch = new DataView(blob.buffer, blob.byteOffset + 1, 4).getUint32(0, false);
+  const epochKeys = keys.epochs.get(epoch);
+  if (!epochKeys) throw new Damaged(`a snapshot is sealed under epoch ${epoch}, which you do not reach`);
+  const plain = await openBlob(epochKeys.snapshot, KIND.snapshot, id, blob);
+  if (hex(blake3(plain, { key: epochKeys.snapshotId })) !== hex(id)) {
+    throw new Damaged("a snapshot's content does not match its id");
+  }
+  if (plain[0] !== 2) throw new Damaged(`a snapshot is in format ${plain[0]}, which this page does not read`);
+  const snapshot = decode(plain.subarray(1), { useMaps: false });
+  if (!(snapshot.tree instanceof Uint8Array) || snapshot.tree.length !== 32) {
+    throw new Damaged("a snapshot names no root folder");
+  }
+  return snapshot;
+}
