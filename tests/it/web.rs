@@ -365,7 +365,9 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
     let Some((chromium, python)) = browser() else {
         return;
     };
-    let server = TestServer::start();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("server.log");
+    let server = TestServer::start_configured(|c| c, &log);
     let bob = TestClient::new("bob@example.com");
     let args = serde_json::json!({
         "part": "signup",
@@ -389,6 +391,19 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
     );
     let shown: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let recovery_key = shown["recovery_key"].as_str().unwrap().to_owned();
+    // The recovery key and the password stayed in the page: in no file or log line of the
+    // server, as hex or as bytes.
+    let digits = recovery_key.replace('-', "");
+    assert_eq!(digits.len(), 64, "{recovery_key}");
+    let logged = fs::read(&log).unwrap();
+    for needle in [
+        digits.clone().into_bytes(),
+        hex::decode(&digits).unwrap(),
+        crate::util::PASSWORD.as_bytes().to_vec(),
+    ] {
+        assert!(server.files_containing(&needle).is_empty());
+        assert!(!logged.windows(needle.len()).any(|w| w == needle.as_slice()));
+    }
 
     // The command-line client logs in with the password set in the page, opens the first
     // library's grant and name (made by the page), and backs up and restores through it.

@@ -10,7 +10,7 @@ import nacl from "tweetnacl";
 
 import { call, request, Refused } from "./api.js";
 import { element, save, say, size, when } from "./dom.js";
-import { fromBase64, hex } from "./blob.js";
+import { concat, fromBase64, fromHex, hex, utf8 } from "./blob.js";
 import { FolderView } from "./folder.js";
 import { accountKeys, libraryKeys, libraryName, openSnapshot, ownLibrary } from "./library.js";
 
@@ -97,17 +97,6 @@ async function changePassword(email, current, next) {
   return done.sessions_ended;
 }
 
-const utf8 = (text) => new TextEncoder().encode(text);
-
-function concat(...parts) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 /** AES-256-GCM under `key` with a random nonce, `context` bound as associated data:
  * `nonce (12) || ciphertext`, as the command-line client's `SymmetricKey::seal_bound`
@@ -314,7 +303,7 @@ async function snapshotsPage(info, keys, name) {
 
 async function openSnapshotPage(info, keys, name, listed) {
   say(main, "Opening the snapshot…");
-  const id = fromHexId(listed.id);
+  const id = fromHex(listed.id);
   const [blob] = await libraryBlobs(info.id, [id]);
   const snapshot = await openSnapshot(keys, id, blob);
   const when = new Date(Number(BigInt(snapshot.time_ns) / 1000000n)).toLocaleString();
@@ -326,10 +315,6 @@ async function openSnapshotPage(info, keys, name, listed) {
     above: () => [element("p", {}, element("button", { type: "button", class: "crumb", onclick: () => snapshotsPage(info, keys, name).catch((e) => say(main, explain(e), "error")) }, `Back to the snapshots of ${name}`))],
   });
   await view.enter("", snapshot.tree);
-}
-
-function fromHexId(text) {
-  return Uint8Array.from(text.match(/../g), (pair) => parseInt(pair, 16));
 }
 
 /** The account's libraries: its own open here; shared ones wait for the owner's key to be

@@ -34,7 +34,8 @@ export function fromBase64(text, url = false) {
   return Uint8Array.from(raw, (c) => c.charCodeAt(0));
 }
 
-function concat(...parts) {
+/** The bytes of `parts`, one after another. */
+export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const part of parts) {
@@ -43,6 +44,9 @@ function concat(...parts) {
   }
   return out;
 }
+
+/** Text as UTF-8 bytes. */
+export const utf8 = (text) => new TextEncoder().encode(text);
 
 async function aesKey(raw) {
   return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["decrypt"]);

@@ -7,21 +7,11 @@ import { blake3 } from "@noble/hashes/blake3.js";
 import nacl from "tweetnacl";
 import { decode } from "cborg";
 
-import { Damaged, KIND, fromBase64, hex, openBlob } from "./blob.js";
+import { Damaged, KIND, concat, fromBase64, fromHex, hex, openBlob, utf8 } from "./blob.js";
 
-const utf8 = (text) => new TextEncoder().encode(text);
 const derive = (context, key) => blake3(key, { context: utf8(context) });
 const GRANT_MAGIC = "ibackup grant v2";
 
-function concat(...parts) {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
-}
 
 function same(a, b) {
   return a.length === b.length && a.every((byte, i) => byte === b[i]);
@@ -61,7 +51,7 @@ export function ownLibrary(info, me) {
 
 /** The keys of every epoch of library `info` that `me` reaches, by epoch. */
 export async function libraryKeys(info, me) {
-  const library = Uint8Array.from(info.id.match(/../g), (pair) => parseInt(pair, 16));
+  const library = fromHex(info.id);
   const grant = fromBase64(info.grant);
   const plain = nacl.box.open(grant.subarray(24), grant.subarray(0, 24), fromBase64(info.owner_public_key), me.secretKey);
   const expected = concat(utf8(GRANT_MAGIC), library, epochBytes(info.grant_epoch), me.publicKey);
