@@ -498,3 +498,92 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         String::from_utf8_lossy(&run.stderr)
     );
 }
+
+#[test]
+fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
+    let Some((chromium, python)) = browser() else {
+        return;
+    };
+    let server = TestServer::start();
+    let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
+    let source = tempfile::tempdir().unwrap();
+    write_file(&source.path().join("shared.txt"), b"for bob, for a while");
+    alice.backup(&[source.path()]).ok();
+    let fingerprint = bob.run(&["account", "fingerprint"]).ok().stdout;
+    let fingerprint = fingerprint
+        .lines()
+        .find_map(|line| {
+            let digits: String = line
+                .chars()
+                .filter(|c| c.is_ascii_hexdigit() || *c == ' ')
+                .collect();
+            (digits.split_whitespace().count() == 10)
+                .then(|| digits.split_whitespace().collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| panic!("no fingerprint in `account fingerprint`"));
+    let between = tempfile::tempdir().unwrap().keep().join("looked");
+    let args = serde_json::json!({
+        "part": "share",
+        "chromium": chromium,
+        "url": server.url,
+        "email": ALICE,
+        "password": crate::util::PASSWORD,
+        "member": "bob@example.com",
+        "fingerprint": fingerprint,
+        "between": between,
+        "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
+    let mut page = Command::new(python)
+        .arg(script)
+        .arg(args.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut said = std::io::BufReader::new(page.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut said, &mut line).unwrap();
+    // The member reads what the page shared with them, with the key the page granted.
+    let spec = format!("latest:{}", source.path().display());
+    let target = tempfile::tempdir().unwrap();
+    let read = if line.trim() == "shared" {
+        bob.restore(
+            &spec,
+            target.path(),
+            &["--library", "Backups@alice@example.com"],
+        )
+    } else {
+        crate::util::Run {
+            code: -1,
+            stdout: line.clone(),
+            stderr: String::new(),
+        }
+    };
+    fs::write(&between, b"done").unwrap();
+    let out = page.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{line}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read.code, 0, "{}", read.stderr);
+    assert_eq!(
+        fs::read(target.path().join("shared.txt")).unwrap(),
+        b"for bob, for a while"
+    );
+
+    // The share ended in the page: the member is refused, and the owner's next backup,
+    // under the new epoch, reads back.
+    let refused = bob.run(&["snapshots", "--library", "Backups@alice@example.com"]);
+    assert_ne!(refused.code, 0, "a removed member still lists snapshots");
+    write_file(&source.path().join("after.txt"), b"not for bob");
+    alice.backup(&[source.path()]).ok();
+    let mine = tempfile::tempdir().unwrap();
+    alice.restore(&spec, mine.path(), &[]).ok();
+    assert_eq!(
+        fs::read(mine.path().join("after.txt")).unwrap(),
+        b"not for bob"
+    );
+}

@@ -6,6 +6,7 @@ that what the page did is what the server keeps."""
 import json
 import os
 import sys
+import time
 
 from playwright.sync_api import expect, sync_playwright
 
@@ -146,6 +147,8 @@ def use(page, context, args):
         signup(page, args)
     elif args["part"] == "library":
         library(page, args)
+    elif args["part"] == "share":
+        share(page, args)
     else:
         delete(page, args)
 
@@ -174,6 +177,39 @@ def library(page, args):
     got = download(page, args["file"])
     with open(args["expected"], "rb") as f:
         check(got == f.read(), f"{args['file']}: {len(got)} bytes, not what was backed up")
+
+
+def share(page, args):
+    """The owner shares a library with another account in the page, comparing its key's
+    fingerprint first, and later ends the share (a new key epoch), with the command-line
+    client of the other account checking between the steps (`args["between"]`, a file the
+    test writes when it is done)."""
+    page.goto(args["url"])
+    page.get_by_label("E-mail address").fill(args["email"])
+    page.get_by_label("Password").fill(args["password"])
+    page.get_by_role("button", name="Sign in").click()
+    page.locator('tr[data-library="Backups"]').get_by_role("button", name="Open").click()
+    expect(page.locator('#members tr[data-member]')).to_have_count(1, timeout=TIMEOUT_MS)
+    page.get_by_label("Share with (their e-mail address)").fill(args["member"])
+    page.get_by_label("They").select_option("read")
+    page.get_by_role("button", name="Look up").click()
+    expect(page.locator("#share-fingerprint")).to_have_text(args["fingerprint"],
+                                                            timeout=TIMEOUT_MS)
+    page.get_by_role("button", name=f"Share with {args['member']}").click()
+    expect(page.locator("#share-status")).to_contain_text("is shared with", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-member="{args["member"]}"]')).to_contain_text("read")
+    if args.get("screenshots"):
+        page.screenshot(path=os.path.join(args["screenshots"], "web-sharing.png"),
+                        full_page=True)
+    print("shared", flush=True)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(args["between"]):
+        check(time.monotonic() < deadline, "the test never said the member had looked")
+        time.sleep(0.2)
+    page.locator(f'tr[data-member="{args["member"]}"]').get_by_role(
+        "button", name="Stop sharing").click()
+    expect(page.locator("#share-status")).to_contain_text("no longer has", timeout=TIMEOUT_MS)
+    expect(page.locator('#members tr[data-member]')).to_have_count(1)
 
 
 def download(page, name):

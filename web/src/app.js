@@ -12,7 +12,17 @@ import { call, request, Refused } from "./api.js";
 import { element, save, say, size, when } from "./dom.js";
 import { concat, fromBase64, fromHex, hex, utf8 } from "./blob.js";
 import { FolderView } from "./folder.js";
-import { accountKeys, libraryKeys, libraryName, openSnapshot, ownLibrary } from "./library.js";
+import {
+  Contacts,
+  accountKeys,
+  fingerprint,
+  grantTo,
+  libraryKeys,
+  libraryName,
+  nextEpoch,
+  openSnapshot,
+  ownLibrary,
+} from "./library.js";
 
 const main = document.getElementById("main");
 /** The account's key pair once the password opened it in this page (gone on reload). */
@@ -289,15 +299,123 @@ async function snapshotsPage(info, keys, name) {
     element("td", { class: "note" }, listed.id.slice(0, 8)),
     element("td", { class: "action" }, element("button", { type: "button", onclick: () => openSnapshotPage(info, keys, name, listed).catch((e) => say(main, explain(e), "error")) }, "Open")),
   ));
+  const sharing = await sharingSection(info, keys, name);
   main.replaceChildren(
     ...backToProfile(),
-    element("h2", {}, name),
-    rows.length
-      ? element("table", { id: "snapshots" },
-        element("caption", {}, `${rows.length} ${rows.length === 1 ? "snapshot" : "snapshots"}, newest first`),
-        element("thead", {}, element("tr", {}, ...["Time", "Id", ""].map((h) => element("th", { scope: "col" }, h)))),
-        element("tbody", {}, ...rows))
-      : element("p", {}, "No snapshots yet: back up with `ibackup backup` or write into the mount."),
+    element("h2", { class: "page" }, name),
+    section(
+      "Snapshots",
+      rows.length
+        ? element("table", { id: "snapshots" },
+          element("caption", {}, `${rows.length} ${rows.length === 1 ? "snapshot" : "snapshots"}, newest first`),
+          element("thead", {}, element("tr", {}, ...["Time", "Id", ""].map((h) => element("th", { scope: "col" }, h)))),
+          element("tbody", {}, ...rows))
+        : element("p", {}, "No snapshots yet: back up with `ibackup backup` or write into the mount."),
+    ),
+    sharing,
+  );
+}
+
+/**
+ * Who the library is shared with, sharing it with someone (their key looked up, its
+ * fingerprint shown to compare, and remembered in this browser), and ending a share (a new
+ * key epoch in the same step, granted to everyone who stays).
+ */
+async function sharingSection(info, keys, name) {
+  const contacts = new Contacts(me);
+  const { members } = await call("GET", `/api/v1/libraries/${info.id}/members`);
+  const reopen = async (message) => {
+    const { libraries } = await call("GET", "/api/v1/libraries");
+    const now = libraries.find((l) => l.id === info.id);
+    await snapshotsPage(now, await libraryKeys(now, me), name);
+    const line = document.getElementById("share-status");
+    if (line && message) tell(line, message);
+  };
+  const line = statusLine("share-status");
+  const rows = members.map((member) => element(
+    "tr",
+    { "data-member": member.email },
+    element("td", {}, member.email),
+    element("td", {}, member.permission),
+    element("td", { class: "action" }, member.permission === "owner" ? "" : element("button", { type: "button", onclick: async (event) => {
+      event.target.disabled = true;
+      tell(line, `Ending the share with ${member.email} and starting a new key epoch…`, "note");
+      try {
+        const next = await nextEpoch(keys, info.epoch, name);
+        const library = fromHex(info.id);
+        const grants = members.filter((m) => m.email !== member.email).map((m) => {
+          const key = m.permission === "owner" ? me.publicKey : fromBase64(m.public_key);
+          if (m.permission !== "owner") contacts.check(m.email, m.public_key);
+          return { email: m.email, grant: base64(grantTo(me, key, library, next.epoch, next.key)) };
+        });
+        await call("POST", `/api/v1/libraries/${info.id}/rotate`, {
+          remove: member.email,
+          epoch: next.epoch,
+          link: base64(next.link),
+          name_sealed: base64(next.nameSealed),
+          grants,
+        });
+        next.key.fill(0);
+        await reopen(`${member.email} no longer has ${name}; what is written from now on is sealed under a new key.`);
+      } catch (error) {
+        tell(line, explain(error), "error");
+        event.target.disabled = false;
+      }
+    } }, "Stop sharing")),
+  ));
+  const email = element("input", { type: "email", id: "share-email", required: true, autocomplete: "off" });
+  const permission = element("select", { id: "share-permission" },
+    element("option", { value: "read" }, "can read"),
+    element("option", { value: "read-write" }, "can read and write"));
+  const confirm = element("div", { id: "share-confirm" });
+  const form = element(
+    "form",
+    { id: "share", class: "stacked", onsubmit: async (event) => {
+      event.preventDefault();
+      confirm.replaceChildren();
+      try {
+        const who = email.value.trim().toLowerCase();
+        const contact = await call("POST", "/api/v1/contacts/lookup", { email: who });
+        contacts.check(who, contact.public_key);
+        const shown = await fingerprint(fromBase64(contact.public_key));
+        confirm.replaceChildren(
+          element("p", {}, `${who}'s key has the fingerprint `, element("code", { id: "share-fingerprint" }, shown),
+            ". Compare it with what they see in `ibackup account fingerprint` before you share."),
+          element("button", { type: "button", onclick: async () => {
+            try {
+              const newest = keys.epochs.get(info.epoch);
+              const grant = grantTo(me, fromBase64(contact.public_key), fromHex(info.id), info.epoch, newest.key);
+              await call("POST", `/api/v1/libraries/${info.id}/members`, {
+                email: who,
+                permission: permission.value,
+                epoch: info.epoch,
+                grant: base64(grant),
+              });
+              contacts.remember(who, contact.public_key);
+              await reopen(`${name} is shared with ${who}.`);
+            } catch (error) {
+              tell(line, explain(error), "error");
+            }
+          } }, `Share with ${who}`),
+        );
+      } catch (error) {
+        tell(line, explain(error), "error");
+      }
+    } },
+    element("label", { for: "share-email" }, "Share with (their e-mail address)"),
+    email,
+    element("label", { for: "share-permission" }, "They"),
+    permission,
+    element("button", { type: "submit" }, "Look up"),
+  );
+  return section(
+    "Sharing",
+    element("table", { id: "members" },
+      element("thead", {}, element("tr", {}, ...["Account", "Access", ""].map((h) => element("th", { scope: "col" }, h)))),
+      element("tbody", {}, ...rows)),
+    line,
+    form,
+    confirm,
   );
 }
 

@@ -63,6 +63,7 @@ export async function libraryKeys(info, me) {
   let key = plain.slice(expected.length);
   for (let epoch = info.grant_epoch; epoch >= 1; epoch--) {
     epochs.set(epoch, {
+      key,
       snapshot: derive("ibackup 2026-12 epoch snapshot", key),
       snapshotId: derive("ibackup 2026-12 epoch snapshot id", key),
       names: derive("ibackup 2026-12 epoch name", key),
@@ -99,4 +100,61 @@ export async function openSnapshot(keys, id, blob) {
     throw new Damaged("a snapshot names no root folder");
   }
   return snapshot;
+}
+
+/** A grant of epoch `epoch`'s `key` of `library` from `me` to `recipient` (its public key),
+ * as `crypto::epoch::grant` makes it: `nonce (24) || box`. */
+export function grantTo(me, recipient, library, epoch, key) {
+  const nonce = crypto.getRandomValues(new Uint8Array(24));
+  const plain = concat(utf8(GRANT_MAGIC), library, epochBytes(epoch), recipient, key);
+  return concat(nonce, nacl.box(plain, nonce, recipient, me.secretKey));
+}
+
+/** AES-256-GCM `nonce (12) || ciphertext` of `secret` under `key` with `context` bound. */
+async function sealBound(key, secret, context) {
+  const raw = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["encrypt"]);
+  const nonce = crypto.getRandomValues(new Uint8Array(12));
+  return concat(nonce, new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce, additionalData: context }, raw, secret)));
+}
+
+/** A new key epoch after the newest: its key, the link that carries the newest key, and the
+ * name sealed anew under it. */
+export async function nextEpoch(keys, newest, name) {
+  const epoch = newest + 1;
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const link = await sealBound(key, keys.epochs.get(newest).key, concat(utf8("ibackup chain"), keys.library, epochBytes(epoch)));
+  const names = derive("ibackup 2026-12 epoch name", key);
+  const nameSealed = await sealBound(names, utf8(name), concat(utf8("ibackup name"), keys.library, epochBytes(epoch)));
+  return { epoch, key, link, nameSealed };
+}
+
+/** An account key's fingerprint as `ibackup account fingerprint` shows it. */
+export async function fingerprint(publicKey) {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", publicKey));
+  return hex(digest.subarray(0, 20)).match(/.{4}/g).join(" ");
+}
+
+/**
+ * The keys this browser saw for other accounts, kept in its storage per account (as the
+ * command-line client keeps them per computer): a key the server changes later is
+ * refused, not used.
+ */
+export class Contacts {
+  constructor(me) {
+    this.slot = `ibackup-contacts-${hex(me.publicKey)}`;
+    this.known = JSON.parse(localStorage.getItem(this.slot) || "{}");
+  }
+
+  /** `publicKey` (base64) for `email`, if it is the one seen before or the first. */
+  check(email, publicKey) {
+    const seen = this.known[email];
+    if (seen && seen !== publicKey) {
+      throw new Damaged(`the server gives another key for ${email} than this browser saw before; nothing was changed. Ask ${email} for their fingerprint`);
+    }
+  }
+
+  remember(email, publicKey) {
+    this.known[email] = publicKey;
+    localStorage.setItem(this.slot, JSON.stringify(this.known));
+  }
 }
