@@ -534,8 +534,8 @@ fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
         "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
     });
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
-    let mut page = Command::new(python)
-        .arg(script)
+    let mut page = Command::new(&python)
+        .arg(&script)
         .arg(args.to_string())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -548,6 +548,39 @@ fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
     let spec = format!("latest:{}", source.path().display());
     let target = tempfile::tempdir().unwrap();
     let read = if line.trim() == "shared" {
+        // The member opens it in a browser too: the owner's key remembered there, the
+        // name shown as NAME@OWNER, the file downloaded from the snapshot.
+        let folders: Vec<String> = source
+            .path()
+            .components()
+            .filter_map(|c| match c {
+                std::path::Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+                _ => None,
+            })
+            .collect();
+        let member_page = serde_json::json!({
+            "part": "library",
+            "chromium": chromium,
+            "url": server.url,
+            "email": "bob@example.com",
+            "password": crate::util::PASSWORD,
+            "library": "Backups@alice@example.com",
+            "snapshots": 1,
+            "folders": folders,
+            "file": "shared.txt",
+            "expected": source.path().join("shared.txt"),
+        });
+        let browsed = Command::new(&python)
+            .arg(&script)
+            .arg(member_page.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            browsed.status.success(),
+            "the member's page: {}\n{}",
+            String::from_utf8_lossy(&browsed.stdout),
+            String::from_utf8_lossy(&browsed.stderr)
+        );
         bob.restore(
             &spec,
             target.path(),

@@ -160,7 +160,7 @@ def library(page, args):
     page.get_by_label("E-mail address").fill(args["email"])
     page.get_by_label("Password").fill(args["password"])
     page.get_by_role("button", name="Sign in").click()
-    row = page.locator('tr[data-library="Backups"]')
+    row = page.locator(f'tr[data-library="{args.get("library", "Backups")}"]')
     expect(row).to_have_count(1, timeout=TIMEOUT_MS)
     row.get_by_role("button", name="Open").click()
     snapshots = page.locator("#snapshots tbody tr")

@@ -299,7 +299,7 @@ async function snapshotsPage(info, keys, name) {
     element("td", { class: "note" }, listed.id.slice(0, 8)),
     element("td", { class: "action" }, element("button", { type: "button", onclick: () => openSnapshotPage(info, keys, name, listed).catch((e) => say(main, explain(e), "error")) }, "Open")),
   ));
-  const sharing = await sharingSection(info, keys, name);
+  const sharing = ownLibrary(info, me) ? await sharingSection(info, keys, name) : element("p", { class: "note" }, `Shared with you by ${info.owner_email} (${info.permission}).`);
   main.replaceChildren(
     ...backToProfile(),
     element("h2", { class: "page" }, name),
@@ -462,15 +462,24 @@ async function librariesSection() {
     );
   }
   const { libraries } = await call("GET", "/api/v1/libraries");
+  const contacts = new Contacts(me);
   const rows = await Promise.all(libraries.map(async (info) => {
-    if (!ownLibrary(info, me)) {
-      return element("tr", { "data-library": info.id },
-        element("td", {}, `(shared by ${info.owner_email})`),
-        element("td", { class: "size" }, ""),
-        element("td", { class: "note" }, "open it with the command-line client for now"));
+    const own = ownLibrary(info, me);
+    if (!own) {
+      // A library shared with this account: its grant opens only with the owner's key,
+      // which must be the one this browser saw for them before (or the first).
+      try {
+        contacts.check(info.owner_email, info.owner_public_key);
+      } catch (error) {
+        return element("tr", { "data-library": info.id },
+          element("td", {}, `shared by ${info.owner_email}`),
+          element("td", { class: "size" }, ""),
+          element("td", { class: "error" }, explain(error)));
+      }
+      contacts.remember(info.owner_email, info.owner_public_key);
     }
     const keys = await libraryKeys(info, me);
-    const name = await libraryName(keys, info);
+    const name = own ? await libraryName(keys, info) : `${await libraryName(keys, info)}@${info.owner_email}`;
     return element("tr", { "data-library": name },
       element("td", {}, name),
       element("td", { class: "size" }, size(info.stored_bytes)),
