@@ -391,15 +391,30 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
     );
     let shown: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let recovery_key = shown["recovery_key"].as_str().unwrap().to_owned();
-    // The recovery key and the password stayed in the page: in no file or log line of the
-    // server, as hex or as bytes.
+    // The recovery key, the password and the two keys the page stretched from it (the
+    // key-encryption key, and the auth secret the server keeps only as a hash) stayed in
+    // the page: in no file or log line of the server, as hex or as bytes.
     let digits = recovery_key.replace('-', "");
     assert_eq!(digits.len(), 64, "{recovery_key}");
+    let (salt, params): (Vec<u8>, String) = server
+        .db()
+        .query_row(
+            "SELECT kdf_salt, kdf_params FROM accounts WHERE email = ?1",
+            ibackup::params!["bob@example.com"],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let params = serde_json::from_str(&params).unwrap();
+    let (kek, auth) =
+        ibackup::crypto::kdf::derive(crate::util::PASSWORD.as_bytes(), &salt, &params).unwrap();
     let logged = fs::read(&log).unwrap();
     for needle in [
         digits.clone().into_bytes(),
         hex::decode(&digits).unwrap(),
         crate::util::PASSWORD.as_bytes().to_vec(),
+        kek.as_bytes().to_vec(),
+        auth.to_vec(),
+        hex::encode(kek.as_bytes()).into_bytes(),
     ] {
         assert!(server.files_containing(&needle).is_empty());
         assert!(!logged.windows(needle.len()).any(|w| w == needle.as_slice()));

@@ -348,6 +348,11 @@ impl Uploader {
             if let Err(e) = crate::client::links::repoint(&self.account, &library, new_root) {
                 tracing::warn!("links not re-pointed to the new snapshot: {e}");
             }
+            // The snapshot folders show the new snapshot before the journal lets go of the
+            // operations it holds: whoever sees nothing pending (`ibackup status`) finds it.
+            if let Err(e) = self.refresh_snapshots(index, &store) {
+                tracing::debug!("snapshot folder not refreshed: {e}");
+            }
             self.committed(
                 index,
                 last_seq,
@@ -358,9 +363,6 @@ impl Uploader {
                 new_root,
                 head != shown_head,
             )?;
-            if let Err(e) = self.refresh_snapshots(index, &store) {
-                tracing::debug!("snapshot folder not refreshed: {e}");
-            }
             let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
             status.snapshots_uploaded += 1;
             status.conflicts.append(&mut edit.conflicts);
