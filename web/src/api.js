@@ -61,7 +61,12 @@ export async function openLink(linkId, password) {
 /** The stored blobs of `ids` (each a Uint8Array), in the order asked. */
 export async function fetchObjects(linkId, token, ids) {
   const answer = await post(`/api/v1/links/${linkId}/fetch`, { token, ids: ids.map(hex) });
-  const bytes = new Uint8Array(await answer.arrayBuffer());
+  return frames(new Uint8Array(await answer.arrayBuffer()), ids.length);
+}
+
+/** The blobs of a fetch answer (docs/PROTOCOL.md, "Fetch answer"): `length (u32 BE) ||
+ * blob` for each of the `count` ids asked, in order. */
+export function frames(bytes, count) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const blobs = [];
   let at = 0;
@@ -73,8 +78,8 @@ export async function fetchObjects(linkId, token, ids) {
     blobs.push(bytes.subarray(at, at + length));
     at += length;
   }
-  if (blobs.length !== ids.length) {
-    throw new Damaged(`the server sent ${blobs.length} objects for ${ids.length} asked`);
+  if (blobs.length !== count) {
+    throw new Damaged(`the server sent ${blobs.length} objects for ${count} asked`);
   }
   return blobs;
 }

@@ -8,9 +8,9 @@ import { argon2idAsync } from "@noble/hashes/argon2.js";
 import { blake3 } from "@noble/hashes/blake3.js";
 import nacl from "tweetnacl";
 
-import { call, request, Refused } from "./api.js";
+import { call, frames, request, Refused } from "./api.js";
 import { element, save, say, size, when } from "./dom.js";
-import { concat, fromBase64, fromHex, hex, utf8 } from "./blob.js";
+import { fromBase64, fromHex, hex, seal, utf8 } from "./blob.js";
 import { FolderView } from "./folder.js";
 import {
   Contacts,
@@ -22,6 +22,7 @@ import {
   nextEpoch,
   openSnapshot,
   ownLibrary,
+  sealName,
 } from "./library.js";
 
 const main = document.getElementById("main");
@@ -58,43 +59,37 @@ const NEW_PASSWORD_COST = { memory_kib: 64 * 1024, iterations: 3, parallelism: 1
 /** The key-encryption key (first) and auth secret (last) of `password`. */
 async function stretch(password, salt, kdf) {
   const { m, t, p } = checkedCost(kdf);
-  const derived = await argon2idAsync(new TextEncoder().encode(password), salt, { m, t, p, dkLen: 64, asyncTick: 20 });
+  const derived = await argon2idAsync(utf8(password), salt, { m, t, p, dkLen: 64, asyncTick: 20 });
   const out = { kek: derived.slice(0, 32), auth: derived.slice(32) };
   derived.fill(0);
   return out;
 }
 
-async function aes(raw, usage) {
-  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, [usage]);
+/** The key-encryption key and auth secret of `password` for `email`, with the salt and
+ * cost the server holds for the account. */
+async function stretched(email, password) {
+  const pre = await call("POST", "/api/v1/prelogin", { email });
+  return stretch(password, fromBase64(pre.salt), pre.kdf);
 }
 
 /** A new password: the account key is opened with the old password's key and wrapped
  * under the new one's, here; the server gets the wrapped key and the new auth secret. */
 async function changePassword(email, current, next) {
-  const pre = await call("POST", "/api/v1/prelogin", { email });
-  const old = await stretch(current, fromBase64(pre.salt), pre.kdf);
+  const old = await stretched(email, current);
   // A sign-in with the current password hands back the wrapped account key (and a new
   // session for this browser; the change ends every other).
   const signed = await call("POST", "/api/v1/sessions", { email, auth_secret: base64(old.auth), client: "web browser" });
-  const wrapped = fromBase64(signed.keys.wrapped_private_key);
-  let secret;
+  let pair;
   try {
-    secret = new Uint8Array(await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: wrapped.subarray(0, 12) }, await aes(old.kek, "decrypt"), wrapped.subarray(12)));
-  } catch {
-    throw new Error("your account key does not open with this password's key; nothing was changed");
+    pair = await accountKeys(old.kek, signed.keys.wrapped_private_key);
   } finally {
     old.kek.fill(0);
   }
   const salt = crypto.getRandomValues(new Uint8Array(16));
   const fresh = await stretch(next, salt, NEW_PASSWORD_COST);
-  const nonce = crypto.getRandomValues(new Uint8Array(12));
-  const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce }, await aes(fresh.kek, "encrypt"), secret));
-  secret.fill(0);
+  const rewrapped = await seal(fresh.kek, pair.secretKey);
+  pair.secretKey.fill(0);
   fresh.kek.fill(0);
-  const rewrapped = new Uint8Array(12 + sealed.length);
-  rewrapped.set(nonce);
-  rewrapped.set(sealed, 12);
   const done = await call("POST", "/api/v1/account/password", {
     current_auth_secret: base64(old.auth),
     auth_secret: base64(fresh.auth),
@@ -107,15 +102,6 @@ async function changePassword(email, current, next) {
   return done.sessions_ended;
 }
 
-
-/** AES-256-GCM under `key` with a random nonce, `context` bound as associated data:
- * `nonce (12) || ciphertext`, as the command-line client's `SymmetricKey::seal_bound`
- * (and `wrap`, with no context) write it. */
-async function seal(key, secret, context = new Uint8Array(0)) {
-  const nonce = crypto.getRandomValues(new Uint8Array(12));
-  const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce, additionalData: context }, await aes(key, "encrypt"), secret);
-  return concat(nonce, new Uint8Array(sealed));
-}
 
 /** The name of a new account's first library. */
 const DEFAULT_LIBRARY = "Backups";
@@ -133,13 +119,6 @@ async function newAccount(form) {
   const login = await stretch(form.password, salt, NEW_PASSWORD_COST);
   const libraryId = crypto.getRandomValues(new Uint8Array(16));
   const epochKey = crypto.getRandomValues(new Uint8Array(32));
-  const epoch = new Uint8Array([0, 0, 0, 1]);
-  const names = blake3(epochKey, { context: utf8("ibackup 2026-12 epoch name") });
-  const grantNonce = crypto.getRandomValues(new Uint8Array(24));
-  const grant = concat(
-    grantNonce,
-    nacl.box(concat(utf8("ibackup grant v2"), libraryId, epoch, pair.publicKey, epochKey), grantNonce, pair.publicKey, pair.secretKey),
-  );
   const request = {
     email: form.email,
     first_name: form.firstName,
@@ -154,13 +133,13 @@ async function newAccount(form) {
     recovery_proof: base64(blake3(recovery, { context: utf8("ibackup 2026 recovery proof") })),
     library: {
       id: hex(libraryId),
-      name_sealed: base64(await seal(names, utf8(DEFAULT_LIBRARY), concat(utf8("ibackup name"), libraryId, epoch))),
-      grant: base64(grant),
+      name_sealed: base64(await sealName(epochKey, libraryId, 1, DEFAULT_LIBRARY)),
+      grant: base64(grantTo(pair, pair.publicKey, libraryId, 1, epochKey)),
     },
     client: "web browser",
   };
   const keys = nacl.box.keyPair.fromSecretKey(pair.secretKey.slice());
-  for (const secret of [login.kek, login.auth, pair.secretKey, epochKey, names]) secret.fill(0);
+  for (const secret of [login.kek, login.auth, pair.secretKey, epochKey]) secret.fill(0);
   const shown = hex(recovery).match(/.{8}/g).join("-");
   recovery.fill(0);
   return { request, recoveryKey: shown, keys };
@@ -241,25 +220,15 @@ function showRecoveryKey(key) {
 /** The auth secret of `password` for `email`, derived as at sign-in (the key-encryption
  * key derived beside it is wiped). */
 async function authSecret(email, password) {
-  const pre = await call("POST", "/api/v1/prelogin", { email });
-  const { m, t, p } = checkedCost(pre.kdf);
-  const derived = await argon2idAsync(new TextEncoder().encode(password), fromBase64(pre.salt), {
-    m,
-    t,
-    p,
-    dkLen: 64,
-    asyncTick: 20,
-  });
-  const auth = derived.slice(32);
-  derived.fill(0);
+  const { kek, auth } = await stretched(email, password);
+  kek.fill(0);
   return auth;
 }
 
 /** Signs in, and opens the account key with the password's key (kept in this page's
  * memory only, for the libraries). */
 async function signIn(email, password) {
-  const pre = await call("POST", "/api/v1/prelogin", { email });
-  const { kek, auth } = await stretch(password, fromBase64(pre.salt), pre.kdf);
+  const { kek, auth } = await stretched(email, password);
   // The answer repeats the token for the command-line client; the page keeps only the
   // cookie the browser stores, and the wrapped account key.
   const session = await call("POST", "/api/v1/sessions", { email, auth_secret: base64(auth), client: "web browser" });
@@ -274,16 +243,7 @@ async function signIn(email, password) {
 /** The blobs of `ids` in library `id`, fetched with this browser's session. */
 async function libraryBlobs(id, ids) {
   const answer = await request("POST", `/api/v1/libraries/${id}/objects/fetch`, { ids: ids.map(hex) });
-  const bytes = new Uint8Array(await answer.arrayBuffer());
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const blobs = [];
-  for (let at = 0; at < bytes.length;) {
-    const length = view.getUint32(at, false);
-    blobs.push(bytes.subarray(at + 4, at + 4 + length));
-    at += 4 + length;
-  }
-  if (blobs.length !== ids.length) throw new Error("the server sent another number of objects than asked");
-  return blobs;
+  return frames(new Uint8Array(await answer.arrayBuffer()), ids.length);
 }
 
 const backToProfile = () => [element("p", {}, element("button", { type: "button", class: "crumb", id: "back", onclick: () => profile() }, "Back to My Profile"))];

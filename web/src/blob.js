@@ -13,7 +13,7 @@ const NONCE_BYTES = 12;
 
 /** The id an object key names: BLAKE3 in derive-key mode. */
 export function objectId(key) {
-  return blake3(key, { context: new TextEncoder().encode(ID_CONTEXT) });
+  return blake3(key, { context: utf8(ID_CONTEXT) });
 }
 
 export function hex(bytes) {
@@ -48,8 +48,27 @@ export function concat(...parts) {
 /** Text as UTF-8 bytes. */
 export const utf8 = (text) => new TextEncoder().encode(text);
 
-async function aesKey(raw) {
-  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["decrypt"]);
+async function aesKey(raw, usage = "decrypt") {
+  return crypto.subtle.importKey("raw", raw, "AES-GCM", false, [usage]);
+}
+
+/** AES-256-GCM of `secret` under `key` with a random nonce and `context` bound as
+ * associated data: `nonce (12) || ciphertext`, as the command-line client's
+ * `SymmetricKey::seal_bound` (and `wrap`, with no context) write it. */
+export async function seal(key, secret, context = new Uint8Array(0)) {
+  const nonce = crypto.getRandomValues(new Uint8Array(NONCE_BYTES));
+  const sealed = await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce, additionalData: context }, await aesKey(key, "encrypt"), secret);
+  return concat(nonce, new Uint8Array(sealed));
+}
+
+/** Reverses [`seal`] with the same `context`; throws if the key or context is not the
+ * sealer's, or the bytes were changed. */
+export async function unseal(key, sealed, context = new Uint8Array(0)) {
+  return new Uint8Array(await crypto.subtle.decrypt(
+    { name: "AES-GCM", iv: sealed.subarray(0, NONCE_BYTES), additionalData: context },
+    await aesKey(key),
+    sealed.subarray(NONCE_BYTES),
+  ));
 }
 
 /** Something that was not what it claimed: said in words, never guessed around. */
@@ -98,14 +117,8 @@ export async function openBlob(key, kind, id, blob) {
 /** A follow link's pointer opened with the link key: the folder's tree key. */
 export async function openPointer(linkKey, linkId, pointer) {
   if (pointer.length < NONCE_BYTES + 16) throw new Damaged("the link's pointer is truncated");
-  const context = new TextEncoder().encode(`ibackup link pointer ${linkId}`);
   try {
-    const key = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: pointer.subarray(0, NONCE_BYTES), additionalData: context },
-      await aesKey(linkKey),
-      pointer.subarray(NONCE_BYTES),
-    );
-    return new Uint8Array(key);
+    return await unseal(linkKey, pointer, utf8(`ibackup link pointer ${linkId}`));
   } catch {
     throw new Damaged("the link's pointer does not open with the key in this link");
   }

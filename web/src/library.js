@@ -7,7 +7,7 @@ import { blake3 } from "@noble/hashes/blake3.js";
 import nacl from "tweetnacl";
 import { decode } from "cborg";
 
-import { Damaged, KIND, concat, fromBase64, fromHex, hex, openBlob, utf8 } from "./blob.js";
+import { Damaged, KIND, concat, fromBase64, fromHex, hex, openBlob, seal, unseal, utf8 } from "./blob.js";
 
 const derive = (context, key) => blake3(key, { context: utf8(context) });
 const GRANT_MAGIC = "ibackup grant v2";
@@ -23,21 +23,11 @@ function epochBytes(epoch) {
   return out;
 }
 
-/** AES-256-GCM `nonce (12) || ciphertext` opened under `key` with `context` bound. */
-async function openBound(key, sealed, context = new Uint8Array(0)) {
-  const raw = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["decrypt"]);
-  return new Uint8Array(await crypto.subtle.decrypt(
-    { name: "AES-GCM", iv: sealed.subarray(0, 12), additionalData: context },
-    raw,
-    sealed.subarray(12),
-  ));
-}
-
 /** The account's key pair from its private key wrapped under the password's key. */
 export async function accountKeys(kek, wrappedBase64) {
   let secret;
   try {
-    secret = await openBound(kek, fromBase64(wrappedBase64));
+    secret = await unseal(kek, fromBase64(wrappedBase64));
   } catch {
     throw new Damaged("your account key does not open with your password's key");
   }
@@ -71,7 +61,7 @@ export async function libraryKeys(info, me) {
     if (epoch > 1) {
       const link = chain.get(epoch);
       if (!link) throw new Damaged("a link between this library's key epochs is missing");
-      key = await openBound(key, link, concat(utf8("ibackup chain"), library, epochBytes(epoch)));
+      key = await unseal(key, link, concat(utf8("ibackup chain"), library, epochBytes(epoch)));
     }
   }
   return { library, epochs };
@@ -82,7 +72,7 @@ export async function libraryName(keys, info) {
   const epoch = keys.epochs.get(info.name_epoch);
   if (!epoch) throw new Damaged("the library's name is sealed under an epoch you do not reach");
   const context = concat(utf8("ibackup name"), keys.library, epochBytes(info.name_epoch));
-  return new TextDecoder().decode(await openBound(epoch.names, fromBase64(info.name_sealed), context));
+  return new TextDecoder().decode(await unseal(epoch.names, fromBase64(info.name_sealed), context));
 }
 
 /** A snapshot opened under the epoch its blob names, its id checked against its content. */
@@ -110,22 +100,25 @@ export function grantTo(me, recipient, library, epoch, key) {
   return concat(nonce, nacl.box(plain, nonce, recipient, me.secretKey));
 }
 
-/** AES-256-GCM `nonce (12) || ciphertext` of `secret` under `key` with `context` bound. */
-async function sealBound(key, secret, context) {
-  const raw = await crypto.subtle.importKey("raw", key, "AES-GCM", false, ["encrypt"]);
-  const nonce = crypto.getRandomValues(new Uint8Array(12));
-  return concat(nonce, new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv: nonce, additionalData: context }, raw, secret)));
-}
-
 /** A new key epoch after the newest: its key, the link that carries the newest key, and the
  * name sealed anew under it. */
 export async function nextEpoch(keys, newest, name) {
   const epoch = newest + 1;
   const key = crypto.getRandomValues(new Uint8Array(32));
-  const link = await sealBound(key, keys.epochs.get(newest).key, concat(utf8("ibackup chain"), keys.library, epochBytes(epoch)));
-  const names = derive("ibackup 2026-12 epoch name", key);
-  const nameSealed = await sealBound(names, utf8(name), concat(utf8("ibackup name"), keys.library, epochBytes(epoch)));
+  const link = await seal(key, keys.epochs.get(newest).key, concat(utf8("ibackup chain"), keys.library, epochBytes(epoch)));
+  const nameSealed = await sealName(key, keys.library, epoch, name);
   return { epoch, key, link, nameSealed };
+}
+
+/** A library's `name` sealed under epoch `epoch`'s `key`, bound to the library and epoch
+ * (`LibraryKeys::seal_name`). */
+export async function sealName(key, library, epoch, name) {
+  const names = derive("ibackup 2026-12 epoch name", key);
+  try {
+    return await seal(names, utf8(name), concat(utf8("ibackup name"), library, epochBytes(epoch)));
+  } finally {
+    names.fill(0);
+  }
 }
 
 /** An account key's fingerprint as `ibackup account fingerprint` shows it. */

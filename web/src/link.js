@@ -70,7 +70,7 @@ async function open() {
   const opened = await openLink(state.id, state.password);
   state.token = opened.token;
   const treeKey = state.follow
-    ? await openPointer(state.key, state.id, Uint8Array.from(atob(opened.pointer), (c) => c.charCodeAt(0)))
+    ? await openPointer(state.key, state.id, fromBase64(opened.pointer))
     : state.key;
   if (treeKey.length !== 32) throw new Damaged("the link's pointer does not hold a key");
   const id = objectId(treeKey);
