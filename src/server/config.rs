@@ -486,12 +486,19 @@ impl ServerConfig {
     pub fn quota_for(&self, plan: &str, quota_override: Option<i64>) -> u64 {
         match quota_override {
             Some(bytes) => bytes.max(0) as u64,
-            None => {
-                self.plan(plan)
-                    .unwrap_or_else(|| self.default_plan())
-                    .quota_bytes
-            }
+            None => self.plan_or_default(plan).quota_bytes,
         }
+    }
+
+    /// An account's plan `name`, or the default plan if it was since removed from the
+    /// configuration.
+    pub fn plan_or_default(&self, name: &str) -> &Plan {
+        self.plan(name).unwrap_or_else(|| self.default_plan())
+    }
+
+    /// What to answer for a plan `name` that is not configured.
+    pub fn unknown_plan(&self, name: &str) -> String {
+        format!("unknown plan `{name}`; choose one of {}", self.plan_names())
     }
 
     pub fn plan_names(&self) -> String {

@@ -230,11 +230,7 @@ fn haproxy() -> Option<&'static str> {
 impl Balancer {
     fn start(binary: &str, pair: &Pair) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::util::free_port();
         let config = format!(
             "global\n  maxconn 4096\n\
              defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 60s\n  \

@@ -6,13 +6,14 @@
 //! failure. With IBACKUP_TEST_BLOBS=s3, every [`super::util::TestServer`] keeps its packs in
 //! one Garage shared by the test process, each under a prefix of its own.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::util::free_port;
 
 pub const BUCKET: &str = "ibackup-test";
 
@@ -57,14 +58,6 @@ pub fn available() -> bool {
 /// Whether this test run keeps every test server's packs in Garage.
 pub fn every_server_on_s3() -> bool {
     std::env::var("IBACKUP_TEST_BLOBS").as_deref() == Ok("s3")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Garage {

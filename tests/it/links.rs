@@ -17,7 +17,8 @@ use crate::util::{
     TestMount, TestServer,
 };
 
-fn create(client: &TestClient, args: &[&str]) -> String {
+/// `link create --json` with `args`; the link's URL.
+pub fn create(client: &TestClient, args: &[&str]) -> String {
     let mut all = vec!["link", "create", "--json"];
     all.extend_from_slice(args);
     client.run(&all).ok().json()["url"]

@@ -8,7 +8,6 @@
 //! shared by the test process. Run as root, the cluster runs as the `postgres` user (it
 //! refuses root).
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -16,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use ibackup::server::db::{Conn, Database};
 use tempfile::TempDir;
+
+use crate::util::free_port;
 
 pub struct Postgres {
     dir: TempDir,
@@ -57,14 +58,6 @@ pub fn available() -> bool {
 /// Whether this test run keeps every test server's metadata in PostgreSQL.
 pub fn every_server_on_postgres() -> bool {
     std::env::var("IBACKUP_TEST_DB").as_deref() == Ok("postgres")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn as_root() -> bool {

@@ -111,11 +111,7 @@ fn a_database_that_cannot_be_reached_or_named_is_refused_at_start_in_words() {
         "the password was printed: {said}"
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::util::free_port();
     let refused = serve(&format!("postgres://ib:hunter2@127.0.0.1:{port}/ib"));
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success());

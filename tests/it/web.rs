@@ -11,6 +11,7 @@ use std::process::Command;
 
 use base64::Engine;
 
+use crate::links::create;
 use crate::sharing::{clients, ALICE};
 use crate::util::{write_file, TestClient, TestServer};
 
@@ -31,11 +32,59 @@ fn python() -> Option<PathBuf> {
     works.then_some(python)
 }
 
+/// Chromium, and a Python with Playwright to drive it.
+struct Browser {
+    chromium: PathBuf,
+    python: PathBuf,
+}
+
+impl Browser {
+    /// `tests/web/SCRIPT` with `args`, to which this adds the Chromium to drive and, unless
+    /// `args` says, where screenshots go (IBACKUP_SCREENSHOTS).
+    fn command(&self, script: &str, mut args: serde_json::Value) -> Command {
+        args["chromium"] = serde_json::json!(self.chromium);
+        if args.get("screenshots").is_none() {
+            args["screenshots"] = serde_json::json!(std::env::var("IBACKUP_SCREENSHOTS").ok());
+        }
+        let mut command = Command::new(&self.python);
+        command
+            .arg(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/web")
+                    .join(script),
+            )
+            .arg(args.to_string());
+        command
+    }
+
+    /// Runs `script` with `args`; what it printed, once it succeeded.
+    fn run(&self, script: &str, args: serde_json::Value) -> String {
+        let out = self.command(script, args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{script}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+}
+
+/// The names of `path`'s folders from the root, as a snapshot holds them.
+fn components(path: &Path) -> Vec<String> {
+    path.components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Chromium and a Python with Playwright, if both are here; panics if they must be
 /// (IBACKUP_REQUIRE_BROWSER=1) and are not.
-fn browser() -> Option<(PathBuf, PathBuf)> {
+fn browser() -> Option<Browser> {
     match (chromium(), python()) {
-        (Some(chromium), Some(python)) => Some((chromium, python)),
+        (Some(chromium), Some(python)) => Some(Browser { chromium, python }),
         _ if std::env::var("IBACKUP_REQUIRE_BROWSER").as_deref() == Ok("1") => {
             panic!("IBACKUP_REQUIRE_BROWSER=1 but Chromium or Playwright is missing: run scripts/setup")
         }
@@ -44,15 +93,6 @@ fn browser() -> Option<(PathBuf, PathBuf)> {
             None
         }
     }
-}
-
-fn create(client: &TestClient, args: &[&str]) -> String {
-    let mut all = vec!["link", "create", "--json"];
-    all.extend_from_slice(args);
-    client.run(&all).ok().json()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 /// The key in a link's fragment, as raw bytes.
@@ -66,7 +106,7 @@ fn fragment_key(url: &str) -> Vec<u8> {
 
 #[test]
 fn links_open_in_a_browser_decrypt_in_the_page_and_keep_their_keys_there() {
-    let Some((chromium, python)) = browser() else {
+    let Some(browser) = browser() else {
         return;
     };
     let logs = tempfile::tempdir().unwrap();
@@ -117,9 +157,7 @@ fn links_open_in_a_browser_decrypt_in_the_page_and_keep_their_keys_there() {
     links["unknown"] = unknown.into();
     std::thread::sleep(std::time::Duration::from_millis(1100));
 
-    let downloads = tempfile::tempdir().unwrap();
     let args = serde_json::json!({
-        "chromium": chromium,
         "links": links,
         "password": password,
         "folder_names": ["readme.txt", "big.bin", "deep"],
@@ -128,21 +166,8 @@ fn links_open_in_a_browser_decrypt_in_the_page_and_keep_their_keys_there() {
             "readme.txt": docs.join("readme.txt"),
             "file-00.txt": docs.join("deep/file-00.txt"),
         },
-        "downloads": downloads.path(),
-        "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/link_page.py");
-    let run = Command::new(python)
-        .arg(script)
-        .arg(args.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    browser.run("link_page.py", args);
 
     // The keys stayed in the page: no fragment key (raw, hex or as written in the URL) and
     // no link password in the server's files or its log.
@@ -238,7 +263,7 @@ fn the_link_page_is_sent_with_a_strict_policy_and_nothing_else_is_served() {
 
 #[test]
 fn my_profile_in_a_browser_signs_in_with_the_cli_password_and_changes_what_the_server_keeps() {
-    let Some((chromium, python)) = browser() else {
+    let Some(browser) = browser() else {
         return;
     };
     let logs = tempfile::tempdir().unwrap();
@@ -250,27 +275,14 @@ fn my_profile_in_a_browser_signs_in_with_the_cli_password_and_changes_what_the_s
     let new_password = "a new password, set in the page";
     let part = |part: &str| {
         let args = serde_json::json!({
-            "part": part,
-            "chromium": chromium,
+        "part": part,
             "url": server.url,
-            "email": ALICE,
-            "new_email": "alicia@example.com",
-            "password": crate::util::PASSWORD,
-            "new_password": new_password,
-            "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
+        "email": ALICE,
+        "new_email": "alicia@example.com",
+        "password": crate::util::PASSWORD,
+        "new_password": new_password,
         });
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
-        let run = Command::new(&python)
-            .arg(script)
-            .arg(args.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            run.status.success(),
-            "{part}: {}\n{}",
-            String::from_utf8_lossy(&run.stdout),
-            String::from_utf8_lossy(&run.stderr)
-        );
+        browser.run("profile_page.py", args);
     };
     part("profile");
 
@@ -362,7 +374,7 @@ fn my_profile_in_a_browser_signs_in_with_the_cli_password_and_changes_what_the_s
 
 #[test]
 fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_works() {
-    let Some((chromium, python)) = browser() else {
+    let Some(browser) = browser() else {
         return;
     };
     let logs = tempfile::tempdir().unwrap();
@@ -371,24 +383,11 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
     let bob = TestClient::new("bob@example.com");
     let args = serde_json::json!({
         "part": "signup",
-        "chromium": chromium,
         "url": server.url,
         "email": "bob@example.com",
         "password": crate::util::PASSWORD,
-        "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
-    let run = Command::new(python)
-        .arg(script)
-        .arg(args.to_string())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(
-        run.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    let stdout = browser.run("profile_page.py", args);
     let shown: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     let recovery_key = shown["recovery_key"].as_str().unwrap().to_owned();
     // The recovery key, the password and the two keys the page stretched from it (the
@@ -466,7 +465,7 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
 
 #[test]
 fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
-    let Some((chromium, python)) = browser() else {
+    let Some(browser) = browser() else {
         return;
     };
     let server = TestServer::start();
@@ -481,16 +480,9 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
     write_file(&docs.join("later.txt"), b"a second snapshot");
     alice.backup(&[&docs]).ok();
     // The snapshot holds the whole path from the root of the file system.
-    let folders: Vec<String> = docs
-        .components()
-        .filter_map(|c| match c {
-            std::path::Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
-            _ => None,
-        })
-        .collect();
+    let folders = components(&docs);
     let args = serde_json::json!({
         "part": "library",
-        "chromium": chromium,
         "url": server.url,
         "email": ALICE,
         "password": crate::util::PASSWORD,
@@ -498,25 +490,13 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         "folders": folders,
         "file": "report.bin",
         "expected": docs.join("report.bin"),
-        "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
-    let run = Command::new(python)
-        .arg(script)
-        .arg(args.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        run.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
-    );
+    browser.run("profile_page.py", args);
 }
 
 #[test]
 fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
-    let Some((chromium, python)) = browser() else {
+    let Some(browser) = browser() else {
         return;
     };
     let server = TestServer::start();
@@ -539,19 +519,15 @@ fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
     let between = tempfile::tempdir().unwrap().keep().join("looked");
     let args = serde_json::json!({
         "part": "share",
-        "chromium": chromium,
         "url": server.url,
         "email": ALICE,
         "password": crate::util::PASSWORD,
         "member": "bob@example.com",
         "fingerprint": fingerprint,
         "between": between,
-        "screenshots": std::env::var("IBACKUP_SCREENSHOTS").ok(),
     });
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/web/profile_page.py");
-    let mut page = Command::new(&python)
-        .arg(&script)
-        .arg(args.to_string())
+    let mut page = browser
+        .command("profile_page.py", args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -565,18 +541,10 @@ fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
     let read = if line.trim() == "shared" {
         // The member opens it in a browser too: the owner's key remembered there, the
         // name shown as NAME@OWNER, the file downloaded from the snapshot.
-        let folders: Vec<String> = source
-            .path()
-            .components()
-            .filter_map(|c| match c {
-                std::path::Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
-                _ => None,
-            })
-            .collect();
+        let folders = components(source.path());
         let member_page = serde_json::json!({
             "part": "library",
-            "chromium": chromium,
-            "url": server.url,
+                "url": server.url,
             "email": "bob@example.com",
             "password": crate::util::PASSWORD,
             "library": "Backups@alice@example.com",
@@ -584,18 +552,9 @@ fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
             "folders": folders,
             "file": "shared.txt",
             "expected": source.path().join("shared.txt"),
+            "screenshots": null,
         });
-        let browsed = Command::new(&python)
-            .arg(&script)
-            .arg(member_page.to_string())
-            .output()
-            .unwrap();
-        assert!(
-            browsed.status.success(),
-            "the member's page: {}\n{}",
-            String::from_utf8_lossy(&browsed.stdout),
-            String::from_utf8_lossy(&browsed.stderr)
-        );
+        browser.run("profile_page.py", member_page);
         bob.restore(
             &spec,
             target.path(),

@@ -10,30 +10,15 @@ import zipfile
 
 from playwright.sync_api import expect, sync_playwright
 
+from common import checker, faults, open_page
+import common
+
 TIMEOUT_MS = 30_000
+check = checker("link page")
 
 
-def check(condition, message):
-    if not condition:
-        raise SystemExit(f"link page: {message}")
-
-
-def watch(page, problems):
-    """Every error the page logs (a refused script or request under the Content Security
-    Policy is one) and every uncaught exception."""
-    page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-    page.on("pageerror", lambda e: problems.append(str(e)))
-
-
-def download(page, name, into):
-    row = page.locator(f'tr[data-name="{name}"]')
-    with page.expect_download(timeout=TIMEOUT_MS) as info:
-        row.get_by_role("button", name="Download").click()
-    path = os.path.join(into, name)
-    info.value.save_as(path)
-    expect(row.get_by_text("Downloaded")).to_be_visible(timeout=TIMEOUT_MS)
-    with open(path, "rb") as f:
-        return f.read()
+def download(page, name):
+    return common.download(page, name, TIMEOUT_MS)
 
 
 def same_file(got, expected_path, what):
@@ -46,14 +31,8 @@ def same_file(got, expected_path, what):
 def main():
     args = json.loads(sys.argv[1])
     links, files = args["links"], args["files"]
-    problems = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=args["chromium"],
-                                    args=["--no-sandbox"] if os.geteuid() == 0 else [])
-        context = browser.new_context(ignore_https_errors=True, accept_downloads=True,
-                                      viewport={"width": 1000, "height": 700})
-        page = context.new_page()
-        watch(page, problems)
+        browser, _, page, problems = open_page(p, args["chromium"], 700)
 
         # A folder link: its entries, a file of several chunks, a folder inside it.
         page.goto(links["folder"])
@@ -62,8 +41,8 @@ def main():
             expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(1)
         if args.get("screenshots"):
             page.screenshot(path=os.path.join(args["screenshots"], "web-link-folder.png"))
-        same_file(download(page, "big.bin", args["downloads"]), files["big.bin"], "big.bin")
-        same_file(download(page, "readme.txt", args["downloads"]), files["readme.txt"],
+        same_file(download(page, "big.bin"), files["big.bin"], "big.bin")
+        same_file(download(page, "readme.txt"), files["readme.txt"],
                   "readme.txt")
         # The whole folder as one .zip, every file as backed up.
         with page.expect_download(timeout=TIMEOUT_MS) as info:
@@ -79,7 +58,7 @@ def main():
         page.locator('tr[data-name="deep"]').get_by_role("button", name="Open").click()
         expect(page.locator('tr[data-name="file-00.txt"]')).to_have_count(1,
                                                                          timeout=TIMEOUT_MS)
-        same_file(download(page, "file-00.txt", args["downloads"]), files["file-00.txt"],
+        same_file(download(page, "file-00.txt"), files["file-00.txt"],
                   "deep/file-00.txt")
         page.get_by_role("button", name="Shared folder").click()
         expect(page.locator('tr[data-name="big.bin"]')).to_have_count(1, timeout=TIMEOUT_MS)
@@ -97,7 +76,7 @@ def main():
         page.get_by_label("This link needs a password").fill(args["password"])
         page.get_by_role("button", name="Open").click()
         expect(page.locator('tr[data-name="readme.txt"]')).to_have_count(1, timeout=TIMEOUT_MS)
-        same_file(download(page, "readme.txt", args["downloads"]), files["readme.txt"],
+        same_file(download(page, "readme.txt"), files["readme.txt"],
                   "readme.txt through the password link")
 
         # A link that follows the newest snapshot.
@@ -123,10 +102,7 @@ def main():
         width = page.evaluate("document.documentElement.scrollWidth")
         check(width <= 390, f"at phone width the page is {width} px wide")
         browser.close()
-    # Refused requests (404 of the unknown link, 401 of the wrong password, 410) are logged
-    # by the browser as failed loads; anything else is a fault of the page.
-    faults = [p for p in problems if "Failed to load resource" not in p]
-    check(not faults, f"the page reported errors: {faults}")
+    check(not faults(problems), f"the page reported errors: {faults(problems)}")
     print("link page: all checks passed")
 
 

@@ -10,25 +10,17 @@ import time
 
 from playwright.sync_api import expect, sync_playwright
 
+from common import checker, faults, open_page
+import common
+
 TIMEOUT_MS = 60_000
-
-
-def check(condition, message):
-    if not condition:
-        raise SystemExit(f"profile page: {message}")
+check = checker("profile page")
 
 
 def main():
     args = json.loads(sys.argv[1])
-    problems = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=args["chromium"],
-                                    args=["--no-sandbox"] if os.geteuid() == 0 else [])
-        context = browser.new_context(ignore_https_errors=True, accept_downloads=True,
-                                      viewport={"width": 1000, "height": 900})
-        page = context.new_page()
-        page.on("console", lambda m: m.type == "error" and problems.append(m.text))
-        page.on("pageerror", lambda e: problems.append(str(e)))
+        browser, context, page, problems = open_page(p, args["chromium"], 900)
 
         try:
             use(page, context, args)
@@ -37,10 +29,7 @@ def main():
             print("page text:", page.inner_text("body"), "\nerrors:", problems)
             raise
         browser.close()
-    # A refused request (the wrong password's 401, the signed-out 401) is logged by the
-    # browser as a failed load; anything else is a fault of the page.
-    faults = [p for p in problems if "Failed to load resource" not in p]
-    check(not faults, f"the page reported errors: {faults}")
+    check(not faults(problems), f"the page reported errors: {faults(problems)}")
     print("profile page: all checks passed", file=sys.stderr)
 
 
@@ -213,12 +202,7 @@ def share(page, args):
 
 
 def download(page, name):
-    row = page.locator(f'tr[data-name="{name}"]')
-    expect(row).to_have_count(1, timeout=TIMEOUT_MS)
-    with page.expect_download(timeout=TIMEOUT_MS) as info:
-        row.get_by_role("button", name="Download").click()
-    with open(info.value.path(), "rb") as f:
-        return f.read()
+    return common.download(page, name, TIMEOUT_MS)
 
 
 def signup(page, args):

@@ -25,8 +25,8 @@ pub mod uploads;
 use std::sync::{Arc, Mutex};
 
 pub use engine::{
-    params, Cell, ColumnIndex, Conn, Database, FromSql, OptionalExtension, Param, Params, Row,
-    Stmt, Tx, Value,
+    params, ColumnIndex, Conn, Database, FromSql, OptionalExtension, Param, Params, Row, Stmt, Tx,
+    Value,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -62,12 +62,10 @@ pub async fn register(
     let config = state.config.clone();
     let plan = match req.plan.as_deref() {
         None => config.default_plan().clone(),
-        Some(name) => config.plan(name).cloned().ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "unknown plan `{name}`; choose one of {}",
-                config.plan_names()
-            ))
-        })?,
+        Some(name) => config
+            .plan(name)
+            .cloned()
+            .ok_or_else(|| ApiError::bad_request(config.unknown_plan(name)))?,
     };
     if plan.price_cents > 0 {
         return Err(ApiError::new(

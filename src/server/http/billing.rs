@@ -130,13 +130,10 @@ pub async fn quote(
     axum::extract::Path(plan): axum::extract::Path<String>,
 ) -> ApiResult<Json<PlanQuote>> {
     let config = state.config.clone();
-    let to = config.plan(plan.trim()).cloned().ok_or_else(|| {
-        ApiError::not_found(format!(
-            "unknown plan `{}`; choose one of {}",
-            plan.trim(),
-            config.plan_names()
-        ))
-    })?;
+    let to = config
+        .plan(plan.trim())
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(config.unknown_plan(plan.trim())))?;
     let now = db::now();
     let name = to.name.clone();
     let amount = state
@@ -144,9 +141,7 @@ pub async fn quote(
         .read(move |conn| -> ApiResult<i64> {
             let account = accounts::by_id(conn, caller.account_id)?
                 .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
-            let from = config
-                .plan(&account.plan)
-                .unwrap_or_else(|| config.default_plan());
+            let from = config.plan_or_default(&account.plan);
             Ok(prorate(&config, from, &to, account.period_end, now))
         })
         .await?;
@@ -163,13 +158,10 @@ pub async fn change_plan(
     ApiJson(req): ApiJson<ChangePlanRequest>,
 ) -> ApiResult<Json<ChangePlanResponse>> {
     let config = state.config.clone();
-    let to = config.plan(req.plan.trim()).cloned().ok_or_else(|| {
-        ApiError::bad_request(format!(
-            "unknown plan `{}`; choose one of {}",
-            req.plan.trim(),
-            config.plan_names()
-        ))
-    })?;
+    let to = config
+        .plan(req.plan.trim())
+        .cloned()
+        .ok_or_else(|| ApiError::bad_request(config.unknown_plan(req.plan.trim())))?;
     in_turn(
         &state,
         caller.account_id,
@@ -218,10 +210,7 @@ async fn change_plan_in_turn(
                     error.0.limit = Some(to.quota_bytes);
                     return Err(error);
                 }
-                let from = config
-                    .plan(&account.plan)
-                    .unwrap_or_else(|| config.default_plan())
-                    .clone();
+                let from = config.plan_or_default(&account.plan).clone();
                 let amount = prorate(&config, &from, &to, account.period_end, now);
                 let card = billing::card(conn, account.id)?;
                 Ok((account, from, amount, card))
@@ -410,10 +399,7 @@ async fn reactivate_in_turn(state: &AppState, caller: Caller) -> ApiResult<Json<
             .call(move |conn| -> ApiResult<_> {
                 let account = accounts::by_id(conn, caller.account_id)?
                     .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
-                let plan = config
-                    .plan(&account.plan)
-                    .unwrap_or_else(|| config.default_plan())
-                    .clone();
+                let plan = config.plan_or_default(&account.plan).clone();
                 let card = billing::card(conn, account.id)?;
                 Ok((account, plan, card))
             })

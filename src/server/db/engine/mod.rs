@@ -43,7 +43,8 @@ enum Engine {
     Postgres(Box<RefCell<PgConn>>),
 }
 
-/// A value bound to a placeholder, borrowed from the caller.
+/// A value bound to a placeholder or read from a column, borrowed from the caller or the
+/// row.
 #[derive(Debug, Clone, Copy)]
 pub enum Value<'a> {
     Null,
@@ -72,19 +73,9 @@ macro_rules! params {
 }
 pub use params;
 
-/// A column's value as read, before it becomes the type asked for.
-#[derive(Debug, Clone, Copy)]
-pub enum Cell<'a> {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(&'a str),
-    Blob(&'a [u8]),
-}
-
 /// What a column can be read as.
 pub trait FromSql: Sized {
-    fn from_cell(cell: Cell<'_>) -> Result<Self, DbError>;
+    fn from_value(value: Value<'_>) -> Result<Self, DbError>;
 }
 
 /// A row of a result, as a statement's row closure sees it.
@@ -109,8 +100,8 @@ impl Row<'_> {
     pub fn get<I: ColumnIndex, T: FromSql>(&self, index: I) -> Result<T, DbError> {
         let index = index.position();
         match self {
-            Row::Sqlite(row) => T::from_cell(sqlite::cell(row, index)?),
-            Row::Postgres(row) => T::from_cell(postgres::cell(row, index)?),
+            Row::Sqlite(row) => T::from_value(sqlite::cell(row, index)?),
+            Row::Postgres(row) => T::from_value(postgres::cell(row, index)?),
         }
     }
 }
@@ -281,9 +272,9 @@ impl Stmt<'_> {
         &mut self,
         params: &Params,
         f: impl FnMut(&Row<'_>) -> Result<T, DbError>,
-    ) -> Result<std::vec::IntoIter<Result<T, DbError>>, DbError> {
+    ) -> Result<impl Iterator<Item = Result<T, DbError>>, DbError> {
         let rows = self.conn.query_map(&self.sql, params, f)?;
-        Ok(rows.into_iter().map(Ok).collect::<Vec<_>>().into_iter())
+        Ok(rows.into_iter().map(Ok))
     }
 
     pub fn exists(&mut self, params: &Params) -> Result<bool, DbError> {
@@ -403,17 +394,17 @@ impl<T: Param> Param for Option<T> {
     }
 }
 
-fn mismatch<T>(cell: Cell<'_>) -> DbError {
+fn mismatch<T>(value: Value<'_>) -> DbError {
     DbError::Value(format!(
-        "a column holds {cell:?}, read as {}",
+        "a column holds {value:?}, read as {}",
         std::any::type_name::<T>()
     ))
 }
 
 impl FromSql for i64 {
-    fn from_cell(cell: Cell<'_>) -> Result<Self, DbError> {
-        match cell {
-            Cell::Int(value) => Ok(value),
+    fn from_value(value: Value<'_>) -> Result<Self, DbError> {
+        match value {
+            Value::Int(value) => Ok(value),
             other => Err(mismatch::<i64>(other)),
         }
     }
@@ -422,8 +413,8 @@ impl FromSql for i64 {
 macro_rules! int_from_sql {
     ($($t:ty),*) => {$(
         impl FromSql for $t {
-            fn from_cell(cell: Cell<'_>) -> Result<Self, DbError> {
-                let value = i64::from_cell(cell)?;
+            fn from_value(value: Value<'_>) -> Result<Self, DbError> {
+                let value = i64::from_value(value)?;
                 <$t>::try_from(value).map_err(|_| {
                     DbError::Value(format!("{value} is out of range for {}", stringify!($t)))
                 })
@@ -434,43 +425,43 @@ macro_rules! int_from_sql {
 int_from_sql!(i32, u32, u64, usize, u16, u8);
 
 impl FromSql for bool {
-    fn from_cell(cell: Cell<'_>) -> Result<Self, DbError> {
-        Ok(i64::from_cell(cell)? != 0)
+    fn from_value(value: Value<'_>) -> Result<Self, DbError> {
+        Ok(i64::from_value(value)? != 0)
     }
 }
 
 impl FromSql for f64 {
-    fn from_cell(cell: Cell<'_>) -> Result<Self, DbError> {
-        match cell {
-            Cell::Real(value) => Ok(value),
-            Cell::Int(value) => Ok(value as f64),
+    fn from_value(value: Value<'_>) -> Result<Self, DbError> {
+        match value {
+            Value::Real(value) => Ok(value),
+            Value::Int(value) => Ok(value as f64),
             other => Err(mismatch::<f64>(other)),
         }
     }
 }
 
 impl FromSql for String {
-    fn from_cell(cell: Cell<'_>) -> Result<Self, DbError> {
-        match cell {
-            Cell::Text(text) => Ok(text.to_owned()),
+    fn from_value(value: Value<'_>) -> Result<Self, DbError> {
+        match value {
+            Value::Text(text) => Ok(text.to_owned()),
             other => Err(mismatch::<String>(other)),
         }
     }
 }
 
 impl FromSql for Vec<u8> {
-    fn from_cell(cell: Cell<'_>) -> Result<Self, DbError> {
-        match cell {
-            Cell::Blob(bytes) => Ok(bytes.to_vec()),
+    fn from_value(value: Value<'_>) -> Result<Self, DbError> {
+        match value {
+            Value::Blob(bytes) => Ok(bytes.to_vec()),
             other => Err(mismatch::<Vec<u8>>(other)),
         }
     }
 }
 
 impl<const N: usize> FromSql for [u8; N] {
-    fn from_cell(cell: Cell<'_>) -> Result<Self, DbError> {
-        match cell {
-            Cell::Blob(bytes) => bytes.try_into().map_err(|_| {
+    fn from_value(value: Value<'_>) -> Result<Self, DbError> {
+        match value {
+            Value::Blob(bytes) => bytes.try_into().map_err(|_| {
                 DbError::Value(format!("a value of {} bytes where {N} belong", bytes.len()))
             }),
             other => Err(mismatch::<[u8; N]>(other)),
@@ -479,10 +470,10 @@ impl<const N: usize> FromSql for [u8; N] {
 }
 
 impl<T: FromSql> FromSql for Option<T> {
-    fn from_cell(cell: Cell<'_>) -> Result<Self, DbError> {
-        match cell {
-            Cell::Null => Ok(None),
-            other => T::from_cell(other).map(Some),
+    fn from_value(value: Value<'_>) -> Result<Self, DbError> {
+        match value {
+            Value::Null => Ok(None),
+            other => T::from_value(other).map(Some),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ::postgres::types::{IsNull, ToSql, Type};
 use ::postgres::{Client, Config, NoTls, Statement};
 
-use super::{Cell, Params, Row, Value};
+use super::{Params, Row, Value};
 use crate::server::db::DbError;
 
 /// How long a connection attempt may take before the database counts as unreachable.
@@ -167,7 +167,7 @@ fn refs<'a>(bound: &'a [Bound<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
         .collect()
 }
 
-pub(super) fn cell(row: &::postgres::Row, index: usize) -> Result<Cell<'_>, DbError> {
+pub(super) fn cell(row: &::postgres::Row, index: usize) -> Result<Value<'_>, DbError> {
     let column = row
         .columns()
         .get(index)
@@ -175,25 +175,25 @@ pub(super) fn cell(row: &::postgres::Row, index: usize) -> Result<Cell<'_>, DbEr
     let cell = match *column.type_() {
         Type::INT8 => row
             .try_get::<_, Option<i64>>(index)
-            .map(|v| v.map(Cell::Int)),
+            .map(|v| v.map(Value::Int)),
         Type::INT4 => row
             .try_get::<_, Option<i32>>(index)
-            .map(|v| v.map(|v| Cell::Int(v.into()))),
+            .map(|v| v.map(|v| Value::Int(v.into()))),
         Type::INT2 => row
             .try_get::<_, Option<i16>>(index)
-            .map(|v| v.map(|v| Cell::Int(v.into()))),
+            .map(|v| v.map(|v| Value::Int(v.into()))),
         Type::BOOL => row
             .try_get::<_, Option<bool>>(index)
-            .map(|v| v.map(|v| Cell::Int(v.into()))),
+            .map(|v| v.map(|v| Value::Int(v.into()))),
         Type::FLOAT8 => row
             .try_get::<_, Option<f64>>(index)
-            .map(|v| v.map(Cell::Real)),
+            .map(|v| v.map(Value::Real)),
         Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => row
             .try_get::<_, Option<&str>>(index)
-            .map(|v| v.map(Cell::Text)),
+            .map(|v| v.map(Value::Text)),
         Type::BYTEA => row
             .try_get::<_, Option<&[u8]>>(index)
-            .map(|v| v.map(Cell::Blob)),
+            .map(|v| v.map(Value::Blob)),
         ref other => {
             return Err(DbError::Value(format!(
                 "column {} is {other}; cast it to BIGINT, TEXT or BYTEA",
@@ -201,7 +201,7 @@ pub(super) fn cell(row: &::postgres::Row, index: usize) -> Result<Cell<'_>, DbEr
             )))
         }
     };
-    Ok(cell.map_err(classify)?.unwrap_or(Cell::Null))
+    Ok(cell.map_err(classify)?.unwrap_or(Value::Null))
 }
 
 /// The statement with `?N` (and bare `?`) placeholders as PostgreSQL's `$N`; quoted text

@@ -2,7 +2,7 @@
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
-use super::{Cell, Params, Row, Value};
+use super::{Params, Row, Value};
 use crate::server::db::DbError;
 
 /// A bound value, as rusqlite takes it.
@@ -53,14 +53,14 @@ pub(super) fn each(
     Ok(())
 }
 
-pub(super) fn cell<'a>(row: &'a rusqlite::Row<'_>, index: usize) -> Result<Cell<'a>, DbError> {
+pub(super) fn cell<'a>(row: &'a rusqlite::Row<'_>, index: usize) -> Result<Value<'a>, DbError> {
     Ok(match row.get_ref(index)? {
-        ValueRef::Null => Cell::Null,
-        ValueRef::Integer(value) => Cell::Int(value),
-        ValueRef::Real(value) => Cell::Real(value),
-        ValueRef::Text(bytes) => Cell::Text(
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(value) => Value::Int(value),
+        ValueRef::Real(value) => Value::Real(value),
+        ValueRef::Text(bytes) => Value::Text(
             std::str::from_utf8(bytes).map_err(|e| DbError::Value(format!("text column: {e}")))?,
         ),
-        ValueRef::Blob(bytes) => Cell::Blob(bytes),
+        ValueRef::Blob(bytes) => Value::Blob(bytes),
     })
 }
