@@ -801,16 +801,29 @@ fn compare(expected: &Path, actual: &Path, rel: &Path, unit: i64, out: &mut Vec<
     }
 }
 
-/// Every file below `dir` whose bytes contain `needle`.
+/// Every file below `dir` whose bytes contain `needle`. A file that a running database
+/// removes while this walks (PostgreSQL's temporary and recycled files) holds nothing by
+/// the time it would be read, and is passed over.
 pub fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
     let mut found = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(path) = stack.pop() {
-        let meta = fs::symlink_metadata(&path).unwrap();
+        let meta = match fs::symlink_metadata(&path) {
+            Err(e) if gone(&e) => continue,
+            other => other.unwrap(),
+        };
         if meta.is_dir() {
-            stack.extend(fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+            let entries = match fs::read_dir(&path) {
+                Err(e) if gone(&e) => continue,
+                other => other.unwrap(),
+            };
+            stack.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
         } else if meta.is_file() {
-            let bytes = fs::read(&path).unwrap();
+            let bytes = match fs::read(&path) {
+                Err(e) if gone(&e) => continue,
+                other => other.unwrap(),
+            };
             if bytes.windows(needle.len()).any(|w| w == needle) {
                 found.push(path);
             }
