@@ -180,7 +180,7 @@ impl Conn {
             if let Some(f) = f.take() {
                 first = Some(f(row)?);
             }
-            Ok(())
+            Ok(Flow::Stop)
         })?;
         first.ok_or(DbError::NoRows)
     }
@@ -195,7 +195,7 @@ impl Conn {
         let mut rows = Vec::new();
         self.each(sql, params, &mut |row| {
             rows.push(f(row)?);
-            Ok(())
+            Ok(Flow::More)
         })?;
         Ok(rows)
     }
@@ -211,7 +211,7 @@ impl Conn {
         &self,
         sql: &str,
         params: &Params,
-        f: &mut dyn FnMut(&Row<'_>) -> Result<(), DbError>,
+        f: &mut dyn FnMut(&Row<'_>) -> Result<Flow, DbError>,
     ) -> Result<(), DbError> {
         match &self.0 {
             Engine::Sqlite(conn) => sqlite::each(conn, sql, params, f),
@@ -246,6 +246,12 @@ impl Conn {
             open: true,
         })
     }
+}
+
+/// Whether a row callback wants the rows after this one.
+pub(super) enum Flow {
+    More,
+    Stop,
 }
 
 /// A statement kept for running several times.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ::postgres::types::{IsNull, ToSql, Type};
 use ::postgres::{Client, Config, NoTls, Statement};
 
-use super::{Params, Row, Value};
+use super::{Flow, Params, Row, Value};
 use crate::server::db::DbError;
 
 /// How long a connection attempt may take before the database counts as unreachable.
@@ -100,11 +100,11 @@ impl PgConn {
             .map_err(|e| classify_in(e, sql))
     }
 
-    pub fn each(
+    pub(super) fn each(
         &mut self,
         sql: &str,
         params: &Params,
-        f: &mut dyn FnMut(&Row<'_>) -> Result<(), DbError>,
+        f: &mut dyn FnMut(&Row<'_>) -> Result<Flow, DbError>,
     ) -> Result<(), DbError> {
         let statement = self.statement(sql)?;
         let bound = bind(params)?;
@@ -114,7 +114,9 @@ impl PgConn {
             .query(&statement, &refs)
             .map_err(|e| classify_in(e, sql))?;
         for row in &rows {
-            f(&Row::Postgres(row))?;
+            if let Flow::Stop = f(&Row::Postgres(row))? {
+                break;
+            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
-use super::{Params, Row, Value};
+use super::{Flow, Params, Row, Value};
 use crate::server::db::DbError;
 
 /// A bound value, as rusqlite takes it.
@@ -42,13 +42,15 @@ pub(super) fn each(
     conn: &rusqlite::Connection,
     sql: &str,
     params: &Params,
-    f: &mut dyn FnMut(&Row<'_>) -> Result<(), DbError>,
+    f: &mut dyn FnMut(&Row<'_>) -> Result<Flow, DbError>,
 ) -> Result<(), DbError> {
     let bound = bind(params)?;
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(bound.iter()))?;
     while let Some(row) = rows.next()? {
-        f(&Row::Sqlite(row))?;
+        if let Flow::Stop = f(&Row::Sqlite(row))? {
+            break;
+        }
     }
     Ok(())
 }
