@@ -4,7 +4,7 @@
 import { build } from "esbuild";
 
 await build({
-  entryPoints: ["src/link.js", "src/app.js"],
+  entryPoints: ["src/link.js", "src/app.js", "src/save-worker.js"],
   bundle: true,
   format: "esm",
   target: ["chrome110", "firefox115", "safari16"],

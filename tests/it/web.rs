@@ -234,6 +234,8 @@ fn the_link_page_is_sent_with_a_strict_policy_and_nothing_else_is_served() {
         "default-src 'none'",
         "script-src 'self'",
         "connect-src 'self'",
+        "worker-src 'self'",
+        "frame-src 'self'",
         "frame-ancestors 'none'",
     ] {
         assert!(policy.contains(part), "{policy}");
@@ -245,14 +247,18 @@ fn the_link_page_is_sent_with_a_strict_policy_and_nothing_else_is_served() {
     assert!(page.contains("/assets/link.js"), "{page}");
     assert!(!page.contains("<script>"), "an inline script: {page}");
 
-    let (status, headers, _) = get(&server, "/assets/link.js");
-    assert_eq!(status, 200);
-    assert!(headers
-        .iter()
-        .any(|(n, v)| n == "content-type" && v.starts_with("text/javascript")));
+    for script in ["/assets/link.js", "/assets/save-worker.js"] {
+        let (status, headers, _) = get(&server, script);
+        assert_eq!(status, 200, "{script}");
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v.starts_with("text/javascript")));
+    }
     for missing in [
         "/assets/../server.toml",
         "/assets/other.js",
+        // Only the save worker answers under its scope, in the page's own browser.
+        "/assets/save/00000000000000000000000000000000/file.bin",
         "/l/not-a-link",
         "/index.html",
     ] {

@@ -14,14 +14,20 @@ def checker(who):
     return check
 
 
-def open_page(playwright, chromium, height):
+def open_page(playwright, chromium, height, workers=True):
     """Debian's Chromium with a fresh context that accepts the server's self-signed
     certificate and downloads; its page, and the list every error the page logs goes to (a
     refused script or request under the Content Security Policy is one, and so is every
-    uncaught exception)."""
-    browser = playwright.chromium.launch(executable_path=chromium,
-                                         args=["--no-sandbox"] if os.geteuid() == 0 else [])
+    uncaught exception).
+
+    The certificate is accepted as a browser that trusts it would (the switch, not only the
+    context's setting: Chromium starts no service worker under a certificate error
+    otherwise), so downloads stream through the page's save worker; `workers=False` blocks
+    service workers, and downloads take the page's other way, Blobs saved at the end."""
+    args = ["--ignore-certificate-errors"] + (["--no-sandbox"] if os.geteuid() == 0 else [])
+    browser = playwright.chromium.launch(executable_path=chromium, args=args)
     context = browser.new_context(ignore_https_errors=True, accept_downloads=True,
+                                  service_workers="allow" if workers else "block",
                                   viewport={"width": 1000, "height": height})
     page = context.new_page()
     problems = []
@@ -36,13 +42,25 @@ def faults(problems):
     return [p for p in problems if "Failed to load resource" not in p]
 
 
-def download(page, name, timeout):
-    """The bytes of file `name` of the folder shown, downloaded with its button."""
+def streamed_downloads(page):
+    """How many downloads went through the save worker: each leaves its hidden frame in the
+    page for a minute."""
+    return page.locator('iframe[src^="/assets/save/"]').count()
+
+
+def download(page, name, timeout, streamed=True):
+    """The bytes of file `name` of the folder shown, downloaded with its button; it must
+    have gone through the save worker, or (`streamed=False`) not."""
     row = page.locator(f'tr[data-name="{name}"]')
     expect(row).to_have_count(1, timeout=timeout)
+    frames = streamed_downloads(page)
     with page.expect_download(timeout=timeout) as info:
         row.get_by_role("button", name="Download").click()
     with open(info.value.path(), "rb") as f:
         got = f.read()
     expect(row.get_by_text("Downloaded")).to_be_visible(timeout=timeout)
+    now = streamed_downloads(page)
+    if now != frames + (1 if streamed else 0):
+        raise SystemExit(f"{name} was {'not ' if streamed else ''}saved through the page's "
+                         f"save worker ({frames} streamed downloads before, {now} after)")
     return got

@@ -17,8 +17,8 @@ TIMEOUT_MS = 30_000
 check = checker("link page")
 
 
-def download(page, name):
-    return common.download(page, name, TIMEOUT_MS)
+def download(page, name, streamed=True):
+    return common.download(page, name, TIMEOUT_MS, streamed)
 
 
 def same_file(got, expected_path, what):
@@ -26,6 +26,23 @@ def same_file(got, expected_path, what):
         expected = f.read()
     check(got == expected, f"{what}: {len(got)} bytes downloaded, not the {len(expected)} "
                            "bytes backed up")
+
+
+def check_zip(page, files, streamed=True):
+    """The whole folder as one .zip, every file as backed up."""
+    frames = common.streamed_downloads(page)
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        page.get_by_role("button", name="Download folder as .zip").click()
+    expect(page.locator("#zip-status")).to_contain_text("Downloaded 3 files",
+                                                        timeout=TIMEOUT_MS)
+    check(common.streamed_downloads(page) == frames + (1 if streamed else 0),
+          f"the .zip was {'not ' if streamed else ''}saved through the save worker")
+    with zipfile.ZipFile(info.value.path()) as archive:
+        names = sorted(archive.namelist())
+        check(names == ["big.bin", "deep/file-00.txt", "readme.txt"], f"zip holds {names}")
+        for name, key in [("big.bin", "big.bin"), ("deep/file-00.txt", "file-00.txt"),
+                          ("readme.txt", "readme.txt")]:
+            same_file(archive.read(name), files[key], f"{name} in the zip")
 
 
 def main():
@@ -44,17 +61,7 @@ def main():
         same_file(download(page, "big.bin"), files["big.bin"], "big.bin")
         same_file(download(page, "readme.txt"), files["readme.txt"],
                   "readme.txt")
-        # The whole folder as one .zip, every file as backed up.
-        with page.expect_download(timeout=TIMEOUT_MS) as info:
-            page.get_by_role("button", name="Download folder as .zip").click()
-        expect(page.locator("#zip-status")).to_contain_text("Downloaded 3 files",
-                                                            timeout=TIMEOUT_MS)
-        with zipfile.ZipFile(info.value.path()) as archive:
-            names = sorted(archive.namelist())
-            check(names == ["big.bin", "deep/file-00.txt", "readme.txt"], f"zip holds {names}")
-            for name, key in [("big.bin", "big.bin"), ("deep/file-00.txt", "file-00.txt"),
-                              ("readme.txt", "readme.txt")]:
-                same_file(archive.read(name), files[key], f"{name} in the zip")
+        check_zip(page, files)
         page.locator('tr[data-name="deep"]').get_by_role("button", name="Open").click()
         expect(page.locator('tr[data-name="file-00.txt"]')).to_have_count(1,
                                                                          timeout=TIMEOUT_MS)
@@ -101,6 +108,15 @@ def main():
         expect(page.locator("table caption")).to_be_visible(timeout=TIMEOUT_MS)
         width = page.evaluate("document.documentElement.scrollWidth")
         check(width <= 390, f"at phone width the page is {width} px wide")
+        browser.close()
+
+        # Where the browser runs no service worker, downloads are whole all the same.
+        browser, _, page, more = open_page(p, args["chromium"], 700, workers=False)
+        page.goto(links["folder"])
+        same_file(download(page, "big.bin", streamed=False), files["big.bin"],
+                  "big.bin without the save worker")
+        check_zip(page, files, streamed=False)
+        problems += more
         browser.close()
     check(not faults(problems), f"the page reported errors: {faults(problems)}")
     print("link page: all checks passed")

@@ -243,7 +243,7 @@ async function signIn(email, password) {
 /** The blobs of `ids` in library `id`, fetched with this browser's session. */
 async function libraryBlobs(id, ids) {
   const answer = await request("POST", `/api/v1/libraries/${id}/objects/fetch`, { ids: ids.map(hex) });
-  return frames(new Uint8Array(await answer.arrayBuffer()), ids.length);
+  return frames(answer, ids.length);
 }
 
 const backToProfile = () => [element("p", {}, element("button", { type: "button", class: "crumb", id: "back", onclick: () => profile() }, "Back to My Profile"))];

@@ -6,13 +6,15 @@
 import { Zip, ZipPassThrough } from "fflate";
 
 import { Damaged, KIND, objectId, openBlob } from "./blob.js";
-import { element, save, say, size } from "./dom.js";
+import { element, say, size } from "./dom.js";
+import { Cancelled, openSaver, startSaving } from "./saver.js";
 import { decodeTree } from "./tree.js";
 
 /** Chunks asked for in one request: up to 8 of at most 4 MiB and a little each. */
 const CHUNKS_PER_REQUEST = 8;
-/** Requests for a file's chunks in flight at once. */
-const REQUESTS_IN_FLIGHT = 3;
+/** Requests of a file's chunks under way (fetched, or fetched and being opened) ahead of
+ * the one handed on. */
+const BATCHES_AHEAD = 4;
 
 export class FolderView {
   /**
@@ -22,6 +24,7 @@ export class FolderView {
    */
   constructor({ main, fetchBlobs, explain, rootLabel, above = () => [] }) {
     Object.assign(this, { main, fetchBlobs, explain, rootLabel, above });
+    startSaving();
     /** The folders from the top down to the one shown: {name, key, entries}. */
     this.path = [];
   }
@@ -37,31 +40,34 @@ export class FolderView {
   }
 
   /**
-   * The decrypted, checked pieces of `entry`'s contents, in order. A few requests are in
-   * flight while the page decrypts what came: the network and WebCrypto (which decrypts off
-   * the page's thread) work at the same time.
+   * The decrypted, checked pieces of `entry`'s contents, in order. Each request's chunks are
+   * opened as soon as its answer is in, while the next answers come: the network and
+   * WebCrypto (which decrypts off the page's thread) work at the same time.
    */
   async *fileParts(entry) {
     const batches = [];
     for (let i = 0; i < entry.chunks.length; i += CHUNKS_PER_REQUEST) {
-      const chunks = entry.chunks.slice(i, i + CHUNKS_PER_REQUEST);
-      batches.push({ chunks, ids: chunks.map((chunk) => objectId(chunk.key)) });
+      batches.push(entry.chunks.slice(i, i + CHUNKS_PER_REQUEST));
     }
-    const pending = [];
+    const open = async (chunks) => {
+      const ids = chunks.map((chunk) => objectId(chunk.key));
+      const blobs = await this.fetchBlobs(ids);
+      return Promise.all(chunks.map((chunk, j) => openBlob(chunk.key, KIND.chunk, ids[j], blobs[j])));
+    };
+    const ahead = [];
     let asked = 0;
     let done = 0;
-    for (const batch of batches) {
-      while (pending.length < REQUESTS_IN_FLIGHT && asked < batches.length) {
-        const ask = this.fetchBlobs(batches[asked++].ids);
-        ask.catch(() => {}); // awaited in turn below; a failure is reported there
-        pending.push(ask);
+    while (asked < batches.length || ahead.length) {
+      while (ahead.length < BATCHES_AHEAD && asked < batches.length) {
+        const chunks = batches[asked++];
+        const opened = open(chunks);
+        opened.catch(() => {}); // awaited in turn below; a failure is reported there
+        ahead.push({ chunks, opened });
       }
-      const blobs = await pending.shift();
-      const plains = await Promise.all(
-        batch.chunks.map((chunk, j) => openBlob(chunk.key, KIND.chunk, batch.ids[j], blobs[j])),
-      );
+      const { chunks, opened } = ahead.shift();
+      const plains = await opened;
       for (let j = 0; j < plains.length; j++) {
-        if (plains[j].length !== batch.chunks[j].len) throw new Damaged(`a part of ${entry.name} has the wrong length`);
+        if (plains[j].length !== chunks[j].len) throw new Damaged(`a part of ${entry.name} has the wrong length`);
         done += plains[j].length;
         yield plains[j];
       }
@@ -69,75 +75,97 @@ export class FolderView {
     if (done !== entry.size) throw new Damaged(`${entry.name} is not the size its folder says`);
   }
 
-  /** Downloads `entry`'s contents, each chunk checked, into a file of its name. */
+  /** Downloads `entry`'s contents, each chunk checked, into a file of its name: written
+   * to disk as it comes where the browser allows (`saver.js`). */
   async download(entry, button) {
     const progress = element("progress", { max: String(entry.size || 1), value: "0", "aria-label": `Downloading ${entry.name}` });
     button.replaceWith(progress);
+    let saver = null;
     try {
-      const parts = [];
+      saver = await openSaver(entry.name, "application/octet-stream", entry.size, true);
       let done = 0;
       for await (const part of this.fileParts(entry)) {
-        parts.push(part);
         done += part.length;
+        await saver.write(part);
         progress.value = done;
       }
-      save(new Blob(parts, { type: "application/octet-stream" }), entry.name);
+      await saver.close();
       progress.replaceWith(element("span", { class: "done" }, "Downloaded"));
     } catch (error) {
-      progress.replaceWith(element("span", { class: "error", role: "alert" }, this.explain(error)));
+      saver?.abort(error);
+      progress.replaceWith(error instanceof Cancelled
+        ? element("span", { class: "note" }, "Download cancelled")
+        : element("span", { class: "error", role: "alert" }, this.explain(error)));
     }
   }
 
   /**
    * The folder shown, with everything below it, as one .zip (files stored as they are; the
-   * tree's times kept). Links and special files are left out and counted.
+   * tree's times kept), written as it is made. Links and special files are left out and
+   * counted.
    */
   async downloadZip(folder, button, line) {
     button.disabled = true;
-    const parts = [];
-    let failed = null;
-    const zip = new Zip((error, data) => {
-      if (error) failed = error;
-      else parts.push(data);
-    });
+    let saver = null;
     let files = 0;
     let bytes = 0;
     let skipped = 0;
-    const walk = async (entries, prefix) => {
-      for (const entry of entries) {
-        const path = prefix + entry.name;
-        if (entry.kind === "dir") {
-          await walk(await this.loadTree(entry.subtree), `${path}/`);
-        } else if (entry.kind === "file") {
-          const file = new ZipPassThrough(path);
-          if (entry.mtimeMs) file.mtime = new Date(Math.max(entry.mtimeMs, Date.UTC(1980, 0, 2)));
-          zip.add(file);
-          let pushed = false;
-          for await (const part of this.fileParts(entry)) {
-            file.push(part);
-            pushed = true;
-            bytes += part.length;
-            line.textContent = `Zipping: ${files} files, ${size(bytes)}`;
-          }
-          file.push(new Uint8Array(0), true);
-          files += pushed || entry.size === 0 ? 1 : 0;
-        } else {
-          skipped++;
-        }
-      }
-    };
     try {
+      saver = await openSaver(`${folder.name || "shared folder"}.zip`, "application/zip");
+      // fflate hands over the archive's pieces as it makes them; each is written before
+      // the next file part is added, so the disk sets the pace.
+      let made = [];
+      let failed = null;
+      const zip = new Zip((error, data) => {
+        if (error) failed = error;
+        else made.push(data);
+      });
+      const flush = async () => {
+        if (failed) throw failed;
+        const ready = made;
+        made = [];
+        for (const piece of ready) await saver.write(piece);
+      };
+      const walk = async (entries, prefix) => {
+        for (const entry of entries) {
+          const path = prefix + entry.name;
+          if (entry.kind === "dir") {
+            await walk(await this.loadTree(entry.subtree), `${path}/`);
+          } else if (entry.kind === "file") {
+            const file = new ZipPassThrough(path);
+            if (entry.mtimeMs) file.mtime = new Date(Math.max(entry.mtimeMs, Date.UTC(1980, 0, 2)));
+            zip.add(file);
+            for await (const part of this.fileParts(entry)) {
+              file.push(part);
+              bytes += part.length;
+              line.textContent = `Zipping: ${files} files, ${size(bytes)}`;
+              await flush();
+            }
+            file.push(new Uint8Array(0), true);
+            await flush();
+            files += 1;
+          } else {
+            skipped++;
+          }
+        }
+      };
       await walk(folder.entries, "");
       zip.end();
-      if (failed) throw failed;
-      save(new Blob(parts, { type: "application/zip" }), `${folder.name || "shared folder"}.zip`);
+      await flush();
+      await saver.close();
       line.className = "done";
       line.textContent = `Downloaded ${files} ${files === 1 ? "file" : "files"}, ${size(bytes)}` +
         (skipped ? ` (${skipped} links or special files left out)` : "");
     } catch (error) {
-      line.className = "error";
-      line.setAttribute("role", "alert");
-      line.textContent = this.explain(error);
+      saver?.abort(error);
+      if (error instanceof Cancelled) {
+        line.className = "note";
+        line.textContent = "Download cancelled";
+      } else {
+        line.className = "error";
+        line.setAttribute("role", "alert");
+        line.textContent = this.explain(error);
+      }
     }
     button.disabled = false;
   }

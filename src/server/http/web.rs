@@ -19,13 +19,16 @@ const PAGE_HTML: &str = include_str!("../../../web/static/link.html");
 const LINK_SCRIPT: &[u8] = include_bytes!("../../../web/dist/link.js");
 const APP_HTML: &str = include_str!("../../../web/static/app.html");
 const APP_SCRIPT: &[u8] = include_bytes!("../../../web/dist/app.js");
+const SAVE_WORKER: &[u8] = include_bytes!("../../../web/dist/save-worker.js");
 const STYLE: &[u8] = include_bytes!("../../../web/static/style.css");
 
-/// Scripts and styles only from this server, nothing inline, no frames, no plugins;
-/// requests only to this server.
+/// Scripts, styles and workers only from this server, nothing inline, no plugins; requests
+/// and frames (the hidden frame of a download, `web/src/saver.js`) only to this server,
+/// and no page of it inside a frame.
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-                      connect-src 'self'; img-src 'self'; form-action 'none'; \
-                      frame-ancestors 'none'; base-uri 'none'";
+                      connect-src 'self'; img-src 'self'; worker-src 'self'; \
+                      frame-src 'self'; form-action 'none'; frame-ancestors 'none'; \
+                      base-uri 'none'";
 
 /// What every page and asset is sent with.
 fn headers(content_type: &'static str, cache: &'static str) -> [(HeaderName, &'static str); 6] {
@@ -61,6 +64,7 @@ pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
     let (content_type, body) = match name.as_str() {
         "link.js" => ("text/javascript; charset=utf-8", LINK_SCRIPT),
         "app.js" => ("text/javascript; charset=utf-8", APP_SCRIPT),
+        "save-worker.js" => ("text/javascript; charset=utf-8", SAVE_WORKER),
         "style.css" => ("text/css; charset=utf-8", STYLE),
         _ => return Err(ApiError::not_found("no such file")),
     };
