@@ -487,6 +487,15 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
     alice.backup(&[&docs]).ok();
     // The snapshot holds the whole path from the root of the file system.
     let folders = components(&docs);
+    // Files the page adds: one of several chunks, one of a few bytes.
+    let picked = tempfile::tempdir().unwrap();
+    let mut added = vec![0u8; 3_000_000];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut added);
+    write_file(&picked.path().join("added.bin"), &added);
+    write_file(&picked.path().join("note.txt"), b"written in the browser\n");
+    // A link that follows the folder: the page re-points it after its commits.
+    let folder = format!("Backups:{}", docs.display());
+    let follow = create(&alice, &["--follow", &folder]);
     let args = serde_json::json!({
         "part": "library",
         "url": server.url,
@@ -496,8 +505,46 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         "folders": folders,
         "file": "report.bin",
         "expected": docs.join("report.bin"),
+        "upload": [picked.path().join("added.bin"), picked.path().join("note.txt")],
     });
     browser.run("profile_page.py", args);
+
+    // The command-line client reads what the page wrote: two new snapshots on top of the
+    // backups, the added files whole beside what was backed up, and every object sound.
+    let listed = alice.run(&["snapshots", "--json"]).ok().json();
+    assert_eq!(listed.as_array().map(Vec::len), Some(4), "{listed}");
+    let target = tempfile::tempdir().unwrap();
+    alice
+        .run(&[
+            "restore",
+            &format!("latest:{}", docs.display()),
+            "--target",
+            target.path().to_str().unwrap(),
+        ])
+        .ok();
+    let restored = target.path();
+    assert_eq!(fs::read(restored.join("added.bin")).unwrap(), added);
+    assert_eq!(
+        fs::read(restored.join("note.txt")).unwrap(),
+        b"written in the browser\n"
+    );
+    assert_eq!(fs::read(restored.join("report.bin")).unwrap(), big);
+    assert_eq!(
+        fs::read(restored.join("later.txt")).unwrap(),
+        b"a second snapshot"
+    );
+    alice.run(&["check", "--read-data"]).ok();
+    let visited = tempfile::tempdir().unwrap();
+    let visitor = TestClient::new("visitor@example.com");
+    visitor
+        .run_with(
+            &["get", &follow, "--target", visited.path().to_str().unwrap()],
+            |c| {
+                c.env_remove("IBACKUP_PASSWORD");
+            },
+        )
+        .ok();
+    assert_eq!(fs::read(visited.path().join("added.bin")).unwrap(), added);
 }
 
 #[test]

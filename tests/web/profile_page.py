@@ -166,6 +166,26 @@ def library(page, args):
     got = download(page, args["file"])
     with open(args["expected"], "rb") as f:
         check(got == f.read(), f"{args['file']}: {len(got)} bytes, not what was backed up")
+    upload = page.locator("#upload-files")
+    if not args.get("upload"):
+        # A member who may only read is offered no way to add files.
+        check(upload.count() == 0, "a reader is offered to add files")
+        return
+    # Files added to the folder shown: a new snapshot, the folder shown again with them,
+    # and what was added downloads back whole.
+    upload.set_input_files(args["upload"])
+    expect(page.locator("#upload-status")).to_contain_text("Added 2 files", timeout=TIMEOUT_MS)
+    for path in args["upload"]:
+        name = os.path.basename(path)
+        with open(path, "rb") as f:
+            check(download(page, name) == f.read(), f"{name} downloads back changed")
+    expect(page.locator(f'tr[data-name="{args["file"]}"]')).to_have_count(1)
+    # A second time, with a name already there: the file is replaced.
+    upload = page.locator("#upload-files")
+    upload.set_input_files(args["upload"][:1])
+    expect(page.locator("#upload-status")).to_contain_text("Added 1 file", timeout=TIMEOUT_MS)
+    rows = page.locator(f'tr[data-name="{os.path.basename(args["upload"][0])}"]')
+    expect(rows).to_have_count(1)
 
 
 def share(page, args):

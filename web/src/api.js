@@ -15,17 +15,18 @@ export class Refused extends Error {
 }
 
 /**
- * One request to this server's API: JSON in, the answer as it came, or [`Refused`] with
+ * One request to this server's API: JSON in (or a Blob's bytes), the answer as it came, or [`Refused`] with
  * the server's words. The session cookie goes along (same origin only); a link's requests
  * carry their token in the body instead.
  */
 export async function request(method, path, body, credentials = "same-origin") {
+  const bytes = body instanceof Blob;
   let answer;
   try {
     answer = await fetch(path, {
       method,
-      headers: body === undefined ? {} : { "Content-Type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
+      headers: body === undefined ? {} : { "Content-Type": bytes ? "application/octet-stream" : "application/json" },
+      body: body === undefined || bytes ? body : JSON.stringify(body),
       credentials,
       cache: "no-store",
     });

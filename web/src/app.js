@@ -10,8 +10,9 @@ import nacl from "tweetnacl";
 
 import { call, frames, request, Refused } from "./api.js";
 import { element, save, say, size, when } from "./dom.js";
-import { fromBase64, fromHex, hex, seal, utf8 } from "./blob.js";
+import { base64, fromBase64, fromHex, hex, seal, utf8 } from "./blob.js";
 import { FolderView } from "./folder.js";
+import { repointLinks, uploadFiles } from "./upload.js";
 import {
   Contacts,
   accountKeys,
@@ -29,10 +30,6 @@ const main = document.getElementById("main");
 /** The account's key pair once the password opened it in this page (gone on reload). */
 let me = null;
 const account = document.getElementById("account");
-
-function base64(bytes) {
-  return btoa(String.fromCharCode(...bytes));
-}
 
 /** What a failed request means, in words. */
 function explain(error) {
@@ -379,20 +376,41 @@ async function sharingSection(info, keys, name) {
   );
 }
 
-async function openSnapshotPage(info, keys, name, listed) {
+/** A snapshot's folders, from the top, or from the folder at `path` (names) when there is
+ * one. Owners and members who may write add files to the folder shown. */
+async function openSnapshotPage(info, keys, name, listed, path = []) {
   say(main, "Opening the snapshot…");
   const id = fromHex(listed.id);
-  const [blob] = await libraryBlobs(info.id, [id]);
+  const fetchBlobs = (ids) => libraryBlobs(info.id, ids);
+  const [blob] = await fetchBlobs([id]);
   const snapshot = await openSnapshot(keys, id, blob);
   const when = new Date(Number(BigInt(snapshot.time_ns) / 1000000n)).toLocaleString();
+  const writable = info.permission === "owner" || info.permission === "read-write";
+  const upload = async (where, files, report) => {
+    const { email } = await call("GET", "/api/v1/account");
+    const made = await uploadFiles({ info, keys, author: email, path: where, files, fetchBlobs, report });
+    await repointLinks({ info, me, snapshot: made, keys, fetchBlobs });
+    await openSnapshotPage(info, keys, name, { id: made }, where);
+    const line = document.getElementById("upload-status");
+    if (line) {
+      line.className = "done";
+      line.textContent = `Added ${files.length} ${files.length === 1 ? "file" : "files"}: a new snapshot of ${name}.`;
+    }
+  };
   const view = new FolderView({
     main,
-    fetchBlobs: (ids) => libraryBlobs(info.id, ids),
+    fetchBlobs,
     explain,
     rootLabel: `${name}, ${when}`,
     above: () => [element("p", {}, element("button", { type: "button", class: "crumb", onclick: () => snapshotsPage(info, keys, name).catch((e) => say(main, explain(e), "error")) }, `Back to the snapshots of ${name}`))],
+    upload: writable ? upload : null,
   });
   await view.enter("", snapshot.tree);
+  for (const folder of path) {
+    const entry = view.path[view.path.length - 1].entries.find((e) => e.name === folder && e.kind === "dir");
+    if (!entry) break;
+    await view.enter(folder, entry.subtree);
+  }
 }
 
 /** The account's libraries: its own open here; shared ones wait for the owner's key to be

@@ -27,6 +27,10 @@ export function fromHex(text) {
   return out;
 }
 
+export function base64(bytes) {
+  return btoa(String.fromCharCode(...bytes));
+}
+
 export function fromBase64(text, url = false) {
   let plain = url ? text.replace(/-/g, "+").replace(/_/g, "/") : text;
   plain += "=".repeat((4 - (plain.length % 4)) % 4);
@@ -112,6 +116,43 @@ export async function openBlob(key, kind, id, blob) {
     throw new Damaged(`an object has the unknown flag ${flag}`);
   }
   return flag === 1 || flag === 3 ? decompress(body) : body;
+}
+
+/**
+ * Padmé (Nikitin et al., PETS 2019) as `crypto::blob::padme`: `length` rounded up so that
+ * only its top bits vary.
+ */
+export function padme(length) {
+  if (length < 2) return length;
+  const exponent = 31 - Math.clz32(length);
+  const bitsOfExponent = 32 - Math.clz32(exponent);
+  const step = 2 ** (exponent - bitsOfExponent);
+  return Math.ceil(length / step) * step;
+}
+
+/**
+ * `plain`, an object of `kind` with id `id`, sealed under `key` in epoch `epoch` as the
+ * command-line client seals it (docs/FORMAT.md, "Blob envelope"): raw and padded (flag
+ * 2; the page does not compress, which readers allow).
+ */
+export async function sealBlob(key, epoch, kind, id, plain) {
+  const inner = 1 + 4 + plain.length;
+  const padded = new Uint8Array(padme(inner));
+  const view = new DataView(padded.buffer);
+  padded[0] = 2;
+  view.setUint32(1, plain.length, true);
+  padded.set(plain, 5);
+  const header = new Uint8Array(1 + 4 + NONCE_BYTES);
+  header[0] = BLOB_VERSION;
+  new DataView(header.buffer).setUint32(1, epoch, false);
+  crypto.getRandomValues(header.subarray(5));
+  const associated = concat([BLOB_VERSION], header.subarray(1, 5), [kind], id);
+  const sealed = await crypto.subtle.encrypt(
+    { name: "AES-GCM", iv: header.subarray(5), additionalData: associated, tagLength: 128 },
+    await aesKey(key, "encrypt"),
+    padded,
+  );
+  return concat(header, new Uint8Array(sealed));
 }
 
 /** A follow link's pointer opened with the link key: the folder's tree key. */

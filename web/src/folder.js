@@ -20,10 +20,11 @@ export class FolderView {
   /**
    * `fetchBlobs(ids)`: the stored blobs of `ids`, in order; `explain(error)`: an error in
    * words; `rootLabel`: what the top folder is called; `above()`: elements shown above it
-   * (a way back, say).
+   * (a way back, say); `upload(path, files, report)`, where the reader may write: adds
+   * `files` to the folder at `path` (names from the top), saying how far through `report`.
    */
-  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [] }) {
-    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above });
+  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [], upload = null }) {
+    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above, upload });
     startSaving();
     /** The folders from the top down to the one shown: {name, key, entries}. */
     this.path = [];
@@ -226,6 +227,35 @@ export class FolderView {
     const zipButton = element("button", { type: "button", id: "zip" }, "Download folder as .zip");
     zipButton.addEventListener("click", () => this.downloadZip(here, zipButton, zipLine));
     const actions = element("p", { class: "actions" }, zipButton, " ", zipLine);
-    this.main.replaceChildren(...this.above(), crumbs, actions, here.entries.length ? table : element("p", {}, "This folder is empty."));
+    const listing = here.entries.length ? table : element("p", {}, "This folder is empty.");
+    this.main.replaceChildren(...this.above(), crumbs, actions, ...(this.upload ? [this.uploadForm(listing)] : []), listing);
+  }
+
+  /** Choosing files, or dropping them on the listing, adds them to the folder shown: a new
+   * snapshot of the library. */
+  uploadForm(listing) {
+    const line = element("span", { id: "upload-status", role: "status" });
+    const input = element("input", { type: "file", id: "upload-files", multiple: true });
+    const path = this.path.slice(1).map((folder) => folder.name);
+    const add = async (files) => {
+      if (!files.length) return;
+      input.disabled = true;
+      line.className = "note";
+      try {
+        await this.upload(path, files, (text) => (line.textContent = text));
+      } catch (error) {
+        input.disabled = false;
+        line.className = "error";
+        line.setAttribute("role", "alert");
+        line.textContent = this.explain(error);
+      }
+    };
+    input.addEventListener("change", () => add([...input.files]));
+    listing.addEventListener("dragover", (event) => event.preventDefault());
+    listing.addEventListener("drop", (event) => {
+      event.preventDefault();
+      add([...(event.dataTransfer?.files ?? [])]);
+    });
+    return element("p", { class: "actions" }, element("label", { for: "upload-files" }, "Add files to this folder "), input, " ", line);
   }
 }

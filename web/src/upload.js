@@ -1,0 +1,286 @@
+// Files added to a folder of a library in the page: each file cut into chunks, sealed and
+// uploaded as the command-line client uploads them (docs/PROTOCOL.md, "Upload batch"),
+// then the folder's tree and every tree above it written anew on top of the library's
+// newest snapshot, and a new snapshot made the head with a compare-and-swap (tried again
+// on top of whatever another writer committed meanwhile). Keys stay in the page: the server
+// gets sealed blobs and ids.
+
+import { blake3 } from "@noble/hashes/blake3.js";
+import { decode, encode } from "cborg";
+import nacl from "tweetnacl";
+
+import { call, request } from "./api.js";
+import { Damaged, KIND, base64, concat, fromBase64, fromHex, hex, objectId, openBlob, seal, sealBlob, utf8 } from "./blob.js";
+import { chunks as cutFile, gearTable } from "./chunker.js";
+import { openSnapshot } from "./library.js";
+
+const FORMAT = 2;
+/** Sealed chunks sent in one request, at most. */
+const BATCH_BYTES = 16 * 1024 * 1024;
+/** Commits tried when other writers keep moving the head. */
+const COMMIT_ATTEMPTS = 5;
+const KIND_NAMES = { [KIND.chunk]: "chunk", [KIND.tree]: "tree", [KIND.snapshot]: "snapshot" };
+const derive = (context, key) => blake3(key, { context: utf8(context) });
+
+function same(a, b) {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
+function compareBytes(a, b) {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    if (a[i] !== b[i]) return a[i] - b[i];
+  }
+  return a.length - b.length;
+}
+
+/** Objects sealed under one epoch's keys and sent to a library in batches. */
+class Uploader {
+  constructor(library, epoch, epochKey) {
+    Object.assign(this, { library, epoch });
+    this.convergence = derive("ibackup 2026-12 epoch convergence", epochKey);
+    this.snapshotKey = derive("ibackup 2026-12 epoch snapshot", epochKey);
+    this.snapshotIdKey = derive("ibackup 2026-12 epoch snapshot id", epochKey);
+    this.pending = [];
+    this.bytes = 0;
+    this.sent = 0;
+  }
+
+  /** A chunk or tree: its key, and its sealed blob queued unless the library has it. */
+  async add(kind, plain, refs = []) {
+    const key = blake3(concat([kind], plain), { key: this.convergence });
+    const id = objectId(key);
+    const blob = await sealBlob(key, this.epoch, kind, id, plain);
+    this.queue({ id, kind, refs }, blob);
+    return key;
+  }
+
+  /** A snapshot, sealed under the snapshot key with its id from its content. */
+  async addSnapshot(snapshot, treeKey) {
+    const plain = concat([FORMAT], encode(snapshot));
+    const id = blake3(plain, { key: this.snapshotIdKey });
+    const blob = await sealBlob(this.snapshotKey, this.epoch, KIND.snapshot, id, plain);
+    this.queue({ id, kind: KIND.snapshot, refs: [objectId(treeKey)], snapshot }, blob);
+    return id;
+  }
+
+  queue(object, blob) {
+    this.pending.push({ ...object, blob });
+    this.bytes += blob.length;
+  }
+
+  /** Sends what is queued, if it is a batch's worth (or `all`), skipping what is stored. */
+  async flush(all = false) {
+    if (!this.pending.length || (!all && this.bytes < BATCH_BYTES)) return;
+    const objects = this.pending;
+    this.pending = [];
+    this.bytes = 0;
+    const chunkIds = objects.filter((o) => o.kind === KIND.chunk).map((o) => hex(o.id));
+    let missing = new Set(chunkIds);
+    if (chunkIds.length) {
+      const answer = await call("POST", `/api/v1/libraries/${this.library}/objects/missing`, { ids: chunkIds });
+      missing = new Set(answer.missing);
+    }
+    const sending = objects.filter((o) => o.kind !== KIND.chunk || missing.has(hex(o.id)));
+    if (!sending.length) return;
+    // time_ns is an i64 past JavaScript's exact integers: written into the JSON as digits.
+    const header = utf8(JSON.stringify({
+      objects: sending.map((o) => ({
+        id: hex(o.id),
+        kind: KIND_NAMES[o.kind],
+        len: o.blob.length,
+        ...(o.refs.length ? { refs: o.refs.map(hex) } : {}),
+        ...(o.snapshot ? { snapshot: { time_ns: "@TIME@", parent: o.snapshot.parent ? hex(o.snapshot.parent) : null } } : {}),
+      })),
+    }).replace('"@TIME@"', () => String(sending.find((o) => o.snapshot)?.snapshot.time_ns)));
+    const length = new Uint8Array(4);
+    new DataView(length.buffer).setUint32(0, header.length, false);
+    const body = new Blob([length, header, ...sending.map((o) => o.blob)]);
+    await request("POST", `/api/v1/libraries/${this.library}/objects/upload`, body);
+    this.sent += body.size;
+  }
+}
+
+/**
+ * Adds `files` (File objects) to the folder at `path` (names from the root) of library
+ * `info`, whose keys are `keys`, as `author`: a new snapshot on top of the newest. Says
+ * how far it got through `report(text)`; returns the new snapshot's id (hex).
+ */
+export async function uploadFiles({ info, keys, author, path, files, fetchBlobs, report }) {
+  const epochKeys = keys.epochs.get(info.epoch);
+  if (!epochKeys) throw new Damaged("this library has a newer key than this page opened; reload the page");
+  const uploader = new Uploader(info.id, info.epoch, epochKeys.key);
+  const gear = gearTable(epochKeys.key);
+  const added = [];
+  let bytes = 0;
+  const total = files.reduce((n, f) => n + f.size, 0);
+  for (const file of files) {
+    checkName(file.name);
+    const refs = [];
+    let size = 0;
+    for await (const piece of cutFile(file, gear)) {
+      const key = await uploader.add(KIND.chunk, piece);
+      refs.push({ key, len: piece.length });
+      size += piece.length;
+      bytes += piece.length;
+      report(`Uploading: ${Math.floor((100 * bytes) / Math.max(total, 1))}%`);
+      await uploader.flush();
+    }
+    if (size !== file.size) throw new Error(`${file.name} changed while it was read; add it again`);
+    added.push({ name: file.name, size, mtimeNs: BigInt(Math.round(file.lastModified)) * 1000000n, chunks: refs });
+  }
+  await uploader.flush(true);
+
+  const fetchTree = (key) => rawTree(fetchBlobs, key);
+  for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
+    report("Saving the folder…");
+    const { head } = await call("GET", `/api/v1/libraries/${info.id}/head`);
+    let parent = null;
+    if (head) {
+      const headId = fromHex(head);
+      const [blob] = await fetchBlobs([headId]);
+      parent = { id: headId, snapshot: await openSnapshot(keys, headId, blob) };
+    }
+    const root = await writeFolder(uploader, fetchTree, parent?.snapshot.tree ?? null, path, added);
+    const now = BigInt(Date.now()) * 1000000n;
+    const snapshot = {
+      tree: root,
+      parent: parent ? parent.id : null,
+      time_ns: now,
+      host: "web browser",
+      username: "",
+      author,
+      paths: added.map((f) => `/${[...path, f.name].join("/")}`),
+      tags: [],
+      kind: "write-back",
+      summary: { files: added.length, dirs: 0, bytes },
+      generation: Number(parent?.snapshot.generation ?? 0) + 1,
+    };
+    const id = await uploader.addSnapshot(snapshot, root);
+    await uploader.flush(true);
+    try {
+      await call("PUT", `/api/v1/libraries/${info.id}/head`, { expected: head, new: hex(id) });
+      return hex(id);
+    } catch (error) {
+      if (error.code !== "head_moved") throw error;
+      report("Someone else saved meanwhile; adding the files on top of their snapshot…");
+    }
+  }
+  throw new Error("the library kept changing while the files were added; try again");
+}
+
+/** A tree's entries as decoded, fields and all, to be written again. */
+async function rawTree(fetchBlobs, key) {
+  const id = objectId(key);
+  const [blob] = await fetchBlobs([id]);
+  const plain = await openBlob(key, KIND.tree, id, blob);
+  if (plain[0] !== FORMAT) throw new Damaged(`a folder is in format ${plain[0]}, which this page does not write over`);
+  return decode(plain.subarray(1), { useMaps: false }).entries;
+}
+
+/**
+ * The owner's `--follow` links into library `info`, re-pointed at the folders they name in
+ * snapshot `snapshot` (hex), as the command-line client re-points them after a commit: the
+ * label (boxed to the owner's own key) says the folder and holds the link key, which seals
+ * the folder's tree key as the link's new pointer. A link whose folder is gone keeps its
+ * pointer. Returns how many moved.
+ */
+export async function repointLinks({ info, me, snapshot, keys, fetchBlobs }) {
+  if (info.permission !== "owner") return 0;
+  const { links } = await call("GET", "/api/v1/links");
+  const now = Date.now() / 1000;
+  let root = null;
+  let moved = 0;
+  for (const link of links) {
+    const live = link.follow && link.library_id === info.id && !link.revoked_at && !(link.expires_at && link.expires_at < now);
+    if (!live) continue;
+    const boxed = fromBase64(link.label_sealed);
+    const plain = boxed.length > 40 && nacl.box.open(boxed.subarray(24), boxed.subarray(0, 24), me.publicKey, me.secretKey);
+    if (!plain) continue;
+    const label = JSON.parse(new TextDecoder().decode(plain));
+    if (!label.link_key) continue;
+    if (!root) {
+      const id = fromHex(snapshot);
+      const [blob] = await fetchBlobs([id]);
+      root = (await openSnapshot(keys, id, blob)).tree;
+    }
+    let key = root;
+    for (const name of String(label.path).split("/").filter((c) => c && c !== ".")) {
+      const entry = (await rawTree(fetchBlobs, key)).find((e) => same(e.name, utf8(name)));
+      key = entry?.kind === "dir" ? entry.subtree : null;
+      if (!key) break;
+    }
+    if (!key) continue;
+    const pointer = await seal(fromBase64(label.link_key, true), key, utf8(`ibackup link pointer ${link.id}`));
+    await call("PUT", `/api/v1/links/${link.id}/pointer`, { root: hex(objectId(key)), pointer: base64(pointer) });
+    moved++;
+  }
+  return moved;
+}
+
+/** A file name any file system of the client's takes. */
+function checkName(name) {
+  if (!name || name === "." || name === ".." || name.includes("/") || name.includes("\0") || utf8(name).length > 255) {
+    throw new Error(`"${name}" cannot be a file name in a library`);
+  }
+}
+
+/**
+ * The key of a new root tree: `root` (null for an empty library) with `added` put into the
+ * folder at `path`, and that folder's tree and every one above it written anew. Entries
+ * not touched are kept as they were decoded, byte for byte.
+ */
+async function writeFolder(uploader, fetchTree, root, path, added) {
+  const now = BigInt(Date.now()) * 1000000n;
+  const trail = [];
+  let entries = root ? await fetchTree(root) : [];
+  for (const name of path) {
+    const index = entries.findIndex((e) => same(e.name, utf8(name)));
+    if (index < 0 || entries[index].kind !== "dir") {
+      throw new Error(`the folder ${name} is no longer in the library's newest snapshot; open that snapshot and try again`);
+    }
+    trail.push({ entries, index });
+    entries = await fetchTree(entries[index].subtree);
+  }
+  const folder = trail.length ? trail[trail.length - 1].entries[trail[trail.length - 1].index] : null;
+  for (const file of added) {
+    const name = utf8(file.name);
+    const entry = {
+      name,
+      kind: "file",
+      mode: 0o644,
+      uid: folder ? folder.uid : 0,
+      gid: folder ? folder.gid : 0,
+      mtime_ns: file.mtimeNs,
+      size: file.size,
+      inode: 0,
+      ...(file.chunks.length ? { chunks: file.chunks } : {}),
+    };
+    const index = entries.findIndex((e) => same(e.name, name));
+    if (index < 0) {
+      entries.push(entry);
+    } else if (entries[index].kind === "file" || entries[index].kind === "symlink") {
+      entries[index] = entry;
+    } else {
+      throw new Error(`${file.name} is a ${entries[index].kind === "dir" ? "folder" : entries[index].kind} in this folder; rename the file and add it again`);
+    }
+  }
+  let key = await writeTree(uploader, entries);
+  for (let depth = trail.length - 1; depth >= 0; depth--) {
+    const { entries: above, index } = trail[depth];
+    above[index] = { ...above[index], subtree: key, ...(depth === trail.length - 1 ? { mtime_ns: now } : {}) };
+    key = await writeTree(uploader, above);
+  }
+  return key;
+}
+
+/** A tree of `entries` (sorted by name, as readers require) queued; its key. */
+async function writeTree(uploader, entries) {
+  entries.sort((a, b) => compareBytes(a.name, b.name));
+  const refs = [];
+  for (const entry of entries) {
+    for (const chunk of entry.chunks ?? []) refs.push(objectId(chunk.key));
+    if (entry.subtree) refs.push(objectId(entry.subtree));
+  }
+  const plain = concat([FORMAT], encode({ entries }));
+  return uploader.add(KIND.tree, plain, [...new Map(refs.map((r) => [hex(r), r])).values()]);
+}
