@@ -387,11 +387,17 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
     let log = logs.path().join("server.log");
     let server = TestServer::start_configured(|c| c, &log);
     let bob = TestClient::new("bob@example.com");
+    let picked = tempfile::tempdir().unwrap();
+    write_file(
+        &picked.path().join("first.txt"),
+        b"the first file, added in the page",
+    );
     let args = serde_json::json!({
         "part": "signup",
         "url": server.url,
         "email": "bob@example.com",
         "password": crate::util::PASSWORD,
+        "upload": picked.path().join("first.txt"),
     });
     let stdout = browser.run("profile_page.py", args);
     let shown: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -430,6 +436,13 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
     bob.login(&server);
     let libraries = bob.run(&["library", "list", "--json"]).ok().json();
     assert!(libraries.to_string().contains("\"Backups\""), "{libraries}");
+    // The file the page added to the empty library, at its top.
+    let first = tempfile::tempdir().unwrap();
+    bob.restore("latest:/first.txt", first.path(), &[]).ok();
+    assert_eq!(
+        fs::read(first.path().join("first.txt")).unwrap(),
+        b"the first file, added in the page"
+    );
     let source = tempfile::tempdir().unwrap();
     write_file(
         &source.path().join("from.txt"),

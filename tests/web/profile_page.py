@@ -154,6 +154,7 @@ def library(page, args):
     row.get_by_role("button", name="Open").click()
     snapshots = page.locator("#snapshots tbody tr")
     expect(snapshots).to_have_count(args["snapshots"], timeout=TIMEOUT_MS)
+    snapshot_ids = snapshots.evaluate_all("rows => rows.map((row) => row.dataset.snapshot)")
     snapshots.first.get_by_role("button", name="Open").click()
     for folder in args["folders"]:
         here = page.locator(f'tr[data-name="{folder}"]')
@@ -180,12 +181,31 @@ def library(page, args):
         with open(path, "rb") as f:
             check(download(page, name) == f.read(), f"{name} downloads back changed")
     expect(page.locator(f'tr[data-name="{args["file"]}"]')).to_have_count(1)
-    # A second time, with a name already there: the file is replaced.
+    # A second time, with a name already there, while another writer commits: the page's
+    # first look at the head is made to see the oldest snapshot, so its commit is refused
+    # (409, the server's compare-and-swap) and it adds the file again on top of the real
+    # head, keeping what only that head holds.
+    stale = [snapshot_ids[-1]]
+
+    def head(route):
+        if route.request.method == "GET" and stale:
+            route.fulfill(status=200, content_type="application/json",
+                          body=json.dumps({"head": stale.pop()}))
+        else:
+            route.continue_()
+    moves = []
+    page.on("response", lambda r: r.request.method == "PUT" and r.url.endswith("/head")
+            and moves.append(r.status))
+    page.route("**/api/v1/libraries/*/head", head)
     upload = page.locator("#upload-files")
     upload.set_input_files(args["upload"][:1])
     expect(page.locator("#upload-status")).to_contain_text("Added 1 file", timeout=TIMEOUT_MS)
+    check(moves == [409, 200], f"the head moves were answered {moves}")
     rows = page.locator(f'tr[data-name="{os.path.basename(args["upload"][0])}"]')
     expect(rows).to_have_count(1)
+    for name in [args["file"], "later.txt", os.path.basename(args["upload"][1])]:
+        expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(1)
+    page.unroute("**/api/v1/libraries/*/head")
 
 
 def share(page, args):
@@ -250,6 +270,12 @@ def signup(page, args):
     continue_button.click()
     expect(page.locator("#flash")).to_have_text("Welcome to ibackup.", timeout=TIMEOUT_MS)
     expect(page.locator("#email-shown")).to_contain_text(args["email"])
+    # The first library is empty: files added here make its first snapshot.
+    page.locator('tr[data-library="Backups"]').get_by_role("button", name="Open").click()
+    expect(page.get_by_text("No snapshots yet")).to_be_visible(timeout=TIMEOUT_MS)
+    page.locator("#upload-files").set_input_files(args["upload"])
+    expect(page.locator("#upload-status")).to_contain_text("Added 1 file", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-name="{os.path.basename(args["upload"])}"]')).to_have_count(1)
     print(json.dumps({"recovery_key": shown}))
 
 

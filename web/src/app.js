@@ -11,7 +11,7 @@ import nacl from "tweetnacl";
 import { call, frames, request, Refused } from "./api.js";
 import { element, save, say, size, when } from "./dom.js";
 import { base64, fromBase64, fromHex, hex, seal, utf8 } from "./blob.js";
-import { FolderView } from "./folder.js";
+import { FolderView, uploadForm } from "./folder.js";
 import { repointLinks, uploadFiles } from "./upload.js";
 import {
   Contacts,
@@ -267,7 +267,9 @@ async function snapshotsPage(info, keys, name) {
           element("caption", {}, `${rows.length} ${rows.length === 1 ? "snapshot" : "snapshots"}, newest first`),
           element("thead", {}, element("tr", {}, ...["Time", "Id", ""].map((h) => element("th", { scope: "col" }, h)))),
           element("tbody", {}, ...rows))
-        : element("p", {}, "No snapshots yet: back up with `ibackup backup` or write into the mount."),
+        : element("div", {},
+          element("p", {}, "No snapshots yet: back up with `ibackup backup`, write into the mount, or add files here."),
+          ...(writable(info) ? [uploadForm((files, report) => addFiles(info, keys, name, [], files, report), explain, main)] : [])),
     ),
     sharing,
   );
@@ -376,6 +378,23 @@ async function sharingSection(info, keys, name) {
   );
 }
 
+const writable = (info) => info.permission === "owner" || info.permission === "read-write";
+
+/** `files` added to the folder at `path` of the library's newest snapshot: a new snapshot,
+ * the owner's follow links re-pointed, and the folder shown in it. */
+async function addFiles(info, keys, name, path, files, report) {
+  const fetchBlobs = (ids) => libraryBlobs(info.id, ids);
+  const { email } = await call("GET", "/api/v1/account");
+  const made = await uploadFiles({ info, keys, author: email, path, files, fetchBlobs, report });
+  await repointLinks({ info, me, snapshot: made, keys, fetchBlobs });
+  await openSnapshotPage(info, keys, name, { id: made }, path);
+  const line = document.getElementById("upload-status");
+  if (line) {
+    line.className = "done";
+    line.textContent = `Added ${files.length} ${files.length === 1 ? "file" : "files"}: a new snapshot of ${name}.`;
+  }
+}
+
 /** A snapshot's folders, from the top, or from the folder at `path` (names) when there is
  * one. Owners and members who may write add files to the folder shown. */
 async function openSnapshotPage(info, keys, name, listed, path = []) {
@@ -385,25 +404,13 @@ async function openSnapshotPage(info, keys, name, listed, path = []) {
   const [blob] = await fetchBlobs([id]);
   const snapshot = await openSnapshot(keys, id, blob);
   const when = new Date(Number(BigInt(snapshot.time_ns) / 1000000n)).toLocaleString();
-  const writable = info.permission === "owner" || info.permission === "read-write";
-  const upload = async (where, files, report) => {
-    const { email } = await call("GET", "/api/v1/account");
-    const made = await uploadFiles({ info, keys, author: email, path: where, files, fetchBlobs, report });
-    await repointLinks({ info, me, snapshot: made, keys, fetchBlobs });
-    await openSnapshotPage(info, keys, name, { id: made }, where);
-    const line = document.getElementById("upload-status");
-    if (line) {
-      line.className = "done";
-      line.textContent = `Added ${files.length} ${files.length === 1 ? "file" : "files"}: a new snapshot of ${name}.`;
-    }
-  };
   const view = new FolderView({
     main,
     fetchBlobs,
     explain,
     rootLabel: `${name}, ${when}`,
     above: () => [element("p", {}, element("button", { type: "button", class: "crumb", onclick: () => snapshotsPage(info, keys, name).catch((e) => say(main, explain(e), "error")) }, `Back to the snapshots of ${name}`))],
-    upload: writable ? upload : null,
+    upload: writable(info) ? (where, files, report) => addFiles(info, keys, name, where, files, report) : null,
   });
   await view.enter("", snapshot.tree);
   for (const folder of path) {

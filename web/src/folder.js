@@ -231,31 +231,39 @@ export class FolderView {
     this.main.replaceChildren(...this.above(), crumbs, actions, ...(this.upload ? [this.uploadForm(listing)] : []), listing);
   }
 
-  /** Choosing files, or dropping them on the listing, adds them to the folder shown: a new
-   * snapshot of the library. */
   uploadForm(listing) {
-    const line = element("span", { id: "upload-status", role: "status" });
-    const input = element("input", { type: "file", id: "upload-files", multiple: true });
     const path = this.path.slice(1).map((folder) => folder.name);
-    const add = async (files) => {
-      if (!files.length) return;
-      input.disabled = true;
-      line.className = "note";
-      try {
-        await this.upload(path, files, (text) => (line.textContent = text));
-      } catch (error) {
-        input.disabled = false;
-        line.className = "error";
-        line.setAttribute("role", "alert");
-        line.textContent = this.explain(error);
-      }
-    };
-    input.addEventListener("change", () => add([...input.files]));
-    listing.addEventListener("dragover", (event) => event.preventDefault());
-    listing.addEventListener("drop", (event) => {
-      event.preventDefault();
-      add([...(event.dataTransfer?.files ?? [])]);
-    });
-    return element("p", { class: "actions" }, element("label", { for: "upload-files" }, "Add files to this folder "), input, " ", line);
+    return uploadForm((files, report) => this.upload(path, files, report), this.explain, listing);
   }
+
+}
+
+/**
+ * "Add files": choosing files, or dropping them on `dropZone`, hands them to
+ * `add(files, report)` (a new snapshot of the library), with its progress and errors said
+ * beside the button.
+ */
+export function uploadForm(add, explain, dropZone) {
+  const line = element("span", { id: "upload-status", role: "status" });
+  const input = element("input", { type: "file", id: "upload-files", multiple: true });
+  const take = async (files) => {
+    if (!files.length) return;
+    input.disabled = true;
+    line.className = "note";
+    try {
+      await add(files, (text) => (line.textContent = text));
+    } catch (error) {
+      input.disabled = false;
+      line.className = "error";
+      line.setAttribute("role", "alert");
+      line.textContent = explain(error);
+    }
+  };
+  input.addEventListener("change", () => take([...input.files]));
+  dropZone.addEventListener("dragover", (event) => event.preventDefault());
+  dropZone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    take([...(event.dataTransfer?.files ?? [])]);
+  });
+  return element("p", { class: "actions" }, element("label", { for: "upload-files" }, "Add files to this folder "), input, " ", line);
 }
