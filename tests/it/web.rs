@@ -547,6 +547,8 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         b"a second snapshot"
     );
     alice.run(&["check", "--read-data"]).ok();
+    // The page sealed what it added: its words are in no file of the server.
+    assert!(server.files_containing(b"written in the browser").is_empty());
     let visited = tempfile::tempdir().unwrap();
     let visitor = TestClient::new("visitor@example.com");
     visitor
