@@ -247,6 +247,11 @@ fn the_link_page_is_sent_with_a_strict_policy_and_nothing_else_is_served() {
     assert!(page.contains("/assets/link.js"), "{page}");
     assert!(!page.contains("<script>"), "an inline script: {page}");
 
+    let (status, headers, _) = get(&server, "/assets/icon.svg");
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(n, v)| n == "content-type" && v == "image/svg+xml"));
     for script in ["/assets/link.js", "/assets/save-worker.js"] {
         let (status, headers, _) = get(&server, script);
         assert_eq!(status, 200, "{script}");
@@ -548,7 +553,9 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
     );
     alice.run(&["check", "--read-data"]).ok();
     // The page sealed what it added: its words are in no file of the server.
-    assert!(server.files_containing(b"written in the browser").is_empty());
+    assert!(server
+        .files_containing(b"written in the browser")
+        .is_empty());
     let visited = tempfile::tempdir().unwrap();
     let visitor = TestClient::new("visitor@example.com");
     visitor

@@ -20,6 +20,7 @@ const LINK_SCRIPT: &[u8] = include_bytes!("../../../web/dist/link.js");
 const APP_HTML: &str = include_str!("../../../web/static/app.html");
 const APP_SCRIPT: &[u8] = include_bytes!("../../../web/dist/app.js");
 const SAVE_WORKER: &[u8] = include_bytes!("../../../web/dist/save-worker.js");
+const ICON: &[u8] = include_bytes!("../../../web/static/icon.svg");
 const STYLE: &[u8] = include_bytes!("../../../web/static/style.css");
 
 /// Scripts, styles and workers only from this server, nothing inline, no plugins; requests
@@ -66,6 +67,7 @@ pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
         "app.js" => ("text/javascript; charset=utf-8", APP_SCRIPT),
         "save-worker.js" => ("text/javascript; charset=utf-8", SAVE_WORKER),
         "style.css" => ("text/css; charset=utf-8", STYLE),
+        "icon.svg" => ("image/svg+xml", ICON),
         _ => return Err(ApiError::not_found("no such file")),
     };
     Ok((headers(content_type, "no-cache"), body).into_response())
