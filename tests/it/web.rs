@@ -524,6 +524,7 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         "file": "report.bin",
         "expected": docs.join("report.bin"),
         "upload": [picked.path().join("added.bin"), picked.path().join("note.txt")],
+        "kept": ["later.txt"],
     });
     browser.run("profile_page.py", args);
 
@@ -567,6 +568,70 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         )
         .ok();
     assert_eq!(fs::read(visited.path().join("added.bin")).unwrap(), added);
+}
+
+#[test]
+fn a_member_who_may_write_adds_files_in_the_page_and_the_owner_reads_them() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let server = TestServer::start();
+    let [alice, _carol] = clients(&server, [ALICE, "carol@example.com"]);
+    let source = tempfile::tempdir().unwrap();
+    write_file(&source.path().join("plan.txt"), b"the owner's plan");
+    alice.backup(&[source.path()]).ok();
+    alice
+        .run(&[
+            "share",
+            "add",
+            "Backups",
+            "carol@example.com",
+            "--read-write",
+        ])
+        .ok();
+    let picked = tempfile::tempdir().unwrap();
+    let mut drawing = vec![0u8; 700_000];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut drawing);
+    write_file(&picked.path().join("drawing.bin"), &drawing);
+    write_file(&picked.path().join("reply.txt"), b"carol's reply");
+    let args = serde_json::json!({
+        "part": "library",
+        "url": server.url,
+        "email": "carol@example.com",
+        "password": crate::util::PASSWORD,
+        "library": "Backups@alice@example.com",
+        "snapshots": 1,
+        "folders": components(source.path()),
+        "file": "plan.txt",
+        "expected": source.path().join("plan.txt"),
+        "upload": [picked.path().join("drawing.bin"), picked.path().join("reply.txt")],
+        "screenshots": null,
+    });
+    browser.run("profile_page.py", args);
+
+    // The owner reads what the member added, beside their own file, and every object of
+    // the library (the member's sealed under the key the owner granted) checks out.
+    let target = tempfile::tempdir().unwrap();
+    alice
+        .restore(
+            &format!("latest:{}", source.path().display()),
+            target.path(),
+            &[],
+        )
+        .ok();
+    assert_eq!(
+        fs::read(target.path().join("drawing.bin")).unwrap(),
+        drawing
+    );
+    assert_eq!(
+        fs::read(target.path().join("reply.txt")).unwrap(),
+        b"carol's reply"
+    );
+    assert_eq!(
+        fs::read(target.path().join("plan.txt")).unwrap(),
+        b"the owner's plan"
+    );
+    alice.run(&["check", "--read-data"]).ok();
 }
 
 #[test]

@@ -184,7 +184,7 @@ def library(page, args):
     # A second time, with a name already there, while another writer commits: the page's
     # first look at the head is made to see the oldest snapshot, so its commit is refused
     # (409, the server's compare-and-swap) and it adds the file again on top of the real
-    # head, keeping what only that head holds.
+    # head, keeping what only that head holds (`kept`).
     stale = [snapshot_ids[-1]]
 
     def head(route):
@@ -203,7 +203,7 @@ def library(page, args):
     check(moves == [409, 200], f"the head moves were answered {moves}")
     rows = page.locator(f'tr[data-name="{os.path.basename(args["upload"][0])}"]')
     expect(rows).to_have_count(1)
-    for name in [args["file"], "later.txt", os.path.basename(args["upload"][1])]:
+    for name in [args["file"], *args.get("kept", []), os.path.basename(args["upload"][1])]:
         expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(1)
     page.unroute("**/api/v1/libraries/*/head")
 
