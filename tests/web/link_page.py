@@ -6,6 +6,7 @@ on the first thing that is not as a visitor should find it."""
 import json
 import os
 import sys
+import threading
 import zipfile
 
 from playwright.sync_api import expect, sync_playwright
@@ -108,6 +109,25 @@ def main():
         expect(page.locator("table caption")).to_be_visible(timeout=TIMEOUT_MS)
         width = page.evaluate("document.documentElement.scrollWidth")
         check(width <= 390, f"at phone width the page is {width} px wide")
+        # A page closed in the middle of a download: the file is marked failed in the
+        # browser's downloads, not left waiting for the rest for ever.
+        closing = page.context.new_page()
+        closing.goto(links["folder"])
+        row = closing.locator('tr[data-name="big.bin"]')
+        expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+        closing.route("**/api/v1/links/*/fetch", lambda route: None)  # never answered
+        with closing.expect_download(timeout=TIMEOUT_MS) as info:
+            row.get_by_role("button", name="Download").click()
+        closing.close()
+        # Playwright waits for a download's end without a limit: a timer ends the test if
+        # it never comes.
+        hung = threading.Timer(60, lambda: (print("link page: a download whose page was "
+                                                  "closed was still waiting after 60 s",
+                                                  flush=True), os._exit(1)))
+        hung.start()
+        failure = info.value.failure()
+        hung.cancel()
+        check(failure is not None, "a download whose page was closed completed")
         browser.close()
 
         # Where the browser runs no service worker, downloads are whole all the same.

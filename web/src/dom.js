@@ -45,3 +45,19 @@ export function save(blob, name) {
   link.remove();
   setTimeout(() => URL.revokeObjectURL(url), 60_000);
 }
+
+/** Downloads and uploads under way: leaving the page would stop them, so it asks first. */
+let transfers = 0;
+addEventListener("beforeunload", (event) => {
+  if (transfers) event.preventDefault();
+});
+
+/** `work()` (a download or an upload), with the browser asking before the page is left. */
+export async function whileBusy(work) {
+  transfers += 1;
+  try {
+    return await work();
+  } finally {
+    transfers -= 1;
+  }
+}

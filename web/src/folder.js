@@ -6,7 +6,7 @@
 import { Zip, ZipPassThrough } from "fflate";
 
 import { Damaged, KIND, objectId, openBlob } from "./blob.js";
-import { element, say, size } from "./dom.js";
+import { element, say, size, whileBusy } from "./dom.js";
 import { Cancelled, openSaver, startSaving } from "./saver.js";
 import { decodeTree } from "./tree.js";
 
@@ -84,13 +84,15 @@ export class FolderView {
     let saver = null;
     try {
       saver = await openSaver(entry.name, "application/octet-stream", entry.size, true);
-      let done = 0;
-      for await (const part of this.fileParts(entry)) {
-        done += part.length;
-        await saver.write(part);
-        progress.value = done;
-      }
-      await saver.close();
+      await whileBusy(async () => {
+        let done = 0;
+        for await (const part of this.fileParts(entry)) {
+          done += part.length;
+          await saver.write(part);
+          progress.value = done;
+        }
+        await saver.close();
+      });
       progress.replaceWith(element("span", { class: "done" }, "Downloaded"));
     } catch (error) {
       saver?.abort(error);
@@ -150,10 +152,12 @@ export class FolderView {
           }
         }
       };
-      await walk(folder.entries, "");
-      zip.end();
-      await flush();
-      await saver.close();
+      await whileBusy(async () => {
+        await walk(folder.entries, "");
+        zip.end();
+        await flush();
+        await saver.close();
+      });
       line.className = "done";
       line.textContent = `Downloaded ${files} ${files === 1 ? "file" : "files"}, ${size(bytes)}` +
         (skipped ? ` (${skipped} links or special files left out)` : "");
@@ -251,7 +255,7 @@ export function uploadForm(add, explain, dropZone) {
     input.disabled = true;
     line.className = "note";
     try {
-      await add(files, (text) => (line.textContent = text));
+      await whileBusy(() => add(files, (text) => (line.textContent = text)));
     } catch (error) {
       input.disabled = false;
       line.className = "error";

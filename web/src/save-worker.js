@@ -5,18 +5,25 @@
 
 /** Pieces asked of the page ahead of the browser's writing. */
 const AHEAD = 4;
+/** A download whose page was not heard from this long (it says it is there every 5 s) is
+ * ended as failed: the page was closed or reloaded, and nothing more will come. */
+const SILENT_MS = 20_000;
 
 /** Downloads offered by a page and not yet asked for: id -> {port, name, type, size}. */
 const offered = new Map();
+/** When each download's page was last heard from: id -> milliseconds. */
+const heard = new Map();
 
 self.addEventListener("install", () => self.skipWaiting());
 self.addEventListener("activate", (event) => event.waitUntil(self.clients.claim()));
 
 self.addEventListener("message", (event) => {
-  const { save, name, type, size } = event.data || {};
+  const { save, name, type, size, alive } = event.data || {};
+  if (typeof alive === "string" && heard.has(alive)) heard.set(alive, Date.now());
   const port = event.ports[0];
   if (typeof save !== "string" || !/^[0-9a-f]{32}$/.test(save) || !port) return;
   offered.set(save, { port, name: String(name), type: String(type), size });
+  heard.set(save, Date.now());
   port.postMessage({ ready: true });
 });
 
@@ -39,25 +46,46 @@ self.addEventListener("fetch", (event) => {
     "X-Content-Type-Options": "nosniff",
   };
   if (Number.isSafeInteger(download.size)) headers["Content-Length"] = String(download.size);
-  event.respondWith(new Response(pieces(download.port), { headers }));
+  event.respondWith(new Response(pieces(download.port, match[1]), { headers }));
 });
 
-/** The stream of a download's pieces, each asked of the page when the browser wants more. */
-function pieces(port) {
+/** The stream of download `id`'s pieces, each asked of the page when the browser wants
+ * more. */
+function pieces(port, id) {
+  let watch = null;
+  const done = () => {
+    clearInterval(watch);
+    heard.delete(id);
+    port.close();
+  };
   return new ReadableStream(
     {
       start(controller) {
         port.onmessage = ({ data }) => {
-          if (data.part) controller.enqueue(new Uint8Array(data.part, data.at ?? 0, data.length ?? data.part.byteLength));
-          else if (data.end) controller.close();
-          else if (data.error) controller.error(new Error(data.error));
+          heard.set(id, Date.now());
+          if (data.part) {
+            controller.enqueue(new Uint8Array(data.part, data.at ?? 0, data.length ?? data.part.byteLength));
+          } else if (data.end) {
+            controller.close();
+            done();
+          } else if (data.error) {
+            controller.error(new Error(data.error));
+            done();
+          }
         };
+        watch = setInterval(() => {
+          if (Date.now() - (heard.get(id) ?? 0) > SILENT_MS) {
+            controller.error(new Error("the page saving this file was closed"));
+            done();
+          }
+        }, SILENT_MS / 4);
       },
       pull() {
         port.postMessage({ more: true });
       },
       cancel() {
         port.postMessage({ cancelled: true });
+        done();
       },
     },
     new CountQueuingStrategy({ highWaterMark: AHEAD }),

@@ -12,8 +12,9 @@ import { save } from "./dom.js";
 const SCOPE = "/assets/save/";
 /** How long the worker may take to take a download before the page saves it itself. */
 const READY_MS = 3000;
-/** A message to the worker this often keeps it running through a long download. */
-const KEEP_ALIVE_MS = 10_000;
+/** A message to the worker this often keeps it running through a long download, and tells
+ * it the page is still there (it ends a download whose page went quiet). */
+const KEEP_ALIVE_MS = 5_000;
 
 /** The download was cancelled in the browser's download list. */
 export class Cancelled extends Error {
