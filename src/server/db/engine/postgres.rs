@@ -84,14 +84,28 @@ impl PgConn {
     }
 
     pub fn execute(&mut self, sql: &str, params: &Params) -> Result<usize, DbError> {
+        let changed = self.run(sql, params, |client, statement, refs| {
+            client.execute(statement, refs)
+        })?;
+        Ok(changed as usize)
+    }
+
+    /// `sql` prepared (or taken from the cache), `params` bound, and both handed to `run`
+    /// with the connection; its error said with the statement.
+    fn run<T>(
+        &mut self,
+        sql: &str,
+        params: &Params,
+        run: impl FnOnce(
+            &mut Client,
+            &Statement,
+            &[&(dyn ToSql + Sync)],
+        ) -> Result<T, ::postgres::Error>,
+    ) -> Result<T, DbError> {
         let statement = self.statement(sql)?;
         let bound = bind(params)?;
         let refs = refs(&bound);
-        let changed = self
-            .client()?
-            .execute(&statement, &refs)
-            .map_err(|e| classify_in(e, sql))?;
-        Ok(changed as usize)
+        run(self.client()?, &statement, &refs).map_err(|e| classify_in(e, sql))
     }
 
     pub fn batch(&mut self, sql: &str) -> Result<(), DbError> {
@@ -106,13 +120,9 @@ impl PgConn {
         params: &Params,
         f: &mut dyn FnMut(&Row<'_>) -> Result<Flow, DbError>,
     ) -> Result<(), DbError> {
-        let statement = self.statement(sql)?;
-        let bound = bind(params)?;
-        let refs = refs(&bound);
-        let rows = self
-            .client()?
-            .query(&statement, &refs)
-            .map_err(|e| classify_in(e, sql))?;
+        let rows = self.run(sql, params, |client, statement, refs| {
+            client.query(statement, refs)
+        })?;
         for row in &rows {
             if let Flow::Stop = f(&Row::Postgres(row))? {
                 break;
