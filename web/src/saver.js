@@ -12,6 +12,9 @@ import { save } from "./dom.js";
 const SCOPE = "/assets/save/";
 /** How long the worker may take to take a download before the page saves it itself. */
 const READY_MS = 3000;
+/** How long the browser may take to start the worker's download before the page saves
+ * the file itself. */
+const STARTED_MS = 10_000;
 /** A message to the worker this often keeps it running through a long download, and tells
  * it the page is still there (it ends a download whose page went quiet). */
 const KEEP_ALIVE_MS = 5_000;
@@ -108,6 +111,22 @@ async function streamed(running, name, type, size, owned) {
     port.close();
     setTimeout(() => frame.remove(), 60_000);
   };
+  // The browser asks for the first piece once it took the worker's answer as a download;
+  // one that does not (it showed the answer, or never asked the worker) gets the file from
+  // the page instead.
+  const asked = Date.now();
+  while (!credits && !cancelled && Date.now() - asked < STARTED_MS) {
+    await new Promise((resolve) => {
+      wake = resolve;
+      setTimeout(resolve, 250);
+    });
+  }
+  if (!credits && !cancelled) {
+    clearInterval(alive);
+    port.close();
+    frame.remove();
+    throw new Error("the browser did not take the save worker's download");
+  }
   return {
     async write(bytes) {
       while (!credits && !cancelled) await new Promise((resolve) => (wake = resolve));
