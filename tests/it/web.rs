@@ -514,6 +514,8 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
     // A link that follows the folder: the page re-points it after its commits.
     let folder = format!("Backups:{}", docs.display());
     let follow = create(&alice, &["--follow", &folder]);
+    let once = create(&alice, &[&folder]);
+    let link_id = |url: &str| url.split("/l/").nth(1).unwrap()[..32].to_owned();
     let args = serde_json::json!({
         "part": "library",
         "url": server.url,
@@ -525,6 +527,8 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         "expected": docs.join("report.bin"),
         "upload": [picked.path().join("added.bin"), picked.path().join("note.txt")],
         "kept": ["later.txt"],
+        "follow": link_id(&follow),
+        "revoke": link_id(&once),
     });
     browser.run("profile_page.py", args);
 
@@ -568,6 +572,15 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         )
         .ok();
     assert_eq!(fs::read(visited.path().join("added.bin")).unwrap(), added);
+    // The link revoked in the page opens for nobody.
+    let refused = visitor.run_with(
+        &["get", &once, "--target", visited.path().to_str().unwrap()],
+        |c| {
+            c.env_remove("IBACKUP_PASSWORD");
+        },
+    );
+    assert_ne!(refused.code, 0);
+    assert!(refused.stderr.contains("revoked"), "{}", refused.stderr);
 }
 
 #[test]

@@ -207,6 +207,28 @@ def library(page, args):
         expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(1)
     page.unroute("**/api/v1/libraries/*/head")
 
+    if args.get("revoke"):
+        links(page, args)
+
+
+def links(page, args):
+    """The account's links in My Profile: where each leads (its label opened in the
+    page), and one revoked there."""
+    page.get_by_role("button", name="Back to the snapshots of Backups").click()
+    page.locator("#back").click()
+    revoked = page.locator(f'tr[data-link="{args["revoke"]}"]')
+    expect(revoked).to_contain_text("one snapshot", timeout=TIMEOUT_MS)
+    expect(revoked).to_contain_text("Backups")
+    expect(revoked).to_contain_text(args["folders"][-1])
+    expect(page.locator(f'tr[data-link="{args["follow"]}"]')).to_contain_text(
+        "the newest snapshot")
+    revoked.get_by_role("button", name="Revoke").click()
+    expect(page.locator("#flash")).to_contain_text("was revoked", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-link="{args["revoke"]}"] .link-state')).to_have_text(
+        "revoked")
+    expect(page.locator(f'tr[data-link="{args["follow"]}"] .link-state')).to_have_text(
+        "active")
+
 
 def share(page, args):
     """The owner shares a library with another account in the page, comparing its key's

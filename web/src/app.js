@@ -12,6 +12,7 @@ import { call, frames, request, Refused } from "./api.js";
 import { element, save, say, size, when } from "./dom.js";
 import { base64, fromBase64, fromHex, hex, seal, utf8 } from "./blob.js";
 import { FolderView, uploadForm } from "./folder.js";
+import { linksSection } from "./mylinks.js";
 import { repointLinks, uploadFiles } from "./upload.js";
 import {
   Contacts,
@@ -29,6 +30,8 @@ import {
 const main = document.getElementById("main");
 /** The account's key pair once the password opened it in this page (gone on reload). */
 let me = null;
+/** The names of the libraries My Profile listed, by id (for the links table). */
+const libraryNames = new Map();
 const account = document.getElementById("account");
 
 /** What a failed request means, in words. */
@@ -465,6 +468,7 @@ async function librariesSection() {
     }
     const keys = await libraryKeys(info, me);
     const name = own ? await libraryName(keys, info) : `${await libraryName(keys, info)}@${info.owner_email}`;
+    libraryNames.set(info.id, name);
     return element("tr", { "data-library": name },
       element("td", {}, name),
       element("td", { class: "size" }, size(info.stored_bytes)),
@@ -870,6 +874,7 @@ async function profile(flash) {
       await planSection(info, refresh),
       element("details", {}, element("summary", {}, info.card ? "Replace your card" : "Add a card"), cardForm(refresh)),
     ),
+    section("Links", await linksSection({ me, names: libraryNames, explain, refresh })),
     section("Sessions", await sessionsTable(refresh)),
     section("Invoices", await invoicesTable()),
     section(

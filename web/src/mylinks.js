@@ -1,0 +1,77 @@
+// The account's links in My Profile, as `ibackup link list` shows them: where each leads
+// (its label, boxed to the account's own key, opened here), whether it follows the newest
+// snapshot, has a password, expires or was revoked; and revoking one.
+
+import nacl from "tweetnacl";
+
+import { call } from "./api.js";
+import { fromBase64 } from "./blob.js";
+import { element, when } from "./dom.js";
+
+/** What a link's label says (library id, path, snapshot), or null if it does not open. */
+function openLabel(link, me) {
+  if (!me) return null;
+  const boxed = fromBase64(link.label_sealed);
+  if (boxed.length < 24 + 16) return null;
+  const plain = nacl.box.open(boxed.subarray(24), boxed.subarray(0, 24), me.publicKey, me.secretKey);
+  if (!plain) return null;
+  try {
+    return JSON.parse(new TextDecoder().decode(plain));
+  } catch {
+    return null;
+  }
+}
+
+function state(link, now) {
+  if (link.revoked_at) return "revoked";
+  if (link.expires_at && link.expires_at < now) return "expired";
+  return "active";
+}
+
+/**
+ * The links table. `me`: the account's key pair (null until the password opened it: the
+ * labels are shown then); `names`: library id -> name; `explain(error)`: an error in words;
+ * `refresh(message)`: My Profile again, with `message`.
+ */
+export async function linksSection({ me, names, explain, refresh }) {
+  const { links } = await call("GET", "/api/v1/links");
+  if (!links.length) {
+    return element("p", { id: "links-none" }, "No links yet. Make one with `ibackup link create LIBRARY:PATH`.");
+  }
+  const now = Date.now() / 1000;
+  const line = element("p", { id: "links-status", role: "status" });
+  const rows = links.map((link) => {
+    const label = openLabel(link, me);
+    const status = state(link, now);
+    const revoke = element("button", { type: "button", onclick: async () => {
+      revoke.disabled = true;
+      try {
+        await call("DELETE", `/api/v1/links/${link.id}`);
+        await refresh(`The link ${link.id.slice(0, 8)} was revoked: it opens for nobody from now on.`);
+      } catch (error) {
+        revoke.disabled = false;
+        line.className = "error";
+        line.setAttribute("role", "alert");
+        line.textContent = explain(error);
+      }
+    } }, "Revoke");
+    return element(
+      "tr",
+      { "data-link": link.id },
+      element("td", { class: "note" }, link.id.slice(0, 8)),
+      element("td", {}, label ? names.get(label.library) ?? "a library you no longer own" : "(open your libraries to see)"),
+      element("td", {}, label ? label.path : ""),
+      element("td", {}, link.follow ? "the newest snapshot" : "one snapshot"),
+      element("td", {}, link.has_password ? "yes" : "no"),
+      element("td", {}, link.expires_at ? when(link.expires_at) : "never"),
+      element("td", { class: "link-state" }, status),
+      element("td", { class: "action" }, status === "active" ? revoke : ""),
+    );
+  });
+  return element("div", {},
+    element("table", { id: "links" },
+      element("thead", {}, element("tr", {}, ...["Link", "Library", "Folder", "Shows", "Password", "Expires", "State", ""]
+        .map((h) => element("th", { scope: "col" }, h)))),
+      element("tbody", {}, ...rows)),
+    line);
+}
