@@ -9,6 +9,9 @@ use crate::crypto::{BlobKind, ObjectId};
 pub struct Health {
     pub status: String,
     pub version: String,
+    /// The certificate this server presents (`SHA256:` and hex), when it ends TLS itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -148,6 +148,13 @@ pub async fn serve(options: ServeOptions) -> ServerResult<()> {
     let data = tokio::task::spawn_blocking(move || open_data_dir(&place))
         .await
         .map_err(|e| ServerError::Refused(format!("opening the data directory failed: {e}")))??;
+    let tls = if options.insecure_http {
+        None
+    } else {
+        let identity = tls::load_or_create(&options.place.data_dir.join("tls"))
+            .map_err(ServerError::Refused)?;
+        Some(identity)
+    };
     let dummy_hash = crate::crypto::kdf::hash_auth_secret(&rand::random::<[u8; 32]>())?;
     let state = state::AppState {
         db: data.db.clone(),
@@ -163,16 +170,12 @@ pub async fn serve(options: ServeOptions) -> ServerResult<()> {
         uploads: Arc::new(tokio::sync::Semaphore::new(upload_permits(
             data.config.limits.upload_memory,
         ))),
+        certificate: tls
+            .as_ref()
+            .map(|identity| Arc::from(identity.fingerprint.as_str())),
     };
     spawn_background(&state, data.maintenance());
     let router = http::router(state.clone());
-    let tls = if options.insecure_http {
-        None
-    } else {
-        let identity = tls::load_or_create(&options.place.data_dir.join("tls"))
-            .map_err(ServerError::Refused)?;
-        Some(identity)
-    };
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(ServerError::io(format!(

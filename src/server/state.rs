@@ -28,6 +28,10 @@ pub struct AppState {
     pub hashers: Arc<Hashers>,
     /// Upload bodies in memory, in KiB (`limits.upload_memory`).
     pub uploads: Arc<tokio::sync::Semaphore>,
+    /// The fingerprint of the certificate this server presents (`SHA256:hex`), when it ends
+    /// TLS itself: the web page puts it into the links it makes, as `ibackup link create`
+    /// puts the one its computer pinned.
+    pub certificate: Option<Arc<str>>,
 }
 
 pub type ReachCache = std::collections::HashMap<

@@ -529,8 +529,11 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         "kept": ["later.txt"],
         "follow": link_id(&follow),
         "revoke": link_id(&once),
+        "link_password": "the link's own password",
     });
-    browser.run("profile_page.py", args);
+    let printed = browser.run("profile_page.py", args);
+    let made: serde_json::Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
+    let made = made["made"].as_str().unwrap().to_owned();
 
     // The command-line client reads what the page wrote: two new snapshots on top of the
     // backups, the added files whole beside what was backed up, and every object sound.
@@ -572,6 +575,29 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         )
         .ok();
     assert_eq!(fs::read(visited.path().join("added.bin")).unwrap(), added);
+    // The link made in the page opens with `ibackup get` (the certificate pinned from its
+    // address, the password asked), showing the newest snapshot's folder.
+    let through = tempfile::tempdir().unwrap();
+    visitor
+        .run_with(
+            &["get", &made, "--target", through.path().to_str().unwrap()],
+            |c| {
+                c.env_remove("IBACKUP_PASSWORD");
+                c.env("IBACKUP_LINK_PASSWORD", "the link's own password");
+            },
+        )
+        .ok();
+    assert_eq!(fs::read(through.path().join("added.bin")).unwrap(), added);
+    assert_eq!(fs::read(through.path().join("report.bin")).unwrap(), big);
+    // The key in the page's link stayed in the page and the address.
+    let fragment = made.split('#').nth(1).unwrap();
+    let key_text = fragment[1..].split('.').next().unwrap();
+    let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(key_text)
+        .unwrap();
+    assert_eq!(key.len(), 32);
+    assert!(server.files_containing(&key).is_empty());
+    assert!(server.files_containing(key_text.as_bytes()).is_empty());
     // The link revoked in the page opens for nobody.
     let refused = visitor.run_with(
         &["get", &once, "--target", visited.path().to_str().unwrap()],

@@ -214,8 +214,25 @@ def library(page, args):
 def links(page, args):
     """The account's links in My Profile: where each leads (its label opened in the
     page), and one revoked there."""
+    # A link to the folder shown, made in the page: it follows the newest snapshot and
+    # asks for a password; its address goes to the test, which opens it with `ibackup get`.
+    page.get_by_text("Make a link to this folder").click()
+    page.get_by_label("Always show the newest snapshot of this folder").check()
+    page.get_by_label("Password (optional)").fill(args["link_password"])
+    page.get_by_label("Expires").select_option(label="in a week")
+    page.get_by_role("button", name="Make link").click()
+    made = page.locator("#link-url")
+    expect(made).to_be_visible(timeout=TIMEOUT_MS)
+    url = made.input_value()
+    check(url.startswith(args["url"].rstrip("/") + "/l/"), f"the link is {url}")
+    print(json.dumps({"made": url}), flush=True)
+    made_id = url.split("/l/")[1][:32]
+
     page.get_by_role("button", name="Back to the snapshots of Backups").click()
     page.locator("#back").click()
+    mine = page.locator(f'tr[data-link="{made_id}"]')
+    expect(mine).to_contain_text("the newest snapshot", timeout=TIMEOUT_MS)
+    expect(mine).to_contain_text("yes")
     revoked = page.locator(f'tr[data-link="{args["revoke"]}"]')
     expect(revoked).to_contain_text("one snapshot", timeout=TIMEOUT_MS)
     expect(revoked).to_contain_text("Backups")

@@ -12,7 +12,7 @@ import { call, frames, request, Refused } from "./api.js";
 import { element, save, say, size, when } from "./dom.js";
 import { base64, fromBase64, fromHex, hex, seal, utf8 } from "./blob.js";
 import { FolderView, uploadForm } from "./folder.js";
-import { linksSection } from "./mylinks.js";
+import { linksSection, makeLink } from "./mylinks.js";
 import { repointLinks, uploadFiles } from "./upload.js";
 import {
   Contacts,
@@ -414,6 +414,9 @@ async function openSnapshotPage(info, keys, name, listed, path = []) {
     rootLabel: `${name}, ${when}`,
     above: () => [element("p", {}, element("button", { type: "button", class: "crumb", onclick: () => snapshotsPage(info, keys, name).catch((e) => say(main, explain(e), "error")) }, `Back to the snapshots of ${name}`))],
     upload: writable(info) ? (where, files, report) => addFiles(info, keys, name, where, files, report) : null,
+    makeLink: info.permission === "owner"
+      ? (path, treeKey, options) => makeLink({ info, me, treeKey, snapshot: listed.id, path, ...options })
+      : null,
   });
   await view.enter("", snapshot.tree);
   for (const folder of path) {

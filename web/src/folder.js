@@ -21,10 +21,12 @@ export class FolderView {
    * `fetchBlobs(ids)`: the stored blobs of `ids`, in order; `explain(error)`: an error in
    * words; `rootLabel`: what the top folder is called; `above()`: elements shown above it
    * (a way back, say); `upload(path, files, report)`, where the reader may write: adds
-   * `files` to the folder at `path` (names from the top), saying how far through `report`.
+   * `files` to the folder at `path` (names from the top), saying how far through `report`;
+   * `makeLink(path, treeKey, {follow, password, expiresInSecs})`, for the owner: a link's
+   * address.
    */
-  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [], upload = null }) {
-    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above, upload });
+  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [], upload = null, makeLink = null }) {
+    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above, upload, makeLink });
     startSaving();
     /** The folders from the top down to the one shown: {name, key, entries}. */
     this.path = [];
@@ -232,7 +234,60 @@ export class FolderView {
     zipButton.addEventListener("click", () => this.downloadZip(here, zipButton, zipLine));
     const actions = element("p", { class: "actions" }, zipButton, " ", zipLine);
     const listing = here.entries.length ? table : element("p", {}, "This folder is empty.");
-    this.main.replaceChildren(...this.above(), crumbs, actions, ...(this.upload ? [this.uploadForm(listing)] : []), listing);
+    this.main.replaceChildren(
+      ...this.above(), crumbs, actions,
+      ...(this.upload ? [this.uploadForm(listing)] : []),
+      ...(this.makeLink ? [this.linkForm(here)] : []),
+      listing,
+    );
+  }
+
+  /** "Make a link to this folder": its address shown to copy, with the choices `ibackup
+   * link create` offers (follow the newest snapshot, a password, an expiry). */
+  linkForm(here) {
+    const path = this.path.slice(1).map((folder) => folder.name);
+    const follow = element("input", { type: "checkbox", id: "link-follow" });
+    const password = element("input", { type: "password", id: "link-password", autocomplete: "new-password" });
+    const expires = element("select", { id: "link-expires" },
+      ...[["never", ""], ["in a day", "86400"], ["in a week", "604800"], ["in 30 days", "2592000"]]
+        .map(([label, value]) => element("option", { value }, label)));
+    const line = element("p", { id: "link-status", role: "status" });
+    const made = element("div", { id: "link-made" });
+    const form = element(
+      "form",
+      { id: "make-link", class: "stacked", onsubmit: async (event) => {
+        event.preventDefault();
+        made.replaceChildren();
+        line.className = "note";
+        line.textContent = "Making the link…";
+        try {
+          const url = await this.makeLink(path, here.key, {
+            follow: follow.checked,
+            password: password.value,
+            expiresInSecs: Number(expires.value) || null,
+          });
+          password.value = "";
+          const field = element("input", { type: "text", id: "link-url", readonly: true, value: url, "aria-label": "The link's address" });
+          made.replaceChildren(field, " ", element("button", { type: "button", onclick: async () => {
+            field.select();
+            await navigator.clipboard?.writeText(url).catch(() => {});
+          } }, "Copy"));
+          line.className = "done";
+          line.textContent = "Anyone with this address can open the folder: its key is in the part after #, which the server never sees.";
+        } catch (error) {
+          line.className = "error";
+          line.setAttribute("role", "alert");
+          line.textContent = this.explain(error);
+        }
+      } },
+      element("label", {}, follow, " Always show the newest snapshot of this folder"),
+      element("label", { for: "link-password" }, "Password (optional)"),
+      password,
+      element("label", { for: "link-expires" }, "Expires"),
+      expires,
+      element("button", { type: "submit" }, "Make link"),
+    );
+    return element("details", { id: "link-maker" }, element("summary", {}, "Make a link to this folder"), form, line, made);
   }
 
   uploadForm(listing) {

@@ -5,7 +5,7 @@
 import nacl from "tweetnacl";
 
 import { call } from "./api.js";
-import { fromBase64 } from "./blob.js";
+import { base64, fromBase64, hex, objectId, seal, utf8 } from "./blob.js";
 import { element, when } from "./dom.js";
 
 /** What a link's label says (library id, path, snapshot), or null if it does not open. */
@@ -20,6 +20,48 @@ function openLabel(link, me) {
   } catch {
     return null;
   }
+}
+
+/** Bytes as unpadded base64url, as link fragments carry keys. */
+function base64url(bytes) {
+  return base64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * A link to the folder whose tree key is `treeKey`, at `path` (names from the top) of
+ * snapshot `snapshot` (hex) of library `info`, made as `ibackup link create` makes it
+ * (docs/FORMAT.md, "Links"): `follow` links carry a random link key and a pointer sealed
+ * with it; the label is boxed to the account's own key. Returns the link's address, whose
+ * fragment (the key, and the certificate's fingerprint when the server ends TLS itself)
+ * the server never sees.
+ */
+export async function makeLink({ info, me, treeKey, snapshot, path, follow, password, expiresInSecs }) {
+  const id = hex(crypto.getRandomValues(new Uint8Array(16)));
+  const linkKey = follow ? crypto.getRandomValues(new Uint8Array(32)) : null;
+  const pointer = follow ? await seal(linkKey, treeKey, utf8(`ibackup link pointer ${id}`)) : new Uint8Array(0);
+  const label = {
+    library: info.id,
+    path: `/${path.join("/")}`,
+    snapshot: follow ? null : snapshot,
+    link_key: follow ? base64url(linkKey) : null,
+  };
+  const nonce = crypto.getRandomValues(new Uint8Array(24));
+  const boxed = nacl.box(utf8(JSON.stringify(label)), nonce, me.publicKey, me.secretKey);
+  const sealed = new Uint8Array(24 + boxed.length);
+  sealed.set(nonce);
+  sealed.set(boxed, 24);
+  await call("POST", `/api/v1/libraries/${info.id}/links`, {
+    id,
+    root: hex(objectId(treeKey)),
+    follow,
+    pointer: base64(pointer),
+    label_sealed: base64(sealed),
+    ...(password ? { password } : {}),
+    ...(expiresInSecs ? { expires_in_secs: expiresInSecs } : {}),
+  });
+  const { certificate } = await call("GET", "/api/v1/health");
+  const pin = certificate ? `.${certificate.replace(/^SHA256:/, "")}` : "";
+  return `${location.origin}/l/${id}#${follow ? "f" : "t"}${base64url(follow ? linkKey : treeKey)}${pin}`;
 }
 
 function state(link, now) {
