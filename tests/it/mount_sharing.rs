@@ -7,7 +7,7 @@ use std::io::ErrorKind;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::sharing::{clients, ALICE, ALICES_BACKUPS};
+use crate::sharing::{clients, share, ALICE, ALICES_BACKUPS};
 use crate::util::{fuse_or_skip, write_file, TestMount, TestServer};
 
 /// Waits up to 20 s for `done`.
@@ -98,15 +98,7 @@ fn read_write_members_converge_keep_both_sides_of_a_conflict_and_are_charged_to_
     }
     let server = TestServer::start();
     let [alice, carol] = clients(&server, [ALICE, "carol@example.com"]);
-    alice
-        .run(&[
-            "share",
-            "add",
-            "Backups",
-            "carol@example.com",
-            "--read-write",
-        ])
-        .ok();
+    share(&alice, "carol@example.com", "--read-write");
     let hers = TestMount::start(&alice, &["--poll-interval", "0.5"]);
     let theirs = TestMount::start(&carol, &["--poll-interval", "0.5"]);
     let (a, c) = (hers.live(), theirs.dir.join(ALICES_BACKUPS));

@@ -26,6 +26,13 @@ pub fn clients<const N: usize>(server: &TestServer, emails: [&str; N]) -> [TestC
     })
 }
 
+/// `owner` shares its library Backups with `member`, `--read` or `--read-write`.
+pub fn share(owner: &TestClient, member: &str, permission: &str) {
+    owner
+        .run(&["share", "add", "Backups", member, permission])
+        .ok();
+}
+
 /// The client's own view of a library, opened through the library crate as the CLI does.
 pub fn open(client: &TestClient, display: &str) -> OpenLibrary {
     let paths = Paths {
@@ -642,15 +649,7 @@ fn library_names_are_encrypted_renamed_by_the_owner_and_deleted_for_everyone() {
 fn a_members_upload_is_charged_to_the_owner() {
     let server = TestServer::start();
     let [alice, carol] = clients(&server, [ALICE, "carol@example.com"]);
-    alice
-        .run(&[
-            "share",
-            "add",
-            "Backups",
-            "carol@example.com",
-            "--read-write",
-        ])
-        .ok();
+    share(&alice, "carol@example.com", "--read-write");
     let set = server.admin(&["user", "set-quota", ALICE, "1MiB"]);
     assert!(set.status.success());
     let big = tempfile::tempdir().unwrap();

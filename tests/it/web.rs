@@ -12,7 +12,7 @@ use std::process::Command;
 use base64::Engine;
 
 use crate::links::create;
-use crate::sharing::{clients, ALICE};
+use crate::sharing::{clients, share, ALICE};
 use crate::util::{write_file, TestClient, TestServer};
 
 fn chromium() -> Option<PathBuf> {
@@ -71,6 +71,23 @@ impl Browser {
 }
 
 /// The names of `path`'s folders from the root, as a snapshot holds them.
+/// A folder holding one file `name`, backed up by `client`.
+fn backed_up(client: &TestClient, name: &str, contents: &[u8]) -> tempfile::TempDir {
+    let source = tempfile::tempdir().unwrap();
+    write_file(&source.path().join(name), contents);
+    client.backup(&[source.path()]).ok();
+    source
+}
+
+/// What `client` restores of the newest backup of `source`, in a folder of its own.
+fn restored(client: &TestClient, source: &Path) -> tempfile::TempDir {
+    let target = tempfile::tempdir().unwrap();
+    client
+        .restore(&format!("latest:{}", source.display()), target.path(), &[])
+        .ok();
+    target
+}
+
 fn components(path: &Path) -> Vec<String> {
     path.components()
         .filter_map(|c| match c {
@@ -319,20 +336,8 @@ fn my_profile_in_a_browser_signs_in_with_the_cli_password_and_changes_what_the_s
     assert_eq!(after["first_name"], "Alicia", "{after}");
     assert_eq!(after["marketing_email"], true, "{after}");
     assert_eq!(after["plan"], "personal", "{after}");
-    let source = tempfile::tempdir().unwrap();
-    write_file(
-        &source.path().join("kept.txt"),
-        b"readable after two password changes",
-    );
-    alice.backup(&[source.path()]).ok();
-    let target = tempfile::tempdir().unwrap();
-    alice
-        .restore(
-            &format!("latest:{}", source.path().display()),
-            target.path(),
-            &[],
-        )
-        .ok();
+    let source = backed_up(&alice, "kept.txt", b"readable after two password changes");
+    let target = restored(&alice, source.path());
     assert_eq!(
         fs::read(target.path().join("kept.txt")).unwrap(),
         b"readable after two password changes"
@@ -616,18 +621,8 @@ fn a_member_who_may_write_adds_files_in_the_page_and_the_owner_reads_them() {
     };
     let server = TestServer::start();
     let [alice, _carol] = clients(&server, [ALICE, "carol@example.com"]);
-    let source = tempfile::tempdir().unwrap();
-    write_file(&source.path().join("plan.txt"), b"the owner's plan");
-    alice.backup(&[source.path()]).ok();
-    alice
-        .run(&[
-            "share",
-            "add",
-            "Backups",
-            "carol@example.com",
-            "--read-write",
-        ])
-        .ok();
+    let source = backed_up(&alice, "plan.txt", b"the owner's plan");
+    share(&alice, "carol@example.com", "--read-write");
     let picked = tempfile::tempdir().unwrap();
     let mut drawing = vec![0u8; 700_000];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut drawing);
@@ -650,14 +645,7 @@ fn a_member_who_may_write_adds_files_in_the_page_and_the_owner_reads_them() {
 
     // The owner reads what the member added, beside their own file, and every object of
     // the library (the member's sealed under the key the owner granted) checks out.
-    let target = tempfile::tempdir().unwrap();
-    alice
-        .restore(
-            &format!("latest:{}", source.path().display()),
-            target.path(),
-            &[],
-        )
-        .ok();
+    let target = restored(&alice, source.path());
     assert_eq!(
         fs::read(target.path().join("drawing.bin")).unwrap(),
         drawing
@@ -680,9 +668,7 @@ fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
     };
     let server = TestServer::start();
     let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
-    let source = tempfile::tempdir().unwrap();
-    write_file(&source.path().join("shared.txt"), b"for bob, for a while");
-    alice.backup(&[source.path()]).ok();
+    let source = backed_up(&alice, "shared.txt", b"for bob, for a while");
     let fingerprint = bob.run(&["account", "fingerprint"]).ok().stdout;
     let fingerprint = fingerprint
         .lines()
