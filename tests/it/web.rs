@@ -12,7 +12,7 @@ use std::process::Command;
 use base64::Engine;
 
 use crate::links::create;
-use crate::sharing::{clients, share, ALICE};
+use crate::sharing::{clients, share, ALICE, ALICES_BACKUPS};
 use crate::util::{write_file, TestClient, TestServer};
 
 fn chromium() -> Option<PathBuf> {
@@ -498,7 +498,7 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         return;
     };
     let server = TestServer::start();
-    let [alice] = clients(&server, [ALICE]);
+    let [alice, dave] = clients(&server, [ALICE, "dave@example.com"]);
     let source = tempfile::tempdir().unwrap();
     let docs = source.path().join("docs");
     fs::create_dir_all(&docs).unwrap();
@@ -516,6 +516,10 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut added);
     write_file(&picked.path().join("added.bin"), &added);
     write_file(&picked.path().join("note.txt"), b"written in the browser\n");
+    // A member who left: their key still opens what exists, so the page starts a new key
+    // epoch before it writes, as the command-line client does.
+    share(&alice, "dave@example.com", "--read");
+    dave.run(&["share", "leave", ALICES_BACKUPS]).ok();
     // A link that follows the folder: the page re-points it after its commits.
     let folder = format!("Backups:{}", docs.display());
     let follow = create(&alice, &["--follow", &folder]);
@@ -565,6 +569,11 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         b"a second snapshot"
     );
     alice.run(&["check", "--read-data"]).ok();
+    let listed = alice.run(&["library", "list", "--json"]).ok().json();
+    assert_eq!(
+        listed[0]["epoch"], 2,
+        "the page did not start a new key: {listed}"
+    );
     // The page sealed what it added: its words are in no file of the server.
     assert!(server
         .files_containing(b"written in the browser")

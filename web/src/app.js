@@ -279,6 +279,34 @@ async function snapshotsPage(info, keys, name) {
 }
 
 /**
+ * A new key epoch of library `info` (the account's own), granted in one request to every
+ * member but `remove` (null when everyone stays, as after a member left: their keys still
+ * open what exists, not what is written next). Returns the library as it is then.
+ */
+async function rotateLibrary(info, keys, name, remove) {
+  const contacts = new Contacts(me);
+  const { members } = await call("GET", `/api/v1/libraries/${info.id}/members`);
+  const next = await nextEpoch(keys, info.epoch, name);
+  try {
+    const library = fromHex(info.id);
+    const grants = members.filter((m) => m.email !== remove).map((m) => {
+      const key = m.permission === "owner" ? me.publicKey : fromBase64(m.public_key);
+      if (m.permission !== "owner") contacts.check(m.email, m.public_key);
+      return { email: m.email, grant: base64(grantTo(me, key, library, next.epoch, next.key)) };
+    });
+    return await call("POST", `/api/v1/libraries/${info.id}/rotate`, {
+      ...(remove ? { remove } : {}),
+      epoch: next.epoch,
+      link: base64(next.link),
+      name_sealed: base64(next.nameSealed),
+      grants,
+    });
+  } finally {
+    next.key.fill(0);
+  }
+}
+
+/**
  * Who the library is shared with, sharing it with someone (their key looked up, its
  * fingerprint shown to compare, and remembered in this browser), and ending a share (a new
  * key epoch in the same step, granted to everyone who stays).
@@ -303,21 +331,7 @@ async function sharingSection(info, keys, name) {
       event.target.disabled = true;
       tell(line, `Ending the share with ${member.email} and starting a new key epoch…`, "note");
       try {
-        const next = await nextEpoch(keys, info.epoch, name);
-        const library = fromHex(info.id);
-        const grants = members.filter((m) => m.email !== member.email).map((m) => {
-          const key = m.permission === "owner" ? me.publicKey : fromBase64(m.public_key);
-          if (m.permission !== "owner") contacts.check(m.email, m.public_key);
-          return { email: m.email, grant: base64(grantTo(me, key, library, next.epoch, next.key)) };
-        });
-        await call("POST", `/api/v1/libraries/${info.id}/rotate`, {
-          remove: member.email,
-          epoch: next.epoch,
-          link: base64(next.link),
-          name_sealed: base64(next.nameSealed),
-          grants,
-        });
-        next.key.fill(0);
+        await rotateLibrary(info, keys, name, member.email);
         await reopen(`${member.email} no longer has ${name}; what is written from now on is sealed under a new key.`);
       } catch (error) {
         tell(line, explain(error), "error");
@@ -385,7 +399,18 @@ const writable = (info) => info.permission === "owner" || info.permission === "r
 
 /** `files` added to the folder at `path` of the library's newest snapshot: a new snapshot,
  * the owner's follow links re-pointed, and the folder shown in it. */
-async function addFiles(info, keys, name, path, files, report) {
+async function addFiles(shown, shownKeys, name, path, files, report) {
+  // The library as it is now: a member may have left, or the key moved on, since the
+  // page showed it. When a member left, the owner starts a new key epoch before writing,
+  // as the command-line client does.
+  const { libraries } = await call("GET", "/api/v1/libraries");
+  let info = libraries.find((l) => l.id === shown.id) ?? shown;
+  let keys = info.epoch === shown.epoch ? shownKeys : await libraryKeys(info, me);
+  if (info.rotate && ownLibrary(info, me)) {
+    report("Someone left this library: starting a new key first…");
+    info = await rotateLibrary(info, keys, name, null);
+    keys = await libraryKeys(info, me);
+  }
   const fetchBlobs = (ids) => libraryBlobs(info.id, ids);
   const { email } = await call("GET", "/api/v1/account");
   const made = await uploadFiles({ info, keys, author: email, path, files, fetchBlobs, report });
