@@ -678,6 +678,11 @@ fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
     let server = TestServer::start();
     let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
     let source = backed_up(&alice, "shared.txt", b"for bob, for a while");
+    // Someone the library was shared with left: their key still opens it, so sharing it
+    // again starts a new key epoch first.
+    let [erin] = clients(&server, ["erin@example.com"]);
+    share(&alice, "erin@example.com", "--read");
+    erin.run(&["share", "leave", ALICES_BACKUPS]).ok();
     let fingerprint = bob.run(&["account", "fingerprint"]).ok().stdout;
     let fingerprint = fingerprint
         .lines()
@@ -767,4 +772,8 @@ fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
         fs::read(mine.path().join("after.txt")).unwrap(),
         b"not for bob"
     );
+    // Two new epochs: one before bob was granted the key (erin had left), one when his
+    // share ended.
+    let listed = alice.run(&["library", "list", "--json"]).ok().json();
+    assert_eq!(listed[0]["epoch"], 3, "{listed}");
 }

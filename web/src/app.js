@@ -359,12 +359,20 @@ async function sharingSection(info, keys, name) {
             ". Compare it with what they see in `ibackup account fingerprint` before you share."),
           element("button", { type: "button", onclick: async () => {
             try {
-              const newest = keys.epochs.get(info.epoch);
-              const grant = grantTo(me, fromBase64(contact.public_key), fromHex(info.id), info.epoch, newest.key);
-              await call("POST", `/api/v1/libraries/${info.id}/members`, {
+              // A member who left still holds the key: the newcomer gets a new one, as
+              // `ibackup share add` does.
+              let now = info;
+              let nowKeys = keys;
+              if (info.rotate) {
+                now = await rotateLibrary(info, keys, name, null);
+                nowKeys = await libraryKeys(now, me);
+              }
+              const newest = nowKeys.epochs.get(now.epoch);
+              const grant = grantTo(me, fromBase64(contact.public_key), fromHex(now.id), now.epoch, newest.key);
+              await call("POST", `/api/v1/libraries/${now.id}/members`, {
                 email: who,
                 permission: permission.value,
-                epoch: info.epoch,
+                epoch: now.epoch,
                 grant: base64(grant),
               });
               contacts.remember(who, contact.public_key);
