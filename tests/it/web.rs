@@ -624,12 +624,12 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
 }
 
 #[test]
-fn a_member_who_may_write_adds_files_in_the_page_and_the_owner_reads_them() {
+fn a_member_who_may_write_adds_files_in_the_page_that_the_owner_reads_then_leaves() {
     let Some(browser) = browser() else {
         return;
     };
     let server = TestServer::start();
-    let [alice, _carol] = clients(&server, [ALICE, "carol@example.com"]);
+    let [alice, carol] = clients(&server, [ALICE, "carol@example.com"]);
     let source = backed_up(&alice, "plan.txt", b"the owner's plan");
     share(&alice, "carol@example.com", "--read-write");
     let picked = tempfile::tempdir().unwrap();
@@ -648,6 +648,7 @@ fn a_member_who_may_write_adds_files_in_the_page_and_the_owner_reads_them() {
         "file": "plan.txt",
         "expected": source.path().join("plan.txt"),
         "upload": [picked.path().join("drawing.bin"), picked.path().join("reply.txt")],
+        "leave": true,
         "screenshots": null,
     });
     browser.run("profile_page.py", args);
@@ -668,6 +669,14 @@ fn a_member_who_may_write_adds_files_in_the_page_and_the_owner_reads_them() {
         b"the owner's plan"
     );
     alice.run(&["check", "--read-data"]).ok();
+
+    // The member left in the page: the library is gone from their list, and the owner's
+    // next backup starts a new key epoch.
+    let theirs = carol.run(&["library", "list", "--json"]).ok().json();
+    assert!(!theirs.to_string().contains(ALICES_BACKUPS), "{theirs}");
+    alice.backup(&[source.path()]).ok();
+    let listed = alice.run(&["library", "list", "--json"]).ok().json();
+    assert_eq!(listed[0]["epoch"], 2, "{listed}");
 }
 
 #[test]

@@ -209,6 +209,22 @@ def library(page, args):
 
     if args.get("revoke"):
         links(page, args)
+    if args.get("leave"):
+        leave(page, args)
+
+
+def leave(page, args):
+    """A member leaves the library in the page: asked to confirm first, then gone from
+    their list."""
+    library = args["library"]
+    page.get_by_role("button", name=f"Back to the snapshots of {library}").click()
+    page.get_by_role("button", name="Leave this library").click()
+    expect(page.locator("#leave-status")).to_contain_text("Tick the box first",
+                                                          timeout=TIMEOUT_MS)
+    page.get_by_label("I want to leave this library").check()
+    page.get_by_role("button", name="Leave this library").click()
+    expect(page.locator("#flash")).to_contain_text(f"You left {library}", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-library="{library}"]')).to_have_count(0)
 
 
 def links(page, args):

@@ -259,7 +259,7 @@ async function snapshotsPage(info, keys, name) {
     element("td", { class: "note" }, listed.id.slice(0, 8)),
     element("td", { class: "action" }, element("button", { type: "button", onclick: () => openSnapshotPage(info, keys, name, listed).catch((e) => say(main, explain(e), "error")) }, "Open")),
   ));
-  const sharing = ownLibrary(info, me) ? await sharingSection(info, keys, name) : element("p", { class: "note" }, `Shared with you by ${info.owner_email} (${info.permission}).`);
+  const sharing = ownLibrary(info, me) ? await sharingSection(info, keys, name) : leaveSection(info, name);
   main.replaceChildren(
     ...backToProfile(),
     element("h2", { class: "page" }, name),
@@ -275,6 +275,34 @@ async function snapshotsPage(info, keys, name) {
           ...(writable(info) ? [uploadForm((files, report) => addFiles(info, keys, name, [], files, report), explain, main)] : [])),
     ),
     sharing,
+  );
+}
+
+/** For a library shared with the account: who shared it, and leaving it (the owner's next
+ * write then starts a new key epoch, as the server tells their client). */
+function leaveSection(info, name) {
+  const line = statusLine("leave-status");
+  const leave = element("button", { type: "button", id: "leave", onclick: async () => {
+    if (!confirm.checked) {
+      tell(line, "Tick the box first: you cannot open the library again unless it is shared with you again.", "error");
+      return;
+    }
+    leave.disabled = true;
+    try {
+      await call("POST", `/api/v1/libraries/${info.id}/leave`, {});
+      await profile(`You left ${name}.`);
+    } catch (error) {
+      tell(line, explain(error), "error");
+      leave.disabled = false;
+    }
+  } }, "Leave this library");
+  const confirm = element("input", { type: "checkbox", id: "leave-confirm" });
+  return section(
+    "Sharing",
+    element("p", { class: "note" }, `Shared with you by ${info.owner_email} (${info.permission}).`),
+    element("p", {}, element("label", {}, confirm, " I want to leave this library")),
+    leave,
+    line,
   );
 }
 
