@@ -155,17 +155,8 @@ fn paid_plans_need_a_valid_card_and_changes_are_prorated() {
         assert!(!alone(bytes, b"987"), "the security code is in {name}");
     }
     // And no column could hold them.
-    let db = server.db();
-    let mut stmt = db
-        .prepare("SELECT name FROM pragma_table_info('cards')")
-        .unwrap();
-    let columns: Vec<String> = stmt
-        .query_map(ibackup::params![], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
     assert_eq!(
-        columns,
+        server.columns("cards"),
         [
             "account_id",
             "brand",
@@ -432,16 +423,20 @@ fn expiry_leaves_alone_an_account_whose_billing_is_being_changed() {
     std::thread::sleep(std::time::Duration::from_secs(3));
 
     // A reactivation holds the account's billing turn (as a request in flight does).
-    let hold = |until: &str| {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let hold = |until: Option<i64>| {
         server
             .db()
             .execute(
-                &format!("UPDATE accounts SET billing_lock_until = {until}"),
-                ibackup::params![],
+                "UPDATE accounts SET billing_lock_until = ?1",
+                ibackup::params![until],
             )
             .unwrap()
     };
-    hold("strftime('%s','now') + 300");
+    hold(Some(now + 300));
     let report = server.admin(&["maintenance"]);
     let report: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
     assert_eq!(report["accounts_expired"], 0, "{report}");
@@ -456,7 +451,7 @@ fn expiry_leaves_alone_an_account_whose_billing_is_being_changed() {
             ibackup::params![],
         )
         .unwrap();
-    hold("NULL");
+    hold(None);
     let mut db = server.db();
     let id: i64 = db
         .query_row("SELECT id FROM accounts", ibackup::params![], |r| r.get(0))

@@ -502,8 +502,10 @@ fn surveys_are_voluntary_counted_apart_from_people_and_hide_small_groups() {
     assert_eq!(line("code"), "<3");
     assert_eq!(line("yes"), "3");
     // The stored answers are counts; who answered is a keyed hash beside no answer.
-    let tables = server.strings("SELECT name FROM pragma_table_info('survey_counts')");
-    assert_eq!(tables, ["survey_id", "question", "choice", "count"]);
+    assert_eq!(
+        server.columns("survey_counts"),
+        ["survey_id", "question", "choice", "count"]
+    );
 
     users[0]
         .run(&["feedback", "--rating", "5", "--message", "Fast and calm"])

@@ -302,6 +302,35 @@ impl TestServer {
             .unwrap()
     }
 
+    /// The tables of the server's database, by name.
+    pub fn tables(&self) -> Vec<String> {
+        match self.database() {
+            Database::Sqlite(_) => self.strings(
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' ORDER BY name",
+            ),
+            Database::Postgres(_) => self.strings(
+                "SELECT CAST(table_name AS TEXT) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() ORDER BY table_name",
+            ),
+        }
+    }
+
+    /// The columns of `table`, in their order.
+    pub fn columns(&self, table: &str) -> Vec<String> {
+        let sql = match self.database() {
+            Database::Sqlite(_) => "SELECT name FROM pragma_table_info(?1) ORDER BY cid",
+            Database::Postgres(_) => {
+                "SELECT CAST(column_name AS TEXT) FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND CAST(table_name AS TEXT) = ?1 \
+                 ORDER BY ordinal_position"
+            }
+        };
+        self.db()
+            .query_map(sql, ibackup::params![table], |r| r.get(0))
+            .unwrap()
+    }
+
     pub fn admin(&self, args: &[&str]) -> Output {
         Command::new(SERVER_BIN)
             .args(["admin", "--data-dir"])
