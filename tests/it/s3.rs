@@ -229,9 +229,18 @@ fn a_data_dir_refuses_to_be_served_from_another_blob_store() {
     let config = data.path().join("server.toml");
     let text = fs::read_to_string(&config).unwrap();
     let storage = text.find("[storage]").unwrap();
+    // The metadata stays where it is (PostgreSQL, when the tests put it there).
+    let database: String = text[storage..]
+        .lines()
+        .filter(|line| line.trim_start().starts_with("database"))
+        .map(|line| format!("{line}\n"))
+        .collect();
     fs::write(
         &config,
-        format!("{}[storage]\nblob_store = \"local\"\n", &text[..storage]),
+        format!(
+            "{}[storage]\nblob_store = \"local\"\n{database}",
+            &text[..storage]
+        ),
     )
     .unwrap();
     let served = std::process::Command::new(crate::util::SERVER_BIN)
