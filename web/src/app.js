@@ -9,11 +9,11 @@ import { blake3 } from "@noble/hashes/blake3.js";
 import nacl from "tweetnacl";
 
 import { call, frames, request, Refused } from "./api.js";
-import { element, save, say, size, when } from "./dom.js";
+import { element, save, say, size, tell, when } from "./dom.js";
 import { base64, fromBase64, fromHex, hex, seal, utf8 } from "./blob.js";
 import { FolderView, uploadForm } from "./folder.js";
-import { linksSection, makeLink } from "./mylinks.js";
-import { repointLinks, uploadFiles } from "./upload.js";
+import { linksSection, makeLink, repointLinks } from "./mylinks.js";
+import { uploadFiles } from "./upload.js";
 import {
   Contacts,
   accountKeys,
@@ -450,13 +450,10 @@ async function addFiles(shown, shownKeys, name, path, files, report) {
   const fetchBlobs = (ids) => libraryBlobs(info.id, ids);
   const { email } = await call("GET", "/api/v1/account");
   const made = await uploadFiles({ info, keys, author: email, path, files, fetchBlobs, report });
-  await repointLinks({ info, me, snapshot: made, keys, fetchBlobs });
-  await openSnapshotPage(info, keys, name, { id: made }, path);
+  await repointLinks({ info, me, root: made.root, fetchBlobs });
+  await openSnapshotPage(info, keys, name, { id: made.id }, path);
   const line = document.getElementById("upload-status");
-  if (line) {
-    line.className = "done";
-    line.textContent = `Added ${files.length} ${files.length === 1 ? "file" : "files"}: a new snapshot of ${name}.`;
-  }
+  if (line) tell(line, `Added ${files.length} ${files.length === 1 ? "file" : "files"}: a new snapshot of ${name}.`);
 }
 
 /** A snapshot's folders, from the top, or from the folder at `path` (names) when there is
@@ -554,16 +551,13 @@ function signInForm(message) {
     { id: "sign-in", class: "stacked", onsubmit: async (event) => {
       event.preventDefault();
       button.disabled = true;
-      note.className = "";
-      note.textContent = "Checking your password… (this takes a few seconds, on purpose)";
+      tell(note, "Checking your password… (this takes a few seconds, on purpose)", "");
       try {
         await signIn(email.value.trim().toLowerCase(), password.value);
         password.value = "";
         await profile();
       } catch (error) {
-        note.className = "error";
-        note.setAttribute("role", "alert");
-        note.textContent = explain(error);
+        tell(note, explain(error), "error");
         button.disabled = false;
       }
     } },
@@ -718,12 +712,6 @@ function money(cents, currency) {
 /** A status line beside a form: what happened, in words. */
 function statusLine(id) {
   return element("p", { id, role: "status" });
-}
-
-function tell(line, message, kind = "done") {
-  line.className = kind;
-  line.setAttribute("role", kind === "error" ? "alert" : "status");
-  line.textContent = message;
 }
 
 /** Plans as choices; the price of a change is shown before it is confirmed. */

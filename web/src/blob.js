@@ -38,6 +38,11 @@ export function fromBase64(text, url = false) {
   return Uint8Array.from(raw, (c) => c.charCodeAt(0));
 }
 
+/** Whether two byte arrays hold the same bytes. */
+export function same(a, b) {
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
+
 /** The bytes of `parts`, one after another. */
 export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
@@ -155,11 +160,19 @@ export async function sealBlob(key, epoch, kind, id, plain) {
   return concat(header, new Uint8Array(sealed));
 }
 
+const pointerContext = (linkId) => utf8(`ibackup link pointer ${linkId}`);
+
+/** A follow link's pointer: the folder's tree key sealed under the link key (docs/FORMAT.md,
+ * "Links"). */
+export function sealPointer(linkKey, linkId, treeKey) {
+  return seal(linkKey, treeKey, pointerContext(linkId));
+}
+
 /** A follow link's pointer opened with the link key: the folder's tree key. */
 export async function openPointer(linkKey, linkId, pointer) {
   if (pointer.length < NONCE_BYTES + 16) throw new Damaged("the link's pointer is truncated");
   try {
-    return await unseal(linkKey, pointer, utf8(`ibackup link pointer ${linkId}`));
+    return await unseal(linkKey, pointer, pointerContext(linkId));
   } catch {
     throw new Damaged("the link's pointer does not open with the key in this link");
   }

@@ -20,6 +20,14 @@ export function say(main, message, kind = "status") {
   );
 }
 
+/** Says `message` on a status line: `kind` is its class (done, note, error), and an error
+ * is announced at once. */
+export function tell(line, message, kind = "done") {
+  line.className = kind;
+  line.setAttribute("role", kind === "error" ? "alert" : "status");
+  line.textContent = message;
+}
+
 export function size(bytes) {
   const units = ["bytes", "KiB", "MiB", "GiB", "TiB"];
   let value = bytes;

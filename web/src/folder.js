@@ -6,7 +6,7 @@
 import { Zip, ZipPassThrough } from "fflate";
 
 import { Damaged, KIND, objectId, openBlob } from "./blob.js";
-import { element, say, size, whileBusy } from "./dom.js";
+import { element, say, size, tell, whileBusy } from "./dom.js";
 import { Cancelled, openSaver, startSaving } from "./saver.js";
 import { decodeTree } from "./tree.js";
 
@@ -160,19 +160,12 @@ export class FolderView {
         await flush();
         await saver.close();
       });
-      line.className = "done";
-      line.textContent = `Downloaded ${files} ${files === 1 ? "file" : "files"}, ${size(bytes)}` +
-        (skipped ? ` (${skipped} links or special files left out)` : "");
+      tell(line, `Downloaded ${files} ${files === 1 ? "file" : "files"}, ${size(bytes)}` +
+        (skipped ? ` (${skipped} links or special files left out)` : ""));
     } catch (error) {
       saver?.abort(error);
-      if (error instanceof Cancelled) {
-        line.className = "note";
-        line.textContent = "Download cancelled";
-      } else {
-        line.className = "error";
-        line.setAttribute("role", "alert");
-        line.textContent = this.explain(error);
-      }
+      if (error instanceof Cancelled) tell(line, "Download cancelled", "note");
+      else tell(line, this.explain(error), "error");
     }
     button.disabled = false;
   }
@@ -258,8 +251,7 @@ export class FolderView {
       { id: "make-link", class: "stacked", onsubmit: async (event) => {
         event.preventDefault();
         made.replaceChildren();
-        line.className = "note";
-        line.textContent = "Making the link…";
+        tell(line, "Making the link…", "note");
         try {
           const url = await this.makeLink(path, here.key, {
             follow: follow.checked,
@@ -272,12 +264,9 @@ export class FolderView {
             field.select();
             await navigator.clipboard?.writeText(url).catch(() => {});
           } }, "Copy"));
-          line.className = "done";
-          line.textContent = "Anyone with this address can open the folder: its key is in the part after #, which the server never sees.";
+          tell(line, "Anyone with this address can open the folder: its key is in the part after #, which the server never sees.");
         } catch (error) {
-          line.className = "error";
-          line.setAttribute("role", "alert");
-          line.textContent = this.explain(error);
+          tell(line, this.explain(error), "error");
         }
       } },
       element("label", {}, follow, " Always show the newest snapshot of this folder"),
@@ -308,14 +297,11 @@ export function uploadForm(add, explain, dropZone) {
   const take = async (files) => {
     if (!files.length) return;
     input.disabled = true;
-    line.className = "note";
     try {
-      await whileBusy(() => add(files, (text) => (line.textContent = text)));
+      await whileBusy(() => add(files, (text) => tell(line, text, "note")));
     } catch (error) {
       input.disabled = false;
-      line.className = "error";
-      line.setAttribute("role", "alert");
-      line.textContent = explain(error);
+      tell(line, explain(error), "error");
     }
   };
   input.addEventListener("change", () => take([...input.files]));

@@ -7,15 +7,11 @@ import { blake3 } from "@noble/hashes/blake3.js";
 import nacl from "tweetnacl";
 import { decode } from "cborg";
 
-import { Damaged, KIND, concat, fromBase64, fromHex, hex, openBlob, seal, unseal, utf8 } from "./blob.js";
+import { Damaged, KIND, concat, fromBase64, fromHex, hex, openBlob, same, seal, unseal, utf8 } from "./blob.js";
 
 const derive = (context, key) => blake3(key, { context: utf8(context) });
 const GRANT_MAGIC = "ibackup grant v2";
 
-
-function same(a, b) {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
-}
 
 function epochBytes(epoch) {
   const out = new Uint8Array(4);
@@ -54,6 +50,7 @@ export async function libraryKeys(info, me) {
   for (let epoch = info.grant_epoch; epoch >= 1; epoch--) {
     epochs.set(epoch, {
       key,
+      convergence: derive("ibackup 2026-12 epoch convergence", key),
       snapshot: derive("ibackup 2026-12 epoch snapshot", key),
       snapshotId: derive("ibackup 2026-12 epoch snapshot id", key),
       names: derive("ibackup 2026-12 epoch name", key),

@@ -1,12 +1,14 @@
-// The account's links in My Profile, as `ibackup link list` shows them: where each leads
-// (its label, boxed to the account's own key, opened here), whether it follows the newest
-// snapshot, has a password, expires or was revoked; and revoking one.
+// The account's links, as `ibackup link` handles them: listed in My Profile with where each
+// leads (its label, boxed to the account's own key, opened here), whether it follows the
+// newest snapshot, has a password, expires or was revoked; revoked; made for a folder; and
+// re-pointed after the page commits.
 
 import nacl from "tweetnacl";
 
 import { call } from "./api.js";
-import { base64, fromBase64, hex, objectId, seal, utf8 } from "./blob.js";
-import { element, when } from "./dom.js";
+import { base64, fromBase64, hex, objectId, same, sealPointer, utf8 } from "./blob.js";
+import { element, tell, when } from "./dom.js";
+import { rawTree } from "./upload.js";
 
 /** What a link's label says (library id, path, snapshot), or null if it does not open. */
 function openLabel(link, me) {
@@ -38,7 +40,7 @@ function base64url(bytes) {
 export async function makeLink({ info, me, treeKey, snapshot, path, follow, password, expiresInSecs }) {
   const id = hex(crypto.getRandomValues(new Uint8Array(16)));
   const linkKey = follow ? crypto.getRandomValues(new Uint8Array(32)) : null;
-  const pointer = follow ? await seal(linkKey, treeKey, utf8(`ibackup link pointer ${id}`)) : new Uint8Array(0);
+  const pointer = follow ? await sealPointer(linkKey, id, treeKey) : new Uint8Array(0);
   const label = {
     library: info.id,
     path: `/${path.join("/")}`,
@@ -92,9 +94,7 @@ export async function linksSection({ me, names, explain, refresh }) {
         await refresh(`The link ${link.id.slice(0, 8)} was revoked: it opens for nobody from now on.`);
       } catch (error) {
         revoke.disabled = false;
-        line.className = "error";
-        line.setAttribute("role", "alert");
-        line.textContent = explain(error);
+        tell(line, explain(error), "error");
       }
     } }, "Revoke");
     return element(
@@ -116,4 +116,34 @@ export async function linksSection({ me, names, explain, refresh }) {
         .map((h) => element("th", { scope: "col" }, h)))),
       element("tbody", {}, ...rows)),
     line);
+}
+
+/**
+ * The owner's live `--follow` links into library `info`, re-pointed at the folders they
+ * name under `root` (the new snapshot's root tree key), as the command-line client
+ * re-points them after a commit: the label says the folder and holds the link key, which
+ * seals the folder's tree key as the link's new pointer. A link whose folder is gone keeps
+ * its pointer. Returns how many moved.
+ */
+export async function repointLinks({ info, me, root, fetchBlobs }) {
+  if (info.permission !== "owner") return 0;
+  const { links } = await call("GET", "/api/v1/links");
+  const now = Date.now() / 1000;
+  let moved = 0;
+  for (const link of links) {
+    if (!link.follow || link.library_id !== info.id || state(link, now) !== "active") continue;
+    const label = openLabel(link, me);
+    if (!label?.link_key) continue;
+    let key = root;
+    for (const name of String(label.path).split("/").filter((c) => c && c !== ".")) {
+      const entry = (await rawTree(fetchBlobs, key)).find((e) => same(e.name, utf8(name)));
+      key = entry?.kind === "dir" ? entry.subtree : null;
+      if (!key) break;
+    }
+    if (!key) continue;
+    const pointer = await sealPointer(fromBase64(label.link_key, true), link.id, key);
+    await call("PUT", `/api/v1/links/${link.id}/pointer`, { root: hex(objectId(key)), pointer: base64(pointer) });
+    moved++;
+  }
+  return moved;
 }

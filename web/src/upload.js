@@ -7,10 +7,9 @@
 
 import { blake3 } from "@noble/hashes/blake3.js";
 import { decode, encode } from "cborg";
-import nacl from "tweetnacl";
 
 import { call, request } from "./api.js";
-import { Damaged, KIND, base64, concat, fromBase64, fromHex, hex, objectId, openBlob, seal, sealBlob, utf8 } from "./blob.js";
+import { Damaged, KIND, concat, fromHex, hex, objectId, openBlob, same, sealBlob, utf8 } from "./blob.js";
 import { chunks as cutFile, gearTable } from "./chunker.js";
 import { openSnapshot } from "./library.js";
 
@@ -20,11 +19,6 @@ const BATCH_BYTES = 16 * 1024 * 1024;
 /** Commits tried when other writers keep moving the head. */
 const COMMIT_ATTEMPTS = 5;
 const KIND_NAMES = { [KIND.chunk]: "chunk", [KIND.tree]: "tree", [KIND.snapshot]: "snapshot" };
-const derive = (context, key) => blake3(key, { context: utf8(context) });
-
-function same(a, b) {
-  return a.length === b.length && a.every((byte, i) => byte === b[i]);
-}
 
 function compareBytes(a, b) {
   for (let i = 0; i < Math.min(a.length, b.length); i++) {
@@ -33,21 +27,18 @@ function compareBytes(a, b) {
   return a.length - b.length;
 }
 
-/** Objects sealed under one epoch's keys and sent to a library in batches. */
+/** Objects sealed under one epoch's keys (`libraryKeys`' derived keys) and sent to a
+ * library in batches. */
 class Uploader {
-  constructor(library, epoch, epochKey) {
-    Object.assign(this, { library, epoch });
-    this.convergence = derive("ibackup 2026-12 epoch convergence", epochKey);
-    this.snapshotKey = derive("ibackup 2026-12 epoch snapshot", epochKey);
-    this.snapshotIdKey = derive("ibackup 2026-12 epoch snapshot id", epochKey);
+  constructor(library, epoch, keys) {
+    Object.assign(this, { library, epoch, keys });
     this.pending = [];
     this.bytes = 0;
-    this.sent = 0;
   }
 
   /** A chunk or tree: its key, and its sealed blob queued unless the library has it. */
   async add(kind, plain, refs = []) {
-    const key = blake3(concat([kind], plain), { key: this.convergence });
+    const key = blake3(concat([kind], plain), { key: this.keys.convergence });
     const id = objectId(key);
     const blob = await sealBlob(key, this.epoch, kind, id, plain);
     this.queue({ id, kind, refs }, blob);
@@ -57,8 +48,8 @@ class Uploader {
   /** A snapshot, sealed under the snapshot key with its id from its content. */
   async addSnapshot(snapshot, treeKey) {
     const plain = concat([FORMAT], encode(snapshot));
-    const id = blake3(plain, { key: this.snapshotIdKey });
-    const blob = await sealBlob(this.snapshotKey, this.epoch, KIND.snapshot, id, plain);
+    const id = blake3(plain, { key: this.keys.snapshotId });
+    const blob = await sealBlob(this.keys.snapshot, this.epoch, KIND.snapshot, id, plain);
     this.queue({ id, kind: KIND.snapshot, refs: [objectId(treeKey)], snapshot }, blob);
     return id;
   }
@@ -96,19 +87,19 @@ class Uploader {
     new DataView(length.buffer).setUint32(0, header.length, false);
     const body = new Blob([length, header, ...sending.map((o) => o.blob)]);
     await request("POST", `/api/v1/libraries/${this.library}/objects/upload`, body);
-    this.sent += body.size;
   }
 }
 
 /**
  * Adds `files` (File objects) to the folder at `path` (names from the root) of library
  * `info`, whose keys are `keys`, as `author`: a new snapshot on top of the newest. Says
- * how far it got through `report(text)`; returns the new snapshot's id (hex).
+ * how far it got through `report(text)`; returns the new snapshot's id (hex) and its root
+ * tree's key.
  */
 export async function uploadFiles({ info, keys, author, path, files, fetchBlobs, report }) {
   const epochKeys = keys.epochs.get(info.epoch);
   if (!epochKeys) throw new Damaged("this library has a newer key than this page opened; reload the page");
-  const uploader = new Uploader(info.id, info.epoch, epochKeys.key);
+  const uploader = new Uploader(info.id, info.epoch, epochKeys);
   const gear = gearTable(epochKeys.key);
   const added = [];
   let bytes = 0;
@@ -159,7 +150,7 @@ export async function uploadFiles({ info, keys, author, path, files, fetchBlobs,
     await uploader.flush(true);
     try {
       await call("PUT", `/api/v1/libraries/${info.id}/head`, { expected: head, new: hex(id) });
-      return hex(id);
+      return { id: hex(id), root };
     } catch (error) {
       if (error.code !== "head_moved") throw error;
       report("Someone else saved meanwhile; adding the files on top of their snapshot…");
@@ -169,52 +160,12 @@ export async function uploadFiles({ info, keys, author, path, files, fetchBlobs,
 }
 
 /** A tree's entries as decoded, fields and all, to be written again. */
-async function rawTree(fetchBlobs, key) {
+export async function rawTree(fetchBlobs, key) {
   const id = objectId(key);
   const [blob] = await fetchBlobs([id]);
   const plain = await openBlob(key, KIND.tree, id, blob);
   if (plain[0] !== FORMAT) throw new Damaged(`a folder is in format ${plain[0]}, which this page does not write over`);
   return decode(plain.subarray(1), { useMaps: false }).entries;
-}
-
-/**
- * The owner's `--follow` links into library `info`, re-pointed at the folders they name in
- * snapshot `snapshot` (hex), as the command-line client re-points them after a commit: the
- * label (boxed to the owner's own key) says the folder and holds the link key, which seals
- * the folder's tree key as the link's new pointer. A link whose folder is gone keeps its
- * pointer. Returns how many moved.
- */
-export async function repointLinks({ info, me, snapshot, keys, fetchBlobs }) {
-  if (info.permission !== "owner") return 0;
-  const { links } = await call("GET", "/api/v1/links");
-  const now = Date.now() / 1000;
-  let root = null;
-  let moved = 0;
-  for (const link of links) {
-    const live = link.follow && link.library_id === info.id && !link.revoked_at && !(link.expires_at && link.expires_at < now);
-    if (!live) continue;
-    const boxed = fromBase64(link.label_sealed);
-    const plain = boxed.length > 40 && nacl.box.open(boxed.subarray(24), boxed.subarray(0, 24), me.publicKey, me.secretKey);
-    if (!plain) continue;
-    const label = JSON.parse(new TextDecoder().decode(plain));
-    if (!label.link_key) continue;
-    if (!root) {
-      const id = fromHex(snapshot);
-      const [blob] = await fetchBlobs([id]);
-      root = (await openSnapshot(keys, id, blob)).tree;
-    }
-    let key = root;
-    for (const name of String(label.path).split("/").filter((c) => c && c !== ".")) {
-      const entry = (await rawTree(fetchBlobs, key)).find((e) => same(e.name, utf8(name)));
-      key = entry?.kind === "dir" ? entry.subtree : null;
-      if (!key) break;
-    }
-    if (!key) continue;
-    const pointer = await seal(fromBase64(label.link_key, true), key, utf8(`ibackup link pointer ${link.id}`));
-    await call("PUT", `/api/v1/links/${link.id}/pointer`, { root: hex(objectId(key)), pointer: base64(pointer) });
-    moved++;
-  }
-  return moved;
 }
 
 /** A file name any file system of the client's takes. */
