@@ -266,6 +266,12 @@ mod tests {
     const LIB: &str = "00112233445566778899aabbccddeeff";
     const OTHER: &str = "ffeeddccbbaa99887766554433221100";
 
+    /// The web page derives the same seed (web/test/chunker.test.mjs checks this value).
+    #[test]
+    fn the_chunker_seed_is_the_one_the_page_derives() {
+        assert_eq!(chunker_seed(&[7u8; 32]), 0x221b_7698_1a8d_34fb);
+    }
+
     #[test]
     fn grants_bind_granter_library_epoch_and_recipient() {
         let owner = AccountKeyPair::generate();

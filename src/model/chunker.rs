@@ -34,6 +34,12 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     const SEED: u64 = 0x5eed;
+    /// The lengths of the chunks of the shared vector (20 MiB of BLAKE3 output) under the
+    /// shared seed.
+    const VECTOR_LENGTHS: [usize; 16] = [
+        543387, 689230, 1386383, 1227877, 517533, 1107781, 2103167, 2050635, 1116068, 1375408,
+        1156037, 1819159, 685781, 402253, 1966465, 2824356,
+    ];
 
     fn random(len: usize, seed: u64) -> Vec<u8> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -72,6 +78,21 @@ mod tests {
             "{shared} of {} chunks shared",
             before.len()
         );
+    }
+
+    /// The web page cuts files with a chunker of its own (web/src/chunker.js) that must cut
+    /// where this one does; its test (web/test/chunker.test.mjs) checks the same lengths.
+    #[test]
+    fn cuts_of_the_shared_vector_are_the_ones_the_page_makes() {
+        let mut data = vec![0u8; 20 << 20];
+        blake3::Hasher::new()
+            .update(b"ibackup chunker vector")
+            .finalize_xof()
+            .fill(&mut data);
+        let lengths: Vec<usize> = chunks(&data[..], 0xfedc_ba98_7654_3210)
+            .map(|c| c.unwrap().len())
+            .collect();
+        assert_eq!(lengths, VECTOR_LENGTHS);
     }
 
     #[test]

@@ -569,6 +569,10 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         b"a second snapshot"
     );
     alice.run(&["check", "--read-data"]).ok();
+    // The page cut the files where the client does: backed up from the folder they were
+    // picked from, none of their chunks is sent again.
+    let again = alice.backup(&[picked.path()]).ok().json();
+    assert_eq!(again["chunks_uploaded"], 0, "{again}");
     let listed = alice.run(&["library", "list", "--json"]).ok().json();
     assert_eq!(
         listed[0]["epoch"], 2,

@@ -10,7 +10,7 @@ import { decode, encode } from "cborg";
 
 import { call, request } from "./api.js";
 import { Damaged, KIND, concat, fromHex, hex, objectId, openBlob, same, sealBlob, utf8 } from "./blob.js";
-import { chunks as cutFile, gearTable } from "./chunker.js";
+import { chunks as cutFile, epochGear } from "./chunker.js";
 import { openSnapshot } from "./library.js";
 
 const FORMAT = 2;
@@ -100,7 +100,7 @@ export async function uploadFiles({ info, keys, author, path, files, fetchBlobs,
   const epochKeys = keys.epochs.get(info.epoch);
   if (!epochKeys) throw new Damaged("this library has a newer key than this page opened; reload the page");
   const uploader = new Uploader(info.id, info.epoch, epochKeys);
-  const gear = gearTable(epochKeys.key);
+  const gear = epochGear(epochKeys.key);
   const added = [];
   let bytes = 0;
   const total = files.reduce((n, f) => n + f.size, 0);

@@ -1,10 +1,13 @@
-// The page's chunker (docs/FORMAT.md, "Chunks"): every byte in order, sizes within the
-// client's bounds, cuts that depend on the key, and cuts defined by content (bytes put in
-// front of a file move only the chunks near them). Run by `scripts/web --check`.
+// The page's chunker (docs/FORMAT.md, "Chunks"): the command-line client's cuts and seed
+// (the same vector as the Rust tests), every byte in order, sizes within the bounds, cuts
+// that depend on the key, and cuts defined by content (bytes put in front of a file move
+// only the chunks near them). Run by `scripts/web --check`.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { MAX_CHUNK, MIN_CHUNK, chunks, gearTable } from "../src/chunker.js";
+import { blake3 } from "@noble/hashes/blake3.js";
+
+import { MAX_CHUNK, MIN_CHUNK, chunkerSeed, chunks, epochGear, gearTable } from "../src/chunker.js";
 
 function random(size) {
   const data = new Uint8Array(size);
@@ -14,13 +17,26 @@ function random(size) {
 
 async function cut(data, key) {
   const out = [];
-  for await (const piece of chunks(new Blob([data]), gearTable(key))) out.push(piece);
+  for await (const piece of chunks(new Blob([data]), epochGear(key))) out.push(piece);
   return out;
 }
 
 const keyA = new Uint8Array(32).fill(1);
 const keyB = new Uint8Array(32).fill(2);
 const data = random(24 << 20);
+
+test("the seed and the cuts are the command-line client's", async () => {
+  // src/crypto/epoch.rs `the_chunker_seed_is_the_one_the_page_derives`.
+  assert.equal(chunkerSeed(new Uint8Array(32).fill(7)), 0x221b76981a8d34fbn);
+  // src/model/chunker.rs `cuts_of_the_shared_vector_are_the_ones_the_page_makes`.
+  const vector = blake3(new TextEncoder().encode("ibackup chunker vector"), { dkLen: 20 << 20 });
+  const lengths = [];
+  for await (const piece of chunks(new Blob([vector]), gearTable(0xfedcba9876543210n))) lengths.push(piece.length);
+  assert.deepEqual(lengths, [
+    543387, 689230, 1386383, 1227877, 517533, 1107781, 2103167, 2050635, 1116068, 1375408, 1156037, 1819159, 685781,
+    402253, 1966465, 2824356,
+  ]);
+});
 
 test("chunks hold every byte in order, within the size bounds", async () => {
   const pieces = await cut(data, keyA);
