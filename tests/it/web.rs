@@ -402,12 +402,24 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
         &picked.path().join("first.txt"),
         b"the first file, added in the page",
     );
+    // A folder added with the folder picker: files at two depths, one of several chunks.
+    let album = picked.path().join("album");
+    fs::create_dir_all(album.join("photos")).unwrap();
+    let mut photo = vec![0u8; 2_500_000];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut photo);
+    write_file(&album.join("photos/beach.raw"), &photo);
+    write_file(&album.join("photos/caption.txt"), b"the beach, in June");
+    write_file(&album.join("index.txt"), b"one folder of photos");
     let args = serde_json::json!({
         "part": "signup",
         "url": server.url,
         "email": "bob@example.com",
         "password": crate::util::PASSWORD,
         "upload": picked.path().join("first.txt"),
+        "folder": album,
+        "folder_files": 3,
+        "folder_path": ["album", "photos"],
+        "dropped": "dropped.txt",
     });
     let stdout = browser.run("profile_page.py", args);
     let shown: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -453,6 +465,29 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
         fs::read(first.path().join("first.txt")).unwrap(),
         b"the first file, added in the page"
     );
+    // The folder the page added, whole, with the file dropped into its subfolder; backed
+    // up by the client from where it was picked, none of its chunks is sent again.
+    let folder = tempfile::tempdir().unwrap();
+    bob.restore("latest:/album", folder.path(), &[]).ok();
+    let album_back = folder.path();
+    assert_eq!(
+        fs::read(album_back.join("photos/beach.raw")).unwrap(),
+        photo
+    );
+    assert_eq!(
+        fs::read(album_back.join("photos/caption.txt")).unwrap(),
+        b"the beach, in June"
+    );
+    assert_eq!(
+        fs::read(album_back.join("index.txt")).unwrap(),
+        b"one folder of photos"
+    );
+    assert_eq!(
+        fs::read(album_back.join("photos/dropped.txt")).unwrap(),
+        b"dropped on the listing"
+    );
+    let backed = bob.backup(&[&album]).ok().json();
+    assert_eq!(backed["chunks_uploaded"], 0, "{backed}");
     let source = tempfile::tempdir().unwrap();
     write_file(
         &source.path().join("from.txt"),

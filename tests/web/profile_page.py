@@ -331,7 +331,35 @@ def signup(page, args):
     page.locator("#upload-files").set_input_files(args["upload"])
     expect(page.locator("#upload-status")).to_contain_text("Added 1 file", timeout=TIMEOUT_MS)
     expect(page.locator(f'tr[data-name="{os.path.basename(args["upload"])}"]')).to_have_count(1)
+    add_folder(page, args)
     print(json.dumps({"recovery_key": shown}))
+
+
+def add_folder(page, args):
+    """A folder added with the folder picker, its subfolders and files with it; a file in
+    it downloads back whole; then a file dropped on the listing of one of its subfolders."""
+    folder = args["folder"]
+    page.locator("#upload-folder").set_input_files(folder)
+    expect(page.locator("#upload-status")).to_contain_text(
+        f"Added {args['folder_files']} files in 1 folder", timeout=TIMEOUT_MS)
+    for name in args["folder_path"]:
+        row = page.locator(f'tr[data-name="{name}"]')
+        expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+        row.get_by_role("button", name="Open").click()
+    here = os.path.join(folder, *args["folder_path"][1:])
+    for name in sorted(os.listdir(here)):
+        if os.path.isfile(os.path.join(here, name)):
+            with open(os.path.join(here, name), "rb") as f:
+                check(download(page, name) == f.read(), f"{name} downloads back changed")
+    # A drop as the browser hands it over: a DataTransfer holding a file.
+    page.locator("table:has(caption)").evaluate(
+        """(listing, [name, text]) => {
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([text], name, { type: "text/plain" }));
+            listing.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        }""", [args["dropped"], "dropped on the listing"])
+    expect(page.locator("#upload-status")).to_contain_text("Added 1 file", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-name="{args["dropped"]}"]')).to_have_count(1)
 
 
 def delete(page, args):

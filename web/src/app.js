@@ -272,7 +272,7 @@ async function snapshotsPage(info, keys, name) {
           element("tbody", {}, ...rows))
         : element("div", {},
           element("p", {}, "No snapshots yet: back up with `ibackup backup`, write into the mount, or add files here."),
-          ...(writable(info) ? [uploadForm((files, report) => addFiles(info, keys, name, [], files, report), explain, main)] : [])),
+          ...(writable(info) ? [uploadForm((items, report) => addFiles(info, keys, name, [], items, report), explain, main)] : [])),
     ),
     sharing,
   );
@@ -433,9 +433,10 @@ async function sharingSection(info, keys, name) {
 
 const writable = (info) => info.permission === "owner" || info.permission === "read-write";
 
-/** `files` added to the folder at `path` of the library's newest snapshot: a new snapshot,
- * the owner's follow links re-pointed, and the folder shown in it. */
-async function addFiles(shown, shownKeys, name, path, files, report) {
+/** `items` (files and folders, see `uploadFiles`) added to the folder at `path` of the
+ * library's newest snapshot: a new snapshot, the owner's follow links re-pointed, and the
+ * folder shown in it. */
+async function addFiles(shown, shownKeys, name, path, items, report) {
   // The library as it is now: a member may have left, or the key moved on, since the
   // page showed it. When a member left, the owner starts a new key epoch before writing,
   // as the command-line client does.
@@ -449,11 +450,19 @@ async function addFiles(shown, shownKeys, name, path, files, report) {
   }
   const fetchBlobs = (ids) => libraryBlobs(info.id, ids);
   const { email } = await call("GET", "/api/v1/account");
-  const made = await uploadFiles({ info, keys, author: email, path, files, fetchBlobs, report });
+  const made = await uploadFiles({ info, keys, author: email, path, items, fetchBlobs, report });
   await repointLinks({ info, me, root: made.root, fetchBlobs });
   await openSnapshotPage(info, keys, name, { id: made.id }, path);
   const line = document.getElementById("upload-status");
-  if (line) tell(line, `Added ${files.length} ${files.length === 1 ? "file" : "files"}: a new snapshot of ${name}.`);
+  if (line) tell(line, `Added ${added(items)}: a new snapshot of ${name}.`);
+}
+
+/** What `items` were, in words: "2 files", or "5 files in 1 folder". */
+function added(items) {
+  const plural = (n, one) => `${n} ${one}${n === 1 ? "" : "s"}`;
+  const files = items.filter((item) => item.file).length;
+  const folders = new Set(items.filter((item) => !item.file || item.parts.length > 1).map((item) => item.parts[0])).size;
+  return folders ? `${plural(files, "file")} in ${plural(folders, "folder")}` : plural(files, "file");
 }
 
 /** A snapshot's folders, from the top, or from the folder at `path` (names) when there is
@@ -471,7 +480,7 @@ async function openSnapshotPage(info, keys, name, listed, path = []) {
     explain,
     rootLabel: `${name}, ${when}`,
     above: () => [element("p", {}, element("button", { type: "button", class: "crumb", onclick: () => snapshotsPage(info, keys, name).catch((e) => say(main, explain(e), "error")) }, `Back to the snapshots of ${name}`))],
-    upload: writable(info) ? (where, files, report) => addFiles(info, keys, name, where, files, report) : null,
+    upload: writable(info) ? (where, items, report) => addFiles(info, keys, name, where, items, report) : null,
     makeLink: info.permission === "owner"
       ? (path, treeKey, options) => makeLink({ info, me, treeKey, snapshot: listed.id, path, ...options })
       : null,

@@ -20,8 +20,9 @@ export class FolderView {
   /**
    * `fetchBlobs(ids)`: the stored blobs of `ids`, in order; `explain(error)`: an error in
    * words; `rootLabel`: what the top folder is called; `above()`: elements shown above it
-   * (a way back, say); `upload(path, files, report)`, where the reader may write: adds
-   * `files` to the folder at `path` (names from the top), saying how far through `report`;
+   * (a way back, say); `upload(path, items, report)`, where the reader may write: adds
+   * `items` (files and folders, see `uploadForm`) to the folder at `path` (names from the
+   * top), saying how far through `report`;
    * `makeLink(path, treeKey, {follow, password, expiresInSecs})`, for the owner: a link's
    * address.
    */
@@ -281,34 +282,88 @@ export class FolderView {
 
   uploadForm(listing) {
     const path = this.path.slice(1).map((folder) => folder.name);
-    return uploadForm((files, report) => this.upload(path, files, report), this.explain, listing);
+    return uploadForm((items, report) => this.upload(path, items, report), this.explain, listing);
   }
 
 }
 
 /**
- * "Add files": choosing files, or dropping them on `dropZone`, hands them to
- * `add(files, report)` (a new snapshot of the library), with its progress and errors said
- * beside the button.
+ * "Add files" and "Add a folder": choosing files or a folder, or dropping files and folders
+ * on `dropZone`, hands what was picked (`{ parts, file }` for a file, `{ parts }` for a
+ * folder, `parts` being the names from the folder shown) to `add(items, report)` (a new
+ * snapshot of the library), with its progress and errors said beside the buttons.
  */
 export function uploadForm(add, explain, dropZone) {
   const line = element("span", { id: "upload-status", role: "status" });
-  const input = element("input", { type: "file", id: "upload-files", multiple: true });
-  const take = async (files) => {
-    if (!files.length) return;
-    input.disabled = true;
+  const files = element("input", { type: "file", id: "upload-files", multiple: true });
+  const folder = element("input", { type: "file", id: "upload-folder", webkitdirectory: true });
+  const take = async (picking) => {
+    files.disabled = folder.disabled = true;
     try {
-      await whileBusy(() => add(files, (text) => tell(line, text, "note")));
+      const items = await picking;
+      if (!items.length) {
+        files.disabled = folder.disabled = false;
+        return;
+      }
+      await whileBusy(() => add(items, (text) => tell(line, text, "note")));
     } catch (error) {
-      input.disabled = false;
+      files.disabled = folder.disabled = false;
       tell(line, explain(error), "error");
     }
   };
-  input.addEventListener("change", () => take([...input.files]));
+  files.addEventListener("change", () => take(Promise.resolve([...files.files].map((file) => ({ parts: [file.name], file })))));
+  folder.addEventListener("change", () => take(Promise.resolve(pickedFolder([...folder.files]))));
   dropZone.addEventListener("dragover", (event) => event.preventDefault());
   dropZone.addEventListener("drop", (event) => {
     event.preventDefault();
-    take([...(event.dataTransfer?.files ?? [])]);
+    take(dropped(event.dataTransfer));
   });
-  return element("p", { class: "actions" }, element("label", { for: "upload-files" }, "Add files to this folder "), input, " ", line);
+  return element(
+    "p",
+    { class: "actions" },
+    element("label", { for: "upload-files" }, "Add files to this folder "),
+    files,
+    " ",
+    element("label", { for: "upload-folder" }, "Add a folder "),
+    folder,
+    " ",
+    line,
+  );
+}
+
+/** A folder chosen with the folder picker: its files, named from the folder up (the
+ * picker leaves out empty folders). */
+function pickedFolder(files) {
+  return files.map((file) => ({ parts: (file.webkitRelativePath || file.name).split("/"), file }));
+}
+
+/** What was dropped: files as they are, folders walked to their last file and empty
+ * folder. Must be called in the drop event itself (its items are gone after it). */
+function dropped(transfer) {
+  if (!transfer) return Promise.resolve([]);
+  const entries = [...transfer.items].filter((item) => item.kind === "file").map((item) => [item.webkitGetAsEntry?.(), item.getAsFile()]);
+  return (async () => {
+    const items = [];
+    for (const [entry, file] of entries) {
+      if (entry?.isDirectory) await walk(entry, [entry.name], items);
+      else if (file) items.push({ parts: [file.name], file });
+    }
+    return items;
+  })();
+}
+
+/** Every file and folder under directory entry `directory` (at `parts`), into `items`. */
+async function walk(directory, parts, items) {
+  items.push({ parts });
+  const reader = directory.createReader();
+  for (;;) {
+    // A reader answers in batches until it answers with none.
+    const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!batch.length) return;
+    for (const entry of batch) {
+      const here = [...parts, entry.name];
+      if (entry.isDirectory) await walk(entry, here, items);
+      else items.push({ parts: here, file: await new Promise((resolve, reject) => entry.file(resolve, reject)) });
+    }
+  }
 }

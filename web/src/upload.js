@@ -91,21 +91,26 @@ class Uploader {
 }
 
 /**
- * Adds `files` (File objects) to the folder at `path` (names from the root) of library
- * `info`, whose keys are `keys`, as `author`: a new snapshot on top of the newest. Says
- * how far it got through `report(text)`; returns the new snapshot's id (hex) and its root
- * tree's key.
+ * Adds `items` to the folder at `path` (names from the root) of library `info`, whose keys
+ * are `keys`, as `author`: a new snapshot on top of the newest. An item is `{ parts, file }`
+ * for a file (a File object) or `{ parts }` for a folder, `parts` its names from the
+ * folder at `path`. Says how far it got through `report(text)`; returns the new
+ * snapshot's id (hex) and its root tree's key.
  */
-export async function uploadFiles({ info, keys, author, path, files, fetchBlobs, report }) {
+export async function uploadFiles({ info, keys, author, path, items, fetchBlobs, report }) {
   const epochKeys = keys.epochs.get(info.epoch);
   if (!epochKeys) throw new Damaged("this library has a newer key than this page opened; reload the page");
+  for (const item of items) item.parts.forEach(checkName);
   const uploader = new Uploader(info.id, info.epoch, epochKeys);
   const gear = epochGear(epochKeys.key);
   const added = [];
   let bytes = 0;
-  const total = files.reduce((n, f) => n + f.size, 0);
-  for (const file of files) {
-    checkName(file.name);
+  const total = items.reduce((n, item) => n + (item.file?.size ?? 0), 0);
+  for (const { parts, file } of items) {
+    if (!file) {
+      added.push({ parts, dir: true });
+      continue;
+    }
     const refs = [];
     let size = 0;
     for await (const piece of cutFile(file, gear)) {
@@ -116,8 +121,8 @@ export async function uploadFiles({ info, keys, author, path, files, fetchBlobs,
       report(`Uploading: ${Math.floor((100 * bytes) / Math.max(total, 1))}%`);
       await uploader.flush();
     }
-    if (size !== file.size) throw new Error(`${file.name} changed while it was read; add it again`);
-    added.push({ name: file.name, size, mtimeNs: BigInt(Math.round(file.lastModified)) * 1000000n, chunks: refs });
+    if (size !== file.size) throw new Error(`${parts.join("/")} changed while it was read; add it again`);
+    added.push({ parts, size, mtimeNs: BigInt(Math.round(file.lastModified)) * 1000000n, chunks: refs });
   }
   await uploader.flush(true);
 
@@ -140,10 +145,10 @@ export async function uploadFiles({ info, keys, author, path, files, fetchBlobs,
       host: "web browser",
       username: "",
       author,
-      paths: added.map((f) => `/${[...path, f.name].join("/")}`),
+      paths: [...new Set(added.map((item) => item.parts[0]))].map((name) => `/${[...path, name].join("/")}`),
       tags: [],
       kind: "write-back",
-      summary: { files: added.length, dirs: 0, bytes },
+      summary: { files: added.filter((item) => !item.dir).length, dirs: folders(added), bytes },
       generation: Number(parent?.snapshot.generation ?? 0) + 1,
     };
     const id = await uploader.addSnapshot(snapshot, root);
@@ -175,6 +180,16 @@ function checkName(name) {
   }
 }
 
+/** How many folders `added` makes or fills: those added, and those its files are in. */
+function folders(added) {
+  const seen = new Set();
+  for (const item of added) {
+    const depth = item.dir ? item.parts.length : item.parts.length - 1;
+    for (let i = 1; i <= depth; i++) seen.add(item.parts.slice(0, i).join("/"));
+  }
+  return seen.size;
+}
+
 /**
  * The key of a new root tree: `root` (null for an empty library) with `added` put into the
  * folder at `path`, and that folder's tree and every one above it written anew. Entries
@@ -193,35 +208,63 @@ async function writeFolder(uploader, fetchTree, root, path, added) {
     entries = await fetchTree(entries[index].subtree);
   }
   const folder = trail.length ? trail[trail.length - 1].entries[trail[trail.length - 1].index] : null;
-  for (const file of added) {
-    const name = utf8(file.name);
-    const entry = {
-      name,
-      kind: "file",
-      mode: 0o644,
-      uid: folder ? folder.uid : 0,
-      gid: folder ? folder.gid : 0,
-      mtime_ns: file.mtimeNs,
-      size: file.size,
-      inode: 0,
-      ...(file.chunks.length ? { chunks: file.chunks } : {}),
-    };
-    const index = entries.findIndex((e) => same(e.name, name));
-    if (index < 0) {
-      entries.push(entry);
-    } else if (entries[index].kind === "file" || entries[index].kind === "symlink") {
-      entries[index] = entry;
-    } else {
-      throw new Error(`${file.name} is a ${entries[index].kind === "dir" ? "folder" : entries[index].kind} in this folder; rename the file and add it again`);
-    }
-  }
-  let key = await writeTree(uploader, entries);
+  let key = await putInto(uploader, fetchTree, entries, folder, added, now);
   for (let depth = trail.length - 1; depth >= 0; depth--) {
     const { entries: above, index } = trail[depth];
     above[index] = { ...above[index], subtree: key, ...(depth === trail.length - 1 ? { mtime_ns: now } : {}) };
     key = await writeTree(uploader, above);
   }
   return key;
+}
+
+/**
+ * The key of the tree of `entries` (a folder whose own entry is `folder`, null at the top)
+ * with `added` (named from it) put in: files replace files of their name, folders are
+ * made where there are none and filled where there are, each written anew.
+ */
+async function putInto(uploader, fetchTree, entries, folder, added, now) {
+  const owner = { uid: folder ? folder.uid : 0, gid: folder ? folder.gid : 0 };
+  const inside = new Map();
+  for (const item of added) {
+    const [first, ...rest] = item.parts;
+    const name = utf8(first);
+    const index = entries.findIndex((e) => same(e.name, name));
+    const existing = index < 0 ? null : entries[index];
+    if (item.dir || rest.length) {
+      if (existing && existing.kind !== "dir") {
+        throw new Error(`${first} is a file in this folder, not a folder; rename the folder and add it again`);
+      }
+      if (!existing) entries.push({ name, kind: "dir", mode: 0o755, ...owner, mtime_ns: now, size: 0, inode: 0 });
+      if (!inside.has(first)) inside.set(first, []);
+      if (rest.length) inside.get(first).push({ ...item, parts: rest });
+      continue;
+    }
+    const entry = {
+      name,
+      kind: "file",
+      mode: 0o644,
+      ...owner,
+      mtime_ns: item.mtimeNs,
+      size: item.size,
+      inode: 0,
+      ...(item.chunks.length ? { chunks: item.chunks } : {}),
+    };
+    if (!existing) {
+      entries.push(entry);
+    } else if (existing.kind === "file" || existing.kind === "symlink") {
+      entries[index] = entry;
+    } else {
+      throw new Error(`${first} is a ${existing.kind === "dir" ? "folder" : existing.kind} in this folder; rename the file and add it again`);
+    }
+  }
+  for (const [first, items] of inside) {
+    const index = entries.findIndex((e) => same(e.name, utf8(first)));
+    const entry = entries[index];
+    const below = entry.subtree ? await fetchTree(entry.subtree) : [];
+    const key = await putInto(uploader, fetchTree, below, entry, items, now);
+    entries[index] = { ...entry, subtree: key, mtime_ns: now };
+  }
+  return writeTree(uploader, entries);
 }
 
 /** A tree of `entries` (sorted by name, as readers require) queued; its key. */
