@@ -420,6 +420,8 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
         "folder_files": 3,
         "folder_path": ["album", "photos"],
         "dropped": "dropped.txt",
+        "rename": ["caption.txt", "caption-june.txt", "beach.raw"],
+        "made": "edits",
     });
     let stdout = browser.run("profile_page.py", args);
     let shown: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -475,15 +477,38 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
         photo
     );
     assert_eq!(
-        fs::read(album_back.join("photos/caption.txt")).unwrap(),
-        b"the beach, in June"
-    );
-    assert_eq!(
         fs::read(album_back.join("index.txt")).unwrap(),
         b"one folder of photos"
     );
+    // Renamed, deleted and made in the page: the newest snapshot shows it, and the one the
+    // drop made still holds the file deleted after it.
     assert_eq!(
-        fs::read(album_back.join("photos/dropped.txt")).unwrap(),
+        fs::read(album_back.join("photos/caption-june.txt")).unwrap(),
+        b"the beach, in June"
+    );
+    assert!(!album_back.join("photos/caption.txt").exists());
+    assert!(!album_back.join("photos/dropped.txt").exists());
+    assert_eq!(
+        fs::read_dir(album_back.join("photos/edits"))
+            .unwrap()
+            .count(),
+        0
+    );
+    let listed = bob.run(&["snapshots", "--json"]).ok().json();
+    let snapshots = listed.as_array().unwrap();
+    assert_eq!(snapshots.len(), 6, "{listed}");
+    let dropped_in = snapshots
+        .iter()
+        .find(|s| s["paths"][0] == "/album/photos/dropped.txt")
+        .unwrap_or_else(|| panic!("no snapshot of the drop: {listed}"));
+    let before = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "{}:/album/photos/dropped.txt",
+        dropped_in["id"].as_str().unwrap()
+    );
+    bob.restore(&spec, before.path(), &[]).ok();
+    assert_eq!(
+        fs::read(before.path().join("dropped.txt")).unwrap(),
         b"dropped on the listing"
     );
     let backed = bob.backup(&[&album]).ok().json();

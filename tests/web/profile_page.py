@@ -171,6 +171,10 @@ def library(page, args):
     if not args.get("upload"):
         # A member who may only read is offered no way to add files.
         check(upload.count() == 0, "a reader is offered to add files")
+        check(page.get_by_role("button", name="Delete").count() == 0
+              and page.get_by_role("button", name="Rename").count() == 0
+              and page.locator("#new-folder").count() == 0,
+              "a reader is offered to change files")
         return
     # Files added to the folder shown: a new snapshot, the folder shown again with them,
     # and what was added downloads back whole.
@@ -360,6 +364,41 @@ def add_folder(page, args):
         }""", [args["dropped"], "dropped on the listing"])
     expect(page.locator("#upload-status")).to_contain_text("Added 1 file", timeout=TIMEOUT_MS)
     expect(page.locator(f'tr[data-name="{args["dropped"]}"]')).to_have_count(1)
+    edit_folder(page, args)
+
+
+def edit_folder(page, args):
+    """In the folder shown: a file renamed (first to a name taken, refused), the dropped
+    file deleted after asking again, a folder made (first with a name no folder can have,
+    refused); each a new snapshot."""
+    old, new, taken = args["rename"]
+    status = page.locator("#edit-status")
+    page.locator(f'tr[data-name="{old}"]').get_by_role("button", name="Rename").click()
+    page.get_by_label(f"New name for {old}").fill(taken)
+    page.get_by_role("button", name="Save name").click()
+    expect(status).to_contain_text(f"already something called {taken}", timeout=TIMEOUT_MS)
+    page.get_by_label(f"New name for {old}").fill(new)
+    page.get_by_role("button", name="Save name").click()
+    expect(status).to_contain_text(f"Renamed {old} to {new}", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-name="{new}"]')).to_have_count(1)
+    expect(page.locator(f'tr[data-name="{old}"]')).to_have_count(0)
+
+    dropped = args["dropped"]
+    page.locator(f'tr[data-name="{dropped}"]').get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Keep").click()
+    expect(page.locator(f'tr[data-name="{dropped}"]')).to_have_count(1)
+    page.locator(f'tr[data-name="{dropped}"]').get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name=f"Delete {dropped}").click()
+    expect(status).to_contain_text(f"Deleted {dropped}", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-name="{dropped}"]')).to_have_count(0)
+
+    page.get_by_label("New folder").fill("one/two")
+    page.get_by_role("button", name="Make folder").click()
+    expect(status).to_contain_text("cannot be a file name", timeout=TIMEOUT_MS)
+    page.get_by_label("New folder").fill(args["made"])
+    page.get_by_role("button", name="Make folder").click()
+    expect(status).to_contain_text(f"Made the folder {args['made']}", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-name="{args["made"]}"]')).to_have_count(1)
 
 
 def delete(page, args):

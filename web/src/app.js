@@ -13,6 +13,7 @@ import { element, save, say, size, tell, when } from "./dom.js";
 import { base64, fromBase64, fromHex, hex, seal, utf8 } from "./blob.js";
 import { FolderView, uploadForm } from "./folder.js";
 import { linksSection, makeLink, repointLinks } from "./mylinks.js";
+import { editFolder } from "./edit.js";
 import { uploadFiles } from "./upload.js";
 import {
   Contacts,
@@ -270,12 +271,19 @@ async function snapshotsPage(info, keys, name) {
           element("caption", {}, `${rows.length} ${rows.length === 1 ? "snapshot" : "snapshots"}, newest first`),
           element("thead", {}, element("tr", {}, ...["Time", "Id", ""].map((h) => element("th", { scope: "col" }, h)))),
           element("tbody", {}, ...rows))
-        : element("div", {},
-          element("p", {}, "No snapshots yet: back up with `ibackup backup`, write into the mount, or add files here."),
-          ...(writable(info) ? [uploadForm((items, report) => addFiles(info, keys, name, [], items, report), explain, main)] : [])),
+        : emptyLibrary(info, keys, name),
     ),
     sharing,
   );
+}
+
+/** What an empty library shows: how to fill it, and where the account may write, a place
+ * to add files (the drop zone is this part of the page, not `main`, which outlives it). */
+function emptyLibrary(info, keys, name) {
+  const empty = element("div", { id: "empty-library" },
+    element("p", {}, "No snapshots yet: back up with `ibackup backup`, write into the mount, or add files here."));
+  if (writable(info)) empty.append(uploadForm((items, report) => addFiles(info, keys, name, [], items, report), explain, empty));
+  return empty;
 }
 
 /** For a library shared with the account: who shared it, and leaving it (the owner's next
@@ -433,10 +441,12 @@ async function sharingSection(info, keys, name) {
 
 const writable = (info) => info.permission === "owner" || info.permission === "read-write";
 
-/** `items` (files and folders, see `uploadFiles`) added to the folder at `path` of the
- * library's newest snapshot: a new snapshot, the owner's follow links re-pointed, and the
- * folder shown in it. */
-async function addFiles(shown, shownKeys, name, path, items, report) {
+/**
+ * Writes into the folder at `path` of the library's newest snapshot with `write({ info,
+ * keys, author, path, fetchBlobs, report })` (a new snapshot), re-points the owner's follow
+ * links, shows the folder in the new snapshot, and says `done` on its status line `line`.
+ */
+async function writeLibrary(shown, shownKeys, name, path, report, write, line, done) {
   // The library as it is now: a member may have left, or the key moved on, since the
   // page showed it. When a member left, the owner starts a new key epoch before writing,
   // as the command-line client does.
@@ -450,11 +460,26 @@ async function addFiles(shown, shownKeys, name, path, items, report) {
   }
   const fetchBlobs = (ids) => libraryBlobs(info.id, ids);
   const { email } = await call("GET", "/api/v1/account");
-  const made = await uploadFiles({ info, keys, author: email, path, items, fetchBlobs, report });
+  const made = await write({ info, keys, author: email, path, fetchBlobs, report });
   await repointLinks({ info, me, root: made.root, fetchBlobs });
   await openSnapshotPage(info, keys, name, { id: made.id }, path);
-  const line = document.getElementById("upload-status");
-  if (line) tell(line, `Added ${added(items)}: a new snapshot of ${name}.`);
+  const shownLine = document.getElementById(line);
+  if (shownLine) tell(shownLine, done);
+}
+
+/** `items` (files and folders, see `uploadFiles`) added to the folder at `path`. */
+function addFiles(shown, keys, name, path, items, report) {
+  return writeLibrary(shown, keys, name, path, report, (args) => uploadFiles({ ...args, items }),
+    "upload-status", `Added ${added(items)}: a new snapshot of ${name}.`);
+}
+
+/** A file or folder of the folder at `path` deleted or renamed, or a folder made there
+ * (`edit`, see `editFolder`). */
+function editFiles(shown, keys, name, path, edit, report) {
+  const done = edit.remove !== undefined
+    ? `Deleted ${edit.remove}; the earlier snapshots keep it.`
+    : edit.rename !== undefined ? `Renamed ${edit.rename} to ${edit.to}.` : `Made the folder ${edit.make}.`;
+  return writeLibrary(shown, keys, name, path, report, (args) => editFolder({ ...args, edit }), "edit-status", done);
 }
 
 /** What `items` were, in words: "2 files", or "5 files in 1 folder". */
@@ -481,6 +506,7 @@ async function openSnapshotPage(info, keys, name, listed, path = []) {
     rootLabel: `${name}, ${when}`,
     above: () => [element("p", {}, element("button", { type: "button", class: "crumb", onclick: () => snapshotsPage(info, keys, name).catch((e) => say(main, explain(e), "error")) }, `Back to the snapshots of ${name}`))],
     upload: writable(info) ? (where, items, report) => addFiles(info, keys, name, where, items, report) : null,
+    edit: writable(info) ? (where, edit, report) => editFiles(info, keys, name, where, edit, report) : null,
     makeLink: info.permission === "owner"
       ? (path, treeKey, options) => makeLink({ info, me, treeKey, snapshot: listed.id, path, ...options })
       : null,

@@ -23,11 +23,13 @@ export class FolderView {
    * (a way back, say); `upload(path, items, report)`, where the reader may write: adds
    * `items` (files and folders, see `uploadForm`) to the folder at `path` (names from the
    * top), saying how far through `report`;
+   * `edit(path, edit, report)`, where the reader may write: deletes or renames an entry of
+   * the folder at `path`, or makes a folder there (`editFolder`'s `edit`);
    * `makeLink(path, treeKey, {follow, password, expiresInSecs})`, for the owner: a link's
    * address.
    */
-  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [], upload = null, makeLink = null }) {
-    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above, upload, makeLink });
+  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [], upload = null, edit = null, makeLink = null }) {
+    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above, upload, edit, makeLink });
     startSaving();
     /** The folders from the top down to the one shown: {name, key, entries}. */
     this.path = [];
@@ -207,13 +209,16 @@ export class FolderView {
         action = element("span", { class: "note" }, entry.kind);
       }
       const modified = entry.mtimeMs ? new Date(entry.mtimeMs).toLocaleString() : "";
+      const nameCell = element("td", { class: "name" }, entry.kind === "dir" ? `${entry.name}/` : entry.name);
+      const actionCell = element("td", { class: "action" }, action);
+      if (this.edit) actionCell.append(" ", ...this.entryEdits(entry, nameCell, actionCell));
       return element(
         "tr",
         { "data-name": entry.name },
-        element("td", { class: "name" }, entry.kind === "dir" ? `${entry.name}/` : entry.name),
+        nameCell,
         element("td", { class: "size" }, entry.kind === "file" ? size(entry.size) : ""),
         element("td", { class: "time" }, modified),
-        element("td", { class: "action" }, action),
+        actionCell,
       );
     });
     const table = element(
@@ -231,6 +236,7 @@ export class FolderView {
     this.main.replaceChildren(
       ...this.above(), crumbs, actions,
       ...(this.upload ? [this.uploadForm(listing)] : []),
+      ...(this.edit ? [this.folderForm()] : []),
       ...(this.makeLink ? [this.linkForm(here)] : []),
       listing,
     );
@@ -278,6 +284,65 @@ export class FolderView {
       element("button", { type: "submit" }, "Make link"),
     );
     return element("details", { id: "link-maker" }, element("summary", {}, "Make a link to this folder"), form, line, made);
+  }
+
+  /** Runs `edit` on the folder shown, its progress and errors said on the edit line. */
+  async change(edit) {
+    const line = document.getElementById("edit-status");
+    const path = this.path.slice(1).map((folder) => folder.name);
+    try {
+      await whileBusy(() => this.edit(path, edit, (text) => tell(line, text, "note")));
+    } catch (error) {
+      tell(document.getElementById("edit-status") ?? line, this.explain(error), "error");
+    }
+  }
+
+  /** "Rename" and "Delete" for `entry`: renaming asks for the new name in its name cell,
+   * deleting asks again in its action cell. */
+  entryEdits(entry, nameCell, actionCell) {
+    const rename = element("button", { type: "button" }, "Rename");
+    rename.addEventListener("click", () => {
+      const input = element("input", { type: "text", value: entry.name, "aria-label": `New name for ${entry.name}` });
+      const form = element("form", { class: "inline" }, input, " ", element("button", { type: "submit" }, "Save name"));
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        this.change({ rename: entry.name, to: input.value.trim() });
+      });
+      nameCell.replaceChildren(form);
+      input.focus();
+      input.select();
+    });
+    const remove = element("button", { type: "button" }, "Delete");
+    remove.addEventListener("click", () => {
+      const yes = element("button", { type: "button", class: "danger" }, `Delete ${entry.name}`);
+      yes.addEventListener("click", () => this.change({ remove: entry.name }));
+      const no = element("button", { type: "button" }, "Keep");
+      no.addEventListener("click", () => this.show());
+      actionCell.replaceChildren(element("span", { class: "note" }, "Earlier snapshots keep it. "), yes, " ", no);
+      no.focus();
+    });
+    return [rename, " ", remove];
+  }
+
+  /** "New folder": an empty folder made in the folder shown; the edit line says how
+   * renames, deletions and new folders went. */
+  folderForm() {
+    const input = element("input", { type: "text", id: "new-folder", autocomplete: "off" });
+    const form = element(
+      "form",
+      { class: "actions" },
+      element("label", { for: "new-folder" }, "New folder "),
+      input,
+      " ",
+      element("button", { type: "submit" }, "Make folder"),
+      " ",
+      element("span", { id: "edit-status", role: "status" }),
+    );
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      this.change({ make: input.value.trim() });
+    });
+    return form;
   }
 
   uploadForm(listing) {

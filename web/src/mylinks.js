@@ -8,7 +8,7 @@ import nacl from "tweetnacl";
 import { call } from "./api.js";
 import { base64, fromBase64, hex, objectId, same, sealPointer, utf8 } from "./blob.js";
 import { element, tell, when } from "./dom.js";
-import { rawTree } from "./upload.js";
+import { rawTree } from "./writer.js";
 
 /** What a link's label says (library id, path, snapshot), or null if it does not open. */
 function openLabel(link, me) {

@@ -1,0 +1,63 @@
+// Files and folders changed in the page without new contents: deleted, renamed, or an empty
+// folder made. Each change is a new snapshot of the library (`writer.js`); the snapshots
+// before it keep what was there, as after a change in the mount.
+
+import { same, utf8 } from "./blob.js";
+import { checkName, commit, uploaderFor, writeTree } from "./writer.js";
+
+/**
+ * Changes the folder at `path` (names from the root) of library `info`, whose keys are
+ * `keys`, as `author`: `edit` is `{ remove: name }`, `{ rename: name, to }` or
+ * `{ make: name }` (an empty folder). Returns what `commit` returns.
+ */
+export async function editFolder({ info, keys, author, path, edit, fetchBlobs, report }) {
+  const named = edit.remove ?? edit.rename ?? edit.make;
+  if (edit.make !== undefined) checkName(edit.make);
+  if (edit.rename !== undefined) {
+    checkName(edit.to);
+    if (edit.to === edit.rename) throw new Error(`${edit.to} is its name already`);
+  }
+  const uploader = uploaderFor(info, keys);
+  const change = async (entries, folder) => {
+    const find = (name) => entries.findIndex((entry) => same(entry.name, utf8(name)));
+    const taken = (name) => {
+      if (find(name) >= 0) throw new Error(`there is already something called ${name} in this folder; pick another name`);
+    };
+    const index = find(named);
+    if (edit.make !== undefined) {
+      taken(named);
+      entries.push({
+        name: utf8(named),
+        kind: "dir",
+        mode: 0o755,
+        uid: folder ? folder.uid : 0,
+        gid: folder ? folder.gid : 0,
+        mtime_ns: BigInt(Date.now()) * 1000000n,
+        size: 0,
+        inode: 0,
+        subtree: await writeTree(uploader, []),
+      });
+    } else if (index < 0) {
+      throw new Error(`${named} is no longer in this folder (changed elsewhere meanwhile); open the newest snapshot and try again`);
+    } else if (edit.remove !== undefined) {
+      entries.splice(index, 1);
+    } else {
+      taken(edit.to);
+      entries[index] = { ...entries[index], name: utf8(edit.to) };
+    }
+    return writeTree(uploader, entries);
+  };
+  return commit({
+    info,
+    keys,
+    author,
+    uploader,
+    fetchBlobs,
+    path,
+    change,
+    paths: [edit.to ?? named],
+    summary: { files: 0, dirs: edit.make !== undefined ? 1 : 0, bytes: 0 },
+    report,
+    again: "Someone else saved meanwhile; making the change on top of their snapshot…",
+  });
+}
