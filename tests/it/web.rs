@@ -422,6 +422,7 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
         "dropped": "dropped.txt",
         "rename": ["caption.txt", "caption-june.txt", "beach.raw"],
         "made": "edits",
+        "snapshots_before_put_back": 6,
     });
     let stdout = browser.run("profile_page.py", args);
     let shown: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
@@ -480,37 +481,49 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
         fs::read(album_back.join("index.txt")).unwrap(),
         b"one folder of photos"
     );
-    // Renamed, deleted and made in the page: the newest snapshot shows it, and the one the
-    // drop made still holds the file deleted after it.
+    // Renamed, deleted, made and put back in the page, each a snapshot: the newest shows
+    // them all, and the deletion's snapshot lacks the file put back after it.
     assert_eq!(
         fs::read(album_back.join("photos/caption-june.txt")).unwrap(),
         b"the beach, in June"
     );
     assert!(!album_back.join("photos/caption.txt").exists());
-    assert!(!album_back.join("photos/dropped.txt").exists());
     assert_eq!(
         fs::read_dir(album_back.join("photos/edits"))
             .unwrap()
             .count(),
         0
     );
-    let listed = bob.run(&["snapshots", "--json"]).ok().json();
-    let snapshots = listed.as_array().unwrap();
-    assert_eq!(snapshots.len(), 6, "{listed}");
-    let dropped_in = snapshots
-        .iter()
-        .find(|s| s["paths"][0] == "/album/photos/dropped.txt")
-        .unwrap_or_else(|| panic!("no snapshot of the drop: {listed}"));
-    let before = tempfile::tempdir().unwrap();
-    let spec = format!(
-        "{}:/album/photos/dropped.txt",
-        dropped_in["id"].as_str().unwrap()
-    );
-    bob.restore(&spec, before.path(), &[]).ok();
     assert_eq!(
-        fs::read(before.path().join("dropped.txt")).unwrap(),
+        fs::read(album_back.join("photos/dropped.txt")).unwrap(),
         b"dropped on the listing"
     );
+    let listed = bob.run(&["snapshots", "--json"]).ok().json();
+    let snapshots = listed.as_array().unwrap();
+    let paths: Vec<&str> = snapshots
+        .iter()
+        .map(|s| s["paths"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/first.txt",
+            "/album",
+            "/album/photos/dropped.txt",
+            "/album/photos/caption-june.txt",
+            "/album/photos/dropped.txt",
+            "/album/photos/edits",
+            "/album/photos/dropped.txt",
+        ],
+        "{listed}"
+    );
+    let deleted = format!(
+        "{}:/album/photos/dropped.txt",
+        snapshots[4]["id"].as_str().unwrap()
+    );
+    let before = tempfile::tempdir().unwrap();
+    assert_ne!(bob.restore(&deleted, before.path(), &[]).code, 0);
+    bob.run(&["check", "--read-data"]).ok();
     let backed = bob.backup(&[&album]).ok().json();
     assert_eq!(backed["chunks_uploaded"], 0, "{backed}");
     let source = tempfile::tempdir().unwrap();

@@ -399,6 +399,31 @@ def edit_folder(page, args):
     page.get_by_role("button", name="Make folder").click()
     expect(status).to_contain_text(f"Made the folder {args['made']}", timeout=TIMEOUT_MS)
     expect(page.locator(f'tr[data-name="{args["made"]}"]')).to_have_count(1)
+    put_back(page, args)
+
+
+def put_back(page, args):
+    """The deleted file put back from the snapshot before the deletion, after a folder
+    that the newest snapshot has too was refused."""
+    page.get_by_role("button", name="Back to the snapshots of Backups").click()
+    # Newest first: the new folder, the deletion, then the rename, which still holds it.
+    rows = page.locator("#snapshots tbody tr")
+    expect(rows).to_have_count(args["snapshots_before_put_back"], timeout=TIMEOUT_MS)
+    rows.nth(2).get_by_role("button", name="Open").click()
+    folder, sub = args["folder_path"]
+    page.locator(f'tr[data-name="{folder}"]').get_by_role("button", name="Open").click()
+    check(page.locator("#upload-files").count() == 0 and page.locator("#new-folder").count() == 0,
+          "an earlier snapshot is offered uploads or new folders")
+    page.get_by_role("button", name=f"Put back {sub}").click()
+    status = page.locator("#edit-status")
+    expect(status).to_contain_text(f"the newest snapshot has a folder called {sub}",
+                                   timeout=TIMEOUT_MS)
+    page.locator(f'tr[data-name="{sub}"]').get_by_role("button", name="Open").click()
+    dropped = args["dropped"]
+    page.get_by_role("button", name=f"Put back {dropped}").click()
+    expect(page.locator("#edit-status")).to_contain_text(f"Put back {dropped}", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-name="{dropped}"]')).to_have_count(1)
+    expect(page.locator("#new-folder")).to_have_count(1)
 
 
 def delete(page, args):

@@ -476,9 +476,9 @@ function addFiles(shown, keys, name, path, items, report) {
 /** A file or folder of the folder at `path` deleted or renamed, or a folder made there
  * (`edit`, see `editFolder`). */
 function editFiles(shown, keys, name, path, edit, report) {
-  const done = edit.remove !== undefined
-    ? `Deleted ${edit.remove}; the earlier snapshots keep it.`
-    : edit.rename !== undefined ? `Renamed ${edit.rename} to ${edit.to}.` : `Made the folder ${edit.make}.`;
+  const done = edit.remove !== undefined ? `Deleted ${edit.remove}; the earlier snapshots keep it.`
+    : edit.rename !== undefined ? `Renamed ${edit.rename} to ${edit.to}.`
+      : edit.make !== undefined ? `Made the folder ${edit.make}.` : `Put back ${edit.putBack} as it was in that snapshot.`;
   return writeLibrary(shown, keys, name, path, report, (args) => editFolder({ ...args, edit }), "edit-status", done);
 }
 
@@ -498,6 +498,7 @@ async function openSnapshotPage(info, keys, name, listed, path = []) {
   const fetchBlobs = (ids) => libraryBlobs(info.id, ids);
   const [blob] = await fetchBlobs([id]);
   const snapshot = await openSnapshot(keys, id, blob);
+  const { head } = await call("GET", `/api/v1/libraries/${info.id}/head`);
   const when = new Date(Number(BigInt(snapshot.time_ns) / 1000000n)).toLocaleString();
   const view = new FolderView({
     main,
@@ -507,6 +508,7 @@ async function openSnapshotPage(info, keys, name, listed, path = []) {
     above: () => [element("p", {}, element("button", { type: "button", class: "crumb", onclick: () => snapshotsPage(info, keys, name).catch((e) => say(main, explain(e), "error")) }, `Back to the snapshots of ${name}`))],
     upload: writable(info) ? (where, items, report) => addFiles(info, keys, name, where, items, report) : null,
     edit: writable(info) ? (where, edit, report) => editFiles(info, keys, name, where, edit, report) : null,
+    newest: head === listed.id,
     makeLink: info.permission === "owner"
       ? (path, treeKey, options) => makeLink({ info, me, treeKey, snapshot: listed.id, path, ...options })
       : null,

@@ -2,16 +2,18 @@
 // folder made. Each change is a new snapshot of the library (`writer.js`); the snapshots
 // before it keep what was there, as after a change in the mount.
 
-import { same, utf8 } from "./blob.js";
-import { checkName, commit, uploaderFor, writeTree } from "./writer.js";
+import { Damaged, same, utf8 } from "./blob.js";
+import { checkName, commit, rawTree, uploaderFor, writeTree } from "./writer.js";
 
 /**
  * Changes the folder at `path` (names from the root) of library `info`, whose keys are
- * `keys`, as `author`: `edit` is `{ remove: name }`, `{ rename: name, to }` or
- * `{ make: name }` (an empty folder). Returns what `commit` returns.
+ * `keys`, as `author`: `edit` is `{ remove: name }`, `{ rename: name, to }`, `{ make: name }`
+ * (an empty folder) or `{ putBack: name, from }`: the entry of that name in the tree `from`
+ * (the same folder in an earlier snapshot) put back as it was there, its contents
+ * referred to, not sent again. Returns what `commit` returns.
  */
 export async function editFolder({ info, keys, author, path, edit, fetchBlobs, report }) {
-  const named = edit.remove ?? edit.rename ?? edit.make;
+  const named = edit.remove ?? edit.rename ?? edit.make ?? edit.putBack;
   if (edit.make !== undefined) checkName(edit.make);
   if (edit.rename !== undefined) {
     checkName(edit.to);
@@ -37,6 +39,18 @@ export async function editFolder({ info, keys, author, path, edit, fetchBlobs, r
         inode: 0,
         subtree: await writeTree(uploader, []),
       });
+    } else if (edit.putBack !== undefined) {
+      const earlier = (await rawTree(fetchBlobs, edit.from)).find((entry) => same(entry.name, utf8(named)));
+      if (!earlier) throw new Damaged(`${named} is not in the earlier snapshot's folder`);
+      if (index < 0) {
+        entries.push(earlier);
+      } else if (entries[index].kind === "dir") {
+        throw new Error(`the newest snapshot has a folder called ${named}; rename or delete it first, or put back what is inside`);
+      } else if (earlier.kind === "dir") {
+        throw new Error(`the newest snapshot has a file called ${named}; rename or delete it first`);
+      } else {
+        entries[index] = earlier;
+      }
     } else if (index < 0) {
       throw new Error(`${named} is no longer in this folder (changed elsewhere meanwhile); open the newest snapshot and try again`);
     } else if (edit.remove !== undefined) {

@@ -24,12 +24,14 @@ export class FolderView {
    * `items` (files and folders, see `uploadForm`) to the folder at `path` (names from the
    * top), saying how far through `report`;
    * `edit(path, edit, report)`, where the reader may write: deletes or renames an entry of
-   * the folder at `path`, or makes a folder there (`editFolder`'s `edit`);
+   * the folder at `path`, makes a folder there, or puts back an entry of an earlier
+   * snapshot (`editFolder`'s `edit`); `newest`: whether this is the newest snapshot (which
+   * is changed in place; from an earlier one, entries are put back into the newest);
    * `makeLink(path, treeKey, {follow, password, expiresInSecs})`, for the owner: a link's
    * address.
    */
-  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [], upload = null, edit = null, makeLink = null }) {
-    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above, upload, edit, makeLink });
+  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [], upload = null, edit = null, newest = true, makeLink = null }) {
+    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above, upload, edit, newest, makeLink });
     startSaving();
     /** The folders from the top down to the one shown: {name, key, entries}. */
     this.path = [];
@@ -211,7 +213,8 @@ export class FolderView {
       const modified = entry.mtimeMs ? new Date(entry.mtimeMs).toLocaleString() : "";
       const nameCell = element("td", { class: "name" }, entry.kind === "dir" ? `${entry.name}/` : entry.name);
       const actionCell = element("td", { class: "action" }, action);
-      if (this.edit) actionCell.append(" ", ...this.entryEdits(entry, nameCell, actionCell));
+      if (this.edit && this.newest) actionCell.append(" ", ...this.entryEdits(entry, nameCell, actionCell));
+      if (this.edit && !this.newest) actionCell.append(" ", this.putBackButton(entry, here.key));
       return element(
         "tr",
         { "data-name": entry.name },
@@ -235,8 +238,10 @@ export class FolderView {
     const listing = here.entries.length ? table : element("p", {}, "This folder is empty.");
     this.main.replaceChildren(
       ...this.above(), crumbs, actions,
-      ...(this.upload ? [this.uploadForm(listing)] : []),
-      ...(this.edit ? [this.folderForm()] : []),
+      ...(this.upload && this.newest ? [this.uploadForm(listing)] : []),
+      ...(this.edit && this.newest ? [this.folderForm()] : []),
+      ...(this.edit && !this.newest ? [element("p", { class: "actions" }, "An earlier snapshot: “Put back” copies a file or folder from it into the newest. ",
+        element("span", { id: "edit-status", role: "status" }))] : []),
       ...(this.makeLink ? [this.linkForm(here)] : []),
       listing,
     );
@@ -322,6 +327,13 @@ export class FolderView {
       no.focus();
     });
     return [rename, " ", remove];
+  }
+
+  /** "Put back" for `entry` of the folder whose tree is `treeKey`, in an earlier snapshot. */
+  putBackButton(entry, treeKey) {
+    const button = element("button", { type: "button", "aria-label": `Put back ${entry.name}` }, "Put back");
+    button.addEventListener("click", () => this.change({ putBack: entry.name, from: treeKey }));
+    return button;
   }
 
   /** "New folder": an empty folder made in the folder shown; the edit line says how

@@ -169,7 +169,7 @@ async function writeFolder(uploader, fetchTree, root, path, change) {
   for (const name of path) {
     const index = entries.findIndex((e) => same(e.name, utf8(name)));
     if (index < 0 || entries[index].kind !== "dir") {
-      throw new Error(`the folder ${name} is no longer in the library's newest snapshot; open that snapshot and try again`);
+      throw new Error(`the folder ${name} is not in the library's newest snapshot: open the newest snapshot and try again, or put back the folder that held it`);
     }
     trail.push({ entries, index });
     entries = await fetchTree(entries[index].subtree);
