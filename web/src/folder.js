@@ -398,12 +398,8 @@ export function uploadForm(add, explain, dropZone) {
   return element(
     "p",
     { class: "actions" },
-    element("label", { for: "upload-files" }, "Add files to this folder "),
-    files,
-    " ",
-    element("label", { for: "upload-folder" }, "Add a folder "),
-    folder,
-    " ",
+    element("span", { class: "pick" }, element("label", { for: "upload-files" }, "Add files to this folder "), files),
+    element("span", { class: "pick" }, element("label", { for: "upload-folder" }, "Add a folder "), folder),
     line,
   );
 }
