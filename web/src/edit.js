@@ -7,19 +7,19 @@ import { checkName, commit, rawTree, uploaderFor, writeTree } from "./writer.js"
 
 /**
  * Changes the folder at `path` (names from the root) of library `info`, whose keys are
- * `keys`, as `author`: `edit` is `{ remove: name }`, `{ rename: name, to }`, `{ make: name }`
+ * `keys`, as `author` (`target`: these and `fetchBlobs`, as `commit` takes them): `edit` is `{ remove: name }`, `{ rename: name, to }`, `{ make: name }`
  * (an empty folder) or `{ putBack: name, from }`: the entry of that name in the tree `from`
  * (the same folder in an earlier snapshot) put back as it was there, its contents
  * referred to, not sent again. Returns what `commit` returns.
  */
-export async function editFolder({ info, keys, author, path, edit, fetchBlobs, report }) {
+export async function editFolder({ edit, report, ...target }) {
   const named = edit.remove ?? edit.rename ?? edit.make ?? edit.putBack;
   if (edit.make !== undefined) checkName(edit.make);
   if (edit.rename !== undefined) {
     checkName(edit.to);
     if (edit.to === edit.rename) throw new Error(`${edit.to} is its name already`);
   }
-  const uploader = uploaderFor(info, keys);
+  const uploader = uploaderFor(target.info, target.keys);
   const change = async (entries, folder) => {
     const find = (name) => entries.findIndex((entry) => same(entry.name, utf8(name)));
     const taken = (name) => {
@@ -40,7 +40,7 @@ export async function editFolder({ info, keys, author, path, edit, fetchBlobs, r
         subtree: await writeTree(uploader, []),
       });
     } else if (edit.putBack !== undefined) {
-      const earlier = (await rawTree(fetchBlobs, edit.from)).find((entry) => same(entry.name, utf8(named)));
+      const earlier = (await rawTree(target.fetchBlobs, edit.from)).find((entry) => same(entry.name, utf8(named)));
       if (!earlier) throw new Damaged(`${named} is not in the earlier snapshot's folder`);
       if (index < 0) {
         entries.push(earlier);
@@ -62,12 +62,8 @@ export async function editFolder({ info, keys, author, path, edit, fetchBlobs, r
     return writeTree(uploader, entries);
   };
   return commit({
-    info,
-    keys,
-    author,
+    ...target,
     uploader,
-    fetchBlobs,
-    path,
     change,
     paths: [edit.to ?? named],
     summary: { files: 0, dirs: edit.make !== undefined ? 1 : 0, bytes: 0 },

@@ -8,14 +8,15 @@ import { checkName, commit, rawTree, uploaderFor, writeTree } from "./writer.js"
 
 /**
  * Adds `items` to the folder at `path` (names from the root) of library `info`, whose keys
- * are `keys`, as `author`: a new snapshot on top of the newest. An item is `{ parts, file }`
+ * are `keys`, as `author` (`target`: these and `fetchBlobs`, as `commit` takes them): a
+ * new snapshot on top of the newest. An item is `{ parts, file }`
  * for a file (a File object) or `{ parts }` for a folder, `parts` its names from the
  * folder at `path`. Says how far it got through `report(text)`; returns the new
  * snapshot's id (hex) and its root tree's key.
  */
-export async function uploadFiles({ info, keys, author, path, items, fetchBlobs, report }) {
+export async function uploadFiles({ items, report, ...target }) {
   for (const item of items) item.parts.forEach(checkName);
-  const uploader = uploaderFor(info, keys);
+  const uploader = uploaderFor(target.info, target.keys);
   const gear = epochGear(uploader.keys.key);
   const added = [];
   let bytes = 0;
@@ -39,15 +40,11 @@ export async function uploadFiles({ info, keys, author, path, items, fetchBlobs,
     added.push({ parts, size, mtimeNs: BigInt(Math.round(file.lastModified)) * 1000000n, chunks: refs });
   }
   await uploader.flush(true);
-  const fetchTree = (key) => rawTree(fetchBlobs, key);
+  const fetchTree = (key) => rawTree(target.fetchBlobs, key);
   const now = BigInt(Date.now()) * 1000000n;
   return commit({
-    info,
-    keys,
-    author,
+    ...target,
     uploader,
-    fetchBlobs,
-    path,
     change: (entries, folder) => putInto(uploader, fetchTree, entries, folder, added, now),
     paths: [...new Set(added.map((item) => item.parts[0]))],
     summary: { files: added.filter((item) => !item.dir).length, dirs: folders(added), bytes },
