@@ -589,6 +589,10 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut added);
     write_file(&picked.path().join("added.bin"), &added);
     write_file(&picked.path().join("note.txt"), b"written in the browser\n");
+    // A file whose upload is cancelled in the page: in no snapshot after.
+    let mut cancelled = vec![0u8; 700_000];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut cancelled);
+    write_file(&picked.path().join("cancelled.bin"), &cancelled);
     // A member who left: their key still opens what exists, so the page starts a new key
     // epoch before it writes, as the command-line client does.
     share(&alice, "dave@example.com", "--read");
@@ -609,6 +613,7 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         "expected": docs.join("report.bin"),
         "upload": [picked.path().join("added.bin"), picked.path().join("note.txt")],
         "kept": ["later.txt"],
+        "cancelled": picked.path().join("cancelled.bin"),
         "follow": link_id(&follow),
         "revoke": link_id(&once),
         "link_password": "the link's own password",
@@ -637,6 +642,7 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         b"written in the browser\n"
     );
     assert_eq!(fs::read(restored.join("report.bin")).unwrap(), big);
+    assert!(!restored.join("cancelled.bin").exists());
     assert_eq!(
         fs::read(restored.join("later.txt")).unwrap(),
         b"a second snapshot"

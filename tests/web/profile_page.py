@@ -210,11 +210,33 @@ def library(page, args):
     for name in [args["file"], *args.get("kept", []), os.path.basename(args["upload"][1])]:
         expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(1)
     page.unroute("**/api/v1/libraries/*/head")
+    if args.get("cancelled"):
+        cancel_upload(page, args["cancelled"])
 
     if args.get("revoke"):
         links(page, args)
     if args.get("leave"):
         leave(page, args)
+
+
+def cancel_upload(page, path):
+    """An upload cancelled while its chunks are on their way (the request held until the
+    button was pressed): it stops before it commits, and the folder shows no new file."""
+    held = []
+    page.route("**/api/v1/libraries/*/objects/upload", lambda route: held.append(route))
+    page.locator("#upload-files").set_input_files(path)
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not held:
+        check(time.monotonic() < deadline, "the upload never sent its chunks")
+        page.wait_for_timeout(50)
+    page.get_by_role("button", name="Cancel upload").click()
+    status = page.locator("#upload-status")
+    expect(status).to_contain_text("Cancelling", timeout=TIMEOUT_MS)
+    held[0].continue_()
+    page.unroute("**/api/v1/libraries/*/objects/upload")
+    expect(status).to_contain_text("Upload cancelled: nothing was added", timeout=TIMEOUT_MS)
+    expect(page.get_by_role("button", name="Cancel upload")).to_be_hidden()
+    expect(page.locator(f'tr[data-name="{os.path.basename(path)}"]')).to_have_count(0)
 
 
 def leave(page, args):

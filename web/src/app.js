@@ -282,7 +282,7 @@ async function snapshotsPage(info, keys, name) {
 function emptyLibrary(info, keys, name) {
   const empty = element("div", { id: "empty-library" },
     element("p", {}, "No snapshots yet: back up with `ibackup backup`, write into the mount, or add files here."));
-  if (writable(info)) empty.append(uploadForm((items, report) => addFiles(info, keys, name, [], items, report), explain, empty));
+  if (writable(info)) empty.append(uploadForm((items, report, cancel) => addFiles(info, keys, name, [], items, report, cancel), explain, empty));
   return empty;
 }
 
@@ -468,8 +468,8 @@ async function writeLibrary(shown, shownKeys, name, path, report, write, line, d
 }
 
 /** `items` (files and folders, see `uploadFiles`) added to the folder at `path`. */
-function addFiles(shown, keys, name, path, items, report) {
-  return writeLibrary(shown, keys, name, path, report, (args) => uploadFiles({ ...args, items }),
+function addFiles(shown, keys, name, path, items, report, cancel) {
+  return writeLibrary(shown, keys, name, path, report, (args) => uploadFiles({ ...args, items, cancel }),
     "upload-status", `Added ${added(items)}: a new snapshot of ${name}.`);
 }
 
@@ -506,7 +506,7 @@ async function openSnapshotPage(info, keys, name, listed, path = []) {
     explain,
     rootLabel: `${name}, ${when}`,
     above: () => [element("p", {}, element("button", { type: "button", class: "crumb", onclick: () => snapshotsPage(info, keys, name).catch((e) => say(main, explain(e), "error")) }, `Back to the snapshots of ${name}`))],
-    upload: writable(info) ? (where, items, report) => addFiles(info, keys, name, where, items, report) : null,
+    upload: writable(info) ? (where, items, report, cancel) => addFiles(info, keys, name, where, items, report, cancel) : null,
     edit: writable(info) ? (where, edit, report) => editFiles(info, keys, name, where, edit, report) : null,
     newest: head === listed.id,
     makeLink: info.permission === "owner"

@@ -20,7 +20,7 @@ export class FolderView {
   /**
    * `fetchBlobs(ids)`: the stored blobs of `ids`, in order; `explain(error)`: an error in
    * words; `rootLabel`: what the top folder is called; `above()`: elements shown above it
-   * (a way back, say); `upload(path, items, report)`, where the reader may write: adds
+   * (a way back, say); `upload(path, items, report, cancel)`, where the reader may write: adds
    * `items` (files and folders, see `uploadForm`) to the folder at `path` (names from the
    * top), saying how far through `report`;
    * `edit(path, edit, report)`, where the reader may write: deletes or renames an entry of
@@ -359,7 +359,7 @@ export class FolderView {
 
   uploadForm(listing) {
     const path = this.path.slice(1).map((folder) => folder.name);
-    return uploadForm((items, report) => this.upload(path, items, report), this.explain, listing);
+    return uploadForm((items, report, cancel) => this.upload(path, items, report, cancel), this.explain, listing);
   }
 
 }
@@ -367,26 +367,38 @@ export class FolderView {
 /**
  * "Add files" and "Add a folder": choosing files or a folder, or dropping files and folders
  * on `dropZone`, hands what was picked (`{ parts, file }` for a file, `{ parts }` for a
- * folder, `parts` being the names from the folder shown) to `add(items, report)` (a new
- * snapshot of the library), with its progress and errors said beside the buttons.
+ * folder, `parts` being the names from the folder shown) to `add(items, report, cancel)`
+ * (a new snapshot of the library), with its progress and errors said beside the buttons;
+ * "Cancel upload" sets `cancel.asked`, which `add` heeds until it commits.
  */
 export function uploadForm(add, explain, dropZone) {
   const line = element("span", { id: "upload-status", role: "status" });
   const files = element("input", { type: "file", id: "upload-files", multiple: true });
   const folder = element("input", { type: "file", id: "upload-folder", webkitdirectory: true });
+  const stop = element("button", { type: "button", hidden: true }, "Cancel upload");
+  let cancel = null;
+  stop.addEventListener("click", () => {
+    if (!cancel) return;
+    cancel.asked = true;
+    stop.disabled = true;
+    tell(line, "Cancelling once the part being sent is in…", "note");
+  });
   const take = async (picking) => {
     files.disabled = folder.disabled = true;
+    cancel = { asked: false };
     try {
       const items = await picking;
-      if (!items.length) {
-        files.disabled = folder.disabled = false;
-        return;
+      if (items.length) {
+        stop.hidden = stop.disabled = false;
+        await whileBusy(() => add(items, (text) => cancel.asked || tell(line, text, "note"), cancel));
       }
-      await whileBusy(() => add(items, (text) => tell(line, text, "note")));
     } catch (error) {
-      files.disabled = folder.disabled = false;
-      tell(line, explain(error), "error");
+      if (error instanceof Cancelled) tell(line, "Upload cancelled: nothing was added.", "note");
+      else tell(line, explain(error), "error");
     }
+    files.disabled = folder.disabled = false;
+    stop.hidden = true;
+    cancel = null;
   };
   files.addEventListener("change", () => take(Promise.resolve([...files.files].map((file) => ({ parts: [file.name], file })))));
   folder.addEventListener("change", () => take(Promise.resolve(pickedFolder([...folder.files]))));
@@ -400,6 +412,8 @@ export function uploadForm(add, explain, dropZone) {
     { class: "actions" },
     element("span", { class: "pick" }, element("label", { for: "upload-files" }, "Add files to this folder "), files),
     element("span", { class: "pick" }, element("label", { for: "upload-folder" }, "Add a folder "), folder),
+    stop,
+    " ",
     line,
   );
 }

@@ -19,10 +19,10 @@ const STARTED_MS = 10_000;
  * it the page is still there (it ends a download whose page went quiet). */
 const KEEP_ALIVE_MS = 5_000;
 
-/** The download was cancelled in the browser's download list. */
+/** The download was cancelled in the browser's download list (or an upload in the page). */
 export class Cancelled extends Error {
-  constructor() {
-    super("the download was cancelled");
+  constructor(message = "the download was cancelled") {
+    super(message);
   }
 }
 

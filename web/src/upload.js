@@ -4,6 +4,7 @@
 
 import { KIND, same, utf8 } from "./blob.js";
 import { chunks as cutFile, epochGear } from "./chunker.js";
+import { Cancelled } from "./saver.js";
 import { checkName, commit, rawTree, uploaderFor, writeTree } from "./writer.js";
 
 /**
@@ -11,11 +12,16 @@ import { checkName, commit, rawTree, uploaderFor, writeTree } from "./writer.js"
  * are `keys`, as `author` (`target`: these and `fetchBlobs`, as `commit` takes them): a
  * new snapshot on top of the newest. An item is `{ parts, file }`
  * for a file (a File object) or `{ parts }` for a folder, `parts` its names from the
- * folder at `path`. Says how far it got through `report(text)`; returns the new
- * snapshot's id (hex) and its root tree's key.
+ * folder at `path`. Says how far it got through `report(text)`; stops with `Cancelled`
+ * when `cancel.asked` is set before it commits. Returns the new snapshot's id (hex) and
+ * its root tree's key.
  */
-export async function uploadFiles({ items, report, ...target }) {
+export async function uploadFiles({ items, report, cancel = null, ...target }) {
   for (const item of items) item.parts.forEach(checkName);
+  // Until the commit: what was sent by then is in no snapshot, and collection frees it.
+  const heed = () => {
+    if (cancel?.asked) throw new Cancelled("the upload was cancelled");
+  };
   const uploader = uploaderFor(target.info, target.keys);
   const gear = epochGear(uploader.keys.key);
   const added = [];
@@ -29,6 +35,7 @@ export async function uploadFiles({ items, report, ...target }) {
     const refs = [];
     let size = 0;
     for await (const piece of cutFile(file, gear)) {
+      heed();
       const key = await uploader.add(KIND.chunk, piece);
       refs.push({ key, len: piece.length });
       size += piece.length;
@@ -40,6 +47,7 @@ export async function uploadFiles({ items, report, ...target }) {
     added.push({ parts, size, mtimeNs: BigInt(Math.round(file.lastModified)) * 1000000n, chunks: refs });
   }
   await uploader.flush(true);
+  heed();
   const fetchTree = (key) => rawTree(target.fetchBlobs, key);
   const now = BigInt(Date.now()) * 1000000n;
   return commit({
