@@ -2,7 +2,7 @@
 // command-line client cuts it, its chunks sealed and uploaded, then the folder written anew
 // with them in a new snapshot (`writer.js`).
 
-import { KIND, same, utf8 } from "./blob.js";
+import { KIND, hex, utf8 } from "./blob.js";
 import { chunks as cutFile, epochGear } from "./chunker.js";
 import { Cancelled } from "./saver.js";
 import { checkName, commit, rawTree, uploaderFor, writeTree } from "./writer.js";
@@ -79,16 +79,22 @@ function folders(added) {
 async function putInto(uploader, fetchTree, entries, folder, added, now) {
   const owner = { uid: folder ? folder.uid : 0, gid: folder ? folder.gid : 0 };
   const inside = new Map();
+  // Where each name is: thousands of files added to one folder stay one pass.
+  const at = new Map(entries.map((entry, index) => [hex(entry.name), index]));
+  const put = (entry) => {
+    at.set(hex(entry.name), entries.length);
+    entries.push(entry);
+  };
   for (const item of added) {
     const [first, ...rest] = item.parts;
     const name = utf8(first);
-    const index = entries.findIndex((e) => same(e.name, name));
+    const index = at.get(hex(name)) ?? -1;
     const existing = index < 0 ? null : entries[index];
     if (item.dir || rest.length) {
       if (existing && existing.kind !== "dir") {
         throw new Error(`${first} is a file in this folder, not a folder; rename the folder and add it again`);
       }
-      if (!existing) entries.push({ name, kind: "dir", mode: 0o755, ...owner, mtime_ns: now, size: 0, inode: 0 });
+      if (!existing) put({ name, kind: "dir", mode: 0o755, ...owner, mtime_ns: now, size: 0, inode: 0 });
       if (!inside.has(first)) inside.set(first, []);
       if (rest.length) inside.get(first).push({ ...item, parts: rest });
       continue;
@@ -104,7 +110,7 @@ async function putInto(uploader, fetchTree, entries, folder, added, now) {
       ...(item.chunks.length ? { chunks: item.chunks } : {}),
     };
     if (!existing) {
-      entries.push(entry);
+      put(entry);
     } else if (existing.kind === "file" || existing.kind === "symlink") {
       entries[index] = entry;
     } else {
@@ -112,7 +118,7 @@ async function putInto(uploader, fetchTree, entries, folder, added, now) {
     }
   }
   for (const [first, items] of inside) {
-    const index = entries.findIndex((e) => same(e.name, utf8(first)));
+    const index = at.get(hex(utf8(first)));
     const entry = entries[index];
     const below = entry.subtree ? await fetchTree(entry.subtree) : [];
     const key = await putInto(uploader, fetchTree, below, entry, items, now);
