@@ -410,6 +410,14 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
     write_file(&album.join("photos/beach.raw"), &photo);
     write_file(&album.join("photos/caption.txt"), b"the beach, in June");
     write_file(&album.join("index.txt"), b"one folder of photos");
+    // Enough small files for the page to send them in several batches.
+    fs::create_dir_all(album.join("notes")).unwrap();
+    for n in 0..1200 {
+        write_file(
+            &album.join(format!("notes/{n:04}.txt")),
+            format!("note {n}").as_bytes(),
+        );
+    }
     let args = serde_json::json!({
         "part": "signup",
         "url": server.url,
@@ -417,7 +425,7 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
         "password": crate::util::PASSWORD,
         "upload": picked.path().join("first.txt"),
         "folder": album,
-        "folder_files": 3,
+        "folder_files": 1203,
         "folder_path": ["album", "photos"],
         "dropped": "dropped.txt",
         "rename": ["caption.txt", "caption-june.txt", "beach.raw"],
@@ -480,6 +488,14 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
     assert_eq!(
         fs::read(album_back.join("index.txt")).unwrap(),
         b"one folder of photos"
+    );
+    assert_eq!(
+        fs::read_dir(album_back.join("notes")).unwrap().count(),
+        1200
+    );
+    assert_eq!(
+        fs::read(album_back.join("notes/0987.txt")).unwrap(),
+        b"note 987"
     );
     // Renamed, deleted, made and put back in the page, each a snapshot: the newest shows
     // them all, and the deletion's snapshot lacks the file put back after it.

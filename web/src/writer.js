@@ -12,8 +12,10 @@ import { Damaged, KIND, concat, fromHex, hex, objectId, openBlob, same, sealBlob
 import { openSnapshot } from "./library.js";
 
 const FORMAT = 2;
-/** Sealed chunks sent in one request, at most. */
+/** Sealed objects sent in one request, at most: bytes, and objects (the server takes
+ * 10,000 ids in one request, and many small files fill a count long before the bytes). */
 const BATCH_BYTES = 16 * 1024 * 1024;
+const BATCH_OBJECTS = 1000;
 /** Commits tried when other writers keep moving the head. */
 const COMMIT_ATTEMPTS = 5;
 const KIND_NAMES = { [KIND.chunk]: "chunk", [KIND.tree]: "tree", [KIND.snapshot]: "snapshot" };
@@ -59,7 +61,7 @@ export class Uploader {
 
   /** Sends what is queued, if it is a batch's worth (or `all`), skipping what is stored. */
   async flush(all = false) {
-    if (!this.pending.length || (!all && this.bytes < BATCH_BYTES)) return;
+    if (!this.pending.length || (!all && this.bytes < BATCH_BYTES && this.pending.length < BATCH_OBJECTS)) return;
     const objects = this.pending;
     this.pending = [];
     this.bytes = 0;
