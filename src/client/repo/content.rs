@@ -10,7 +10,6 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::BufReader;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -162,7 +161,7 @@ fn read_file(shared: &Shared<'_>, job: &FileJob, tx: &Sender<Chunk>) -> FileRead
         let mut chunks = Vec::new();
         let mut size = 0u64;
         let seed = shared.store.keys().newest().chunker_seed;
-        for piece in chunker::chunks(BufReader::with_capacity(1 << 20, &file), seed) {
+        for piece in chunker::chunks(&file, seed) {
             let data = match piece {
                 Ok(data) => data,
                 Err(e) => return FileRead::Failed(format!("{}: {e}; skipped", path.display())),
