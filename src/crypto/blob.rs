@@ -124,33 +124,12 @@ fn associated_data(epoch: u32, kind: BlobKind, id: &ObjectId) -> [u8; 38] {
     aad
 }
 
-thread_local! {
-    /// One zstd context per thread and level, kept: making one per blob cost a backup of
-    /// many small files several percent of its processor time (and zeroed its tables).
-    static COMPRESSORS: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// `data` compressed by zstd at `level`, with this thread's context for that level.
-fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
-    COMPRESSORS.with_borrow_mut(|compressors| {
-        let index = match compressors.iter().position(|(l, _)| *l == level) {
-            Some(index) => index,
-            None => {
-                compressors.push((level, zstd::bulk::Compressor::new(level)?));
-                compressors.len() - 1
-            }
-        };
-        compressors[index].1.compress(data)
-    })
-}
-
 fn worth_compressing(plaintext: &[u8]) -> bool {
     if plaintext.len() <= TRIAL_LEN * 2 {
         return true;
     }
     // Random or already-compressed data shows no gain on a sample; skip the full attempt.
-    match compress(&plaintext[..TRIAL_LEN], 1) {
+    match zstd::bulk::compress(&plaintext[..TRIAL_LEN], 1) {
         Ok(sample) => sample.len() < TRIAL_LEN * 97 / 100,
         Err(_) => false,
     }
@@ -165,7 +144,7 @@ fn cipher(key: &[u8; 32]) -> LessSafeKey {
 
 fn seal(key: &[u8; 32], epoch: u32, kind: BlobKind, id: &ObjectId, plaintext: &[u8]) -> Vec<u8> {
     let compressed = if worth_compressing(plaintext) {
-        compress(plaintext, ZSTD_LEVEL)
+        zstd::bulk::compress(plaintext, ZSTD_LEVEL)
             .ok()
             .filter(|c| c.len() < plaintext.len())
     } else {
