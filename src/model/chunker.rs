@@ -13,6 +13,8 @@ pub const AVG_CHUNK: u32 = 1024 * 1024;
 pub const MAX_CHUNK: u32 = 4 * 1024 * 1024;
 
 const MAX: usize = MAX_CHUNK as usize;
+/// The window's room before its first read.
+const FIRST_READ: usize = 64 * 1024;
 
 /// Splits everything `reader` yields into chunks, with boundaries keyed by `seed`: the cuts
 /// of the fastcdc crate's `StreamCDC` at normalization level 1, read through a window of
@@ -84,6 +86,9 @@ impl<R: Read> Window<R> {
             self.start = 0;
         }
         let want = (MAX - held) as u64;
+        // Room for a small file whole, so it takes one read and one to see its end
+        // (`read_to_end` alone starts with 32 bytes and doubles: ten reads a small file).
+        self.data.reserve((want as usize).min(FIRST_READ));
         let read = (&mut self.reader).take(want).read_to_end(&mut self.data)?;
         if (read as u64) < want {
             self.eof = true;
