@@ -88,6 +88,9 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
     // Trees, a level at a time, each once however many snapshots share it.
     let mut trees_seen: HashSet<ObjectKey> = HashSet::new();
     let mut chunks: HashMap<ObjectKey, (Seen, u32)> = HashMap::new();
+    // In the order the trees hold them, which is about the order they were stored in: a
+    // request of neighbours reads a few long ranges of a pack, not many short ones.
+    let mut order: Vec<ObjectKey> = Vec::new();
     while !level.is_empty() {
         level.retain(|(key, _)| trees_seen.insert(*key));
         let mut next = Vec::new();
@@ -107,9 +110,10 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
                     (EntryKind::Dir, Some(sub)) => next.push((sub, (seen.0.clone(), path))),
                     _ => {
                         for chunk in &entry.chunks {
-                            chunks
-                                .entry(chunk.key)
-                                .or_insert_with(|| ((seen.0.clone(), path.clone()), chunk.len));
+                            chunks.entry(chunk.key).or_insert_with(|| {
+                                order.push(chunk.key);
+                                ((seen.0.clone(), path.clone()), chunk.len)
+                            });
                         }
                     }
                 }
@@ -120,7 +124,7 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
 
     // Chunks: every one must exist; the share asked for is read and verified.
     report.chunks = chunks.len() as u64;
-    let keys: Vec<ObjectKey> = chunks.keys().copied().collect();
+    let keys = order;
     let ids: Vec<ObjectId> = keys.iter().map(ObjectKey::id).collect();
     let missing = super::repo::Repo::missing(&store, &ids)?;
     let mut to_read: Vec<(ObjectKey, u32)> = Vec::new();
@@ -223,13 +227,25 @@ fn load_each(
     while wanted.peek().is_some() {
         let group: Vec<(ObjectKey, Seen)> = wanted.by_ref().take(PER_FETCH).collect();
         let ids: Vec<ObjectId> = group.iter().map(|(key, _)| key.id()).collect();
-        let missing = super::repo::Repo::missing(store, &ids)?;
-        let present: Vec<ObjectId> = ids
-            .iter()
-            .filter(|id| !missing.contains(id))
-            .copied()
-            .collect();
-        let mut blobs = store.fetch_owned(&present)?.into_iter();
+        // Fetched at once; only when the server lacks some is it asked which (one round
+        // trip a group instead of two: on S3 each is a wait on the store).
+        let (missing, mut blobs) = match store.fetch_owned(&ids) {
+            Ok(blobs) => (HashSet::new(), blobs.into_iter()),
+            Err(super::ClientError::Remote(super::RemoteError::Api { body, .. }))
+                if body.error == crate::api::ErrorCode::NotFound =>
+            {
+                let missing: HashSet<ObjectId> = super::repo::Repo::missing(store, &ids)?
+                    .into_iter()
+                    .collect();
+                let present: Vec<ObjectId> = ids
+                    .iter()
+                    .filter(|id| !missing.contains(id))
+                    .copied()
+                    .collect();
+                (missing, store.fetch_owned(&present)?.into_iter())
+            }
+            Err(e) => return Err(e),
+        };
         for (key, seen) in group {
             let outcome = if missing.contains(&key.id()) {
                 Err(super::ClientError::Remote(super::RemoteError::Api {

@@ -47,6 +47,56 @@ fn verify(server: &TestServer) -> (bool, serde_json::Value) {
     )
 }
 
+/// A folder whose tree the server no longer has: `check` names it as missing and still
+/// checks the rest (the folders are fetched at once, and asked about only when one fails).
+#[test]
+fn a_tree_the_server_lost_is_named_by_check() {
+    let server = TestServer::start();
+    let [alice] = clients(&server, ["alice@example.com"]);
+    let source = tempfile::tempdir().unwrap();
+    for folder in ["a", "b", "c"] {
+        fs::create_dir_all(source.path().join(folder)).unwrap();
+        write_file(
+            &source.path().join(folder).join("note.txt"),
+            folder.as_bytes(),
+        );
+    }
+    alice.backup(&[source.path()]).ok();
+    let library = alice.run(&["library", "list", "--json"]).ok().json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let before = alice.run(&["check", "--read-data"]).ok().stdout;
+    let trees: i64 = server
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM objects WHERE library_id = ?1 AND kind = 2",
+            ibackup::params![&library],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let lost = server
+        .db()
+        .execute(
+            "DELETE FROM objects WHERE library_id = ?1 AND kind = 2 AND id = \
+             (SELECT id FROM objects WHERE library_id = ?1 AND kind = 2 ORDER BY id LIMIT 1)",
+            ibackup::params![&library],
+        )
+        .unwrap();
+    assert_eq!(lost, 1);
+    for args in [&["check"][..], &["check", "--read-data"]] {
+        let found = alice.run(args);
+        assert_eq!(found.code, 1, "{}", found.stdout);
+        assert!(
+            found.stdout.contains("DAMAGED") && found.stdout.contains("missing on the server"),
+            "{}",
+            found.stdout
+        );
+    }
+    assert!(before.contains("No errors were found"), "{before}");
+    assert!(trees > 3, "{trees} trees");
+}
+
 #[test]
 fn a_flipped_byte_is_found_never_served_and_healed_by_the_next_backup() {
     let server = TestServer::start();
