@@ -3,14 +3,15 @@
 // before it keep what was there, as after a change in the mount.
 
 import { Damaged, same, utf8 } from "./blob.js";
-import { checkName, commit, rawTree, uploaderFor, writeTree } from "./writer.js";
+import { checkName, commit, folderEntry, nowNs, rawTree, uploaderFor, writeTree } from "./writer.js";
 
 /**
  * Changes the folder at `path` (names from the root) of library `info`, whose keys are
- * `keys`, as `author` (`target`: these and `fetchBlobs`, as `commit` takes them): `edit` is `{ remove: name }`, `{ rename: name, to }`, `{ make: name }`
- * (an empty folder) or `{ putBack: name, from }`: the entry of that name in the tree `from`
- * (the same folder in an earlier snapshot) put back as it was there, its contents
- * referred to, not sent again. Returns what `commit` returns.
+ * `keys`, as `author` (`target`: these and `fetchBlobs`, as `commit` takes them). `edit`
+ * is `{ remove: name }`, `{ rename: name, to }`, `{ make: name }` (an empty folder) or
+ * `{ putBack: name, from }`: the entry of that name in the tree `from` (the same folder in
+ * an earlier snapshot) put back as it was there, its contents referred to, not sent again.
+ * Returns what `commit` returns.
  */
 export async function editFolder({ edit, report, ...target }) {
   const named = edit.remove ?? edit.rename ?? edit.make ?? edit.putBack;
@@ -28,17 +29,7 @@ export async function editFolder({ edit, report, ...target }) {
     const index = find(named);
     if (edit.make !== undefined) {
       taken(named);
-      entries.push({
-        name: utf8(named),
-        kind: "dir",
-        mode: 0o755,
-        uid: folder ? folder.uid : 0,
-        gid: folder ? folder.gid : 0,
-        mtime_ns: BigInt(Date.now()) * 1000000n,
-        size: 0,
-        inode: 0,
-        subtree: await writeTree(uploader, []),
-      });
+      entries.push(folderEntry(utf8(named), folder, nowNs(), await writeTree(uploader, [])));
     } else if (edit.putBack !== undefined) {
       const earlier = (await rawTree(target.fetchBlobs, edit.from)).find((entry) => same(entry.name, utf8(named)));
       if (!earlier) throw new Damaged(`${named} is not in the earlier snapshot's folder`);

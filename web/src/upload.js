@@ -5,14 +5,13 @@
 import { KIND, hex, utf8 } from "./blob.js";
 import { chunks as cutFile, epochGear } from "./chunker.js";
 import { Cancelled } from "./saver.js";
-import { checkName, commit, rawTree, uploaderFor, writeTree } from "./writer.js";
+import { checkName, commit, folderEntry, nowNs, ownerIn, rawTree, uploaderFor, writeTree } from "./writer.js";
 
 /**
  * Adds `items` to the folder at `path` (names from the root) of library `info`, whose keys
  * are `keys`, as `author` (`target`: these and `fetchBlobs`, as `commit` takes them): a
- * new snapshot on top of the newest. An item is `{ parts, file }`
- * for a file (a File object) or `{ parts }` for a folder, `parts` its names from the
- * folder at `path`. Says how far it got through `report(text)`; stops with `Cancelled`
+ * new snapshot on top of the newest. An item is `{ parts, file }` for a file (a File
+ * object) or `{ parts }` for a folder, `parts` its names from the folder at `path`. Says how far it got through `report(text)`; stops with `Cancelled`
  * when `cancel.asked` is set before it commits. Returns the new snapshot's id (hex) and
  * its root tree's key.
  */
@@ -49,7 +48,7 @@ export async function uploadFiles({ items, report, cancel = null, ...target }) {
   await uploader.flush(true);
   heed();
   const fetchTree = (key) => rawTree(target.fetchBlobs, key);
-  const now = BigInt(Date.now()) * 1000000n;
+  const now = nowNs();
   return commit({
     ...target,
     uploader,
@@ -77,7 +76,6 @@ function folders(added) {
  * made where there are none and filled where there are, each written anew.
  */
 async function putInto(uploader, fetchTree, entries, folder, added, now) {
-  const owner = { uid: folder ? folder.uid : 0, gid: folder ? folder.gid : 0 };
   const inside = new Map();
   // Where each name is: thousands of files added to one folder stay one pass.
   const at = new Map(entries.map((entry, index) => [hex(entry.name), index]));
@@ -94,7 +92,7 @@ async function putInto(uploader, fetchTree, entries, folder, added, now) {
       if (existing && existing.kind !== "dir") {
         throw new Error(`${first} is a file in this folder, not a folder; rename the folder and add it again`);
       }
-      if (!existing) put({ name, kind: "dir", mode: 0o755, ...owner, mtime_ns: now, size: 0, inode: 0 });
+      if (!existing) put(folderEntry(name, folder, now));
       if (!inside.has(first)) inside.set(first, []);
       if (rest.length) inside.get(first).push({ ...item, parts: rest });
       continue;
@@ -103,7 +101,7 @@ async function putInto(uploader, fetchTree, entries, folder, added, now) {
       name,
       kind: "file",
       mode: 0o644,
-      ...owner,
+      ...ownerIn(folder),
       mtime_ns: item.mtimeNs,
       size: item.size,
       inode: 0,

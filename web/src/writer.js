@@ -120,7 +120,7 @@ export async function commit({ info, keys, author, uploader, fetchBlobs, path, c
     const snapshot = {
       tree: root,
       parent: parent ? parent.id : null,
-      time_ns: BigInt(Date.now()) * 1000000n,
+      time_ns: nowNs(),
       host: "web browser",
       username: "",
       author,
@@ -152,6 +152,22 @@ export async function rawTree(fetchBlobs, key) {
   return decode(plain.subarray(1), { useMaps: false }).entries;
 }
 
+/** Now, in nanoseconds since the Unix epoch (the trees' and snapshots' times). */
+export function nowNs() {
+  return BigInt(Date.now()) * 1000000n;
+}
+
+/** The owner a new entry of `folder` takes: the folder's (root at the top, `folder` null). */
+export function ownerIn(folder) {
+  return { uid: folder ? folder.uid : 0, gid: folder ? folder.gid : 0 };
+}
+
+/** A new folder entry named `name` (bytes) in `folder`, made at `now`, holding `subtree`
+ * (a tree key; none yet while its contents are still being written). */
+export function folderEntry(name, folder, now, subtree = undefined) {
+  return { name, kind: "dir", mode: 0o755, ...ownerIn(folder), mtime_ns: now, size: 0, inode: 0, ...(subtree ? { subtree } : {}) };
+}
+
 /** A file name any file system of the client's takes. */
 export function checkName(name) {
   if (!name || name === "." || name === ".." || name.includes("/") || name.includes("\0") || utf8(name).length > 255) {
@@ -165,7 +181,7 @@ export function checkName(name) {
  * touched are kept as they were decoded, byte for byte.
  */
 async function writeFolder(uploader, fetchTree, root, path, change) {
-  const now = BigInt(Date.now()) * 1000000n;
+  const now = nowNs();
   const trail = [];
   let entries = root ? await fetchTree(root) : [];
   for (const name of path) {
