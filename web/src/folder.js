@@ -250,7 +250,7 @@ export class FolderView {
   /** "Make a link to this folder": its address shown to copy, with the choices `ibackup
    * link create` offers (follow the newest snapshot, a password, an expiry). */
   linkForm(here) {
-    const path = this.path.slice(1).map((folder) => folder.name);
+    const path = this.shownPath();
     const follow = element("input", { type: "checkbox", id: "link-follow" });
     const password = element("input", { type: "password", id: "link-password", autocomplete: "new-password" });
     const expires = element("select", { id: "link-expires" },
@@ -291,10 +291,15 @@ export class FolderView {
     return element("details", { id: "link-maker" }, element("summary", {}, "Make a link to this folder"), form, line, made);
   }
 
+  /** The folder shown, as names from the top. */
+  shownPath() {
+    return this.path.slice(1).map((folder) => folder.name);
+  }
+
   /** Runs `edit` on the folder shown, its progress and errors said on the edit line. */
   async change(edit) {
     const line = document.getElementById("edit-status");
-    const path = this.path.slice(1).map((folder) => folder.name);
+    const path = this.shownPath();
     try {
       await whileBusy(() => this.edit(path, edit, (text) => tell(line, text, "note")));
     } catch (error) {
@@ -358,7 +363,7 @@ export class FolderView {
   }
 
   uploadForm(listing) {
-    const path = this.path.slice(1).map((folder) => folder.name);
+    const path = this.shownPath();
     return uploadForm((items, report, cancel) => this.upload(path, items, report, cancel), this.explain, listing);
   }
 
