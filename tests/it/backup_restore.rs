@@ -324,6 +324,8 @@ fn hard_links_are_read_once_and_restored_as_hard_links() {
     assert_eq!(meta("half").nlink(), 1);
     assert_eq!(fs::read(target.join("half")).unwrap(), b"half");
     assert_same_tree(&source, &target);
+    // The names of each file agree on their count and contents.
+    client.run(&["check"]).ok();
 
     // Unchanged, the next backup reads nothing and keeps the same trees.
     let again = client.backup(&[&source]).ok().json();

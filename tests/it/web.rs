@@ -594,6 +594,10 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
     let mut big = vec![0u8; 1_500_000];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut big);
     write_file(&docs.join("report.bin"), &big);
+    // One file under two names, in two folders: the page deletes one name and puts it back.
+    fs::create_dir_all(docs.join("deeper")).unwrap();
+    write_file(&docs.join("pair.txt"), b"one file, two names");
+    fs::hard_link(docs.join("pair.txt"), docs.join("deeper/pair-too.txt")).unwrap();
     alice.backup(&[&docs]).ok();
     write_file(&docs.join("later.txt"), b"a second snapshot");
     alice.backup(&[&docs]).ok();
@@ -630,6 +634,7 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         "upload": [picked.path().join("added.bin"), picked.path().join("note.txt")],
         "kept": ["later.txt"],
         "cancelled": picked.path().join("cancelled.bin"),
+        "linked": "pair.txt",
         "follow": link_id(&follow),
         "revoke": link_id(&once),
         "link_password": "the link's own password",
@@ -638,10 +643,11 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
     let made: serde_json::Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
     let made = made["made"].as_str().unwrap().to_owned();
 
-    // The command-line client reads what the page wrote: two new snapshots on top of the
-    // backups, the added files whole beside what was backed up, and every object sound.
+    // The command-line client reads what the page wrote: four new snapshots on top of the
+    // backups (two uploads, a deletion, a file put back), the added files whole beside
+    // what was backed up, and every object sound.
     let listed = alice.run(&["snapshots", "--json"]).ok().json();
-    assert_eq!(listed.as_array().map(Vec::len), Some(4), "{listed}");
+    assert_eq!(listed.as_array().map(Vec::len), Some(6), "{listed}");
     let target = tempfile::tempdir().unwrap();
     alice
         .run(&[
@@ -659,6 +665,20 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
     );
     assert_eq!(fs::read(restored.join("report.bin")).unwrap(), big);
     assert!(!restored.join("cancelled.bin").exists());
+    // The name put back is a file of its own now, as is the other name: `check` below
+    // finds each snapshot's names of a hard-linked file counted as they are.
+    use std::os::unix::fs::MetadataExt;
+    for name in ["pair.txt", "deeper/pair-too.txt"] {
+        assert_eq!(
+            fs::read(restored.join(name)).unwrap(),
+            b"one file, two names"
+        );
+        assert_eq!(
+            fs::metadata(restored.join(name)).unwrap().nlink(),
+            1,
+            "{name}"
+        );
+    }
     assert_eq!(
         fs::read(restored.join("later.txt")).unwrap(),
         b"a second snapshot"

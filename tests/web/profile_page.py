@@ -212,6 +212,8 @@ def library(page, args):
     page.unroute("**/api/v1/libraries/*/head")
     if args.get("cancelled"):
         cancel_upload(page, args["cancelled"])
+    if args.get("linked"):
+        unlink_and_put_back(page, args)
 
     if args.get("revoke"):
         links(page, args)
@@ -237,6 +239,28 @@ def cancel_upload(page, path):
     expect(status).to_contain_text("Upload cancelled: nothing was added", timeout=TIMEOUT_MS)
     expect(page.get_by_role("button", name="Cancel upload")).to_be_hidden()
     expect(page.locator(f'tr[data-name="{os.path.basename(path)}"]')).to_have_count(0)
+
+
+def unlink_and_put_back(page, args):
+    """One name of a file with two (a hard link, backed up by the client) deleted, then put
+    back from the snapshot before the deletion; the page shows the folder of the newest
+    snapshot after."""
+    name = args["linked"]
+    page.locator(f'tr[data-name="{name}"]').get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name=f"Delete {name}").click()
+    expect(page.locator("#edit-status")).to_contain_text(f"Deleted {name}", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(0)
+    page.get_by_role("button", name="Back to the snapshots of Backups").click()
+    rows = page.locator("#snapshots tbody tr")
+    expect(rows).to_have_count(args["snapshots"] + 3, timeout=TIMEOUT_MS)
+    rows.nth(1).get_by_role("button", name="Open").click()
+    for folder in args["folders"]:
+        here = page.locator(f'tr[data-name="{folder}"]')
+        expect(here).to_have_count(1, timeout=TIMEOUT_MS)
+        here.get_by_role("button", name="Open").click()
+    page.get_by_role("button", name=f"Put back {name}").click()
+    expect(page.locator("#edit-status")).to_contain_text(f"Put back {name}", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(1)
 
 
 def leave(page, args):

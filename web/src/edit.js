@@ -21,7 +21,7 @@ export async function editFolder({ edit, report, ...target }) {
     if (edit.to === edit.rename) throw new Error(`${edit.to} is its name already`);
   }
   const uploader = uploaderFor(target.info, target.keys);
-  const change = async (entries, folder) => {
+  const change = async (entries, folder, links) => {
     const find = (name) => entries.findIndex((entry) => same(entry.name, utf8(name)));
     const taken = (name) => {
       if (find(name) >= 0) throw new Error(`there is already something called ${name} in this folder; pick another name`);
@@ -31,8 +31,9 @@ export async function editFolder({ edit, report, ...target }) {
       taken(named);
       entries.push(folderEntry(utf8(named), folder, nowNs(), await writeTree(uploader, [])));
     } else if (edit.putBack !== undefined) {
-      const earlier = (await rawTree(target.fetchBlobs, edit.from)).find((entry) => same(entry.name, utf8(named)));
-      if (!earlier) throw new Damaged(`${named} is not in the earlier snapshot's folder`);
+      const before = (await rawTree(target.fetchBlobs, edit.from)).find((entry) => same(entry.name, utf8(named)));
+      if (!before) throw new Damaged(`${named} is not in the earlier snapshot's folder`);
+      const earlier = await links.bringBack(before);
       if (index < 0) {
         entries.push(earlier);
       } else if (entries[index].kind === "dir") {
@@ -40,11 +41,13 @@ export async function editFolder({ edit, report, ...target }) {
       } else if (earlier.kind === "dir") {
         throw new Error(`the newest snapshot has a file called ${named}; rename or delete it first`);
       } else {
+        await links.drop(entries[index]);
         entries[index] = earlier;
       }
     } else if (index < 0) {
       throw new Error(`${named} is no longer in this folder (changed elsewhere meanwhile); open the newest snapshot and try again`);
     } else if (edit.remove !== undefined) {
+      await links.drop(entries[index]);
       entries.splice(index, 1);
     } else {
       taken(edit.to);

@@ -52,7 +52,7 @@ export async function uploadFiles({ items, report, cancel = null, ...target }) {
   return commit({
     ...target,
     uploader,
-    change: (entries, folder) => putInto(uploader, fetchTree, entries, folder, added, now),
+    change: (entries, folder, links) => putInto(uploader, fetchTree, links, entries, folder, added, now),
     paths: [...new Set(added.map((item) => item.parts[0]))],
     summary: { files: added.filter((item) => !item.dir).length, dirs: folders(added), bytes },
     report,
@@ -73,9 +73,10 @@ function folders(added) {
 /**
  * The key of the tree of `entries` (a folder whose own entry is `folder`, null at the top)
  * with `added` (named from it) put in: files replace files of their name, folders are
- * made where there are none and filled where there are, each written anew.
+ * made where there are none and filled where there are, each written anew. A file replaced
+ * leaves its hard links (`links`, see `commit`).
  */
-async function putInto(uploader, fetchTree, entries, folder, added, now) {
+async function putInto(uploader, fetchTree, links, entries, folder, added, now) {
   const inside = new Map();
   // Where each name is: thousands of files added to one folder stay one pass.
   const at = new Map(entries.map((entry, index) => [hex(entry.name), index]));
@@ -110,6 +111,7 @@ async function putInto(uploader, fetchTree, entries, folder, added, now) {
     if (!existing) {
       put(entry);
     } else if (existing.kind === "file" || existing.kind === "symlink") {
+      await links.drop(existing);
       entries[index] = entry;
     } else {
       throw new Error(`${first} is a ${existing.kind === "dir" ? "folder" : existing.kind} in this folder; rename the file and add it again`);
@@ -119,7 +121,7 @@ async function putInto(uploader, fetchTree, entries, folder, added, now) {
     const index = at.get(hex(utf8(first)));
     const entry = entries[index];
     const below = entry.subtree ? await fetchTree(entry.subtree) : [];
-    const key = await putInto(uploader, fetchTree, below, entry, items, now);
+    const key = await putInto(uploader, fetchTree, links, below, entry, items, now);
     entries[index] = { ...entry, subtree: key, mtime_ns: now };
   }
   return writeTree(uploader, entries);

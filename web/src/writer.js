@@ -9,6 +9,7 @@ import { decode, encode } from "cborg";
 
 import { call, request } from "./api.js";
 import { Damaged, KIND, concat, fromHex, hex, objectId, openBlob, same, sealBlob, utf8 } from "./blob.js";
+import { LinkEdits } from "./hardlinks.js";
 import { openSnapshot } from "./library.js";
 
 const FORMAT = 2;
@@ -34,6 +35,8 @@ export class Uploader {
     Object.assign(this, { library, epoch, keys });
     this.pending = [];
     this.bytes = 0;
+    /** The trees written, hex of the key to the entries: read back before they are sent. */
+    this.trees = new Map();
   }
 
   /** A chunk or tree: its key, and its sealed blob queued unless the library has it. */
@@ -99,14 +102,22 @@ export function uploaderFor(info, keys) {
 
 /**
  * Makes a new snapshot of library `info` (keys `keys`) as `author`, on top of its newest:
- * the folder at `path` (names from the root) changed by `change(entries, folder)` (its
- * entries as decoded, and its own entry, null at the top), which returns the folder's new
- * tree key. `paths` and `summary` go into the snapshot; `again` is said when another
+ * the folder at `path` (names from the root) changed by `change(entries, folder, links)`
+ * (its entries as decoded, its own entry, null at the top, and the `LinkEdits` to tell of
+ * names of hard-linked files it removes or puts back), which returns the folder's new tree
+ * key. `paths` and `summary` go into the snapshot; `again` is said when another
  * writer moved the head first and the change is made again on top of theirs. Returns the
  * new snapshot's id (hex) and its root tree's key.
  */
 export async function commit({ info, keys, author, uploader, fetchBlobs, path, change, paths, summary, report, again }) {
-  const fetchTree = (key) => rawTree(fetchBlobs, key);
+  const loadTrees = (keys) => {
+    const away = keys.filter((key) => !uploader.trees.has(hex(key)));
+    return rawTrees(fetchBlobs, away).then((fetched) => {
+      const got = new Map(away.map((key, i) => [hex(key), fetched[i]]));
+      return keys.map((key) => uploader.trees.get(hex(key)) ?? got.get(hex(key)));
+    });
+  };
+  const fetchTree = async (key) => [...(await loadTrees([key]))[0]];
   for (let attempt = 0; attempt < COMMIT_ATTEMPTS; attempt++) {
     report("Saving the folder…");
     const { head } = await call("GET", `/api/v1/libraries/${info.id}/head`);
@@ -116,7 +127,9 @@ export async function commit({ info, keys, author, uploader, fetchBlobs, path, c
       const [blob] = await fetchBlobs([headId]);
       parent = { id: headId, snapshot: await openSnapshot(keys, headId, blob) };
     }
-    const root = await writeFolder(uploader, fetchTree, parent?.snapshot.tree ?? null, path, change);
+    const links = new LinkEdits(loadTrees, (entries) => writeTree(uploader, entries));
+    const changed = await writeFolder(uploader, fetchTree, parent?.snapshot.tree ?? null, path, (entries, folder) => change(entries, folder, links));
+    const root = await links.settle(changed);
     const snapshot = {
       tree: root,
       parent: parent ? parent.id : null,
@@ -145,11 +158,19 @@ export async function commit({ info, keys, author, uploader, fetchBlobs, path, c
 
 /** A tree's entries as decoded, fields and all, to be written again. */
 export async function rawTree(fetchBlobs, key) {
-  const id = objectId(key);
-  const [blob] = await fetchBlobs([id]);
-  const plain = await openBlob(key, KIND.tree, id, blob);
-  if (plain[0] !== FORMAT) throw new Damaged(`a folder is in format ${plain[0]}, which this page does not write over`);
-  return decode(plain.subarray(1), { useMaps: false }).entries;
+  return (await rawTrees(fetchBlobs, [key]))[0];
+}
+
+/** The entries of the trees of `keys`, fetched in one request. */
+export async function rawTrees(fetchBlobs, keys) {
+  if (!keys.length) return [];
+  const ids = keys.map(objectId);
+  const blobs = await fetchBlobs(ids);
+  return Promise.all(keys.map(async (key, i) => {
+    const plain = await openBlob(key, KIND.tree, ids[i], blobs[i]);
+    if (plain[0] !== FORMAT) throw new Damaged(`a folder is in format ${plain[0]}, which this page does not write over`);
+    return decode(plain.subarray(1), { useMaps: false }).entries;
+  }));
 }
 
 /** Now, in nanoseconds since the Unix epoch (the trees' and snapshots' times). */
@@ -211,5 +232,7 @@ export async function writeTree(uploader, entries) {
     if (entry.subtree) refs.push(objectId(entry.subtree));
   }
   const plain = concat([FORMAT], encode({ entries }));
-  return uploader.add(KIND.tree, plain, [...new Map(refs.map((r) => [hex(r), r])).values()]);
+  const key = await uploader.add(KIND.tree, plain, [...new Map(refs.map((r) => [hex(r), r])).values()]);
+  uploader.trees.set(hex(key), entries);
+  return key;
 }

@@ -1,8 +1,10 @@
 //! `ibackup check`: every snapshot of a library can be restored. Each snapshot and tree is
-//! fetched, decrypted and verified; every chunk must exist on the server; with `--read-data`
-//! (or a random share of them with `--read-data-subset`) every chunk is fetched and verified
-//! too. Damage names the snapshots and file paths it affects. Exit 0 when all is well, 1
+//! fetched, decrypted and verified; the names of each hard-linked file agree (`links`); every
+//! chunk must exist on the server; with `--read-data` (or a random share of them with
+//! `--read-data-subset`) every chunk is fetched and verified too. Damage names the snapshots and file paths it affects. Exit 0 when all is well, 1
 //! when anything is damaged (as restic does).
+
+mod links;
 
 use std::collections::{HashMap, HashSet};
 
@@ -70,6 +72,7 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
 
     // Snapshots, one at a time: a damaged one is named, the rest checked.
     let mut level: Vec<(ObjectKey, Seen)> = Vec::new();
+    let mut roots: Vec<(String, ObjectKey)> = Vec::new();
     for record in store.snapshots()? {
         report.snapshots += 1;
         let seen = (record.id.short(), "/".to_owned());
@@ -79,7 +82,10 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
                 let plain = library.keys.open_snapshot(&record.id, blobs.remove(0))?;
                 Ok(Snapshot::decode(&plain)?)
             }) {
-            Ok(snapshot) => level.push((snapshot.tree, seen)),
+            Ok(snapshot) => {
+                roots.push((seen.0.clone(), snapshot.tree));
+                level.push((snapshot.tree, seen));
+            }
             Err(e) if is_damage(&e) => report.damage.push(damage(&seen, &record.id, e.to_string())),
             Err(e) => return Err(e),
         }
@@ -91,6 +97,7 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
     // In the order the trees hold them, which is about the order they were stored in: a
     // request of neighbours reads a few long ranges of a pack, not many short ones.
     let mut order: Vec<ObjectKey> = Vec::new();
+    let mut link_counts = links::LinkCounts::default();
     while !level.is_empty() {
         level.retain(|(key, _)| trees_seen.insert(*key));
         let mut next = Vec::new();
@@ -104,6 +111,7 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
                 }
                 Err(e) => return Err(e),
             };
+            link_counts.record(key, &tree);
             for entry in tree.entries {
                 let path = join(&seen.1, &entry.name);
                 match (entry.kind, entry.subtree) {
@@ -120,6 +128,16 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
             }
         }
         level = next;
+    }
+    for (snapshot, root) in roots {
+        for found in link_counts.check_snapshot(root) {
+            report.damage.push(Damage {
+                snapshot: snapshot.clone(),
+                path: found.path,
+                object: found.tree.id().short(),
+                problem: found.problem,
+            });
+        }
     }
 
     // Chunks: every one must exist; the share asked for is read and verified.
