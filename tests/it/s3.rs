@@ -60,7 +60,7 @@ fn check_contract(store: &dyn BlobStore) {
         (p1.clone(), 0, 10),
         (p2.clone(), 5, 70_000),
     ];
-    let body = store.read_frames(LIB, &wanted).unwrap();
+    let body = store.read_frames(LIB, &wanted).unwrap().to_vec();
     let frames = ibackup::api::frame::decode_frames(&body).unwrap();
     assert_eq!(frames.len(), 4);
     assert_eq!(frames[0], &large[19_000_000..]);

@@ -352,8 +352,12 @@ pub async fn serve(
         })
         .await?;
     let store = state.blobs.clone();
-    let body = tokio::task::spawn_blocking(move || store.read_frames(&library_id, &wanted))
+    let frames = tokio::task::spawn_blocking(move || store.read_frames(&library_id, &wanted))
         .await
         .map_err(ApiError::internal)??;
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::new(frames.into_body()),
+    )
+        .into_response())
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::{direct, BlobStore, PackInfo, StorageError, StorageResult};
+use super::{direct, BlobStore, Frames, PackInfo, StorageError, StorageResult};
 use crate::fsutil::{create_private_dir, write_atomic};
 
 #[derive(Clone)]
@@ -67,9 +67,8 @@ impl BlobStore for LocalStore {
 
     /// Opens each pack once and reads straight into the answer, without an intermediate
     /// copy; large objects directly.
-    fn read_frames(&self, library: &str, wanted: &[(String, u64, u64)]) -> StorageResult<Vec<u8>> {
-        let total: u64 = wanted.iter().map(|(_, _, size)| size + 4).sum();
-        let mut out = Vec::with_capacity(total as usize);
+    fn read_frames(&self, library: &str, wanted: &[(String, u64, u64)]) -> StorageResult<Frames> {
+        let mut frames = Frames::default();
         // The pack open now: buffered, and for large objects direct (`None` if refused).
         let mut open: Option<(&str, File, Option<Option<File>>)> = None;
         for (pack, offset, size) in wanted {
@@ -77,14 +76,17 @@ impl BlobStore for LocalStore {
                 open = Some((pack, self.open_pack(library, pack)?, None));
             }
             let (_, file, direct) = open.as_mut().expect("opened above");
-            out.extend_from_slice(&(*size as u32).to_be_bytes());
+            frames.prefix(*size);
             if *size >= direct::DIRECT_MIN {
                 let direct =
                     direct.get_or_insert_with(|| direct::open(&self.pack_path(library, pack)));
                 if let Some(direct_file) = direct {
-                    match direct::read_into(direct_file, *offset, *size, &mut out) {
-                        Ok(true) => continue,
-                        Ok(false) => {}
+                    match direct::read_owned(direct_file, *offset, *size) {
+                        Ok(Some(object)) => {
+                            frames.push(object);
+                            continue;
+                        }
+                        Ok(None) => {}
                         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                             return Err(short(pack, *offset))
                         }
@@ -95,11 +97,13 @@ impl BlobStore for LocalStore {
             let mut file = &*file;
             // Read into the spare capacity: no zeroing of bytes about to be overwritten.
             file.seek(SeekFrom::Start(*offset))?;
-            if file.take(*size).read_to_end(&mut out)? as u64 != *size {
+            let n = file.take(*size).read_to_end(frames.open())? as u64;
+            if n != *size {
                 return Err(short(pack, *offset));
             }
+            frames.note(n);
         }
-        Ok(out)
+        Ok(frames)
     }
 
     fn read_range(
@@ -212,7 +216,8 @@ mod tests {
         let (lib, pack) = (LIB, PACK);
         let body = store
             .read_frames(lib, &[(pack.into(), 5, 5), (pack.into(), 0, 5)])
-            .unwrap();
+            .unwrap()
+            .to_vec();
         let got = crate::api::frame::decode_frames(&body).unwrap();
         assert_eq!(got, vec![&b"world"[..], b"hello"]);
         // An index that points past the end of its pack is an error, not short data.
@@ -236,7 +241,7 @@ mod tests {
             (pack.into(), 400_003, 10),
             (pack.into(), 400_013, 599_987),
         ];
-        let body = store.read_frames(lib, &wanted).unwrap();
+        let body = store.read_frames(lib, &wanted).unwrap().to_vec();
         let got = crate::api::frame::decode_frames(&body).unwrap();
         assert_eq!(
             got,

@@ -7,6 +7,7 @@
 //! (Garage in the tests). A pack is stored durably before any database row refers to it.
 
 mod direct;
+mod frames;
 mod local;
 mod s3;
 
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::server::db::Database;
 
+pub use frames::{Frames, FramesBody};
 pub use local::LocalStore;
 pub use s3::{S3Credentials, S3Settings, S3Store};
 
@@ -66,7 +68,7 @@ pub trait BlobStore: Send + Sync {
 
     /// Reads objects (pack, offset, size) into one fetch answer: `length (u32 BE) || blob`
     /// each, in the order asked.
-    fn read_frames(&self, library: &str, wanted: &[(String, u64, u64)]) -> StorageResult<Vec<u8>>;
+    fn read_frames(&self, library: &str, wanted: &[(String, u64, u64)]) -> StorageResult<Frames>;
 
     /// One object's bytes out of a pack.
     fn read_range(

@@ -23,7 +23,7 @@ use object_store::{
     WriteMultipart,
 };
 
-use super::{BlobStore, PackInfo, StorageError, StorageOptions, StorageResult};
+use super::{BlobStore, Frames, PackInfo, StorageError, StorageOptions, StorageResult};
 
 /// Packs at least this large go up in parts of this size (S3's smallest part is 5 MiB).
 const PART_SIZE: usize = 8 << 20;
@@ -281,7 +281,7 @@ impl BlobStore for S3Store {
     /// ranges less than 1 MiB apart, and splits the rest into parallel requests), and up to
     /// [`PARALLEL_PACKS`] packs at once: a fetch reads what it needs, not whole packs, and
     /// a batch of small objects from a few packs costs a few round trips, not one each.
-    fn read_frames(&self, library: &str, wanted: &[(String, u64, u64)]) -> StorageResult<Vec<u8>> {
+    fn read_frames(&self, library: &str, wanted: &[(String, u64, u64)]) -> StorageResult<Frames> {
         // Each pack with the positions in `wanted` of its objects.
         let mut packs: Vec<(&str, Vec<usize>)> = Vec::new();
         let mut index: std::collections::HashMap<&str, usize> = Default::default();
@@ -331,14 +331,13 @@ impl BlobStore for S3Store {
                 found[position] = Some(bytes);
             }
         }
-        let total: u64 = wanted.iter().map(|(_, _, size)| size + 4).sum();
-        let mut out = Vec::with_capacity(total as usize);
+        let mut frames = Frames::default();
         for bytes in found {
             let bytes = bytes.expect("every position belongs to one pack, answered above");
-            out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
-            out.extend_from_slice(&bytes);
+            frames.prefix(bytes.len() as u64);
+            frames.push(bytes);
         }
-        Ok(out)
+        Ok(frames)
     }
 
     fn read_range(
