@@ -261,6 +261,12 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
     if options.allow_other {
         command.arg("--allow-other");
     }
+    // glibc gives each of the mount's threads an arena of its own (up to eight per core),
+    // and memory one arena freed is not reused by the others: two arenas keep the peak
+    // about 90 MiB lower at the same speed (DECISIONS 94). A value the user set stays.
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        command.env("MALLOC_ARENA_MAX", "2");
+    }
     use std::os::unix::process::CommandExt;
     command.process_group(0);
     let mut child = command.spawn().map_err(ClientError::io("ibackup mount"))?;
