@@ -11,6 +11,9 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 
+/// Objects smaller than this are copied into the open buffer by [`Frames::add`].
+const COPY_BELOW: usize = 64 << 10;
+
 #[derive(Debug, Default)]
 pub struct Frames {
     parts: Vec<Bytes>,
@@ -44,6 +47,17 @@ impl Frames {
         }
         self.len += object.len() as u64;
         self.parts.push(object);
+    }
+
+    /// An object as it came: a small one copied after the others (a few parts of many
+    /// objects rather than many tiny parts), a large one kept as it is.
+    pub fn add(&mut self, object: Bytes) {
+        if object.len() < COPY_BELOW {
+            self.open.extend_from_slice(&object);
+            self.len += object.len() as u64;
+        } else {
+            self.push(object);
+        }
     }
 
     /// Bytes in all.
@@ -125,10 +139,18 @@ mod tests {
         frames.prefix(5);
         frames.push(Bytes::from_static(b"large"));
         frames.prefix(0);
+        frames.prefix(2);
+        frames.add(Bytes::from_static(b"ok"));
+        let big = Bytes::from(vec![7u8; COPY_BELOW]);
+        frames.prefix(big.len() as u64);
+        frames.add(big.clone());
         let body = frames.into_body();
-        assert_eq!(body.size_hint().exact(), Some(4 + 3 + 4 + 5 + 4));
+        assert_eq!(
+            body.size_hint().exact(),
+            Some((4 + 3 + 4 + 5 + 4 + 4 + 2 + 4 + COPY_BELOW) as u64)
+        );
         let whole = body.collect().await.unwrap().to_bytes();
         let got = crate::api::frame::decode_frames(&whole).unwrap();
-        assert_eq!(got, vec![&b"abc"[..], b"large", b""]);
+        assert_eq!(got, vec![&b"abc"[..], b"large", b"", b"ok", &big[..]]);
     }
 }

@@ -335,7 +335,7 @@ impl BlobStore for S3Store {
         for bytes in found {
             let bytes = bytes.expect("every position belongs to one pack, answered above");
             frames.prefix(bytes.len() as u64);
-            frames.push(bytes);
+            frames.add(bytes);
         }
         Ok(frames)
     }
