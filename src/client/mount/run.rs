@@ -109,6 +109,7 @@ pub(super) fn run_foreground(
         prepared: Mutex::new(HashMap::new()),
         account: signed_in.clone(),
         refresh_keys: Arc::new(AtomicBool::new(false)),
+        link_free: Mutex::default(),
     });
     // Changes a previous mount left behind go up first, so the tree shows them.
     if journal.counts().map(|c| c.0).unwrap_or(0) > 0 {

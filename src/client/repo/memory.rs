@@ -2,6 +2,7 @@
 //! tree writing): the same sealing and opening as the network store, no server.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
@@ -19,6 +20,8 @@ pub struct MemoryRepo {
     head: Mutex<Option<ObjectId>>,
     /// Every head set, oldest first: the library's snapshots.
     history: Mutex<Vec<ObjectId>>,
+    /// Trees read back, counted: what a reader's caching saves shows here.
+    trees_loaded: AtomicU64,
 }
 
 impl Default for MemoryRepo {
@@ -29,6 +32,7 @@ impl Default for MemoryRepo {
             blobs: Mutex::default(),
             head: Mutex::default(),
             history: Mutex::default(),
+            trees_loaded: AtomicU64::new(0),
         }
     }
 }
@@ -56,6 +60,11 @@ impl MemoryRepo {
         }]
     }
 
+    /// How many trees were read back so far.
+    pub fn trees_loaded(&self) -> u64 {
+        self.trees_loaded.load(Ordering::Relaxed)
+    }
+
     /// The snapshots committed, oldest first.
     pub fn history(&self) -> Vec<ObjectId> {
         self.history
@@ -75,6 +84,10 @@ impl MemoryRepo {
 
 impl ObjectSource for MemoryRepo {
     fn load(&self, kind: BlobKind, keys: &[ObjectKey]) -> Result<Vec<Bytes>> {
+        if kind == BlobKind::Tree {
+            self.trees_loaded
+                .fetch_add(keys.len() as u64, Ordering::Relaxed);
+        }
         keys.iter()
             .map(|key| Ok(self.keys.open_object(kind, key, self.blob(&key.id())?)?))
             .collect()

@@ -49,42 +49,73 @@ fn dir_entry(name: &[u8], mode: u32, uid: u32, gid: u32, mtime_ns: i64) -> Entry
 }
 
 /// The paths below `dir` (at `prefix`) of the files in hard-link `groups`.
-fn find_in_dir(
-    dir: &EditDir,
-    writer: &mut TreeWriter<'_>,
-    prefix: &[u8],
-    groups: &HashSet<u64>,
-    out: &mut HashMap<u64, Vec<Vec<u8>>>,
-) -> Result<()> {
-    for (name, item) in &dir.items {
-        let path = join_path(prefix, name);
-        match item {
-            Item::Dir(sub) => find_in_dir(sub, writer, &path, groups, out)?,
-            Item::Clean(entry) => find_in_entry(entry, writer, path, groups, out)?,
+/// Stored trees known to hold no hard-linked name at or below them. A tree never changes,
+/// so what one commit learns holds for every later one: after the first walk of a library,
+/// counting a group's names reads only the folders that have links and the trees written
+/// since (DECISIONS 95).
+#[derive(Default)]
+pub struct LinkFree(HashSet<ObjectKey>);
+
+/// Trees [`LinkFree`] remembers at most (32 bytes each); past it, it starts again.
+const LINK_FREE_MAX: usize = 1 << 20;
+
+impl LinkFree {
+    fn learn(&mut self, tree: ObjectKey) {
+        if self.0.len() >= LINK_FREE_MAX {
+            self.0.clear();
         }
+        self.0.insert(tree);
     }
-    Ok(())
 }
 
-fn find_in_entry(
-    entry: &Entry,
-    writer: &mut TreeWriter<'_>,
-    path: Vec<u8>,
-    groups: &HashSet<u64>,
-    out: &mut HashMap<u64, Vec<Vec<u8>>>,
-) -> Result<()> {
-    match (entry.kind, entry.subtree) {
-        (EntryKind::Dir, Some(subtree)) => {
-            for child in writer.get(&subtree)?.entries {
-                let child_path = join_path(&path, &child.name);
-                find_in_entry(&child, writer, child_path, groups, out)?;
+/// Where the names of `groups` are, below `dir` (paths from the root).
+struct LinkSearch<'a, 'w> {
+    writer: &'a mut TreeWriter<'w>,
+    groups: &'a HashSet<u64>,
+    free: &'a mut LinkFree,
+    found: HashMap<u64, Vec<Vec<u8>>>,
+}
+
+impl LinkSearch<'_, '_> {
+    fn in_dir(&mut self, dir: &EditDir, prefix: &[u8]) -> Result<()> {
+        for (name, item) in &dir.items {
+            let path = join_path(prefix, name);
+            match item {
+                Item::Dir(sub) => self.in_dir(sub, &path)?,
+                Item::Clean(entry) => {
+                    self.in_entry(entry, path)?;
+                }
             }
         }
-        (EntryKind::Dir, None) => {}
-        _ if groups.contains(&entry.link) => out.entry(entry.link).or_default().push(path),
-        _ => {}
+        Ok(())
     }
-    Ok(())
+
+    /// Whether `entry`, or anything below it, is a name of any group.
+    fn in_entry(&mut self, entry: &Entry, path: Vec<u8>) -> Result<bool> {
+        match (entry.kind, entry.subtree) {
+            (EntryKind::Dir, Some(subtree)) => {
+                if self.free.0.contains(&subtree) {
+                    return Ok(false);
+                }
+                let mut linked = false;
+                for child in self.writer.get(&subtree)?.entries {
+                    let child_path = join_path(&path, &child.name);
+                    linked |= self.in_entry(&child, child_path)?;
+                }
+                if !linked {
+                    self.free.learn(subtree);
+                }
+                Ok(linked)
+            }
+            (EntryKind::Dir, None) => Ok(false),
+            _ => {
+                if self.groups.contains(&entry.link) {
+                    self.found.entry(entry.link).or_default().push(path);
+                }
+                Ok(entry.link != 0)
+            }
+        }
+    }
 }
 
 fn split(path: &[u8]) -> Vec<Vec<u8>> {
@@ -445,7 +476,7 @@ impl EditTree {
     /// Brings every name of each hard-link group the replay changed in line: the same
     /// content and attributes, and the count of names. The names may be anywhere in the
     /// library, so this reads every tree (only when a replay touched a group).
-    fn settle_links(&mut self, writer: &mut TreeWriter<'_>) -> Result<()> {
+    fn settle_links(&mut self, writer: &mut TreeWriter<'_>, free: &mut LinkFree) -> Result<()> {
         if self.links.is_empty() {
             return Ok(());
         }
@@ -458,8 +489,14 @@ impl EditTree {
             }
         }
         let groups: HashSet<u64> = self.links.keys().copied().collect();
-        let mut members: HashMap<u64, Vec<Vec<u8>>> = HashMap::new();
-        find_in_dir(&self.root, writer, b"", &groups, &mut members)?;
+        let mut search = LinkSearch {
+            writer,
+            groups: &groups,
+            free,
+            found: HashMap::new(),
+        };
+        search.in_dir(&self.root, b"")?;
+        let mut members = search.found;
         for (link, source) in std::mem::take(&mut self.links) {
             let paths = members.remove(&link).unwrap_or_default();
             let count = paths.len() as u32;
@@ -480,9 +517,10 @@ impl EditTree {
         Ok(())
     }
 
-    /// Queues the changed trees (children first) and returns the root's id.
-    pub fn write(&mut self, writer: &mut TreeWriter<'_>) -> Result<ObjectKey> {
-        self.settle_links(writer)?;
+    /// Queues the changed trees (children first) and returns the root's id. `free` is what
+    /// earlier commits learned of where the library has no hard links.
+    pub fn write(&mut self, writer: &mut TreeWriter<'_>, free: &mut LinkFree) -> Result<ObjectKey> {
+        self.settle_links(writer, free)?;
         fn write_dir(dir: &mut EditDir, writer: &mut TreeWriter<'_>) -> ObjectKey {
             let entries = dir
                 .items
@@ -549,12 +587,23 @@ mod tests {
         ops: &[Op],
         contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
     ) -> (ObjectKey, Vec<String>) {
+        replay_learning(repo, root, ops, contents, &mut LinkFree::default())
+    }
+
+    /// `replay`, with what earlier replays learned of where there are no hard links.
+    fn replay_learning(
+        repo: &MemoryRepo,
+        root: Option<ObjectKey>,
+        ops: &[Op],
+        contents: &HashMap<String, (Vec<ChunkRef>, u64)>,
+        free: &mut LinkFree,
+    ) -> (ObjectKey, Vec<String>) {
         let mut writer = TreeWriter::new(repo, HashMap::new());
         let mut edit = EditTree::new(&mut writer, root, "me@example.com laptop").unwrap();
         for op in ops {
             edit.apply(&mut writer, op, contents).unwrap();
         }
-        let root = edit.write(&mut writer).unwrap();
+        let root = edit.write(&mut writer, free).unwrap();
         writer.flush().unwrap();
         (root, edit.conflicts)
     }
@@ -768,6 +817,93 @@ mod tests {
             linked(&repo, single),
             vec![("far/away/b".to_owned(), 0, 0, 0o600, b"second".to_vec())]
         );
+    }
+
+    #[test]
+    fn counting_a_group_again_reads_only_folders_with_links_once_the_rest_is_known() {
+        let repo = MemoryRepo::default();
+        let contents: HashMap<String, (Vec<ChunkRef>, u64)> =
+            [("v1", &b"first"[..]), ("v2", b"second"), ("v3", b"third")]
+                .into_iter()
+                .map(|(stage, data)| {
+                    (
+                        stage.to_owned(),
+                        (repo.store_chunk(data), data.len() as u64),
+                    )
+                })
+                .collect();
+        // Forty folders of a file each, and one file with a second name two levels down.
+        let mut ops: Vec<Op> = (0..40)
+            .flat_map(|n| {
+                [
+                    mkdir(&format!("d{n}")),
+                    write(&format!("d{n}/f{n}"), "v1", None),
+                ]
+            })
+            .collect();
+        let mut first = write("a", "v1", None);
+        if let Op::Write { link, .. } = &mut first {
+            *link = 7;
+        }
+        ops.extend([
+            mkdir("deep"),
+            mkdir("deep/er"),
+            first,
+            Op::Link {
+                from: b"a".to_vec(),
+                to: b"deep/er/b".to_vec(),
+                link: 7,
+            },
+        ]);
+        let (base, _) = replay(&repo, None, &ops, &contents);
+        let through = |stage: &str, was: &str| {
+            let mut op = write("a", stage, Some(content_sig(&contents[was].0)));
+            if let Op::Write { link, .. } = &mut op {
+                *link = 7;
+            }
+            op
+        };
+
+        // The first write through a name reads every folder to find the others.
+        let mut free = LinkFree::default();
+        let before = repo.trees_loaded();
+        let (after, _) = replay_learning(
+            &repo,
+            Some(base),
+            &[through("v2", "v1")],
+            &contents,
+            &mut free,
+        );
+        let first_walk = repo.trees_loaded() - before;
+        assert!(first_walk >= 43, "{first_walk} trees read");
+        assert_eq!(
+            linked(&repo, after)
+                .into_iter()
+                .filter(|(_, link, ..)| *link == 7)
+                .map(|(path, _, nlink, _, content)| (path, nlink, content))
+                .collect::<Vec<_>>(),
+            [
+                ("a".to_owned(), 2, b"second".to_vec()),
+                ("deep/er/b".to_owned(), 2, b"second".to_vec())
+            ]
+        );
+
+        // The next reads the root and the folders on the way to the other name, not the forty.
+        let before = repo.trees_loaded();
+        let (again, _) = replay_learning(
+            &repo,
+            Some(after),
+            &[through("v3", "v2")],
+            &contents,
+            &mut free,
+        );
+        let second_walk = repo.trees_loaded() - before;
+        assert!(second_walk <= 4, "{second_walk} trees read");
+        let b = linked(&repo, again)
+            .into_iter()
+            .find(|(path, ..)| path == "deep/er/b")
+            .unwrap();
+        assert_eq!((b.2, b.4), (2, b"third".to_vec()));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use self::edit::EditTree;
+pub use self::edit::LinkFree;
 use super::journal::{Journal, Op};
 use super::vfs::Vfs;
 use crate::client::remote::Remote;
@@ -76,6 +77,8 @@ pub struct Uploader {
     /// Set when the server refused an upload under an old key epoch: the mount's poller
     /// then reloads the libraries' keys at once.
     pub refresh_keys: Arc<AtomicBool>,
+    /// Where the libraries have no hard links, learned by earlier commits.
+    pub link_free: Mutex<LinkFree>,
 }
 
 /// A staged file's chunks, uploaded ahead of its commit, and the size and mtime it had.
@@ -326,7 +329,10 @@ impl Uploader {
             for (_, op) in &ops {
                 edit.apply(&mut writer, op, &contents)?;
             }
-            let new_root = edit.write(&mut writer)?;
+            let new_root = {
+                let mut free = self.link_free.lock().unwrap_or_else(|p| p.into_inner());
+                edit.write(&mut writer, &mut free)?
+            };
             writer.flush()?;
             let snapshot = Snapshot {
                 tree: new_root,
