@@ -26,12 +26,13 @@ pub fn open(path: &Path) -> Option<File> {
         .ok()
 }
 
-/// Aligned buffers kept for the next read: what an answer sent comes back here.
+/// Aligned buffers kept for the next read, oldest first: what an answer sent comes back
+/// here.
 static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 /// Bytes the pool keeps at most; more is freed as it comes back.
 const POOL_BYTES: usize = 64 << 20;
 /// A new buffer's size is rounded up to this.
-const BUFFER_STEP: usize = 1 << 20;
+const BUFFER_STEP: usize = 64 << 10;
 
 /// A buffer of the pool, lent to the answer that sends what it holds.
 struct Lent(Vec<u8>);
@@ -45,23 +46,40 @@ impl AsRef<[u8]> for Lent {
 impl Drop for Lent {
     fn drop(&mut self) {
         let buf = std::mem::take(&mut self.0);
+        if buf.len() > POOL_BYTES {
+            return;
+        }
         let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
-        if pool.iter().map(Vec::len).sum::<usize>() + buf.len() <= POOL_BYTES {
-            pool.push(buf);
+        // The oldest go first: the pool keeps the sizes read lately.
+        pool.push(buf);
+        let mut kept: usize = pool.iter().map(Vec::len).sum();
+        while kept > POOL_BYTES {
+            kept -= pool.remove(0).len();
         }
     }
 }
 
-/// A zeroed-once buffer of at least `len` bytes, from the pool if it has one.
+/// A zeroed-once buffer of at least `len` bytes: the smallest of the pool that fits and
+/// is not more than twice as large (an answer of many small objects must not hold a large
+/// buffer for each), or a new one.
 fn borrow(len: usize) -> Vec<u8> {
     let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
-    match pool.iter().position(|buf| buf.len() >= len) {
+    match fitting(&pool, len) {
         Some(at) => pool.swap_remove(at),
         None => {
             drop(pool);
             vec![0; len.div_ceil(BUFFER_STEP) * BUFFER_STEP]
         }
     }
+}
+
+/// Which buffer of `pool` [`borrow`] lends for `len` bytes.
+fn fitting(pool: &[Vec<u8>], len: usize) -> Option<usize> {
+    pool.iter()
+        .enumerate()
+        .filter(|(_, buf)| buf.len() >= len && buf.len() <= 2 * len)
+        .min_by_key(|(_, buf)| buf.len())
+        .map(|(at, _)| at)
 }
 
 /// The `size` bytes at `offset` of `file` (opened by `open`), read straight into an aligned
@@ -104,6 +122,20 @@ pub fn read_owned(file: &File, offset: u64, size: u64) -> io::Result<Option<Byte
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_small_read_is_not_lent_a_large_buffer() {
+        let pool = vec![
+            vec![0u8; 4 << 20],
+            vec![0u8; 192 << 10],
+            vec![0u8; 128 << 10],
+        ];
+        assert_eq!(fitting(&pool, 100 << 10), Some(2));
+        assert_eq!(fitting(&pool, 130 << 10), Some(1));
+        assert_eq!(fitting(&pool, 1 << 20), None);
+        assert_eq!(fitting(&pool, (2 << 20) + 1), Some(0));
+        assert_eq!(fitting(&pool, (4 << 20) + 1), None);
+    }
 
     #[test]
     fn reads_unaligned_ranges_and_reports_a_short_pack() {
