@@ -138,6 +138,8 @@ def use(page, context, args):
         library(page, args)
     elif args["part"] == "share":
         share(page, args)
+    elif args["part"] == "swapped":
+        swapped(page, args)
     else:
         delete(page, args)
 
@@ -219,6 +221,30 @@ def library(page, args):
         links(page, args)
     if args.get("leave"):
         leave(page, args)
+
+
+def swapped(page, args):
+    """A file whose stored chunk the server swapped for other contents sealed under the
+    chunk's key: the page, holding the library's keys, refuses it and says so in the row."""
+    page.goto(args["url"])
+    page.get_by_label("E-mail address").fill(args["email"])
+    page.get_by_label("Password").fill(args["password"])
+    page.get_by_role("button", name="Sign in").click()
+    row = page.locator('tr[data-library="Backups"]')
+    expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+    row.get_by_role("button", name="Open").click()
+    page.locator("#snapshots tbody tr").first.get_by_role("button", name="Open").click()
+    for folder in args["folders"]:
+        here = page.locator(f'tr[data-name="{folder}"]')
+        expect(here).to_have_count(1, timeout=TIMEOUT_MS)
+        here.get_by_role("button", name="Open").click()
+    intact = page.locator(f'tr[data-name="{args["intact"]}"]')
+    expect(intact).to_have_count(1, timeout=TIMEOUT_MS)
+    with open(args["expected"], "rb") as f:
+        check(download(page, args["intact"]) == f.read(), "the intact file downloads changed")
+    file = page.locator(f'tr[data-name="{args["file"]}"]')
+    file.get_by_role("button", name="Download").click()
+    expect(file.get_by_role("alert")).to_contain_text("not what its key says", timeout=TIMEOUT_MS)
 
 
 def cancel_upload(page, path):

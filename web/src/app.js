@@ -15,6 +15,7 @@ import { FolderView, uploadForm } from "./folder.js";
 import { linksSection, makeLink, repointLinks } from "./mylinks.js";
 import { editFolder } from "./edit.js";
 import { uploadFiles } from "./upload.js";
+import { convergenceOf } from "./writer.js";
 import {
   Contacts,
   accountKeys,
@@ -509,6 +510,7 @@ async function openSnapshotPage(info, keys, name, listed, path = []) {
     upload: writable(info) ? (where, items, report, cancel) => addFiles(info, keys, name, where, items, report, cancel) : null,
     edit: writable(info) ? (where, edit, report) => editFiles(info, keys, name, where, edit, report) : null,
     newest: head === listed.id,
+    convergence: convergenceOf(keys),
     makeLink: info.permission === "owner"
       ? (path, treeKey, options) => makeLink({ info, me, treeKey, snapshot: listed.id, path, ...options })
       : null,

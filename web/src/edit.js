@@ -3,7 +3,7 @@
 // before it keep what was there, as after a change in the mount.
 
 import { Damaged, same, utf8 } from "./blob.js";
-import { checkName, commit, folderEntry, nowNs, rawTree, uploaderFor, writeTree } from "./writer.js";
+import { checkName, commit, convergenceOf, folderEntry, nowNs, rawTree, uploaderFor, writeTree } from "./writer.js";
 
 /**
  * Changes the folder at `path` (names from the root) of library `info`, whose keys are
@@ -31,7 +31,7 @@ export async function editFolder({ edit, report, ...target }) {
       taken(named);
       entries.push(folderEntry(utf8(named), folder, nowNs(), await writeTree(uploader, [])));
     } else if (edit.putBack !== undefined) {
-      const before = (await rawTree(target.fetchBlobs, edit.from)).find((entry) => same(entry.name, utf8(named)));
+      const before = (await rawTree(target.fetchBlobs, edit.from, convergenceOf(target.keys))).find((entry) => same(entry.name, utf8(named)));
       if (!before) throw new Damaged(`${named} is not in the earlier snapshot's folder`);
       const earlier = await links.bringBack(before);
       if (index < 0) {

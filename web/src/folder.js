@@ -28,10 +28,11 @@ export class FolderView {
    * snapshot (`editFolder`'s `edit`); `newest`: whether this is the newest snapshot (which
    * is changed in place; from an earlier one, entries are put back into the newest);
    * `makeLink(path, treeKey, {follow, password, expiresInSecs})`, for the owner: a link's
-   * address.
+   * address; `convergence(epoch)`, where the page holds the library's keys: each
+   * object opened is checked against its key (`openBlob`).
    */
-  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [], upload = null, edit = null, newest = true, makeLink = null }) {
-    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above, upload, edit, newest, makeLink });
+  constructor({ main, fetchBlobs, explain, rootLabel, above = () => [], upload = null, edit = null, newest = true, makeLink = null, convergence = null }) {
+    Object.assign(this, { main, fetchBlobs, explain, rootLabel, above, upload, edit, newest, makeLink, convergence });
     startSaving();
     /** The folders from the top down to the one shown: {name, key, entries}. */
     this.path = [];
@@ -44,7 +45,7 @@ export class FolderView {
   async loadTree(key) {
     const id = objectId(key);
     const [blob] = await this.fetchBlobs([id]);
-    return decodeTree(await openBlob(key, KIND.tree, id, blob));
+    return decodeTree(await openBlob(key, KIND.tree, id, blob, this.convergence));
   }
 
   /**
@@ -60,7 +61,7 @@ export class FolderView {
     const open = async (chunks) => {
       const ids = chunks.map((chunk) => objectId(chunk.key));
       const blobs = await this.fetchBlobs(ids);
-      return Promise.all(chunks.map((chunk, j) => openBlob(chunk.key, KIND.chunk, ids[j], blobs[j])));
+      return Promise.all(chunks.map((chunk, j) => openBlob(chunk.key, KIND.chunk, ids[j], blobs[j], this.convergence)));
     };
     const ahead = [];
     let asked = 0;

@@ -5,7 +5,7 @@
 import { KIND, hex, utf8 } from "./blob.js";
 import { chunks as cutFile, epochGear } from "./chunker.js";
 import { Cancelled } from "./saver.js";
-import { checkName, commit, folderEntry, nowNs, ownerIn, rawTree, uploaderFor, writeTree } from "./writer.js";
+import { checkName, commit, convergenceOf, folderEntry, nowNs, ownerIn, rawTree, uploaderFor, writeTree } from "./writer.js";
 
 /**
  * Adds `items` to the folder at `path` (names from the root) of library `info`, whose keys
@@ -47,7 +47,7 @@ export async function uploadFiles({ items, report, cancel = null, ...target }) {
   }
   await uploader.flush(true);
   heed();
-  const fetchTree = (key) => rawTree(target.fetchBlobs, key);
+  const fetchTree = (key) => rawTree(target.fetchBlobs, key, convergenceOf(target.keys));
   const now = nowNs();
   return commit({
     ...target,

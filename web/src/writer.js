@@ -8,7 +8,7 @@ import { blake3 } from "@noble/hashes/blake3.js";
 import { decode, encode } from "cborg";
 
 import { call, request } from "./api.js";
-import { Damaged, KIND, concat, fromHex, hex, objectId, openBlob, same, sealBlob, utf8 } from "./blob.js";
+import { Damaged, KIND, concat, fromHex, hex, objectId, objectKey, openBlob, same, sealBlob, utf8 } from "./blob.js";
 import { LinkEdits } from "./hardlinks.js";
 import { openSnapshot } from "./library.js";
 
@@ -41,7 +41,7 @@ export class Uploader {
 
   /** A chunk or tree: its key, and its sealed blob queued unless the library has it. */
   async add(kind, plain, refs = []) {
-    const key = blake3(concat([kind], plain), { key: this.keys.convergence });
+    const key = await objectKey(this.keys.convergence, kind, plain);
     const id = objectId(key);
     const blob = await sealBlob(key, this.epoch, kind, id, plain);
     this.queue({ id, kind, refs }, blob);
@@ -93,6 +93,11 @@ export class Uploader {
   }
 }
 
+/** The convergence key of each epoch of `keys` the page holds, for `openBlob`. */
+export function convergenceOf(keys) {
+  return (epoch) => keys.epochs.get(epoch)?.convergence ?? null;
+}
+
 /** The uploader of library `info` under its newest epoch's keys (of `keys`). */
 export function uploaderFor(info, keys) {
   const epochKeys = keys.epochs.get(info.epoch);
@@ -110,11 +115,12 @@ export function uploaderFor(info, keys) {
  * new snapshot's id (hex) and its root tree's key.
  */
 export async function commit({ info, keys, author, uploader, fetchBlobs, path, change, paths, summary, report, again }) {
-  const loadTrees = (keys) => {
-    const away = keys.filter((key) => !uploader.trees.has(hex(key)));
-    return rawTrees(fetchBlobs, away).then((fetched) => {
+  const convergence = convergenceOf(keys);
+  const loadTrees = (treeKeys) => {
+    const away = treeKeys.filter((key) => !uploader.trees.has(hex(key)));
+    return rawTrees(fetchBlobs, away, convergence).then((fetched) => {
       const got = new Map(away.map((key, i) => [hex(key), fetched[i]]));
-      return keys.map((key) => uploader.trees.get(hex(key)) ?? got.get(hex(key)));
+      return treeKeys.map((key) => uploader.trees.get(hex(key)) ?? got.get(hex(key)));
     });
   };
   const fetchTree = async (key) => [...(await loadTrees([key]))[0]];
@@ -156,18 +162,19 @@ export async function commit({ info, keys, author, uploader, fetchBlobs, path, c
   throw new Error("the library kept changing while this was saved; try again");
 }
 
-/** A tree's entries as decoded, fields and all, to be written again. */
-export async function rawTree(fetchBlobs, key) {
-  return (await rawTrees(fetchBlobs, [key]))[0];
+/** A tree's entries as decoded, fields and all, to be written again (checked against its
+ * key where `convergence` is given, see `openBlob`). */
+export async function rawTree(fetchBlobs, key, convergence = null) {
+  return (await rawTrees(fetchBlobs, [key], convergence))[0];
 }
 
 /** The entries of the trees of `keys`, fetched in one request. */
-export async function rawTrees(fetchBlobs, keys) {
+export async function rawTrees(fetchBlobs, keys, convergence = null) {
   if (!keys.length) return [];
   const ids = keys.map(objectId);
   const blobs = await fetchBlobs(ids);
   return Promise.all(keys.map(async (key, i) => {
-    const plain = await openBlob(key, KIND.tree, ids[i], blobs[i]);
+    const plain = await openBlob(key, KIND.tree, ids[i], blobs[i], convergence);
     if (plain[0] !== FORMAT) throw new Damaged(`a folder is in format ${plain[0]}, which this page does not write over`);
     return decode(plain.subarray(1), { useMaps: false }).entries;
   }));

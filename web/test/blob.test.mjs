@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { Damaged, KIND, objectId, openBlob, padme, sealBlob } from "../src/blob.js";
+import { Damaged, KIND, objectId, objectKey, openBlob, padme, sealBlob } from "../src/blob.js";
 
 test("padme rounds as the client does", () => {
   assert.equal(padme(0), 0);
@@ -34,4 +34,23 @@ test("a sealed blob opens back, padded, and only as what it was sealed as", asyn
   const changed = blob.slice();
   changed[40] ^= 1;
   await assert.rejects(openBlob(key, KIND.chunk, id, changed), Damaged);
+});
+
+test("with the convergence key, an object sealed under its key but not made from it is refused", async () => {
+  const convergence = crypto.getRandomValues(new Uint8Array(32));
+  const ofEpoch = (epoch) => (epoch === 3 ? convergence : null);
+  const plain = new TextEncoder().encode("the real contents");
+  const key = await objectKey(convergence, KIND.chunk, plain);
+  const id = objectId(key);
+  const real = await sealBlob(key, 3, KIND.chunk, id, plain);
+  assert.deepEqual(await openBlob(key, KIND.chunk, id, real, ofEpoch), plain);
+  // Someone who holds the key (a member who may read, a link visitor) seals other contents
+  // under it: the key opens them, the convergence key shows they are not what it names.
+  const forged = await sealBlob(key, 3, KIND.chunk, id, new TextEncoder().encode("something else"));
+  await assert.rejects(openBlob(key, KIND.chunk, id, forged, ofEpoch), (e) => e instanceof Damaged && /not what its key says/.test(e.message));
+  // Without the library's keys (a link's visitor) there is nothing to check it against.
+  assert.equal(new TextDecoder().decode(await openBlob(key, KIND.chunk, id, forged)), "something else");
+  // An epoch whose keys the page does not hold is not checked either.
+  const other = await sealBlob(key, 4, KIND.chunk, id, new TextEncoder().encode("something else"));
+  assert.equal(new TextDecoder().decode(await openBlob(key, KIND.chunk, id, other, ofEpoch)), "something else");
 });

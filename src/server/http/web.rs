@@ -25,8 +25,10 @@ const STYLE: &[u8] = include_bytes!("../../../web/static/style.css");
 
 /// Scripts, styles and workers only from this server, nothing inline, no plugins; requests
 /// and frames (the hidden frame of a download, `web/src/saver.js`) only to this server,
-/// and no page of it inside a frame.
-const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+/// and no page of it inside a frame. WebAssembly may be compiled from the page's own
+/// script (BLAKE3 over whole chunks, `web/src/blob.js`): `'wasm-unsafe-eval'` allows that
+/// and no evaluation of text as script.
+const POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
                       connect-src 'self'; img-src 'self'; worker-src 'self'; \
                       frame-src 'self'; form-action 'none'; frame-ancestors 'none'; \
                       base-uri 'none'";
