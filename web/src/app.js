@@ -462,7 +462,7 @@ async function writeLibrary(shown, shownKeys, name, path, report, write, line, d
   const fetchBlobs = (ids) => libraryBlobs(info.id, ids);
   const { email } = await call("GET", "/api/v1/account");
   const made = await write({ info, keys, author: email, path, fetchBlobs, report });
-  await repointLinks({ info, me, root: made.root, fetchBlobs });
+  await repointLinks({ info, keys, me, root: made.root, fetchBlobs });
   await openSnapshotPage(info, keys, name, { id: made.id }, path);
   const shownLine = document.getElementById(line);
   if (shownLine) tell(shownLine, done);

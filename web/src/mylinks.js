@@ -8,7 +8,7 @@ import nacl from "tweetnacl";
 import { call } from "./api.js";
 import { base64, fromBase64, hex, objectId, same, sealPointer, utf8 } from "./blob.js";
 import { element, tell, when } from "./dom.js";
-import { rawTree } from "./writer.js";
+import { convergenceOf, rawTree } from "./writer.js";
 
 /** What a link's label says (library id, path, snapshot), or null if it does not open. */
 function openLabel(link, me) {
@@ -119,13 +119,13 @@ export async function linksSection({ me, names, explain, refresh }) {
 }
 
 /**
- * The owner's live `--follow` links into library `info`, re-pointed at the folders they
+ * The owner's live `--follow` links into library `info` (keys `keys`), re-pointed at the folders they
  * name under `root` (the new snapshot's root tree key), as the command-line client
  * re-points them after a commit: the label says the folder and holds the link key, which
  * seals the folder's tree key as the link's new pointer. A link whose folder is gone keeps
  * its pointer. Returns how many moved.
  */
-export async function repointLinks({ info, me, root, fetchBlobs }) {
+export async function repointLinks({ info, keys, me, root, fetchBlobs }) {
   if (info.permission !== "owner") return 0;
   const { links } = await call("GET", "/api/v1/links");
   const now = Date.now() / 1000;
@@ -136,7 +136,7 @@ export async function repointLinks({ info, me, root, fetchBlobs }) {
     if (!label?.link_key) continue;
     let key = root;
     for (const name of String(label.path).split("/").filter((c) => c && c !== ".")) {
-      const entry = (await rawTree(fetchBlobs, key)).find((e) => same(e.name, utf8(name)));
+      const entry = (await rawTree(fetchBlobs, key, convergenceOf(keys))).find((e) => same(e.name, utf8(name)));
       key = entry?.kind === "dir" ? entry.subtree : null;
       if (!key) break;
     }
