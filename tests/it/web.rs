@@ -281,6 +281,13 @@ fn the_link_page_is_sent_with_a_strict_policy_and_nothing_else_is_served() {
             .iter()
             .any(|(n, v)| n == "content-type" && v.starts_with("text/javascript")));
     }
+    // The compressor a page loads for uploads, as WebAssembly (compiled as it streams in).
+    let (status, headers, body) = get(&server, "/assets/zstd.wasm");
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(n, v)| n == "content-type" && v == "application/wasm"));
+    assert_eq!(&body[..4], b"\0asm");
     for missing in [
         "/assets/../server.toml",
         "/assets/other.js",
@@ -613,7 +620,9 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
     let mut added = vec![0u8; 3_000_000];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut added);
     write_file(&picked.path().join("added.bin"), &added);
-    write_file(&picked.path().join("note.txt"), b"written in the browser\n");
+    // A text the page compresses before it seals it, as the client would.
+    let note = b"written in the browser\n".repeat(45_000);
+    write_file(&picked.path().join("note.txt"), &note);
     // A file whose upload is cancelled in the page: in no snapshot after.
     let mut cancelled = vec![0u8; 700_000];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut cancelled);
@@ -644,6 +653,11 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         "revoke": link_id(&once),
         "link_password": "the link's own password",
     });
+    let stored = |client: &TestClient| {
+        let listed = client.run(&["library", "list", "--json"]).ok().json();
+        listed[0]["stored_bytes"].as_u64().unwrap()
+    };
+    let before = stored(&alice);
     let printed = browser.run("profile_page.py", args);
     let made: serde_json::Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
     let made = made["made"].as_str().unwrap().to_owned();
@@ -664,9 +678,16 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         .ok();
     let restored = target.path();
     assert_eq!(fs::read(restored.join("added.bin")).unwrap(), added);
-    assert_eq!(
-        fs::read(restored.join("note.txt")).unwrap(),
-        b"written in the browser\n"
+    assert_eq!(fs::read(restored.join("note.txt")).unwrap(), note);
+    // The text went up compressed: the library grew by little more than the random files
+    // (the one added, and the chunks of the cancelled one that were sent before it was
+    // cancelled: unreferenced until collected), not by the text's 1 MB as well.
+    let grown = stored(&alice) - before;
+    let random = (added.len() + cancelled.len()) as u64;
+    assert!(
+        grown < random + 300_000,
+        "the library grew by {grown} bytes for {random} random and {} compressible",
+        note.len()
     );
     assert_eq!(fs::read(restored.join("report.bin")).unwrap(), big);
     assert!(!restored.join("cancelled.bin").exists());

@@ -2,8 +2,10 @@
 // envelope (docs/FORMAT.md, "Blob envelope"), and the sealed pointer of a follow link.
 // AES-256-GCM is WebCrypto's; BLAKE3 is @noble/hashes' (ids, small inputs) and hash-wasm's
 // (object keys over whole chunks: 800 MB/s where the plain JavaScript one makes 70); zstd is
-// fzstd's.
+// fzstd's for reading (no WebAssembly to fetch for a link's visitor) and @bokuweb/zstd-wasm's
+// for writing (the zstd library itself, 150 MB/s here, loaded on the first upload).
 
+import { init as startZstd, compress } from "@bokuweb/zstd-wasm";
 import { blake3 } from "@noble/hashes/blake3.js";
 import { decompress } from "fzstd";
 import { createBLAKE3 } from "hash-wasm";
@@ -164,18 +166,56 @@ export function padme(length) {
   return Math.ceil(length / step) * step;
 }
 
+/** The level the command-line client compresses at (`ZSTD_LEVEL`, src/crypto/blob.rs). */
+const ZSTD_LEVEL = 3;
+/** Larger plaintexts are compressed only if a trial on their first bytes shows a gain, as
+ * the command-line client does (`worth_compressing`). */
+const TRIAL_LEN = 64 * 1024;
+/** Where the page fetches the compressor from (served by ibackup-server, web/build.mjs). */
+const ZSTD_WASM = "/assets/zstd.wasm";
+
+let zstd = null;
+
+/** The compressor once loaded, or null where it cannot be (the blob is then stored raw,
+ * which every reader allows). Node's tests load it from the package's folder. */
+function compressor() {
+  zstd ??= startZstd(globalThis.document ? ZSTD_WASM : undefined).then(
+    () => compress,
+    (error) => {
+      console.error("zstd did not load; uploads are stored uncompressed:", error);
+      return null;
+    },
+  );
+  return zstd;
+}
+
+/** `plain` compressed, when that is worth it and smaller; null otherwise. */
+async function compressed(plain) {
+  if (plain.length === 0) return null;
+  const squeeze = await compressor();
+  if (!squeeze) return null;
+  // Random or already-compressed data shows no gain on a sample; skip the full attempt.
+  if (plain.length > TRIAL_LEN * 2 && squeeze(plain.subarray(0, TRIAL_LEN), 1).length >= (TRIAL_LEN * 97) / 100) {
+    return null;
+  }
+  const out = squeeze(plain, ZSTD_LEVEL);
+  return out.length < plain.length ? out : null;
+}
+
 /**
  * `plain`, an object of `kind` with id `id`, sealed under `key` in epoch `epoch` as the
- * command-line client seals it (docs/FORMAT.md, "Blob envelope"): raw and padded (flag
- * 2; the page does not compress, which readers allow).
+ * command-line client seals it (docs/FORMAT.md, "Blob envelope"): compressed with zstd
+ * where that makes it smaller (flag 3), raw otherwise (flag 2), and padded.
  */
 export async function sealBlob(key, epoch, kind, id, plain) {
-  const inner = 1 + 4 + plain.length;
+  const squeezed = await compressed(plain);
+  const body = squeezed ?? plain;
+  const inner = 1 + 4 + body.length;
   const padded = new Uint8Array(padme(inner));
   const view = new DataView(padded.buffer);
-  padded[0] = 2;
-  view.setUint32(1, plain.length, true);
-  padded.set(plain, 5);
+  padded[0] = squeezed ? 3 : 2;
+  view.setUint32(1, body.length, true);
+  padded.set(body, 5);
   const header = new Uint8Array(1 + 4 + NONCE_BYTES);
   header[0] = BLOB_VERSION;
   new DataView(header.buffer).setUint32(1, epoch, false);

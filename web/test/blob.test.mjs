@@ -7,6 +7,13 @@ import { test } from "node:test";
 
 import { Damaged, KIND, objectId, objectKey, openBlob, padme, sealBlob } from "../src/blob.js";
 
+/** `length` random bytes (WebCrypto gives at most 64 KiB a call). */
+function random(length) {
+  const out = new Uint8Array(length);
+  for (let at = 0; at < length; at += 65_536) crypto.getRandomValues(out.subarray(at, at + 65_536));
+  return out;
+}
+
 test("padme rounds as the client does", () => {
   assert.equal(padme(0), 0);
   assert.equal(padme(1), 1);
@@ -23,7 +30,8 @@ test("padme rounds as the client does", () => {
 test("a sealed blob opens back, padded, and only as what it was sealed as", async () => {
   const key = crypto.getRandomValues(new Uint8Array(32));
   const id = objectId(key);
-  const plain = new Uint8Array(70_000).map((_, i) => (i * 7919) % 251);
+  // Random bytes do not compress: stored raw, padded.
+  const plain = random(70_000);
   const blob = await sealBlob(key, 3, KIND.chunk, id, plain);
   assert.equal(blob[0], 2, "envelope version");
   assert.deepEqual([...blob.subarray(1, 5)], [0, 0, 0, 3], "epoch, big-endian");
@@ -34,6 +42,25 @@ test("a sealed blob opens back, padded, and only as what it was sealed as", asyn
   const changed = blob.slice();
   changed[40] ^= 1;
   await assert.rejects(openBlob(key, KIND.chunk, id, changed), Damaged);
+});
+
+test("what compresses is sealed compressed, as the client does, and opens back", async () => {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const id = objectId(key);
+  const text = new TextEncoder().encode("a line of a text file that repeats\n".repeat(30_000));
+  const blob = await sealBlob(key, 1, KIND.chunk, id, text);
+  assert.ok(blob.length < text.length / 20, `${blob.length} bytes for ${text.length}`);
+  assert.deepEqual(await openBlob(key, KIND.chunk, id, blob), text);
+  // Data that does not compress past the first 64 KiB is not tried whole, and stays raw.
+  const noisy = random(300_000);
+  noisy.set(text.subarray(0, 200_000), 100_000);
+  const raw = await sealBlob(key, 1, KIND.chunk, id, noisy);
+  assert.equal(raw.length, 17 + padme(5 + noisy.length) + 16);
+  assert.deepEqual(await openBlob(key, KIND.chunk, id, raw), noisy);
+  // A few bytes grow under zstd: raw too.
+  const tiny = new TextEncoder().encode("hi");
+  assert.equal((await sealBlob(key, 1, KIND.chunk, id, tiny)).length, 17 + padme(7) + 16);
+  assert.deepEqual(await openBlob(key, KIND.chunk, id, await sealBlob(key, 1, KIND.chunk, id, new Uint8Array(0))), new Uint8Array(0));
 });
 
 test("with the convergence key, an object sealed under its key but not made from it is refused", async () => {

@@ -20,14 +20,16 @@ const LINK_SCRIPT: &[u8] = include_bytes!("../../../web/dist/link.js");
 const APP_HTML: &str = include_str!("../../../web/static/app.html");
 const APP_SCRIPT: &[u8] = include_bytes!("../../../web/dist/app.js");
 const SAVE_WORKER: &[u8] = include_bytes!("../../../web/dist/save-worker.js");
+const ZSTD_WASM: &[u8] = include_bytes!("../../../web/dist/zstd.wasm");
 const ICON: &[u8] = include_bytes!("../../../web/static/icon.svg");
 const STYLE: &[u8] = include_bytes!("../../../web/static/style.css");
 
 /// Scripts, styles and workers only from this server, nothing inline, no plugins; requests
 /// and frames (the hidden frame of a download, `web/src/saver.js`) only to this server,
 /// and no page of it inside a frame. WebAssembly may be compiled from the page's own
-/// script (BLAKE3 over whole chunks, `web/src/blob.js`): `'wasm-unsafe-eval'` allows that
-/// and no evaluation of text as script.
+/// script and this server's `zstd.wasm` (BLAKE3 over whole chunks, zstd for uploads,
+/// `web/src/blob.js`): `'wasm-unsafe-eval'` allows that and no evaluation of text as
+/// script.
 const POLICY: &str = "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; \
                       connect-src 'self'; img-src 'self'; worker-src 'self'; \
                       frame-src 'self'; form-action 'none'; frame-ancestors 'none'; \
@@ -68,6 +70,7 @@ pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
         "link.js" => ("text/javascript; charset=utf-8", LINK_SCRIPT),
         "app.js" => ("text/javascript; charset=utf-8", APP_SCRIPT),
         "save-worker.js" => ("text/javascript; charset=utf-8", SAVE_WORKER),
+        "zstd.wasm" => ("application/wasm", ZSTD_WASM),
         "style.css" => ("text/css; charset=utf-8", STYLE),
         "icon.svg" => ("image/svg+xml", ICON),
         _ => return Err(ApiError::not_found("no such file")),
