@@ -2,13 +2,14 @@
 // envelope (docs/FORMAT.md, "Blob envelope"), and the sealed pointer of a follow link.
 // AES-256-GCM is WebCrypto's; BLAKE3 is @noble/hashes' (ids, small inputs) and hash-wasm's
 // (object keys over whole chunks: 800 MB/s where the plain JavaScript one makes 70); zstd is
-// fzstd's for reading (no WebAssembly to fetch for a link's visitor) and @bokuweb/zstd-wasm's
-// for writing (the zstd library itself, 150 MB/s here, loaded on the first upload).
+// fzstd's for reading (bounded by `inflate.js`; no WebAssembly to fetch for a link's
+// visitor) and @bokuweb/zstd-wasm's for writing (the zstd library itself, 150 MB/s here,
+// loaded on the first upload).
 
 import { init as startZstd, compress } from "@bokuweb/zstd-wasm";
 import { blake3 } from "@noble/hashes/blake3.js";
-import { decompress } from "fzstd";
 import { createBLAKE3 } from "hash-wasm";
+import { Malformed, inflate } from "./inflate.js";
 
 export const KIND = { chunk: 1, tree: 2, snapshot: 3 };
 
@@ -127,7 +128,15 @@ export async function openBlob(key, kind, id, blob, convergence = null) {
   } else {
     throw new Damaged(`an object has the unknown flag ${flag}`);
   }
-  const out = flag === 1 || flag === 3 ? decompress(body) : body;
+  let out = body;
+  if (flag === 1 || flag === 3) {
+    try {
+      out = inflate(body, kind);
+    } catch (error) {
+      if (error instanceof Malformed) throw new Damaged(`an object does not decompress: ${error.message}`);
+      throw error;
+    }
+  }
   // As the client checks (`open_object`): an object of an epoch whose keys the page holds
   // is what its key says. A holder of the key alone (a member who may read, a link
   // visitor) could seal other contents under it; only the library's convergence key
