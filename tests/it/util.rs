@@ -243,6 +243,16 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Writes `bytes` over a pack's contents at `offset`, in the store (its local folder or
+    /// Garage), as a server that serves something else would.
+    pub fn overwrite_in_pack(&self, library: &str, pack: &str, offset: u64, bytes: &[u8]) {
+        let store = self.blob_store();
+        let size = store.pack_size(library, pack).unwrap();
+        let mut data = store.read_range(library, pack, 0, size).unwrap();
+        data[offset as usize..offset as usize + bytes.len()].copy_from_slice(bytes);
+        store.write_pack(library, pack, data.into()).unwrap();
+    }
+
     /// Bytes of every pack in the store.
     pub fn pack_bytes(&self) -> u64 {
         let store = self.blob_store();

@@ -805,13 +805,7 @@ fn the_page_refuses_contents_a_key_holder_sealed_under_an_objects_key() {
         size,
         "the forgery must fit in the pack"
     );
-    use std::os::unix::fs::FileExt;
-    fs::OpenOptions::new()
-        .write(true)
-        .open(server.pack_path(&library.info.id, &pack))
-        .unwrap()
-        .write_all_at(&forged, offset as u64)
-        .unwrap();
+    server.overwrite_in_pack(&library.info.id, &pack, offset as u64, &forged);
     // The key alone opens the forgery: only the library's convergence key shows it is not
     // what the key names, and the command-line client already checks that.
     assert_ne!(alice.run(&["check", "--read-data"]).code, 0);
