@@ -218,12 +218,25 @@ fn links_open_in_a_browser_decrypt_in_the_page_and_keep_their_keys_there() {
 
 /// A GET over the server's pinned TLS: status, headers (names lowercase) and body.
 fn get(server: &TestServer, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    get_with(server, path, &[])
+}
+
+/// [`get`] with request headers of the caller's.
+fn get_with(
+    server: &TestServer,
+    path: &str,
+    sent: &[(&str, &str)],
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let verifier = ibackup::client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
     let client = reqwest::blocking::Client::builder()
         .use_preconfigured_tls(verifier.client_config())
         .build()
         .unwrap();
-    let response = client.get(format!("{}{path}", server.url)).send().unwrap();
+    let mut request = client.get(format!("{}{path}", server.url));
+    for (name, value) in sent {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().unwrap();
     let status = response.status().as_u16();
     let headers = response
         .headers()
@@ -287,6 +300,25 @@ fn the_link_page_is_sent_with_a_strict_policy_and_nothing_else_is_served() {
     assert!(headers
         .iter()
         .any(|(n, v)| n == "content-type" && v == "application/wasm"));
+    assert_eq!(&body[..4], b"\0asm");
+    // A browser that has the file asks with its tag and is told to keep it; a stale tag
+    // gets the file.
+    let tag = headers
+        .iter()
+        .find(|(n, _)| n == "etag")
+        .map(|(_, v)| v.clone())
+        .expect("an entity tag");
+    let (status, again, body) = get_with(&server, "/assets/zstd.wasm", &[("if-none-match", &tag)]);
+    assert_eq!(status, 304);
+    assert!(body.is_empty());
+    assert!(again.iter().any(|(n, v)| n == "etag" && *v == tag));
+    assert!(again.iter().any(|(n, _)| n == "content-security-policy"));
+    let (status, _, body) = get_with(
+        &server,
+        "/assets/zstd.wasm",
+        &[("if-none-match", "\"stale\"")],
+    );
+    assert_eq!(status, 200);
     assert_eq!(&body[..4], b"\0asm");
     for missing in [
         "/assets/../server.toml",
