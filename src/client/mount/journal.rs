@@ -189,10 +189,18 @@ impl Journal {
 
     /// Pending operations of a library, oldest first.
     pub fn pending(&self, library: &str) -> Result<Vec<(i64, Op)>, JournalError> {
+        self.pending_after(library, 0)
+    }
+
+    /// Pending operations of a library later than `seq`, oldest first: what came in while
+    /// the operations up to `seq` were uploaded (those are not read and decoded again).
+    pub fn pending_after(&self, library: &str, seq: i64) -> Result<Vec<(i64, Op)>, JournalError> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT seq, op FROM ops WHERE library = ?1 ORDER BY seq")?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT seq, op FROM ops WHERE library = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
         let rows = stmt
-            .query_map([library], |row| {
+            .query_map(params![library, seq], |row| {
                 Ok((row.get::<_, i64>(0)?, row.get::<_, Vec<u8>>(1)?))
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -294,7 +302,13 @@ mod tests {
         let pending = journal.pending("lib").unwrap();
         assert_eq!(
             pending.iter().map(|(_, op)| op.clone()).collect::<Vec<_>>(),
-            vec![mkdir, remove]
+            vec![mkdir, remove.clone()]
+        );
+        // What came after an upload's operations, without them.
+        let after = journal.pending_after("lib", first).unwrap();
+        assert_eq!(
+            after.into_iter().map(|(_, op)| op).collect::<Vec<_>>(),
+            vec![remove]
         );
         journal.complete("lib", first, &[]).unwrap();
         assert_eq!(journal.pending("lib").unwrap().len(), 1);

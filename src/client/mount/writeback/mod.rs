@@ -395,11 +395,10 @@ impl Uploader {
     ) -> Result<()> {
         let mut vfs = self.vfs();
         let library_id = vfs.libraries[index].library.info.id.clone();
-        let later = self.journal.pending(&library_id).map_err(state_error)?;
-        let later: Vec<(i64, Op)> = later
-            .into_iter()
-            .filter(|(seq, _)| *seq > last_seq)
-            .collect();
+        let later = self
+            .journal
+            .pending_after(&library_id, last_seq)
+            .map_err(state_error)?;
         let mut updates = Vec::new();
         for (seq, op) in &later {
             if let Op::Write { path, base, .. } = op {
