@@ -8,6 +8,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
+use super::join;
 use crate::crypto::ObjectKey;
 use crate::model::{EntryKind, Tree};
 
@@ -143,10 +144,6 @@ impl LinkCounts {
         out.sort_by(|a, b| a.path.cmp(&b.path));
         out
     }
-}
-
-fn join(parent: &str, name: &[u8]) -> String {
-    format!("{parent}/{}", String::from_utf8_lossy(name))
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! `ibackup check`: every snapshot of a library can be restored. Each snapshot and tree is
-//! fetched, decrypted and verified; the names of each hard-linked file agree (`links`); every
-//! chunk must exist on the server; with `--read-data` (or a random share of them with
-//! `--read-data-subset`) every chunk is fetched and verified too. Damage names the snapshots and file paths it affects. Exit 0 when all is well, 1
-//! when anything is damaged (as restic does).
+//! fetched, decrypted and verified; the names of each hard-linked file agree (`links`);
+//! every chunk must exist on the server; with `--read-data` (or a random share of them
+//! with `--read-data-subset`) every chunk is fetched and verified too. Damage names the
+//! snapshots and file paths it affects. Exit 0 when all is well, 1 when anything is
+//! damaged (as restic does).
 
 mod links;
 

@@ -2,7 +2,8 @@
 //! aligned buffer of the object's own, which the answer sends without a copy, and nothing
 //! fills the page cache on the way. A backup server reads most objects once (a restore, a
 //! cold mount), and on the machine this was measured on a buffered 1 GiB read cost 0.44 to
-//! 1.16 s of system time against 0.09 s direct (DECISIONS 36). Small objects (trees, small files) stay buffered, as they are read again.
+//! 1.16 s of system time against 0.09 s direct (DECISIONS 36). Small objects (trees, small
+//! files) stay buffered, as they are read again.
 
 use std::fs::File;
 use std::io;

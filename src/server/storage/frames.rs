@@ -60,15 +60,6 @@ impl Frames {
         }
     }
 
-    /// Bytes in all.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The parts in order.
     pub fn into_parts(mut self) -> Vec<Bytes> {
         if !self.open.is_empty() {

@@ -48,7 +48,6 @@ fn dir_entry(name: &[u8], mode: u32, uid: u32, gid: u32, mtime_ns: i64) -> Entry
     }
 }
 
-/// The paths below `dir` (at `prefix`) of the files in hard-link `groups`.
 /// Stored trees known to hold no hard-linked name at or below them. A tree never changes,
 /// so what one commit learns holds for every later one: after the first walk of a library,
 /// counting a group's names reads only the folders that have links and the trees written
