@@ -16,6 +16,9 @@ pub use error::{ErrorBody, ErrorCode};
 pub const GRANT_BYTES: usize = 24 + 100 + 16;
 /// Bytes of a link between key epochs: nonce, the older 32-byte key, tag.
 pub const CHAIN_LINK_BYTES: usize = 12 + 32 + 16;
+/// Bytes of a sealed roster (a 24-byte nonce, the box's tag, then the owner's record of
+/// its members): room for thousands of members, and no more.
+pub const ROSTER_BYTES: std::ops::RangeInclusive<usize> = 24 + 16..=1 << 20;
 
 /// Whether `text` has the form of a library, link or pack id: 32 lowercase hex digits (128
 /// random bits), safe to use in a path.

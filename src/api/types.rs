@@ -247,6 +247,10 @@ pub struct AddMemberRequest {
     pub epoch: u32,
     #[serde(with = "super::b64")]
     pub grant: Vec<u8>,
+    /// The owner's roster with the new member in it, sealed by the owner's client to its
+    /// own key (docs/FORMAT.md, "Rosters"); the server keeps it as it came.
+    #[serde(with = "super::b64")]
+    pub roster: Vec<u8>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -260,6 +264,14 @@ pub struct MemberInfo {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MemberList {
     pub members: Vec<MemberInfo>,
+    /// The owner's sealed roster, for the owner's clients (none before the first share
+    /// since rosters exist); members are sent none.
+    #[serde(
+        default,
+        with = "super::b64::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub roster: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -276,6 +288,13 @@ pub struct MemberGrant {
 pub struct RotateRequest {
     #[serde(default)]
     pub remove: Option<String>,
+    /// Members the owner's client did not add (not in its roster): removed in the same
+    /// step, and never granted the new key.
+    #[serde(default)]
+    pub refuse: Vec<String>,
+    /// The owner's roster of the new epoch, sealed to its own key.
+    #[serde(with = "super::b64")]
+    pub roster: Vec<u8>,
     pub epoch: u32,
     #[serde(with = "super::b64")]
     pub link: Vec<u8>,

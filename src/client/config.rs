@@ -128,6 +128,9 @@ pub struct ServerContacts {
     /// Library id -> newest key epoch seen.
     #[serde(default)]
     pub epochs: BTreeMap<String, u32>,
+    /// Library id -> newest change of the owner's roster seen (libraries this account owns).
+    #[serde(default)]
+    pub rosters: BTreeMap<String, u64>,
 }
 
 impl KnownContacts {

@@ -33,8 +33,13 @@ use crate::api::{frame, routes, ErrorCode};
 use crate::crypto::{BlobKind, ObjectId, ObjectKey, SymmetricKey};
 
 /// What the owner's clients keep about a link, boxed to the owner's own key on the server.
+/// It names the link and library it was made for, so a server that files it under another
+/// link or library cannot have the owner's client re-point that one (issue 26).
 #[derive(Serialize, Deserialize)]
 struct Label {
+    /// The link's id; labels written before it was bound lack it.
+    #[serde(default)]
+    link: Option<String>,
     library: String,
     path: String,
     snapshot: Option<ObjectId>,
@@ -157,6 +162,7 @@ pub fn create(session: &Session, options: &CreateOptions) -> Result<Created> {
         (Vec::new(), None, *key.as_bytes())
     };
     let label = Label {
+        link: Some(id.clone()),
         library: library.info.id.clone(),
         path: display_path(&components),
         snapshot: (!options.follow).then_some(snapshot_id),
@@ -205,6 +211,14 @@ fn open_label(session: &Session, info: &LinkInfo) -> Option<Label> {
     serde_json::from_slice(&plain).ok()
 }
 
+impl Label {
+    /// Whether this label was made for `info` as the server files it: the same library, and
+    /// the same link where the label names one.
+    fn matches(&self, info: &LinkInfo) -> bool {
+        self.library == info.library_id && self.link.as_ref().is_none_or(|id| *id == info.id)
+    }
+}
+
 fn my_links(session: &Session) -> Result<Vec<LinkInfo>> {
     Ok(session.remote.get::<LinkList>(routes::LINKS)?.links)
 }
@@ -227,11 +241,17 @@ pub fn list(session: &Session) -> Result<Vec<LinkView>> {
             } else {
                 "active"
             };
+            // The label says which library the link was made for; the server's filing may lie.
+            let named = label.as_ref().map_or(&info.library_id, |l| &l.library);
+            let mut library = names
+                .get(named)
+                .cloned()
+                .unwrap_or_else(|| "(deleted library)".into());
+            if label.as_ref().is_some_and(|l| !l.matches(&info)) {
+                library.push_str(" (MOVED by the server: not re-pointed)");
+            }
             LinkView {
-                library: names
-                    .get(&info.library_id)
-                    .cloned()
-                    .unwrap_or_else(|| "(deleted library)".into()),
+                library,
                 path: label.as_ref().map(|l| l.path.clone()).unwrap_or_default(),
                 snapshot: label.as_ref().and_then(|l| l.snapshot).map(|s| s.short()),
                 follow: info.follow,
@@ -283,6 +303,7 @@ pub fn repoint(session: &Session, library: &OpenLibrary, root: ObjectKey) -> Res
     let now = now_secs();
     let store = Store::new(&session.remote, library);
     let mut moved = 0;
+    let mut refused = Vec::new();
     for info in my_links(session)? {
         let live = info.follow
             && info.library_id == library.info.id
@@ -291,6 +312,10 @@ pub fn repoint(session: &Session, library: &OpenLibrary, root: ObjectKey) -> Res
         let Some(label) = live.then(|| open_label(session, &info)).flatten() else {
             continue;
         };
+        if !label.matches(&info) {
+            refused.push(info.id[..8].to_owned());
+            continue;
+        }
         let Some(link_key) = label
             .link_key
             .as_deref()
@@ -315,6 +340,16 @@ pub fn repoint(session: &Session, library: &OpenLibrary, root: ObjectKey) -> Res
             .remote
             .put::<_, serde_json::Value>(&routes::link(routes::LINK_POINTER, &info.id), &update)?;
         moved += 1;
+    }
+    if !refused.is_empty() {
+        return Err(ClientError::State(format!(
+            "REFUSED to re-point link {}: the server files it under library `{}`, but the \
+             link was made for another library or link. The server may be redirecting it; \
+             its visitors keep what it showed. Tell the server's operator, and revoke it with \
+             `ibackup link revoke ID`.",
+            refused.join(", "),
+            library.name
+        )));
     }
     Ok(moved)
 }

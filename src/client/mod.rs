@@ -16,6 +16,7 @@ pub mod remote;
 pub mod repo;
 pub mod restore;
 pub mod retention;
+pub mod roster;
 pub mod seen;
 pub mod session;
 pub mod sharing;

@@ -8,6 +8,14 @@
 //! and library, the highest generation and the head it had, and refuses a head of a lower
 //! generation, or another head at the same generation, loudly. Heads of generation 0 were
 //! written before generations existed and are only remembered, not compared.
+//!
+//! A head of a higher generation must descend from the one seen: otherwise a server could
+//! set the head back (dropping a commit) and let other writers build past it. The store
+//! walks the new head's parents back to the seen generation and requires the seen head on
+//! that path ([`Store::checked_head`](super::store::Store::checked_head)). The walk is
+//! bounded ([`DESCENT_WALK`] snapshots); past the bound, or where a parent was forgotten
+//! (retention removes snapshots), it cannot tell and takes the head with a warning in the
+//! log, as it took every higher head before.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use super::config::{read_json, write_json, Paths};
 use super::{ClientError, Result};
 use crate::crypto::ObjectId;
+
+/// How many parents a new head's descent from the seen one is followed back.
+pub const DESCENT_WALK: usize = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Seen {
@@ -58,19 +69,14 @@ impl SeenHeads {
             let older = generation < seen.generation;
             let forked = generation == seen.generation && generation > 0 && head != seen.head;
             if older || forked {
-                return Err(ClientError::State(format!(
-                    "THE SERVER IS SHOWING AN {} STATE OF LIBRARY `{name}`.\n\
-                     Its head is snapshot {} of generation {generation}, but this computer \
-                     has seen snapshot {} of generation {}.\n\
-                     The server may have been restored from an old backup, or it is hiding \
-                     newer snapshots from you. Nothing was read or changed.\n\
-                     Ask whoever runs the server. If you accept losing what is newer, run \
-                     `ibackup library accept-rollback {name}`.",
+                return Err(refused(
+                    name,
                     if older { "OLDER" } else { "ALTERED" },
-                    head.short(),
-                    seen.head.short(),
-                    seen.generation
-                )));
+                    head,
+                    generation,
+                    seen.head,
+                    seen.generation,
+                ));
             }
             if generation == seen.generation {
                 return Ok(());
@@ -81,6 +87,17 @@ impl SeenHeads {
             .or_default()
             .insert(library.to_owned(), Seen { generation, head });
         write_json(&self.dir, &self.file, &file)
+    }
+
+    /// The newest head seen of `library`, with its generation.
+    pub fn newest(&self, library: &str) -> Result<Option<(ObjectId, u64)>> {
+        let _lock = self.lock()?;
+        let file: SeenFile = read_json(&self.file)?.unwrap_or_default();
+        Ok(file
+            .servers
+            .get(&self.server)
+            .and_then(|l| l.get(library))
+            .map(|seen| (seen.head, seen.generation)))
     }
 
     /// Whether `head` is the newest head this computer has seen of `library` (checked
@@ -123,6 +140,33 @@ impl SeenHeads {
             .map_err(|e| ClientError::io(&path)(e.into()))?;
         Ok(file)
     }
+}
+
+/// The error for a head that is not the newest this computer saw, nor built on it.
+pub fn refused(
+    name: &str,
+    how: &str,
+    head: ObjectId,
+    generation: u64,
+    seen: ObjectId,
+    seen_generation: u64,
+) -> ClientError {
+    ClientError::State(format!(
+        "THE SERVER IS SHOWING AN {how} STATE OF LIBRARY `{name}`.\n\
+         Its head is snapshot {} of generation {generation}, but this computer has seen \
+         snapshot {} of generation {seen_generation}{}.\n\
+         The server may have been restored from an old backup, or it is hiding newer \
+         snapshots from you. Nothing was read or changed.\n\
+         Ask whoever runs the server. If you accept losing what is newer, run `ibackup \
+         library accept-rollback {name}`.",
+        head.short(),
+        seen.short(),
+        if how == "ALTERED" && generation > seen_generation {
+            ", which the new head does not build on"
+        } else {
+            ""
+        }
+    ))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 use serde::Serialize;
 
 use super::config::KnownContacts;
+use super::roster::{self, Roster, RosterMember};
 use super::session::{OpenLibrary, Session};
 use super::{ClientError, Result};
 use crate::api::routes;
@@ -41,6 +42,10 @@ pub struct ShareListing {
 pub struct MemberView {
     pub email: String,
     pub permission: Permission,
+    /// For a library you own: false when the server lists this member but your clients
+    /// never shared it with them (they are given no key, and removed at the next new key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub added_by_you: Option<bool>,
 }
 
 /// What the server says of an account's key, checked against what this computer pinned.
@@ -102,9 +107,10 @@ fn lookup(session: &Session, email: &str) -> Result<ContactKey> {
         .post(routes::CONTACT_LOOKUP, &request, false)?)
 }
 
-pub(crate) fn members(session: &Session, library: &OpenLibrary) -> Result<Vec<MemberInfo>> {
+/// The members the server lists, with the owner's sealed roster when the caller owns it.
+pub(crate) fn member_list(session: &Session, library: &OpenLibrary) -> Result<MemberList> {
     let path = routes::library(routes::LIBRARY_MEMBERS, &library.info.id);
-    Ok(session.remote.get::<MemberList>(&path)?.members)
+    Ok(session.remote.get::<MemberList>(&path)?)
 }
 
 /// Grants `email` access to the library `name` the caller owns.
@@ -115,13 +121,15 @@ pub fn add(
     permission: Permission,
     expected_fingerprint: Option<&str>,
 ) -> Result<Shared> {
-    let library = rotate_if_asked(session, session.open_owned(name)?)?;
+    let (library, _) = rotate_if_asked(session, session.open_owned(name)?)?;
     let email = email.trim().to_lowercase();
     if email == session.email {
         return Err(ClientError::Usage(format!(
             "you own `{name}`; share it with someone else"
         )));
     }
+    let listed = member_list(session, &library)?;
+    let roster = roster::of(session, &library, &listed)?;
     let contact = lookup(session, &email)?;
     let mut known = KnownContacts::load(session.paths())?;
     let (fingerprint, newly_pinned) = trusted_key(
@@ -139,17 +147,27 @@ pub fn add(
         newest.epoch,
         newest.key(),
     )?;
+    let mut members = roster.members.clone();
+    members.retain(|m| m.email != email);
+    members.push(RosterMember {
+        email: email.clone(),
+        key: contact.public_key.clone(),
+        permission,
+    });
+    let roster = roster.next(newest.epoch, members);
     let request = AddMemberRequest {
         email: email.clone(),
         permission,
         epoch: newest.epoch,
         grant,
+        roster: roster.seal(session)?,
     };
     let path = routes::library(routes::LIBRARY_MEMBERS, &library.info.id);
     session
         .remote
         .post::<_, MemberList>(&path, &request, false)?;
     known.save(session.paths())?;
+    roster.remember(session)?;
     Ok(Shared {
         library: library.name,
         email,
@@ -159,45 +177,85 @@ pub fn add(
     })
 }
 
+/// A new key epoch: the library as the server then has it, and the members listed whom the
+/// owner's clients never added (removed in the same step, granted nothing).
+pub struct Rotated {
+    pub info: LibraryInfo,
+    pub refused: Vec<String>,
+}
+
 /// Starts a new key epoch, removing `remove` in the same request: every remaining member
-/// gets a grant of the new key, boxed to the key this computer trusts for them.
+/// the owner's roster names gets a grant of the new key, boxed to the key the roster holds
+/// for them (or the one the user verified since with `contact verify`). A member the server
+/// lists but the roster does not name is refused: removed in the same step, never granted.
 pub(crate) fn rotate(
     session: &Session,
     library: &OpenLibrary,
     remove: Option<&str>,
-) -> Result<LibraryInfo> {
-    let members = members(session, library)?;
+) -> Result<Rotated> {
+    let listed = member_list(session, library)?;
+    let roster = roster::of(session, library, &listed)?;
+    rotate_with(session, library, remove, &listed.members, &roster)
+}
+
+/// [`rotate`] with the members listed and the roster already read (`account rotate-keys`
+/// reads the roster under the account's old key).
+pub(crate) fn rotate_with(
+    session: &Session,
+    library: &OpenLibrary,
+    remove: Option<&str>,
+    listed: &[MemberInfo],
+    roster: &Roster,
+) -> Result<Rotated> {
     if let Some(email) = remove {
-        if !members
-            .iter()
-            .any(|m| m.email == email && m.permission != Permission::Owner)
-        {
+        if !roster::others(session, listed).any(|m| m.email == email) {
             return Err(ClientError::Usage(format!(
                 "`{}` is not shared with {email}; `ibackup share list {}` shows who has it",
                 library.name, library.name
             )));
         }
     }
+    let refused: Vec<String> = roster::strangers(session, roster, listed)
+        .into_iter()
+        .filter(|email| Some(email.as_str()) != remove)
+        .collect();
     let (keys, link) = library.keys.rotate(&library.info.id)?;
     let newest = keys.newest();
-    let mut known = KnownContacts::load(session.paths())?;
     let mut grants = Vec::new();
-    for member in members.iter().filter(|m| Some(m.email.as_str()) != remove) {
-        trusted_key(session, &mut known, &member.email, &member.public_key, None)?;
+    let mut kept = Vec::new();
+    let mut grant_to = |email: &str, key: &[u8]| -> Result<()> {
         grants.push(MemberGrant {
-            email: member.email.clone(),
+            email: email.to_owned(),
             grant: epoch::grant(
                 &session.keys,
-                &member.public_key,
+                key,
                 &library.info.id,
                 newest.epoch,
                 newest.key(),
             )?,
         });
+        Ok(())
+    };
+    grant_to(&session.email, &session.keys.public_bytes())?;
+    for member in roster::others(session, listed) {
+        if Some(member.email.as_str()) == remove || refused.contains(&member.email) {
+            continue;
+        }
+        let added = roster.get(&member.email).expect("not a stranger");
+        let key = roster::key_for(session, &library.name, member, added)?;
+        grant_to(&member.email, key)?;
+        kept.push(RosterMember {
+            email: member.email.clone(),
+            key: key.to_vec(),
+            permission: added.permission,
+        });
     }
+    let roster = roster.next(newest.epoch, kept);
     let (_, name_sealed) = keys.seal_name(&library.info.id, &library.name)?;
     let request = RotateRequest {
         remove: remove.map(str::to_owned),
+        refuse: refused.clone(),
+        roster: roster.seal(session)?,
         epoch: newest.epoch,
         link,
         name_sealed,
@@ -205,25 +263,71 @@ pub(crate) fn rotate(
     };
     let path = routes::library(routes::LIBRARY_ROTATE, &library.info.id);
     let info = session.remote.post(&path, &request, false)?;
-    known.save(session.paths())?;
-    Ok(info)
+    roster.remember(session)?;
+    Ok(Rotated { info, refused })
+}
+
+/// What the owner is told of members refused in a rotation of `library`.
+pub fn refused_warning(library: &str, refused: &[String]) -> String {
+    format!(
+        "REFUSED member{} {} of `{library}`: the server lists them, but you never shared it \
+         with them. They were given no key and were removed. The server may be adding members \
+         of its own; tell its operator.",
+        if refused.len() == 1 { "" } else { "s" },
+        refused.join(", ")
+    )
+}
+
+/// Warnings for `ibackup status`: each library the caller owns whose members the server
+/// lists include someone the owner's clients never added, or whose roster is refused.
+pub fn roster_warnings(session: &Session) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for library in session.libraries()?.iter().filter(|l| l.is_owner()) {
+        let listed = member_list(session, library)?;
+        match roster::of(session, library, &listed) {
+            Ok(roster) => {
+                let strangers = roster::strangers(session, &roster, &listed.members);
+                if !strangers.is_empty() {
+                    warnings.push(format!(
+                        "the server lists {} as member{} of `{}`, but you never shared it with \
+                         them: they are given no key (`ibackup share remove {} EMAIL` removes \
+                         them; tell the server's operator)",
+                        strangers.join(", "),
+                        if strangers.len() == 1 { "" } else { "s" },
+                        library.name,
+                        library.name
+                    ));
+                }
+            }
+            Err(e) => warnings.push(e.to_string()),
+        }
+    }
+    Ok(warnings)
 }
 
 /// Removes `email` from the library and rotates its key in the same step.
 pub fn remove(session: &Session, name: &str, email: &str) -> Result<u32> {
     let library = session.open_owned(name)?;
     let email = email.trim().to_lowercase();
-    Ok(rotate(session, &library, Some(&email))?.epoch)
+    let rotated = rotate(session, &library, Some(&email))?;
+    if !rotated.refused.is_empty() {
+        eprintln!("{}", refused_warning(&library.name, &rotated.refused));
+    }
+    Ok(rotated.info.epoch)
 }
 
 /// When a member left (their keys still open what exists), the owner's client starts a new
-/// epoch before writing more; returns the library as it then is.
-pub fn rotate_if_asked(session: &Session, library: OpenLibrary) -> Result<OpenLibrary> {
+/// epoch before writing more; returns the library as it then is, and the members refused in
+/// that step (see [`rotate`]), for the caller to report.
+pub fn rotate_if_asked(
+    session: &Session,
+    library: OpenLibrary,
+) -> Result<(OpenLibrary, Vec<String>)> {
     if !(library.info.rotate && library.is_owner()) {
-        return Ok(library);
+        return Ok((library, Vec::new()));
     }
-    rotate(session, &library, None)?;
-    session.open_library(&library.name)
+    let rotated = rotate(session, &library, None)?;
+    Ok((session.open_library(&library.name)?, rotated.refused))
 }
 
 /// Leaves a library shared with the caller (`NAME@OWNER`).
@@ -252,12 +356,16 @@ pub fn list(session: &Session, name: Option<&str>) -> Result<Vec<ShareListing>> 
     libraries
         .iter()
         .map(|library| {
-            let members = members(session, library)?
-                .into_iter()
-                .filter(|m| m.permission != Permission::Owner && m.email != session.email)
+            let listed = member_list(session, library)?;
+            let roster = match library.is_owner() {
+                true => Some(roster::of(session, library, &listed)?),
+                false => None,
+            };
+            let members = roster::others(session, &listed.members)
                 .map(|m| MemberView {
-                    email: m.email,
+                    email: m.email.clone(),
                     permission: m.permission,
+                    added_by_you: roster.as_ref().map(|r| r.get(&m.email).is_some()),
                 })
                 .collect();
             Ok(ShareListing {

@@ -49,13 +49,78 @@ impl<'a> Store<'a> {
         }
     }
 
-    /// Remembers `snapshot`, of id `id`, as the head seen (see `client::seen`).
+    /// Remembers `snapshot`, of id `id`, as the head seen (see `client::seen`); a head of
+    /// a higher generation must build on the one seen.
     fn seen_head(&self, id: ObjectId, snapshot: Snapshot) -> Result<()> {
         if let Some(seen) = self.remote.seen() {
+            if let Some((seen_head, seen_generation)) = seen.newest(&self.library_id)? {
+                if seen_generation > 0 && snapshot.generation > seen_generation {
+                    self.check_descent(id, &snapshot, seen_head, seen_generation)?;
+                }
+            }
             seen.check(&self.library_id, &self.name, id, snapshot.generation)?;
         }
         *self.head.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, snapshot));
         Ok(())
+    }
+
+    /// Follows `snapshot`'s parents back to generation `seen_generation` and refuses it if
+    /// `seen_head` is not on that path: the server dropped a commit this computer saw and
+    /// others built past it. A parent the server no longer has, or a walk past
+    /// [`DESCENT_WALK`](super::seen::DESCENT_WALK), cannot be told: logged and taken.
+    fn check_descent(
+        &self,
+        id: ObjectId,
+        snapshot: &Snapshot,
+        seen_head: ObjectId,
+        seen_generation: u64,
+    ) -> Result<()> {
+        let mut current = snapshot.clone();
+        for _ in 0..super::seen::DESCENT_WALK {
+            let Some(parent) = current.parent else {
+                break;
+            };
+            if parent == seen_head {
+                return Ok(());
+            }
+            current = match self.load_snapshots(std::slice::from_ref(&parent)) {
+                Ok(mut found) => found.pop().expect("one asked, one answered"),
+                Err(super::ClientError::Remote(e)) if e.code() == Some(ErrorCode::NotFound) => {
+                    tracing::warn!(
+                        "library {}: snapshot {} is gone (forgotten), so whether head {} \
+                         builds on the seen {} cannot be told; taken",
+                        self.name,
+                        parent.short(),
+                        id.short(),
+                        seen_head.short()
+                    );
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            if current.generation <= seen_generation {
+                break;
+            }
+        }
+        if current.generation > seen_generation && current.parent.is_some() {
+            tracing::warn!(
+                "library {}: head {} is more than {} snapshots past the seen {}; taken \
+                 without following it back",
+                self.name,
+                id.short(),
+                super::seen::DESCENT_WALK,
+                seen_head.short()
+            );
+            return Ok(());
+        }
+        Err(super::seen::refused(
+            &self.name,
+            "ALTERED",
+            id,
+            snapshot.generation,
+            seen_head,
+            seen_generation,
+        ))
     }
 
     /// Loads the snapshot `id` the server calls the head, and refuses it if this computer

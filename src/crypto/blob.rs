@@ -304,9 +304,12 @@ impl LibraryKeys {
         )
     }
 
-    /// Opens a chunk or tree and, where this member knows the epoch that made it, checks
-    /// that the key really derives from the plaintext, so a writer cannot store content
-    /// under a key that names other content (dedup poisoning).
+    /// Opens a chunk or tree and checks that the key really derives from the plaintext
+    /// under the convergence key of the epoch that made it, so a writer cannot store
+    /// content under a key that names other content (dedup poisoning). A blob naming an
+    /// epoch this reader does not hold is refused: anyone who holds the object's key alone
+    /// (a link visitor, a member who may only read) could seal other contents under it and
+    /// name an epoch nobody holds to skip the check (issue 26).
     pub fn open_object(
         &self,
         kind: BlobKind,
@@ -315,10 +318,9 @@ impl LibraryKeys {
     ) -> Result<Bytes, CryptoError> {
         let id = key.id();
         let (epoch, plaintext) = open(key.as_bytes(), kind, &id, blob)?;
-        if let Some(keys) = self.epoch(epoch) {
-            if keys.convergence.object_key(kind.code(), &plaintext) != *key {
-                return Err(CryptoError::IdMismatch(id));
-            }
+        let keys = self.epoch(epoch).ok_or(CryptoError::UnknownEpoch(epoch))?;
+        if keys.convergence.object_key(kind.code(), &plaintext) != *key {
+            return Err(CryptoError::IdMismatch(id));
         }
         Ok(plaintext)
     }
@@ -483,6 +485,18 @@ mod tests {
         assert!(matches!(
             keys.open_object(BlobKind::Chunk, &key, owned(&poisoned)),
             Err(CryptoError::IdMismatch(_))
+        ));
+    }
+
+    #[test]
+    fn an_object_naming_an_epoch_the_reader_lacks_is_refused() {
+        // The key of "a" used to seal "evil" under epoch 2, which this reader does not hold.
+        let keys = LibraryKeys::generate();
+        let key = keys.object_key(BlobKind::Chunk, b"a");
+        let forged = seal(key.as_bytes(), 2, BlobKind::Chunk, &key.id(), b"evil");
+        assert!(matches!(
+            keys.open_object(BlobKind::Chunk, &key, owned(&forged)),
+            Err(CryptoError::UnknownEpoch(2))
         ));
     }
 

@@ -41,8 +41,9 @@ pub enum CryptoError {
     #[error("decompression failed: {0}")]
     Decompress(String),
     #[error(
-        "this object is sealed under key epoch {0}, which your copy of the library keys does \
-         not have yet; try again (the library's key was rotated)"
+        "an object is sealed under key epoch {0}, which your copy of the library keys does \
+         not have: it is not used. If the library's key was rotated just now, try again; \
+         otherwise it may be forged (run `ibackup check`)"
     )]
     UnknownEpoch(u32),
 }

@@ -7,6 +7,7 @@ mod billing;
 mod cluster;
 mod floods;
 mod garage;
+mod hostile;
 mod integrity;
 mod links;
 mod load;

@@ -10,12 +10,13 @@ import nacl from "tweetnacl";
 
 import { call, frames, request, Refused } from "./api.js";
 import { element, save, say, size, tell, when } from "./dom.js";
-import { base64, fromBase64, fromHex, hex, seal, utf8 } from "./blob.js";
+import { Damaged, base64, fromBase64, fromHex, hex, seal, utf8 } from "./blob.js";
 import { FolderView, uploadForm } from "./folder.js";
 import { linksSection, makeLink, repointLinks } from "./mylinks.js";
 import { editFolder } from "./edit.js";
 import { uploadFiles } from "./upload.js";
 import { convergenceOf } from "./writer.js";
+import { named, nextRoster, openRoster, others, refusedWarning, rememberRoster, sealRoster, strangers } from "./roster.js";
 import {
   Contacts,
   accountKeys,
@@ -320,31 +321,51 @@ function leaveSection(info, name) {
 }
 
 /**
- * A new key epoch of library `info` (the account's own), granted in one request to every
- * member but `remove` (null when everyone stays, as after a member left: their keys still
- * open what exists, not what is written next). Returns the library as it is then.
+ * A new key epoch of library `info` (the account's own, keys `keys`), granted in one
+ * request to every member the owner's roster names but `remove` (null when everyone stays,
+ * as after a member left: their keys still open what exists, not what is written next).
+ * Members the server lists whom the roster does not name are refused: removed in the same
+ * step and granted nothing. Returns the library as it is then, with `refused` (e-mails).
  */
 async function rotateLibrary(info, keys, name, remove) {
   const contacts = new Contacts(me);
-  const { members } = await call("GET", `/api/v1/libraries/${info.id}/members`);
+  const list = await call("GET", `/api/v1/libraries/${info.id}/members`);
+  const roster = openRoster(me, info, newestEpoch(keys), list, name, contacts.known);
+  const refused = strangers(roster, list.members).filter((email) => email !== remove);
   const next = await nextEpoch(keys, info.epoch, name);
   try {
     const library = fromHex(info.id);
-    const grants = members.filter((m) => m.email !== remove).map((m) => {
-      const key = m.permission === "owner" ? me.publicKey : fromBase64(m.public_key);
-      if (m.permission !== "owner") contacts.check(m.email, m.public_key);
-      return { email: m.email, grant: base64(grantTo(me, key, library, next.epoch, next.key)) };
-    });
-    return await call("POST", `/api/v1/libraries/${info.id}/rotate`, {
+    const grants = [{ email: list.members.find((m) => m.permission === "owner").email, grant: base64(grantTo(me, me.publicKey, library, next.epoch, next.key)) }];
+    const kept = [];
+    for (const member of others(list.members)) {
+      if (member.email === remove || refused.includes(member.email)) continue;
+      const added = named(roster, member.email);
+      if (added.key !== member.public_key) {
+        throw new Damaged(`the server gives another key for ${member.email} than the one you shared ${name} with; nothing was changed. Ask ${member.email} for their fingerprint`);
+      }
+      grants.push({ email: member.email, grant: base64(grantTo(me, fromBase64(added.key), library, next.epoch, next.key)) });
+      kept.push(added);
+    }
+    const after = nextRoster(roster, next.epoch, kept);
+    const now = await call("POST", `/api/v1/libraries/${info.id}/rotate`, {
       ...(remove ? { remove } : {}),
+      refuse: refused,
+      roster: sealRoster(me, after),
       epoch: next.epoch,
       link: base64(next.link),
       name_sealed: base64(next.nameSealed),
       grants,
     });
+    rememberRoster(me, after);
+    return { ...now, refused };
   } finally {
     next.key.fill(0);
   }
+}
+
+/** The newest epoch whose keys `keys` holds. */
+function newestEpoch(keys) {
+  return Math.max(...keys.epochs.keys());
 }
 
 /**
@@ -354,7 +375,16 @@ async function rotateLibrary(info, keys, name, remove) {
  */
 async function sharingSection(info, keys, name) {
   const contacts = new Contacts(me);
-  const { members } = await call("GET", `/api/v1/libraries/${info.id}/members`);
+  const list = await call("GET", `/api/v1/libraries/${info.id}/members`);
+  const { members } = list;
+  // The owner sees which members the server lists that its clients never added.
+  let roster = null;
+  let rosterProblem = null;
+  try {
+    roster = openRoster(me, info, newestEpoch(keys), list, name, contacts.known);
+  } catch (error) {
+    rosterProblem = explain(error);
+  }
   const reopen = async (message) => {
     const { libraries } = await call("GET", "/api/v1/libraries");
     const now = libraries.find((l) => l.id === info.id);
@@ -367,7 +397,9 @@ async function sharingSection(info, keys, name) {
     "tr",
     { "data-member": member.email },
     element("td", {}, member.email),
-    element("td", {}, member.permission),
+    element("td", {}, roster && member.permission !== "owner" && !named(roster, member.email)
+      ? `${member.permission}: not added by you, given no key`
+      : member.permission),
     element("td", { class: "action" }, member.permission === "owner" ? "" : element("button", { type: "button", onclick: async (event) => {
       event.target.disabled = true;
       tell(line, `Ending the share with ${member.email} and starting a new key epoch…`, "note");
@@ -409,13 +441,21 @@ async function sharingSection(info, keys, name) {
                 nowKeys = await libraryKeys(now, me);
               }
               const newest = nowKeys.epochs.get(now.epoch);
+              const listed = await call("GET", `/api/v1/libraries/${now.id}/members`);
+              const before = openRoster(me, now, newestEpoch(nowKeys), listed, name, contacts.known);
+              const after = nextRoster(before, now.epoch, [
+                ...before.members.filter((m) => m.email !== who),
+                { email: who, key: contact.public_key, permission: permission.value },
+              ]);
               const grant = grantTo(me, fromBase64(contact.public_key), fromHex(now.id), now.epoch, newest.key);
               await call("POST", `/api/v1/libraries/${now.id}/members`, {
                 email: who,
                 permission: permission.value,
                 epoch: now.epoch,
                 grant: base64(grant),
+                roster: sealRoster(me, after),
               });
+              rememberRoster(me, after);
               contacts.remember(who, contact.public_key);
               await reopen(`${name} is shared with ${who}.`);
             } catch (error) {
@@ -438,6 +478,7 @@ async function sharingSection(info, keys, name) {
     element("table", { id: "members" },
       element("thead", {}, element("tr", {}, ...["Account", "Access", ""].map((h) => element("th", { scope: "col" }, h)))),
       element("tbody", {}, ...rows)),
+    rosterProblem ? element("p", { class: "error", role: "alert" }, rosterProblem) : "",
     line,
     form,
     confirm,
@@ -466,10 +507,14 @@ async function writeLibrary(shown, shownKeys, name, path, report, write, line, d
   const fetchBlobs = (ids) => libraryBlobs(info.id, ids);
   const { email } = await call("GET", "/api/v1/account");
   const made = await write({ info, keys, author: email, path, fetchBlobs, report });
-  await repointLinks({ info, keys, me, root: made.root, fetchBlobs });
+  // The snapshot is made; members refused in a new key and links the page refuses to
+  // re-point are said beside it.
+  const problems = [];
+  if (info.refused?.length) problems.push(refusedWarning(name, info.refused));
+  await repointLinks({ info, keys, me, root: made.root, fetchBlobs }).catch((error) => problems.push(explain(error)));
   await openSnapshotPage(info, keys, name, { id: made.id }, path);
   const shownLine = document.getElementById(line);
-  if (shownLine) tell(shownLine, done);
+  if (shownLine) tell(shownLine, [done, ...problems].join(" "), problems.length ? "error" : undefined);
 }
 
 /** `items` (files and folders, see `uploadFiles`) added to the folder at `path`. */

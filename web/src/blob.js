@@ -137,13 +137,20 @@ export async function openBlob(key, kind, id, blob, convergence = null) {
       throw error;
     }
   }
-  // As the client checks (`open_object`): an object of an epoch whose keys the page holds
-  // is what its key says. A holder of the key alone (a member who may read, a link
-  // visitor) could seal other contents under it; only the library's convergence key
-  // makes the key from the contents.
-  const converge = convergence?.(new DataView(epoch.buffer, epoch.byteOffset, 4).getUint32(0, false));
-  if (converge && !same(await objectKey(converge, kind, out), key)) {
-    throw new Damaged("an object is not what its key says: the server sent something else in its place");
+  // As the client checks (`open_object`): where the page holds the library's keys, an
+  // object is what its key says under the convergence key of the epoch it names. A holder
+  // of the key alone (a member who may read, a link visitor) could seal other contents
+  // under it; only the library's convergence key makes the key from the contents. An
+  // epoch the page does not hold is refused, or such a holder would name one to skip this.
+  if (convergence) {
+    const number = new DataView(epoch.buffer, epoch.byteOffset, 4).getUint32(0, false);
+    const converge = convergence(number);
+    if (!converge) {
+      throw new Damaged(`an object names key epoch ${number}, which this library does not have: it is not used (reload the page if the library's key was just changed)`);
+    }
+    if (!same(await objectKey(converge, kind, out), key)) {
+      throw new Damaged("an object is not what its key says: the server sent something else in its place");
+    }
   }
   return out;
 }

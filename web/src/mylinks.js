@@ -24,6 +24,15 @@ function openLabel(link, me) {
   }
 }
 
+/**
+ * Whether `label` was made for `link` as the server files it: the same library, and the
+ * same link where the label names one (labels made before it was bound do not), as the
+ * command-line client checks before it re-points a link.
+ */
+function labelMatches(label, link) {
+  return label.library === link.library_id && (label.link == null || label.link === link.id);
+}
+
 /** Bytes as unpadded base64url, as link fragments carry keys. */
 function base64url(bytes) {
   return base64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -42,6 +51,7 @@ export async function makeLink({ info, me, treeKey, snapshot, path, follow, pass
   const linkKey = follow ? crypto.getRandomValues(new Uint8Array(32)) : null;
   const pointer = follow ? await sealPointer(linkKey, id, treeKey) : new Uint8Array(0);
   const label = {
+    link: id,
     library: info.id,
     path: `/${path.join("/")}`,
     snapshot: follow ? null : snapshot,
@@ -101,7 +111,9 @@ export async function linksSection({ me, names, explain, refresh }) {
       "tr",
       { "data-link": link.id },
       element("td", { class: "note" }, link.id.slice(0, 8)),
-      element("td", {}, label ? names.get(label.library) ?? "a library you no longer own" : "(open your libraries to see)"),
+      element("td", {}, label
+        ? `${names.get(label.library) ?? "a library you no longer own"}${labelMatches(label, link) ? "" : " (moved by the server: not re-pointed)"}`
+        : "(open your libraries to see)"),
       element("td", {}, label ? label.path : ""),
       element("td", {}, link.follow ? "the newest snapshot" : "one snapshot"),
       element("td", {}, link.has_password ? "yes" : "no"),
@@ -130,10 +142,15 @@ export async function repointLinks({ info, keys, me, root, fetchBlobs }) {
   const { links } = await call("GET", "/api/v1/links");
   const now = Date.now() / 1000;
   let moved = 0;
+  const refused = [];
   for (const link of links) {
     if (!link.follow || link.library_id !== info.id || state(link, now) !== "active") continue;
     const label = openLabel(link, me);
     if (!label?.link_key) continue;
+    if (!labelMatches(label, link)) {
+      refused.push(link.id.slice(0, 8));
+      continue;
+    }
     let key = root;
     for (const name of String(label.path).split("/").filter((c) => c && c !== ".")) {
       const entry = (await rawTree(fetchBlobs, key, convergenceOf(keys))).find((e) => same(e.name, utf8(name)));
@@ -144,6 +161,9 @@ export async function repointLinks({ info, keys, me, root, fetchBlobs }) {
     const pointer = await sealPointer(fromBase64(label.link_key, true), link.id, key);
     await call("PUT", `/api/v1/links/${link.id}/pointer`, { root: hex(objectId(key)), pointer: base64(pointer) });
     moved++;
+  }
+  if (refused.length) {
+    throw new Error(`Link ${refused.join(", ")} was not re-pointed: the server files it under this library, but it was made for another. The server may be redirecting it; revoke it.`);
   }
   return moved;
 }

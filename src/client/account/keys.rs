@@ -1,8 +1,8 @@
 //! `ibackup account rotate-keys`: a new account key pair, for when a session file may have
 //! been copied while its session lived (the copy's private key would open every grant made
 //! to the old key). Every library key the account holds is granted anew from the new key,
-//! to itself and to the members of the libraries it owns (to the keys this computer
-//! pinned for them), with the private key wrapped under the password and a new recovery
+//! to itself and to the members of the libraries it owns (those the owner's roster
+//! names), with the private key wrapped under the password and a new recovery
 //! key; the server swaps it all in one step and ends the account's other sessions. Then
 //! each library the account owns starts a new key epoch, so library keys taken with the old
 //! account key do not open what is written next. (Libraries shared with the account keep
@@ -15,9 +15,10 @@ use super::password::{read_password, Purpose};
 use crate::api::account::{KeyGrant, RotateKeysRequest, SessionsEnded};
 use crate::api::routes;
 use crate::api::types::Permission;
-use crate::client::config::{KnownContacts, Paths, SessionFile};
+use crate::client::config::{Paths, SessionFile};
+use crate::client::roster;
 use crate::client::session::{reseal_session_file, Listed, Session};
-use crate::client::sharing::{members, rotate, trusted_key};
+use crate::client::sharing::{member_list, refused_warning, rotate_with};
 use crate::client::{ClientError, Result};
 use crate::crypto::epoch;
 use crate::crypto::keys::fingerprint;
@@ -41,9 +42,9 @@ pub fn rotate_keys(paths: &Paths, session: &Session) -> Result<RotatedKeys> {
     let (_, current_auth) = derive_existing(&session.remote, &session.email, &password)?;
     let new = AccountKeyPair::generate();
     let recovery = SymmetricKey::generate();
-    let mut known = KnownContacts::load(paths)?;
     let mut grants = Vec::new();
     let mut members_to_tell = Vec::new();
+    let mut rosters = Vec::new();
     for listed in session.list()? {
         let library = match listed {
             Listed::Open(library) => library,
@@ -73,16 +74,30 @@ pub fn rotate_keys(paths: &Paths, session: &Session) -> Result<RotatedKeys> {
         };
         grant_to(&session.email, &new.public_bytes())?;
         if library.info.permission == Permission::Owner {
-            for member in members(session, &library)? {
-                if member.email == session.email {
-                    continue;
-                }
-                trusted_key(session, &mut known, &member.email, &member.public_key, None)?;
-                grant_to(&member.email, &member.public_key)?;
+            // Only members the owner's roster names are granted (issue 26); the roster is
+            // read now, under the old key, and sealed anew under the new one below.
+            let listed = member_list(session, &library)?;
+            let roster = roster::of(session, &library, &listed)?;
+            let strangers = roster::strangers(session, &roster, &listed.members);
+            if !strangers.is_empty() {
+                return Err(ClientError::State(format!(
+                    "{} Nothing was changed; run `ibackup share remove {} EMAIL` for each, \
+                     then `ibackup account rotate-keys` again.",
+                    refused_warning(&library.name, &strangers).replace(" and were removed", ""),
+                    library.name
+                )));
+            }
+            for member in roster::others(session, &listed.members) {
+                let added = roster.get(&member.email).expect("not a stranger");
+                grant_to(
+                    &member.email,
+                    roster::key_for(session, &library.name, member, added)?,
+                )?;
                 if !members_to_tell.contains(&member.email) {
-                    members_to_tell.push(member.email);
+                    members_to_tell.push(member.email.clone());
                 }
             }
+            rosters.push((library.info.id.clone(), roster));
         }
     }
     let request = RotateKeysRequest {
@@ -94,7 +109,6 @@ pub fn rotate_keys(paths: &Paths, session: &Session) -> Result<RotatedKeys> {
         grants,
     };
     let ended: SessionsEnded = session.remote.post(routes::ACCOUNT_KEYS, &request, false)?;
-    known.save(paths)?;
     // This computer keeps its session, now holding the new key.
     let file = SessionFile::load(paths)?;
     reseal_session_file(paths, &file, &session.remote, new.secret_bytes().as_ref())?;
@@ -104,8 +118,10 @@ pub fn rotate_keys(paths: &Paths, session: &Session) -> Result<RotatedKeys> {
     let mut libraries_rotated = 0;
     for listed in session.list()? {
         if let Listed::Open(library) = listed {
-            if library.is_owner() {
-                rotate(&session, &library, None)?;
+            let roster = rosters.iter().find(|(id, _)| *id == library.info.id);
+            if let (true, Some((_, roster))) = (library.is_owner(), roster) {
+                let members = member_list(&session, &library)?.members;
+                rotate_with(&session, &library, None, &members, roster)?;
                 libraries_rotated += 1;
             }
         }

@@ -125,7 +125,7 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
             "name at least one path to back up".into(),
         ));
     }
-    let library =
+    let (library, refused) =
         super::sharing::rotate_if_asked(session, session.open_library(&options.library)?)?;
     if !library.info.permission.can_write() {
         return Err(ClientError::Usage(format!(
@@ -192,6 +192,10 @@ pub fn run(session: &Session, options: &BackupOptions) -> Result<BackupSummary> 
         .map(|node| build(node, &reads, &scan.links, &mut writer, &mut summary))
         .collect::<Option<_>>()
         .ok_or_else(|| ClientError::Usage(summary.warnings.last().cloned().unwrap_or_default()))?;
+    if !refused.is_empty() {
+        let warning = super::sharing::refused_warning(&library.name, &refused);
+        summary.warnings.push(warning);
+    }
 
     for _ in 0..COMMIT_ATTEMPTS {
         let mut root = head_root;

@@ -446,8 +446,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Status => {
             let mounts = crate::client::mount::status(&paths);
+            // Works without a session or the server; what the server says of shares is
+            // added when it can be asked.
+            let warnings = match Session::load(&paths) {
+                Ok(session) => crate::client::sharing::roster_warnings(&session)
+                    .unwrap_or_else(|e| vec![format!("the server could not be asked: {e}")]),
+                Err(_) => Vec::new(),
+            };
+            if !json {
+                for warning in &warnings {
+                    eprintln!("warning: {warning}");
+                }
+            }
             if json {
-                print_json(&serde_json::json!({ "mounts": mounts }));
+                print_json(&serde_json::json!({ "mounts": mounts, "warnings": warnings }));
             } else if mounts.is_empty() {
                 println!("Nothing mounted.");
             } else {

@@ -331,10 +331,16 @@ pub fn share(session: &Session, json: bool, command: ShareCommand) -> Result<()>
                 }
                 for member in &listing.members {
                     println!(
-                        "{:<40} {:<32} {}",
+                        "{:<40} {:<32} {}{}",
                         listing.library,
                         member.email,
-                        member.permission.as_str()
+                        member.permission.as_str(),
+                        match member.added_by_you {
+                            Some(false) =>
+                                "  NOT ADDED BY YOU: given no key; refused at the \
+                                            next new key (`ibackup share remove` now)",
+                            _ => "",
+                        }
                     );
                 }
             }

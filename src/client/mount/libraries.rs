@@ -60,7 +60,11 @@ pub fn refresh_libraries(vfs: &Mutex<Vfs>, session: &Session, read_only: bool) -
         }
     }
     for library in listed {
-        let library = crate::client::sharing::rotate_if_asked(session, library)?;
+        let (library, refused) = crate::client::sharing::rotate_if_asked(session, library)?;
+        if !refused.is_empty() {
+            let warning = crate::client::sharing::refused_warning(&library.name, &refused);
+            tracing::warn!("{warning}");
+        }
         let current = shown
             .iter()
             .find(|(_, id, _, _, gone)| *id == library.info.id && !gone);

@@ -248,6 +248,24 @@ pub fn add_member(
     Ok(())
 }
 
+/// The owner's sealed roster of the library, if its client stored one.
+pub fn roster(conn: &Conn, library_id: &str) -> Result<Option<Vec<u8>>, DbError> {
+    conn.query_row(
+        "SELECT roster FROM libraries WHERE id = ?1",
+        params![library_id],
+        |row| row.get(0),
+    )
+}
+
+/// Keeps the owner's sealed roster as it came; the server cannot read it.
+pub fn set_roster(conn: &Conn, library_id: &str, roster: &[u8]) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE libraries SET roster = ?2 WHERE id = ?1",
+        params![library_id, roster],
+    )?;
+    Ok(())
+}
+
 /// Removes a member; true if they were one.
 pub fn remove_member(conn: &Conn, library_id: &str, account_id: i64) -> Result<bool, DbError> {
     Ok(conn.execute(

@@ -17,7 +17,7 @@ use crate::api::types::{
     AddMemberRequest, ContactKey, ContactRequest, LibraryInfo, MemberInfo, MemberList, Permission,
     RotateRequest,
 };
-use crate::api::{ErrorCode, CHAIN_LINK_BYTES, GRANT_BYTES};
+use crate::api::{ErrorCode, CHAIN_LINK_BYTES, GRANT_BYTES, ROSTER_BYTES};
 use crate::server::db::{accounts, immediate, libraries};
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::state::AppState;
@@ -53,14 +53,21 @@ pub async fn members(
     caller: Caller,
     Path(library_id): Path<String>,
 ) -> ApiResult<Json<MemberList>> {
-    let members = state
+    let list = state
         .db
-        .call(move |conn| -> ApiResult<Vec<MemberInfo>> {
-            require(conn, &library_id, caller.account_id, Need::Read)?;
-            Ok(libraries::members(conn, &library_id)?)
+        .call(move |conn| -> ApiResult<MemberList> {
+            let granted = require(conn, &library_id, caller.account_id, Need::Read)?;
+            let roster = match granted.permission {
+                Permission::Owner => libraries::roster(conn, &library_id)?,
+                _ => None,
+            };
+            Ok(MemberList {
+                members: libraries::members(conn, &library_id)?,
+                roster,
+            })
         })
         .await?;
-    Ok(Json(MemberList { members }))
+    Ok(Json(list))
 }
 
 pub async fn add_member(
@@ -71,6 +78,7 @@ pub async fn add_member(
 ) -> ApiResult<(StatusCode, Json<MemberList>)> {
     let email = validate::email(&req.email)?;
     validate::bytes_len("grant", &req.grant, GRANT_BYTES..=GRANT_BYTES)?;
+    validate::bytes_len("roster", &req.roster, ROSTER_BYTES)?;
     if req.permission == Permission::Owner {
         return Err(ApiError::bad_request(
             "share with `read` or `read-write`; a library has one owner",
@@ -111,12 +119,19 @@ pub async fn add_member(
                 epoch,
                 &req.grant,
             )?;
+            libraries::set_roster(&tx, &library_id, &req.roster)?;
             let members = libraries::members(&tx, &library_id)?;
             tx.commit()?;
             Ok(members)
         })
         .await?;
-    Ok((StatusCode::CREATED, Json(MemberList { members })))
+    Ok((
+        StatusCode::CREATED,
+        Json(MemberList {
+            members,
+            roster: None,
+        }),
+    ))
 }
 
 /// Starts a new key epoch, removing a member in the same transaction when asked: the
@@ -130,10 +145,16 @@ pub async fn rotate(
 ) -> ApiResult<Json<LibraryInfo>> {
     validate::bytes_len("link", &req.link, CHAIN_LINK_BYTES..=CHAIN_LINK_BYTES)?;
     validate::sealed_name(&req.name_sealed)?;
+    validate::bytes_len("roster", &req.roster, ROSTER_BYTES)?;
     for grant in &req.grants {
         validate::bytes_len("grant", &grant.grant, GRANT_BYTES..=GRANT_BYTES)?;
     }
     let remove = req.remove.as_deref().map(validate::email).transpose()?;
+    let refuse = req
+        .refuse
+        .iter()
+        .map(|email| validate::email(email))
+        .collect::<ApiResult<Vec<String>>>()?;
     let info = state
         .db
         .call(move |conn| -> ApiResult<LibraryInfo> {
@@ -149,6 +170,15 @@ pub async fn rotate(
                     .ok_or_else(|| not_a_member(email))?;
                 if !libraries::remove_member(&tx, &library_id, member.id)? {
                     return Err(not_a_member(email));
+                }
+            }
+            // Members the owner's client refuses (it did not add them) go in the same step;
+            // one already gone is no error.
+            for email in &refuse {
+                if let Some(member) =
+                    accounts::by_email(&tx, email)?.filter(|m| m.id != caller.account_id)
+                {
+                    libraries::remove_member(&tx, &library_id, member.id)?;
                 }
             }
             let mut grants: HashMap<i64, Vec<u8>> = HashMap::new();
@@ -177,6 +207,7 @@ pub async fn rotate(
                 &req.name_sealed,
                 &grants,
             )?;
+            libraries::set_roster(&tx, &library_id, &req.roster)?;
             let info = libraries::info_for(&tx, &library_id, caller.account_id)?
                 .ok_or_else(|| ApiError::internal("rotated library not visible"))?;
             tx.commit()?;

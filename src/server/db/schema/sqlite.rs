@@ -298,6 +298,11 @@ CREATE TABLE leases (
     until INTEGER NOT NULL
 );
 "#,
+    // The owner's record of whom it shared a library with (`roster`), sealed by the owner's
+    // client to its own key: the server keeps it and cannot read or make one (issue 26).
+    r#"
+ALTER TABLE libraries ADD COLUMN roster BLOB;
+"#,
 ];
 
 /// The migration that replaced storage format 1 (it drops the old library tables).

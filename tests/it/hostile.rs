@@ -1,0 +1,357 @@
+//! A compromised server: its database and blob store edited by hand, as an attacker who took
+//! the server would. Each test is one way around the promise that such a server can neither
+//! read nor forge a library (docs/SECURITY.md), shown refused.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use ibackup::crypto::blob::{padme, BLOB_VERSION};
+use ibackup::crypto::{BlobKind, ObjectKey};
+
+use crate::sharing::{clients, open, ALICE};
+use crate::util::{write_file, TestServer};
+
+/// A blob laid out as the client lays one (padded, raw), sealed under `key` but naming key
+/// epoch `epoch`: what anyone who holds an object's key (a link visitor, a member who may
+/// only read, the server after it got a key) can make.
+fn seal_as(key: &ObjectKey, epoch: u32, kind: BlobKind, plaintext: &[u8]) -> Vec<u8> {
+    let mut inner = vec![2u8]; // raw, padded
+    inner.extend_from_slice(&(plaintext.len() as u32).to_le_bytes());
+    inner.extend_from_slice(plaintext);
+    inner.resize(padme(inner.len() as u64) as usize, 0);
+    let nonce = [7u8; 12];
+    let mut associated = vec![BLOB_VERSION];
+    associated.extend_from_slice(&epoch.to_be_bytes());
+    associated.push(kind.code());
+    associated.extend_from_slice(key.id().as_bytes());
+    let sealed = aes_gcm::Aes256Gcm::new(key.as_bytes().into())
+        .encrypt(
+            aes_gcm::Nonce::from_slice(&nonce),
+            Payload {
+                msg: &inner,
+                aad: &associated,
+            },
+        )
+        .unwrap();
+    let mut blob = vec![BLOB_VERSION];
+    blob.extend_from_slice(&epoch.to_be_bytes());
+    blob.extend_from_slice(&nonce);
+    blob.extend(sealed);
+    blob
+}
+
+/// Where an object of a library lies: pack, offset, size.
+fn located(server: &TestServer, library: &str, key: &ObjectKey) -> (String, i64, i64) {
+    server
+        .db()
+        .query_row(
+            "SELECT pack_id, \"offset\", size FROM objects WHERE library_id = ?1 AND id = ?2",
+            ibackup::params![library, key.id().as_bytes().to_vec()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+}
+
+/// Finding 3: a blob that names a key epoch the reader does not hold skipped the check that
+/// its contents are what its key says; a forgery sealed under epoch 0x7fffffff was restored
+/// as genuine and `check --read-data` found nothing.
+#[test]
+fn an_object_of_an_epoch_the_reader_does_not_hold_is_refused() {
+    let server = TestServer::start();
+    let [alice] = clients(&server, [ALICE]);
+    let source = tempfile::tempdir().unwrap();
+    let mut real = vec![0u8; 30_000];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut real);
+    write_file(&source.path().join("contract.bin"), &real);
+    alice.backup(&[source.path()]).ok();
+    let library = open(&alice, "Backups");
+    let key = library.keys.object_key(BlobKind::Chunk, &real);
+    let mut other = vec![0u8; real.len()];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut other);
+    let forged = seal_as(&key, 0x7fff_ffff, BlobKind::Chunk, &other);
+    let (pack, offset, size) = located(&server, &library.info.id, &key);
+    assert_eq!(forged.len() as i64, size, "the forgery fits the pack");
+    server.overwrite_in_pack(&library.info.id, &pack, offset as u64, &forged);
+    // The key alone opens it, so a reader without the check would take it.
+    assert_eq!(
+        key.open(BlobKind::Chunk, bytes::BytesMut::from(&forged[..]))
+            .unwrap()
+            .as_ref(),
+        &other[..]
+    );
+
+    let target = tempfile::tempdir().unwrap();
+    let restore = alice.restore("latest", target.path(), &[]);
+    assert_ne!(restore.code, 0, "restored a forgery: {}", restore.stdout);
+    assert!(
+        restore.stderr.contains("epoch 2147483647"),
+        "the refusal names the epoch: {}",
+        restore.stderr
+    );
+    let restored = std::fs::read(
+        target
+            .path()
+            .join(source.path().strip_prefix("/").unwrap())
+            .join("contract.bin"),
+    )
+    .unwrap_or_default();
+    assert_ne!(restored, other, "the forged contents were written");
+    let check = alice.run(&["check", "--read-data"]);
+    assert_ne!(check.code, 0, "check passed a forgery: {}", check.stdout);
+}
+
+/// Finding 2: the owner's client re-pointed a `--follow` link at the library the server
+/// filed it under, so a server that moved the link to a private library had the owner's
+/// next backup of that library hand the private folder to every visitor.
+#[test]
+fn a_follow_link_the_server_moved_to_another_library_is_not_re_pointed() {
+    let server = TestServer::start();
+    let [alice] = clients(&server, [ALICE]);
+    let public = tempfile::tempdir().unwrap();
+    write_file(&public.path().join("notice.txt"), b"open to all");
+    alice.backup(&[public.path()]).ok();
+    let url = crate::links::create(&alice, &["--follow", "Backups"]);
+    alice.run(&["library", "create", "Private"]).ok();
+    let private_id = open(&alice, "Private").info.id;
+    server
+        .db()
+        .execute(
+            "UPDATE links SET library_id = ?1",
+            ibackup::params![private_id],
+        )
+        .unwrap();
+    let diary = tempfile::tempdir().unwrap();
+    write_file(&diary.path().join("diary.txt"), b"PRIVATE DIARY");
+    let backup = alice.run(&[
+        "backup",
+        diary.path().to_str().unwrap(),
+        "--library",
+        "Private",
+    ]);
+    assert_eq!(backup.code, 3, "the snapshot is made, the link refused");
+    assert!(
+        backup.stderr.contains("REFUSED to re-point"),
+        "the owner is told: {}",
+        backup.stderr
+    );
+    let listed = alice.run(&["link", "list", "--json"]).ok().json();
+    assert!(
+        listed[0]["library"].as_str().unwrap().contains("MOVED"),
+        "{listed}"
+    );
+
+    let visitor = crate::util::TestClient::new("visitor@example.com");
+    let target = visitor.home.path().join("got");
+    let got = visitor.run_with(&["get", &url, "--target", target.to_str().unwrap()], |c| {
+        c.env_remove("IBACKUP_PASSWORD");
+    });
+    assert!(
+        crate::util::files_containing(&target, b"PRIVATE DIARY").is_empty(),
+        "the visitor got the private diary ({})",
+        got.stderr
+    );
+}
+
+fn account_id(server: &TestServer, email: &str) -> i64 {
+    server
+        .db()
+        .query_row(
+            "SELECT id FROM accounts WHERE email = ?1",
+            ibackup::params![email],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// Finding 1: the owner's client granted each new key epoch to whoever the server listed as
+/// a member. A server that inserted mallory and asked for a new key had alice's next
+/// backup grant mallory the epoch, whose chain opens all of alice's history.
+#[test]
+fn a_member_the_server_adds_is_refused_and_given_no_key() {
+    let server = TestServer::start();
+    let [alice, bob, mallory] = clients(&server, [ALICE, "bob@example.com", "mallory@example.com"]);
+    let source = tempfile::tempdir().unwrap();
+    write_file(&source.path().join("old.txt"), b"ALICE'S OLD SECRET");
+    alice.backup(&[source.path()]).ok();
+    crate::sharing::share(&alice, "bob@example.com", "--read");
+    let library = open(&alice, "Backups").info.id;
+    let mallory_id = account_id(&server, "mallory@example.com");
+    server
+        .db()
+        .execute(
+            "INSERT INTO library_members (library_id, account_id, permission, grant_epoch, \
+             key_grant) VALUES (?1, ?2, 'read', 1, ?3)",
+            ibackup::params![library, mallory_id, vec![0u8; ibackup::api::GRANT_BYTES]],
+        )
+        .unwrap();
+    server
+        .db()
+        .execute(
+            "UPDATE libraries SET rotate = 1 WHERE id = ?1",
+            ibackup::params![library],
+        )
+        .unwrap();
+
+    // The owner is told before anything happens.
+    let listed = alice.run(&["share", "list", "--json"]).ok().json();
+    let members = listed[0]["members"].as_array().unwrap();
+    let flag = |email: &str| {
+        members
+            .iter()
+            .find(|m| m["email"] == email)
+            .unwrap_or_else(|| panic!("{email} in {listed}"))["added_by_you"]
+            .clone()
+    };
+    assert_eq!(flag("bob@example.com"), true);
+    assert_eq!(flag("mallory@example.com"), false);
+    let status = alice.run(&["status", "--json"]).ok().json();
+    assert!(
+        status["warnings"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("mallory@example.com"),
+        "{status}"
+    );
+
+    // The next plain backup starts the new key, for bob only, and says so.
+    write_file(&source.path().join("new.txt"), b"ALICE'S NEW SECRET");
+    let backup = alice.backup(&[source.path()]);
+    assert_eq!(backup.code, 3, "{}", backup.stderr);
+    assert!(
+        backup.stderr.contains("REFUSED member mallory@example.com"),
+        "{}",
+        backup.stderr
+    );
+    let target = tempfile::tempdir().unwrap();
+    let stolen = mallory.restore(
+        "latest",
+        target.path(),
+        &["--library", "Backups@alice@example.com"],
+    );
+    assert_ne!(stolen.code, 0, "mallory restored alice's library");
+    assert!(crate::util::files_containing(target.path(), b"ALICE'S").is_empty());
+    let members: i64 = server
+        .db()
+        .query_row(
+            "SELECT COUNT(*) FROM library_members WHERE library_id = ?1 AND account_id = ?2",
+            ibackup::params![library, mallory_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        members, 0,
+        "the refused member was removed in the same step"
+    );
+    // Bob, whom alice added, reads the new epoch.
+    let bobs = tempfile::tempdir().unwrap();
+    bob.restore(
+        "latest",
+        bobs.path(),
+        &["--library", "Backups@alice@example.com"],
+    )
+    .ok();
+    assert_eq!(
+        crate::util::files_containing(bobs.path(), b"ALICE'S NEW SECRET").len(),
+        1
+    );
+
+    // A server that drops the roster, or hands back an older one, is refused.
+    let roster: Vec<u8> = server
+        .db()
+        .query_row(
+            "SELECT roster FROM libraries WHERE id = ?1",
+            ibackup::params![library],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let set_roster = |roster: Option<Vec<u8>>| {
+        server
+            .db()
+            .execute(
+                "UPDATE libraries SET roster = ?2, rotate = 1 WHERE id = ?1",
+                ibackup::params![library, roster],
+            )
+            .unwrap();
+    };
+    set_roster(None);
+    crate::util::fails(alice.backup(&[source.path()]), "REFUSED");
+    let epoch = |server: &TestServer| -> i64 {
+        server
+            .db()
+            .query_row(
+                "SELECT epoch FROM libraries WHERE id = ?1",
+                ibackup::params![library],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let before = epoch(&server);
+    set_roster(Some(roster.clone()));
+    alice
+        .run(&["share", "remove", "Backups", "bob@example.com"])
+        .ok();
+    assert_eq!(epoch(&server), before + 1);
+    set_roster(Some(roster));
+    crate::util::fails(alice.backup(&[source.path()]), "REFUSED");
+    assert_eq!(epoch(&server), before + 1, "no key was made for anyone");
+}
+
+/// Finding 4: a client compared generations only, so a server that set the head back past
+/// a commit this computer made, and let another computer build two commits on the older
+/// head, had this computer take the new head and lose its commit without a word.
+#[test]
+fn a_head_that_does_not_build_on_the_seen_one_is_refused() {
+    let server = TestServer::start();
+    let [laptop] = clients(&server, [ALICE]);
+    let desktop = crate::util::TestClient::new(ALICE);
+    desktop.login(&server);
+    let source = tempfile::tempdir().unwrap();
+    let head = || -> Vec<u8> {
+        server
+            .db()
+            .query_row("SELECT head FROM libraries", ibackup::params![], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    for generation in 1..=2 {
+        write_file(
+            &source.path().join("a.txt"),
+            format!("v{generation}").as_bytes(),
+        );
+        laptop.backup(&[source.path()]).ok();
+    }
+    let second = head();
+    desktop.run(&["snapshots"]).ok(); // the desktop saw generation 2
+    write_file(
+        &source.path().join("kept.txt"),
+        b"the laptop's third commit",
+    );
+    laptop.backup(&[source.path()]).ok();
+    // The server drops the laptop's third commit; the desktop, which never saw it, builds
+    // two commits on the second.
+    server
+        .db()
+        .execute("UPDATE libraries SET head = ?1", ibackup::params![second])
+        .unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    for n in 0..2 {
+        write_file(
+            &elsewhere.path().join("d.txt"),
+            format!("desktop {n}").as_bytes(),
+        );
+        desktop.backup(&[elsewhere.path()]).ok();
+    }
+    let run = laptop.run(&["snapshots"]);
+    crate::util::fails(run, "ALTERED STATE OF LIBRARY `Backups`");
+    // A head that does build on the seen one is taken, however far ahead.
+    let honest = crate::util::TestClient::new(ALICE);
+    honest.login(&server);
+    honest.run(&["snapshots"]).ok();
+    for n in 0..3 {
+        write_file(
+            &elsewhere.path().join("d.txt"),
+            format!("later {n}").as_bytes(),
+        );
+        desktop.backup(&[elsewhere.path()]).ok();
+    }
+    honest.run(&["snapshots"]).ok();
+}
