@@ -1017,3 +1017,85 @@ fn an_owner_shares_in_the_page_and_ends_the_share_with_a_new_key_epoch() {
     let listed = alice.run(&["library", "list", "--json"]).ok().json();
     assert_eq!(listed[0]["epoch"], 3, "{listed}");
 }
+
+/// A member the server inserted and a new key it asked for (issue 26, finding 1): the page
+/// marks the member, and the owner's next upload grants the new key to the member the owner
+/// added and refuses the other, as the command-line client does.
+#[test]
+fn the_page_grants_a_new_key_only_to_members_the_owner_added() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let server = TestServer::start();
+    let [alice, bob, _mallory] =
+        clients(&server, [ALICE, "bob@example.com", "mallory@example.com"]);
+    let source = backed_up(&alice, "plan.txt", b"the owner's plan");
+    share(&alice, "bob@example.com", "--read");
+    let library = crate::sharing::open(&alice, "Backups").info.id;
+    let mallory: i64 = server
+        .db()
+        .query_row(
+            "SELECT id FROM accounts WHERE email = 'mallory@example.com'",
+            ibackup::params![],
+            |r| r.get(0),
+        )
+        .unwrap();
+    server
+        .db()
+        .execute(
+            "INSERT INTO library_members (library_id, account_id, permission, grant_epoch, \
+             key_grant) VALUES (?1, ?2, 'read', 1, ?3)",
+            ibackup::params![library, mallory, vec![0u8; ibackup::api::GRANT_BYTES]],
+        )
+        .unwrap();
+    server
+        .db()
+        .execute(
+            "UPDATE libraries SET rotate = 1 WHERE id = ?1",
+            ibackup::params![library],
+        )
+        .unwrap();
+    let picked = tempfile::tempdir().unwrap();
+    write_file(&picked.path().join("new.txt"), b"written after the new key");
+    let args = serde_json::json!({
+        "part": "refused",
+        "url": server.url,
+        "email": ALICE,
+        "password": crate::util::PASSWORD,
+        "folders": components(source.path()),
+        "upload": [picked.path().join("new.txt")],
+        "stranger": "mallory@example.com",
+        "member": "bob@example.com",
+    });
+    browser.run("profile_page.py", args);
+    let rows: Vec<(i64, i64)> = {
+        let db = server.db();
+        let mut stmt = db
+            .prepare("SELECT account_id, grant_epoch FROM library_members WHERE library_id = ?1")
+            .unwrap();
+        let rows = stmt
+            .query_map(ibackup::params![library], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    assert_eq!(
+        rows.len(),
+        2,
+        "alice and bob stay, mallory is gone: {rows:?}"
+    );
+    assert!(
+        rows.iter().all(|(id, epoch)| *id != mallory && *epoch == 2),
+        "{rows:?}"
+    );
+    let target = tempfile::tempdir().unwrap();
+    bob.restore(
+        &format!("latest:{}", source.path().display()),
+        target.path(),
+        &["--library", ALICES_BACKUPS],
+    )
+    .ok();
+    assert_eq!(
+        fs::read(target.path().join("new.txt")).unwrap(),
+        b"written after the new key"
+    );
+}

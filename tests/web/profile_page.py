@@ -140,6 +140,8 @@ def use(page, context, args):
         share(page, args)
     elif args["part"] == "swapped":
         swapped(page, args)
+    elif args["part"] == "refused":
+        refused(page, args)
     else:
         delete(page, args)
 
@@ -221,6 +223,31 @@ def library(page, args):
         links(page, args)
     if args.get("leave"):
         leave(page, args)
+
+
+def refused(page, args):
+    """A member the server added on its own, with a new key asked for: the sharing table
+    marks them, and the owner's next upload starts the new key for the others only and
+    says whom it refused."""
+    page.goto(args["url"])
+    page.get_by_label("E-mail address").fill(args["email"])
+    page.get_by_label("Password").fill(args["password"])
+    page.get_by_role("button", name="Sign in").click()
+    row = page.locator('tr[data-library="Backups"]')
+    expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+    row.get_by_role("button", name="Open").click()
+    stranger = page.locator(f'tr[data-member="{args["stranger"]}"]')
+    expect(stranger).to_contain_text("not added by you", timeout=TIMEOUT_MS)
+    expect(page.locator(f'tr[data-member="{args["member"]}"]')).not_to_contain_text("not added")
+    page.locator("#snapshots tbody tr").first.get_by_role("button", name="Open").click()
+    for folder in args["folders"]:
+        here = page.locator(f'tr[data-name="{folder}"]')
+        expect(here).to_have_count(1, timeout=TIMEOUT_MS)
+        here.get_by_role("button", name="Open").click()
+    page.locator("#upload-files").set_input_files(args["upload"])
+    status = page.locator("#upload-status")
+    expect(status).to_contain_text("Added 1 file", timeout=TIMEOUT_MS)
+    expect(status).to_contain_text(f"Refused {args['stranger']}")
 
 
 def swapped(page, args):
