@@ -88,8 +88,11 @@ max_connections = 1024
 # A client must finish the TLS handshake, send each request's headers, and keep a request
 # body moving within this time; an idle connection is closed after it.
 request_timeout = "30s"
-# Upload bodies held in memory at once, over all requests; further uploads wait.
+# Upload bodies held in memory at once, over all requests; further uploads wait. One
+# account holds at most a quarter of it (and always one upload's worth).
 upload_memory = "512MiB"
+# Fetch answers held in memory until the client has read them, likewise.
+fetch_memory = "512MiB"
 # Password hashes (Argon2id, at sign-up, login and password change) computed at once, and
 # how many more may wait; past that the server answers "busy, retry in a second".
 # 0 hashers means half the processor cores (at least one).
@@ -160,6 +163,7 @@ pub struct Limits {
     pub max_connections: usize,
     pub request_timeout: Duration,
     pub upload_memory: u64,
+    pub fetch_memory: u64,
     pub hashers: usize,
     pub hash_queue: usize,
     pub db_readers: usize,
@@ -255,6 +259,7 @@ struct RawLimits {
     max_connections: usize,
     request_timeout: String,
     upload_memory: String,
+    fetch_memory: String,
     hashers: usize,
     hash_queue: usize,
     db_readers: usize,
@@ -267,6 +272,7 @@ impl Default for RawLimits {
             max_connections: 1024,
             request_timeout: "30s".into(),
             upload_memory: "512MiB".into(),
+            fetch_memory: "512MiB".into(),
             hashers: 0,
             hash_queue: 64,
             db_readers: 4,
@@ -279,14 +285,18 @@ impl RawLimits {
         if self.max_connections < 2 {
             return Err("limits.max_connections must be at least 2".into());
         }
-        let upload_memory = parse_size(&self.upload_memory)
-            .map_err(|e| format!("limits.upload_memory = \"{}\": {e}", self.upload_memory))?;
-        if upload_memory < crate::api::routes::MAX_BATCH_BYTES as u64 {
-            return Err(format!(
-                "limits.upload_memory must hold at least one upload ({})",
-                format_size(crate::api::routes::MAX_BATCH_BYTES as u64)
-            ));
-        }
+        let batch = |name: &str, text: &str| {
+            let bytes = parse_size(text).map_err(|e| format!("limits.{name} = \"{text}\": {e}"))?;
+            if bytes < crate::api::routes::MAX_BATCH_BYTES as u64 {
+                return Err(format!(
+                    "limits.{name} must hold at least one batch ({})",
+                    format_size(crate::api::routes::MAX_BATCH_BYTES as u64)
+                ));
+            }
+            Ok(bytes)
+        };
+        let upload_memory = batch("upload_memory", &self.upload_memory)?;
+        let fetch_memory = batch("fetch_memory", &self.fetch_memory)?;
         let hashers = match self.hashers {
             0 => std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
             n => n,
@@ -296,6 +306,7 @@ impl RawLimits {
             max_connections: self.max_connections,
             request_timeout: duration("limits.request_timeout", &self.request_timeout)?,
             upload_memory,
+            fetch_memory,
             hashers,
             hash_queue: self.hash_queue,
             db_readers: self.db_readers.min(64),

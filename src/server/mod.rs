@@ -19,6 +19,7 @@ pub mod hashing;
 pub mod http;
 pub mod mail;
 pub mod maintenance;
+pub mod memory;
 pub mod records;
 pub mod state;
 pub mod storage;
@@ -26,6 +27,7 @@ pub mod throttle;
 pub mod tls;
 pub mod validate;
 pub mod verify;
+pub mod write_deadline;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -167,9 +169,8 @@ pub async fn serve(options: ServeOptions) -> ServerResult<()> {
         records: Arc::new(records::SessionRecords::default()),
         reach: Arc::default(),
         hashers: Arc::new(hashing::Hashers::new(&data.config.limits)),
-        uploads: Arc::new(tokio::sync::Semaphore::new(upload_permits(
-            data.config.limits.upload_memory,
-        ))),
+        uploads: Arc::new(memory::MemoryBound::new(data.config.limits.upload_memory)),
+        answers: Arc::new(memory::MemoryBound::new(data.config.limits.fetch_memory)),
         certificate: tls
             .as_ref()
             .map(|identity| Arc::from(identity.fingerprint.as_str())),
@@ -256,11 +257,6 @@ pub async fn serve(options: ServeOptions) -> ServerResult<()> {
     Ok(())
 }
 
-/// Upload bodies in memory are counted in KiB, so the semaphore's permits stay small.
-pub fn upload_permits(bytes: u64) -> usize {
-    (bytes / 1024) as usize
-}
-
 /// How often gathered session records are written.
 const RECORD_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -310,7 +306,8 @@ const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis
 const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Serves HTTP/1.1 on one connection. A request's headers must arrive within `timeout`,
-/// and so must the next request on an idle connection, or the connection is closed.
+/// and so must the next request on an idle connection, or the connection is closed; so is
+/// one whose client stops reading an answer for `timeout`.
 async fn serve_connection<IO>(
     io: IO,
     peer: SocketAddr,
@@ -329,6 +326,7 @@ async fn serve_connection<IO>(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(timeout);
+    let io = write_deadline::WriteDeadline::new(io, timeout);
     if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
         tracing::debug!("connection from {peer} ended: {e}");
     }

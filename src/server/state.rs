@@ -26,8 +26,11 @@ pub struct AppState {
     /// What each link's root reaches, computed once per root (see `links`).
     pub reach: Arc<std::sync::Mutex<ReachCache>>,
     pub hashers: Arc<Hashers>,
-    /// Upload bodies in memory, in KiB (`limits.upload_memory`).
-    pub uploads: Arc<tokio::sync::Semaphore>,
+    /// Upload bodies in memory (`limits.upload_memory`), per account and in all.
+    pub uploads: Arc<super::memory::MemoryBound>,
+    /// Fetch answers in memory until sent (`limits.fetch_memory`), per account or link and
+    /// in all.
+    pub answers: Arc<super::memory::MemoryBound>,
     /// The fingerprint of the certificate this server presents (`SHA256:hex`), when it ends
     /// TLS itself: the web page puts it into the links it makes, as `ibackup link create`
     /// puts the one its computer pinned.

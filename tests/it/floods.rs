@@ -430,3 +430,225 @@ fn uploads_past_the_memory_bound_wait_before_their_bodies_are_read() {
         );
     });
 }
+
+/// The server's resident memory, in MiB.
+fn rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024
+}
+
+/// Opens a TLS connection and sends `request`'s headers and `body`, then reads nothing.
+fn send_unread(
+    server: &TestServer,
+    request: &str,
+    body: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let mut tls = connect_tls(server);
+    tls.write_all(request.as_bytes()).unwrap();
+    tls.write_all(body).unwrap();
+    tls.flush().unwrap();
+    tls
+}
+
+/// Issue 26, finding 5: twelve fetches whose answers their client never read took a server
+/// from 54 to 777 MB and kept it there. Answers now count against `fetch_memory` per
+/// account (or link) before they are read from the packs, and a client that stops reading
+/// is cut off, which gives their memory back; another account is served meanwhile.
+#[test]
+fn fetch_answers_nobody_reads_are_bounded_and_cut_off() {
+    let (server, _logs) = {
+        let logs = tempfile::tempdir().unwrap();
+        let server = TestServer::start_configured(
+            |config| {
+                config
+                    .replace("fetch_memory = \"512MiB\"", "fetch_memory = \"256MiB\"")
+                    .replace("request_timeout = \"30s\"", "request_timeout = \"3s\"")
+            },
+            &logs.path().join("server.log"),
+        );
+        (server, logs)
+    };
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    let source = tempfile::tempdir().unwrap();
+    let mut noise = vec![0u8; 48 << 20];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut noise);
+    std::fs::write(source.path().join("big.bin"), &noise).unwrap();
+    drop(noise);
+    alice.backup(&[source.path()]).ok();
+    let library = crate::sharing::open(&alice, "Backups").info.id;
+    let ids: Vec<String> = server
+        .strings("SELECT lower(hex(id)) FROM objects WHERE kind = 1")
+        .into_iter()
+        .collect();
+    assert!(ids.len() > 4, "{} chunks", ids.len());
+    let body = json!({ "ids": ids }).to_string();
+    let token = alice.session_token();
+    let path = routes::library(routes::OBJECTS_FETCH, &library);
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let pid = server.pid();
+    let before = rss_mib(pid);
+    let started = Instant::now();
+    let unread: Vec<_> = (0..8)
+        .map(|_| send_unread(&server, &request, body.as_bytes()))
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let during = rss_mib(pid);
+    assert!(
+        during < before + 200,
+        "eight unread answers of 48 MiB took the server from {before} to {during} MiB"
+    );
+    // Another account is served while alice's answers sit unread.
+    let bob = TestClient::new("bob@example.com");
+    bob.register(&server);
+    let bobs = tempfile::tempdir().unwrap();
+    std::fs::write(bobs.path().join("note.txt"), b"bob's").unwrap();
+    bob.backup(&[bobs.path()]).ok();
+    let target = tempfile::tempdir().unwrap();
+    bob.restore("latest", target.path(), &[]).ok();
+    // Without a byte read by their client, the server ends each unread connection (a
+    // write blocked for 3 s) in turn, and its memory comes back.
+    let open = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let crowded = open();
+    while open() + unread.len() > crowded && started.elapsed() < Duration::from_secs(90) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        open() + unread.len() <= crowded,
+        "the unread connections were not cut off in {:?}",
+        started.elapsed()
+    );
+    drop(unread);
+    let (status, _) = raw_request(&server, "GET", routes::HEALTH, None, None);
+    assert_eq!(status, 200);
+}
+
+/// Issue 26, finding 6: upload memory was taken from the announced length before the body,
+/// with no bound per account and no least rate, so eight uploads of one account dripping a
+/// byte a second hung another user's backup. One account now holds at most a quarter of it.
+#[test]
+fn dripping_uploads_of_one_account_do_not_hold_another_accounts_backup() {
+    let (server, _logs) =
+        configured_with_limit("upload_memory = \"512MiB\"", "upload_memory = \"256MiB\"");
+    let mallory = TestClient::new("mallory@example.com");
+    mallory.register(&server);
+    let token = mallory.session_token();
+    let library = crate::sharing::open(&mallory, "Backups").info.id;
+    let path = routes::library(routes::OBJECTS_UPLOAD, &library);
+    let stop = Arc::new(AtomicBool::new(false));
+    let drips: Vec<_> = (0..8)
+        .map(|_| {
+            let mut tls = send_unread(
+                &server,
+                &format!(
+                    "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \
+                     {token}\r\nContent-Length: {}\r\n\r\n",
+                    64 << 20
+                ),
+                &[0u8; 1],
+            );
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(25);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(500));
+                    if tls.write_all(&[0u8]).and_then(|()| tls.flush()).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let bob = TestClient::new("bob@example.com");
+    bob.register(&server);
+    let source = tempfile::tempdir().unwrap();
+    std::fs::write(source.path().join("a.bin"), vec![3u8; 1 << 20]).unwrap();
+    let started = Instant::now();
+    bob.backup(&[source.path()]).ok();
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for drip in drips {
+        drip.join().unwrap();
+    }
+    assert!(
+        took < Duration::from_secs(10),
+        "bob's backup waited {took:?} behind mallory's dripping uploads"
+    );
+}
+
+/// A body that keeps coming, a byte at a time, is cut off once it falls below the least
+/// rate; so is a JSON body to a route that needs no login. An upload to a library the
+/// caller may not write is refused before its body is read.
+#[test]
+fn a_dripping_body_is_cut_off_and_a_forbidden_upload_is_refused_unread() {
+    let (server, _logs) =
+        configured_with_limit("request_timeout = \"30s\"", "request_timeout = \"2s\"");
+    let mut tls = send_unread(
+        &server,
+        "POST /api/v1/prelogin HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: 100000\r\n\r\n",
+        b"{",
+    );
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    tls.sock
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    while started.elapsed() < Duration::from_secs(20) {
+        let _ = tls.write_all(b" ").and_then(|()| tls.flush());
+        let mut buf = [0u8; 4096];
+        match tls.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+        if !answer.is_empty() {
+            break;
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("slower than"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    let bob = TestClient::new("bob@example.com");
+    bob.register(&server);
+    let library = crate::sharing::open(&alice, "Backups").info.id;
+    let path = routes::library(routes::OBJECTS_UPLOAD, &library);
+    let mut tls = send_unread(
+        &server,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Content-Length: {}\r\n\r\n",
+            bob.session_token(),
+            64 << 20
+        ),
+        b"",
+    );
+    let (answer, took) = read_until_closed(&mut tls);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(took < Duration::from_secs(3), "refused after {took:?}");
+}

@@ -6,7 +6,6 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::server::db::sessions;
 use crate::server::error::ApiError;
@@ -41,35 +40,36 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
-/// A raw body of at most `MAX_BATCH_BYTES`, and its share of the server's upload memory
-/// (`limits.upload_memory`), held until the handler drops it: when the share is spent,
-/// further uploads wait here before a byte of theirs is read.
-pub struct ApiBytes(pub Bytes, pub OwnedSemaphorePermit);
-
-impl FromRequest<AppState> for ApiBytes {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = crate::api::routes::MAX_BATCH_BYTES;
-        let announced = req
-            .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(limit as u64)
-            .min(limit as u64);
-        let share = crate::server::upload_permits(announced).max(1) as u32;
-        let held = state
-            .uploads
-            .clone()
-            .acquire_many_owned(share)
-            .await
-            .map_err(ApiError::internal)?;
-        let stall = state.config.limits.request_timeout;
-        let body = read_limited(req, limit, stall).await?;
-        Ok(Self(body, held))
-    }
+/// An upload body of at most `MAX_BATCH_BYTES`, read only after the caller was found
+/// allowed to write (the handler checks first, then calls this), and its share of the
+/// server's upload memory (`limits.upload_memory`), held until dropped: taken from the
+/// account's own share first, so one account's stalled uploads hold at most a quarter of it,
+/// and before a byte of the body is read.
+pub async fn upload_body(
+    state: &AppState,
+    account_id: i64,
+    req: Request,
+) -> Result<(Bytes, crate::server::memory::Held), ApiError> {
+    let limit = crate::api::routes::MAX_BATCH_BYTES;
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(limit as u64)
+        .min(limit as u64);
+    let held = state
+        .uploads
+        .acquire(&format!("account {account_id}"), announced)
+        .await;
+    let stall = state.config.limits.request_timeout;
+    let body = read_limited(req, limit, stall).await?;
+    Ok((body, held))
 }
+
+/// The least rate a body must keep once `request_timeout` has passed since it began, on
+/// average: a body dripping a byte at a time is cut off, a slow line (64 kbit/s) is not.
+const MIN_BODY_RATE: f64 = 8.0 * 1024.0;
 
 /// Past a body's limit, up to this much more is read and dropped before answering 413, so
 /// a client still sending gets the answer instead of a reset connection.
@@ -87,12 +87,26 @@ async fn read_limited(
     let mut body = req.into_body();
     let mut data = Vec::with_capacity((body.size_hint().lower() as usize).min(limit));
     let mut seen = 0usize;
+    let started = tokio::time::Instant::now();
     loop {
-        let Ok(next) = tokio::time::timeout(stall, body.frame()).await else {
-            return Err(ApiError::timeout(format!(
-                "the request body stopped arriving for {} s; send it again",
-                stall.as_secs()
-            )));
+        // The next part must come within `stall`, and before the body falls below the
+        // least rate (measured from `stall` after it began).
+        let slowest =
+            started + stall + std::time::Duration::from_secs_f64(seen as f64 / MIN_BODY_RATE);
+        let deadline = (tokio::time::Instant::now() + stall).min(slowest);
+        let Ok(next) = tokio::time::timeout_at(deadline, body.frame()).await else {
+            return Err(ApiError::timeout(if deadline == slowest {
+                format!(
+                    "the request body arrived slower than {} KiB/s; send it again on a \
+                     faster connection, or less at once",
+                    MIN_BODY_RATE as u64 / 1024
+                )
+            } else {
+                format!(
+                    "the request body stopped arriving for {} s; send it again",
+                    stall.as_secs()
+                )
+            }));
         };
         let Some(frame) = next else { break };
         let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the body: {e}")))?;

@@ -289,7 +289,8 @@ pub async fn fetch(
             "object {outside} is not inside this link's folder"
         )));
     }
-    super::objects::serve(&state, link.library_id, req.ids).await
+    let holder = format!("link {id}");
+    super::objects::serve(&state, &holder, link.library_id, req.ids).await
 }
 
 /// What a link's current root reaches, computed once per root and kept (a follow link's new

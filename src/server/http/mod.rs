@@ -115,7 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route(routes::ASSET, get(web::asset))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // ApiJson and ApiBytes enforce their own limits, so they can answer cleanly.
+        // ApiJson and upload bodies enforce their own limits, so they can answer cleanly.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

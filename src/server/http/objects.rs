@@ -14,7 +14,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::extract::{ApiBytes, ApiJson, Caller};
+use super::extract::{upload_body, ApiJson, Caller};
 use super::libraries::{require, Need};
 use crate::api::routes::{MAX_BATCH_BYTES, MAX_IDS_PER_REQUEST};
 use crate::api::types::{IdList, MissingResponse, UploadObject, UploadResponse};
@@ -124,8 +124,15 @@ pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
     Path(library_id): Path<String>,
-    ApiBytes(body, _upload_memory): ApiBytes,
+    request: axum::extract::Request,
 ) -> ApiResult<Json<UploadResponse>> {
+    // Who may write is known before a byte of the body is read or memory is held for it.
+    let lib = library_id.clone();
+    state
+        .db
+        .read(move |conn| require(conn, &lib, caller.account_id, Need::Write).map(drop))
+        .await?;
+    let (body, _upload_memory) = upload_body(&state, caller.account_id, request).await?;
     let (header, blobs) =
         frame::decode_upload(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     if header.objects.len() > MAX_OBJECTS_PER_UPLOAD {
@@ -319,13 +326,18 @@ pub async fn fetch(
         .db
         .read(move |conn| require(conn, &lib, caller.account_id, Need::Read).map(drop))
         .await?;
-    serve(&state, library_id, req.ids).await
+    let holder = format!("account {}", caller.account_id);
+    serve(&state, &holder, library_id, req.ids).await
 }
 
 /// Answers with the blobs of `ids` as frames (`u32` length, blob), after the caller's right
-/// to them was checked (a member's, or a link visitor's).
+/// to them was checked (a member's, or a link visitor's). The answer's bytes are counted
+/// against `limits.fetch_memory` for `holder` (the account, or the link) until it is sent
+/// or the connection ends; a client that stops reading is cut off by the connection's
+/// write deadline (`serve_connection`), which gives them back.
 pub async fn serve(
     state: &AppState,
+    holder: &str,
     library_id: String,
     ids: Vec<ObjectId>,
 ) -> ApiResult<Response> {
@@ -351,13 +363,45 @@ pub async fn serve(
             Ok(wanted)
         })
         .await?;
+    let total: u64 = wanted.iter().map(|(_, _, size)| size + 4).sum();
+    let held = state.answers.acquire(holder, total).await;
     let store = state.blobs.clone();
     let frames = tokio::task::spawn_blocking(move || store.read_frames(&library_id, &wanted))
         .await
         .map_err(ApiError::internal)??;
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
-        axum::body::Body::new(frames.into_body()),
+        axum::body::Body::new(HeldBody {
+            body: axum::body::Body::new(frames.into_body()),
+            _held: held,
+        }),
     )
         .into_response())
+}
+
+/// An answer's body with its share of the fetch memory, given back when it is dropped
+/// (sent, or its connection gone).
+struct HeldBody {
+    body: axum::body::Body,
+    _held: crate::server::memory::Held,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
