@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::config::KnownServers;
 use super::objects::ObjectSource;
 use super::remote::{parse_server_url, Remote, RemoteError};
-use super::restore::{self, Found, RestoreSummary};
+use super::restore::{self, Found, Origin, RestoreSummary};
 use super::session::{new_library_id, OpenLibrary, Session};
 use super::snapshots::resolve;
 use super::store::Store;
@@ -490,7 +490,7 @@ pub fn get(
         token: opened.token,
     };
     let tree = source.load_tree(&key)?;
-    restore::restore_found(&source, Found::Folder(key, tree), target)
+    restore::restore_found(&source, Found::Folder(key, tree), target, Origin::Stranger)
 }
 
 /// Where `get` writes when no target is given: a new folder named after the link.

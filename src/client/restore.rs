@@ -65,6 +65,32 @@ struct Plan {
     hard_links: Vec<(PathBuf, PathBuf)>,
     /// The first name restored of each link group, with what makes it that file.
     first_names: HashMap<u64, (PathBuf, Identity)>,
+    /// What the restore may take of the entries' metadata.
+    origin: Origin,
+}
+
+/// Whose data is restored: one's own libraries keep owners, set-ID bits, every extended
+/// attribute and device nodes (as root); what a stranger's link holds (`ibackup get`) is
+/// restored as plain files of the person running it, even as root: no owners, no set-ID
+/// bits, only `user.*` attributes, no devices (issue 26).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Origin {
+    #[default]
+    Own,
+    Stranger,
+}
+
+impl Origin {
+    fn mode(self, mode: u32) -> u32 {
+        match self {
+            Origin::Own => mode,
+            Origin::Stranger => mode & 0o1777,
+        }
+    }
+
+    fn takes_xattr(self, name: &[u8]) -> bool {
+        self == Origin::Own || name.starts_with(b"user.")
+    }
 }
 
 pub fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreSummary> {
@@ -82,7 +108,7 @@ pub fn run(session: &Session, options: &RestoreOptions) -> Result<RestoreSummary
         &components(inner.unwrap_or("")),
         &format!("snapshot {}", id.short()),
     )?;
-    let mut summary = restore_found(&store, found, &options.target)?;
+    let mut summary = restore_found(&store, found, &options.target, Origin::Own)?;
     summary.snapshot = Some(id);
     summary.duration_secs = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -142,10 +168,14 @@ pub fn restore_found(
     source: &dyn ObjectSource,
     found: Found,
     target: &Path,
+    origin: Origin,
 ) -> Result<RestoreSummary> {
     let started = Instant::now();
     fs::create_dir_all(target).map_err(ClientError::io(target))?;
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        origin,
+        ..Plan::default()
+    };
     let mut summary = RestoreSummary::default();
     match found {
         Found::Entry(entry) => plan.add(target, entry, &HashMap::new(), &mut summary),
@@ -439,8 +469,9 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
             .warnings
             .push(format!("{}: cannot restore {what}: {e}", path.display()));
     };
+    let origin = plan.origin;
     for (path, entry) in &plan.files {
-        apply_attributes(path, entry, &mut warn);
+        apply_attributes(path, entry, origin, &mut warn);
     }
     for (path, entry) in &plan.links {
         if fs::symlink_metadata(path).is_ok() {
@@ -451,22 +482,27 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
             warn(path, "symlink", e);
             continue;
         }
-        set_owner(path, entry);
+        if origin == Origin::Own {
+            set_owner(path, entry);
+        }
         let (atime, mtime) = times(entry);
         if let Err(e) = filetime::set_symlink_file_times(path, atime, mtime) {
             warn(path, "mtime", e);
         }
     }
     for (path, entry) in &plan.specials {
-        match make_special(path, entry) {
+        match make_special(path, entry, origin) {
             Ok(true) => {
                 summary.specials += 1;
-                apply_attributes(path, entry, &mut warn);
+                apply_attributes(path, entry, origin, &mut warn);
             }
             Ok(false) => warn(
                 path,
                 "the device",
-                std::io::Error::other("devices are made only when restoring as root; skipped"),
+                std::io::Error::other(match origin {
+                    Origin::Own => "devices are made only when restoring as root; skipped",
+                    Origin::Stranger => "a link's devices are never made; skipped",
+                }),
             ),
             Err(e) => warn(path, "the special file", e),
         }
@@ -483,7 +519,7 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
     }
     // Deepest first: a directory's mtime is set after everything inside it is written.
     for (path, entry) in plan.dirs.iter().rev() {
-        apply_attributes(path, entry, &mut warn);
+        apply_attributes(path, entry, origin, &mut warn);
     }
 }
 
@@ -491,11 +527,15 @@ fn apply_metadata(plan: &Plan, summary: &mut RestoreSummary) {
 fn apply_attributes(
     path: &Path,
     entry: &Entry,
+    origin: Origin,
     warn: &mut impl FnMut(&Path, &str, std::io::Error),
 ) {
-    set_owner(path, entry);
-    set_xattrs(path, entry);
-    if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(entry.mode)) {
+    if origin == Origin::Own {
+        set_owner(path, entry);
+    }
+    set_xattrs(path, entry, origin);
+    let mode = origin.mode(entry.mode);
+    if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(mode)) {
         warn(path, "mode", e);
     }
     // By path (utimensat): opening a FIFO would wait for a writer.
@@ -507,7 +547,7 @@ fn apply_attributes(
 
 /// Makes the FIFO, socket or device `entry` at `path` (replacing what is there). Devices
 /// need root: `Ok(false)` when not run as root.
-fn make_special(path: &Path, entry: &Entry) -> std::io::Result<bool> {
+fn make_special(path: &Path, entry: &Entry, origin: Origin) -> std::io::Result<bool> {
     use rustix::fs::{FileType, Mode};
     let (kind, dev) = match entry.kind {
         EntryKind::Fifo => (FileType::Fifo, 0),
@@ -516,7 +556,7 @@ fn make_special(path: &Path, entry: &Entry) -> std::io::Result<bool> {
         EntryKind::BlockDevice => (FileType::BlockDevice, entry.rdev),
         _ => return Err(std::io::Error::other("not a special file")),
     };
-    if dev != 0 && !rustix::process::geteuid().is_root() {
+    if dev != 0 && (origin == Origin::Stranger || !rustix::process::geteuid().is_root()) {
         return Ok(false);
     }
     if fs::symlink_metadata(path).is_ok() {
@@ -532,8 +572,8 @@ fn set_owner(path: &Path, entry: &Entry) {
     let _ = std::os::unix::fs::lchown(path, Some(entry.uid), Some(entry.gid));
 }
 
-fn set_xattrs(path: &Path, entry: &Entry) {
-    for xattr in &entry.xattrs {
+fn set_xattrs(path: &Path, entry: &Entry, origin: Origin) {
+    for xattr in entry.xattrs.iter().filter(|x| origin.takes_xattr(&x.name)) {
         let _ = xattr::set(path, OsStr::from_bytes(&xattr.name), &xattr.value);
     }
 }

@@ -355,3 +355,71 @@ fn a_head_that_does_not_build_on_the_seen_one_is_refused() {
     }
     honest.run(&["snapshots"]).ok();
 }
+
+/// Low: `ibackup get` run as root applied a link's owners, set-ID bits, privileged extended
+/// attributes and device nodes, as a restore of one's own data does. A stranger's folder
+/// is now written as plain files of whoever runs `get`.
+#[test]
+fn a_link_fetched_as_root_makes_no_owners_set_id_bits_or_devices() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: skipping (CI runs as root)");
+        return;
+    }
+    let server = TestServer::start();
+    let [alice] = clients(&server, [ALICE]);
+    let source = tempfile::tempdir().unwrap();
+    let tool = source.path().join("tool");
+    write_file(&tool, b"#!/bin/sh\n");
+    std::os::unix::fs::chown(&tool, Some(4321), Some(4321)).unwrap();
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    xattr::set(&tool, "user.note", b"kept").unwrap();
+    let privileged = xattr::set(&tool, "trusted.mark", b"root only").is_ok();
+    let device = source.path().join("null");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &device,
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::from_raw_mode(0o666),
+        rustix::fs::makedev(1, 3),
+    )
+    .unwrap();
+    alice.backup(&[source.path()]).ok();
+    let url = crate::links::create(&alice, &[&format!("Backups:{}", source.path().display())]);
+
+    let visitor = crate::util::TestClient::new("visitor@example.com");
+    let target = visitor.home.path().join("got");
+    let got = visitor.run_with(&["get", &url, "--target", target.to_str().unwrap()], |c| {
+        c.env_remove("IBACKUP_PASSWORD");
+    });
+    assert_eq!(
+        got.code, 3,
+        "the device is named as skipped: {}",
+        got.stderr
+    );
+    assert!(got.stderr.contains("never made"), "{}", got.stderr);
+    let fetched = std::fs::metadata(target.join("tool")).unwrap();
+    assert_eq!(fetched.uid(), 0, "the link's owner was applied");
+    assert_eq!(fetched.mode() & 0o7777, 0o755, "set-ID bits were applied");
+    assert_eq!(
+        xattr::get(target.join("tool"), "user.note")
+            .unwrap()
+            .as_deref(),
+        Some(&b"kept"[..])
+    );
+    if privileged {
+        assert_eq!(
+            xattr::get(target.join("tool"), "trusted.mark").unwrap(),
+            None
+        );
+    }
+    assert!(!target.join("null").exists(), "a device node was made");
+
+    // One's own restore keeps all of it.
+    let own = tempfile::tempdir().unwrap();
+    alice.restore("latest", own.path(), &[]).ok();
+    let mine = own.path().join(source.path().strip_prefix("/").unwrap());
+    let kept = std::fs::metadata(mine.join("tool")).unwrap();
+    assert_eq!((kept.uid(), kept.mode() & 0o7777), (4321, 0o4755));
+    assert!(std::fs::symlink_metadata(mine.join("null")).is_ok());
+}
