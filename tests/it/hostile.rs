@@ -423,3 +423,34 @@ fn a_link_fetched_as_root_makes_no_owners_set_id_bits_or_devices() {
     assert_eq!((kept.uid(), kept.mode() & 0o7777), (4321, 0o4755));
     assert!(std::fs::symlink_metadata(mine.join("null")).is_ok());
 }
+
+/// Low: names other writers of a library chose (the paths a member backed up, here a
+/// folder whose name steers a terminal) were printed raw by `snapshots`.
+#[test]
+fn names_from_other_writers_reach_the_terminal_escaped() {
+    let server = TestServer::start();
+    let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
+    crate::sharing::share(&alice, "bob@example.com", "--read-write");
+    let source = tempfile::tempdir().unwrap();
+    let odd = source.path().join("x\u{1b}]0;owned\u{7}\u{1b}[2J");
+    std::fs::create_dir_all(&odd).unwrap();
+    write_file(&odd.join("a.txt"), b"bob's");
+    bob.run(&[
+        "backup",
+        odd.to_str().unwrap(),
+        "--library",
+        crate::sharing::ALICES_BACKUPS,
+    ])
+    .ok();
+    let listed = alice.run(&["snapshots"]).ok();
+    assert!(
+        listed.stdout.contains("\\u{1b}]0;owned"),
+        "{}",
+        listed.stdout
+    );
+    assert!(
+        !listed.stdout.contains('\u{1b}') && !listed.stdout.contains('\u{7}'),
+        "a control character reached the terminal: {:?}",
+        listed.stdout
+    );
+}

@@ -209,7 +209,11 @@ pub fn main() -> ExitCode {
                 let body = serde_json::json!({ "error": error.to_string() });
                 println!("{body}");
             }
-            eprintln!("ibackup: {error}");
+            // An error may carry a server's words: its lines are kept, nothing else that
+            // would steer the terminal.
+            let text = error.to_string();
+            let lines: Vec<_> = text.split('\n').map(shown).collect();
+            eprintln!("ibackup: {}", lines.join("\n"));
             ExitCode::FAILURE
         }
     }
@@ -321,7 +325,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let summary = backup::run(&session, &options)?;
             for warning in &summary.warnings {
-                eprintln!("warning: {warning}");
+                eprintln!("warning: {}", shown(warning));
             }
             if json {
                 print_json(&summary);
@@ -359,15 +363,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "{:<10} {:<22} {:<24} {:<16} {:>10}  PATHS",
                     "ID", "TIME", "AUTHOR", "HOST", "SIZE"
                 );
+                // Author, host and paths are what any writer of the library put there.
                 for s in &list {
                     println!(
                         "{:<10} {:<22} {:<24} {:<16} {:>10}  {}{}",
                         s.short_id,
                         s.time,
-                        s.author,
-                        s.host,
+                        shown(&s.author),
+                        shown(&s.host),
                         format_size(s.summary.bytes),
-                        s.paths.join(", "),
+                        shown(&s.paths.join(", ")),
                         if s.latest { "  (latest)" } else { "" }
                     );
                 }
@@ -386,7 +391,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             let summary = restore::run(&session, &options)?;
             for warning in &summary.warnings {
-                eprintln!("warning: {warning}");
+                eprintln!("warning: {}", shown(warning));
             }
             if json {
                 print_json(&summary);
@@ -455,7 +460,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             if !json {
                 for warning in &warnings {
-                    eprintln!("warning: {warning}");
+                    eprintln!("warning: {}", shown(warning));
                 }
             }
             if json {
@@ -598,7 +603,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let target = target.unwrap_or_else(|| crate::client::links::default_target(&link));
             let summary = crate::client::links::get(&link, &target, password)?;
             for warning in &summary.warnings {
-                eprintln!("warning: {warning}");
+                eprintln!("warning: {}", shown(warning));
             }
             if json {
                 print_json(&summary);
@@ -617,4 +622,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `text` with its control characters escaped (`\u{1b}`), for a terminal: names, hosts and
+/// paths from other writers of a library, or from the server, must not move the cursor,
+/// retitle the window or hide what follows (issue 26).
+pub fn shown(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod shown_tests {
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(super::shown("plain ✓"), "plain ✓");
+        assert_eq!(
+            super::shown("a\u{1b}]0;x\u{7}b\nc"),
+            "a\\u{1b}]0;x\\u{7}b\\nc"
+        );
+    }
 }

@@ -333,7 +333,7 @@ pub fn share(session: &Session, json: bool, command: ShareCommand) -> Result<()>
                     println!(
                         "{:<40} {:<32} {}{}",
                         listing.library,
-                        member.email,
+                        super::shown(&member.email),
                         member.permission.as_str(),
                         match member.added_by_you {
                             Some(false) =>
