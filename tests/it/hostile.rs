@@ -454,3 +454,51 @@ fn names_from_other_writers_reach_the_terminal_escaped() {
         listed.stdout
     );
 }
+
+/// Low: a member who may only read could set holds without bound (a new holder id each
+/// time) and keep forgotten data alive at the owner's cost. Holds expire within a day,
+/// and one account may have at most four holders per library.
+#[test]
+fn a_members_holds_are_bounded() {
+    let server = TestServer::start();
+    let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
+    let source = tempfile::tempdir().unwrap();
+    write_file(&source.path().join("a.txt"), b"held");
+    alice.backup(&[source.path()]).ok();
+    crate::sharing::share(&alice, "bob@example.com", "--read");
+    let library = open(&alice, "Backups");
+    let path = ibackup::api::routes::library(ibackup::api::routes::LIBRARY_HOLDS, &library.info.id);
+    let head = server.strings("SELECT lower(hex(head)) FROM libraries");
+    let hold = |holder: u8, ttl: u64| {
+        let body = serde_json::json!({
+            "holder": format!("{holder:032x}"),
+            "roots": [head[0]],
+            "ttl_secs": ttl,
+        });
+        crate::util::raw_request(
+            &server,
+            "PUT",
+            &path,
+            Some(&bob.session_token()),
+            Some(("application/json", body.to_string().into_bytes())),
+        )
+    };
+    for holder in 1..=4 {
+        assert_eq!(hold(holder, 3600).0, 204);
+    }
+    assert_eq!(hold(1, 3600).0, 204, "a holder renews its own");
+    let (status, body) = hold(5, 3600);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("mounts"),
+        "{body}"
+    );
+    assert_eq!(hold(6, 86_401).0, 400, "a hold lasts at most a day");
+    let rows: i64 = server
+        .db()
+        .query_row("SELECT COUNT(*) FROM holds", ibackup::params![], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(rows, 4);
+}

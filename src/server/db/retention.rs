@@ -314,33 +314,50 @@ pub fn libraries(conn: &Conn) -> Result<Vec<(String, String)>, DbError> {
     Ok(rows)
 }
 
-/// Replaces what `holder` (one mount) holds in a library: trees with files open inside,
-/// kept from collection until `expires_at` unless renewed.
+/// How many mounts of one account may hold trees of one library at once: each holds at
+/// most one request's ids, so what a member keeps alive at the owner's cost is bounded.
+pub const HOLDERS_PER_ACCOUNT: i64 = 4;
+
+/// Replaces what `holder` (one mount of `account_id`) holds in a library: trees with files
+/// open inside, kept from collection until `expires_at` unless renewed. `false` (nothing
+/// changed) when the account already has [`HOLDERS_PER_ACCOUNT`] other holders there.
 pub fn set_holds(
     conn: &Conn,
     library_id: &str,
+    account_id: i64,
     holder: &str,
     roots: &[ObjectId],
     expires_at: i64,
-) -> Result<(), DbError> {
+) -> Result<bool, DbError> {
+    conn.execute("DELETE FROM holds WHERE expires_at <= ?1", params![now()])?;
+    let others: i64 = conn.query_row(
+        "SELECT COUNT(DISTINCT holder) FROM holds WHERE library_id = ?1 AND account_id = ?2 \
+         AND holder != ?3",
+        params![library_id, account_id, holder],
+        |row| row.get(0),
+    )?;
+    if others >= HOLDERS_PER_ACCOUNT {
+        return Ok(false);
+    }
     conn.execute(
-        "DELETE FROM holds WHERE (library_id = ?1 AND holder = ?2) OR expires_at <= ?3",
-        params![library_id, holder, now()],
+        "DELETE FROM holds WHERE library_id = ?1 AND holder = ?2",
+        params![library_id, holder],
     )?;
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO holds (library_id, holder, root, expires_at) \
-         VALUES (?1, ?2, ?3, ?4) ON CONFLICT (library_id, holder, root) \
-         DO UPDATE SET expires_at = excluded.expires_at",
+        "INSERT INTO holds (library_id, holder, root, expires_at, account_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (library_id, holder, root) \
+         DO UPDATE SET expires_at = excluded.expires_at, account_id = excluded.account_id",
     )?;
     for root in roots {
         stmt.execute(params![
             library_id,
             holder,
             root.as_bytes().as_slice(),
-            expires_at
+            expires_at,
+            account_id
         ])?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Marks objects reused now (a `missing` answer said they exist, or a new object references

@@ -95,7 +95,21 @@ pub async fn hold(
             require(conn, &library_id, caller.account_id, Need::Read)?;
             let until = db::now() + req.ttl_secs as i64;
             let tx = db::immediate(conn)?;
-            retention::set_holds(&tx, &library_id, &req.holder, &req.roots, until)?;
+            let held = retention::set_holds(
+                &tx,
+                &library_id,
+                caller.account_id,
+                &req.holder,
+                &req.roots,
+                until,
+            )?;
+            if !held {
+                return Err(ApiError::forbidden(format!(
+                    "{} mounts of your account already hold snapshots of this library; \
+                         unmount one, or wait up to a day for a stopped one's holds to end",
+                    retention::HOLDERS_PER_ACCOUNT
+                )));
+            }
             tx.commit()?;
             Ok(())
         })

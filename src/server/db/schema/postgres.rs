@@ -253,6 +253,7 @@ CREATE TABLE leases (
     // The owner's sealed record of whom it shared a library with (SQLite's last).
     r#"
 ALTER TABLE libraries ADD COLUMN roster BYTEA;
+ALTER TABLE holds ADD COLUMN account_id BIGINT;
 "#,
 ];
 

@@ -300,8 +300,10 @@ CREATE TABLE leases (
 "#,
     // The owner's record of whom it shared a library with (`roster`), sealed by the owner's
     // client to its own key: the server keeps it and cannot read or make one (issue 26).
+    // Who set each hold (`holds.account_id`), so a member's holds are bounded.
     r#"
 ALTER TABLE libraries ADD COLUMN roster BLOB;
+ALTER TABLE holds ADD COLUMN account_id INTEGER;
 "#,
 ];
 
