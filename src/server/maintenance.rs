@@ -53,6 +53,11 @@ impl Maintenance {
         let config = &self.config;
         report.session_records_purged = self.db.blocking(|conn| {
             db::throttle::purge_before(conn, (now - super::throttle::FORGET_AFTER_SECS) * 1000)?;
+            sessions::drop_expired_shares(
+                conn,
+                now - config.idle_timeout.as_secs() as i64,
+                now - config.absolute_timeout.as_secs() as i64,
+            )?;
             sessions::purge_before(conn, now - config.record_retention.as_secs() as i64)
         })?;
         self.renew(now, &mut report)?;

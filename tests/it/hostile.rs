@@ -502,3 +502,41 @@ fn a_members_holds_are_bounded() {
         .unwrap();
     assert_eq!(rows, 4);
 }
+
+/// Low: the key share that opens a session file's account key outlived sessions that timed
+/// out (only a revocation dropped it), so a session file copied while its session lived
+/// could be opened later by whoever holds the server's database. It goes when the session
+/// is found timed out, and at the server's maintenance for those never seen again.
+#[test]
+fn key_shares_end_with_their_sessions() {
+    let logs = tempfile::tempdir().unwrap();
+    let server = TestServer::start_configured(
+        |config| config.replace("idle_timeout = \"30days\"", "idle_timeout = \"3s\""),
+        &logs.path().join("server.log"),
+    );
+    let [laptop] = clients(&server, [ALICE]);
+    let desktop = crate::util::TestClient::new(ALICE);
+    desktop.login(&server);
+    let shares = || -> i64 {
+        server
+            .db()
+            .query_row(
+                "SELECT COUNT(*) FROM sessions WHERE key_share IS NOT NULL",
+                ibackup::params![],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(shares(), 2);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let run = laptop.run(&["snapshots"]);
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("expired"), "{}", run.stderr);
+    assert_eq!(
+        shares(),
+        1,
+        "the laptop's share went when its session was found ended"
+    );
+    server.admin(&["maintenance"]);
+    assert_eq!(shares(), 0, "the desktop's went at maintenance");
+}

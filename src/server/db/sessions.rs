@@ -167,6 +167,30 @@ pub fn records_for(conn: &Conn, account_id: i64) -> Result<Vec<Record>, DbError>
     Ok(rows)
 }
 
+/// Drops the key shares of sessions that timed out: idle since before `idle_cutoff`, or
+/// begun before `absolute_cutoff`. A copied session file then opens nothing, as after a
+/// revocation; the session's record stays for its retention period.
+pub fn drop_expired_shares(
+    conn: &Conn,
+    idle_cutoff: i64,
+    absolute_cutoff: i64,
+) -> Result<usize, DbError> {
+    conn.execute(
+        "UPDATE sessions SET key_share = NULL WHERE key_share IS NOT NULL \
+         AND (last_seen < ?1 OR created_at < ?2)",
+        params![idle_cutoff, absolute_cutoff],
+    )
+}
+
+/// Drops one session's key share (it was found timed out).
+pub fn drop_share(conn: &Conn, session_id: &str) -> Result<(), DbError> {
+    conn.execute(
+        "UPDATE sessions SET key_share = NULL WHERE id = ?1",
+        params![session_id],
+    )?;
+    Ok(())
+}
+
 /// Deletes records of sessions last used before `cutoff`; returns how many.
 pub fn purge_before(conn: &Conn, cutoff: i64) -> Result<usize, DbError> {
     conn.execute("DELETE FROM sessions WHERE last_seen < ?1", params![cutoff])

@@ -244,6 +244,12 @@ impl FromRequestParts<AppState> for Caller {
         let idle = now - session.last_seen > config.idle_timeout.as_secs() as i64;
         let too_old = now - session.created_at > config.absolute_timeout.as_secs() as i64;
         if idle || too_old {
+            // The session ended: its key share goes now, as at a revocation.
+            let ended = session.id.clone();
+            state
+                .db
+                .call(move |conn| sessions::drop_share(conn, &ended))
+                .await?;
             return Err(ApiError::unauthorized(
                 "session expired; run `ibackup login` to start a new one",
             ));
