@@ -113,13 +113,16 @@ pub(crate) fn member_list(session: &Session, library: &OpenLibrary) -> Result<Me
     Ok(session.remote.get::<MemberList>(&path)?)
 }
 
-/// Grants `email` access to the library `name` the caller owns.
+/// Grants `email` access to the library `name` the caller owns. A key this computer sees
+/// for the first time, with no `expected_fingerprint`, is shown to `confirm` (e-mail,
+/// fingerprint) before anything is granted; an error from it stops the share.
 pub fn add(
     session: &Session,
     name: &str,
     email: &str,
     permission: Permission,
     expected_fingerprint: Option<&str>,
+    confirm: &dyn Fn(&str, &str) -> Result<()>,
 ) -> Result<Shared> {
     let (library, _) = rotate_if_asked(session, session.open_owned(name)?)?;
     let email = email.trim().to_lowercase();
@@ -139,6 +142,9 @@ pub fn add(
         &contact.public_key,
         expected_fingerprint,
     )?;
+    if newly_pinned && expected_fingerprint.is_none() {
+        confirm(&email, &fingerprint)?;
+    }
     let newest = library.keys.newest();
     let grant = epoch::grant(
         &session.keys,

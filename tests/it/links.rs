@@ -222,7 +222,14 @@ fn passwords_expiry_and_revocation_end_a_link_with_a_clear_message() {
         "leave out --snapshot",
     );
     alice
-        .run(&["share", "add", "Backups", "bob@example.com", "--read"])
+        .run(&[
+            "share",
+            "add",
+            "--yes",
+            "Backups",
+            "bob@example.com",
+            "--read",
+        ])
         .ok();
     fails(
         bob.run(&["link", "create", "Backups@alice@example.com"]),

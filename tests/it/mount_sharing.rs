@@ -39,7 +39,14 @@ fn a_share_appears_read_only_without_remounting_and_leaves_when_removed() {
     assert!(!shared.exists());
 
     alice
-        .run(&["share", "add", "Backups", "bob@example.com", "--read"])
+        .run(&[
+            "share",
+            "add",
+            "--yes",
+            "Backups",
+            "bob@example.com",
+            "--read",
+        ])
         .ok();
     wait_for("the share to appear", || shared.exists());
     let inside = shared.join(source.path().strip_prefix("/").unwrap());
@@ -173,7 +180,14 @@ fn changes_waiting_when_a_share_is_removed_are_kept_on_the_members_computer() {
     let server = TestServer::start();
     let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
     alice
-        .run(&["share", "add", "Backups", "bob@example.com", "--read-write"])
+        .run(&[
+            "share",
+            "add",
+            "--yes",
+            "Backups",
+            "bob@example.com",
+            "--read-write",
+        ])
         .ok();
     // A long quiet delay keeps bob's change waiting in his journal.
     let mount = TestMount::start(

@@ -138,7 +138,14 @@ fn a_policy_dry_run_matches_what_is_then_forgotten() {
         "no snapshot id starts with",
     );
     alice
-        .run(&["share", "add", "Backups", "bob@example.com", "--read"])
+        .run(&[
+            "share",
+            "add",
+            "--yes",
+            "Backups",
+            "bob@example.com",
+            "--read",
+        ])
         .ok();
     fails(
         bob.run(&[

@@ -29,7 +29,7 @@ pub fn clients<const N: usize>(server: &TestServer, emails: [&str; N]) -> [TestC
 /// `owner` shares its library Backups with `member`, `--read` or `--read-write`.
 pub fn share(owner: &TestClient, member: &str, permission: &str) {
     owner
-        .run(&["share", "add", "Backups", member, permission])
+        .run(&["share", "add", "--yes", "Backups", member, permission])
         .ok();
 }
 
@@ -96,22 +96,57 @@ fn read_and_read_write_shares_are_enforced_by_client_and_server() {
 
     // Mistakes people make: each a message and exit 1, nothing changed.
     fails(
-        alice.run(&["share", "add", "Backups", "nobody@example.com", "--read"]),
+        alice.run(&[
+            "share",
+            "add",
+            "--yes",
+            "Backups",
+            "nobody@example.com",
+            "--read",
+        ]),
         "no account uses the e-mail address nobody@example.com",
     );
     fails(
-        alice.run(&["share", "add", "Nope", "bob@example.com", "--read"]),
+        alice.run(&["share", "add", "--yes", "Nope", "bob@example.com", "--read"]),
         "no library named `Nope`",
     );
     fails(
-        alice.run(&["share", "add", "Backups", ALICE, "--read"]),
+        alice.run(&["share", "add", "--yes", "Backups", ALICE, "--read"]),
         "share it with someone else",
     );
-    let no_permission = alice.run(&["share", "add", "Backups", "bob@example.com"]);
+    let no_permission = alice.run(&["share", "add", "--yes", "Backups", "bob@example.com"]);
     assert_ne!(no_permission.code, 0, "a permission must be chosen");
+    // A key seen for the first time is shown before anything is granted (issue 26): a
+    // script must give its fingerprint, or --yes.
+    let unchecked = alice.run(&["share", "add", "Backups", "bob@example.com", "--read"]);
+    fails(unchecked, "--fingerprint");
+    let members = alice
+        .run(&["share", "list", "Backups", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        members[0]["members"],
+        serde_json::json!([]),
+        "nothing was shared"
+    );
+    let pinned = alice
+        .run(&["contact", "show", "bob@example.com", "--json"])
+        .json();
+    assert_eq!(
+        pinned["fingerprint"],
+        serde_json::Value::Null,
+        "nothing was pinned"
+    );
 
     let shared = alice
-        .run(&["share", "add", "Backups", "bob@example.com", "--read"])
+        .run(&[
+            "share",
+            "add",
+            "--yes",
+            "Backups",
+            "bob@example.com",
+            "--read",
+        ])
         .ok();
     assert!(
         shared.stdout.contains(&fingerprint(&bob)),
@@ -119,13 +154,21 @@ fn read_and_read_write_shares_are_enforced_by_client_and_server() {
         shared.stdout
     );
     fails(
-        alice.run(&["share", "add", "Backups", "bob@example.com", "--read-write"]),
+        alice.run(&[
+            "share",
+            "add",
+            "--yes",
+            "Backups",
+            "bob@example.com",
+            "--read-write",
+        ]),
         "already shared with bob@example.com (read)",
     );
     fails(
         alice.run(&[
             "share",
             "add",
+            "--yes",
             "Backups",
             "carol@example.com",
             "--read-write",
@@ -138,6 +181,7 @@ fn read_and_read_write_shares_are_enforced_by_client_and_server() {
         .run(&[
             "share",
             "add",
+            "--yes",
             "Backups",
             "carol@example.com",
             "--read-write",
@@ -209,6 +253,7 @@ fn read_and_read_write_shares_are_enforced_by_client_and_server() {
         bob.run(&[
             "share",
             "add",
+            "--yes",
             ALICES_BACKUPS,
             "carol@example.com",
             "--read",
@@ -292,7 +337,7 @@ fn a_removed_member_is_refused_at_once_and_cannot_decrypt_what_is_written_after(
         ("carol@example.com", "--read"),
     ] {
         alice
-            .run(&["share", "add", "Backups", member, permission])
+            .run(&["share", "add", "--yes", "Backups", member, permission])
             .ok();
     }
     // bob keeps every key he was ever given.
@@ -393,10 +438,24 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
     write_file(&source.path().join("a.txt"), b"alice's data");
     alice.backup(&[source.path()]).ok();
     alice
-        .run(&["share", "add", "Backups", "bob@example.com", "--read"])
+        .run(&[
+            "share",
+            "add",
+            "--yes",
+            "Backups",
+            "bob@example.com",
+            "--read",
+        ])
         .ok();
     alice
-        .run(&["share", "add", "Backups", "carol@example.com", "--read"])
+        .run(&[
+            "share",
+            "add",
+            "--yes",
+            "Backups",
+            "carol@example.com",
+            "--read",
+        ])
         .ok();
     bob.run(&["library", "list"]).ok(); // pins alice's key, notes epoch 1
     let library = open(&alice, "Backups").info.id;
@@ -517,7 +576,14 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
         .unwrap();
     set_public(bob_id, &evil.public_bytes());
     fails(
-        alice.run(&["share", "add", "Photos", "bob@example.com", "--read"]),
+        alice.run(&[
+            "share",
+            "add",
+            "--yes",
+            "Photos",
+            "bob@example.com",
+            "--read",
+        ]),
         "THE ACCOUNT KEY OF bob@example.com HAS CHANGED",
     );
     assert_eq!(memberships(), members_before, "nothing was shared");
@@ -578,6 +644,7 @@ fn library_names_are_encrypted_renamed_by_the_owner_and_deleted_for_everyone() {
         .run(&[
             "share",
             "add",
+            "--yes",
             "Secret Garden Plans",
             "bob@example.com",
             "--read",
@@ -693,6 +760,7 @@ fn the_server_holds_no_key_and_no_name_in_the_clear() {
         .run(&[
             "share",
             "add",
+            "--yes",
             "Tax Papers 2026",
             "bob@example.com",
             "--read-write",
@@ -705,6 +773,7 @@ fn the_server_holds_no_key_and_no_name_in_the_clear() {
         .run(&[
             "share",
             "add",
+            "--yes",
             "Tax Papers 2026",
             "bob@example.com",
             "--read",
@@ -747,9 +816,17 @@ fn rotated_account_keys_leave_a_copied_key_nothing_and_members_verify_the_change
     write_file(&source.path().join("b.txt"), b"bob's data");
     bob.backup(&[source.path()]).ok();
     alice
-        .run(&["share", "add", "Backups", "bob@example.com", "--read"])
+        .run(&[
+            "share",
+            "add",
+            "--yes",
+            "Backups",
+            "bob@example.com",
+            "--read",
+        ])
         .ok();
-    bob.run(&["share", "add", "Backups", ALICE, "--read"]).ok();
+    bob.run(&["share", "add", "--yes", "Backups", ALICE, "--read"])
+        .ok();
     bob.run(&["snapshots", "--library", ALICES_BACKUPS]).ok(); // pins alice's key
                                                                // A session file copied while its session lived: the thief has alice's private key.
     let copy = fs::read_to_string(alice.config_dir().join("session.json")).unwrap();

@@ -71,6 +71,11 @@ pub enum ShareCommand {
         /// the server's key for them does not match.
         #[arg(long)]
         fingerprint: Option<String>,
+        /// Share with a key seen for the first time without asking: its fingerprint is
+        /// printed (on standard error) for you to compare later. Without it, a terminal
+        /// asks first and a script must give --fingerprint.
+        #[arg(long)]
+        yes: bool,
     },
     /// What you share and what is shared with you, with permissions.
     List { library: Option<String> },
@@ -281,11 +286,36 @@ pub fn share(session: &Session, json: bool, command: ShareCommand) -> Result<()>
             read: _,
             read_write,
             fingerprint,
+            yes,
         } => {
             let permission = if read_write {
                 Permission::ReadWrite
             } else {
                 Permission::Read
+            };
+            // A key seen for the first time is shown before anything is granted to it.
+            let confirm = |email: &str, presented: &str| -> crate::client::Result<()> {
+                if yes {
+                    eprintln!("{email}'s key fingerprint is {presented}; compare it with them.");
+                    return Ok(());
+                }
+                if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                    return Err(ClientError::Usage(format!(
+                        "{email}'s key fingerprint is {presented}. Compare it with what \
+                         `ibackup account fingerprint` shows them, then run this again with \
+                         `--fingerprint {}` (or `--yes` to share with it unchecked). Nothing \
+                         was shared.",
+                        presented.replace(' ', "")
+                    )));
+                }
+                let answer = crate::client::account::password::prompt_line(&format!(
+                    "{email}'s key fingerprint is\n    {presented}\nIt should match what \
+                     `ibackup account fingerprint` shows them. Share with this key? [y/N] "
+                ))?;
+                match answer.trim() {
+                    "y" | "Y" | "yes" => Ok(()),
+                    _ => Err(ClientError::Usage("nothing was shared".into())),
+                }
             };
             let shared = sharing::add(
                 session,
@@ -293,6 +323,7 @@ pub fn share(session: &Session, json: bool, command: ShareCommand) -> Result<()>
                 &email,
                 permission,
                 fingerprint.as_deref(),
+                &confirm,
             )?;
             if json {
                 print_json(&shared);
