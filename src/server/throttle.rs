@@ -211,6 +211,40 @@ impl Signup {
     }
 }
 
+/// Contact lookups of one account: a few a day are free, then each must wait longer (up to
+/// a minute). A lookup tells whether an address has an account, as sharing needs; the
+/// wait keeps an account from testing a long list of addresses (issue 26).
+pub struct Lookup {
+    key: [u8; 32],
+}
+
+/// Contact lookups an account makes before each must wait.
+pub const FREE_LOOKUPS: u32 = 20;
+
+impl Lookup {
+    pub fn new(state: &AppState, account_id: i64) -> Self {
+        Self {
+            key: key(state, &["lookup", &account_id.to_string()]),
+        }
+    }
+
+    /// Counts the lookup, or refuses it when the account made too many lately.
+    pub fn count(&self, conn: &mut Conn) -> ApiResult<()> {
+        let tx = conn.transaction()?;
+        let at = now_ms();
+        let ready = ready_at(throttle::get(&tx, &self.key)?, FREE_LOOKUPS);
+        count_or_refuse(tx, at, ready, &[&self.key], |wait| {
+            ApiError::too_many_requests(
+                format!(
+                    "you looked up many addresses lately; wait {wait} s and try again (lookups \
+                     are limited so no account can test which addresses have accounts)"
+                ),
+                wait,
+            )
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -540,3 +540,39 @@ fn key_shares_end_with_their_sessions() {
     server.admin(&["maintenance"]);
     assert_eq!(shares(), 0, "the desktop's went at maintenance");
 }
+
+/// Low: any account could test, without limit, which addresses have accounts through the
+/// contact lookup (404 or a key). Lookups are now limited per account; sign-ups, which
+/// answer 409 for a registered address, were already limited per network.
+#[test]
+fn contact_lookups_are_limited_per_account() {
+    let server = TestServer::start();
+    let [alice] = clients(&server, [ALICE]);
+    let token = alice.session_token();
+    let lookup = |email: &str| {
+        crate::util::raw_request(
+            &server,
+            "POST",
+            ibackup::api::routes::CONTACT_LOOKUP,
+            Some(&token),
+            Some((
+                "application/json",
+                serde_json::json!({ "email": email })
+                    .to_string()
+                    .into_bytes(),
+            )),
+        )
+    };
+    for n in 0..ibackup::server::throttle::FREE_LOOKUPS {
+        assert_eq!(lookup(&format!("guess{n}@example.com")).0, 404);
+    }
+    let (status, body) = lookup("one-more@example.com");
+    assert_eq!(status, 429, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("wait"), "{body}");
+    // Another account is not held up by alice's lookups.
+    let [bob] = clients(&server, ["bob@example.com"]);
+    crate::util::fails(
+        bob.run(&["contact", "verify", ALICE, "0000"]),
+        "nothing was pinned",
+    );
+}

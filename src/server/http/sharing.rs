@@ -33,13 +33,17 @@ fn no_account(email: &str) -> ApiError {
 /// An account's public key, so the owner's client can box a grant to it.
 pub async fn contact(
     State(state): State<AppState>,
-    _caller: Caller,
+    caller: Caller,
     ApiJson(req): ApiJson<ContactRequest>,
 ) -> ApiResult<Json<ContactKey>> {
     let email = validate::email(&req.email)?;
+    let lookup = crate::server::throttle::Lookup::new(&state, caller.account_id);
     let account = state
         .db
-        .call(move |conn| Ok::<_, ApiError>(accounts::by_email(conn, &email)?))
+        .call(move |conn| -> ApiResult<_> {
+            lookup.count(conn)?;
+            Ok(accounts::by_email(conn, &email)?)
+        })
         .await?
         .ok_or_else(|| no_account(&req.email))?;
     Ok(Json(ContactKey {
