@@ -60,6 +60,11 @@ def download(page, name, timeout, streamed=True):
         got = f.read()
     expect(row.get_by_text("Downloaded")).to_be_visible(timeout=timeout)
     now = streamed_downloads(page)
+    # No file name in any address: a request the worker did not catch would tell the server.
+    sources = page.locator('iframe[src^="/assets/save/"]').evaluate_all("fs => fs.map((f) => f.src)")
+    named = [src for src in sources if name in src or not src.endswith("/download")]
+    if named:
+        raise SystemExit(f"a download's address carries its name: {named}")
     if now != frames + (1 if streamed else 0):
         raise SystemExit(f"{name} was {'not ' if streamed else ''}saved through the page's "
                          f"save worker ({frames} streamed downloads before, {now} after)")

@@ -103,7 +103,9 @@ async function streamed(running, name, type, size, owned) {
   await taken;
   const frame = document.createElement("iframe");
   frame.hidden = true;
-  frame.src = `${SCOPE}${id}/${encodeURIComponent(name)}`;
+  // No name in the address: were the worker not in control, the request would reach the
+  // server, and a name is the page's secret (the worker names the file in its answer).
+  frame.src = `${SCOPE}${id}/download`;
   document.body.append(frame);
   const alive = setInterval(() => running.postMessage({ alive: id }), KEEP_ALIVE_MS);
   const finish = () => {
