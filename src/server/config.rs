@@ -93,6 +93,10 @@ request_timeout = "30s"
 upload_memory = "512MiB"
 # Fetch answers held in memory until the client has read them, likewise.
 fetch_memory = "512MiB"
+# Addresses of load balancers in TCP mode that send the PROXY protocol v2 header (HAProxy:
+# `send-proxy-v2`), so throttles count each client's address, not the balancer's. Every
+# connection from them must carry it; nobody else's is read. Example: ["10.0.0.5"].
+balancers = []
 # Password hashes (Argon2id, at sign-up, login and password change) computed at once, and
 # how many more may wait; past that the server answers "busy, retry in a second".
 # 0 hashers means half the processor cores (at least one).
@@ -164,6 +168,7 @@ pub struct Limits {
     pub request_timeout: Duration,
     pub upload_memory: u64,
     pub fetch_memory: u64,
+    pub balancers: Vec<std::net::IpAddr>,
     pub hashers: usize,
     pub hash_queue: usize,
     pub db_readers: usize,
@@ -260,6 +265,7 @@ struct RawLimits {
     request_timeout: String,
     upload_memory: String,
     fetch_memory: String,
+    balancers: Vec<String>,
     hashers: usize,
     hash_queue: usize,
     db_readers: usize,
@@ -273,6 +279,7 @@ impl Default for RawLimits {
             request_timeout: "30s".into(),
             upload_memory: "512MiB".into(),
             fetch_memory: "512MiB".into(),
+            balancers: Vec::new(),
             hashers: 0,
             hash_queue: 64,
             db_readers: 4,
@@ -307,6 +314,15 @@ impl RawLimits {
             request_timeout: duration("limits.request_timeout", &self.request_timeout)?,
             upload_memory,
             fetch_memory,
+            balancers: self
+                .balancers
+                .iter()
+                .map(|a| {
+                    a.parse().map_err(|_| {
+                        format!("limits.balancers: `{a}` is not an IP address (like 10.0.0.5)")
+                    })
+                })
+                .collect::<Result<_, String>>()?,
             hashers,
             hash_queue: self.hash_queue,
             db_readers: self.db_readers.min(64),

@@ -20,6 +20,7 @@ pub mod http;
 pub mod mail;
 pub mod maintenance;
 pub mod memory;
+pub mod proxy;
 pub mod records;
 pub mod state;
 pub mod storage;
@@ -235,9 +236,21 @@ pub async fn serve(options: ServeOptions) -> ServerResult<()> {
         let router = router.clone();
         let acceptor = acceptor.clone();
         let timeout = limits.request_timeout;
+        let from_balancer = limits.balancers.contains(&peer.ip());
         tokio::spawn(async move {
             let _slot = slot;
+            let mut stream = stream;
             let _ = stream.set_nodelay(true);
+            // A configured balancer says whose connection this is first.
+            let peer = if from_balancer {
+                match tokio::time::timeout(timeout, proxy::read_header(&mut stream)).await {
+                    Ok(Ok(client)) => client.unwrap_or(peer),
+                    Ok(Err(e)) => return tracing::warn!("balancer {peer}: {e}"),
+                    Err(_) => return tracing::debug!("balancer {peer} sent no PROXY header"),
+                }
+            } else {
+                peer
+            };
             match acceptor {
                 Some(acceptor) => {
                     match tokio::time::timeout(timeout, acceptor.accept(stream)).await {

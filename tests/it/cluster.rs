@@ -215,7 +215,7 @@ struct Balancer {
     url: String,
 }
 
-fn haproxy() -> Option<&'static str> {
+pub fn haproxy() -> Option<&'static str> {
     let path = "/usr/sbin/haproxy";
     if Path::new(path).exists() {
         return Some(path);

@@ -652,3 +652,103 @@ fn a_dripping_body_is_cut_off_and_a_forbidden_upload_is_refused_unread() {
     assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
     assert!(took < Duration::from_secs(3), "refused after {took:?}");
 }
+
+/// Issue 26, finding 8: behind the documented balancer (HAProxy in TCP mode) every client
+/// came from the balancer's address, so one attacker's guesses made everyone wait. With
+/// the balancer named in `limits.balancers` and sending PROXY v2, the attacker's address
+/// waits and the owner from another gets in.
+#[test]
+fn behind_haproxy_the_throttle_counts_each_clients_own_address() {
+    let Some(binary) = crate::cluster::haproxy() else {
+        return;
+    };
+    let (server, _logs) = configured_with_limit("balancers = []", "balancers = [\"127.0.0.1\"]");
+    let port = crate::util::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("haproxy.cfg");
+    std::fs::write(
+        &config,
+        format!(
+            "global\n  maxconn 256\n\
+             defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  \
+             timeout server 30s\n\
+             frontend ibackup\n  bind 127.0.0.1:{port}\n  default_backend server\n\
+             backend server\n  server one 127.0.0.1:{} send-proxy-v2\n",
+            server.port
+        ),
+    )
+    .unwrap();
+    let mut haproxy = std::process::Command::new(binary)
+        .args(["-db", "-f"])
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "HAProxy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let through = |from: u8, path: &str, body: serde_json::Value| -> (u16, serde_json::Value) {
+        let verifier = ibackup::client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
+        let client = reqwest::blocking::Client::builder()
+            .use_preconfigured_tls(verifier.client_config())
+            .local_address(loopback(from))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let response = client
+            .post(format!("https://127.0.0.1:{port}{path}"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().unwrap_or(serde_json::Value::Null))
+    };
+    let register = TestClient::new("alice@example.com");
+    register
+        .run(&[
+            "register",
+            "--server",
+            &format!("https://127.0.0.1:{port}"),
+            "--email",
+            "alice@example.com",
+            "--first-name",
+            "A",
+            "--last-name",
+            "L",
+            "--trust-new",
+        ])
+        .ok();
+    let (status, prelogin) = through(2, routes::PRELOGIN, json!({ "email": "alice@example.com" }));
+    assert_eq!(status, 200, "{prelogin}");
+    let salt = b64::decode(prelogin["salt"].as_str().unwrap()).unwrap();
+    let params: KdfParams = serde_json::from_value(prelogin["kdf"].clone()).unwrap();
+    let right = kdf::derive(PASSWORD.as_bytes(), &salt, &params)
+        .unwrap()
+        .1
+        .to_vec();
+    let login = |from: u8, secret: &[u8]| {
+        through(
+            from,
+            routes::SESSIONS,
+            json!({"email": "alice@example.com", "auth_secret": b64::encode(secret)}),
+        )
+    };
+    for _ in 0..FREE_FAILURES {
+        assert_eq!(login(1, &[9u8; 32]).0, 401);
+    }
+    assert_eq!(login(1, &[9u8; 32]).0, 429, "the attacker's address waits");
+    let (status, body) = login(2, &right);
+    assert_eq!(status, 201, "the owner at another address gets in: {body}");
+    // A connection from the balancer's address without the header is not served.
+    let (answer, took) = read_until_closed(&mut connect_tls(&server));
+    assert!(
+        answer.is_empty() && took < Duration::from_secs(10),
+        "{answer}"
+    );
+    let _ = haproxy.kill();
+    let _ = haproxy.wait();
+}
