@@ -1099,3 +1099,108 @@ fn the_page_grants_a_new_key_only_to_members_the_owner_added() {
         b"written after the new key"
     );
 }
+
+/// Issue 26, finding 7: the page kept none of the client's rules against a server that
+/// sets a library back or hands back an older key. It now remembers, per account in the
+/// browser, the newest head and key epoch it saw, and refuses older ones.
+#[test]
+fn the_page_refuses_a_library_set_back_or_an_older_key() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let server = TestServer::start();
+    let [alice, _bob] = clients(&server, [ALICE, "bob@example.com"]);
+    let source = backed_up(&alice, "plan.txt", b"version 1");
+    let library = crate::sharing::open(&alice, "Backups").info.id;
+    let head = || -> Vec<u8> {
+        server
+            .db()
+            .query_row("SELECT head FROM libraries", ibackup::params![], |r| {
+                r.get(0)
+            })
+            .unwrap()
+    };
+    let first = head();
+    write_file(&source.path().join("plan.txt"), b"version 2");
+    alice.backup(&[source.path()]).ok();
+    // Epoch 2 after a share ends; alice's grant of epoch 1 is kept to be handed back.
+    let alice_id: i64 = server
+        .db()
+        .query_row(
+            "SELECT id FROM accounts WHERE email = ?1",
+            ibackup::params![ALICE],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let grant = |server: &TestServer| -> (Vec<u8>, i64) {
+        server
+            .db()
+            .query_row(
+                "SELECT key_grant, grant_epoch FROM library_members WHERE account_id = ?1",
+                ibackup::params![alice_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    };
+    let (old_grant, old_epoch) = grant(&server);
+    share(&alice, "bob@example.com", "--read");
+    alice
+        .run(&["share", "remove", "Backups", "bob@example.com"])
+        .ok();
+    assert_eq!(grant(&server).1, old_epoch + 1);
+
+    let signals = tempfile::tempdir().unwrap();
+    let args = serde_json::json!({
+        "part": "rewound",
+        "url": server.url,
+        "email": ALICE,
+        "password": crate::util::PASSWORD,
+        "folders": components(source.path()),
+        "signals": signals.path(),
+    });
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let wait = |step: &str| loop {
+                if signals.path().join(format!("{step}.asked")).exists() {
+                    return true;
+                }
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    return false;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            };
+            if !wait("rewind") {
+                return;
+            }
+            server
+                .db()
+                .execute(
+                    "UPDATE libraries SET head = ?2 WHERE id = ?1",
+                    ibackup::params![library, first],
+                )
+                .unwrap();
+            fs::write(signals.path().join("rewind.done"), b"").unwrap();
+            if !wait("old-key") {
+                return;
+            }
+            server
+                .db()
+                .execute(
+                    "UPDATE library_members SET key_grant = ?2, grant_epoch = ?3 \
+                     WHERE account_id = ?1",
+                    ibackup::params![alice_id, old_grant, old_epoch],
+                )
+                .unwrap();
+            fs::write(signals.path().join("old-key.done"), b"").unwrap();
+        });
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            browser.run("profile_page.py", args)
+        }));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap();
+        if let Err(panic) = result {
+            std::panic::resume_unwind(panic);
+        }
+    });
+}

@@ -142,6 +142,8 @@ def use(page, context, args):
         swapped(page, args)
     elif args["part"] == "refused":
         refused(page, args)
+    elif args["part"] == "rewound":
+        rewound(page, args)
     else:
         delete(page, args)
 
@@ -248,6 +250,51 @@ def refused(page, args):
     status = page.locator("#upload-status")
     expect(status).to_contain_text("Added 1 file", timeout=TIMEOUT_MS)
     expect(status).to_contain_text(f"Refused {args['stranger']}")
+
+
+def server_does(args, step):
+    """Asks the test (watching `signals`) to change the server's database as a compromised
+    server would, and waits until it has."""
+    signals = args["signals"]
+    with open(os.path.join(signals, f"{step}.asked"), "w") as f:
+        f.write(step)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(os.path.join(signals, f"{step}.done")):
+        check(time.monotonic() < deadline, f"the test never did {step}")
+        time.sleep(0.1)
+
+
+def open_library(page, args):
+    row = page.locator('tr[data-library="Backups"]')
+    expect(row).to_have_count(1, timeout=TIMEOUT_MS)
+    row.get_by_role("button", name="Open").click()
+
+
+def rewound(page, args):
+    """The page remembers the newest head and key epoch it saw, as the command-line client
+    does: a server that sets the head back, or hands back an older key, is refused."""
+    page.goto(args["url"])
+    page.get_by_label("E-mail address").fill(args["email"])
+    page.get_by_label("Password").fill(args["password"])
+    page.get_by_role("button", name="Sign in").click()
+    open_library(page, args)
+    page.locator("#snapshots tbody tr").first.get_by_role("button", name="Open").click()
+    expect(page.locator(f'tr[data-name="{args["folders"][0]}"]')).to_have_count(1, timeout=TIMEOUT_MS)
+    server_does(args, "rewind")
+    unlock_again(page, args)
+    open_library(page, args)
+    page.locator("#snapshots tbody tr").first.get_by_role("button", name="Open").click()
+    expect(page.get_by_text("OLDER STATE")).to_be_visible(timeout=TIMEOUT_MS)
+    server_does(args, "old-key")
+    unlock_again(page, args)
+    expect(page.get_by_text("has seen epoch 2")).to_be_visible(timeout=TIMEOUT_MS)
+
+
+def unlock_again(page, args):
+    """The page loaded again: still signed in, the libraries opened with the password."""
+    page.reload()
+    page.locator("#unlock-password").fill(args["password"])
+    page.get_by_role("button", name="Open my libraries").click()
 
 
 def swapped(page, args):

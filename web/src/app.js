@@ -16,6 +16,7 @@ import { linksSection, makeLink, repointLinks } from "./mylinks.js";
 import { editFolder } from "./edit.js";
 import { uploadFiles } from "./upload.js";
 import { convergenceOf } from "./writer.js";
+import { checkHead } from "./seen.js";
 import { named, nextRoster, openRoster, others, refusedWarning, rememberRoster, sealRoster, strangers } from "./roster.js";
 import {
   Contacts,
@@ -549,6 +550,12 @@ async function openSnapshotPage(info, keys, name, listed, path = []) {
   const [blob] = await fetchBlobs([id]);
   const snapshot = await openSnapshot(keys, id, blob);
   const { head } = await call("GET", `/api/v1/libraries/${info.id}/head`);
+  if (head) {
+    // The head is checked against the newest this browser saw before anything is shown.
+    const headId = fromHex(head);
+    const headBlob = head === listed.id ? blob : (await fetchBlobs([headId]))[0];
+    await checkHead(me, info, keys, name, head, head === listed.id ? snapshot : await openSnapshot(keys, headId, headBlob), fetchBlobs);
+  }
   const when = new Date(Number(BigInt(snapshot.time_ns) / 1000000n)).toLocaleString();
   const view = new FolderView({
     main,
@@ -615,7 +622,16 @@ async function librariesSection() {
       }
       contacts.remember(info.owner_email, info.owner_public_key);
     }
-    const keys = await libraryKeys(info, me);
+    let keys;
+    try {
+      keys = await libraryKeys(info, me);
+    } catch (error) {
+      // A refused key (older than this browser saw) is said in its row; the rest open.
+      return element("tr", { "data-library": info.id },
+        element("td", {}, own ? "one of your libraries" : `shared by ${info.owner_email}`),
+        element("td", { class: "size" }, ""),
+        element("td", { class: "error" }, explain(error)));
+    }
     const name = own ? await libraryName(keys, info) : `${await libraryName(keys, info)}@${info.owner_email}`;
     libraryNames.set(info.id, name);
     return element("tr", { "data-library": name },

@@ -8,6 +8,7 @@ import nacl from "tweetnacl";
 import { decode } from "cborg";
 
 import { Damaged, KIND, concat, fromBase64, fromHex, hex, openBlob, same, seal, unseal, utf8 } from "./blob.js";
+import { checkEpoch } from "./seen.js";
 
 const derive = (context, key) => blake3(key, { context: utf8(context) });
 const GRANT_MAGIC = "ibackup grant v2";
@@ -35,8 +36,10 @@ export function ownLibrary(info, me) {
   return same(fromBase64(info.owner_public_key), me.publicKey);
 }
 
-/** The keys of every epoch of library `info` that `me` reaches, by epoch. */
+/** The keys of every epoch of library `info` that `me` reaches, by epoch; an epoch older
+ * than this browser saw of the library is refused (`seen.js`). */
 export async function libraryKeys(info, me) {
+  checkEpoch(me, info, `library ${info.id.slice(0, 8)}`);
   const library = fromHex(info.id);
   const grant = fromBase64(info.grant);
   const plain = nacl.box.open(grant.subarray(24), grant.subarray(0, 24), fromBase64(info.owner_public_key), me.secretKey);
@@ -61,7 +64,7 @@ export async function libraryKeys(info, me) {
       key = await unseal(key, link, concat(utf8("ibackup chain"), library, epochBytes(epoch)));
     }
   }
-  return { library, epochs };
+  return { library, epochs, me };
 }
 
 /** The library's name, sealed under the key of `info.name_epoch`. */

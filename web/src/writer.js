@@ -11,6 +11,7 @@ import { call, request } from "./api.js";
 import { Damaged, KIND, concat, fromHex, hex, objectId, objectKey, openBlob, same, sealBlob, utf8 } from "./blob.js";
 import { LinkEdits } from "./hardlinks.js";
 import { openSnapshot } from "./library.js";
+import { checkHead, remember } from "./seen.js";
 
 const FORMAT = 2;
 /** Sealed objects sent in one request, at most: bytes, and objects (the server takes
@@ -102,6 +103,11 @@ export function convergenceOf(keys) {
 export function uploaderFor(info, keys) {
   const epochKeys = keys.epochs.get(info.epoch);
   if (!epochKeys) throw new Damaged("this library has a newer key than this page opened; reload the page");
+  // Only the newest key the page holds is written under: an older one may be one a
+  // removed member still holds, whatever epoch the server names.
+  if (info.epoch !== Math.max(...keys.epochs.keys())) {
+    throw new Damaged(`the server says this library's key is epoch ${info.epoch}, older than the newest this page holds; nothing was written. Tell the server's operator`);
+  }
   return new Uploader(info.id, info.epoch, epochKeys);
 }
 
@@ -132,6 +138,8 @@ export async function commit({ info, keys, author, uploader, fetchBlobs, path, c
       const headId = fromHex(head);
       const [blob] = await fetchBlobs([headId]);
       parent = { id: headId, snapshot: await openSnapshot(keys, headId, blob) };
+      // Nothing is built on a head older than, or beside, the newest this browser saw.
+      await checkHead(keys.me, info, keys, "this library", head, parent.snapshot, fetchBlobs);
     }
     const links = new LinkEdits(loadTrees, (entries) => writeTree(uploader, entries));
     const changed = await writeFolder(uploader, fetchTree, parent?.snapshot.tree ?? null, path, (entries, folder) => change(entries, folder, links));
@@ -153,6 +161,7 @@ export async function commit({ info, keys, author, uploader, fetchBlobs, path, c
     await uploader.flush(true);
     try {
       await call("PUT", `/api/v1/libraries/${info.id}/head`, { expected: head, new: hex(id) });
+      remember(keys.me, info, hex(id), snapshot.generation);
       return { id: hex(id), root };
     } catch (error) {
       if (error.code !== "head_moved") throw error;
