@@ -24,6 +24,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// server went away.
 pub struct PgConn {
     config: Config,
+    /// Set with `sslmode=verify-full`: TLS with the server's certificate checked against
+    /// the CA of `sslrootcert` and the host name.
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
     read_only: bool,
     client: Option<Client>,
     statements: HashMap<String, Statement>,
@@ -33,8 +36,10 @@ impl PgConn {
     /// Parses `url` (refusing what would send the password in clear over a network) and
     /// connects; `read_only` connections refuse changes, as SQLite's readers do.
     pub fn connect(url: &str, read_only: bool) -> Result<Self, DbError> {
+        let (config, tls) = config(url)?;
         let mut conn = Self {
-            config: config(url)?,
+            config,
+            tls,
             read_only,
             client: None,
             statements: HashMap::new(),
@@ -55,7 +60,11 @@ impl PgConn {
         }
         self.client = None;
         self.statements.clear();
-        let mut client = self.config.connect(NoTls).map_err(unavailable)?;
+        let mut client = match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        }
+        .map_err(unavailable)?;
         if self.read_only {
             client
                 .batch_execute("SET default_transaction_read_only = on")
@@ -251,14 +260,20 @@ pub(super) fn placeholders(sql: &str) -> String {
     out
 }
 
-/// The URL parsed, with a connect timeout; a password over a plain network connection is
-/// refused (this build speaks to PostgreSQL without TLS: use a Unix socket, loopback, or
-/// say `sslmode=disable` to accept a trusted network).
-fn config(url: &str) -> Result<Config, DbError> {
-    let mut config: Config = url.parse().map_err(|e| {
-        DbError::Config(format!(
-            "--database {}: {e}; write it as postgres://USER[:PASSWORD]@HOST[:PORT]/DB",
-            without_password(url)
+/// The URL parsed, with a connect timeout and what TLS it asks for. `sslmode=verify-full`
+/// with `sslrootcert=CA.pem` speaks TLS and checks the server's certificate and host name;
+/// `sslmode=disable` says a plain connection over a trusted network is meant; without
+/// either, only a Unix socket or loopback is used (a password would cross a network in
+/// clear). The password may be in the URL, but is better kept out of the command line:
+/// `passfile=FILE` in the URL, `PGPASSFILE`, `~/.pgpass` (libpq's format) or `PGPASSWORD`.
+fn config(
+    url: &str,
+) -> Result<(Config, Option<tokio_postgres_rustls::MakeRustlsConnect>), DbError> {
+    let bad = |why: String| DbError::Config(format!("--database {}: {why}", without_password(url)));
+    let (rest, ours) = own_parameters(url);
+    let mut config: Config = rest.parse().map_err(|e| {
+        bad(format!(
+            "{e}; write it as postgres://USER@HOST[:PORT]/DB[?sslmode=verify-full&sslrootcert=CA.pem]"
         ))
     })?;
     if config.get_connect_timeout().is_none() {
@@ -274,16 +289,161 @@ fn config(url: &str) -> Result<Config, DbError> {
                     .is_ok_and(|ip| ip.is_loopback())
         }
     });
-    let plain_allowed = url.contains("sslmode=disable");
-    if !local && !plain_allowed {
-        return Err(DbError::Config(format!(
-            "--database {}: this server speaks to PostgreSQL without TLS, so it connects only \
-             over a Unix socket or loopback; on a private network you trust, add \
-             `?sslmode=disable` to say so (docs/SCALING.md)",
-            without_password(url)
-        )));
+    let tls = match ours.sslmode.as_deref() {
+        None | Some("disable") => None,
+        Some("verify-full") => {
+            let root = ours.sslrootcert.as_deref().ok_or_else(|| {
+                bad("sslmode=verify-full needs sslrootcert=FILE, the CA that signed the database's certificate".into())
+            })?;
+            Some(tls_to(root).map_err(bad)?)
+        }
+        Some(other) => {
+            return Err(bad(format!(
+                "sslmode={other} is not supported: use sslmode=verify-full with \
+                 sslrootcert=CA.pem (TLS, certificate checked), or sslmode=disable on a \
+                 network you trust"
+            )))
+        }
+    };
+    if tls.is_none() && !local && ours.sslmode.as_deref() != Some("disable") {
+        return Err(bad(
+            "the database is on another machine: add `?sslmode=verify-full&sslrootcert=CA.pem` \
+             for TLS, or `?sslmode=disable` on a private network you trust (docs/SCALING.md)"
+                .into(),
+        ));
     }
-    Ok(config)
+    if config.get_password().is_none() {
+        if let Some(password) =
+            password_from_files(&config, ours.passfile.as_deref()).map_err(bad)?
+        {
+            config.password(password);
+        }
+    }
+    Ok((config, tls))
+}
+
+/// The URL parameters this server reads itself (libpq's names), and the URL without them.
+#[derive(Default)]
+struct OwnParameters {
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+    passfile: Option<String>,
+}
+
+fn own_parameters(url: &str) -> (String, OwnParameters) {
+    let mut ours = OwnParameters::default();
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), ours);
+    };
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = url::form_urlencoded::parse(format!("v={value}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        match name {
+            "sslmode" => ours.sslmode = Some(value),
+            "sslrootcert" => ours.sslrootcert = Some(value),
+            "passfile" => ours.passfile = Some(value),
+            _ => kept.push(pair),
+        }
+    }
+    let rest = match kept.is_empty() {
+        true => base.to_owned(),
+        false => format!("{base}?{}", kept.join("&")),
+    };
+    (rest, ours)
+}
+
+/// A TLS connector that trusts only the CA certificates in the PEM file `root`.
+fn tls_to(root: &str) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    let certificates: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(root)
+        .and_then(|iter| iter.collect())
+        .map_err(|e| format!("sslrootcert={root}: {e}"))?;
+    for certificate in certificates {
+        roots
+            .add(certificate)
+            .map_err(|e| format!("sslrootcert={root}: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("sslrootcert={root} holds no certificate"));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// The password for `config` from libpq's sources, in its order: a password file
+/// (`passfile=` in the URL, else `PGPASSFILE`, else `~/.pgpass`), then `PGPASSWORD`.
+fn password_from_files(config: &Config, passfile: Option<&str>) -> Result<Option<String>, String> {
+    let file = passfile
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("PGPASSFILE").map(std::path::PathBuf::from))
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".pgpass")));
+    if let Some(file) = file {
+        match std::fs::read_to_string(&file) {
+            Ok(text) => {
+                if let Some(found) = pgpass_lookup(&text, config) {
+                    return Ok(Some(found));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && passfile.is_none() => {}
+            Err(e) => return Err(format!("passfile {}: {e}", file.display())),
+        }
+    }
+    Ok(std::env::var("PGPASSWORD").ok())
+}
+
+/// The password of the first line of a `.pgpass` text that matches `config`'s host, port,
+/// database and user (`*` matches anything; `\:` and `\\` are escapes).
+fn pgpass_lookup(text: &str, config: &Config) -> Option<String> {
+    let host = config.get_hosts().first().map(|h| match h {
+        ::postgres::config::Host::Tcp(name) => name.clone(),
+        ::postgres::config::Host::Unix(_) => "localhost".to_owned(),
+    })?;
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let database = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or_default();
+    let user = config.get_user().unwrap_or_default();
+    let wanted = [host.as_str(), port.as_str(), database, user];
+    for line in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut fields = Vec::new();
+        let mut field = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => field.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut field)),
+                c => field.push(c),
+            }
+        }
+        fields.push(field);
+        if fields.len() == 5
+            && fields[..4]
+                .iter()
+                .zip(wanted)
+                .all(|(field, want)| field == "*" || field == want)
+        {
+            return fields.pop();
+        }
+    }
+    None
 }
 
 /// A `postgres://` URL with any password replaced by `***`.
@@ -381,5 +541,41 @@ mod tests {
         assert!(config("postgres://ib@db.example/ib").is_err());
         assert!(config("postgres://ib@db.example/ib?sslmode=disable").is_ok());
         assert!(config("postgres://ib@[::1]:5/ib").is_ok());
+        let refused = |url: &str| match config(url) {
+            Err(DbError::Config(why)) => why,
+            _ => panic!("{url} was taken"),
+        };
+        assert!(refused("postgres://ib@db.example/ib?sslmode=require").contains("verify-full"));
+        assert!(refused("postgres://ib@db.example/ib?sslmode=verify-full").contains("sslrootcert"));
+        assert!(refused(
+            "postgres://ib@db.example/ib?sslmode=verify-full&sslrootcert=/nonexistent"
+        )
+        .contains("/nonexistent"));
+    }
+
+    #[test]
+    fn own_parameters_are_taken_out_and_the_rest_kept() {
+        let (rest, ours) = own_parameters(
+            "postgres://ib@h/db?sslmode=verify-full&connect_timeout=3&sslrootcert=%2Fetc%2Fca.pem&passfile=/p",
+        );
+        assert_eq!(rest, "postgres://ib@h/db?connect_timeout=3");
+        assert_eq!(ours.sslmode.as_deref(), Some("verify-full"));
+        assert_eq!(ours.sslrootcert.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(ours.passfile.as_deref(), Some("/p"));
+    }
+
+    #[test]
+    fn a_pgpass_line_matches_host_port_database_and_user() {
+        let config: Config = "postgres://ib@db.example:6432/meta".parse().unwrap();
+        let text = "# comment\n\
+                    other:6432:meta:ib:wrong\n\
+                    db.example:*:meta:ib:pa\\:ss\n\
+                    *:*:*:*:fallback\n";
+        assert_eq!(pgpass_lookup(text, &config).as_deref(), Some("pa:ss"));
+        assert_eq!(
+            pgpass_lookup("*:*:*:*:any", &config).as_deref(),
+            Some("any")
+        );
+        assert_eq!(pgpass_lookup("db.example:5432:meta:ib:x", &config), None);
     }
 }
