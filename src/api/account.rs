@@ -304,6 +304,16 @@ pub struct Membership {
     pub permission: String,
 }
 
+/// A tree one of the account's mounts holds (`PUT holds`), until `expires_at`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Hold {
+    pub library_id: String,
+    pub holder: String,
+    /// The held tree's id, hex.
+    pub root: String,
+    pub expires_at: i64,
+}
+
 /// Everything the server holds about one account.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AccountExport {
@@ -320,6 +330,9 @@ pub struct AccountExport {
     /// Links the account made (their labels are sealed to the account's own key).
     #[serde(default)]
     pub links: Vec<super::links::LinkInfo>,
+    /// Snapshot trees the account's mounts keep from collection while files are open.
+    #[serde(default)]
+    pub holds: Vec<Hold>,
     /// What is held but not listed, and why.
     pub notes: Vec<String>,
 }

@@ -131,6 +131,11 @@ pub struct ServerContacts {
     /// Library id -> newest change of the owner's roster seen (libraries this account owns).
     #[serde(default)]
     pub rosters: BTreeMap<String, u64>,
+    /// Library id -> the fingerprint of its owner's key (libraries shared with this
+    /// account): a server that names another owner address for the library cannot make
+    /// that a first use of a new key.
+    #[serde(default)]
+    pub library_owners: BTreeMap<String, String>,
 }
 
 impl KnownContacts {

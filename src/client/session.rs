@@ -229,6 +229,19 @@ impl Session {
             self.keys.public_bytes().to_vec()
         } else {
             let presented = fingerprint(&info.owner_public_key);
+            // The owner this computer pinned for the library, whatever address the server
+            // gives for them now (it may name a new one to make its own key a first use).
+            if let Some(owner) = trusted.library_owners.get(&info.id) {
+                if normalize_fingerprint(owner) != normalize_fingerprint(&presented) {
+                    return Err(format!(
+                        "REFUSED library {short}: THE SERVER PRESENTS ANOTHER OWNER KEY for it \
+                         ({presented}, as {}) than this computer pinned ({owner}). Someone may \
+                         be impersonating its owner; nothing is read or written. If its owner \
+                         really changed keys, run `ibackup contact verify {} FINGERPRINT`.",
+                        info.owner_email, info.owner_email
+                    ));
+                }
+            }
             match trusted.contacts.get(&info.owner_email) {
                 Some(pinned)
                     if normalize_fingerprint(pinned) != normalize_fingerprint(&presented) =>
@@ -290,6 +303,12 @@ impl Session {
         let name = crate::api::check_library_name(&name)
             .map_err(|e| format!("REFUSED library {short}: {e}"))?;
         trusted.epochs.insert(info.id.clone(), info.grant_epoch);
+        if info.owner_email != self.email {
+            trusted
+                .library_owners
+                .entry(info.id.clone())
+                .or_insert_with(|| fingerprint(&info.owner_public_key));
+        }
         Ok((name, keys))
     }
 

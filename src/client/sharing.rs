@@ -461,12 +461,15 @@ pub fn contact_verify(session: &Session, email: &str, typed: &str) -> Result<Str
         )));
     }
     let mut known = KnownContacts::load(session.paths())?;
-    known
-        .servers
-        .entry(session.server.clone())
-        .or_default()
-        .contacts
-        .insert(email, presented.clone());
+    let trusted = known.servers.entry(session.server.clone()).or_default();
+    // Libraries of theirs pinned with the key they had follow them to the new one.
+    if let Some(old) = trusted.contacts.insert(email, presented.clone()) {
+        for owner in trusted.library_owners.values_mut() {
+            if normalize_fingerprint(owner) == normalize_fingerprint(&old) {
+                owner.clone_from(&presented);
+            }
+        }
+    }
     known.save(session.paths())?;
     Ok(presented)
 }

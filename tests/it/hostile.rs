@@ -576,3 +576,60 @@ fn contact_lookups_are_limited_per_account() {
         "nothing was pinned",
     );
 }
+
+/// Low: pins were keyed by e-mail only, so a server that gave a library's owner a new
+/// address made its own key for them a first use. The owner's key is now pinned per
+/// library too.
+#[test]
+fn a_library_whose_owner_the_server_renames_and_rekeys_is_refused() {
+    use ibackup::crypto::{AccountKeyPair, SymmetricKey};
+    let server = TestServer::start();
+    let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
+    let source = tempfile::tempdir().unwrap();
+    write_file(&source.path().join("a.txt"), b"alice's");
+    alice.backup(&[source.path()]).ok();
+    crate::sharing::share(&alice, "bob@example.com", "--read");
+    bob.run(&["library", "list"]).ok(); // pins alice's key, and hers for the library
+    let library = open(&alice, "Backups").info.id;
+    let bob_id = account_id(&server, "bob@example.com");
+    let alice_id = account_id(&server, ALICE);
+    let bob_public: Vec<u8> = server
+        .db()
+        .query_row(
+            "SELECT public_key FROM accounts WHERE id = ?1",
+            ibackup::params![bob_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let evil = AccountKeyPair::generate();
+    let forged = ibackup::crypto::epoch::grant(
+        &evil,
+        &bob_public,
+        &library,
+        1,
+        &SymmetricKey::generate(),
+    )
+    .unwrap();
+    server
+        .db()
+        .execute(
+            "UPDATE accounts SET email = 'new-alice@example.com', public_key = ?2 WHERE id = ?1",
+            ibackup::params![alice_id, evil.public_bytes().to_vec()],
+        )
+        .unwrap();
+    server
+        .db()
+        .execute(
+            "UPDATE library_members SET key_grant = ?3 WHERE library_id = ?1 AND account_id = ?2",
+            ibackup::params![library, bob_id, forged],
+        )
+        .unwrap();
+    let listed = bob.run(&["library", "list"]);
+    assert!(
+        listed.stderr.contains("ANOTHER OWNER KEY"),
+        "{}\n{}",
+        listed.stdout,
+        listed.stderr
+    );
+    assert!(!listed.stdout.contains("Backups@"), "{}", listed.stdout);
+}

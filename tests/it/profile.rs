@@ -27,6 +27,7 @@ const PERSONAL_TABLES: &[(&str, &str, &str)] = &[
     ("libraries", "owner_id", "libraries"),
     ("library_members", "account_id", "memberships"),
     ("links", "account_id", "links"),
+    ("holds", "account_id", "holds"),
 ];
 
 #[test]
@@ -50,6 +51,21 @@ fn export_holds_every_row_about_the_user_and_none_about_others() {
         fs::write(folder.join("f.txt"), b"x").unwrap();
         user.backup(&[&folder]).ok();
         user.run(&["link", "create", "Backups"]).ok();
+        // A mount of theirs holds the newest snapshot's tree.
+        let library = crate::sharing::open(user, "Backups").info;
+        let hold = serde_json::json!({
+            "holder": hex::encode(rand::random::<[u8; 16]>()),
+            "roots": [library.head.unwrap()],
+            "ttl_secs": 600,
+        });
+        let (status, body) = crate::util::raw_request(
+            &server,
+            "PUT",
+            &ibackup::api::routes::library(ibackup::api::routes::LIBRARY_HOLDS, &library.id),
+            Some(&user.session_token()),
+            Some(("application/json", hold.to_string().into_bytes())),
+        );
+        assert_eq!(status, 204, "{body}");
     }
     let export_file = alice.home.path().join("export.json");
     alice

@@ -70,6 +70,44 @@ impl Browser {
     }
 }
 
+/// Runs `script` with `args`, doing each of `steps` when the page asks for it by name
+/// (`server_does` in the scripts, through marker files in a folder of their own): what a
+/// compromised server, or another writer, does while the page is open.
+type Step<'a> = (&'static str, Box<dyn FnOnce() + Send + 'a>);
+
+fn run_with_steps(
+    browser: &Browser,
+    script: &str,
+    mut args: serde_json::Value,
+    steps: Vec<Step<'_>>,
+) -> String {
+    let signals = tempfile::tempdir().unwrap();
+    args["signals"] = serde_json::json!(signals.path());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            for (name, step) in steps {
+                loop {
+                    if signals.path().join(format!("{name}.asked")).exists() {
+                        break;
+                    }
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                step();
+                fs::write(signals.path().join(format!("{name}.done")), b"").unwrap();
+            }
+        });
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| browser.run(script, args)));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        watcher.join().unwrap();
+        result.unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// The names of `path`'s folders from the root, as a snapshot holds them.
 /// A folder holding one file `name`, backed up by `client`.
 fn backed_up(client: &TestClient, name: &str, contents: &[u8]) -> tempfile::TempDir {
@@ -679,6 +717,7 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         "expected": docs.join("report.bin"),
         "upload": [picked.path().join("added.bin"), picked.path().join("note.txt")],
         "kept": ["later.txt"],
+        "raced": 1,
         "cancelled": picked.path().join("cancelled.bin"),
         "linked": "pair.txt",
         "follow": link_id(&follow),
@@ -690,15 +729,36 @@ fn own_libraries_backed_up_by_the_cli_are_browsed_and_downloaded_in_the_page() {
         listed[0]["stored_bytes"].as_u64().unwrap()
     };
     let before = stored(&alice);
-    let printed = browser.run("profile_page.py", args);
+    // Another writer commits while the page's second upload moves the head: a backup of
+    // another folder, which the page's retry must keep.
+    let elsewhere = tempfile::tempdir().unwrap();
+    write_file(&elsewhere.path().join("raced.txt"), b"committed meanwhile");
+    let race: Step = (
+        "race",
+        Box::new(|| drop(alice.backup(&[elsewhere.path()]).ok())),
+    );
+    let printed = run_with_steps(&browser, "profile_page.py", args, vec![race]);
+    let raced = tempfile::tempdir().unwrap();
+    alice
+        .restore(
+            &format!("latest:{}", elsewhere.path().display()),
+            raced.path(),
+            &[],
+        )
+        .ok();
+    assert_eq!(
+        fs::read(raced.path().join("raced.txt")).unwrap(),
+        b"committed meanwhile",
+        "the page's commit after the race dropped the other writer's"
+    );
     let made: serde_json::Value = serde_json::from_str(printed.lines().last().unwrap()).unwrap();
     let made = made["made"].as_str().unwrap().to_owned();
 
     // The command-line client reads what the page wrote: four new snapshots on top of the
-    // backups (two uploads, a deletion, a file put back), the added files whole beside
-    // what was backed up, and every object sound.
+    // backups and the raced one (two uploads, a deletion, a file put back), the added
+    // files whole beside what was backed up, and every object sound.
     let listed = alice.run(&["snapshots", "--json"]).ok().json();
-    assert_eq!(listed.as_array().map(Vec::len), Some(6), "{listed}");
+    assert_eq!(listed.as_array().map(Vec::len), Some(7), "{listed}");
     let target = tempfile::tempdir().unwrap();
     alice
         .run(&[
@@ -882,7 +942,16 @@ fn a_member_who_may_write_adds_files_in_the_page_that_the_owner_reads_then_leave
         "leave": true,
         "screenshots": null,
     });
-    browser.run("profile_page.py", args);
+    let elsewhere = tempfile::tempdir().unwrap();
+    write_file(
+        &elsewhere.path().join("raced.txt"),
+        b"the owner's, meanwhile",
+    );
+    let race: Step = (
+        "race",
+        Box::new(|| drop(alice.backup(&[elsewhere.path()]).ok())),
+    );
+    run_with_steps(&browser, "profile_page.py", args, vec![race]);
 
     // The owner reads what the member added, beside their own file, and every object of
     // the library (the member's sealed under the key the owner granted) checks out.
@@ -1149,30 +1218,16 @@ fn the_page_refuses_a_library_set_back_or_an_older_key() {
         .ok();
     assert_eq!(grant(&server).1, old_epoch + 1);
 
-    let signals = tempfile::tempdir().unwrap();
     let args = serde_json::json!({
         "part": "rewound",
         "url": server.url,
         "email": ALICE,
         "password": crate::util::PASSWORD,
         "folders": components(source.path()),
-        "signals": signals.path(),
     });
-    let done = std::sync::atomic::AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let watcher = scope.spawn(|| {
-            let wait = |step: &str| loop {
-                if signals.path().join(format!("{step}.asked")).exists() {
-                    return true;
-                }
-                if done.load(std::sync::atomic::Ordering::Relaxed) {
-                    return false;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            };
-            if !wait("rewind") {
-                return;
-            }
+    let rewind: Step = (
+        "rewind",
+        Box::new(|| {
             server
                 .db()
                 .execute(
@@ -1180,10 +1235,11 @@ fn the_page_refuses_a_library_set_back_or_an_older_key() {
                     ibackup::params![library, first],
                 )
                 .unwrap();
-            fs::write(signals.path().join("rewind.done"), b"").unwrap();
-            if !wait("old-key") {
-                return;
-            }
+        }),
+    );
+    let old_key: Step = (
+        "old-key",
+        Box::new(|| {
             server
                 .db()
                 .execute(
@@ -1192,15 +1248,7 @@ fn the_page_refuses_a_library_set_back_or_an_older_key() {
                     ibackup::params![alice_id, old_grant, old_epoch],
                 )
                 .unwrap();
-            fs::write(signals.path().join("old-key.done"), b"").unwrap();
-        });
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            browser.run("profile_page.py", args)
-        }));
-        done.store(true, std::sync::atomic::Ordering::Relaxed);
-        watcher.join().unwrap();
-        if let Err(panic) = result {
-            std::panic::resume_unwind(panic);
-        }
-    });
+        }),
+    );
+    run_with_steps(&browser, "profile_page.py", args, vec![rewind, old_key]);
 }

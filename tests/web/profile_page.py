@@ -160,7 +160,6 @@ def library(page, args):
     row.get_by_role("button", name="Open").click()
     snapshots = page.locator("#snapshots tbody tr")
     expect(snapshots).to_have_count(args["snapshots"], timeout=TIMEOUT_MS)
-    snapshot_ids = snapshots.evaluate_all("rows => rows.map((row) => row.dataset.snapshot)")
     snapshots.first.get_by_role("button", name="Open").click()
     for folder in args["folders"]:
         here = page.locator(f'tr[data-name="{folder}"]')
@@ -192,15 +191,15 @@ def library(page, args):
             check(download(page, name) == f.read(), f"{name} downloads back changed")
     expect(page.locator(f'tr[data-name="{args["file"]}"]')).to_have_count(1)
     # A second time, with a name already there, while another writer commits: the page's
-    # first look at the head is made to see the oldest snapshot, so its commit is refused
-    # (409, the server's compare-and-swap) and it adds the file again on top of the real
-    # head, keeping what only that head holds (`kept`).
-    stale = [snapshot_ids[-1]]
+    # first move of the head is held until the command-line client has committed (the
+    # test does it when asked), so the server refuses it (409, its compare-and-swap) and
+    # the page adds the file again on top of the new head, keeping what only that head
+    # holds (`kept`, and what the other writer added elsewhere).
+    held = []
 
     def head(route):
-        if route.request.method == "GET" and stale:
-            route.fulfill(status=200, content_type="application/json",
-                          body=json.dumps({"head": stale.pop()}))
+        if route.request.method == "PUT" and not held:
+            held.append(route)
         else:
             route.continue_()
     moves = []
@@ -209,6 +208,12 @@ def library(page, args):
     page.route("**/api/v1/libraries/*/head", head)
     upload = page.locator("#upload-files")
     upload.set_input_files(args["upload"][:1])
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not held:
+        check(time.monotonic() < deadline, "the page never moved the head")
+        page.wait_for_timeout(50)
+    server_does(args, "race")
+    held[0].continue_()
     expect(page.locator("#upload-status")).to_contain_text("Added 1 file", timeout=TIMEOUT_MS)
     check(moves == [409, 200], f"the head moves were answered {moves}")
     rows = page.locator(f'tr[data-name="{os.path.basename(args["upload"][0])}"]')
@@ -352,7 +357,7 @@ def unlink_and_put_back(page, args):
     expect(page.locator(f'tr[data-name="{name}"]')).to_have_count(0)
     page.get_by_role("button", name="Back to the snapshots of Backups").click()
     rows = page.locator("#snapshots tbody tr")
-    expect(rows).to_have_count(args["snapshots"] + 3, timeout=TIMEOUT_MS)
+    expect(rows).to_have_count(args["snapshots"] + 3 + args.get("raced", 0), timeout=TIMEOUT_MS)
     rows.nth(1).get_by_role("button", name="Open").click()
     for folder in args["folders"]:
         here = page.locator(f'tr[data-name="{folder}"]')

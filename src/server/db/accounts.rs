@@ -276,8 +276,9 @@ pub fn consenting(conn: &Conn) -> Result<Vec<AccountRow>, DbError> {
 }
 
 /// Removes the account row; sessions, cards, consent and plan history go with it (cascade),
-/// invoices and feedback lose their link to it.
+/// invoices and feedback lose their link to it, and the holds its mounts set go too.
 pub fn delete(conn: &Conn, id: i64) -> Result<(), DbError> {
+    conn.execute("DELETE FROM holds WHERE account_id = ?1", params![id])?;
     conn.execute("DELETE FROM accounts WHERE id = ?1", params![id])?;
     Ok(())
 }

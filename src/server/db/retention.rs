@@ -360,6 +360,25 @@ pub fn set_holds(
     Ok(true)
 }
 
+/// The holds `account_id`'s mounts set, for its export: library, holder, root, expiry.
+pub fn holds_of(conn: &Conn, account_id: i64) -> Result<Vec<crate::api::account::Hold>, DbError> {
+    let mut stmt = conn.prepare(
+        "SELECT library_id, holder, root, expires_at FROM holds WHERE account_id = ?1 \
+         ORDER BY library_id, holder",
+    )?;
+    let rows = stmt
+        .query_map(params![account_id], |row| {
+            Ok(crate::api::account::Hold {
+                library_id: row.get(0)?,
+                holder: row.get(1)?,
+                root: hex::encode(row.get::<_, Vec<u8>>(2)?),
+                expires_at: row.get(3)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
+}
+
 /// Marks objects reused now (a `missing` answer said they exist, or a new object references
 /// them), so a collection under way does not delete them.
 pub fn touch(conn: &Conn, library_id: &str, ids: &[ObjectId]) -> Result<(), DbError> {

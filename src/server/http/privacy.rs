@@ -57,6 +57,7 @@ pub async fn export(
                 libraries: libraries::export_owned(conn, id)?,
                 memberships: libraries::export_memberships(conn, id)?,
                 links: crate::server::db::links::export(conn, id)?,
+                holds: crate::server::db::retention::holds_of(conn, id)?,
                 notes: vec![
                     "Library contents are encrypted with keys only you hold; restore them with \
                      `ibackup restore` or the mount."
