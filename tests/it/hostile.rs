@@ -602,14 +602,9 @@ fn a_library_whose_owner_the_server_renames_and_rekeys_is_refused() {
         )
         .unwrap();
     let evil = AccountKeyPair::generate();
-    let forged = ibackup::crypto::epoch::grant(
-        &evil,
-        &bob_public,
-        &library,
-        1,
-        &SymmetricKey::generate(),
-    )
-    .unwrap();
+    let forged =
+        ibackup::crypto::epoch::grant(&evil, &bob_public, &library, 1, &SymmetricKey::generate())
+            .unwrap();
     server
         .db()
         .execute(
