@@ -229,6 +229,14 @@ impl Session {
             self.keys.public_bytes().to_vec()
         } else {
             let presented = fingerprint(&info.owner_public_key);
+            match trusted.contacts.get(&info.owner_email) {
+                Some(pinned)
+                    if normalize_fingerprint(pinned) != normalize_fingerprint(&presented) =>
+                {
+                    return Err(key_changed(&info.owner_email, pinned, &presented, short));
+                }
+                _ => {}
+            }
             // The owner this computer pinned for the library, whatever address the server
             // gives for them now (it may name a new one to make its own key a first use).
             if let Some(owner) = trusted.library_owners.get(&info.id) {
@@ -242,19 +250,10 @@ impl Session {
                     ));
                 }
             }
-            match trusted.contacts.get(&info.owner_email) {
-                Some(pinned)
-                    if normalize_fingerprint(pinned) != normalize_fingerprint(&presented) =>
-                {
-                    return Err(key_changed(&info.owner_email, pinned, &presented, short));
-                }
-                Some(_) => {}
-                None => {
-                    trusted
-                        .contacts
-                        .insert(info.owner_email.clone(), presented.clone());
-                }
-            }
+            trusted
+                .contacts
+                .entry(info.owner_email.clone())
+                .or_insert_with(|| presented.clone());
             info.owner_public_key.clone()
         };
         let open = |granter: &[u8]| {
