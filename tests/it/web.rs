@@ -1184,9 +1184,11 @@ fn the_page_refuses_a_library_set_back_or_an_older_key() {
     let head = || -> Vec<u8> {
         server
             .db()
-            .query_row("SELECT head FROM libraries", ibackup::params![], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT head FROM libraries WHERE id = ?1",
+                ibackup::params![library],
+                |r| r.get(0),
+            )
             .unwrap()
     };
     let first = head();
