@@ -161,6 +161,29 @@ fn account_id(server: &TestServer, email: &str) -> i64 {
         .unwrap()
 }
 
+/// What a compromised server does to widen a share: lists `email` as a member of
+/// `library` (with a grant of its own, which opens nothing) and asks the owner's client
+/// for a new key epoch. Returns the member's account id.
+pub fn server_adds_member(server: &TestServer, library: &str, email: &str) -> i64 {
+    let member = account_id(server, email);
+    server
+        .db()
+        .execute(
+            "INSERT INTO library_members (library_id, account_id, permission, grant_epoch, \
+             key_grant) VALUES (?1, ?2, 'read', 1, ?3)",
+            ibackup::params![library, member, vec![0u8; ibackup::api::GRANT_BYTES]],
+        )
+        .unwrap();
+    server
+        .db()
+        .execute(
+            "UPDATE libraries SET rotate = 1 WHERE id = ?1",
+            ibackup::params![library],
+        )
+        .unwrap();
+    member
+}
+
 /// Finding 1: the owner's client granted each new key epoch to whoever the server listed as
 /// a member. A server that inserted mallory and asked for a new key had alice's next
 /// backup grant mallory the epoch, whose chain opens all of alice's history.
@@ -173,22 +196,7 @@ fn a_member_the_server_adds_is_refused_and_given_no_key() {
     alice.backup(&[source.path()]).ok();
     crate::sharing::share(&alice, "bob@example.com", "--read");
     let library = open(&alice, "Backups").info.id;
-    let mallory_id = account_id(&server, "mallory@example.com");
-    server
-        .db()
-        .execute(
-            "INSERT INTO library_members (library_id, account_id, permission, grant_epoch, \
-             key_grant) VALUES (?1, ?2, 'read', 1, ?3)",
-            ibackup::params![library, mallory_id, vec![0u8; ibackup::api::GRANT_BYTES]],
-        )
-        .unwrap();
-    server
-        .db()
-        .execute(
-            "UPDATE libraries SET rotate = 1 WHERE id = ?1",
-            ibackup::params![library],
-        )
-        .unwrap();
+    let mallory_id = server_adds_member(&server, &library, "mallory@example.com");
 
     // The owner is told before anything happens.
     let listed = alice.run(&["share", "list", "--json"]).ok().json();

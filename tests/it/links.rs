@@ -11,7 +11,7 @@ use base64::Engine;
 use ibackup::crypto::{BlobKind, ObjectId, ObjectKey};
 use ibackup::model::Tree;
 
-use crate::sharing::{clients, ALICE};
+use crate::sharing::{clients, share, ALICE};
 use crate::util::{
     assert_same_tree, fails, fuse_or_skip, make_tree, raw_request, write_file, Run, TestClient,
     TestMount, TestServer,
@@ -221,16 +221,7 @@ fn passwords_expiry_and_revocation_end_a_link_with_a_clear_message() {
         ]),
         "leave out --snapshot",
     );
-    alice
-        .run(&[
-            "share",
-            "add",
-            "--yes",
-            "Backups",
-            "bob@example.com",
-            "--read",
-        ])
-        .ok();
+    share(&alice, "bob@example.com", "--read");
     fails(
         bob.run(&["link", "create", "Backups@alice@example.com"]),
         "only its owner",

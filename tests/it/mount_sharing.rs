@@ -38,16 +38,7 @@ fn a_share_appears_read_only_without_remounting_and_leaves_when_removed() {
     let shared = mount.dir.join(ALICES_BACKUPS);
     assert!(!shared.exists());
 
-    alice
-        .run(&[
-            "share",
-            "add",
-            "--yes",
-            "Backups",
-            "bob@example.com",
-            "--read",
-        ])
-        .ok();
+    share(&alice, "bob@example.com", "--read");
     wait_for("the share to appear", || shared.exists());
     let inside = shared.join(source.path().strip_prefix("/").unwrap());
     assert_eq!(fs::read(inside.join("plan.txt")).unwrap(), b"the plan");
@@ -179,16 +170,7 @@ fn changes_waiting_when_a_share_is_removed_are_kept_on_the_members_computer() {
     }
     let server = TestServer::start();
     let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
-    alice
-        .run(&[
-            "share",
-            "add",
-            "--yes",
-            "Backups",
-            "bob@example.com",
-            "--read-write",
-        ])
-        .ok();
+    share(&alice, "bob@example.com", "--read-write");
     // A long quiet delay keeps bob's change waiting in his journal.
     let mount = TestMount::start(
         &bob,

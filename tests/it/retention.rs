@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 
-use crate::sharing::clients;
+use crate::sharing::{clients, share};
 use crate::util::{
     assert_same_tree, fails, fuse_or_skip, snapshot_ids, write_file, TestClient, TestMount,
     TestServer,
@@ -137,16 +137,7 @@ fn a_policy_dry_run_matches_what_is_then_forgotten() {
         alice.run(&["forget", &ids[0][..10]]),
         "no snapshot id starts with",
     );
-    alice
-        .run(&[
-            "share",
-            "add",
-            "--yes",
-            "Backups",
-            "bob@example.com",
-            "--read",
-        ])
-        .ok();
+    share(&alice, "bob@example.com", "--read");
     fails(
         bob.run(&[
             "forget",

@@ -437,26 +437,8 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
     let source = tempfile::tempdir().unwrap();
     write_file(&source.path().join("a.txt"), b"alice's data");
     alice.backup(&[source.path()]).ok();
-    alice
-        .run(&[
-            "share",
-            "add",
-            "--yes",
-            "Backups",
-            "bob@example.com",
-            "--read",
-        ])
-        .ok();
-    alice
-        .run(&[
-            "share",
-            "add",
-            "--yes",
-            "Backups",
-            "carol@example.com",
-            "--read",
-        ])
-        .ok();
+    share(&alice, "bob@example.com", "--read");
+    share(&alice, "carol@example.com", "--read");
     bob.run(&["library", "list"]).ok(); // pins alice's key, notes epoch 1
     let library = open(&alice, "Backups").info.id;
     let alice_id: i64 = count(
@@ -815,18 +797,8 @@ fn rotated_account_keys_leave_a_copied_key_nothing_and_members_verify_the_change
     alice.backup(&[source.path()]).ok();
     write_file(&source.path().join("b.txt"), b"bob's data");
     bob.backup(&[source.path()]).ok();
-    alice
-        .run(&[
-            "share",
-            "add",
-            "--yes",
-            "Backups",
-            "bob@example.com",
-            "--read",
-        ])
-        .ok();
-    bob.run(&["share", "add", "--yes", "Backups", ALICE, "--read"])
-        .ok();
+    share(&alice, "bob@example.com", "--read");
+    share(&bob, ALICE, "--read");
     bob.run(&["snapshots", "--library", ALICES_BACKUPS]).ok(); // pins alice's key
                                                                // A session file copied while its session lived: the thief has alice's private key.
     let copy = fs::read_to_string(alice.config_dir().join("session.json")).unwrap();

@@ -1101,29 +1101,7 @@ fn the_page_grants_a_new_key_only_to_members_the_owner_added() {
     let source = backed_up(&alice, "plan.txt", b"the owner's plan");
     share(&alice, "bob@example.com", "--read");
     let library = crate::sharing::open(&alice, "Backups").info.id;
-    let mallory: i64 = server
-        .db()
-        .query_row(
-            "SELECT id FROM accounts WHERE email = 'mallory@example.com'",
-            ibackup::params![],
-            |r| r.get(0),
-        )
-        .unwrap();
-    server
-        .db()
-        .execute(
-            "INSERT INTO library_members (library_id, account_id, permission, grant_epoch, \
-             key_grant) VALUES (?1, ?2, 'read', 1, ?3)",
-            ibackup::params![library, mallory, vec![0u8; ibackup::api::GRANT_BYTES]],
-        )
-        .unwrap();
-    server
-        .db()
-        .execute(
-            "UPDATE libraries SET rotate = 1 WHERE id = ?1",
-            ibackup::params![library],
-        )
-        .unwrap();
+    let mallory = crate::hostile::server_adds_member(&server, &library, "mallory@example.com");
     let picked = tempfile::tempdir().unwrap();
     write_file(&picked.path().join("new.txt"), b"written after the new key");
     let args = serde_json::json!({
