@@ -187,9 +187,10 @@ pub fn strangers(session: &Session, roster: &Roster, members: &[MemberInfo]) -> 
 
 /// The key to grant `member` (as the server lists them) to: the one the roster holds, or,
 /// when they changed keys (`account rotate-keys`), the new one once the user checked its
-/// fingerprint with them (`contact verify`). Never pinned here.
+/// fingerprint with them (`contact verify`, found in `known`). Never pinned here.
 pub fn key_for<'a>(
     session: &Session,
+    known: &KnownContacts,
     library: &str,
     member: &'a MemberInfo,
     added: &'a RosterMember,
@@ -198,7 +199,6 @@ pub fn key_for<'a>(
         return Ok(&added.key);
     }
     let presented = fingerprint(&member.public_key);
-    let known = KnownContacts::load(session.paths())?;
     let verified = known
         .servers
         .get(&session.server)

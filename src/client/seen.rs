@@ -103,13 +103,7 @@ impl SeenHeads {
     /// Whether `head` is the newest head this computer has seen of `library` (checked
     /// already, so it needs no check again).
     pub fn is_newest(&self, library: &str, head: ObjectId) -> Result<bool> {
-        let _lock = self.lock()?;
-        let file: SeenFile = read_json(&self.file)?.unwrap_or_default();
-        Ok(file
-            .servers
-            .get(&self.server)
-            .and_then(|l| l.get(library))
-            .is_some_and(|seen| seen.head == head))
+        Ok(self.newest(library)?.is_some_and(|(seen, _)| seen == head))
     }
 
     /// Forgets what was seen of `library`, so the server's current head is taken as it is.

@@ -227,6 +227,7 @@ pub(crate) fn rotate_with(
         .collect();
     let (keys, link) = library.keys.rotate(&library.info.id)?;
     let newest = keys.newest();
+    let known = KnownContacts::load(session.paths())?;
     let mut grants = Vec::new();
     let mut kept = Vec::new();
     let mut grant_to = |email: &str, key: &[u8]| -> Result<()> {
@@ -248,7 +249,7 @@ pub(crate) fn rotate_with(
             continue;
         }
         let added = roster.get(&member.email).expect("not a stranger");
-        let key = roster::key_for(session, &library.name, member, added)?;
+        let key = roster::key_for(session, &known, &library.name, member, added)?;
         grant_to(&member.email, key)?;
         kept.push(RosterMember {
             email: member.email.clone(),

@@ -236,13 +236,8 @@ def refused(page, args):
     """A member the server added on its own, with a new key asked for: the sharing table
     marks them, and the owner's next upload starts the new key for the others only and
     says whom it refused."""
-    page.goto(args["url"])
-    page.get_by_label("E-mail address").fill(args["email"])
-    page.get_by_label("Password").fill(args["password"])
-    page.get_by_role("button", name="Sign in").click()
-    row = page.locator('tr[data-library="Backups"]')
-    expect(row).to_have_count(1, timeout=TIMEOUT_MS)
-    row.get_by_role("button", name="Open").click()
+    sign_in(page, args)
+    open_library(page, args)
     stranger = page.locator(f'tr[data-member="{args["stranger"]}"]')
     expect(stranger).to_contain_text("not added by you", timeout=TIMEOUT_MS)
     expect(page.locator(f'tr[data-member="{args["member"]}"]')).not_to_contain_text("not added")
@@ -269,6 +264,13 @@ def server_does(args, step):
         time.sleep(0.1)
 
 
+def sign_in(page, args):
+    page.goto(args["url"])
+    page.get_by_label("E-mail address").fill(args["email"])
+    page.get_by_label("Password").fill(args["password"])
+    page.get_by_role("button", name="Sign in").click()
+
+
 def open_library(page, args):
     row = page.locator('tr[data-library="Backups"]')
     expect(row).to_have_count(1, timeout=TIMEOUT_MS)
@@ -278,10 +280,7 @@ def open_library(page, args):
 def rewound(page, args):
     """The page remembers the newest head and key epoch it saw, as the command-line client
     does: a server that sets the head back, or hands back an older key, is refused."""
-    page.goto(args["url"])
-    page.get_by_label("E-mail address").fill(args["email"])
-    page.get_by_label("Password").fill(args["password"])
-    page.get_by_role("button", name="Sign in").click()
+    sign_in(page, args)
     open_library(page, args)
     page.locator("#snapshots tbody tr").first.get_by_role("button", name="Open").click()
     expect(page.locator(f'tr[data-name="{args["folders"][0]}"]')).to_have_count(1, timeout=TIMEOUT_MS)
@@ -305,13 +304,8 @@ def unlock_again(page, args):
 def swapped(page, args):
     """A file whose stored chunk the server swapped for other contents sealed under the
     chunk's key: the page, holding the library's keys, refuses it and says so in the row."""
-    page.goto(args["url"])
-    page.get_by_label("E-mail address").fill(args["email"])
-    page.get_by_label("Password").fill(args["password"])
-    page.get_by_role("button", name="Sign in").click()
-    row = page.locator('tr[data-library="Backups"]')
-    expect(row).to_have_count(1, timeout=TIMEOUT_MS)
-    row.get_by_role("button", name="Open").click()
+    sign_in(page, args)
+    open_library(page, args)
     page.locator("#snapshots tbody tr").first.get_by_role("button", name="Open").click()
     for folder in args["folders"]:
         here = page.locator(f'tr[data-name="{folder}"]')

@@ -25,6 +25,7 @@ import {
   grantTo,
   libraryKeys,
   libraryName,
+  newestEpoch,
   nextEpoch,
   openSnapshot,
   ownLibrary,
@@ -362,11 +363,6 @@ async function rotateLibrary(info, keys, name, remove) {
   } finally {
     next.key.fill(0);
   }
-}
-
-/** The newest epoch whose keys `keys` holds. */
-function newestEpoch(keys) {
-  return Math.max(...keys.epochs.keys());
 }
 
 /**

@@ -67,6 +67,11 @@ export async function libraryKeys(info, me) {
   return { library, epochs, me };
 }
 
+/** The newest epoch whose keys `keys` (of `libraryKeys`) holds. */
+export function newestEpoch(keys) {
+  return Math.max(...keys.epochs.keys());
+}
+
 /** The library's name, sealed under the key of `info.name_epoch`. */
 export async function libraryName(keys, info) {
   const epoch = keys.epochs.get(info.name_epoch);

@@ -10,7 +10,7 @@ import { decode, encode } from "cborg";
 import { call, request } from "./api.js";
 import { Damaged, KIND, concat, fromHex, hex, objectId, objectKey, openBlob, same, sealBlob, utf8 } from "./blob.js";
 import { LinkEdits } from "./hardlinks.js";
-import { openSnapshot } from "./library.js";
+import { newestEpoch, openSnapshot } from "./library.js";
 import { checkHead, remember } from "./seen.js";
 
 const FORMAT = 2;
@@ -105,7 +105,7 @@ export function uploaderFor(info, keys) {
   if (!epochKeys) throw new Damaged("this library has a newer key than this page opened; reload the page");
   // Only the newest key the page holds is written under: an older one may be one a
   // removed member still holds, whatever epoch the server names.
-  if (info.epoch !== Math.max(...keys.epochs.keys())) {
+  if (info.epoch !== newestEpoch(keys)) {
     throw new Damaged(`the server says this library's key is epoch ${info.epoch}, older than the newest this page holds; nothing was written. Tell the server's operator`);
   }
   return new Uploader(info.id, info.epoch, epochKeys);

@@ -15,7 +15,7 @@ use super::password::{read_password, Purpose};
 use crate::api::account::{KeyGrant, RotateKeysRequest, SessionsEnded};
 use crate::api::routes;
 use crate::api::types::Permission;
-use crate::client::config::{Paths, SessionFile};
+use crate::client::config::{KnownContacts, Paths, SessionFile};
 use crate::client::roster;
 use crate::client::session::{reseal_session_file, Listed, Session};
 use crate::client::sharing::{member_list, refused_warning, rotate_with};
@@ -45,6 +45,7 @@ pub fn rotate_keys(paths: &Paths, session: &Session) -> Result<RotatedKeys> {
     let mut grants = Vec::new();
     let mut members_to_tell = Vec::new();
     let mut rosters = Vec::new();
+    let known = KnownContacts::load(paths)?;
     for listed in session.list()? {
         let library = match listed {
             Listed::Open(library) => library,
@@ -91,7 +92,7 @@ pub fn rotate_keys(paths: &Paths, session: &Session) -> Result<RotatedKeys> {
                 let added = roster.get(&member.email).expect("not a stranger");
                 grant_to(
                     &member.email,
-                    roster::key_for(session, &library.name, member, added)?,
+                    roster::key_for(session, &known, &library.name, member, added)?,
                 )?;
                 if !members_to_tell.contains(&member.email) {
                     members_to_tell.push(member.email.clone());
