@@ -35,9 +35,10 @@ pub struct EpochKeys {
     pub snapshot: SymmetricKey,
     /// Encrypts the library's name.
     names: SymmetricKey,
-    /// Keys the chunker's boundaries (issue 14), so the server cannot tell a known file
-    /// from the sizes of its chunks.
-    pub chunker_seed: u64,
+    /// The chunker's gear table (issue 14, 26): every entry from the epoch key, so the
+    /// server cannot tell a known file from the sizes of its chunks, and a member who sees
+    /// where chunks end learns nothing that keys another epoch.
+    pub chunker_gear: Box<[u64; 256]>,
 }
 
 impl EpochKeys {
@@ -52,7 +53,7 @@ impl EpochKeys {
                 raw,
             )),
             names: SymmetricKey::from_bytes(blake3::derive_key("ibackup 2026-12 epoch name", raw)),
-            chunker_seed: chunker_seed(raw),
+            chunker_gear: chunker_gear(raw),
             key,
         }
     }
@@ -62,10 +63,19 @@ impl EpochKeys {
     }
 }
 
-/// A nonzero 64-bit seed for the chunker's gear table (zero would mean "unkeyed").
-fn chunker_seed(raw: &[u8; 32]) -> u64 {
-    let derived = blake3::derive_key("ibackup 2026-12 epoch chunker seed", raw);
-    u64::from_le_bytes(derived[..8].try_into().expect("8 bytes")).max(1)
+/// The chunker's gear table: 2 KiB of BLAKE3 in key-derivation mode over the epoch key, a
+/// keyed pseudorandom function, read as 256 little-endian 64-bit entries.
+fn chunker_gear(raw: &[u8; 32]) -> Box<[u64; 256]> {
+    let mut bytes = [0u8; 256 * 8];
+    blake3::Hasher::new_derive_key("ibackup 2026-12 epoch chunker gear")
+        .update(raw)
+        .finalize_xof()
+        .fill(&mut bytes);
+    let mut gear = Box::new([0u64; 256]);
+    for (entry, word) in gear.iter_mut().zip(bytes.chunks_exact(8)) {
+        *entry = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+    }
+    gear
 }
 
 /// A library id as the 16 bytes behind its 32 hex digits.
@@ -266,10 +276,19 @@ mod tests {
     const LIB: &str = "00112233445566778899aabbccddeeff";
     const OTHER: &str = "ffeeddccbbaa99887766554433221100";
 
-    /// The web page derives the same seed (web/test/chunker.test.mjs checks this value).
+    /// The web page derives the same table (web/test/chunker.test.mjs checks these values).
     #[test]
-    fn the_chunker_seed_is_the_one_the_page_derives() {
-        assert_eq!(chunker_seed(&[7u8; 32]), 0x221b_7698_1a8d_34fb);
+    fn the_chunker_gear_is_the_one_the_page_derives() {
+        let gear = chunker_gear(&[7u8; 32]);
+        assert_eq!(
+            [gear[0], gear[1], gear[255]],
+            [
+                0x8afd_2591_2e46_5673,
+                0xfc2c_b8f3_050f_6936,
+                0xb598_8dfc_1113_b779
+            ]
+        );
+        assert_ne!(chunker_gear(&[8u8; 32])[0], gear[0]);
     }
 
     #[test]

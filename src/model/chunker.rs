@@ -1,11 +1,12 @@
 //! Content-defined chunking (FastCDC 2020): boundaries follow content, so an insertion early
-//! in a file changes only the chunks around it and the rest deduplicate. The gear table is
-//! keyed by a seed from the library's key (issue 14): without it, anyone who has a file
-//! could compute its chunk sizes and look for that sequence among a library's blobs.
+//! in a file changes only the chunks around it and the rest deduplicate. The gear table comes
+//! whole from the library's epoch key (issues 14 and 26): without it, anyone who has a file
+//! could compute its chunk sizes and look for that sequence among a library's blobs, and no
+//! entry of it tells anything of another.
 
 use std::io::Read;
 
-use fastcdc::v2020::{cut_gear, get_gear_with_seed, Normalization, MASKS};
+use fastcdc::v2020::{cut_gear, Normalization, MASKS};
 
 /// No chunk is smaller than this, except a whole file that is.
 pub const MIN_CHUNK: u32 = 256 * 1024;
@@ -16,20 +17,25 @@ const MAX: usize = MAX_CHUNK as usize;
 /// The window's room before its first read.
 const FIRST_READ: usize = 64 * 1024;
 
-/// Splits everything `reader` yields into chunks, with boundaries keyed by `seed`: the cuts
-/// of the fastcdc crate's `StreamCDC` at normalization level 1, read through a window of
-/// our own. `StreamCDC` keeps a zeroed buffer of the largest chunk and moves all of it after
+/// Splits everything `reader` yields into chunks, with boundaries keyed by the gear table
+/// `gear` (`EpochKeys::chunker_gear`): FastCDC 2020's cuts at normalization level 1 (the
+/// fastcdc crate's `cut_gear`, whose shifted table is each entry shifted left by one), read
+/// through a window of our own. The crate's `StreamCDC` keeps a zeroed buffer of the largest chunk and moves all of it after
 /// every chunk: for a backup of many small files that was half of the client's processor
 /// time in `memset` and `memmove`. Here the window grows only as far as the data does, and
 /// is moved down only once a chunk's worth was taken from it.
-pub fn chunks<R: Read>(reader: R, seed: u64) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
+pub fn chunks<R: Read>(
+    reader: R,
+    gear: &[u64; 256],
+) -> impl Iterator<Item = std::io::Result<Vec<u8>>> {
     let bits = AVG_CHUNK.ilog2();
     let level = Normalization::Level1.bits();
     let (mask_s, mask_l) = (
         MASKS[(bits + level) as usize],
         MASKS[(bits - level) as usize],
     );
-    let (gear, gear_ls) = get_gear_with_seed(seed);
+    let gear = Box::new(*gear);
+    let gear_ls = Box::new(gear.map(|entry| entry << 1));
     let mut window = Window {
         reader,
         data: Vec::new(),
@@ -104,11 +110,21 @@ mod tests {
 
     const SEED: u64 = 0x5eed;
     /// The lengths of the chunks of the shared vector (20 MiB of BLAKE3 output) under the
-    /// shared seed.
+    /// gear table of the shared epoch key.
     const VECTOR_LENGTHS: [usize; 16] = [
-        543387, 689230, 1386383, 1227877, 517533, 1107781, 2103167, 2050635, 1116068, 1375408,
-        1156037, 1819159, 685781, 402253, 1966465, 2824356,
+        2144303, 325426, 1381677, 775841, 1188234, 1234699, 2143424, 1627125, 1501023, 1142422,
+        1791703, 500990, 1787102, 1646915, 528320, 1252316,
     ];
+
+    /// The fastcdc crate's own table keyed by `seed`, to compare the window with `StreamCDC`.
+    fn seeded(seed: u64) -> [u64; 256] {
+        *fastcdc::v2020::get_gear_with_seed(seed).0
+    }
+
+    fn keyed(byte: u8) -> Box<[u64; 256]> {
+        use crate::crypto::{EpochKeys, SymmetricKey};
+        EpochKeys::derive(1, SymmetricKey::from_bytes([byte; 32])).chunker_gear
+    }
 
     fn random(len: usize, seed: u64) -> Vec<u8> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -161,7 +177,8 @@ mod tests {
                     data: &data[..len],
                     step,
                 };
-                let ours: Vec<Vec<u8>> = chunks(reader, SEED).map(Result::unwrap).collect();
+                let ours: Vec<Vec<u8>> =
+                    chunks(reader, &seeded(SEED)).map(Result::unwrap).collect();
                 assert_eq!(ours, expected, "{len} bytes read {step} at a time");
             }
         }
@@ -170,15 +187,16 @@ mod tests {
     #[test]
     fn small_file_is_one_chunk_and_empty_file_none() {
         let data = random(1000, 1);
-        let parts: Vec<_> = chunks(&data[..], SEED).map(Result::unwrap).collect();
+        let gear = keyed(1);
+        let parts: Vec<_> = chunks(&data[..], &gear).map(Result::unwrap).collect();
         assert_eq!(parts, vec![data]);
-        assert_eq!(chunks(&b""[..], SEED).count(), 0);
+        assert_eq!(chunks(&b""[..], &gear).count(), 0);
     }
 
     #[test]
     fn chunks_respect_bounds_and_reassemble() {
         let data = random(12 << 20, 2);
-        let parts: Vec<_> = chunks(&data[..], SEED).map(Result::unwrap).collect();
+        let parts: Vec<_> = chunks(&data[..], &keyed(1)).map(Result::unwrap).collect();
         assert!(parts.len() > 3);
         for part in &parts[..parts.len() - 1] {
             assert!(part.len() >= MIN_CHUNK as usize && part.len() <= MAX_CHUNK as usize);
@@ -191,8 +209,9 @@ mod tests {
         let data = random(8 << 20, 3);
         let mut edited = b"inserted".to_vec();
         edited.extend_from_slice(&data);
-        let before: Vec<_> = chunks(&data[..], SEED).map(Result::unwrap).collect();
-        let after: Vec<_> = chunks(&edited[..], SEED).map(Result::unwrap).collect();
+        let gear = keyed(1);
+        let before: Vec<_> = chunks(&data[..], &gear).map(Result::unwrap).collect();
+        let after: Vec<_> = chunks(&edited[..], &gear).map(Result::unwrap).collect();
         let shared = after.iter().filter(|c| before.contains(c)).count();
         assert!(
             shared >= before.len() - 2,
@@ -210,18 +229,21 @@ mod tests {
             .update(b"ibackup chunker vector")
             .finalize_xof()
             .fill(&mut data);
-        let lengths: Vec<usize> = chunks(&data[..], 0xfedc_ba98_7654_3210)
+        let lengths: Vec<usize> = chunks(&data[..], &keyed(0xfe))
             .map(|c| c.unwrap().len())
             .collect();
         assert_eq!(lengths, VECTOR_LENGTHS);
     }
 
     #[test]
-    fn boundaries_depend_on_the_seed() {
+    fn boundaries_depend_on_the_epoch_key() {
         let data = random(16 << 20, 4);
-        let sizes =
-            |seed| -> Vec<usize> { chunks(&data[..], seed).map(|c| c.unwrap().len()).collect() };
-        assert_eq!(sizes(SEED), sizes(SEED));
-        assert_ne!(sizes(SEED), sizes(SEED + 1));
+        let sizes = |key| -> Vec<usize> {
+            chunks(&data[..], &keyed(key))
+                .map(|c| c.unwrap().len())
+                .collect()
+        };
+        assert_eq!(sizes(1), sizes(1));
+        assert_ne!(sizes(1), sizes(2));
     }
 }

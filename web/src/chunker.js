@@ -1,11 +1,10 @@
 // Files cut into chunks in the page for an upload, exactly where the command-line client
 // cuts them (docs/FORMAT.md, "Chunks"), so a file added here and backed up by the client
 // (or the other way round) is stored once: FastCDC 2020 with normalization level 1, sizes
-// 256 KiB / 1 MiB / 4 MiB, its gear table keyed by a seed from the library's newest epoch
+// 256 KiB / 1 MiB / 4 MiB, its whole gear table derived from the library's newest epoch
 // key. The 64-bit hash is kept as two 32-bit halves; JavaScript has no fast 64-bit integer.
 
 import { blake3 } from "@noble/hashes/blake3.js";
-import { md5 } from "@noble/hashes/legacy.js";
 
 import { utf8 } from "./blob.js";
 
@@ -26,33 +25,32 @@ function halves(value) {
   return [Number(value & 0xffffffffn), Number((value >> 32n) & 0xffffffffn)];
 }
 
-/** The chunker's seed of epoch key `epochKey`, as the client derives it (never zero). */
-export function chunkerSeed(epochKey) {
-  const derived = blake3(epochKey, { context: utf8("ibackup 2026-12 epoch chunker seed") });
-  const seed = new DataView(derived.buffer, derived.byteOffset, 8).getBigUint64(0, true);
-  return seed === 0n ? 1n : seed;
+/**
+ * FastCDC's gear table of `entries` (256 64-bit BigInts) and its shifted twin (each entry
+ * shifted left by one), each kept as its low and its high halves.
+ */
+export function gearTable(entries) {
+  const table = { low: new Uint32Array(256), high: new Uint32Array(256), lowShifted: new Uint32Array(256), highShifted: new Uint32Array(256) };
+  entries.forEach((entry, i) => {
+    [table.low[i], table.high[i]] = halves(entry);
+    [table.lowShifted[i], table.highShifted[i]] = halves((entry << 1n) & U64);
+  });
+  return table;
 }
 
 /**
- * FastCDC's gear table and its shifted twin, keyed by `seed`: entry i is the first 8 bytes
- * (big-endian) of the MD5 of 64 bytes of value i, XORed with the seed (the shifted table:
- * the entry shifted left by one, XORed with the seed shifted left by one). Each table is
- * kept as its low and its high halves.
+ * The gear entries of epoch key `epochKey`, as the client derives them: 2 KiB of BLAKE3 in
+ * key-derivation mode over the key, read as 256 little-endian 64-bit words.
  */
-export function gearTable(seed) {
-  const table = { low: new Uint32Array(256), high: new Uint32Array(256), lowShifted: new Uint32Array(256), highShifted: new Uint32Array(256) };
-  for (let i = 0; i < 256; i++) {
-    const digest = md5(new Uint8Array(64).fill(i));
-    const entry = new DataView(digest.buffer, digest.byteOffset, 8).getBigUint64(0, false);
-    [table.low[i], table.high[i]] = halves(entry ^ seed);
-    [table.lowShifted[i], table.highShifted[i]] = halves(((entry << 1n) & U64) ^ ((seed << 1n) & U64));
-  }
-  return table;
+export function gearEntries(epochKey) {
+  const bytes = blake3(epochKey, { context: utf8("ibackup 2026-12 epoch chunker gear"), dkLen: 256 * 8 });
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  return Array.from({ length: 256 }, (_, i) => view.getBigUint64(i * 8, true));
 }
 
 /** The gear table of epoch key `epochKey`. */
 export function epochGear(epochKey) {
-  return gearTable(chunkerSeed(epochKey));
+  return gearTable(gearEntries(epochKey));
 }
 
 /**

@@ -7,7 +7,7 @@ import { test } from "node:test";
 
 import { blake3 } from "@noble/hashes/blake3.js";
 
-import { MAX_CHUNK, MIN_CHUNK, chunkerSeed, chunks, epochGear, gearTable } from "../src/chunker.js";
+import { MAX_CHUNK, MIN_CHUNK, chunks, epochGear, gearEntries } from "../src/chunker.js";
 
 function random(size) {
   const data = new Uint8Array(size);
@@ -25,16 +25,17 @@ const keyA = new Uint8Array(32).fill(1);
 const keyB = new Uint8Array(32).fill(2);
 const data = random(24 << 20);
 
-test("the seed and the cuts are the command-line client's", async () => {
-  // src/crypto/epoch.rs `the_chunker_seed_is_the_one_the_page_derives`.
-  assert.equal(chunkerSeed(new Uint8Array(32).fill(7)), 0x221b76981a8d34fbn);
+test("the gear table and the cuts are the command-line client's", async () => {
+  // src/crypto/epoch.rs `the_chunker_gear_is_the_one_the_page_derives`.
+  const entries = gearEntries(new Uint8Array(32).fill(7));
+  assert.deepEqual([entries[0], entries[1], entries[255]], [0x8afd25912e465673n, 0xfc2cb8f3050f6936n, 0xb5988dfc1113b779n]);
   // src/model/chunker.rs `cuts_of_the_shared_vector_are_the_ones_the_page_makes`.
   const vector = blake3(new TextEncoder().encode("ibackup chunker vector"), { dkLen: 20 << 20 });
   const lengths = [];
-  for await (const piece of chunks(new Blob([vector]), gearTable(0xfedcba9876543210n))) lengths.push(piece.length);
+  for await (const piece of chunks(new Blob([vector]), epochGear(new Uint8Array(32).fill(0xfe)))) lengths.push(piece.length);
   assert.deepEqual(lengths, [
-    543387, 689230, 1386383, 1227877, 517533, 1107781, 2103167, 2050635, 1116068, 1375408, 1156037, 1819159, 685781,
-    402253, 1966465, 2824356,
+    2144303, 325426, 1381677, 775841, 1188234, 1234699, 2143424, 1627125, 1501023, 1142422, 1791703, 500990, 1787102,
+    1646915, 528320, 1252316,
   ]);
 });
 

@@ -160,8 +160,8 @@ fn read_file(shared: &Shared<'_>, job: &FileJob, tx: &Sender<Chunk>) -> FileRead
         };
         let mut chunks = Vec::new();
         let mut size = 0u64;
-        let seed = shared.store.keys().newest().chunker_seed;
-        for piece in chunker::chunks(&file, seed) {
+        let gear = &shared.store.keys().newest().chunker_gear;
+        for piece in chunker::chunks(&file, gear) {
             let data = match piece {
                 Ok(data) => data,
                 Err(e) => return FileRead::Failed(format!("{}: {e}; skipped", path.display())),
