@@ -537,6 +537,48 @@ fn fetch_answers_nobody_reads_are_bounded_and_cut_off() {
     assert_eq!(status, 200);
 }
 
+/// Issue 26, finding 5 (streaming): an answer used to be read whole before it was sent and
+/// held its whole size of `fetch_memory` until its last byte left, so one unread answer of
+/// 48 MiB kept its account waiting for the rest of a 64 MiB bound until the write deadline
+/// (30 s here) cut it off. Answers are now read and sent a piece at a time, holding only
+/// the pieces in flight: the same account restores at once beside the unread answer.
+#[test]
+fn an_unread_answer_holds_only_the_pieces_in_flight() {
+    let (server, _logs) =
+        configured_with_limit("fetch_memory = \"512MiB\"", "fetch_memory = \"64MiB\"");
+    let alice = TestClient::new("alice@example.com");
+    alice.register(&server);
+    let source = tempfile::tempdir().unwrap();
+    let mut noise = vec![0u8; 48 << 20];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut noise);
+    std::fs::write(source.path().join("big.bin"), &noise).unwrap();
+    alice.backup(&[source.path()]).ok();
+    let library = crate::sharing::open(&alice, "Backups").info.id;
+    let ids = server.strings("SELECT lower(hex(id)) FROM objects WHERE kind = 1");
+    let body = json!({ "ids": ids }).to_string();
+    let token = alice.session_token();
+    let path = routes::library(routes::OBJECTS_FETCH, &library);
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let unread = send_unread(&server, &request, body.as_bytes());
+    std::thread::sleep(Duration::from_secs(1));
+    let target = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let spec = format!("latest:{}", source.path().display());
+    alice.restore(&spec, target.path(), &[]).ok();
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(20),
+        "a restore beside one unread answer took {took:?}: the answer held the account's share"
+    );
+    let restored = std::fs::read(target.path().join("big.bin")).unwrap();
+    assert!(restored == noise, "the restored file differs");
+    drop(unread);
+}
+
 /// Issue 26, finding 6: upload memory was taken from the announced length before the body,
 /// with no bound per account and no least rate, so eight uploads of one account dripping a
 /// byte a second hung another user's backup. One account now holds at most a quarter of it.

@@ -5,6 +5,7 @@
 pub mod account_keys;
 pub mod accounts;
 pub mod addresses;
+mod answer;
 pub mod billing;
 pub mod extract;
 pub mod libraries;

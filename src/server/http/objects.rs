@@ -14,6 +14,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::answer;
 use super::extract::{upload_body, ApiJson, Caller};
 use super::libraries::{require, Need};
 use crate::api::routes::{MAX_BATCH_BYTES, MAX_IDS_PER_REQUEST};
@@ -331,10 +332,11 @@ pub async fn fetch(
 }
 
 /// Answers with the blobs of `ids` as frames (`u32` length, blob), after the caller's right
-/// to them was checked (a member's, or a link visitor's). The answer's bytes are counted
-/// against `limits.fetch_memory` for `holder` (the account, or the link) until it is sent
-/// or the connection ends; a client that stops reading is cut off by the connection's
-/// write deadline (`serve_connection`), which gives them back.
+/// to them was checked (a member's, or a link visitor's). The answer is read from the packs
+/// and sent a piece at a time (`answer`), each piece counted against `limits.fetch_memory`
+/// for `holder` (the account, or the link) until it is sent or the connection ends; a client
+/// that stops reading is cut off by the connection's write deadline (`serve_connection`),
+/// which gives them back.
 pub async fn serve(
     state: &AppState,
     holder: &str,
@@ -344,7 +346,7 @@ pub async fn serve(
     let lib = library_id.clone();
     let wanted = state
         .db
-        .read(move |conn| -> ApiResult<Vec<(String, u64, u64)>> {
+        .read(move |conn| -> ApiResult<Vec<answer::Location>> {
             let locations = objects::locate(conn, &lib, &ids)?;
             let mut wanted = Vec::with_capacity(locations.len());
             let mut total = 0u64;
@@ -363,45 +365,17 @@ pub async fn serve(
             Ok(wanted)
         })
         .await?;
-    let total: u64 = wanted.iter().map(|(_, _, size)| size + 4).sum();
-    let held = state.answers.acquire(holder, total).await;
-    let store = state.blobs.clone();
-    let frames = tokio::task::spawn_blocking(move || store.read_frames(&library_id, &wanted))
-        .await
-        .map_err(ApiError::internal)??;
+    let body = answer::stream(
+        state.blobs.clone(),
+        state.answers.clone(),
+        holder.to_owned(),
+        library_id,
+        wanted,
+    )
+    .await?;
     Ok((
         [(header::CONTENT_TYPE, "application/octet-stream")],
-        axum::body::Body::new(HeldBody {
-            body: axum::body::Body::new(frames.into_body()),
-            _held: held,
-        }),
+        axum::body::Body::new(body),
     )
         .into_response())
-}
-
-/// An answer's body with its share of the fetch memory, given back when it is dropped
-/// (sent, or its connection gone).
-struct HeldBody {
-    body: axum::body::Body,
-    _held: crate::server::memory::Held,
-}
-
-impl http_body::Body for HeldBody {
-    type Data = axum::body::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
 }
