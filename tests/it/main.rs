@@ -13,6 +13,7 @@ mod links;
 mod load;
 mod mail;
 mod mount;
+mod mount_mix;
 mod mount_posix;
 mod mount_sharing;
 mod pg;

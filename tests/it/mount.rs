@@ -721,6 +721,121 @@ fn unmounting_by_fusermount_uploads_and_no_wait_leaves_a_queue() {
     assert_eq!(restore("queued.txt").as_deref(), Some(&b"two"[..]));
 }
 
+/// The pid of the running mount, from `status`.
+fn mount_pid(client: &TestClient) -> u32 {
+    let status = client.run(&["status", "--json"]).ok().json();
+    status["mounts"][0]["pid"].as_u64().unwrap() as u32
+}
+
+/// Waits for process `pid` to end; how long it took, or `None` past `limit`.
+fn ends_within(pid: u32, limit: std::time::Duration) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        if started.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Some(started.elapsed())
+}
+
+/// Issue 27: `fusermount3 -u` with the server unreachable left the mount process running
+/// for ever (it waited for uploads that could not happen, and ignored SIGTERM). Now it
+/// gives up after uploads failed for 20 s, keeps the rest journaled, `status` shows it
+/// queued, and the next mount sends it. SIGTERM ends a mount at once, journal intact.
+#[test]
+fn a_mount_ends_when_unmounted_with_the_server_gone_and_its_changes_wait() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-ends@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &["--write-back-delay", "600"]);
+    for i in 0..20 {
+        write_file(
+            &mount.live().join(format!("small-{i}.txt")),
+            format!("small {i}").as_bytes(),
+        );
+    }
+    let pid = mount_pid(&client);
+    let port = server.port;
+    let data = server.stop();
+    let unmounted = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mount.dir)
+        .output()
+        .unwrap();
+    assert!(unmounted.status.success(), "{unmounted:?}");
+    let took = ends_within(pid, std::time::Duration::from_secs(60));
+    assert!(
+        took.is_some(),
+        "the mount process was still running 60 s after unmount"
+    );
+    let log = fs::read_to_string(client.home.path().join("cache/mount.log")).unwrap();
+    assert!(log.contains("queued for the next mount"), "{log}");
+    let status = client.run(&["status", "--json"]).ok().json();
+    assert_eq!(status["mounts"], serde_json::json!([]), "{status}");
+    assert_eq!(status["queued"]["pending_files"], 20, "{status}");
+    let said = client.run(&["status"]).ok();
+    assert!(
+        said.stdout.contains("20 files") && said.stdout.contains("queued for upload"),
+        "{}",
+        said.stdout
+    );
+    drop(mount);
+
+    // Back: a mount ended by SIGTERM while it had more to send ends at once as well...
+    let server = TestServer::start_in(data, port);
+    let mount = TestMount::start(&client, &["--write-back-delay", "600"]);
+    mount.settle();
+    write_file(
+        &mount.live().join("late.txt"),
+        b"written just before SIGTERM",
+    );
+    let pid = mount_pid(&client);
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let took = ends_within(pid, std::time::Duration::from_secs(15));
+    assert!(took.is_some(), "the mount process ignored SIGTERM for 15 s");
+    assert_eq!(
+        client.run(&["status", "--json"]).ok().json()["queued"]["pending_files"],
+        1
+    );
+    let _ = Command::new("fusermount3")
+        .arg("-uz")
+        .arg(&mount.dir)
+        .output();
+    drop(mount);
+    // ...and the next mount sends what both left.
+    let mount = TestMount::start(&client, &[]);
+    mount.unmount();
+    let out = tempfile::tempdir().unwrap();
+    client
+        .run(&[
+            "restore",
+            "latest:/",
+            "--target",
+            out.path().to_str().unwrap(),
+        ])
+        .ok();
+    for i in 0..20 {
+        let got = fs::read(out.path().join(format!("small-{i}.txt"))).unwrap();
+        assert_eq!(got, format!("small {i}").as_bytes());
+    }
+    assert_eq!(
+        fs::read(out.path().join("late.txt")).unwrap(),
+        b"written just before SIGTERM"
+    );
+    assert_eq!(
+        client.run(&["status", "--json"]).ok().json()["queued"],
+        serde_json::Value::Null
+    );
+    drop(server);
+}
+
 #[test]
 fn a_file_larger_than_the_quota_left_is_refused_at_write() {
     if !fuse_or_skip() {

@@ -453,6 +453,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mounts = crate::client::mount::status(&paths);
             // Works without a session or the server; what the server says of shares is
             // added when it can be asked.
+            let queued = crate::client::mount::queued(&paths);
             let warnings = match Session::load(&paths) {
                 Ok(session) => crate::client::sharing::roster_warnings(&session)
                     .unwrap_or_else(|e| vec![format!("the server could not be asked: {e}")]),
@@ -464,9 +465,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             if json {
-                print_json(&serde_json::json!({ "mounts": mounts, "warnings": warnings }));
+                print_json(&serde_json::json!({
+                    "mounts": mounts,
+                    "queued": queued,
+                    "warnings": warnings,
+                }));
             } else if mounts.is_empty() {
                 println!("Nothing mounted.");
+                if let Some(queued) = &queued {
+                    println!(
+                        "{} ({}, {}) queued for upload by the next `ibackup mount`",
+                        count(queued.pending_operations, "change"),
+                        count(queued.pending_files, "file"),
+                        format_size(queued.pending_bytes)
+                    );
+                }
             } else {
                 for m in &mounts {
                     println!(

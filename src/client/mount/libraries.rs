@@ -15,6 +15,8 @@ pub(super) fn mounted_library(
     mut library: OpenLibrary,
     read_only: bool,
 ) -> Result<MountedLibrary> {
+    // Named as the account sees it (its own libraries without `@OWNER`), read-only or not.
+    let display = library.display();
     if read_only {
         library.info.permission = Permission::Read;
     }
@@ -26,7 +28,7 @@ pub(super) fn mounted_library(
         None => None,
     };
     Ok(MountedLibrary {
-        display: library.display(),
+        display,
         library,
         head,
     })

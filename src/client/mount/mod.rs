@@ -4,8 +4,11 @@
 //! in a background process of its own and returns once the mount is ready (`--foreground`
 //! stays attached). The mount process writes its state (pending uploads, last error) to a
 //! small file under the cache directory, which `status` and `umount` read.
-//! On SIGTERM (and `umount`, and `fusermount3 -u`) it uploads what is pending, then ends;
-//! on SIGUSR1 (`umount --no-wait`) it unmounts at once and leaves the queue for next time.
+//! On `ibackup umount` (SIGUSR2) and when the kernel unmounts it (`fusermount3 -u`,
+//! `umount`) it uploads what is pending, then ends; if uploads keep failing for 20 s (the
+//! server unreachable) it ends anyway and leaves the rest journaled for the next mount. On
+//! SIGTERM, SIGINT, SIGHUP and SIGUSR1 (`umount --no-wait`) it unmounts and ends at once,
+//! the journal intact.
 
 mod cache;
 mod diskcache;
@@ -29,7 +32,7 @@ use crate::client::config::Paths;
 use crate::client::session::Session;
 use crate::client::{ClientError, Result};
 use crate::units::parse_size;
-pub use records::{is_mounted, status, umount, MountRecord};
+pub use records::{is_mounted, queued, status, umount, MountRecord};
 
 /// A write-back journal entry as the mount reads it back from disk (for `crate::fuzz`).
 pub(crate) fn decode_journal_op(bytes: &[u8]) -> Option<journal::Op> {
@@ -301,9 +304,27 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
 
 /// This computer's caches and write-back journal for the logged-in account.
 pub fn account_dir(paths: &Paths, session: &Session) -> PathBuf {
-    let key =
-        blake3::hash(format!("{}\n{}", session.remote.base(), session.email).as_bytes()).to_hex();
+    account_dir_of(paths, session.remote.base(), &session.email)
+}
+
+/// The cache folder of the account `email` on the server at `base` (its URL without a
+/// trailing slash).
+fn account_dir_of(paths: &Paths, base: &str, email: &str) -> PathBuf {
+    let key = blake3::hash(format!("{base}\n{email}").as_bytes()).to_hex();
     paths.cache_dir.join(&key[..16])
+}
+
+/// The write-back journal of the account signed in on this computer, found without the
+/// server (the session file names it); `None` when nobody is signed in.
+fn signed_in_journal(paths: &Paths) -> Option<PathBuf> {
+    let file = crate::client::config::SessionFile::load(paths).ok()?;
+    let url = crate::client::remote::parse_server_url(&file.server).ok()?;
+    let base = url.as_str().trim_end_matches('/');
+    Some(
+        account_dir_of(paths, base, &file.email)
+            .join("writeback")
+            .join("journal.db"),
+    )
 }
 
 #[cfg(test)]

@@ -121,7 +121,9 @@ pub fn umount(
             mountpoint.display()
         )));
     };
-    let signal = if no_wait { "-USR1" } else { "-TERM" };
+    // SIGUSR2 asks the mount to upload what is pending first (for at most as long as the
+    // uploads succeed); SIGUSR1 ends it at once, like SIGTERM.
+    let signal = if no_wait { "-USR1" } else { "-USR2" };
     std::process::Command::new("kill")
         .args([signal, &record.pid.to_string()])
         .status()
@@ -144,6 +146,26 @@ pub fn umount(
     let last = read_record(&file).unwrap_or(record);
     let _ = std::fs::remove_file(&file);
     Ok(last)
+}
+
+/// Changes a mount left journaled when it ended without uploading them (the server was
+/// unreachable, or it was told to end at once), while no mount is running to send them:
+/// the next mount of this account uploads them first. `None` when there are none.
+pub fn queued(paths: &Paths) -> Option<UploadStatus> {
+    let journal = super::signed_in_journal(paths)?;
+    if !journal.exists()
+        || status(paths)
+            .iter()
+            .any(|m| m.journal.as_ref() == Some(&journal))
+    {
+        return None;
+    }
+    let counts = Journal::open_read_only(&journal)
+        .and_then(|journal| journal.counts())
+        .ok()?;
+    let mut queued = UploadStatus::default();
+    queued.set_pending(counts);
+    (queued.pending_operations > 0).then_some(queued)
 }
 
 /// The running mounts of this user, with their pending uploads.

@@ -29,6 +29,41 @@ use crate::units::{count, format_size};
 /// file-system lock), so more threads than CPUs pay.
 const FUSE_THREADS: usize = 4;
 
+/// How long uploads may keep failing after the mount was asked to end (or the kernel
+/// unmounted it) before the process gives up and leaves them queued for the next mount.
+const DRAIN_GIVE_UP: Duration = Duration::from_secs(20);
+/// How long an ending process waits for an upload under way to stop.
+const END_WAIT: Duration = Duration::from_secs(5);
+
+/// The uploads before the process ends: how long they have been failing.
+#[derive(Default)]
+struct Drain {
+    started: bool,
+    failing_since: Option<Instant>,
+}
+
+impl Drain {
+    /// Whether to stop waiting: uploads failed for `DRAIN_GIVE_UP` without one succeeding
+    /// (the server unreachable, or refusing). An upload that makes progress, however long
+    /// it takes, is waited for; so is a file still open while nothing is pending.
+    fn gives_up(&mut self, pending: u64, error: Option<&str>) -> bool {
+        let Some(error) = error.filter(|_| pending > 0) else {
+            self.failing_since = None;
+            return false;
+        };
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < DRAIN_GIVE_UP {
+            return false;
+        }
+        eprintln!(
+            "uploads kept failing for {} s ({error}); ending with {pending} change(s) queued \
+             for the next mount",
+            DRAIN_GIVE_UP.as_secs()
+        );
+        true
+    }
+}
+
 /// Mounts. If the kernel agreed to passthrough but then refuses to register a file for
 /// this process, unmounts and mounts again without it, with the writeback cache: the
 /// choice is made at `init`, before a registration can be tried (DECISIONS 38).
@@ -173,16 +208,19 @@ pub(super) fn run_foreground(
     println!("mounted at {}", mountpoint.display());
     let _ = std::io::stdout().flush();
 
+    // SIGTERM, SIGINT, SIGHUP and SIGUSR1 (`umount --no-wait`): end now, the journal kept
+    // for the next mount. SIGUSR2 (`ibackup umount`): upload what is pending, then end.
     let terminate = Arc::new(AtomicBool::new(false));
-    let no_wait = Arc::new(AtomicBool::new(false));
+    let drain_asked = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
     ] {
         let _ = signal_hook::flag::register(signal, terminate.clone());
     }
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR1, no_wait.clone());
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGUSR2, drain_asked.clone());
 
     let upload_thread = {
         let uploader = uploader.clone();
@@ -242,33 +280,54 @@ pub(super) fn run_foreground(
         };
         write_record(&record_file, &record);
     };
-    let mut draining = false;
+    let mut drain = Drain::default();
     loop {
         publish(true);
         std::thread::sleep(Duration::from_millis(100));
-        if no_wait.load(Ordering::SeqCst) {
+        if terminate.load(Ordering::SeqCst) {
+            eprintln!("ending at once: what is not uploaded stays queued for the next mount");
             break;
         }
-        if terminate.load(Ordering::SeqCst) || session.guard.is_finished() {
-            if !draining {
-                draining = true;
-                hurry.store(true, Ordering::SeqCst);
-            }
-            let pending = journal.counts().map(|c| c.0).unwrap_or(0);
-            let open = !vfs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .handles
-                .is_empty();
-            if pending == 0 && (!open || session.guard.is_finished()) {
-                break;
-            }
+        let unmounted = session.guard.is_finished();
+        if !(unmounted || drain_asked.load(Ordering::SeqCst)) {
+            continue;
+        }
+        let pending = journal.counts().map(|c| c.0).unwrap_or(0);
+        if !drain.started {
+            drain.started = true;
+            hurry.store(true, Ordering::SeqCst);
+            let why = if unmounted {
+                "unmounted by the kernel"
+            } else {
+                "asked to unmount"
+            };
+            eprintln!("{why}; uploading {pending} pending change(s) before ending");
+        }
+        let open = !vfs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .handles
+            .is_empty();
+        if pending == 0 && (!open || unmounted) {
+            break;
+        }
+        let failing = status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_error
+            .clone();
+        if drain.gives_up(pending, failing.as_deref()) {
+            break;
         }
     }
     stop.store(true, Ordering::SeqCst);
     drop(session);
-    let _ = upload_thread.join();
-    let _ = poll_thread.join();
+    // An upload under way ends at its next check of `stop`, or with its request; the
+    // journal holds all it had not finished, so the process need not wait long for it.
+    let until = Instant::now() + END_WAIT;
+    while !(upload_thread.is_finished() && poll_thread.is_finished()) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     uploader.refresh_status();
     publish(false);
     let left = status.lock().unwrap_or_else(|p| p.into_inner()).clone();

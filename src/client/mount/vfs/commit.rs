@@ -31,24 +31,33 @@ impl Vfs {
             .iter()
             .map(|(stage, (chunks, _))| (stage, Some(chunks)));
         for (stage, chunks) in committed.chain(discarded.iter().map(|stage| (stage, None))) {
-            if needed.contains(stage) {
-                continue;
-            }
             let holders = by_stage.remove(stage).unwrap_or_default();
-            if holders.iter().any(|ino| open.contains(ino)) {
-                continue;
-            }
+            let kept = needed.contains(stage) || holders.iter().any(|ino| open.contains(ino));
             // A discarded stage's holders were removed: nothing shows them any more.
             if let Some(chunks) = chunks {
+                let committed = content_sig(chunks);
                 for ino in holders {
-                    if let Some(node) = self.nodes.get_mut(ino) {
+                    let Some(node) = self.nodes.get_mut(ino) else {
+                        continue;
+                    };
+                    if kept {
+                        // Still staged (open, or written again since): what it holds now
+                        // derives from the version just committed, so a later write of it
+                        // is no conflict with that version.
+                        if let Body::File { base, .. } = &mut node.body {
+                            *base = Some(committed.clone());
+                        }
+                    } else {
                         node.body = Body::File {
                             chunks: Arc::new(chunks.clone()),
                             staged: None,
-                            base: Some(content_sig(chunks)),
+                            base: Some(committed.clone()),
                         };
                     }
                 }
+            }
+            if kept {
+                continue;
             }
             freed.push(stage.clone());
         }

@@ -29,6 +29,9 @@ pub struct EditTree {
     root: EditDir,
     /// Paths written by this replay (so our own earlier writes are not conflicts).
     written: HashSet<Vec<u8>>,
+    /// The tree replayed onto is the one the local operations were made on (or one this
+    /// mount committed on it): nobody else changed anything, so nothing can conflict.
+    alone: bool,
     conflict_suffix: String,
     pub conflicts: Vec<String>,
     /// Hard-link groups the replay changed: the entry every name of the group takes (`None`
@@ -117,6 +120,28 @@ impl LinkSearch<'_, '_> {
     }
 }
 
+/// `path` after a rename of `from` to `to`: `None` unless it is `from` or below it.
+fn moved(path: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
+    let rest = path.strip_prefix(from)?;
+    if !rest.is_empty() && rest[0] != b'/' {
+        return None;
+    }
+    let mut out = to.to_vec();
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+/// Where `path` was before `renames` (`(from, to)`, in the order made): the path to look
+/// up in the tree they were made on.
+pub fn before_renames(path: &[u8], renames: &[(&[u8], &[u8])]) -> Vec<u8> {
+    renames
+        .iter()
+        .rev()
+        .fold(path.to_vec(), |path, (from, to)| {
+            moved(&path, to, from).unwrap_or(path)
+        })
+}
+
 fn split(path: &[u8]) -> Vec<Vec<u8>> {
     path.split(|b| *b == b'/')
         .filter(|p| !p.is_empty())
@@ -189,11 +214,18 @@ impl EditTree {
         Ok(Self {
             root: load(writer, meta)?,
             written: HashSet::new(),
+            alone: false,
             conflict_suffix: suffix,
             conflicts: Vec::new(),
             links: HashMap::new(),
             pending_names: HashMap::new(),
         })
+    }
+
+    /// Says the tree replayed onto is the one the local view showed, or this mount's own
+    /// commit on it: a single writer never makes conflict copies of its own files.
+    pub fn alone(&mut self) {
+        self.alone = true;
     }
 
     /// The directory holding `path` and the last component; `None` if it cannot exist.
@@ -254,7 +286,7 @@ impl EditTree {
                 let Some((chunks, size)) = contents.get(stage) else {
                     return Ok(());
                 };
-                let ours = self.written.contains(path);
+                let ours = self.alone || self.written.contains(path);
                 let suffix = self.conflict_suffix.clone();
                 let Some((dir, name)) = self.parent(writer, path, true)? else {
                     return Ok(());
@@ -382,7 +414,8 @@ impl EditTree {
                         }
                     }
                 }
-                self.written.remove(path);
+                self.written
+                    .retain(|written| moved(written, path, b"").is_none());
             }
             Op::Rename { from, to } => {
                 let taken = match self.parent(writer, from, false)? {
@@ -397,8 +430,16 @@ impl EditTree {
                         }
                         dir.items.insert(name, item);
                     }
-                    if self.written.remove(from) {
-                        self.written.insert(to.clone());
+                    // What this replay wrote moves with it, a folder's files too.
+                    let written: Vec<Vec<u8>> = self
+                        .written
+                        .iter()
+                        .filter(|path| moved(path, from, to).is_some())
+                        .cloned()
+                        .collect();
+                    for path in written {
+                        self.written.remove(&path);
+                        self.written.extend(moved(&path, from, to));
                     }
                 }
             }
@@ -702,6 +743,83 @@ mod tests {
             conflicts[0].starts_with("final.txt (conflict "),
             "{conflicts:?}"
         );
+    }
+
+    /// Issue 27: a folder renamed while its files were being written. The replay knew the
+    /// file at the old path was its own but not at the new one, so the next write of the
+    /// moved file (made here: no base) was taken for someone else's and kept as a conflict
+    /// copy, with another client's commit in between or not.
+    #[test]
+    fn a_folder_renamed_between_writes_of_its_files_is_no_conflict() {
+        let repo = MemoryRepo::default();
+        let contents: HashMap<String, (Vec<ChunkRef>, u64)> =
+            [("one", &b"first"[..]), ("two", b"second")]
+                .into_iter()
+                .map(|(stage, data)| {
+                    (
+                        stage.to_owned(),
+                        (repo.store_chunk(data), data.len() as u64),
+                    )
+                })
+                .collect();
+        let rename = |from: &str, to: &str| Op::Rename {
+            from: from.as_bytes().to_vec(),
+            to: to.as_bytes().to_vec(),
+        };
+        let ops = [
+            mkdir("d"),
+            mkdir("d/sub"),
+            write("d/sub/f", "one", None),
+            rename("d", "e"),
+            write("e/sub/f", "two", None),
+        ];
+        let (root, conflicts) = replay(&repo, None, &ops, &contents);
+        assert!(conflicts.is_empty(), "{conflicts:?}");
+        let mut found = Vec::new();
+        files(&repo, root, "", &mut found);
+        assert_eq!(found, vec![("e/sub/f".to_owned(), b"second".to_vec())]);
+    }
+
+    /// A replay onto the tree the local view showed (nobody else wrote since) never makes
+    /// a conflict copy, whatever bases the journal holds (a file written again after its
+    /// first version was committed, while it stayed open).
+    #[test]
+    fn a_replay_with_nobody_else_writing_makes_no_conflict_copy() {
+        let repo = MemoryRepo::default();
+        let contents: HashMap<String, (Vec<ChunkRef>, u64)> =
+            [("one", &b"first"[..]), ("two", b"second")]
+                .into_iter()
+                .map(|(stage, data)| {
+                    (
+                        stage.to_owned(),
+                        (repo.store_chunk(data), data.len() as u64),
+                    )
+                })
+                .collect();
+        let (head, _) = replay(&repo, None, &[write("f", "one", None)], &contents);
+        let stale = [write("f", "two", None)];
+        let (_, conflicts) = replay(&repo, Some(head), &stale, &contents);
+        assert_eq!(conflicts.len(), 1, "someone else's file of the same name");
+        let mut writer = TreeWriter::new(&repo, HashMap::new());
+        let mut edit = EditTree::new(&mut writer, Some(head), "me@example.com laptop").unwrap();
+        edit.alone();
+        edit.apply(&mut writer, &stale[0], &contents).unwrap();
+        let root = edit.write(&mut writer, &mut LinkFree::default()).unwrap();
+        writer.flush().unwrap();
+        assert!(edit.conflicts.is_empty(), "{:?}", edit.conflicts);
+        let mut found = Vec::new();
+        files(&repo, root, "", &mut found);
+        assert_eq!(found, vec![("f".to_owned(), b"second".to_vec())]);
+    }
+
+    #[test]
+    fn paths_are_looked_up_where_they_were_before_later_renames() {
+        let renames: [(&[u8], &[u8]); 3] = [(b"d", b"e"), (b"e/x", b"y"), (b"dd", b"ee")];
+        assert_eq!(before_renames(b"e/sub/f", &renames), b"d/sub/f");
+        assert_eq!(before_renames(b"y/f", &renames), b"d/x/f");
+        assert_eq!(before_renames(b"ee", &renames), b"dd");
+        assert_eq!(before_renames(b"eel/f", &renames), b"eel/f");
+        assert_eq!(before_renames(b"e", &renames[..1]), b"d");
     }
 
     /// `path -> (link, nlink, mode, content)` of every file below `root`.

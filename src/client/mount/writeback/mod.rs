@@ -110,9 +110,16 @@ impl Uploader {
         let mut backoff = Duration::from_secs(1);
         let mut next_try = Instant::now();
         let mut last_prepare = Instant::now();
+        let mut hurried = false;
         while !self.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100));
             self.refresh_status();
+            if !hurried && self.hurry.load(Ordering::SeqCst) {
+                // Asked to end: try now, whatever the backoff after earlier failures.
+                hurried = true;
+                next_try = Instant::now();
+                backoff = Duration::from_secs(1);
+            }
             let quiet = self.vfs().last_change.elapsed() >= self.delay;
             if !(quiet || self.hurry.load(Ordering::SeqCst)) || Instant::now() < next_try {
                 if !quiet && last_prepare.elapsed() >= PREPARE_EVERY {
@@ -326,6 +333,9 @@ impl Uploader {
             let mut writer = TreeWriter::new(&store, HashMap::new());
             let author = format!("{} {host}", self.account.email);
             let mut edit = EditTree::new(&mut writer, root, &author)?;
+            if head == shown_head {
+                edit.alone();
+            }
             for (_, op) in &ops {
                 edit.apply(&mut writer, op, &contents)?;
             }
@@ -400,9 +410,15 @@ impl Uploader {
             .pending_after(&library_id, last_seq)
             .map_err(state_error)?;
         let mut updates = Vec::new();
+        // A later write's path is looked up where it was in this commit's tree: before the
+        // later renames (of it, or of a folder above it).
+        let mut renames: Vec<(&[u8], &[u8])> = Vec::new();
         for (seq, op) in &later {
+            if let Op::Rename { from, to } = op {
+                renames.push((from, to));
+            }
             if let Op::Write { path, base, .. } = op {
-                let now = edit.file_sig(writer, path)?;
+                let now = edit.file_sig(writer, &edit::before_renames(path, &renames))?;
                 if now != *base {
                     let mut op = op.clone();
                     if let Op::Write { base, .. } = &mut op {
