@@ -37,8 +37,9 @@ pub struct EditTree {
     /// Hard-link groups the replay changed: the entry every name of the group takes (`None`
     /// when only names came or went, so only the count changes).
     links: HashMap<u64, Option<Entry>>,
-    /// Names linked to a file that was not in the tree yet (written later in the replay).
-    pending_names: HashMap<u64, Vec<Vec<u8>>>,
+    /// Groups with a name linked to a file whose write has not come yet in this replay: the
+    /// file counts as one more name, and the others keep the group's id for when it comes.
+    awaiting: HashSet<u64>,
 }
 
 fn dir_entry(name: &[u8], mode: u32, uid: u32, gid: u32, mtime_ns: i64) -> Entry {
@@ -218,7 +219,7 @@ impl EditTree {
             conflict_suffix: suffix,
             conflicts: Vec::new(),
             links: HashMap::new(),
-            pending_names: HashMap::new(),
+            awaiting: HashSet::new(),
         })
     }
 
@@ -328,6 +329,7 @@ impl EditTree {
                 let linked = (entry.link != 0).then(|| entry.clone());
                 dir.items.insert(name.clone(), Item::Clean(entry));
                 if let Some(linked) = linked {
+                    self.awaiting.remove(&linked.link);
                     self.links.insert(linked.link, Some(linked));
                 }
                 if clash {
@@ -391,10 +393,19 @@ impl EditTree {
                     .entry_mut(writer, from)?
                     .filter(|e| e.kind != EntryKind::Dir);
                 let Some(source) = source else {
-                    self.pending_names
-                        .entry(*link)
-                        .or_default()
-                        .push(to.clone());
+                    // A name linked to a file still being written (its content is journaled
+                    // at close, after this): the name holds the group's place from now on,
+                    // so what later happens to it (a rename, a removal, another file put
+                    // there) happens to it in order; the group's version fills it in when
+                    // its write comes, in this replay or a later one.
+                    let placeholder = Entry {
+                        mode: 0o644,
+                        link: *link,
+                        ..Entry::new(b"", EntryKind::File)
+                    };
+                    self.put_name(writer, to, &placeholder)?;
+                    self.links.entry(*link).or_insert(None);
+                    self.awaiting.insert(*link);
                     return Ok(());
                 };
                 source.link = *link;
@@ -520,14 +531,6 @@ impl EditTree {
         if self.links.is_empty() {
             return Ok(());
         }
-        for (link, names) in std::mem::take(&mut self.pending_names) {
-            let Some(Some(source)) = self.links.get(&link).cloned() else {
-                continue;
-            };
-            for to in names {
-                self.put_name(writer, &to, &source)?;
-            }
-        }
         let groups: HashSet<u64> = self.links.keys().copied().collect();
         let mut search = LinkSearch {
             writer,
@@ -539,7 +542,7 @@ impl EditTree {
         let mut members = search.found;
         for (link, source) in std::mem::take(&mut self.links) {
             let paths = members.remove(&link).unwrap_or_default();
-            let count = paths.len() as u32;
+            let count = paths.len() as u32 + u32::from(self.awaiting.contains(&link));
             for path in paths {
                 let Some(entry) = self.entry_mut(writer, &path)? else {
                     continue;
@@ -810,6 +813,73 @@ mod tests {
         let mut found = Vec::new();
         files(&repo, root, "", &mut found);
         assert_eq!(found, vec![("f".to_owned(), b"second".to_vec())]);
+    }
+
+    /// Issue 27 (found by the operation mix): a name linked to a file still being written
+    /// was put in place only at the end of the replay, over whatever came to that path
+    /// after it: here another file written there after the name was removed, which took
+    /// the group's content and mode in the snapshot.
+    #[test]
+    fn a_name_linked_before_its_files_first_write_keeps_its_place_in_order() {
+        let repo = MemoryRepo::default();
+        let contents: HashMap<String, (Vec<ChunkRef>, u64)> = [
+            ("group", &b"the linked file"[..]),
+            ("other", b"a file of its own"),
+        ]
+        .into_iter()
+        .map(|(stage, data)| {
+            (
+                stage.to_owned(),
+                (repo.store_chunk(data), data.len() as u64),
+            )
+        })
+        .collect();
+        let mut linked_write = write("c/f3", "group", None);
+        if let Op::Write { link, .. } = &mut linked_write {
+            *link = 7;
+        }
+        let ops = [
+            mkdir("c"),
+            mkdir("b"),
+            Op::Link {
+                from: b"c/f3".to_vec(),
+                to: b"b/f2".to_vec(),
+                link: 7,
+            },
+            linked_write.clone(),
+            Op::Rename {
+                from: b"b/f2".to_vec(),
+                to: b"b/moved".to_vec(),
+            },
+            Op::Remove {
+                path: b"b/moved".to_vec(),
+            },
+            write("b/f2", "other", None),
+        ];
+        let (root, conflicts) = replay(&repo, None, &ops, &contents);
+        assert!(conflicts.is_empty(), "{conflicts:?}");
+        let found = linked(&repo, root);
+        assert_eq!(
+            found,
+            vec![
+                ("b/f2".into(), 0, 0, 0o644, b"a file of its own".to_vec()),
+                ("c/f3".into(), 0, 0, 0o644, b"the linked file".to_vec()),
+            ]
+        );
+        // The name kept, moved: it shows the group's content where it went.
+        let (root, _) = replay(&repo, None, &ops[..5], &contents);
+        let found = linked(&repo, root);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, "b/moved");
+        assert_eq!(found[0].4, b"the linked file");
+        assert_eq!((found[0].1, found[0].2), (7, 2));
+        // The file's write in a later replay than the name's link: the name waits there.
+        let (first, _) = replay(&repo, None, &ops[..3], &contents);
+        let (root, _) = replay(&repo, Some(first), &[linked_write], &contents);
+        let found = linked(&repo, root);
+        assert_eq!(found[0].0, "b/f2");
+        assert_eq!(found[0].4, b"the linked file");
+        assert_eq!(found[1].0, "c/f3");
     }
 
     #[test]
