@@ -37,6 +37,8 @@ const SNAPSHOT_TTL: Duration = Duration::from_secs(3600);
 pub const READ_WORKERS: usize = 32;
 
 /// The one place errors become errno values.
+const ROOT_INO: u64 = 1;
+
 pub fn errno(error: &VfsError) -> Errno {
     Errno::from_i32(errno_code(error))
 }
@@ -77,7 +79,23 @@ pub struct FuseFs {
     pub io: Mutex<IoModes<BackingId>>,
     /// Answer reads that wait on the network.
     pub workers: Arc<Workers>,
+    /// `--library`: the folder shown as the mount's root, and what `.snapshots` there is.
+    pub top: Option<Top>,
 }
+
+/// A mount of one library (or a folder in it) at its root (`mount --library`). The kernel
+/// knows the mount's root as inode 1; the model's root (the list of libraries) and the
+/// folder shown there trade numbers, so the model itself is the same as for a whole mount.
+/// `.snapshots` at the root, hidden from listings like ZFS's `.zfs`, is the library's
+/// snapshot list.
+#[derive(Clone, Copy, Debug)]
+pub struct Top {
+    pub folder: u64,
+    pub snapshots: u64,
+}
+
+/// The hidden name of the snapshot list at the root of a `--library` mount.
+pub const HIDDEN_SNAPSHOTS: &[u8] = b".snapshots";
 
 /// Whether this process may have the kernel pass files through: that takes
 /// CAP_SYS_ADMIN in the initial user namespace (the kernel checks it when a backing file
@@ -151,6 +169,24 @@ fn ttl(stat: &Stat) -> Duration {
 }
 
 impl FuseFs {
+    /// An inode number between the kernel and the model (the same both ways: the root and
+    /// the `--library` folder trade numbers).
+    fn ino(&self, ino: u64) -> u64 {
+        match self.top {
+            Some(top) if ino == ROOT_INO => top.folder,
+            Some(top) if ino == top.folder => ROOT_INO,
+            _ => ino,
+        }
+    }
+
+    /// `stat` with its inode number as the kernel knows it.
+    fn shown(&self, result: Result<Stat, VfsError>) -> Result<Stat, VfsError> {
+        result.map(|mut stat| {
+            stat.ino = self.ino(stat.ino);
+            stat
+        })
+    }
+
     /// The file system, for one request that a caller waits on; see [`FuseFs::request`].
     fn vfs(&self) -> MutexGuard<'_, Vfs> {
         self.request();
@@ -254,22 +290,29 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        answer_entry(reply, self.vfs().lookup(parent.0, name.as_bytes()))
+        let parent = self.ino(parent.0);
+        let found = match self.top {
+            Some(top) if parent == top.folder && name.as_bytes() == HIDDEN_SNAPSHOTS => {
+                self.vfs().stat(top.snapshots)
+            }
+            _ => self.vfs().lookup(parent, name.as_bytes()),
+        };
+        answer_entry(reply, self.shown(found))
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        answer_attr(reply, self.vfs().stat(ino.0))
+        answer_attr(reply, self.shown(self.vfs().stat(self.ino(ino.0))))
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.vfs().readlink(ino.0) {
+        match self.vfs().readlink(self.ino(ino.0)) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.vfs().opendir(ino.0) {
+        match self.vfs().opendir(self.ino(ino.0)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
         }
@@ -289,7 +332,8 @@ impl Filesystem for FuseFs {
                 for (i, (ino, kind, name)) in entries.iter().enumerate() {
                     let kind = file_type(*kind);
                     let next = offset + i as u64 + 1;
-                    if reply.add(INodeNo(*ino), next, kind, OsStr::from_bytes(name)) {
+                    let ino = INodeNo(self.ino(*ino));
+                    if reply.add(ino, next, kind, OsStr::from_bytes(name)) {
                         break;
                     }
                 }
@@ -312,7 +356,7 @@ impl Filesystem for FuseFs {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let ino = ino.0;
+        let ino = self.ino(ino.0);
         let mut vfs = self.vfs();
         let truncate = flags.0 & libc::O_TRUNC != 0;
         let result = if flags.acc_mode() == OpenAccMode::O_RDONLY {
@@ -402,8 +446,12 @@ impl Filesystem for FuseFs {
         reply: ReplyCreate,
     ) {
         let mut vfs = self.vfs();
-        let (stat, opened) = match vfs.create(parent.0, name.as_bytes(), mode & !umask, caller(req))
-        {
+        let (stat, opened) = match vfs.create(
+            self.ino(parent.0),
+            name.as_bytes(),
+            mode & !umask,
+            caller(req),
+        ) {
             Ok(created) => created,
             Err(e) => return reply.error(errno(&e)),
         };
@@ -492,10 +540,12 @@ impl Filesystem for FuseFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self
-            .vfs()
-            .mkdir(parent.0, name.as_bytes(), mode & !umask, caller(req))
-        {
+        match self.vfs().mkdir(
+            self.ino(parent.0),
+            name.as_bytes(),
+            mode & !umask,
+            caller(req),
+        ) {
             Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -510,10 +560,12 @@ impl Filesystem for FuseFs {
         reply: ReplyEntry,
     ) {
         let target = target.as_os_str().as_bytes();
-        match self
-            .vfs()
-            .symlink(parent.0, link_name.as_bytes(), target, caller(req))
-        {
+        match self.vfs().symlink(
+            self.ino(parent.0),
+            link_name.as_bytes(),
+            target,
+            caller(req),
+        ) {
             Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -537,7 +589,7 @@ impl Filesystem for FuseFs {
             return reply.error(Errno::ENOSYS);
         }
         let made = self.vfs().mknod(
-            parent.0,
+            self.ino(parent.0),
             name.as_bytes(),
             kind,
             mode & !umask,
@@ -548,11 +600,18 @@ impl Filesystem for FuseFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        answer_empty(reply, self.vfs().remove(parent.0, name.as_bytes(), false))
+        answer_empty(
+            reply,
+            self.vfs()
+                .remove(self.ino(parent.0), name.as_bytes(), false),
+        )
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        answer_empty(reply, self.vfs().remove(parent.0, name.as_bytes(), true))
+        answer_empty(
+            reply,
+            self.vfs().remove(self.ino(parent.0), name.as_bytes(), true),
+        )
     }
 
     fn rename(
@@ -572,9 +631,9 @@ impl Filesystem for FuseFs {
         answer_empty(
             reply,
             self.vfs().rename(
-                parent.0,
+                self.ino(parent.0),
                 name.as_bytes(),
-                new_parent.0,
+                self.ino(new_parent.0),
                 new_name.as_bytes(),
                 no_replace,
             ),
@@ -599,7 +658,7 @@ impl Filesystem for FuseFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let ino = ino.0;
+        let ino = self.ino(ino.0);
         let ns = |t: TimeOrNow| {
             let t = match t {
                 TimeOrNow::SpecificTime(t) => t,
@@ -630,7 +689,7 @@ impl Filesystem for FuseFs {
                     atime_ns: atime.map(ns),
                     mtime_ns: mtime.map(ns),
                 };
-                vfs.setattr(ino, change)
+                self.shown(vfs.setattr(ino, change))
             }),
         )
     }
@@ -647,12 +706,13 @@ impl Filesystem for FuseFs {
     ) {
         answer_empty(
             reply,
-            self.vfs().set_xattr(ino.0, name.as_bytes(), Some(value)),
+            self.vfs()
+                .set_xattr(self.ino(ino.0), name.as_bytes(), Some(value)),
         )
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let ino = ino.0;
+        let ino = self.ino(ino.0);
         // These are never stored (set_xattr refuses them), and the kernel asks for
         // security.capability before every write call: answer without the lock.
         if name.as_bytes().starts_with(b"security.") || name.as_bytes().starts_with(b"system.") {
@@ -675,7 +735,7 @@ impl Filesystem for FuseFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         let vfs = self.vfs();
-        match vfs.xattrs(ino.0) {
+        match vfs.xattrs(self.ino(ino.0)) {
             Ok(xattrs) => {
                 let mut names = Vec::new();
                 for x in xattrs {
@@ -689,7 +749,10 @@ impl Filesystem for FuseFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        answer_empty(reply, self.vfs().set_xattr(ino.0, name.as_bytes(), None))
+        answer_empty(
+            reply,
+            self.vfs().set_xattr(self.ino(ino.0), name.as_bytes(), None),
+        )
     }
 
     fn link(
@@ -700,7 +763,9 @@ impl Filesystem for FuseFs {
         new_name: &OsStr,
         reply: ReplyEntry,
     ) {
-        let linked = self.vfs().link(ino.0, new_parent.0, new_name.as_bytes());
+        let linked = self
+            .vfs()
+            .link(ino.0, self.ino(new_parent.0), new_name.as_bytes());
         answer_entry(reply, linked)
     }
 

@@ -6,7 +6,7 @@ use super::vfs::{MountedLibrary, Vfs};
 use crate::api::types::Permission;
 use crate::client::session::{OpenLibrary, Session};
 use crate::client::store::Store;
-use crate::client::Result;
+use crate::client::{ClientError, Result};
 
 /// A library as a mount shows it, with its head's root tree; `--read-only` shows every
 /// library as if shared read-only.
@@ -37,8 +37,18 @@ pub(super) fn mounted_library(
 /// Brings the mounted libraries in line with what the server lists now: libraries shared
 /// since appear, unshared or deleted ones disappear, and rotated keys or changed
 /// permissions are taken (a removed member's next upload would be refused otherwise).
-pub fn refresh_libraries(vfs: &Mutex<Vfs>, session: &Session, read_only: bool) -> Result<()> {
-    let listed = session.libraries()?;
+/// `only`: the id of the one library a `--library` mount shows.
+pub fn refresh_libraries(
+    vfs: &Mutex<Vfs>,
+    session: &Session,
+    read_only: bool,
+    only: Option<&str>,
+) -> Result<()> {
+    let listed: Vec<_> = session
+        .libraries()?
+        .into_iter()
+        .filter(|l| only.is_none_or(|id| l.info.id == id))
+        .collect();
     let shown: Vec<(usize, String, u32, Permission, bool)> = {
         let vfs = vfs.lock().unwrap_or_else(|p| p.into_inner());
         vfs.libraries
@@ -91,4 +101,35 @@ pub fn refresh_libraries(vfs: &Mutex<Vfs>, session: &Session, read_only: bool) -
         }
     }
     Ok(())
+}
+
+/// The library `--library NAME[:PATH]` names among `listed` (by the name the account sees:
+/// `NAME` for its own, `NAME@OWNER` for one shared with it), and the folder in it (`PATH`,
+/// `/`-separated; empty for its root). A name that itself holds `:` is taken whole first.
+pub fn choose_library(
+    listed: Vec<OpenLibrary>,
+    wanted: &str,
+    read_only: bool,
+) -> Result<(OpenLibrary, Vec<Vec<u8>>)> {
+    let split = wanted
+        .rsplit_once(':')
+        .filter(|(name, _)| !listed.iter().any(|l| l.display() == wanted) && !name.is_empty());
+    let (name, path) = split.unwrap_or((wanted, ""));
+    let Some(library) = listed.into_iter().find(|l| l.display() == name) else {
+        return Err(ClientError::Usage(format!(
+            "no library named '{name}' on this account; `ibackup library list` names them \
+             (one shared with you is NAME@OWNER)"
+        )));
+    };
+    if !read_only && !library.info.permission.can_write() {
+        return Err(ClientError::Usage(format!(
+            "'{name}' is shared with you read-only: mount it with --read-only (-o ro)"
+        )));
+    }
+    let folder = path
+        .split('/')
+        .filter(|part| !part.is_empty())
+        .map(|part| part.as_bytes().to_vec())
+        .collect();
+    Ok((library, folder))
 }

@@ -159,6 +159,11 @@ pub struct MountOptions {
     /// Seconds between checks for changes other clients made.
     #[arg(long, default_value_t = 30.0)]
     pub poll_interval: f64,
+    /// Mount one library (`NAME`, or `NAME@OWNER` for one shared with you), or a folder in
+    /// it (`NAME:PATH`), at the mount point's root; its snapshots are in `.snapshots/`.
+    #[arg(long, value_name = "NAME[:PATH]")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub library: Option<String>,
 }
 
 fn default_mountpoint() -> Result<PathBuf> {
@@ -197,6 +202,16 @@ fn preflight(mountpoint: Option<&Path>) -> Result<PathBuf> {
         return Err(ClientError::Usage(format!(
             "{} is busy: something is already mounted there; `ibackup umount {}` first",
             mountpoint.display(),
+            mountpoint.display()
+        )));
+    }
+    let holds_something = std::fs::read_dir(&mountpoint)
+        .map_err(ClientError::io(&mountpoint))?
+        .next()
+        .is_some();
+    if holds_something {
+        return Err(ClientError::Usage(format!(
+            "{} is not empty: mount on an empty folder (the mount would hide what is there)",
             mountpoint.display()
         )));
     }
@@ -263,6 +278,9 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
     }
     if options.allow_other {
         command.arg("--allow-other");
+    }
+    if let Some(library) = &options.library {
+        command.args(["--library", library]);
     }
     // glibc gives each of the mount's threads an arena of its own (up to eight per core),
     // and memory one arena freed is not reused by the others: two arenas keep the peak

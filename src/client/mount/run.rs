@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use super::cache::Fetcher;
 use super::diskcache::DiskCache;
+use super::fuse::Top;
 use super::fuse::{FuseFs, READ_WORKERS};
 use super::journal::Journal;
-use super::libraries::{mounted_library, refresh_libraries};
+use super::libraries::{choose_library, mounted_library, refresh_libraries};
 use super::records::{record_path, records_dir, write_record, MountRecord};
 use super::spin::Spinner;
 use super::vfs::Vfs;
@@ -23,6 +24,7 @@ use super::{account_dir, MountOptions};
 use crate::client::config::Paths;
 use crate::client::session::Session;
 use crate::client::{ClientError, Result};
+use crate::model::EntryKind;
 use crate::units::{count, format_size};
 
 /// Threads reading kernel requests. Requests mostly wait (on the network, the disk, or the
@@ -64,6 +66,34 @@ impl Drain {
     }
 }
 
+/// The folder a `--library` mount shows at its root (`folder`: its path in the one library
+/// mounted), and that library's snapshot list.
+fn library_top(vfs: &mut Vfs, folder: &[Vec<u8>]) -> Result<Top> {
+    let view = &vfs.libraries[0];
+    let (mut at, snapshots, name) = (view.live, view.snapshots, view.display.clone());
+    for part in folder {
+        let found = vfs
+            .lookup(at, part)
+            .ok()
+            .filter(|s| s.kind == EntryKind::Dir);
+        let Some(stat) = found else {
+            let path: Vec<String> = folder
+                .iter()
+                .map(|p| String::from_utf8_lossy(p).into())
+                .collect();
+            return Err(ClientError::Usage(format!(
+                "there is no folder '{}' in {name}",
+                path.join("/")
+            )));
+        };
+        at = stat.ino;
+    }
+    Ok(Top {
+        folder: at,
+        snapshots,
+    })
+}
+
 /// Mounts. If the kernel agreed to passthrough but then refuses to register a file for
 /// this process, unmounts and mounts again without it, with the writeback cache: the
 /// choice is made at `init`, before a registration can be tried (DECISIONS 38).
@@ -101,9 +131,20 @@ pub(super) fn run_foreground(
     let session = Session::load(paths)?;
     let account_dir = account_dir(paths, &session);
     let mut mounted = Vec::new();
-    for library in session.libraries()? {
-        mounted.push(mounted_library(&session, library, options.read_only)?);
+    let mut folder = Vec::new();
+    match &options.library {
+        Some(wanted) => {
+            let (library, path) = choose_library(session.libraries()?, wanted, options.read_only)?;
+            mounted.push(mounted_library(&session, library, options.read_only)?);
+            folder = path;
+        }
+        None => {
+            for library in session.libraries()? {
+                mounted.push(mounted_library(&session, library, options.read_only)?);
+            }
+        }
     }
+    let only = (options.library.as_ref()).map(|_| mounted[0].library.info.id.clone());
     let account = session
         .remote
         .get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)?;
@@ -121,13 +162,17 @@ pub(super) fn run_foreground(
     let stage_dir = writeback_dir.join("staging");
     let meta = std::fs::metadata("/proc/self").map_err(ClientError::io("/proc/self"))?;
     use std::os::unix::fs::MetadataExt;
-    let vfs = Vfs::new(
+    let mut vfs = Vfs::new(
         mounted,
         fetcher,
         (meta.uid(), meta.gid()),
         stage_dir.clone(),
         journal.clone(),
     );
+    let top = match options.library {
+        Some(_) => Some(library_top(&mut vfs, &folder)?),
+        None => None,
+    };
     let vfs = Arc::new(Mutex::new(vfs));
     let status = Arc::new(Mutex::new(UploadStatus::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -192,6 +237,7 @@ pub(super) fn run_foreground(
         passthrough: passthrough.clone(),
         io: Mutex::new(Default::default()),
         workers: workers.clone(),
+        top,
     };
     let probe = writeback_dir.join("passthrough-probe");
     let session = start_session(make_fs, &passthrough, mountpoint, &mount_config, &probe)
@@ -235,6 +281,7 @@ pub(super) fn run_foreground(
             signed_in.clone(),
         );
         let read_only = options.read_only;
+        let only = only.clone();
         let interval = Duration::from_secs_f64(options.poll_interval.max(0.5));
         let holder = hex::encode(rand::random::<[u8; 16]>());
         let hold_ttl = (interval * 3).max(Duration::from_secs(60));
@@ -246,7 +293,9 @@ pub(super) fn run_foreground(
                 if last.elapsed() >= interval || uploader.refresh_keys.swap(false, Ordering::SeqCst)
                 {
                     last = Instant::now();
-                    if let Err(e) = refresh_libraries(&uploader.vfs, &account, read_only) {
+                    let refreshed =
+                        refresh_libraries(&uploader.vfs, &account, read_only, only.as_deref());
+                    if let Err(e) = refreshed {
                         tracing::debug!("library list not refreshed: {e}");
                     }
                     if let Err(e) = uploader.set_aside_gone() {

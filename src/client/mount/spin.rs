@@ -167,12 +167,19 @@ mod tests {
         // Two in quick succession do, and a steady stream keeps it on.
         spinner.request();
         assert!(nonblocking(&reader), "two close requests start polling");
+        // On a loaded machine this thread may sleep past a tick, and the watcher rightly
+        // stops polling until the next two close requests: most of the stream polls.
         let until = Instant::now() + Duration::from_millis(20);
+        let (mut samples, mut polling) = (0u32, 0u32);
         while Instant::now() < until {
             spinner.request();
-            std::hint::spin_loop();
+            samples += 1;
+            polling += u32::from(nonblocking(&reader));
         }
-        assert!(nonblocking(&reader), "a fast stream keeps polling");
+        assert!(
+            polling * 2 >= samples,
+            "a fast stream keeps polling: {polling} of {samples} samples"
+        );
         // Silence ends it within a few ticks (allowing for a loaded machine).
         let deadline = Instant::now() + Duration::from_secs(2);
         while nonblocking(&reader) && Instant::now() < deadline {
