@@ -150,3 +150,247 @@ fn mounts_that_cannot_be_made_say_why_and_leave_nothing_mounted() {
     assert!(fs::write(bobs.join("mine.txt"), b"x").is_err());
     bob.run(&["umount", bobs.to_str().unwrap()]).ok();
 }
+
+/// `/sbin/mount.fuse.ibackup`, the link through which mount(8) runs `ibackup` for the type
+/// `fuse.ibackup` (`scripts/setup` and the README make it): made to point at this build.
+/// `None` unless root, who alone may make it.
+fn helper_link() -> Option<()> {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: the mount helper's link cannot be made here");
+        return None;
+    }
+    let link = Path::new("/sbin/mount.fuse.ibackup");
+    if fs::read_link(link).ok().as_deref() != Some(Path::new(crate::util::CLIENT_BIN)) {
+        let staged = Path::new("/sbin/.mount.fuse.ibackup.new");
+        let _ = fs::remove_file(staged);
+        std::os::unix::fs::symlink(crate::util::CLIENT_BIN, staged).unwrap();
+        fs::rename(staged, link).unwrap();
+    }
+    Some(())
+}
+
+fn system(program: &str, args: &[&str]) -> crate::util::Run {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap();
+    crate::util::Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Waits until no mount of `client` runs (the process ended after an unmount).
+fn mounts_end(client: &TestClient) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !client.run(&["status", "--json"]).json()["mounts"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mount did not end"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn mount_t_fuse_ibackup_and_an_fstab_line_mount_a_library_and_umount_ends_it() {
+    if !fuse_or_skip() || helper_link().is_none() {
+        return;
+    }
+    let server = TestServer::start();
+    let alice = TestClient::new("alice-fstab@example.com");
+    alice.register(&server);
+    let config = alice.config_dir();
+    let cache = alice.home.path().join("cache");
+    let options = format!("config={},cache={}", config.display(), cache.display());
+    let dir = alice.home.path().join("photos");
+    fs::create_dir_all(&dir).unwrap();
+
+    // mount -t: ready when it returns.
+    let source = "alice-fstab@example.com:Backups";
+    let run = system(
+        "mount",
+        &[
+            "-t",
+            "fuse.ibackup",
+            source,
+            dir.to_str().unwrap(),
+            "-o",
+            &options,
+        ],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(is_mounted(&dir));
+    write_file(&dir.join("by-mount-t.txt"), b"mounted by mount -t");
+    // umount as for any file system: the mount uploads what is pending, then ends.
+    let run = system("umount", &[dir.to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    mounts_end(&alice);
+    assert_eq!(
+        restored(&alice, "by-mount-t.txt").as_deref(),
+        Some(&b"mounted by mount -t"[..])
+    );
+
+    // An fstab line, mounted by its mount point alone (read-only here).
+    let fstab = alice.home.path().join("fstab");
+    fs::write(
+        &fstab,
+        format!(
+            "# ibackup\n{source}  {}  fuse.ibackup  {options},ro,_netdev,nofail,noauto  0 0\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let run = system(
+        "mount",
+        &["-T", fstab.to_str().unwrap(), dir.to_str().unwrap()],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        fs::read(dir.join("by-mount-t.txt")).unwrap(),
+        b"mounted by mount -t"
+    );
+    assert!(fs::write(dir.join("refused.txt"), b"x").is_err(), "ro");
+    assert!(dir.join(".snapshots/latest/by-mount-t.txt").exists());
+    system("umount", &[dir.to_str().unwrap()]);
+    mounts_end(&alice);
+
+    // The wrong account for that config: one line, nothing mounted.
+    let run = system(
+        "mount",
+        &[
+            "-t",
+            "fuse.ibackup",
+            "mallory@example.com:Backups",
+            dir.to_str().unwrap(),
+            "-o",
+            &options,
+        ],
+    );
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("is signed in as alice-fstab@example.com, not mallory@example.com"),
+        "{}",
+        run.stderr
+    );
+    assert!(!is_mounted(&dir));
+}
+
+/// `mount --install-unit`: the unit passes `systemd-analyze verify`, and its commands
+/// behave as systemd expects of a `Type=notify` service: `READY=1` once the mount is
+/// ready, and `ExecStop` ends it after the uploads. (No systemd runs where the tests do,
+/// so the test starts the unit's commands itself, as the service manager would.)
+#[test]
+fn the_systemd_unit_verifies_says_ready_when_mounted_and_stops_after_uploading() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let alice = TestClient::new("alice-unit@example.com");
+    alice.register(&server);
+    let xdg = alice.home.path().join("xdg");
+    let dir = alice.home.path().join("at-login");
+    let run = alice.run_with(
+        &[
+            "mount",
+            dir.to_str().unwrap(),
+            "--library",
+            "Backups",
+            "--install-unit",
+            "--json",
+        ],
+        |command| {
+            command.env("XDG_CONFIG_HOME", &xdg);
+        },
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let unit = std::path::PathBuf::from(run.json()["unit"].as_str().unwrap());
+    assert!(
+        unit.starts_with(xdg.join("systemd/user")),
+        "{}",
+        unit.display()
+    );
+    assert!(!is_mounted(&dir), "--install-unit mounts nothing itself");
+    let text = fs::read_to_string(&unit).unwrap();
+    for line in [
+        "Type=notify",
+        "Restart=on-failure",
+        "WantedBy=default.target",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+    }
+    if std::process::Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        let runtime = tempfile::tempdir().unwrap();
+        let verified = std::process::Command::new("systemd-analyze")
+            .args(["--user", "verify", unit.to_str().unwrap()])
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env("HOME", alice.home.path())
+            .output()
+            .unwrap();
+        assert!(verified.status.success(), "{verified:?}");
+    } else {
+        eprintln!("systemd-analyze is not installed here: the unit is not verified");
+    }
+
+    // Started as systemd starts it: READY=1 only once the mount is there.
+    let value = |key: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix(key))
+            .map(str::to_owned)
+            .collect()
+    };
+    let notify_dir = tempfile::tempdir().unwrap();
+    let socket = notify_dir.path().join("notify");
+    let listener = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    listener
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    let start = value("ExecStart=").remove(0);
+    let words: Vec<&str> = start.split(' ').collect();
+    let mut service = std::process::Command::new(words[0]);
+    service.args(&words[1..]).env("NOTIFY_SOCKET", &socket);
+    for pair in value("Environment=") {
+        let (name, value) = pair.split_once('=').unwrap();
+        service.env(name, value);
+    }
+    let mut service = service
+        .env("IBACKUP_PASSWORD", "unused")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut said = [0u8; 64];
+    let n = listener.recv(&mut said).expect("no READY=1 within 60 s");
+    assert_eq!(&said[..n], b"READY=1");
+    assert!(is_mounted(&dir), "READY=1 before the mount was there");
+    write_file(&dir.join("from-the-unit.txt"), b"written under systemd");
+
+    // ExecStop: waits for the upload, and the service ends well.
+    let stop = value("ExecStop=").remove(0);
+    let words: Vec<&str> = stop.split(' ').collect();
+    let mut stopping = std::process::Command::new(words[0]);
+    stopping.args(&words[1..]);
+    for pair in value("Environment=") {
+        let (name, value) = pair.split_once('=').unwrap();
+        stopping.env(name, value);
+    }
+    assert!(stopping.status().unwrap().success());
+    assert!(service.wait().unwrap().success());
+    let n = listener.recv(&mut said).unwrap();
+    assert_eq!(&said[..n], b"STOPPING=1");
+    assert!(!is_mounted(&dir));
+    assert_eq!(
+        restored(&alice, "from-the-unit.txt").as_deref(),
+        Some(&b"written under systemd"[..])
+    );
+}

@@ -21,6 +21,7 @@ use crate::client::store::Store;
 use crate::client::{snapshots, ClientError, Result};
 
 mod account;
+mod helper;
 mod share;
 use crate::units::{count, format_size};
 
@@ -200,7 +201,11 @@ fn parse_share(text: &str) -> std::result::Result<f64, String> {
 
 /// Parses the command line, runs it, and reports.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if helper::is_helper(&args) {
+        return helper::main(args);
+    }
+    let cli = Cli::parse_from(args);
     let json = cli.json;
     match run(cli) {
         Ok(code) => code,
@@ -411,6 +416,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             if !summary.warnings.is_empty() {
                 return Ok(ExitCode::from(3));
+            }
+        }
+        Command::Mount(options) if options.install_unit => {
+            let (path, name) = crate::client::mount::install_unit(&paths, &options)?;
+            if json {
+                print_json(&serde_json::json!({ "unit": path, "name": name }));
+            } else {
+                println!("Wrote {}", path.display());
+                println!("Turn it on (mounts now and at every login):");
+                println!(
+                    "  systemctl --user daemon-reload && systemctl --user enable --now {name}"
+                );
             }
         }
         Command::Mount(options) => {

@@ -19,6 +19,7 @@ mod libraries;
 mod records;
 mod run;
 mod spin;
+mod unit;
 pub mod vfs;
 mod workers;
 mod writeback;
@@ -164,6 +165,11 @@ pub struct MountOptions {
     #[arg(long, value_name = "NAME[:PATH]")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
+    /// Do not mount now: write a systemd user unit that mounts this way at login (and
+    /// unmounts cleanly at logout), and say how to turn it on.
+    #[arg(long)]
+    #[serde(default, skip_serializing)]
+    pub install_unit: bool,
 }
 
 fn default_mountpoint() -> Result<PathBuf> {
@@ -234,6 +240,20 @@ fn check_allow_other(conf: &str, root: bool) -> Result<()> {
     )))
 }
 
+/// `--install-unit`: writes the unit for this mount; returns its path and name.
+pub fn install_unit(paths: &Paths, options: &MountOptions) -> Result<(PathBuf, String)> {
+    let mountpoint = match &options.mountpoint {
+        Some(path) => path.clone(),
+        None => default_mountpoint()?,
+    };
+    let path = unit::install(paths, &mountpoint, options)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((path, name))
+}
+
 pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
     let mountpoint = preflight(options.mountpoint.as_deref())?;
     if options.allow_other {
@@ -270,6 +290,9 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
         .args(["--memory-cache", &options.memory_cache.to_string()])
         .args(["--write-back-delay", &options.write_back_delay.to_string()])
         .args(["--poll-interval", &options.poll_interval.to_string()])
+        // The folders this mount was given, which a mount helper may have named itself.
+        .env("IBACKUP_CONFIG_DIR", &paths.config_dir)
+        .env("IBACKUP_CACHE_DIR", &paths.cache_dir)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(ClientError::io(&log_path))?)
         .stderr(log);

@@ -53,8 +53,17 @@ pub(super) fn read_record(path: &Path) -> Option<MountRecord> {
     serde_json::from_slice(&std::fs::read(path).ok()?).ok()
 }
 
+/// Whether process `pid` runs: it exists and has not ended (a process that ended stays a
+/// zombie until its parent collects it, and is then done with the mount all the same).
 fn alive(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `PID (NAME) STATE ...`; the name may hold spaces and parentheses.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    state != Some("Z") && state != Some("X")
 }
 
 /// Whether something is mounted at `path` (from /proc/self/mountinfo).

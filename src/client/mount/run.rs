@@ -253,6 +253,7 @@ pub(super) fn run_foreground(
         })?;
     println!("mounted at {}", mountpoint.display());
     let _ = std::io::stdout().flush();
+    super::unit::notify("READY=1");
 
     // SIGTERM, SIGINT, SIGHUP and SIGUSR1 (`umount --no-wait`): end now, the journal kept
     // for the next mount. SIGUSR2 (`ibackup umount`): upload what is pending, then end.
@@ -369,6 +370,7 @@ pub(super) fn run_foreground(
             break;
         }
     }
+    super::unit::notify("STOPPING=1");
     stop.store(true, Ordering::SeqCst);
     drop(session);
     // An upload under way ends at its next check of `stop`, or with its request; the
