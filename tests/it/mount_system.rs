@@ -226,6 +226,13 @@ fn mount_t_fuse_ibackup_and_an_fstab_line_mount_a_library_and_umount_ends_it() {
     );
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     assert!(is_mounted(&dir));
+    // The mount table names the source, as for any file system (fstests looks it up so).
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.contains(dir.to_str().unwrap()))
+        .unwrap();
+    assert!(line.contains(" alice-fstab@example.com:Backups "), "{line}");
     write_file(&dir.join("by-mount-t.txt"), b"mounted by mount -t");
     // umount as for any file system: the mount uploads what is pending, then ends.
     let run = system("umount", &[dir.to_str().unwrap()]);

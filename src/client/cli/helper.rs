@@ -215,6 +215,7 @@ fn run(args: &[OsString]) -> Result<()> {
         read_only: request.read_only,
         allow_other: request.allow_other,
         poll_interval: 30.0,
+        fsname: Some(format!("{}:{}", request.email, request.library)),
         library: Some(request.library),
         install_unit: false,
     };

@@ -165,6 +165,11 @@ pub struct MountOptions {
     #[arg(long, value_name = "NAME[:PATH]")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
+    /// What the mount table names as the mount's source (default `ibackup`); the mount
+    /// helper gives its `EMAIL:LIBRARY`, as `mount` and tools such as fstests expect.
+    #[arg(long, hide = true)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsname: Option<String>,
     /// Do not mount now: write a systemd user unit that mounts this way at login (and
     /// unmounts cleanly at logout), and say how to turn it on.
     #[arg(long)]
@@ -304,6 +309,9 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
     }
     if let Some(library) = &options.library {
         command.args(["--library", library]);
+    }
+    if let Some(fsname) = &options.fsname {
+        command.args(["--fsname", fsname]);
     }
     // glibc gives each of the mount's threads an arena of its own (up to eight per core),
     // and memory one arena freed is not reused by the others: two arenas keep the peak

@@ -204,7 +204,7 @@ pub(super) fn run_foreground(
 
     let mut mount_config = fuser::Config::default();
     mount_config.mount_options = vec![
-        fuser::MountOption::FSName("ibackup".into()),
+        fuser::MountOption::FSName(options.fsname.clone().unwrap_or_else(|| "ibackup".into())),
         fuser::MountOption::Subtype("ibackup".into()),
         fuser::MountOption::NoAtime,
         fuser::MountOption::NoDev,
