@@ -401,3 +401,56 @@ fn the_systemd_unit_verifies_says_ready_when_mounted_and_stops_after_uploading()
         Some(&b"written under systemd"[..])
     );
 }
+
+/// Mounts of one account share its write-back journal: two mounts of different libraries
+/// run side by side (as fstests' test and scratch mounts do), each uploading only its own;
+/// a second mount of the same library is refused (after waiting for the first, which may
+/// be uploading after its unmount), rather than both uploading its changes.
+#[test]
+fn two_mounts_of_one_account_share_no_library() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let alice = TestClient::new("alice-two@example.com");
+    alice.register(&server);
+    alice.run(&["library", "create", "Scratch"]).ok();
+    let (first, second, again) = (
+        alice.home.path().join("first"),
+        alice.home.path().join("second"),
+        alice.home.path().join("again"),
+    );
+    let run = mount_library(&alice, &first, "Backups", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let run = mount_library(&alice, &second, "Scratch", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    write_file(&first.join("in-backups.txt"), b"backups");
+    write_file(&second.join("in-scratch.txt"), b"scratch");
+    let run = mount_library(&alice, &again, "Backups", &[]);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr
+            .contains("Backups is mounted by another ibackup mount"),
+        "{}",
+        run.stderr
+    );
+    assert!(!is_mounted(&again));
+    for dir in [&first, &second] {
+        let run = alice.run(&["umount", dir.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stdout.contains("all changes are uploaded"),
+            "{}",
+            run.stdout
+        );
+    }
+    assert_eq!(
+        restored(&alice, "in-backups.txt").as_deref(),
+        Some(&b"backups"[..])
+    );
+    // The one freed, the same library mounts again at once.
+    let run = mount_library(&alice, &again, "Backups", &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(fs::read(again.join("in-backups.txt")).unwrap(), b"backups");
+    alice.run(&["umount", again.to_str().unwrap()]).ok();
+}

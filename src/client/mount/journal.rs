@@ -188,6 +188,19 @@ impl Journal {
     }
 
     /// Pending operations of a library, oldest first.
+    /// How many operations of `libraries` wait (other mounts of the account may journal
+    /// other libraries in the same journal).
+    pub fn pending_count(&self, libraries: &[String]) -> Result<u64, JournalError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT COUNT(*) FROM ops WHERE library = ?1")?;
+        let mut total = 0u64;
+        for library in libraries {
+            let count: i64 = stmt.query_row([library], |row| row.get(0))?;
+            total += count as u64;
+        }
+        Ok(total)
+    }
+
     pub fn pending(&self, library: &str) -> Result<Vec<(i64, Op)>, JournalError> {
         self.pending_after(library, 0)
     }

@@ -43,6 +43,7 @@ pub fn refresh_libraries(
     session: &Session,
     read_only: bool,
     only: Option<&str>,
+    locks: &super::locks::Locks,
 ) -> Result<()> {
     let listed: Vec<_> = session
         .libraries()?
@@ -81,6 +82,8 @@ pub fn refresh_libraries(
             .iter()
             .find(|(_, id, _, _, gone)| *id == library.info.id && !gone);
         match current {
+            // Shown by another mount on this computer: not here too.
+            None if !locks.take(&library.info.id) => {}
             None => {
                 let mounted = mounted_library(session, library, read_only)?;
                 vfs.lock()

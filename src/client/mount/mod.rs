@@ -16,6 +16,7 @@ mod fuse;
 mod iomode;
 mod journal;
 mod libraries;
+mod locks;
 mod records;
 mod run;
 mod spin;

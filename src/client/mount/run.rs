@@ -15,6 +15,7 @@ use super::fuse::Top;
 use super::fuse::{FuseFs, READ_WORKERS};
 use super::journal::Journal;
 use super::libraries::{choose_library, mounted_library, refresh_libraries};
+use super::locks::Locks;
 use super::records::{record_path, records_dir, write_record, MountRecord};
 use super::spin::Spinner;
 use super::vfs::Vfs;
@@ -34,6 +35,9 @@ const FUSE_THREADS: usize = 4;
 /// How long uploads may keep failing after the mount was asked to end (or the kernel
 /// unmounted it) before the process gives up and leaves them queued for the next mount.
 const DRAIN_GIVE_UP: Duration = Duration::from_secs(20);
+/// How long a mount waits for a library another mount process holds (one that is still
+/// uploading after its unmount gives up within `DRAIN_GIVE_UP` and `END_WAIT`).
+const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// How long an ending process waits for an upload under way to stop.
 const END_WAIT: Duration = Duration::from_secs(5);
 
@@ -130,21 +134,46 @@ pub(super) fn run_foreground(
 ) -> Result<()> {
     let session = Session::load(paths)?;
     let account_dir = account_dir(paths, &session);
-    let mut mounted = Vec::new();
     let mut folder = Vec::new();
-    match &options.library {
+    let wanted = match &options.library {
         Some(wanted) => {
             let (library, path) = choose_library(session.libraries()?, wanted, options.read_only)?;
-            mounted.push(mounted_library(&session, library, options.read_only)?);
             folder = path;
+            vec![library]
         }
-        None => {
-            for library in session.libraries()? {
-                mounted.push(mounted_library(&session, library, options.read_only)?);
-            }
+        None => session.libraries()?,
+    };
+    // A mount that ended a moment ago may still be uploading its libraries' changes.
+    let locks = Arc::new(Locks::new(account_dir.join("writeback").join("locks")));
+    let deadline = Instant::now() + LOCK_WAIT;
+    while !wanted.iter().all(|l| locks.take(&l.info.id)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut mounted = Vec::new();
+    for library in wanted {
+        if locks.take(&library.info.id) {
+            mounted.push(mounted_library(&session, library, options.read_only)?);
+        } else if options.library.is_some() {
+            return Err(ClientError::Usage(format!(
+                "{} is mounted by another ibackup mount on this computer (or one still \
+                 uploading after its unmount): `ibackup status` shows it",
+                library.display()
+            )));
+        } else {
+            eprintln!(
+                "warning: {} is mounted by another ibackup mount on this computer; not shown here",
+                library.display()
+            );
         }
     }
     let only = (options.library.as_ref()).map(|_| mounted[0].library.info.id.clone());
+    let own_libraries = |vfs: &Mutex<Vfs>| -> Vec<String> {
+        let vfs = vfs.lock().unwrap_or_else(|p| p.into_inner());
+        vfs.libraries
+            .iter()
+            .map(|v| v.library.info.id.clone())
+            .collect()
+    };
     let account = session
         .remote
         .get::<crate::api::types::AccountInfo>(crate::api::routes::ACCOUNT)?;
@@ -283,6 +312,7 @@ pub(super) fn run_foreground(
         );
         let read_only = options.read_only;
         let only = only.clone();
+        let locks = locks.clone();
         let interval = Duration::from_secs_f64(options.poll_interval.max(0.5));
         let holder = hex::encode(rand::random::<[u8; 16]>());
         let hold_ttl = (interval * 3).max(Duration::from_secs(60));
@@ -294,8 +324,13 @@ pub(super) fn run_foreground(
                 if last.elapsed() >= interval || uploader.refresh_keys.swap(false, Ordering::SeqCst)
                 {
                     last = Instant::now();
-                    let refreshed =
-                        refresh_libraries(&uploader.vfs, &account, read_only, only.as_deref());
+                    let refreshed = refresh_libraries(
+                        &uploader.vfs,
+                        &account,
+                        read_only,
+                        only.as_deref(),
+                        &locks,
+                    );
                     if let Err(e) = refreshed {
                         tracing::debug!("library list not refreshed: {e}");
                     }
@@ -342,7 +377,8 @@ pub(super) fn run_foreground(
         if !(unmounted || drain_asked.load(Ordering::SeqCst)) {
             continue;
         }
-        let pending = journal.counts().map(|c| c.0).unwrap_or(0);
+        // Other mounts of the account journal other libraries in the same journal.
+        let pending = journal.pending_count(&own_libraries(&vfs)).unwrap_or(0);
         if !drain.started {
             drain.started = true;
             hurry.store(true, Ordering::SeqCst);
