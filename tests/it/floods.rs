@@ -443,6 +443,19 @@ fn rss_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
+/// The headers and body of a fetch of `ids` from `library` by `client`.
+fn fetch_request(client: &TestClient, library: &str, ids: &[String]) -> (String, String) {
+    let body = json!({ "ids": ids }).to_string();
+    let token = client.session_token();
+    let path = routes::library(routes::OBJECTS_FETCH, library);
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    (request, body)
+}
+
 /// Opens a TLS connection and sends `request`'s headers and `body`, then reads nothing.
 fn send_unread(
     server: &TestServer,
@@ -488,14 +501,7 @@ fn fetch_answers_nobody_reads_are_bounded_and_cut_off() {
         .into_iter()
         .collect();
     assert!(ids.len() > 4, "{} chunks", ids.len());
-    let body = json!({ "ids": ids }).to_string();
-    let token = alice.session_token();
-    let path = routes::library(routes::OBJECTS_FETCH, &library);
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
+    let (request, body) = fetch_request(&alice, &library, &ids);
     let pid = server.pid();
     let before = rss_mib(pid);
     let started = Instant::now();
@@ -555,14 +561,7 @@ fn an_unread_answer_holds_only_the_pieces_in_flight() {
     alice.backup(&[source.path()]).ok();
     let library = crate::sharing::open(&alice, "Backups").info.id;
     let ids = server.strings("SELECT lower(hex(id)) FROM objects WHERE kind = 1");
-    let body = json!({ "ids": ids }).to_string();
-    let token = alice.session_token();
-    let path = routes::library(routes::OBJECTS_FETCH, &library);
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
+    let (request, body) = fetch_request(&alice, &library, &ids);
     let unread = send_unread(&server, &request, body.as_bytes());
     std::thread::sleep(Duration::from_secs(1));
     let target = tempfile::tempdir().unwrap();

@@ -812,15 +812,7 @@ fn a_mount_ends_when_unmounted_with_the_server_gone_and_its_changes_wait() {
     // ...and the next mount sends what both left.
     let mount = TestMount::start(&client, &[]);
     mount.unmount();
-    let out = tempfile::tempdir().unwrap();
-    client
-        .run(&[
-            "restore",
-            "latest:/",
-            "--target",
-            out.path().to_str().unwrap(),
-        ])
-        .ok();
+    let out = client.restore_latest();
     for i in 0..20 {
         let got = fs::read(out.path().join(format!("small-{i}.txt"))).unwrap();
         assert_eq!(got, format!("small {i}").as_bytes());

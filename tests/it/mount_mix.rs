@@ -225,15 +225,7 @@ fn a_random_mix_in_one_mount_reads_back_the_same_after_a_cold_remount_and_a_rest
         );
         compare(seed, "after a cold remount", &shown, &remounted);
 
-        let out = tempfile::tempdir().unwrap();
-        client
-            .run(&[
-                "restore",
-                "latest:/",
-                "--target",
-                out.path().to_str().unwrap(),
-            ])
-            .ok();
+        let out = client.restore_latest();
         compare(seed, "restored", &shown, &walk(out.path()));
     }
 }

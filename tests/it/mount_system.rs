@@ -32,16 +32,7 @@ fn names(dir: &Path) -> Vec<String> {
 }
 
 fn restored(client: &TestClient, path: &str) -> Option<Vec<u8>> {
-    let out = tempfile::tempdir().unwrap();
-    client
-        .run(&[
-            "restore",
-            "latest:/",
-            "--target",
-            out.path().to_str().unwrap(),
-        ])
-        .ok();
-    fs::read(out.path().join(path)).ok()
+    fs::read(client.restore_latest().path().join(path)).ok()
 }
 
 #[test]

@@ -518,6 +518,19 @@ impl TestClient {
         self.run(&args)
     }
 
+    /// The whole latest snapshot restored into a folder of its own.
+    pub fn restore_latest(&self) -> TempDir {
+        let out = tempfile::tempdir().unwrap();
+        self.run(&[
+            "restore",
+            "latest:/",
+            "--target",
+            out.path().to_str().unwrap(),
+        ])
+        .ok();
+        out
+    }
+
     pub fn backup(&self, paths: &[&Path]) -> Run {
         let mut args = vec!["backup".to_owned(), "--json".to_owned()];
         args.extend(paths.iter().map(|p| p.display().to_string()));

@@ -623,6 +623,19 @@ mod tests {
         }
     }
 
+    /// Each `(stage, content)` stored as the chunks of a staged file, as the uploader has them.
+    fn staged(repo: &MemoryRepo, files: &[(&str, &[u8])]) -> HashMap<String, (Vec<ChunkRef>, u64)> {
+        files
+            .iter()
+            .map(|(stage, data)| {
+                (
+                    (*stage).to_owned(),
+                    (repo.store_chunk(data), data.len() as u64),
+                )
+            })
+            .collect()
+    }
+
     /// Replays `ops` onto `root` as the uploader does; returns the new root's key.
     fn replay(
         repo: &MemoryRepo,
@@ -669,20 +682,15 @@ mod tests {
     #[test]
     fn a_replay_merges_with_what_another_writer_committed() {
         let repo = MemoryRepo::default();
-        let contents: HashMap<String, (Vec<ChunkRef>, u64)> = [
-            ("original", &b"original"[..]),
-            ("theirs", b"edited elsewhere"),
-            ("mine", b"edited here"),
-            ("new", b"a new file"),
-        ]
-        .into_iter()
-        .map(|(stage, data)| {
-            (
-                stage.to_owned(),
-                (repo.store_chunk(data), data.len() as u64),
-            )
-        })
-        .collect();
+        let contents = staged(
+            &repo,
+            &[
+                ("original", b"original"),
+                ("theirs", b"edited elsewhere"),
+                ("mine", b"edited here"),
+                ("new", b"a new file"),
+            ],
+        );
 
         // The head as another writer left it: shared.txt was "original", then theirs.
         let (base, _) = replay(
@@ -755,16 +763,7 @@ mod tests {
     #[test]
     fn a_folder_renamed_between_writes_of_its_files_is_no_conflict() {
         let repo = MemoryRepo::default();
-        let contents: HashMap<String, (Vec<ChunkRef>, u64)> =
-            [("one", &b"first"[..]), ("two", b"second")]
-                .into_iter()
-                .map(|(stage, data)| {
-                    (
-                        stage.to_owned(),
-                        (repo.store_chunk(data), data.len() as u64),
-                    )
-                })
-                .collect();
+        let contents = staged(&repo, &[("one", b"first"), ("two", b"second")]);
         let rename = |from: &str, to: &str| Op::Rename {
             from: from.as_bytes().to_vec(),
             to: to.as_bytes().to_vec(),
@@ -789,16 +788,7 @@ mod tests {
     #[test]
     fn a_replay_with_nobody_else_writing_makes_no_conflict_copy() {
         let repo = MemoryRepo::default();
-        let contents: HashMap<String, (Vec<ChunkRef>, u64)> =
-            [("one", &b"first"[..]), ("two", b"second")]
-                .into_iter()
-                .map(|(stage, data)| {
-                    (
-                        stage.to_owned(),
-                        (repo.store_chunk(data), data.len() as u64),
-                    )
-                })
-                .collect();
+        let contents = staged(&repo, &[("one", b"first"), ("two", b"second")]);
         let (head, _) = replay(&repo, None, &[write("f", "one", None)], &contents);
         let stale = [write("f", "two", None)];
         let (_, conflicts) = replay(&repo, Some(head), &stale, &contents);
@@ -822,18 +812,13 @@ mod tests {
     #[test]
     fn a_name_linked_before_its_files_first_write_keeps_its_place_in_order() {
         let repo = MemoryRepo::default();
-        let contents: HashMap<String, (Vec<ChunkRef>, u64)> = [
-            ("group", &b"the linked file"[..]),
-            ("other", b"a file of its own"),
-        ]
-        .into_iter()
-        .map(|(stage, data)| {
-            (
-                stage.to_owned(),
-                (repo.store_chunk(data), data.len() as u64),
-            )
-        })
-        .collect();
+        let contents = staged(
+            &repo,
+            &[
+                ("group", b"the linked file"),
+                ("other", b"a file of its own"),
+            ],
+        );
         let mut linked_write = write("c/f3", "group", None);
         if let Op::Write { link, .. } = &mut linked_write {
             *link = 7;
@@ -915,16 +900,7 @@ mod tests {
     #[test]
     fn every_name_of_a_hard_linked_file_takes_its_changes_and_count() {
         let repo = MemoryRepo::default();
-        let contents: HashMap<String, (Vec<ChunkRef>, u64)> =
-            [("v1", &b"first"[..]), ("v2", b"second")]
-                .into_iter()
-                .map(|(stage, data)| {
-                    (
-                        stage.to_owned(),
-                        (repo.store_chunk(data), data.len() as u64),
-                    )
-                })
-                .collect();
+        let contents = staged(&repo, &[("v1", b"first"), ("v2", b"second")]);
         let link = |from: &str, to: &str| Op::Link {
             from: from.as_bytes().to_vec(),
             to: to.as_bytes().to_vec(),
@@ -1009,16 +985,10 @@ mod tests {
     #[test]
     fn counting_a_group_again_reads_only_folders_with_links_once_the_rest_is_known() {
         let repo = MemoryRepo::default();
-        let contents: HashMap<String, (Vec<ChunkRef>, u64)> =
-            [("v1", &b"first"[..]), ("v2", b"second"), ("v3", b"third")]
-                .into_iter()
-                .map(|(stage, data)| {
-                    (
-                        stage.to_owned(),
-                        (repo.store_chunk(data), data.len() as u64),
-                    )
-                })
-                .collect();
+        let contents = staged(
+            &repo,
+            &[("v1", b"first"), ("v2", b"second"), ("v3", b"third")],
+        );
         // Forty folders of a file each, and one file with a second name two levels down.
         let mut ops: Vec<Op> = (0..40)
             .flat_map(|n| {
