@@ -134,7 +134,13 @@ fn parse(args: &[OsString]) -> Result<Request> {
             (
                 "user" | "users" | "nouser" | "owner" | "group" | "_netdev" | "nofail" | "auto"
                 | "noauto" | "defaults" | "exec" | "noexec" | "suid" | "nosuid" | "dev" | "nodev"
-                | "atime" | "noatime" | "relatime" | "async" | "sync",
+                | "async" | "sync" | "dirsync" | "silent" | "loud" | "mand" | "nomand",
+                None,
+            ) => {}
+            // Access times: the mount never changes them on reads (it is `noatime`).
+            (
+                "atime" | "noatime" | "relatime" | "norelatime" | "strictatime" | "nostrictatime"
+                | "diratime" | "nodiratime" | "lazytime" | "nolazytime",
                 None,
             ) => {}
             (name, _) if name.starts_with("x-") || name == "comment" => {}
@@ -254,7 +260,7 @@ mod tests {
             Path::new("/home/alice/.cache/ibackup")
         );
         let ro = parse(&args(
-            "ibackup bob@example.com:Backups /b -oro,config=/etc/ib",
+            "ibackup bob@example.com:Backups /b -oro,config=/etc/ib,nodiratime,relatime",
         ))
         .unwrap();
         assert!(ro.read_only);
