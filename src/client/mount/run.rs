@@ -146,9 +146,20 @@ pub(super) fn run_foreground(
     // A mount that ended a moment ago may still be uploading its libraries' changes.
     let locks = Arc::new(Locks::new(account_dir.join("writeback").join("locks")));
     let deadline = Instant::now() + LOCK_WAIT;
+    let mut waited = false;
     while !wanted.iter().all(|l| locks.take(&l.info.id)) && Instant::now() < deadline {
+        waited = true;
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The mount waited for has committed since the libraries were listed: list them
+    // again, or this mount would show the heads from before its last changes.
+    let wanted = match (&options.library, waited) {
+        (_, false) => wanted,
+        (Some(name), true) => {
+            vec![choose_library(session.libraries()?, name, options.read_only)?.0]
+        }
+        (None, true) => session.libraries()?,
+    };
     let mut mounted = Vec::new();
     for library in wanted {
         if locks.take(&library.info.id) {
