@@ -8,6 +8,21 @@ use std::path::Path;
 use crate::sharing::share;
 use crate::util::{fuse_or_skip, is_mounted, write_file, TestClient, TestMount, TestServer};
 
+/// Unmounts `0` when dropped, should a test fail while it is mounted (the mount process
+/// would otherwise stay, its server gone).
+struct Unmounted(std::path::PathBuf);
+
+impl Drop for Unmounted {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = std::process::Command::new("fusermount3")
+                .arg("-uz")
+                .arg(&self.0)
+                .output();
+        }
+    }
+}
+
 /// Mounts `client`'s `library` at `dir` (made empty); the run's outcome.
 fn mount_library(
     client: &TestClient,
@@ -53,6 +68,7 @@ fn one_library_or_a_folder_in_it_is_the_mounts_root_with_hidden_snapshots() {
 
     // The library at the root: its folders, no list of libraries, snapshots hidden.
     let dir = alice.home.path().join("backups");
+    let _unmounted = Unmounted(dir.clone());
     let run = mount_library(&alice, &dir, "Backups", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(names(&dir), vec!["docs"]);
@@ -99,6 +115,7 @@ fn mounts_that_cannot_be_made_say_why_and_leave_nothing_mounted() {
     share(&alice, "bob-refused@example.com", "--read");
 
     let dir = alice.home.path().join("mnt");
+    let _unmounted = Unmounted(dir.clone());
     for (library, said) in [
         ("Nope", "no library named 'Nope'"),
         (
@@ -123,6 +140,7 @@ fn mounts_that_cannot_be_made_say_why_and_leave_nothing_mounted() {
 
     // A library shared read-only: only with --read-only.
     let bobs = bob.home.path().join("shared");
+    let _unmounted = Unmounted(bobs.clone());
     let shared = "Backups@alice-refused@example.com";
     let run = mount_library(&bob, &bobs, shared, &[]);
     assert_ne!(run.code, 0);
@@ -200,6 +218,7 @@ fn mount_t_fuse_ibackup_and_an_fstab_line_mount_a_library_and_umount_ends_it() {
     let cache = alice.home.path().join("cache");
     let options = format!("config={},cache={}", config.display(), cache.display());
     let dir = alice.home.path().join("photos");
+    let _unmounted = Unmounted(dir.clone());
     fs::create_dir_all(&dir).unwrap();
 
     // mount -t: ready when it returns.
@@ -294,6 +313,7 @@ fn the_systemd_unit_verifies_says_ready_when_mounted_and_stops_after_uploading()
     alice.register(&server);
     let xdg = alice.home.path().join("xdg");
     let dir = alice.home.path().join("at-login");
+    let _unmounted = Unmounted(dir.clone());
     let run = alice.run_with(
         &[
             "mount",
@@ -411,6 +431,7 @@ fn two_mounts_of_one_account_share_no_library() {
         alice.home.path().join("second"),
         alice.home.path().join("again"),
     );
+    let _unmounted = [&first, &second, &again].map(|dir| Unmounted(dir.clone()));
     let run = mount_library(&alice, &first, "Backups", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let run = mount_library(&alice, &second, "Scratch", &[]);
