@@ -443,6 +443,33 @@ fn rss_mib(pid: u32) -> u64 {
     kib / 1024
 }
 
+/// A 48 MiB file of noise backed up into `client`'s library: its folder, its bytes, the
+/// library and the ids of its chunks.
+struct BigBackup {
+    source: tempfile::TempDir,
+    noise: Vec<u8>,
+    library: String,
+    ids: Vec<String>,
+}
+
+impl BigBackup {
+    fn of(server: &TestServer, client: &TestClient) -> Self {
+        let source = tempfile::tempdir().unwrap();
+        let mut noise = vec![0u8; 48 << 20];
+        rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut noise);
+        std::fs::write(source.path().join("big.bin"), &noise).unwrap();
+        client.backup(&[source.path()]).ok();
+        let library = crate::sharing::open(client, "Backups").info.id;
+        let ids = server.strings("SELECT lower(hex(id)) FROM objects WHERE kind = 1");
+        Self {
+            source,
+            noise,
+            library,
+            ids,
+        }
+    }
+}
+
 /// The headers and body of a fetch of `ids` from `library` by `client`.
 fn fetch_request(client: &TestClient, library: &str, ids: &[String]) -> (String, String) {
     let body = json!({ "ids": ids }).to_string();
@@ -489,19 +516,9 @@ fn fetch_answers_nobody_reads_are_bounded_and_cut_off() {
     };
     let alice = TestClient::new("alice@example.com");
     alice.register(&server);
-    let source = tempfile::tempdir().unwrap();
-    let mut noise = vec![0u8; 48 << 20];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut noise);
-    std::fs::write(source.path().join("big.bin"), &noise).unwrap();
-    drop(noise);
-    alice.backup(&[source.path()]).ok();
-    let library = crate::sharing::open(&alice, "Backups").info.id;
-    let ids: Vec<String> = server
-        .strings("SELECT lower(hex(id)) FROM objects WHERE kind = 1")
-        .into_iter()
-        .collect();
-    assert!(ids.len() > 4, "{} chunks", ids.len());
-    let (request, body) = fetch_request(&alice, &library, &ids);
+    let big = BigBackup::of(&server, &alice);
+    assert!(big.ids.len() > 4, "{} chunks", big.ids.len());
+    let (request, body) = fetch_request(&alice, &big.library, &big.ids);
     let pid = server.pid();
     let before = rss_mib(pid);
     let started = Instant::now();
@@ -554,19 +571,13 @@ fn an_unread_answer_holds_only_the_pieces_in_flight() {
         configured_with_limit("fetch_memory = \"512MiB\"", "fetch_memory = \"64MiB\"");
     let alice = TestClient::new("alice@example.com");
     alice.register(&server);
-    let source = tempfile::tempdir().unwrap();
-    let mut noise = vec![0u8; 48 << 20];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut noise);
-    std::fs::write(source.path().join("big.bin"), &noise).unwrap();
-    alice.backup(&[source.path()]).ok();
-    let library = crate::sharing::open(&alice, "Backups").info.id;
-    let ids = server.strings("SELECT lower(hex(id)) FROM objects WHERE kind = 1");
-    let (request, body) = fetch_request(&alice, &library, &ids);
+    let big = BigBackup::of(&server, &alice);
+    let (request, body) = fetch_request(&alice, &big.library, &big.ids);
     let unread = send_unread(&server, &request, body.as_bytes());
     std::thread::sleep(Duration::from_secs(1));
     let target = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let spec = format!("latest:{}", source.path().display());
+    let spec = format!("latest:{}", big.source.path().display());
     alice.restore(&spec, target.path(), &[]).ok();
     let took = started.elapsed();
     assert!(
@@ -574,7 +585,7 @@ fn an_unread_answer_holds_only_the_pieces_in_flight() {
         "a restore beside one unread answer took {took:?}: the answer held the account's share"
     );
     let restored = std::fs::read(target.path().join("big.bin")).unwrap();
-    assert!(restored == noise, "the restored file differs");
+    assert!(restored == big.noise, "the restored file differs");
     drop(unread);
 }
 

@@ -179,15 +179,12 @@ fn helper_link() -> Option<()> {
 }
 
 fn system(program: &str, args: &[&str]) -> crate::util::Run {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .unwrap();
-    crate::util::Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    crate::util::Run::from(
+        std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap(),
+    )
 }
 
 /// Waits until no mount of `client` runs (the process ended after an unmount).

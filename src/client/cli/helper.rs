@@ -166,11 +166,8 @@ fn cache_dir(request: &Request, config: &Path) -> PathBuf {
         return PathBuf::from(cache);
     }
     let home = config
-        .strip_prefix("/")
-        .ok()
-        .and_then(|_| config.parent())
-        .filter(|parent| parent.file_name().is_some_and(|n| n == ".config"))
-        .filter(|_| config.file_name().is_some_and(|n| n == "ibackup"))
+        .parent()
+        .filter(|_| config.is_absolute() && config.ends_with(".config/ibackup"))
         .and_then(Path::parent);
     match home {
         Some(home) => home.join(".cache/ibackup"),

@@ -121,14 +121,19 @@ impl LinkSearch<'_, '_> {
     }
 }
 
+/// Whether `path` is `top` or lies below it.
+pub fn within(path: &[u8], top: &[u8]) -> bool {
+    path.strip_prefix(top)
+        .is_some_and(|rest| rest.is_empty() || rest[0] == b'/')
+}
+
 /// `path` after a rename of `from` to `to`: `None` unless it is `from` or below it.
 fn moved(path: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
-    let rest = path.strip_prefix(from)?;
-    if !rest.is_empty() && rest[0] != b'/' {
+    if !within(path, from) {
         return None;
     }
     let mut out = to.to_vec();
-    out.extend_from_slice(rest);
+    out.extend_from_slice(&path[from.len()..]);
     Some(out)
 }
 
@@ -445,7 +450,7 @@ impl EditTree {
                     let written: Vec<Vec<u8>> = self
                         .written
                         .iter()
-                        .filter(|path| moved(path, from, to).is_some())
+                        .filter(|path| within(path, from))
                         .cloned()
                         .collect();
                     for path in written {

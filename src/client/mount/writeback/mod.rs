@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use self::edit::EditTree;
 pub use self::edit::LinkFree;
+use self::edit::{within, EditTree};
 use super::journal::{Journal, Op};
 use super::vfs::Vfs;
 use crate::client::remote::Remote;
@@ -537,9 +537,6 @@ type Contents = HashMap<String, (Vec<ChunkRef>, u64)>;
 /// from it in between, and no other name (hard link). Their content is never read or
 /// uploaded: a file copied in and deleted before the quiet delay ends costs nothing.
 fn discarded_stages(ops: &[(i64, Op)]) -> HashSet<String> {
-    let within = |path: &[u8], top: &[u8]| {
-        path == top || path.len() > top.len() && path.starts_with(top) && path[top.len()] == b'/'
-    };
     let mut kept = HashSet::new();
     let mut undone = HashSet::new();
     for (i, (_, op)) in ops.iter().enumerate() {
