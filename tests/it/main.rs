@@ -16,6 +16,7 @@ mod mount;
 mod mount_mix;
 mod mount_posix;
 mod mount_sharing;
+mod mount_space;
 mod mount_system;
 mod pg;
 mod postgres;

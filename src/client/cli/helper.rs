@@ -137,12 +137,19 @@ fn parse(args: &[OsString]) -> Result<Request> {
                 | "async" | "sync" | "dirsync" | "silent" | "loud" | "mand" | "nomand",
                 None,
             ) => {}
-            // Access times: the mount never changes them on reads (it is `noatime`).
+            // The mount never changes access times on reads (it is `noatime`): options
+            // that keep it so are taken, those that ask for access times are refused.
             (
-                "atime" | "noatime" | "relatime" | "norelatime" | "strictatime" | "nostrictatime"
-                | "diratime" | "nodiratime" | "lazytime" | "nolazytime",
+                "noatime" | "norelatime" | "nostrictatime" | "nodiratime" | "lazytime"
+                | "nolazytime",
                 None,
             ) => {}
+            ("atime" | "relatime" | "strictatime" | "diratime", None) => {
+                return Err(usage(&format!(
+                    "'{option}' asks for access times, which an ibackup mount does not keep \
+                     (it is always noatime): remove the option"
+                )))
+            }
             (name, _) if name.starts_with("x-") || name == "comment" => {}
             _ => {
                 return Err(usage(&format!(
@@ -257,7 +264,7 @@ mod tests {
             Path::new("/home/alice/.cache/ibackup")
         );
         let ro = parse(&args(
-            "ibackup bob@example.com:Backups /b -oro,config=/etc/ib,nodiratime,relatime",
+            "ibackup bob@example.com:Backups /b -oro,config=/etc/ib,nodiratime,noatime",
         ))
         .unwrap();
         assert!(ro.read_only);
@@ -280,6 +287,10 @@ mod tests {
                 "unknown option 'colour=blue'",
             ),
             ("mount.fuse.ibackup a@b.c:Photos /mnt -x", "unknown flag -x"),
+            (
+                "mount.fuse.ibackup a@b.c:Photos /mnt -o relatime",
+                "'relatime' asks for access times",
+            ),
         ] {
             let error = parse(&args(line)).unwrap_err().to_string();
             assert!(error.contains(said), "{line}: {error}");

@@ -11,13 +11,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::iomode::{Choice, IoModes};
 use super::spin::Spinner;
-use super::vfs::{AttrChange, Caller, Opened, Stat, Vfs, VfsError};
+use super::vfs::{AttrChange, Caller, Opened, Seek, Stat, Vfs, VfsError};
 use super::workers::Workers;
 use crate::model::EntryKind;
 
@@ -142,7 +142,7 @@ fn file_attr(stat: &Stat) -> FileAttr {
     FileAttr {
         ino: INodeNo(stat.ino),
         size: stat.attr.size,
-        blocks: stat.attr.size.div_ceil(512),
+        blocks: stat.blocks,
         atime: time(stat.attr.atime_ns.unwrap_or(stat.attr.mtime_ns)),
         mtime: time(stat.attr.mtime_ns),
         ctime: time(stat.attr.ctime_ns),
@@ -529,6 +529,48 @@ impl Filesystem for FuseFs {
     ) {
         let room = self.room();
         answer_empty(reply, self.vfs().fsync(fh.0, room))
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let room = self.room();
+        answer_empty(
+            reply,
+            self.vfs().fallocate(fh.0, offset, length, mode, room),
+        )
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        // Only SEEK_DATA and SEEK_HOLE reach the file system.
+        let whence = match whence {
+            libc::SEEK_DATA => Seek::Data,
+            libc::SEEK_HOLE => Seek::Hole,
+            _ => return reply.error(Errno::EINVAL),
+        };
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(Errno::ENXIO);
+        };
+        match self.vfs().seek(fh.0, offset, whence) {
+            Ok(Some(at)) => reply.offset(at as i64),
+            Ok(None) => reply.error(Errno::ENXIO),
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn mkdir(

@@ -187,20 +187,13 @@ impl Journal {
         Ok(seq)
     }
 
-    /// Pending operations of a library, oldest first.
     /// How many operations of `libraries` wait (other mounts of the account may journal
     /// other libraries in the same journal).
     pub fn pending_count(&self, libraries: &[String]) -> Result<u64, JournalError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare_cached("SELECT COUNT(*) FROM ops WHERE library = ?1")?;
-        let mut total = 0u64;
-        for library in libraries {
-            let count: i64 = stmt.query_row([library], |row| row.get(0))?;
-            total += count as u64;
-        }
-        Ok(total)
+        Ok(self.counts_of(libraries)?.0)
     }
 
+    /// Pending operations of a library, oldest first.
     pub fn pending(&self, library: &str) -> Result<Vec<(i64, Op)>, JournalError> {
         self.pending_after(library, 0)
     }
@@ -272,18 +265,35 @@ impl Journal {
 
     /// `(operations, distinct files written, their bytes)` waiting, over all libraries.
     pub fn counts(&self) -> Result<(u64, u64, u64), JournalError> {
+        self.counted("1", &[])
+    }
+
+    /// [`Journal::counts`] of `libraries` only (a stage belongs to one library).
+    pub fn counts_of(&self, libraries: &[String]) -> Result<(u64, u64, u64), JournalError> {
+        let mut total = (0, 0, 0);
+        for library in libraries {
+            let (ops, files, bytes) = self.counted("library = ?1", &[library.as_str()])?;
+            total = (total.0 + ops, total.1 + files, total.2 + bytes);
+        }
+        Ok(total)
+    }
+
+    /// Operations, distinct staged files and their bytes among the operations `filter`
+    /// selects.
+    fn counted(&self, filter: &str, values: &[&str]) -> Result<(u64, u64, u64), JournalError> {
+        let values = rusqlite::params_from_iter(values);
         let conn = self.conn();
-        let (ops, files): (i64, i64) = conn.query_row(
-            "SELECT COUNT(*), COUNT(DISTINCT stage) FROM ops",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )?;
-        let bytes: i64 = conn.query_row(
-            "SELECT COALESCE(SUM(b), 0) FROM \
-             (SELECT MAX(bytes) AS b FROM ops WHERE stage IS NOT NULL GROUP BY stage)",
-            [],
-            |row| row.get(0),
-        )?;
+        let (ops, files): (i64, i64) = conn
+            .prepare_cached(&format!(
+                "SELECT COUNT(*), COUNT(DISTINCT stage) FROM ops WHERE {filter}"
+            ))?
+            .query_row(values.clone(), |row| Ok((row.get(0)?, row.get(1)?)))?;
+        let bytes: i64 = conn
+            .prepare_cached(&format!(
+                "SELECT COALESCE(SUM(b), 0) FROM (SELECT MAX(bytes) AS b FROM ops \
+                 WHERE stage IS NOT NULL AND {filter} GROUP BY stage)"
+            ))?
+            .query_row(values, |row| row.get(0))?;
         Ok((ops as u64, files as u64, bytes as u64))
     }
 }

@@ -29,6 +29,9 @@ pub struct MountRecord {
     /// passthrough, DECISIONS 38).
     #[serde(default)]
     pub passthrough: bool,
+    /// The libraries the mount shows (their ids): what of the journal is its to upload.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub libraries: Vec<String>,
 }
 
 pub(super) fn records_dir(paths: &Paths) -> PathBuf {
@@ -189,7 +192,7 @@ pub fn status(paths: &Paths) -> Vec<MountRecord> {
     for record in &mut records {
         let counted = record.journal.as_deref().and_then(|path| {
             Journal::open_read_only(path)
-                .and_then(|journal| journal.counts())
+                .and_then(|journal| journal.counts_of(&record.libraries))
                 .ok()
         });
         if let Some(counts) = counted {

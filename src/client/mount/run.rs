@@ -373,6 +373,7 @@ pub(super) fn run_foreground(
             uploads: status.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             journal: Some(journal_path.clone()),
             passthrough: passthrough.load(Ordering::Relaxed),
+            libraries: own_libraries(&vfs),
         };
         write_record(&record_file, &record);
     };

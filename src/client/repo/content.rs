@@ -8,7 +8,7 @@
 //! A file whose size, mtime or ctime changes while it is read is read again; if it keeps
 //! changing it is stored as read and reported, never silently.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ use super::{Batch, Repo};
 use crate::api::types::UploadObject;
 use crate::client::{ClientError, Result};
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};
-use crate::model::chunker;
+use crate::model::chunker::{self, Piece};
 use crate::model::ChunkRef;
 
 const READERS: usize = 2;
@@ -70,6 +70,9 @@ struct Shared<'a> {
     error: Mutex<Option<ClientError>>,
     stats: &'a ContentStats,
     progress: &'a ProgressBar,
+    /// The keys of the chunks of zeros cut in files' holes, by length: each goes to the
+    /// server once a run, however many holes hold it.
+    zero_chunks: Mutex<HashMap<usize, ObjectKey>>,
 }
 
 impl Shared<'_> {
@@ -81,6 +84,19 @@ impl Shared<'_> {
 
     fn aborted(&self) -> bool {
         self.failed.load(Ordering::SeqCst)
+    }
+
+    /// The key of `len` zeros, and the zeros themselves the first time they are asked for
+    /// (to be sent on; later holes need not be).
+    fn zero_chunk(&self, len: usize) -> (ObjectKey, Option<Vec<u8>>) {
+        let mut known = self.zero_chunks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = known.get(&len) {
+            return (*key, None);
+        }
+        let zeros = vec![0; len];
+        let key = self.store.keys().object_key(BlobKind::Chunk, &zeros);
+        known.insert(len, key);
+        (key, Some(zeros))
     }
 }
 
@@ -99,6 +115,7 @@ pub fn store_contents(
         error: Mutex::new(None),
         stats,
         progress,
+        zero_chunks: Mutex::default(),
     };
     let results: Mutex<Vec<Option<FileRead>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
     std::thread::scope(|scope| {
@@ -161,13 +178,22 @@ fn read_file(shared: &Shared<'_>, job: &FileJob, tx: &Sender<Chunk>) -> FileRead
         let mut chunks = Vec::new();
         let mut size = 0u64;
         let gear = &shared.store.keys().newest().chunker_gear;
-        for piece in chunker::chunks(&file, gear) {
-            let data = match piece {
-                Ok(data) => data,
+        for piece in chunker::file_chunks(&file, gear) {
+            let piece = match piece {
+                Ok(piece) => piece,
                 Err(e) => return FileRead::Failed(format!("{}: {e}; skipped", path.display())),
             };
-            let key = shared.store.keys().object_key(BlobKind::Chunk, &data);
-            let len = data.len() as u32;
+            let (key, len, data) = match piece {
+                Piece::Data(data) => (
+                    shared.store.keys().object_key(BlobKind::Chunk, &data),
+                    data.len() as u32,
+                    Some(data),
+                ),
+                Piece::Zeros(len) => {
+                    let (key, first) = shared.zero_chunk(len);
+                    (key, len as u32, first)
+                }
+            };
             size += u64::from(len);
             chunks.push(ChunkRef { key, len });
             shared
@@ -179,8 +205,13 @@ fn read_file(shared: &Shared<'_>, job: &FileJob, tx: &Sender<Chunk>) -> FileRead
                 shared.progress.inc(step);
                 counted += step;
             }
-            if shared.aborted() || tx.send((key, data)).is_err() {
+            if shared.aborted() {
                 return FileRead::Failed("backup aborted".into());
+            }
+            if let Some(data) = data {
+                if tx.send((key, data)).is_err() {
+                    return FileRead::Failed("backup aborted".into());
+                }
             }
         }
         let after = match file.metadata() {

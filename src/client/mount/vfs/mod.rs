@@ -15,6 +15,7 @@ pub mod objects;
 mod passthrough;
 mod read;
 pub mod snapshots;
+mod space;
 #[cfg(test)]
 mod tests;
 mod write;
@@ -30,6 +31,7 @@ use crate::crypto::{ObjectId, ObjectKey};
 use crate::model::EntryKind;
 
 pub use self::read::{Handle, Opened};
+pub use self::space::Seek;
 pub use self::write::{AttrChange, Caller};
 
 /// What went wrong, in terms a file system can report. `client::fuse` maps each to an errno.
@@ -98,6 +100,8 @@ pub struct Stat {
     pub nlink: u32,
     /// A device's number; 0 for everything else.
     pub rdev: u64,
+    /// The 512-byte blocks it takes (fewer than its size needs where it has holes).
+    pub blocks: u64,
     pub read_only: bool,
     /// Inside a snapshot: never changes, so the kernel may cache it for long.
     pub immutable: bool,
@@ -385,12 +389,17 @@ impl Vfs {
             Body::Special { rdev } => rdev,
             _ => 0,
         };
+        let blocks = match node.kind {
+            EntryKind::File => self.blocks(ino, attr.size),
+            _ => attr.size.div_ceil(512),
+        };
         Ok(Stat {
             ino,
             kind: node.kind,
             attr,
             nlink,
             rdev,
+            blocks,
             read_only,
             immutable: matches!(node.place, Place::Snapshot(_)),
         })

@@ -329,7 +329,7 @@ impl Vfs {
         })
     }
 
-    fn touch(&mut self, ino: Ino, size: Option<u64>) {
+    pub(super) fn touch(&mut self, ino: Ino, size: Option<u64>) {
         let now = now_ns();
         if let Some(node) = self.nodes.get_mut(ino) {
             node.attr.mtime_ns = now;

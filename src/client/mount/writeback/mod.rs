@@ -157,7 +157,10 @@ impl Uploader {
     }
 
     pub fn refresh_status(&self) {
-        let counts = self.journal.counts().unwrap_or((0, 0, 0));
+        let libraries: Vec<String> = (self.vfs().libraries.iter())
+            .map(|view| view.library.info.id.clone())
+            .collect();
+        let counts = self.journal.counts_of(&libraries).unwrap_or((0, 0, 0));
         self.status
             .lock()
             .unwrap_or_else(|p| p.into_inner())

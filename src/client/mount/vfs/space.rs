@@ -1,0 +1,146 @@
+//! Where a staged file's bytes lie: `fallocate` (reserve space, punch a hole, zero a range),
+//! the holes and data `lseek` finds (`SEEK_HOLE`, `SEEK_DATA`), and the blocks `stat`
+//! reports. Holes are kept while a file is staged, in its stage file; committed content is
+//! stored whole (zeros compress to next to nothing), so a committed file reads as all data.
+
+use rustix::fs::{FallocateFlags, SeekFrom};
+
+use super::nodes::{Body, Ino};
+use super::read::Handle;
+use super::{Vfs, VfsError, VfsResult};
+
+/// The `fallocate` modes FUSE passes on; the kernel refuses the others itself.
+const MODES: i32 =
+    libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
+
+/// What `lseek` looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seek {
+    Data,
+    Hole,
+}
+
+impl Vfs {
+    /// `fallocate(2)` on the file behind writable handle `fh`: mode 0 reserves the range
+    /// (growing the file), `KEEP_SIZE` reserves without growing, `PUNCH_HOLE` (with
+    /// `KEEP_SIZE`) makes a hole, `ZERO_RANGE` zeroes. Growth past `room` (the quota left)
+    /// is refused with `NoSpace`, as a write's is.
+    pub fn fallocate(
+        &mut self,
+        fh: u64,
+        offset: u64,
+        len: u64,
+        mode: i32,
+        room: u64,
+    ) -> VfsResult<()> {
+        if mode & !MODES != 0 {
+            return Err(VfsError::NotSupported);
+        }
+        let punch = mode & libc::FALLOC_FL_PUNCH_HOLE != 0;
+        let keep_size = mode & libc::FALLOC_FL_KEEP_SIZE != 0;
+        if punch && (!keep_size || mode & libc::FALLOC_FL_ZERO_RANGE != 0) {
+            return Err(VfsError::Invalid(
+                "a hole is punched with KEEP_SIZE and alone",
+            ));
+        }
+        let end = (offset.checked_add(len))
+            .filter(|end| len > 0 && *end <= i64::MAX as u64)
+            .ok_or(VfsError::Invalid("fallocate range out of bounds"))?;
+        let (ino, file) = match self.handles.get(&fh) {
+            Some(Handle::Staged {
+                ino,
+                file,
+                writable: true,
+                ..
+            }) => (*ino, file.clone()),
+            _ => return Err(VfsError::BadHandle),
+        };
+        self.sync_passed(ino)?;
+        let size = self.node(ino)?.attr.size;
+        let grows = !keep_size && end > size;
+        if grows && end > room {
+            return Err(VfsError::NoSpace);
+        }
+        let flags = FallocateFlags::from_bits_retain(mode as u32);
+        rustix::fs::fallocate(&*file, flags, offset, len).map_err(std::io::Error::from)?;
+        if let Some(Handle::Staged { wrote, .. }) = self.handles.get_mut(&fh) {
+            *wrote = true;
+        }
+        // Reserving space changes no byte; growing, punching and zeroing change the file.
+        if grows || punch || mode & libc::FALLOC_FL_ZERO_RANGE != 0 {
+            self.touch(ino, grows.then_some(end));
+        }
+        self.settle_passed(ino, grows)
+    }
+
+    /// `lseek(2)` with `SEEK_DATA` or `SEEK_HOLE` from `offset` in the file behind `fh`:
+    /// the next byte of data or the next hole (the end of the file counts as a hole).
+    /// `None` (ENXIO) when `offset` is at or past the end. Holes are found in the stage
+    /// file when it holds everything written; otherwise (committed content, or the
+    /// kernel's cache holding writes the stage has not seen yet) the whole file is data,
+    /// which is always a true answer.
+    pub fn seek(&mut self, fh: u64, offset: u64, whence: Seek) -> VfsResult<Option<u64>> {
+        let ino = match self.handles.get(&fh).ok_or(VfsError::BadHandle)? {
+            Handle::Staged { ino, .. } | Handle::Chunks { ino, .. } => *ino,
+        };
+        self.sync_passed(ino)?;
+        let size = self.node(ino)?.attr.size;
+        if offset >= size {
+            return Ok(None);
+        }
+        let stage = match self.settled_stage(ino) {
+            Some(stage) => stage,
+            None => {
+                return Ok(Some(match whence {
+                    Seek::Data => offset,
+                    Seek::Hole => size,
+                }))
+            }
+        };
+        let file = std::fs::File::open(self.stage_path(&stage))?;
+        let found = match whence {
+            Seek::Data => rustix::fs::seek(&file, SeekFrom::Data(offset)),
+            Seek::Hole => rustix::fs::seek(&file, SeekFrom::Hole(offset)),
+        };
+        match (whence, found) {
+            (_, Ok(at)) if at < size => Ok(Some(at)),
+            // Data only past the file's end (a stage longer than the file), or none.
+            (Seek::Data, Ok(_) | Err(rustix::io::Errno::NXIO)) => Ok(None),
+            (Seek::Hole, Ok(_)) => Ok(Some(size)),
+            // Past the stage's end: a hole up to the file's end.
+            (Seek::Hole, Err(rustix::io::Errno::NXIO)) => Ok(Some(offset)),
+            (_, Err(e)) => Err(std::io::Error::from(e).into()),
+        }
+    }
+
+    /// The 512-byte blocks a file takes: its stage file's when the stage holds everything
+    /// written (so holes show, as `du` expects), else as many as its size needs.
+    pub(super) fn blocks(&self, ino: Ino, size: u64) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let whole = size.div_ceil(512);
+        match self.settled_stage(ino) {
+            Some(stage) => std::fs::metadata(self.stage_path(&stage))
+                .map(|meta| meta.blocks())
+                .unwrap_or(whole),
+            None => whole,
+        }
+    }
+
+    /// The stage of `ino` if it holds every byte written: no handle writes it through the
+    /// kernel's cache (which may hold pages not yet sent). Passed-through handles write the
+    /// stage directly.
+    fn settled_stage(&self, ino: Ino) -> Option<String> {
+        let Body::File {
+            staged: Some(stage),
+            ..
+        } = &self.nodes.get(ino)?.body
+        else {
+            return None;
+        };
+        let cached_writer = self.handles.values().any(|handle| {
+            matches!(handle, Handle::Staged { ino: open, writable: true, passthrough: false, .. }
+                if *open == ino)
+        });
+        (!cached_writer).then(|| stage.clone())
+    }
+}
