@@ -3,6 +3,7 @@
 //! IBACKUP_REQUIRE_FUSE=1.
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -348,4 +349,100 @@ fn hard_links_from_a_backup_and_made_in_the_mount_are_one_file() {
     assert_eq!(inode_and_links(&target.join("sub/b")), (ino, 2));
     // Every snapshot the mount wrote counts each file's names as the file has them.
     client.run(&["check"]).ok();
+}
+
+/// `renameat2(RENAME_EXCHANGE)` on `a` and `b`.
+fn exchange(a: &Path, b: &Path) -> rustix::io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE)
+}
+
+#[test]
+fn two_names_trade_places_at_once_and_stay_traded_after_a_fresh_mount() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-exchange@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &[]);
+    let live = mount.live();
+    crate::mount::sh(
+        &live,
+        "echo first > a && echo second > b && mkdir -p d/inner && echo deep > d/inner/f",
+    );
+    exchange(&live.join("a"), &live.join("b")).unwrap();
+    // A file and a folder in another folder trade places too.
+    exchange(&live.join("a"), &live.join("d/inner")).unwrap();
+    let view = |root: &Path| {
+        let text = |p: &str| fs::read_to_string(root.join(p)).unwrap_or_else(|e| e.to_string());
+        vec![text("a/f"), text("b"), text("d/inner")]
+    };
+    let expected = vec!["deep\n", "first\n", "second\n"];
+    assert_eq!(view(&live), expected);
+    assert_eq!(
+        exchange(&live.join("d"), &live.join("d/inner")),
+        Err(rustix::io::Errno::INVAL),
+        "a folder cannot go inside itself"
+    );
+    assert_eq!(
+        exchange(&live.join("b"), &live.join("missing")),
+        Err(rustix::io::Errno::NOENT)
+    );
+    let names = |root: &Path| {
+        let mut names: Vec<String> = fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(names(&live), ["a", "b", "d"]);
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    fs::remove_dir_all(client.home.path().join("cache")).unwrap();
+    let mount = TestMount::start(&client, &[]);
+    assert_eq!(view(&mount.live()), expected, "as the server holds it");
+    assert_eq!(
+        names(&mount.live()),
+        ["a", "b", "d"],
+        "nothing set aside is left"
+    );
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}
+
+/// fstests' generic/035: a file or folder replaced by `rename`, or removed, while open has
+/// no links left.
+#[test]
+fn what_a_rename_replaced_or_rmdir_removed_while_open_has_no_links() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-replaced@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &[]);
+    let live = mount.live();
+    crate::mount::sh(&live, "touch f1 f2 && mkdir d1 d2 d3 d1/sub");
+    for (from, to) in [("f1", "f2"), ("d1", "d2")] {
+        let open = fs::File::open(live.join(to)).unwrap();
+        fs::rename(live.join(from), live.join(to)).unwrap();
+        assert_eq!(
+            open.metadata().unwrap().nlink(),
+            0,
+            "{to} replaced by {from}"
+        );
+    }
+    let open = fs::File::open(live.join("d3")).unwrap();
+    fs::remove_dir(live.join("d3")).unwrap();
+    assert_eq!(open.metadata().unwrap().nlink(), 0, "d3 removed");
+    assert_eq!(
+        fs::metadata(live.join("d2")).unwrap().nlink(),
+        3,
+        "the folder that took d2's place"
+    );
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
 }

@@ -160,3 +160,61 @@ fn a_sparse_file_of_many_gigabytes_is_stored_by_its_data() {
     let run = mount.unmount();
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// `copy_file_range` of `len` bytes from `from` at `from_at` to `to` at `to_at`, all of it.
+fn copy_range(from: &Path, from_at: u64, to: &Path, to_at: u64, len: usize) {
+    let source = File::open(from).unwrap();
+    let target = OpenOptions::new().write(true).open(to).unwrap();
+    let (mut from_at, mut to_at, mut left) = (from_at, to_at, len);
+    while left > 0 {
+        let copied = rustix::fs::copy_file_range(
+            &source,
+            Some(&mut from_at),
+            &target,
+            Some(&mut to_at),
+            left,
+        )
+        .unwrap();
+        assert!(copied > 0, "copy_file_range stopped {left} bytes short");
+        left -= copied;
+    }
+}
+
+#[test]
+fn copy_file_range_copies_between_staged_and_committed_files() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-copy-range@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &[]);
+    let live = mount.live();
+    let data: Vec<u8> = (0..3 * MIB).map(|i| (i * 13 % 251) as u8).collect();
+    fs::write(live.join("source"), &data).unwrap();
+    fs::write(live.join("target"), b"0123456789").unwrap();
+    // Staged to staged: the middle MiB of the source over the target from byte 4 on.
+    copy_range(
+        &live.join("source"),
+        MIB,
+        &live.join("target"),
+        4,
+        MIB as usize,
+    );
+    let mut expected = b"0123".to_vec();
+    expected.extend_from_slice(&data[MIB as usize..2 * MIB as usize]);
+    assert!(fs::read(live.join("target")).unwrap() == expected, "staged");
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+
+    // From committed content (nothing staged after a fresh mount) the kernel reads and
+    // writes instead.
+    fs::remove_dir_all(client.home.path().join("cache")).unwrap();
+    let mount = TestMount::start(&client, &[]);
+    let live = mount.live();
+    fs::write(live.join("copy"), b"").unwrap();
+    copy_range(&live.join("source"), 0, &live.join("copy"), 0, data.len());
+    assert!(fs::read(live.join("copy")).unwrap() == data, "committed");
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    BackingId, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use super::iomode::{Choice, IoModes};
@@ -548,6 +548,32 @@ impl Filesystem for FuseFs {
         )
     }
 
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        let room = self.room();
+        let copied = (self.vfs()).copy_range(
+            (fh_in.0, offset_in),
+            (fh_out.0, offset_out),
+            len.min(u64::from(u32::MAX)),
+            room,
+        );
+        match copied {
+            Ok(copied) => reply.written(copied as u32),
+            Err(e) => reply.error(errno(&e)),
+        }
+    }
+
     fn lseek(
         &self,
         _req: &Request,
@@ -666,6 +692,13 @@ impl Filesystem for FuseFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let (parent, new_parent) = (self.ino(parent.0), self.ino(new_parent.0));
+        if flags == RenameFlags::RENAME_EXCHANGE {
+            let exchanged =
+                (self.vfs()).exchange(parent, name.as_bytes(), new_parent, new_name.as_bytes());
+            return answer_empty(reply, exchanged);
+        }
+        // Whiteouts are overlayfs's; no flag goes with an exchange.
         if !(flags - RenameFlags::RENAME_NOREPLACE).is_empty() {
             return reply.error(Errno::EINVAL);
         }
@@ -673,9 +706,9 @@ impl Filesystem for FuseFs {
         answer_empty(
             reply,
             self.vfs().rename(
-                self.ino(parent.0),
+                parent,
                 name.as_bytes(),
-                self.ino(new_parent.0),
+                new_parent,
                 new_name.as_bytes(),
                 no_replace,
             ),

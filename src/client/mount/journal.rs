@@ -179,6 +179,24 @@ impl Journal {
         Ok(conn.last_insert_rowid())
     }
 
+    /// Appends operations that name no staged file, all at once: a reader sees all of them
+    /// or none.
+    pub fn append_together(&self, library: &str, ops: &[Op]) -> Result<(), JournalError> {
+        let mut conn = self.conn();
+        let together = conn.transaction()?;
+        {
+            let mut insert = together.prepare_cached(
+                "INSERT INTO ops (library, op, stage, bytes) VALUES (?1, ?2, NULL, 0)",
+            )?;
+            for op in ops {
+                debug_assert!(!matches!(op, Op::Write { .. }), "a write names its stage");
+                insert.execute(params![library, encode(op)])?;
+            }
+        }
+        together.commit()?;
+        Ok(())
+    }
+
     /// Appends and fsyncs, so the operation survives a power cut.
     pub fn append_durable(&self, library: &str, op: &Op, bytes: u64) -> Result<i64, JournalError> {
         let seq = self.append(library, op, bytes)?;

@@ -376,7 +376,14 @@ impl Vfs {
     /// A node's attributes. A directory is loaded first, as its link count (2 + its
     /// subdirectories, as on ext4: `find` relies on it) needs its children.
     pub fn stat(&mut self, ino: Ino) -> VfsResult<Stat> {
-        let nlink = match self.node(ino)?.kind {
+        let node = self.node(ino)?;
+        let nlink = match node.kind {
+            // Removed, or replaced by a rename, while open: no links, as on ext4.
+            EntryKind::Dir
+                if matches!(node.place, Place::Live(_)) && self.live_path(ino).is_none() =>
+            {
+                0
+            }
             EntryKind::Dir => self.dir_links(ino),
             _ => self.node(ino)?.nlink,
         };

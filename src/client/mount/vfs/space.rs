@@ -73,6 +73,55 @@ impl Vfs {
         self.settle_passed(ino, grows)
     }
 
+    /// `copy_file_range(2)` from the file behind `from` to the staged file behind writable
+    /// `to`: the stage files copy between themselves (a reflink where the local file system
+    /// can). Committed content is not at hand locally: `NotSupported`, and the kernel
+    /// copies by reading and writing. Growth past `room` is refused, as a write's is.
+    pub fn copy_range(
+        &mut self,
+        (from, from_offset): (u64, u64),
+        (to, to_offset): (u64, u64),
+        len: u64,
+        room: u64,
+    ) -> VfsResult<u64> {
+        let source = match self.handles.get(&from).ok_or(VfsError::BadHandle)? {
+            Handle::Staged { file, .. } => file.clone(),
+            Handle::Chunks { .. } => return Err(VfsError::NotSupported),
+        };
+        let (ino, target) = match self.handles.get(&to) {
+            Some(Handle::Staged {
+                ino,
+                file,
+                writable: true,
+                ..
+            }) => (*ino, file.clone()),
+            _ => return Err(VfsError::BadHandle),
+        };
+        self.sync_passed(ino)?;
+        let size = self.node(ino)?.attr.size;
+        let end = (to_offset.checked_add(len)).ok_or(VfsError::Invalid("range out of bounds"))?;
+        if end > size && end > room {
+            return Err(VfsError::NoSpace);
+        }
+        let (mut from_at, mut to_at) = (from_offset, to_offset);
+        let copied = rustix::fs::copy_file_range(
+            &*source,
+            Some(&mut from_at),
+            &*target,
+            Some(&mut to_at),
+            len.min(1 << 30) as usize,
+        )
+        .map_err(std::io::Error::from)? as u64;
+        if copied > 0 {
+            if let Some(Handle::Staged { wrote, .. }) = self.handles.get_mut(&to) {
+                *wrote = true;
+            }
+            self.touch(ino, Some(size.max(to_offset + copied)));
+            self.settle_passed(ino, false)?;
+        }
+        Ok(copied)
+    }
+
     /// `lseek(2)` with `SEEK_DATA` or `SEEK_HOLE` from `offset` in the file behind `fh`:
     /// the next byte of data or the next hole (the end of the file counts as a hole).
     /// `None` (ENXIO) when `offset` is at or past the end. Holes are found in the stage

@@ -651,6 +651,67 @@ impl Vfs {
         self.record(index, Op::Rename { from, to }, false)
     }
 
+    /// `renameat2` with `RENAME_EXCHANGE`: `name` in `parent` and `new_name` in
+    /// `new_parent` trade places at once. Journaled as three renames through a name no one
+    /// sees, appended together, so no commit shows the one without the other.
+    pub fn exchange(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+    ) -> VfsResult<()> {
+        let index = self.writable(parent)?;
+        if self.writable(new_parent)? != index {
+            return Err(VfsError::CrossDevice);
+        }
+        let first = *self.children(parent)?.get(name).ok_or(VfsError::NotFound)?;
+        let second = *self
+            .children(new_parent)?
+            .get(new_name)
+            .ok_or(VfsError::NotFound)?;
+        if first == second {
+            return Ok(());
+        }
+        // Neither may end up inside itself.
+        for (moved, into) in [(first, new_parent), (second, parent)] {
+            let mut up = into;
+            while up != self.libraries[index].live {
+                if up == moved {
+                    return Err(VfsError::Invalid("cannot move a directory into itself"));
+                }
+                up = self.node(up)?.parent;
+            }
+        }
+        let from = self.name_path(parent, name).ok_or(VfsError::NotFound)?;
+        let to = (self.name_path(new_parent, new_name)).ok_or(VfsError::NotFound)?;
+        let aside = format!(
+            ".ibackup-exchange-{}",
+            hex::encode(rand::random::<[u8; 8]>())
+        );
+        let aside = (self.name_path(parent, aside.as_bytes())).ok_or(VfsError::NotFound)?;
+        self.insert_child(parent, name, second);
+        self.insert_child(new_parent, new_name, first);
+        self.move_name(first, (parent, name), (new_parent, new_name));
+        self.move_name(second, (new_parent, new_name), (parent, name));
+        let library = self.libraries[index].library.info.id.clone();
+        let renames = [
+            Op::Rename {
+                from: from.clone(),
+                to: aside.clone(),
+            },
+            Op::Rename {
+                from: to.clone(),
+                to: from,
+            },
+            Op::Rename { from: aside, to },
+        ];
+        (self.journal.append_together(&library, &renames))
+            .map_err(|e| VfsError::Io(std::io::Error::other(e.to_string())))?;
+        self.last_change = std::time::Instant::now();
+        Ok(())
+    }
+
     /// chmod, chown, truncate and utimens.
     pub fn setattr(&mut self, ino: Ino, change: AttrChange) -> VfsResult<Stat> {
         let AttrChange {
