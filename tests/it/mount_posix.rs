@@ -446,3 +446,121 @@ fn what_a_rename_replaced_or_rmdir_removed_while_open_has_no_links() {
     let run = mount.unmount();
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// A POSIX ACL in Linux's xattr form: version 2, then (tag, permissions, id) entries.
+fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut value = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        value.extend_from_slice(&tag.to_le_bytes());
+        value.extend_from_slice(&perm.to_le_bytes());
+        value.extend_from_slice(&id.to_le_bytes());
+    }
+    value
+}
+
+const USER_OBJ: u16 = 0x01;
+const USER: u16 = 0x02;
+const GROUP_OBJ: u16 = 0x04;
+const MASK: u16 = 0x10;
+const OTHER: u16 = 0x20;
+const ANY: u32 = u32::MAX;
+
+#[test]
+fn posix_acls_are_kept_checked_inherited_and_survive_a_fresh_mount() {
+    if !fuse_or_skip() {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: switching to a second user needs root");
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-acl@example.com");
+    client.register(&server);
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(client.home.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let mount = TestMount::start(&client, &["--allow-other"]);
+    let live = mount.live();
+    crate::mount::sh(
+        &live,
+        "echo secret > shared && chmod 600 shared && mkdir -m 755 team",
+    );
+    // nobody may read `shared` by its ACL alone, though its mode says owner only.
+    let access = acl(&[
+        (USER_OBJ, 6, ANY),
+        (USER, 4, 65534),
+        (GROUP_OBJ, 0, ANY),
+        (MASK, 4, ANY),
+        (OTHER, 0, ANY),
+    ]);
+    xattr::set(live.join("shared"), "system.posix_acl_access", &access).unwrap();
+    let (code, stderr) = as_nobody(&live, "cat shared");
+    assert_eq!(code, 0, "the ACL lets nobody read: {stderr}");
+    let (code, _) = as_nobody(&live, "echo x >> shared");
+    assert_ne!(code, 0, "but not write");
+    // The group bits of the mode show the ACL's mask, as on ext4.
+    assert_eq!(mode_and_owner(&live.join("shared")).0, 0o640);
+
+    // What is made in `team` inherits its default ACL, masked by the mode asked for.
+    let default = acl(&[
+        (USER_OBJ, 7, ANY),
+        (USER, 7, 65534),
+        (GROUP_OBJ, 5, ANY),
+        (MASK, 7, ANY),
+        (OTHER, 0, ANY),
+    ]);
+    xattr::set(live.join("team"), "system.posix_acl_default", &default).unwrap();
+    crate::mount::sh(
+        &live,
+        "umask 022 && echo plan > team/plan && mkdir team/sub",
+    );
+    let (code, stderr) = as_nobody(&live, "echo more >> team/plan && touch team/sub/by-nobody");
+    assert_eq!(code, 0, "inherited, nobody may write: {stderr}");
+    assert_eq!(
+        mode_and_owner(&live.join("team/plan")).0,
+        0o660,
+        "0666 masked by the default ACL, not by the umask"
+    );
+    let inherited = |path: &str| {
+        let path = live.join(path);
+        (
+            xattr::get(&path, "system.posix_acl_access").unwrap(),
+            xattr::get(&path, "system.posix_acl_default").unwrap(),
+        )
+    };
+    let (plan_access, plan_default) = inherited("team/plan");
+    assert!(
+        plan_access.is_some() && plan_default.is_none(),
+        "a file: access only"
+    );
+    let (_, sub_default) = inherited("team/sub");
+    assert_eq!(
+        sub_default.as_deref(),
+        Some(&default[..]),
+        "a folder passes it on"
+    );
+    // Not an ACL, or a default ACL on a file: refused.
+    assert!(xattr::set(live.join("shared"), "system.posix_acl_access", b"junk").is_err());
+    assert!(xattr::set(live.join("shared"), "system.posix_acl_default", &default).is_err());
+
+    let before = (
+        xattr::get(live.join("shared"), "system.posix_acl_access").unwrap(),
+        inherited("team/plan"),
+        inherited("team/sub"),
+    );
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    fs::remove_dir_all(client.home.path().join("cache")).unwrap();
+    let mount = TestMount::start(&client, &["--allow-other"]);
+    let live = mount.live();
+    let after = (
+        xattr::get(live.join("shared"), "system.posix_acl_access").unwrap(),
+        inherited("team/plan"),
+        inherited("team/sub"),
+    );
+    assert_eq!(after, before, "as the server holds them");
+    let (code, stderr) = as_nobody(&live, "cat shared");
+    assert_eq!(code, 0, "{stderr}");
+    let run = mount.unmount();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+}

@@ -103,6 +103,16 @@ fn space_is_reserved_punched_and_zeroed_and_holes_are_found_as_on_ext4() {
         Err(rustix::io::Errno::OPNOTSUPP),
         "a hole needs KEEP_SIZE"
     );
+    // More than this computer can stage: refused, and nothing changes.
+    let refused = rustix::fs::fallocate(&writable, FallocateFlags::empty(), 0, 1 << 50);
+    assert_eq!(refused, Err(rustix::io::Errno::NOSPC));
+    assert_eq!(writable.metadata().unwrap().len(), expected.0);
+    let mount_free = rustix::fs::statvfs(&live).unwrap();
+    let local_free = rustix::fs::statvfs(client.home.path()).unwrap();
+    assert!(
+        mount_free.f_bavail * mount_free.f_frsize <= local_free.f_bavail * local_free.f_frsize,
+        "statfs offers no more than the local disk holds"
+    );
     drop((read_only, writable));
 
     let run = mount.unmount();

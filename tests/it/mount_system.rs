@@ -161,21 +161,24 @@ fn mounts_that_cannot_be_made_say_why_and_leave_nothing_mounted() {
 }
 
 /// `/sbin/mount.fuse.ibackup`, the link through which mount(8) runs `ibackup` for the type
-/// `fuse.ibackup` (`scripts/setup` and the README make it): made to point at this build.
-/// `None` unless root, who alone may make it.
-fn helper_link() -> Option<()> {
+/// `fuse.ibackup` (`scripts/setup` and the README make it): made to point at `client`, and
+/// held (the guard) while the test that made it runs. `None` unless root, who alone may
+/// make it.
+fn helper_link(client: &Path) -> Option<std::sync::MutexGuard<'static, ()>> {
+    static HELPER: std::sync::Mutex<()> = std::sync::Mutex::new(());
     if !rustix::process::geteuid().is_root() {
         eprintln!("not root: the mount helper's link cannot be made here");
         return None;
     }
+    let held = HELPER.lock().unwrap_or_else(|p| p.into_inner());
     let link = Path::new("/sbin/mount.fuse.ibackup");
-    if fs::read_link(link).ok().as_deref() != Some(Path::new(crate::util::CLIENT_BIN)) {
+    if fs::read_link(link).ok().as_deref() != Some(client) {
         let staged = Path::new("/sbin/.mount.fuse.ibackup.new");
         let _ = fs::remove_file(staged);
-        std::os::unix::fs::symlink(crate::util::CLIENT_BIN, staged).unwrap();
+        std::os::unix::fs::symlink(client, staged).unwrap();
         fs::rename(staged, link).unwrap();
     }
-    Some(())
+    Some(held)
 }
 
 fn system(program: &str, args: &[&str]) -> crate::util::Run {
@@ -205,9 +208,12 @@ fn mounts_end(client: &TestClient) {
 
 #[test]
 fn mount_t_fuse_ibackup_and_an_fstab_line_mount_a_library_and_umount_ends_it() {
-    if !fuse_or_skip() || helper_link().is_none() {
+    if !fuse_or_skip() {
         return;
     }
+    let Some(_helper) = helper_link(Path::new(crate::util::CLIENT_BIN)) else {
+        return;
+    };
     let server = TestServer::start();
     let alice = TestClient::new("alice-fstab@example.com");
     alice.register(&server);
@@ -462,4 +468,128 @@ fn two_mounts_of_one_account_share_no_library() {
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(fs::read(again.join("in-backups.txt")).unwrap(), b"backups");
     alice.run(&["umount", again.to_str().unwrap()]).ok();
+}
+
+/// The line `line` in `/etc/fstab` while it lives (user mounts are allowed by that file
+/// alone).
+struct FstabLine(String);
+
+impl FstabLine {
+    fn add(line: &str) -> Self {
+        let fstab = fs::read_to_string("/etc/fstab").unwrap_or_default();
+        let mut text = fstab.trim_end_matches('\n').to_owned();
+        text.push_str(&format!("\n{line}\n"));
+        fs::write("/etc/.fstab.ibackup-test", text).unwrap();
+        fs::rename("/etc/.fstab.ibackup-test", "/etc/fstab").unwrap();
+        Self(line.to_owned())
+    }
+}
+
+impl Drop for FstabLine {
+    fn drop(&mut self) {
+        let fstab = fs::read_to_string("/etc/fstab").unwrap_or_default();
+        let kept: Vec<&str> = fstab.lines().filter(|l| *l != self.0).collect();
+        let _ = fs::write("/etc/.fstab.ibackup-test", kept.join("\n") + "\n");
+        let _ = fs::rename("/etc/.fstab.ibackup-test", "/etc/fstab");
+    }
+}
+
+/// Runs `script` with `sh` as nobody (uid and gid 65534, no other groups), from `/`.
+fn as_nobody(script: &str) -> crate::util::Run {
+    crate::util::Run::from(
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sh",
+                "-c",
+                script,
+            ])
+            .current_dir("/")
+            .env_clear()
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+            .output()
+            .unwrap(),
+    )
+}
+
+/// The client binary where nobody may run it: this build, or a copy of it in `keep` when
+/// the build lies in a folder nobody may enter (a checkout under /root).
+fn client_for_nobody(keep: &Path) -> std::path::PathBuf {
+    let build = Path::new(crate::util::CLIENT_BIN);
+    if as_nobody(&format!("test -x '{}'", build.display())).code == 0 {
+        return build.to_owned();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(keep, fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = keep.join("ibackup");
+    fs::copy(build, &copy).unwrap();
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+    copy
+}
+
+/// An fstab line with `user`: an ordinary user mounts it with `mount DIR` (mount(8) runs
+/// the helper with the user's rights, which mounts through fusermount3), writes, and
+/// unmounts it with `umount DIR`; the mount uploads and ends.
+#[test]
+fn an_ordinary_user_mounts_and_unmounts_a_user_fstab_line() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let keep = tempfile::tempdir().unwrap();
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root: /etc/fstab cannot be changed here");
+        return;
+    }
+    let Some(_helper) = helper_link(&client_for_nobody(keep.path())) else {
+        return;
+    };
+    let server = TestServer::start();
+    let alice = TestClient::new("alice-user-fstab@example.com");
+    alice.register(&server);
+    let home = alice.home.path();
+    let (config, cache, dir) = (alice.config_dir(), home.join("cache"), home.join("photos"));
+    fs::create_dir_all(&cache).unwrap();
+    fs::create_dir_all(&dir).unwrap();
+    let _unmounted = Unmounted(dir.clone());
+    // The account's folders and the mount point are nobody's.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(home, fs::Permissions::from_mode(0o755)).unwrap();
+    for path in [&config, &cache, &dir] {
+        let run = system("chown", &["-R", "65534:65534", path.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+    }
+    let _line = FstabLine::add(&format!(
+        "alice-user-fstab@example.com:Backups  {}  fuse.ibackup  config={},cache={},user,noauto  0 0",
+        dir.display(),
+        config.display(),
+        cache.display()
+    ));
+
+    let run = as_nobody(&format!("mount '{}'", dir.display()));
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let table = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = table
+        .lines()
+        .find(|l| l.contains(dir.to_str().unwrap()))
+        .expect("mounted");
+    assert!(
+        line.contains("user_id=65534"),
+        "mounted as the user: {line}"
+    );
+    let run = as_nobody(&format!(
+        "echo by the user > '{0}/user.txt' && umount '{0}'",
+        dir.display()
+    ));
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(!is_mounted(&dir));
+    mounts_end(&alice);
+    assert_eq!(
+        restored(&alice, "user.txt").as_deref(),
+        Some(&b"by the user\n"[..])
+    );
 }

@@ -10,9 +10,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     BackingId, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyLseek,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
+    ReplyIoctl, ReplyLseek, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 
 use super::iomode::{Choice, IoModes};
@@ -286,6 +287,13 @@ impl Filesystem for FuseFs {
         // it found without them and stops asking for `security.capability` before every
         // `write` call (DECISIONS 35).
         let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
+        // The kernel keeps POSIX ACLs (checking them, and the mode beside them); the file
+        // system stores them and applies the umask or a default ACL itself.
+        // The umask reaches the file system unapplied, as a default ACL replaces it.
+        let acls = InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
+        if let Err(missing) = config.add_capabilities(acls) {
+            eprintln!("warning: the kernel offers no POSIX ACLs to this mount ({missing:?})");
+        }
         Ok(())
     }
 
@@ -449,8 +457,8 @@ impl Filesystem for FuseFs {
         let (stat, opened) = match vfs.create(
             self.ino(parent.0),
             name.as_bytes(),
-            mode & !umask,
-            caller(req),
+            mode,
+            caller(req, umask),
         ) {
             Ok(created) => created,
             Err(e) => return reply.error(errno(&e)),
@@ -529,6 +537,23 @@ impl Filesystem for FuseFs {
     ) {
         let room = self.room();
         answer_empty(reply, self.vfs().fsync(fh.0, room))
+    }
+
+    /// No ioctl is the file system's: file attributes (`chattr`), FIEMAP and the like are
+    /// not kept, as on file systems without them.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        self.request();
+        reply.error(Errno::ENOTTY);
     }
 
     fn fallocate(
@@ -611,8 +636,8 @@ impl Filesystem for FuseFs {
         match self.vfs().mkdir(
             self.ino(parent.0),
             name.as_bytes(),
-            mode & !umask,
-            caller(req),
+            mode,
+            caller(req, umask),
         ) {
             Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), Generation(0)),
             Err(e) => reply.error(errno(&e)),
@@ -632,7 +657,7 @@ impl Filesystem for FuseFs {
             self.ino(parent.0),
             link_name.as_bytes(),
             target,
-            caller(req),
+            caller(req, 0),
         ) {
             Ok(stat) => reply.entry(&ttl(&stat), &file_attr(&stat), Generation(0)),
             Err(e) => reply.error(errno(&e)),
@@ -660,9 +685,9 @@ impl Filesystem for FuseFs {
             self.ino(parent.0),
             name.as_bytes(),
             kind,
-            mode & !umask,
+            mode,
             u64::from(rdev),
-            caller(req),
+            caller(req, umask),
         );
         answer_entry(reply, made)
     }
@@ -789,8 +814,12 @@ impl Filesystem for FuseFs {
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let ino = self.ino(ino.0);
         // These are never stored (set_xattr refuses them), and the kernel asks for
-        // security.capability before every write call: answer without the lock.
-        if name.as_bytes().starts_with(b"security.") || name.as_bytes().starts_with(b"system.") {
+        // security.capability before every write call: answer without the lock. ACLs are
+        // kept (`vfs::acl`).
+        let name_bytes = name.as_bytes();
+        if name_bytes.starts_with(b"security.")
+            || name_bytes.starts_with(b"system.") && !super::vfs::is_acl(name_bytes)
+        {
             self.request();
             return reply.error(Errno::ENODATA);
         }
@@ -848,7 +877,9 @@ impl Filesystem for FuseFs {
         let (quota, used) = *self.space.lock().unwrap_or_else(|p| p.into_inner());
         const BLOCK: u64 = 4096;
         let blocks = quota.div_ceil(BLOCK);
-        let free = quota.saturating_sub(used) / BLOCK;
+        // What may be written: the quota left, and no more than this computer can stage.
+        let local = self.vfs().local_room();
+        let free = quota.saturating_sub(used).min(local) / BLOCK;
         reply.statfs(
             blocks,
             free,
@@ -896,10 +927,13 @@ fn answer_empty(reply: ReplyEmpty, result: Result<(), VfsError>) {
     }
 }
 
-fn caller(req: &Request) -> Caller {
+/// Who asks, and the umask of what they make (applied by the model, as a folder's default
+/// ACL may stand in for it).
+fn caller(req: &Request, umask: u32) -> Caller {
     Caller {
         uid: req.uid(),
         gid: req.gid(),
+        umask,
     }
 }
 

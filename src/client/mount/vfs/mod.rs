@@ -8,6 +8,7 @@
 //! mounted; directories load lazily, and snapshot listings are taken once per open, so
 //! readdir offsets survive changes made meanwhile.
 
+mod acl;
 mod commit;
 mod links;
 pub mod nodes;
@@ -30,6 +31,7 @@ use crate::client::ClientError;
 use crate::crypto::{ObjectId, ObjectKey};
 use crate::model::EntryKind;
 
+pub use self::acl::is_acl;
 pub use self::read::{Handle, Opened};
 pub use self::space::Seek;
 pub use self::write::{AttrChange, Caller};

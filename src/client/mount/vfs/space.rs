@@ -13,6 +13,11 @@ use super::{Vfs, VfsError, VfsResult};
 const MODES: i32 =
     libc::FALLOC_FL_KEEP_SIZE | libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_ZERO_RANGE;
 
+/// Space left free on the disk that holds the stage files: `statfs` does not offer it,
+/// and `fallocate` will not take it, so a program that fills the mount does not fill the
+/// computer.
+pub const LOCAL_RESERVE: u64 = 1 << 30;
+
 /// What `lseek` looks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Seek {
@@ -58,11 +63,17 @@ impl Vfs {
         self.sync_passed(ino)?;
         let size = self.node(ino)?.attr.size;
         let grows = !keep_size && end > size;
-        if grows && end > room {
+        // Growth is charged to the quota; reserved space lies on this computer's disk.
+        if grows && end > room || !punch && len > self.local_room() {
             return Err(VfsError::NoSpace);
         }
         let flags = FallocateFlags::from_bits_retain(mode as u32);
-        rustix::fs::fallocate(&*file, flags, offset, len).map_err(std::io::Error::from)?;
+        if let Err(e) = rustix::fs::fallocate(&*file, flags, offset, len) {
+            // A failed reservation can leave what it took (ext4 keeps the blocks it got
+            // and may have grown the file): cut the stage back to the file's size.
+            let _ = file.set_len(size);
+            return Err(std::io::Error::from(e).into());
+        }
         if let Some(Handle::Staged { wrote, .. }) = self.handles.get_mut(&fh) {
             *wrote = true;
         }
@@ -71,6 +82,16 @@ impl Vfs {
             self.touch(ino, grows.then_some(end));
         }
         self.settle_passed(ino, grows)
+    }
+
+    /// The bytes that may still be staged on this computer: the free space of the file
+    /// system the stage files live on, less [`LOCAL_RESERVE`] kept for everything else.
+    pub fn local_room(&self) -> u64 {
+        match rustix::fs::statvfs(&self.stage_dir) {
+            Ok(stat) => (stat.f_bavail.saturating_mul(stat.f_frsize)).saturating_sub(LOCAL_RESERVE),
+            // Not made yet (nothing staged): nothing to say against it.
+            Err(_) => u64::MAX,
+        }
     }
 
     /// `copy_file_range(2)` from the file behind `from` to the staged file behind writable

@@ -15,6 +15,7 @@ use crate::model::EntryKind;
 const ME: Caller = Caller {
     uid: 1000,
     gid: 1000,
+    umask: 0,
 };
 
 struct Fixture {
@@ -361,6 +362,11 @@ fn setattr_truncate_symlink_and_xattrs() {
     assert!(matches!(
         f.vfs
             .set_xattr(stat.ino, b"system.posix_acl_access", Some(b"x")),
+        Err(VfsError::Invalid(_))
+    ));
+    assert!(matches!(
+        f.vfs
+            .set_xattr(stat.ino, b"security.capability", Some(b"x")),
         Err(VfsError::NotSupported)
     ));
     f.vfs.set_xattr(stat.ino, b"user.tag", None).unwrap();

@@ -33,6 +33,8 @@ pub struct AttrChange {
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// The caller's umask, for what it makes where no default ACL says otherwise.
+    pub umask: u32,
 }
 
 impl Vfs {
@@ -188,6 +190,44 @@ impl Vfs {
         }
     }
 
+    /// The attributes of a new file, folder or special file made with `mode` in `parent`,
+    /// and the ACLs it inherits: a default ACL of `parent` masks `mode` in place of the
+    /// caller's umask and becomes the node's (a folder's default ACL too).
+    fn masked_attr(&self, parent: Ino, mode: u32, dir: bool, caller: Caller) -> (Attr, Vec<Xattr>) {
+        let default = self
+            .nodes
+            .get(parent)
+            .and_then(|parent| (parent.xattrs.iter()).find(|x| x.name == super::acl::DEFAULT));
+        let inherited = default.and_then(|default| super::acl::inherit(&default.value, mode));
+        let Some((mode, access)) = inherited else {
+            return (
+                self.new_attr(parent, mode & !caller.umask, dir, caller),
+                Vec::new(),
+            );
+        };
+        let mut acls = Vec::new();
+        if let Some(access) = access {
+            acls.push(Xattr {
+                name: super::acl::ACCESS.to_vec(),
+                value: access,
+            });
+        }
+        if let Some(default) = default.filter(|_| dir) {
+            acls.push(default.clone());
+        }
+        (self.new_attr(parent, mode, dir, caller), acls)
+    }
+
+    /// Journals the ACLs node `ino` of library `index` inherited when it was made.
+    fn record_inherited(&mut self, index: usize, ino: Ino, acls: Vec<Xattr>) -> VfsResult<()> {
+        match self.live_path(ino) {
+            Some((_, path)) if !acls.is_empty() => {
+                self.record(index, Op::SetXattrs { path, xattrs: acls }, false)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// A new, empty staged file. An uploaded stage's file is reused when there is one:
     /// allocating a fresh inode per file is what costs most when thousands are written
     /// (ext4 without a journal scans past recently deleted inodes on every create).
@@ -231,11 +271,12 @@ impl Vfs {
     ) -> VfsResult<(Stat, Opened)> {
         let index = self.writable(parent)?;
         let (stage, file) = self.new_stage()?;
-        let node = Node::new(
+        let (attr, acls) = self.masked_attr(parent, mode, false, caller);
+        let mut node = Node::new(
             parent,
             name,
             EntryKind::File,
-            self.new_attr(parent, mode, false, caller),
+            attr,
             Body::File {
                 chunks: Arc::new(Vec::new()),
                 staged: Some(stage.clone()),
@@ -243,6 +284,8 @@ impl Vfs {
             },
             Place::Live(index),
         );
+        // Journaled with the file's first write, at close.
+        node.xattrs = acls;
         let ino = match self.add_child(parent, name, node) {
             Ok(ino) => ino,
             Err(e) => {
@@ -500,20 +543,18 @@ impl Vfs {
         caller: Caller,
     ) -> VfsResult<Stat> {
         let index = self.writable(parent)?;
-        let node = Node::dir(
-            parent,
-            name,
-            self.new_attr(parent, mode, true, caller),
-            Place::Live(index),
-        );
-        let attr = node.attr.clone();
-        self.make_child(index, parent, name, node, |path| Op::Mkdir {
+        let (attr, acls) = self.masked_attr(parent, mode, true, caller);
+        let mut node = Node::dir(parent, name, attr.clone(), Place::Live(index));
+        node.xattrs = acls.clone();
+        let stat = self.make_child(index, parent, name, node, |path| Op::Mkdir {
             path,
             mode: attr.mode,
             uid: attr.uid,
             gid: attr.gid,
             mtime_ns: attr.mtime_ns,
-        })
+        })?;
+        self.record_inherited(index, stat.ino, acls)?;
+        Ok(stat)
     }
 
     pub fn symlink(
@@ -557,9 +598,9 @@ impl Vfs {
             return Err(VfsError::Invalid("mknod makes FIFOs, sockets and devices"));
         }
         let index = self.writable(parent)?;
-        let attr = self.new_attr(parent, mode, false, caller);
+        let (attr, acls) = self.masked_attr(parent, mode, false, caller);
         let rdev = if kind.is_device() { rdev } else { 0 };
-        let node = Node::new(
+        let mut node = Node::new(
             parent,
             name,
             kind,
@@ -567,7 +608,8 @@ impl Vfs {
             Body::Special { rdev },
             Place::Live(index),
         );
-        self.make_child(index, parent, name, node, |path| Op::Special {
+        node.xattrs = acls.clone();
+        let stat = self.make_child(index, parent, name, node, |path| Op::Special {
             path,
             kind,
             mode: attr.mode,
@@ -575,7 +617,9 @@ impl Vfs {
             gid: attr.gid,
             rdev,
             mtime_ns: attr.mtime_ns,
-        })
+        })?;
+        self.record_inherited(index, stat.ino, acls)?;
+        Ok(stat)
     }
 
     /// Whether `target` may be removed, or replaced by a directory (`as_dir`) or a
@@ -758,6 +802,9 @@ impl Vfs {
             node.attr.atime_ns = atime_ns;
         }
         node.attr.ctime_ns = now_ns();
+        if let Some(mode) = mode {
+            self.chmod_acl(index, ino, mode)?;
+        }
         self.settle_passed(ino, size.is_some())?;
         // The kernel's writeback cache sends the mtime of a file it is writing out just
         // before `flush`; the write journaled at close carries it, so it needs no entry.
@@ -829,9 +876,30 @@ impl Vfs {
     /// Sets (`Some`) or removes (`None`) an extended attribute.
     pub fn set_xattr(&mut self, ino: Ino, name: &[u8], value: Option<&[u8]>) -> VfsResult<()> {
         let index = self.writable(ino)?;
-        // ACLs and other system attributes would stand in for the mode bits (cp -a sets the
-        // ACL instead of chmod when it can); refusing them makes tools fall back to chmod.
-        if name.starts_with(b"system.") || name.starts_with(b"security.") {
+        let asked_removal = value.is_none();
+        let mut value = value;
+        // An access ACL sets the mode's bits too (the kernel leaves that to the file
+        // system); one the mode alone can say is not kept, as on ext4.
+        let mut mode = None;
+        if super::acl::is_acl(name) {
+            if value.is_some_and(|value| !super::acl::valid(value)) {
+                return Err(VfsError::Invalid("not a POSIX ACL"));
+            }
+            if name == super::acl::DEFAULT && self.node(ino)?.kind != EntryKind::Dir {
+                return Err(VfsError::Access);
+            }
+            if let Some((bits, plain)) = value
+                .filter(|_| name == super::acl::ACCESS)
+                .and_then(super::acl::mode_bits)
+            {
+                mode = Some((self.node(ino)?.attr.mode & !0o777) | bits);
+                if plain {
+                    value = None;
+                }
+            }
+        } else if name.starts_with(b"system.") || name.starts_with(b"security.") {
+            // Capabilities, SELinux labels and the like are this computer's, not the
+            // files': not kept.
             return Err(VfsError::NotSupported);
         }
         let node = self.nodes.get_mut(ino).ok_or(VfsError::NotFound)?;
@@ -848,13 +916,38 @@ impl Vfs {
             .into_iter()
             .map(|(name, value)| Xattr { name, value })
             .collect();
-        if !existed {
+        if !existed && asked_removal {
             return Err(VfsError::NoAttribute);
         }
         let xattrs = node.xattrs.clone();
         if let Some((_, path)) = self.live_path(ino) {
             self.record(index, Op::SetXattrs { path, xattrs }, false)?;
         }
+        if let Some(mode) = mode {
+            let change = AttrChange {
+                mode: Some(mode),
+                ..AttrChange::default()
+            };
+            self.setattr(ino, change)?;
+        }
         Ok(())
+    }
+
+    /// After a `chmod` of `ino` to `mode`: its access ACL, if it has one, takes the new
+    /// bits (the kernel leaves that to the file system).
+    fn chmod_acl(&mut self, index: usize, ino: Ino, mode: u32) -> VfsResult<()> {
+        let node = self.nodes.get_mut(ino).ok_or(VfsError::NotFound)?;
+        let Some(access) = (node.xattrs.iter_mut()).find(|x| x.name == super::acl::ACCESS) else {
+            return Ok(());
+        };
+        match super::acl::chmod(&access.value, mode) {
+            Some(changed) if changed != access.value => access.value = changed,
+            _ => return Ok(()),
+        }
+        let xattrs = node.xattrs.clone();
+        match self.live_path(ino) {
+            Some((_, path)) => self.record(index, Op::SetXattrs { path, xattrs }, false),
+            None => Ok(()),
+        }
     }
 }
