@@ -171,7 +171,7 @@ fn special_files_access_times_and_link_counts_survive_a_fresh_mount() {
 }
 
 /// Runs `script` with `sh` in `dir` as uid/gid 65534 (nobody); its exit code and stderr.
-fn as_nobody(dir: &Path, script: &str) -> (i32, String) {
+pub(crate) fn as_nobody(dir: &Path, script: &str) -> (i32, String) {
     let output = std::process::Command::new("setpriv")
         .args([
             "--reuid=65534",
@@ -196,21 +196,29 @@ fn mode_and_owner(path: &Path) -> (u32, u32) {
     (meta.mode() & 0o7777, meta.uid())
 }
 
-#[test]
-fn a_second_user_of_an_allow_other_mount_meets_the_rules_of_ext4() {
+/// A server and a signed-in client whose home a second user (nobody) may enter; `None`
+/// where FUSE is missing or the tests do not run as root (who alone switches users).
+fn second_user_setup(email: &str) -> Option<(TestServer, TestClient)> {
     if !fuse_or_skip() {
-        return;
+        return None;
     }
     if !rustix::process::geteuid().is_root() {
         eprintln!("skipped: switching to a second user needs root");
-        return;
+        return None;
     }
     let server = TestServer::start();
-    let client = TestClient::new("mount-allow-other@example.com");
+    let client = TestClient::new(email);
     client.register(&server);
-    // The second user must be able to reach the mount point.
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(client.home.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    Some((server, client))
+}
+
+#[test]
+fn a_second_user_of_an_allow_other_mount_meets_the_rules_of_ext4() {
+    let Some((_server, client)) = second_user_setup("mount-allow-other@example.com") else {
+        return;
+    };
 
     // Without --allow-other, nobody but the mounting user gets in.
     let mount = TestMount::start(&client, &[]);
@@ -467,18 +475,9 @@ const ANY: u32 = u32::MAX;
 
 #[test]
 fn posix_acls_are_kept_checked_inherited_and_survive_a_fresh_mount() {
-    if !fuse_or_skip() {
+    let Some((_server, client)) = second_user_setup("mount-acl@example.com") else {
         return;
-    }
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: switching to a second user needs root");
-        return;
-    }
-    let server = TestServer::start();
-    let client = TestClient::new("mount-acl@example.com");
-    client.register(&server);
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(client.home.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    };
     let mount = TestMount::start(&client, &["--allow-other"]);
     let live = mount.live();
     crate::mount::sh(

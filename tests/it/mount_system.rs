@@ -494,27 +494,14 @@ impl Drop for FstabLine {
     }
 }
 
-/// Runs `script` with `sh` as nobody (uid and gid 65534, no other groups), from `/`.
+/// Runs `script` with `sh` as nobody, from `/`.
 fn as_nobody(script: &str) -> crate::util::Run {
-    crate::util::Run::from(
-        std::process::Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                "sh",
-                "-c",
-                script,
-            ])
-            .current_dir("/")
-            .env_clear()
-            .env(
-                "PATH",
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            )
-            .output()
-            .unwrap(),
-    )
+    let (code, stderr) = crate::mount_posix::as_nobody(Path::new("/"), script);
+    crate::util::Run {
+        code,
+        stdout: String::new(),
+        stderr,
+    }
 }
 
 /// The client binary where nobody may run it: this build, or a copy of it in `keep` when

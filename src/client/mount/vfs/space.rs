@@ -3,6 +3,9 @@
 //! reports. Holes are kept while a file is staged, in its stage file; committed content is
 //! stored whole (zeros compress to next to nothing), so a committed file reads as all data.
 
+use std::fs::File;
+use std::sync::Arc;
+
 use rustix::fs::{FallocateFlags, SeekFrom};
 
 use super::nodes::{Body, Ino};
@@ -51,17 +54,7 @@ impl Vfs {
         let end = (offset.checked_add(len))
             .filter(|end| len > 0 && *end <= i64::MAX as u64)
             .ok_or(VfsError::Invalid("fallocate range out of bounds"))?;
-        let (ino, file) = match self.handles.get(&fh) {
-            Some(Handle::Staged {
-                ino,
-                file,
-                writable: true,
-                ..
-            }) => (*ino, file.clone()),
-            _ => return Err(VfsError::BadHandle),
-        };
-        self.sync_passed(ino)?;
-        let size = self.node(ino)?.attr.size;
+        let (ino, file, size) = self.writable_stage(fh)?;
         let grows = !keep_size && end > size;
         // Growth is charged to the quota; reserved space lies on this computer's disk.
         if grows && end > room || !punch && len > self.local_room() {
@@ -82,6 +75,22 @@ impl Vfs {
             self.touch(ino, grows.then_some(end));
         }
         self.settle_passed(ino, grows)
+    }
+
+    /// The file, stage file and size (as the kernel last wrote it) behind writable handle
+    /// `fh`.
+    fn writable_stage(&mut self, fh: u64) -> VfsResult<(Ino, Arc<File>, u64)> {
+        let (ino, file) = match self.handles.get(&fh) {
+            Some(Handle::Staged {
+                ino,
+                file,
+                writable: true,
+                ..
+            }) => (*ino, file.clone()),
+            _ => return Err(VfsError::BadHandle),
+        };
+        self.sync_passed(ino)?;
+        Ok((ino, file, self.node(ino)?.attr.size))
     }
 
     /// The bytes that may still be staged on this computer: the free space of the file
@@ -109,17 +118,7 @@ impl Vfs {
             Handle::Staged { file, .. } => file.clone(),
             Handle::Chunks { .. } => return Err(VfsError::NotSupported),
         };
-        let (ino, target) = match self.handles.get(&to) {
-            Some(Handle::Staged {
-                ino,
-                file,
-                writable: true,
-                ..
-            }) => (*ino, file.clone()),
-            _ => return Err(VfsError::BadHandle),
-        };
-        self.sync_passed(ino)?;
-        let size = self.node(ino)?.attr.size;
+        let (ino, target, size) = self.writable_stage(to)?;
         let end = (to_offset.checked_add(len)).ok_or(VfsError::Invalid("range out of bounds"))?;
         if end > size && end > room {
             return Err(VfsError::NoSpace);
