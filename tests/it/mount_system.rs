@@ -580,3 +580,57 @@ fn an_ordinary_user_mounts_and_unmounts_a_user_fstab_line() {
         Some(&b"by the user\n"[..])
     );
 }
+
+/// fstests' generic/184: a device node made in the mount opens the device when root mounts
+/// with `-o devices`; by default the mount is `nodev` and it opens nothing (a device node
+/// in a library someone shared must not open this computer's devices).
+#[test]
+fn device_nodes_open_only_on_a_mount_with_dev() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let Some(_helper) = helper_link(Path::new(crate::util::CLIENT_BIN)) else {
+        return;
+    };
+    let server = TestServer::start();
+    let alice = TestClient::new("alice-dev@example.com");
+    alice.register(&server);
+    let options = format!(
+        "config={},cache={}",
+        alice.config_dir().display(),
+        alice.home.path().join("cache").display()
+    );
+    let dir = alice.home.path().join("mnt");
+    fs::create_dir_all(&dir).unwrap();
+    let _unmounted = Unmounted(dir.clone());
+    for (extra, opens) in [("", false), (",devices", true)] {
+        let run = system(
+            "mount",
+            &[
+                "-t",
+                "fuse.ibackup",
+                "alice-dev@example.com:Backups",
+                dir.to_str().unwrap(),
+                "-o",
+                &format!("{options}{extra}"),
+            ],
+        );
+        assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+        let null = dir.join("null");
+        let _ = fs::remove_file(&null);
+        let made = system(
+            "mknod",
+            &["-m", "666", null.to_str().unwrap(), "c", "1", "3"],
+        );
+        assert_eq!(made.code, 0, "{}", made.stderr);
+        let written = fs::write(&null, b"fred");
+        assert_eq!(written.is_ok(), opens, "-o{extra}: {written:?}");
+        if !opens {
+            let error = written.unwrap_err();
+            assert_eq!(error.raw_os_error(), Some(libc::EACCES), "nodev");
+        }
+        let run = system("umount", &[dir.to_str().unwrap()]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        mounts_end(&alice);
+    }
+}

@@ -55,6 +55,7 @@ struct Request {
     cache: Option<PathBuf>,
     read_only: bool,
     allow_other: bool,
+    devices: bool,
 }
 
 fn usage(what: &str) -> ClientError {
@@ -115,6 +116,7 @@ fn parse(args: &[OsString]) -> Result<Request> {
         cache: None,
         read_only: false,
         allow_other: false,
+        devices: false,
     };
     for option in options {
         let (name, value) = match option.split_once('=') {
@@ -127,14 +129,18 @@ fn parse(args: &[OsString]) -> Result<Request> {
             ("ro", None) => request.read_only = true,
             ("rw", None) => request.read_only = false,
             ("allow_other", None) => request.allow_other = true,
+            // mount(8) drops `dev`, the kernel's default, before it runs a helper, and
+            // the mount is `nodev` unless asked: `devices` asks in its stead.
+            ("devices" | "dev", None) => request.devices = true,
+            ("nodev", None) => request.devices = false,
             // Implied by allow_other (the kernel then checks modes); alone it changes
             // nothing for the one user who may enter.
             ("default_permissions", None) => {}
             // mount(8)'s and systemd's business, or what the mount always does.
             (
                 "user" | "users" | "nouser" | "owner" | "group" | "_netdev" | "nofail" | "auto"
-                | "noauto" | "defaults" | "exec" | "noexec" | "suid" | "nosuid" | "dev" | "nodev"
-                | "async" | "sync" | "dirsync" | "silent" | "loud" | "mand" | "nomand",
+                | "noauto" | "defaults" | "exec" | "noexec" | "suid" | "nosuid" | "async" | "sync"
+                | "dirsync" | "silent" | "loud" | "mand" | "nomand",
                 None,
             ) => {}
             // The mount never changes access times on reads (it is `noatime`): options
@@ -154,7 +160,7 @@ fn parse(args: &[OsString]) -> Result<Request> {
             _ => {
                 return Err(usage(&format!(
                     "unknown option '{option}' (known: config=, cache=, ro, rw, allow_other, \
-                     default_permissions and mount's own)"
+                     default_permissions, devices and mount's own)"
                 )))
             }
         }
@@ -224,6 +230,7 @@ fn run(args: &[OsString]) -> Result<()> {
         write_back_delay: 2.0,
         read_only: request.read_only,
         allow_other: request.allow_other,
+        devices: request.devices,
         poll_interval: 30.0,
         fsname: Some(format!("{}:{}", request.email, request.library)),
         library: Some(request.library),
@@ -257,6 +264,7 @@ mod tests {
                 cache: None,
                 read_only: false,
                 allow_other: true,
+                devices: false,
             }
         );
         assert_eq!(

@@ -82,6 +82,9 @@ pub struct FuseFs {
     pub workers: Arc<Workers>,
     /// `--library`: the folder shown as the mount's root, and what `.snapshots` there is.
     pub top: Option<Top>,
+    /// Whether the kernel checks every access against owners, modes and ACLs
+    /// (`--allow-other`); a mount for its user alone lets that user read all it shows.
+    pub checks_access: bool,
 }
 
 /// A mount of one library (or a folder in it) at its root (`mount --library`). The kernel
@@ -287,12 +290,15 @@ impl Filesystem for FuseFs {
         // it found without them and stops asking for `security.capability` before every
         // `write` call (DECISIONS 35).
         let _ = config.add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2);
-        // The kernel keeps POSIX ACLs (checking them, and the mode beside them); the file
-        // system stores them and applies the umask or a default ACL itself.
         // The umask reaches the file system unapplied, as a default ACL replaces it.
-        let acls = InitFlags::FUSE_POSIX_ACL | InitFlags::FUSE_DONT_MASK;
-        if let Err(missing) = config.add_capabilities(acls) {
-            eprintln!("warning: the kernel offers no POSIX ACLs to this mount ({missing:?})");
+        let _ = config.add_capabilities(InitFlags::FUSE_DONT_MASK);
+        // Where the kernel checks access, it checks POSIX ACLs too (the file system stores
+        // them). Asking for them turns on its checks, so a mount for its user alone keeps
+        // them as plain attributes.
+        if self.checks_access {
+            if let Err(missing) = config.add_capabilities(InitFlags::FUSE_POSIX_ACL) {
+                eprintln!("warning: the kernel offers no POSIX ACLs to this mount ({missing:?})");
+            }
         }
         Ok(())
     }

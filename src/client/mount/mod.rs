@@ -166,6 +166,11 @@ pub struct MountOptions {
     #[arg(long, value_name = "NAME[:PATH]")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub library: Option<String>,
+    /// Device nodes open the devices they name (`mount -o dev`, as root); by default the
+    /// mount is `nodev`, so a device node restored from a backup opens nothing.
+    #[arg(long = "dev", hide = true)]
+    #[serde(default)]
+    pub devices: bool,
     /// What the mount table names as the mount's source (default `ibackup`); the mount
     /// helper gives its `EMAIL:LIBRARY`, as `mount` and tools such as fstests expect.
     #[arg(long, hide = true)]
@@ -313,6 +318,9 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
     }
     if let Some(fsname) = &options.fsname {
         command.args(["--fsname", fsname]);
+    }
+    if options.devices {
+        command.arg("--dev");
     }
     // glibc gives each of the mount's threads an arena of its own (up to eight per core),
     // and memory one arena freed is not reused by the others: two arenas keep the peak

@@ -247,9 +247,12 @@ pub(super) fn run_foreground(
         fuser::MountOption::FSName(options.fsname.clone().unwrap_or_else(|| "ibackup".into())),
         fuser::MountOption::Subtype("ibackup".into()),
         fuser::MountOption::NoAtime,
-        fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
     ];
+    mount_config.mount_options.push(match options.devices {
+        true => fuser::MountOption::Dev,
+        false => fuser::MountOption::NoDev,
+    });
     // Several loop threads, each with a descriptor of its own: a request that waits (a cold
     // read, an upload's flush) holds up no other. Only the first descriptor is switched to
     // polling (see `Spinner`), so the others sleep until a request comes.
@@ -278,6 +281,7 @@ pub(super) fn run_foreground(
         io: Mutex::new(Default::default()),
         workers: workers.clone(),
         top,
+        checks_access: options.allow_other,
     };
     let probe = writeback_dir.join("passthrough-probe");
     let session = start_session(make_fs, &passthrough, mountpoint, &mount_config, &probe)
