@@ -630,6 +630,17 @@ impl Filesystem for FuseFs {
         }
     }
 
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        answer_empty(reply, self.vfs().sync_names())
+    }
+
     fn mkdir(
         &self,
         req: &Request,

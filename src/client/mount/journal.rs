@@ -200,9 +200,15 @@ impl Journal {
     /// Appends and fsyncs, so the operation survives a power cut.
     pub fn append_durable(&self, library: &str, op: &Op, bytes: u64) -> Result<i64, JournalError> {
         let seq = self.append(library, op, bytes)?;
+        self.sync()?;
+        Ok(seq)
+    }
+
+    /// Makes every operation appended so far survive a power cut.
+    pub fn sync(&self) -> Result<(), JournalError> {
         self.conn()
             .query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(()))?;
-        Ok(seq)
+        Ok(())
     }
 
     /// How many operations of `libraries` wait (other mounts of the account may journal
@@ -319,6 +325,29 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the journal's main file alone holds (as after a power cut that lost what the
+    /// write-ahead log had not yet written there).
+    fn in_main_file(path: &Path) -> u64 {
+        let copy = path.with_extension("copy");
+        std::fs::copy(path, &copy).unwrap();
+        Journal::open(&copy).unwrap().counts().unwrap().0
+    }
+
+    #[test]
+    fn sync_puts_what_was_appended_in_the_main_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let journal = Journal::open(&path).unwrap();
+        let rename = Op::Rename {
+            from: b"a".to_vec(),
+            to: b"b".to_vec(),
+        };
+        journal.append("lib", &rename, 0).unwrap();
+        assert_eq!(in_main_file(&path), 0, "still in the write-ahead log");
+        journal.sync().unwrap();
+        assert_eq!(in_main_file(&path), 1);
+    }
 
     #[test]
     fn ops_survive_reopen_and_complete_drops_them() {

@@ -535,6 +535,12 @@ impl Vfs {
         Ok(())
     }
 
+    /// `fsync` of a folder: the changes of names journaled so far (made, renamed,
+    /// removed) survive a power cut, as the file contents `fsync` makes durable do.
+    pub fn sync_names(&mut self) -> VfsResult<()> {
+        (self.journal.sync()).map_err(|e| VfsError::Io(std::io::Error::other(e.to_string())))
+    }
+
     pub fn mkdir(
         &mut self,
         parent: Ino,
