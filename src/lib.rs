@@ -1,16 +1,8 @@
-//! ibackup: an encrypted online backup and storage service.
+//! The workspace's root package: it holds the integration tests (`tests/`) and no code.
 //!
-//! One library shared by two binaries. The folders are the architecture
-//! (see `docs/DECISIONS.md` and the shared architecture): `api` holds the wire types, `crypto` the keys and the blob
-//! envelope, `model` the objects (chunk, tree, snapshot), `server` the axum service and
-//! `client` the command-line client. `fsutil` and `units` are small helpers both sides use;
-//! `fuzz` drives every decoder of untrusted bytes with mutated inputs (docs/SECURITY.md).
-
-pub mod api;
-pub mod client;
-pub mod crypto;
-pub mod fsutil;
-pub mod fuzz;
-pub mod model;
-pub mod server;
-pub mod units;
+//! The code is in four crates, each a folder of `src/` (docs/ARCHITECTURE.md §1):
+//! `ibackup-proto` (`src/proto/`: wire types, keys and the blob envelope, the objects),
+//! `ibackup-client` (`src/client/`: the `ibackup` command and its mount), `ibackup-server`
+//! (`src/server/`: `ibackup-server`) and `ibackup-tools` (`src/tools/`: the fuzzer and the
+//! load tester, which release builds leave out). The client and the server each depend on
+//! `proto` and never on each other: the compiler keeps that wall.

@@ -1,4 +1,4 @@
-//! Fuzzes every decoder of untrusted bytes (`ibackup::fuzz`, docs/SECURITY.md §6) with an
+//! Fuzzes every decoder of untrusted bytes (`ibackup_tools::fuzz`, docs/SECURITY.md §6) with an
 //! allocator that refuses any single allocation past `MAX_ALLOCATION`: a decoder that
 //! believes a length field from its input would ask for gigabytes and fail here.
 //!
@@ -63,9 +63,9 @@ fn every_decoder_refuses_mutated_input_without_panicking_or_overallocating() {
     std::panic::set_hook(Box::new(|_| {}));
     let count = inputs();
     let mut failures = Vec::new();
-    for (n, target) in ibackup::fuzz::TARGETS.iter().enumerate() {
+    for (n, target) in ibackup_tools::fuzz::TARGETS.iter().enumerate() {
         let started = std::time::Instant::now();
-        if let Err(failure) = ibackup::fuzz::run(target, count, 0x1bac4 + n as u64) {
+        if let Err(failure) = ibackup_tools::fuzz::run(target, count, 0x1bac4 + n as u64) {
             let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-failures");
             std::fs::create_dir_all(&dir).unwrap();
             let file = dir.join(format!("{target}.bin"));

@@ -281,7 +281,7 @@ impl Repo for Store<'_> {
     }
 
     fn upload_snapshot(&self, snapshot: &Snapshot) -> Result<(ObjectId, u64)> {
-        let (id, bytes) = crate::client::repo::seal_and_upload(self, snapshot)?;
+        let (id, bytes) = crate::repo::seal_and_upload(self, snapshot)?;
         *self.uploaded.lock().unwrap_or_else(|p| p.into_inner()) = Some((id, snapshot.clone()));
         Ok((id, bytes))
     }

@@ -222,11 +222,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn read(
-        conn: &crate::server::db::Conn,
-        survey: &privacy::SurveyRow,
-        k: u64,
-    ) -> ServerResult<Self> {
+    fn read(conn: &crate::db::Conn, survey: &privacy::SurveyRow, k: u64) -> ServerResult<Self> {
         Ok(Self {
             questions: questions(survey)?,
             counts: privacy::survey_counts(conn, &survey.id)?,

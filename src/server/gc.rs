@@ -114,7 +114,7 @@ pub fn collect(
 }
 
 /// The snapshots the library's policy no longer keeps.
-fn dropped(conn: &crate::server::db::Conn, library: &str) -> Result<Vec<ObjectId>, DbError> {
+fn dropped(conn: &crate::db::Conn, library: &str) -> Result<Vec<ObjectId>, DbError> {
     let policy = retention::policy(conn, library)?;
     let head = db::libraries::head(conn, library)?;
     let listed = retention::retained(conn, library)?;

@@ -275,7 +275,7 @@ fn past_grace(account: &accounts::AccountRow, grace: i64, now: i64) -> bool {
 /// its status again in the same transaction (a reactivation just before must win).
 /// Returns the account's e-mail when it expired.
 pub fn expire_one(
-    conn: &mut crate::server::db::Conn,
+    conn: &mut crate::db::Conn,
     config: &ServerConfig,
     account_id: i64,
     now: i64,

@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::server::db::Conn;
+use crate::db::Conn;
 
 use super::db::throttle;
 use super::error::{ApiError, ApiResult};
@@ -162,7 +162,7 @@ fn ready_at(count: Option<(u32, i64)>, free: u32) -> i64 {
 /// The one step every throttle takes: refuses an attempt that comes before `ready` (with
 /// `refuse` of the seconds to wait), or counts it under `keys`, in the transaction `tx`.
 fn count_or_refuse(
-    tx: crate::server::db::Tx<'_>,
+    tx: crate::db::Tx<'_>,
     at: i64,
     ready: i64,
     keys: &[&[u8; 32]],

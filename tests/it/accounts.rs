@@ -84,12 +84,15 @@ fn a_session_file_from_before_key_shares_is_sealed_at_its_next_use() {
     fields.remove("private_key_sealed");
     fields.insert(
         "private_key".into(),
-        ibackup::api::b64::encode(&secret).into(),
+        ibackup_proto::api::b64::encode(&secret).into(),
     );
     std::fs::write(&path, serde_json::to_vec(&old).unwrap()).unwrap();
     server
         .db()
-        .execute("UPDATE sessions SET key_share = NULL", ibackup::params![])
+        .execute(
+            "UPDATE sessions SET key_share = NULL",
+            ibackup_server::params![],
+        )
         .unwrap();
     client.run(&["snapshots"]).ok();
     let sealed = std::fs::read_to_string(&path).unwrap();
@@ -249,9 +252,9 @@ fn malformed_requests_get_helpful_4xx() {
 
 #[test]
 fn upload_with_missing_references_is_refused() {
-    use ibackup::api::frame::encode_upload;
-    use ibackup::api::types::{UploadHeader, UploadObject};
-    use ibackup::crypto::{BlobKind, ObjectId};
+    use ibackup_proto::api::frame::encode_upload;
+    use ibackup_proto::api::types::{UploadHeader, UploadObject};
+    use ibackup_proto::crypto::{BlobKind, ObjectId};
     let server = TestServer::start();
     let client = TestClient::new("dave@example.com");
     client.register(&server);

@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use ibackup::api::routes;
+use ibackup_proto::api::routes;
 
 use crate::util::{raw_request, TestClient, TestServer};
 
@@ -432,7 +432,7 @@ fn expiry_leaves_alone_an_account_whose_billing_is_being_changed() {
             .db()
             .execute(
                 "UPDATE accounts SET billing_lock_until = ?1",
-                ibackup::params![until],
+                ibackup_server::params![until],
             )
             .unwrap()
     };
@@ -443,21 +443,23 @@ fn expiry_leaves_alone_an_account_whose_billing_is_being_changed() {
     assert_eq!(alice.account_json()["status"], "canceled");
 
     // The reactivation won: the status read again inside the expiry's transaction says so.
-    let config = ibackup::server::config::ServerConfig::load_or_create(server.data.path()).unwrap();
+    let config = ibackup_server::config::ServerConfig::load_or_create(server.data.path()).unwrap();
     server
         .db()
         .execute(
             "UPDATE accounts SET status = 'active', canceled_at = NULL",
-            ibackup::params![],
+            ibackup_server::params![],
         )
         .unwrap();
     hold(None);
     let mut db = server.db();
     let id: i64 = db
-        .query_row("SELECT id FROM accounts", ibackup::params![], |r| r.get(0))
+        .query_row("SELECT id FROM accounts", ibackup_server::params![], |r| {
+            r.get(0)
+        })
         .unwrap();
-    let now = ibackup::server::db::now();
-    let expired = ibackup::server::maintenance::expire_one(&mut db, &config, id, now).unwrap();
+    let now = ibackup_server::db::now();
+    let expired = ibackup_server::maintenance::expire_one(&mut db, &config, id, now).unwrap();
     assert_eq!(expired, None);
     let target = tempfile::tempdir().unwrap();
     alice

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ibackup::api::{b64, routes};
-use ibackup::crypto::kdf::{self, KdfParams};
-use ibackup::server::throttle::FREE_FAILURES;
+use ibackup_proto::api::{b64, routes};
+use ibackup_proto::crypto::kdf::{self, KdfParams};
+use ibackup_server::throttle::FREE_FAILURES;
 use serde_json::json;
 
 use crate::util::{
@@ -114,7 +114,7 @@ fn the_owner_gets_in_from_an_address_that_has_not_failed() {
 /// One HTTPS client per flood thread, bound to its own loopback address, so neither the
 /// per-address throttle nor a shared pool hides the load.
 fn flood_client(server: &TestServer, from: IpAddr) -> reqwest::blocking::Client {
-    let verifier = ibackup::client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
+    let verifier = ibackup_client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
     reqwest::blocking::Client::builder()
         .use_preconfigured_tls(verifier.client_config())
         .local_address(from)
@@ -138,7 +138,7 @@ fn bogus_signup(n: usize) -> serde_json::Value {
         "library": {
             "id": hex::encode(rand::random::<[u8; 16]>()),
             "name_sealed": random(40),
-            "grant": random(ibackup::api::GRANT_BYTES),
+            "grant": random(ibackup_proto::api::GRANT_BYTES),
         },
     })
 }
@@ -183,7 +183,7 @@ fn a_flood_of_bogus_logins_and_sign_ups_leaves_a_working_client_served() {
         // time small authenticated requests all along.
         std::thread::sleep(Duration::from_secs(2));
         let sampler = scope.spawn(|| {
-            let verifier = ibackup::client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
+            let verifier = ibackup_client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
             let http = reqwest::blocking::Client::builder()
                 .use_preconfigured_tls(verifier.client_config())
                 .timeout(Duration::from_secs(60))
@@ -256,7 +256,7 @@ fn connect(server: &TestServer) -> TcpStream {
 
 /// A TLS connection to the server with its certificate pinned.
 fn connect_tls(server: &TestServer) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let verifier = ibackup::client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
+    let verifier = ibackup_client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
     let config = Arc::new(verifier.client_config());
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
     let connection = rustls::ClientConnection::new(config, name).unwrap();
@@ -743,7 +743,7 @@ fn behind_haproxy_the_throttle_counts_each_clients_own_address() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let through = |from: u8, path: &str, body: serde_json::Value| -> (u16, serde_json::Value) {
-        let verifier = ibackup::client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
+        let verifier = ibackup_client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
         let client = reqwest::blocking::Client::builder()
             .use_preconfigured_tls(verifier.client_config())
             .local_address(loopback(from))

@@ -3,8 +3,8 @@
 //! read nor forge a library (docs/SECURITY.md), shown refused.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
-use ibackup::crypto::blob::{padme, BLOB_VERSION};
-use ibackup::crypto::{BlobKind, ObjectKey};
+use ibackup_proto::crypto::blob::{padme, BLOB_VERSION};
+use ibackup_proto::crypto::{BlobKind, ObjectKey};
 
 use crate::sharing::{clients, open, ALICE};
 use crate::util::{write_file, TestServer};
@@ -44,7 +44,7 @@ fn located(server: &TestServer, library: &str, key: &ObjectKey) -> (String, i64,
         .db()
         .query_row(
             "SELECT pack_id, \"offset\", size FROM objects WHERE library_id = ?1 AND id = ?2",
-            ibackup::params![library, key.id().as_bytes().to_vec()],
+            ibackup_server::params![library, key.id().as_bytes().to_vec()],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap()
@@ -115,7 +115,7 @@ fn a_follow_link_the_server_moved_to_another_library_is_not_re_pointed() {
         .db()
         .execute(
             "UPDATE links SET library_id = ?1",
-            ibackup::params![private_id],
+            ibackup_server::params![private_id],
         )
         .unwrap();
     let diary = tempfile::tempdir().unwrap();
@@ -155,7 +155,7 @@ fn account_id(server: &TestServer, email: &str) -> i64 {
         .db()
         .query_row(
             "SELECT id FROM accounts WHERE email = ?1",
-            ibackup::params![email],
+            ibackup_server::params![email],
             |r| r.get(0),
         )
         .unwrap()
@@ -171,14 +171,14 @@ pub fn server_adds_member(server: &TestServer, library: &str, email: &str) -> i6
         .execute(
             "INSERT INTO library_members (library_id, account_id, permission, grant_epoch, \
              key_grant) VALUES (?1, ?2, 'read', 1, ?3)",
-            ibackup::params![library, member, vec![0u8; ibackup::api::GRANT_BYTES]],
+            ibackup_server::params![library, member, vec![0u8; ibackup_proto::api::GRANT_BYTES]],
         )
         .unwrap();
     server
         .db()
         .execute(
             "UPDATE libraries SET rotate = 1 WHERE id = ?1",
-            ibackup::params![library],
+            ibackup_server::params![library],
         )
         .unwrap();
     member
@@ -240,7 +240,7 @@ fn a_member_the_server_adds_is_refused_and_given_no_key() {
         .db()
         .query_row(
             "SELECT COUNT(*) FROM library_members WHERE library_id = ?1 AND account_id = ?2",
-            ibackup::params![library, mallory_id],
+            ibackup_server::params![library, mallory_id],
             |r| r.get(0),
         )
         .unwrap();
@@ -266,7 +266,7 @@ fn a_member_the_server_adds_is_refused_and_given_no_key() {
         .db()
         .query_row(
             "SELECT roster FROM libraries WHERE id = ?1",
-            ibackup::params![library],
+            ibackup_server::params![library],
             |r| r.get(0),
         )
         .unwrap();
@@ -275,7 +275,7 @@ fn a_member_the_server_adds_is_refused_and_given_no_key() {
             .db()
             .execute(
                 "UPDATE libraries SET roster = ?2, rotate = 1 WHERE id = ?1",
-                ibackup::params![library, roster],
+                ibackup_server::params![library, roster],
             )
             .unwrap();
     };
@@ -286,7 +286,7 @@ fn a_member_the_server_adds_is_refused_and_given_no_key() {
             .db()
             .query_row(
                 "SELECT epoch FROM libraries WHERE id = ?1",
-                ibackup::params![library],
+                ibackup_server::params![library],
                 |r| r.get(0),
             )
             .unwrap()
@@ -315,9 +315,11 @@ fn a_head_that_does_not_build_on_the_seen_one_is_refused() {
     let head = || -> Vec<u8> {
         server
             .db()
-            .query_row("SELECT head FROM libraries", ibackup::params![], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT head FROM libraries",
+                ibackup_server::params![],
+                |r| r.get(0),
+            )
             .unwrap()
     };
     for generation in 1..=2 {
@@ -338,7 +340,10 @@ fn a_head_that_does_not_build_on_the_seen_one_is_refused() {
     // two commits on the second.
     server
         .db()
-        .execute("UPDATE libraries SET head = ?1", ibackup::params![second])
+        .execute(
+            "UPDATE libraries SET head = ?1",
+            ibackup_server::params![second],
+        )
         .unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     for n in 0..2 {
@@ -475,7 +480,10 @@ fn a_members_holds_are_bounded() {
     alice.backup(&[source.path()]).ok();
     crate::sharing::share(&alice, "bob@example.com", "--read");
     let library = open(&alice, "Backups");
-    let path = ibackup::api::routes::library(ibackup::api::routes::LIBRARY_HOLDS, &library.info.id);
+    let path = ibackup_proto::api::routes::library(
+        ibackup_proto::api::routes::LIBRARY_HOLDS,
+        &library.info.id,
+    );
     let head = server.strings("SELECT lower(hex(head)) FROM libraries");
     let hold = |holder: u8, ttl: u64| {
         let body = serde_json::json!({
@@ -504,9 +512,11 @@ fn a_members_holds_are_bounded() {
     assert_eq!(hold(6, 86_401).0, 400, "a hold lasts at most a day");
     let rows: i64 = server
         .db()
-        .query_row("SELECT COUNT(*) FROM holds", ibackup::params![], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT COUNT(*) FROM holds",
+            ibackup_server::params![],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(rows, 4);
 }
@@ -530,7 +540,7 @@ fn key_shares_end_with_their_sessions() {
             .db()
             .query_row(
                 "SELECT COUNT(*) FROM sessions WHERE key_share IS NOT NULL",
-                ibackup::params![],
+                ibackup_server::params![],
                 |r| r.get(0),
             )
             .unwrap()
@@ -561,7 +571,7 @@ fn contact_lookups_are_limited_per_account() {
         crate::util::raw_request(
             &server,
             "POST",
-            ibackup::api::routes::CONTACT_LOOKUP,
+            ibackup_proto::api::routes::CONTACT_LOOKUP,
             Some(&token),
             Some((
                 "application/json",
@@ -571,7 +581,7 @@ fn contact_lookups_are_limited_per_account() {
             )),
         )
     };
-    for n in 0..ibackup::server::throttle::FREE_LOOKUPS {
+    for n in 0..ibackup_server::throttle::FREE_LOOKUPS {
         assert_eq!(lookup(&format!("guess{n}@example.com")).0, 404);
     }
     let (status, body) = lookup("one-more@example.com");
@@ -590,7 +600,7 @@ fn contact_lookups_are_limited_per_account() {
 /// library too.
 #[test]
 fn a_library_whose_owner_the_server_renames_and_rekeys_is_refused() {
-    use ibackup::crypto::{AccountKeyPair, SymmetricKey};
+    use ibackup_proto::crypto::{AccountKeyPair, SymmetricKey};
     let server = TestServer::start();
     let [alice, bob] = clients(&server, [ALICE, "bob@example.com"]);
     let source = tempfile::tempdir().unwrap();
@@ -605,26 +615,31 @@ fn a_library_whose_owner_the_server_renames_and_rekeys_is_refused() {
         .db()
         .query_row(
             "SELECT public_key FROM accounts WHERE id = ?1",
-            ibackup::params![bob_id],
+            ibackup_server::params![bob_id],
             |r| r.get(0),
         )
         .unwrap();
     let evil = AccountKeyPair::generate();
-    let forged =
-        ibackup::crypto::epoch::grant(&evil, &bob_public, &library, 1, &SymmetricKey::generate())
-            .unwrap();
+    let forged = ibackup_proto::crypto::epoch::grant(
+        &evil,
+        &bob_public,
+        &library,
+        1,
+        &SymmetricKey::generate(),
+    )
+    .unwrap();
     server
         .db()
         .execute(
             "UPDATE accounts SET email = 'new-alice@example.com', public_key = ?2 WHERE id = ?1",
-            ibackup::params![alice_id, evil.public_bytes().to_vec()],
+            ibackup_server::params![alice_id, evil.public_bytes().to_vec()],
         )
         .unwrap();
     server
         .db()
         .execute(
             "UPDATE library_members SET key_grant = ?3 WHERE library_id = ?1 AND account_id = ?2",
-            ibackup::params![library, bob_id, forged],
+            ibackup_server::params![library, bob_id, forged],
         )
         .unwrap();
     let listed = bob.run(&["library", "list"]);

@@ -23,7 +23,7 @@ fn flip_largest(server: &TestServer, library: &str) {
         .query_row(
             "SELECT pack_id, \"offset\", size FROM objects WHERE library_id = ?1 \
              ORDER BY size DESC LIMIT 1",
-            ibackup::params![library],
+            ibackup_server::params![library],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
@@ -71,7 +71,7 @@ fn a_tree_the_server_lost_is_named_by_check() {
         .db()
         .query_row(
             "SELECT COUNT(*) FROM objects WHERE library_id = ?1 AND kind = 2",
-            ibackup::params![&library],
+            ibackup_server::params![&library],
             |r| r.get(0),
         )
         .unwrap();
@@ -80,7 +80,7 @@ fn a_tree_the_server_lost_is_named_by_check() {
         .execute(
             "DELETE FROM objects WHERE library_id = ?1 AND kind = 2 AND id = \
              (SELECT id FROM objects WHERE library_id = ?1 AND kind = 2 ORDER BY id LIMIT 1)",
-            ibackup::params![&library],
+            ibackup_server::params![&library],
         )
         .unwrap();
     assert_eq!(lost, 1);
@@ -226,7 +226,10 @@ fn a_server_rewound_to_an_older_state_is_refused() {
     let old_db = old_copy.path().join("ibackup.db");
     server
         .db()
-        .execute("VACUUM INTO ?1", ibackup::params![old_db.to_str().unwrap()])
+        .execute(
+            "VACUUM INTO ?1",
+            ibackup_server::params![old_db.to_str().unwrap()],
+        )
         .unwrap();
     write_file(&source.path().join("a.txt"), b"second, newer");
     alice.backup(&[source.path()]).ok();
@@ -242,9 +245,11 @@ fn a_server_rewound_to_an_older_state_is_refused() {
 
     let objects = || {
         let db = server.db();
-        db.query_row("SELECT COUNT(*) FROM objects", ibackup::params![], |r| {
-            r.get::<_, i64>(0)
-        })
+        db.query_row(
+            "SELECT COUNT(*) FROM objects",
+            ibackup_server::params![],
+            |r| r.get::<_, i64>(0),
+        )
         .unwrap()
     };
     let stored = objects();

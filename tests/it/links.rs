@@ -8,8 +8,8 @@ use std::fs;
 use std::path::Path;
 
 use base64::Engine;
-use ibackup::crypto::{BlobKind, ObjectId, ObjectKey};
-use ibackup::model::Tree;
+use ibackup_proto::crypto::{BlobKind, ObjectId, ObjectKey};
+use ibackup_proto::model::Tree;
 
 use crate::sharing::{clients, share, ALICE};
 use crate::util::{
@@ -45,7 +45,7 @@ fn blobs(server: &TestServer, library: &str) -> HashMap<ObjectId, (u8, Vec<u8>)>
         .prepare("SELECT id, kind, pack_id, \"offset\", size FROM objects WHERE library_id = ?1")
         .unwrap();
     let rows: Vec<(Vec<u8>, u8, String, i64, i64)> = stmt
-        .query_map(ibackup::params![library], |r| {
+        .query_map(ibackup_server::params![library], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .unwrap()

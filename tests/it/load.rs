@@ -3,9 +3,7 @@
 
 use std::process::Command;
 
-use crate::util::TestServer;
-
-const LOAD_BIN: &str = env!("CARGO_BIN_EXE_ibackup-load");
+use crate::util::{TestServer, LOAD_BIN};
 
 #[test]
 fn a_short_load_of_each_mix_runs_without_a_failure() {

@@ -563,3 +563,39 @@ fn posix_acls_are_kept_checked_inherited_and_survive_a_fresh_mount() {
     let run = mount.unmount();
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+/// The names of `dir` read through `reader` from where it stands to the end.
+fn read_names(reader: &mut rustix::fs::Dir) -> Vec<String> {
+    let mut names = Vec::new();
+    while let Some(entry) = reader.read() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name != "." && name != ".." {
+            names.push(name);
+        }
+    }
+    names.sort();
+    names
+}
+
+#[test]
+fn a_folder_read_again_from_the_start_shows_the_names_added_since() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-rewind@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &[]);
+    let dir = mount.live().join("growing");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("first"), b"1").unwrap();
+    let opened = fs::File::open(&dir).unwrap();
+    let mut reader = rustix::fs::Dir::read_from(&opened).unwrap();
+    assert_eq!(read_names(&mut reader), ["first"]);
+    fs::write(dir.join("second"), b"2").unwrap();
+    // rewinddir(3): POSIX says names added before it are seen after it (fstests 471).
+    reader.rewind();
+    assert_eq!(read_names(&mut reader), ["first", "second"]);
+    drop(reader);
+    mount.unmount();
+}

@@ -437,8 +437,29 @@ fn two_mounts_of_one_account_share_no_library() {
     let _unmounted = [&first, &second, &again].map(|dir| Unmounted(dir.clone()));
     let run = mount_library(&alice, &first, "Backups", &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let run = mount_library(&alice, &second, "Scratch", &[]);
+    // Started from a shell inside the first mount, the second's process must not keep the
+    // first busy (fstests' generic/282 and 366 found it did: it worked from the caller's
+    // folder).
+    fs::create_dir_all(&second).unwrap();
+    let run = alice.run_with(
+        &[
+            "mount",
+            second.to_str().unwrap(),
+            "--library",
+            "Scratch",
+            "--write-back-delay",
+            "0.2",
+        ],
+        |command| {
+            command.current_dir(&first);
+        },
+    );
     assert_eq!(run.code, 0, "{}", run.stderr);
+    let status = alice.run(&["status", "--json"]).json();
+    for mount in status["mounts"].as_array().unwrap() {
+        let cwd = fs::read_link(format!("/proc/{}/cwd", mount["pid"])).unwrap();
+        assert_eq!(cwd, Path::new("/"), "{mount}");
+    }
     write_file(&first.join("in-backups.txt"), b"backups");
     write_file(&second.join("in-scratch.txt"), b"scratch");
     let run = mount_library(&alice, &again, "Backups", &[]);

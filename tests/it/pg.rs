@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use ibackup::server::db::{Conn, Database};
+use ibackup_server::db::{Conn, Database};
 use tempfile::TempDir;
 
 use crate::util::free_port;

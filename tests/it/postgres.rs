@@ -177,7 +177,7 @@ fn the_metadata_reaches_postgres_over_verified_tls_with_the_password_from_a_file
          host all all 127.0.0.1/32 trust\n",
     )
     .unwrap();
-    let admin = ibackup::server::db::Conn::open(&postgres.database("postgres")).unwrap();
+    let admin = ibackup_server::db::Conn::open(&postgres.database("postgres")).unwrap();
     for sql in [
         "ALTER SYSTEM SET ssl = on",
         "CREATE ROLE ibackup LOGIN PASSWORD 'a secret of the operator'",
@@ -211,7 +211,7 @@ fn the_metadata_reaches_postgres_over_verified_tls_with_the_password_from_a_file
     };
     let start = |database: &str| {
         let dir = tempfile::tempdir().unwrap();
-        let config = ibackup::server::config::DEFAULT_CONFIG.replace(
+        let config = ibackup_server::config::DEFAULT_CONFIG.replace(
             "# database = \"sqlite:/srv/ibackup/shared.db\"",
             &format!("database = \"{database}\""),
         );
@@ -225,12 +225,12 @@ fn the_metadata_reaches_postgres_over_verified_tls_with_the_password_from_a_file
     let work = tempfile::tempdir().unwrap();
     write_file(&work.path().join("a.txt"), b"over TLS");
     client.backup(&[work.path()]).ok();
-    let admin = ibackup::server::db::Conn::open(&postgres.database("postgres")).unwrap();
+    let admin = ibackup_server::db::Conn::open(&postgres.database("postgres")).unwrap();
     let plain: i64 = admin
         .query_row(
             "SELECT COUNT(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
              WHERE a.usename = 'ibackup' AND NOT s.ssl",
-            ibackup::params![],
+            ibackup_server::params![],
             |r| r.get(0),
         )
         .unwrap();
@@ -238,7 +238,7 @@ fn the_metadata_reaches_postgres_over_verified_tls_with_the_password_from_a_file
         .query_row(
             "SELECT COUNT(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
              WHERE a.usename = 'ibackup' AND s.ssl",
-            ibackup::params![],
+            ibackup_server::params![],
             |r| r.get(0),
         )
         .unwrap();
@@ -256,7 +256,7 @@ fn the_metadata_reaches_postgres_over_verified_tls_with_the_password_from_a_file
     let other = files.path().join("other.pem");
     fs::write(&other, other_ca).unwrap();
     let dir = start(&url(&other));
-    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_ibackup-server"))
+    let refused = std::process::Command::new(crate::util::SERVER_BIN)
         .args(["serve", "--data-dir"])
         .arg(dir.path())
         .args(["--listen", "127.0.0.1:0"])

@@ -218,18 +218,18 @@ fn idle_sessions_expire_and_cookies_carry_only_the_token() {
                 .into_bytes(),
         )),
     );
-    let salt = ibackup::api::b64::decode(prelogin["salt"].as_str().unwrap()).unwrap();
-    let kdf: ibackup::crypto::kdf::KdfParams =
+    let salt = ibackup_proto::api::b64::decode(prelogin["salt"].as_str().unwrap()).unwrap();
+    let kdf: ibackup_proto::crypto::kdf::KdfParams =
         serde_json::from_value(prelogin["kdf"].clone()).unwrap();
-    let (_, auth) = ibackup::crypto::kdf::derive(PASSWORD.as_bytes(), &salt, &kdf).unwrap();
-    let verifier = ibackup::client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
+    let (_, auth) = ibackup_proto::crypto::kdf::derive(PASSWORD.as_bytes(), &salt, &kdf).unwrap();
+    let verifier = ibackup_client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
     let http = reqwest::blocking::Client::builder()
         .use_preconfigured_tls(verifier.client_config())
         .build()
         .unwrap();
     let response = http
         .post(format!("{}/api/v1/sessions", server.url))
-        .json(&json!({"email": "alice@example.com", "auth_secret": ibackup::api::b64::encode(&auth[..])}))
+        .json(&json!({"email": "alice@example.com", "auth_secret": ibackup_proto::api::b64::encode(&auth[..])}))
         .send()
         .unwrap();
     assert_eq!(response.status(), 201);
@@ -260,7 +260,7 @@ fn idle_sessions_expire_and_cookies_carry_only_the_token() {
         let mut request = http.post(format!(
             "{}{}",
             server.url,
-            ibackup::api::routes::ACCOUNT_SESSIONS_REVOKE_OTHERS
+            ibackup_proto::api::routes::ACCOUNT_SESSIONS_REVOKE_OTHERS
         ));
         request = if bearer {
             request.bearer_auth(token)
@@ -404,7 +404,7 @@ fn failed_logins_slow_down_without_locking_the_owner_out() {
             None,
             Some((
                 "application/json",
-                json!({"email": email, "auth_secret": ibackup::api::b64::encode(&[9u8; 32])})
+                json!({"email": email, "auth_secret": ibackup_proto::api::b64::encode(&[9u8; 32])})
                     .to_string()
                     .into_bytes(),
             )),
@@ -541,7 +541,7 @@ fn session_records_are_purged_after_the_retention_period() {
             .query_row(
                 "SELECT COUNT(*) FROM sessions s JOIN accounts a ON a.id = s.account_id \
                  WHERE a.email = ?1",
-                ibackup::params![email],
+                ibackup_server::params![email],
                 |r| r.get(0),
             )
             .unwrap()

@@ -5,7 +5,7 @@ use std::fs;
 
 use serde_json::json;
 
-use ibackup::api::{b64, routes};
+use ibackup_proto::api::{b64, routes};
 
 use crate::util::{raw_request, TestClient, TestServer};
 
@@ -61,7 +61,10 @@ fn export_holds_every_row_about_the_user_and_none_about_others() {
         let (status, body) = crate::util::raw_request(
             &server,
             "PUT",
-            &ibackup::api::routes::library(ibackup::api::routes::LIBRARY_HOLDS, &library.id),
+            &ibackup_proto::api::routes::library(
+                ibackup_proto::api::routes::LIBRARY_HOLDS,
+                &library.id,
+            ),
             Some(&user.session_token()),
             Some(("application/json", hold.to_string().into_bytes())),
         );
@@ -98,7 +101,7 @@ fn export_holds_every_row_about_the_user_and_none_about_others() {
         let rows: i64 = db
             .query_row(
                 &format!("SELECT COUNT(*) FROM {table} WHERE {column} = ?1"),
-                ibackup::params![alice_id],
+                ibackup_server::params![alice_id],
                 |r| r.get(0),
             )
             .unwrap();
@@ -220,7 +223,7 @@ fn deleting_the_account_removes_personal_data_and_blobs_but_keeps_invoices() {
     let (invoices, orphaned): (i64, i64) = db
         .query_row(
             "SELECT COUNT(*), COUNT(*) - COUNT(account_id) FROM invoices",
-            ibackup::params![],
+            ibackup_server::params![],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
@@ -228,7 +231,7 @@ fn deleting_the_account_removes_personal_data_and_blobs_but_keeps_invoices() {
     let ratings: i64 = db
         .query_row(
             "SELECT COUNT(*) FROM feedback WHERE message IS NULL",
-            ibackup::params![],
+            ibackup_server::params![],
             |r| r.get(0),
         )
         .unwrap();
@@ -370,7 +373,7 @@ fn recover_with_session_file(server: &TestServer, victim: &TestClient) -> (u16, 
     let secret = victim
         .private_key_from_session_file(server, &text)
         .expect("the session is live");
-    let keys = ibackup::crypto::AccountKeyPair::from_secret_bytes(&secret).unwrap();
+    let keys = ibackup_proto::crypto::AccountKeyPair::from_secret_bytes(&secret).unwrap();
     let email = json!({ "email": victim.email }).to_string().into_bytes();
     let (status, challenge) = raw_request(
         server,
@@ -382,13 +385,13 @@ fn recover_with_session_file(server: &TestServer, victim: &TestClient) -> (u16, 
     assert_eq!(status, 200, "{challenge}");
     let sealed = b64::decode(challenge["challenge"].as_str().unwrap()).unwrap();
     let answer = keys.open(&sealed).unwrap();
-    let thief = ibackup::crypto::SymmetricKey::generate();
+    let thief = ibackup_proto::crypto::SymmetricKey::generate();
     let body = json!({
         "email": victim.email,
         "answer": b64::encode(&answer),
         "auth_secret": b64::encode(&[1u8; 32]),
         "salt": b64::encode(&[2u8; 16]),
-        "kdf": ibackup::crypto::kdf::KdfParams::default(),
+        "kdf": ibackup_proto::crypto::kdf::KdfParams::default(),
         "wrapped_private_key": b64::encode(&thief.wrap(&secret)),
     });
     raw_request(
@@ -423,7 +426,7 @@ fn a_copied_session_file_cannot_recover_the_account() {
             .db()
             .execute(
                 "UPDATE accounts SET recovery_proof_hash = NULL",
-                ibackup::params![],
+                ibackup_server::params![],
             )
             .unwrap()
     };

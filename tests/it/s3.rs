@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use ibackup::server::storage::{
+use ibackup_server::storage::{
     BlobStore, LocalStore, S3Credentials, S3Settings, S3Store, StorageError,
 };
 
@@ -61,7 +61,7 @@ fn check_contract(store: &dyn BlobStore) {
         (p2.clone(), 5, 70_000),
     ];
     let body = store.read_frames(LIB, &wanted).unwrap().to_vec();
-    let frames = ibackup::api::frame::decode_frames(&body).unwrap();
+    let frames = ibackup_proto::api::frame::decode_frames(&body).unwrap();
     assert_eq!(frames.len(), 4);
     assert_eq!(frames[0], &large[19_000_000..]);
     assert_eq!(frames[1], &small[10..15]);

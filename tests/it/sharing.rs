@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 use std::fs;
 
-use ibackup::client::config::Paths;
-use ibackup::client::session::{OpenLibrary, Session};
-use ibackup::crypto::blob::blob_epoch;
-use ibackup::crypto::{AccountKeyPair, BlobKind, ObjectId, SymmetricKey};
+use ibackup_client::config::Paths;
+use ibackup_client::session::{OpenLibrary, Session};
+use ibackup_proto::crypto::blob::blob_epoch;
+use ibackup_proto::crypto::{AccountKeyPair, BlobKind, ObjectId, SymmetricKey};
 
 use crate::util::{
     assert_same_tree, fails, make_tree, raw_request, write_file, TestClient, TestServer,
@@ -52,7 +52,9 @@ fn objects(server: &TestServer, library: &str) -> Vec<(Vec<u8>, u8)> {
         .prepare("SELECT id, kind FROM objects WHERE library_id = ?1")
         .unwrap();
     let rows = stmt
-        .query_map(ibackup::params![library], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map(ibackup_server::params![library], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     rows.map(Result::unwrap).collect()
 }
@@ -63,7 +65,7 @@ fn blob(server: &TestServer, library: &str, id: &[u8]) -> Vec<u8> {
         .db()
         .query_row(
             "SELECT pack_id, \"offset\", size FROM objects WHERE library_id = ?1 AND id = ?2",
-            ibackup::params![library, id],
+            ibackup_server::params![library, id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
@@ -73,7 +75,7 @@ fn blob(server: &TestServer, library: &str, id: &[u8]) -> Vec<u8> {
 fn count(server: &TestServer, sql: &str) -> i64 {
     server
         .db()
-        .query_row(sql, ibackup::params![], |r| r.get(0))
+        .query_row(sql, ibackup_server::params![], |r| r.get(0))
         .unwrap()
 }
 
@@ -227,7 +229,7 @@ fn read_and_read_write_shares_are_enforced_by_client_and_server() {
         "read-only",
     );
     let token = bob.session_token();
-    let upload = ibackup::api::frame::encode_upload(&Default::default(), &[]);
+    let upload = ibackup_proto::api::frame::encode_upload(&Default::default(), &[]);
     let (status, answer) = raw_request(
         &server,
         "POST",
@@ -453,7 +455,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
         .db()
         .query_row(
             "SELECT public_key FROM accounts WHERE id = ?1",
-            ibackup::params![alice_id],
+            ibackup_server::params![alice_id],
             |r| r.get(0),
         )
         .unwrap();
@@ -463,7 +465,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
             .query_row(
                 "SELECT key_grant, grant_epoch FROM library_members \
                  WHERE library_id = ?1 AND account_id = ?2",
-                ibackup::params![library, account],
+                ibackup_server::params![library, account],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap()
@@ -474,7 +476,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
             .execute(
                 "UPDATE library_members SET key_grant = ?3, grant_epoch = ?4 \
                  WHERE library_id = ?1 AND account_id = ?2",
-                ibackup::params![library, account, grant, epoch],
+                ibackup_server::params![library, account, grant, epoch],
             )
             .unwrap();
     };
@@ -483,7 +485,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
             .db()
             .execute(
                 "UPDATE accounts SET public_key = ?2 WHERE id = ?1",
-                ibackup::params![account, key],
+                ibackup_server::params![account, key],
             )
             .unwrap();
     };
@@ -501,7 +503,8 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
     let alice_own = grant_of(alice_id);
     let alice_pair_public: [u8; 32] = alice_public.clone().try_into().unwrap();
     let forged =
-        ibackup::crypto::epoch::grant(&evil, &alice_pair_public, &library, 1, &forged_key).unwrap();
+        ibackup_proto::crypto::epoch::grant(&evil, &alice_pair_public, &library, 1, &forged_key)
+            .unwrap();
     set_grant(alice_id, &forged, 1);
     set_public(alice_id, &evil.public_bytes());
     let was = stored();
@@ -534,7 +537,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
         .try_into()
         .unwrap();
     let forged =
-        ibackup::crypto::epoch::grant(&evil, &bob_public, &library, 1, &forged_key).unwrap();
+        ibackup_proto::crypto::epoch::grant(&evil, &bob_public, &library, 1, &forged_key).unwrap();
     set_grant(bob_id, &forged, 1);
     fails(
         bob.run(&["snapshots", "--library", ALICES_BACKUPS]),
@@ -552,7 +555,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
         .db()
         .query_row(
             "SELECT public_key FROM accounts WHERE id = ?1",
-            ibackup::params![bob_id],
+            ibackup_server::params![bob_id],
             |r| r.get(0),
         )
         .unwrap();
@@ -595,7 +598,7 @@ fn a_hostile_server_cannot_hand_out_keys_of_its_own_making() {
         .db()
         .execute(
             "UPDATE accounts SET email = '../../x\u{1b}[2j' WHERE id = ?1",
-            ibackup::params![alice_id],
+            ibackup_server::params![alice_id],
         )
         .unwrap();
     let listing = bob.run(&["library", "list"]);
@@ -858,7 +861,7 @@ fn rotated_account_keys_leave_a_copied_key_nothing_and_members_verify_the_change
         )
         .unwrap();
     let grants: Vec<(String, u32, Vec<u8>, Vec<u8>)> = stmt
-        .query_map(ibackup::params![ALICE], |r| {
+        .query_map(ibackup_server::params![ALICE], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .unwrap()
@@ -868,7 +871,7 @@ fn rotated_account_keys_leave_a_copied_key_nothing_and_members_verify_the_change
     for (library, epoch, grant, owner) in &grants {
         for granter in [owner.as_slice(), &stolen.public_bytes()] {
             assert!(
-                ibackup::crypto::epoch::open_grant(&stolen, granter, library, *epoch, grant)
+                ibackup_proto::crypto::epoch::open_grant(&stolen, granter, library, *epoch, grant)
                     .is_err(),
                 "the copied key opens the grant of {library}"
             );

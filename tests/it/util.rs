@@ -12,15 +12,50 @@ use std::process::{Child, Command, Output, Stdio};
 use rand::{Rng, RngCore, SeedableRng};
 use tempfile::TempDir;
 
-use ibackup::server::config::ServerConfig;
-use ibackup::server::db::{Conn, Database};
-use ibackup::server::storage::{self, BlobStore};
+use ibackup_server::config::ServerConfig;
+use ibackup_server::db::{Conn, Database};
+use ibackup_server::storage::{self, BlobStore};
 
 use super::garage::{self, Garage};
 use super::pg::{self, Postgres};
 
-pub const SERVER_BIN: &str = env!("CARGO_BIN_EXE_ibackup-server");
-pub const CLIENT_BIN: &str = env!("CARGO_BIN_EXE_ibackup");
+// The programs are other packages' (build.rs): `cargo build --workspace` before `cargo test`,
+// as scripts/test does; `programs_built` says so when it was not.
+pub const SERVER_BIN: &str = concat!(env!("IBACKUP_BIN_DIR"), "/ibackup-server");
+pub const CLIENT_BIN: &str = concat!(env!("IBACKUP_BIN_DIR"), "/ibackup");
+pub const LOAD_BIN: &str = concat!(env!("IBACKUP_BIN_DIR"), "/ibackup-load");
+
+/// Panics with what to do when a program is missing or older than the library it is built
+/// from (code changed, then `cargo test` without `cargo build --workspace`).
+pub fn programs_built() {
+    static CHECKED: std::sync::Once = std::sync::Once::new();
+    CHECKED.call_once(|| {
+        for (program, library) in [
+            (SERVER_BIN, "libibackup_server-"),
+            (CLIENT_BIN, "libibackup_client-"),
+            (LOAD_BIN, "libibackup_tools-"),
+        ] {
+            let built = fs::metadata(program).and_then(|m| m.modified()).unwrap_or_else(|_| {
+                panic!("{program} is missing: run `cargo build --workspace` before `cargo test` (scripts/test does)")
+            });
+            let deps = Path::new(env!("IBACKUP_BIN_DIR")).join("deps");
+            let newest_library = fs::read_dir(&deps)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with(library) && name.ends_with(".rlib")
+                })
+                .filter_map(|e| e.metadata().and_then(|m| m.modified()).ok())
+                .max();
+            assert!(
+                newest_library.is_none_or(|library| library <= built),
+                "{program} is older than the code it is built from: run `cargo build --workspace` before `cargo test` (scripts/test does)"
+            );
+        }
+    });
+}
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct TestServer {
@@ -41,7 +76,7 @@ impl TestServer {
     /// debug level into `log` (outside the data directory).
     pub fn start_configured(edit: impl FnOnce(String) -> String, log: &Path) -> Self {
         let data = tempfile::tempdir().unwrap();
-        let config = edit(ibackup::server::config::DEFAULT_CONFIG.to_owned());
+        let config = edit(ibackup_server::config::DEFAULT_CONFIG.to_owned());
         fs::write(data.path().join("server.toml"), config).unwrap();
         Self::spawn(data, 0, Some(log))
     }
@@ -70,6 +105,7 @@ impl TestServer {
     }
 
     fn spawn(data: TempDir, port: u16, log: Option<&Path>) -> Self {
+        programs_built();
         if garage::every_server_on_s3() && garage::available() {
             keep_packs_on(data.path(), Garage::shared());
         }
@@ -308,7 +344,7 @@ impl TestServer {
     /// The first column of every row `sql` returns, as text (table and column names).
     pub fn strings(&self, sql: &str) -> Vec<String> {
         self.db()
-            .query_map(sql, ibackup::params![], |r| r.get(0))
+            .query_map(sql, ibackup_server::params![], |r| r.get(0))
             .unwrap()
     }
 
@@ -337,7 +373,7 @@ impl TestServer {
             }
         };
         self.db()
-            .query_map(sql, ibackup::params![table], |r| r.get(0))
+            .query_map(sql, ibackup_server::params![table], |r| r.get(0))
             .unwrap()
     }
 
@@ -356,7 +392,7 @@ impl TestServer {
 pub fn keep_packs_on(dir: &Path, garage: &Garage) {
     let path = dir.join("server.toml");
     let text = fs::read_to_string(&path)
-        .unwrap_or_else(|_| ibackup::server::config::DEFAULT_CONFIG.to_owned());
+        .unwrap_or_else(|_| ibackup_server::config::DEFAULT_CONFIG.to_owned());
     let local = "blob_store = \"local\"";
     if text.contains(local) {
         let prefix = hex::encode(rand::random::<[u8; 8]>());
@@ -373,7 +409,7 @@ pub fn keep_packs_on(dir: &Path, garage: &Garage) {
 pub fn keep_metadata_on(dir: &Path, postgres: &Postgres) {
     let path = dir.join("server.toml");
     let text = fs::read_to_string(&path)
-        .unwrap_or_else(|_| ibackup::server::config::DEFAULT_CONFIG.to_owned());
+        .unwrap_or_else(|_| ibackup_server::config::DEFAULT_CONFIG.to_owned());
     let unset = "# database = \"sqlite:/srv/ibackup/shared.db\"";
     if text.contains(unset) {
         let line = format!("database = \"{}\"", postgres.create());
@@ -454,6 +490,7 @@ pub fn fails(run: Run, needle: &str) {
 
 impl TestClient {
     pub fn new(email: &str) -> Self {
+        programs_built();
         Self {
             home: tempfile::tempdir().unwrap(),
             email: email.to_owned(),
@@ -597,7 +634,7 @@ impl TestClient {
         server: &TestServer,
         file: &str,
     ) -> Option<Vec<u8>> {
-        use ibackup::api::b64;
+        use ibackup_proto::api::b64;
         let value: serde_json::Value = serde_json::from_str(file).unwrap();
         assert!(
             value.get("private_key").is_none(),
@@ -607,7 +644,7 @@ impl TestClient {
         let (status, share) = raw_request(
             server,
             "GET",
-            ibackup::api::routes::SESSION_KEY_SHARE,
+            ibackup_proto::api::routes::SESSION_KEY_SHARE,
             Some(token),
             None,
         );
@@ -616,7 +653,7 @@ impl TestClient {
         }
         let share = b64::decode(share["key_share"].as_str().unwrap()).unwrap();
         let sealed = b64::decode(value["private_key_sealed"].as_str().unwrap()).unwrap();
-        let key = ibackup::crypto::SymmetricKey::from_slice(&share).unwrap();
+        let key = ibackup_proto::crypto::SymmetricKey::from_slice(&share).unwrap();
         Some(key.unwrap_secret(&sealed).unwrap().to_vec())
     }
 
@@ -661,7 +698,7 @@ pub fn raw_request_from(
     token: Option<&str>,
     body: Option<(&str, Vec<u8>)>,
 ) -> (u16, serde_json::Value) {
-    use ibackup::client::tls::PinVerifier;
+    use ibackup_client::tls::PinVerifier;
     let verifier = PinVerifier::new(Some(server.fingerprint.clone()));
     let client = reqwest::blocking::Client::builder()
         .use_preconfigured_tls(verifier.client_config())
@@ -998,5 +1035,5 @@ impl Drop for TestMount<'_> {
 
 pub fn is_mounted(dir: &Path) -> bool {
     let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
-    ibackup::client::mount::is_mounted(&dir)
+    ibackup_client::mount::is_mounted(&dir)
 }

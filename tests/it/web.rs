@@ -265,7 +265,7 @@ fn get_with(
     path: &str,
     sent: &[(&str, &str)],
 ) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let verifier = ibackup::client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
+    let verifier = ibackup_client::tls::PinVerifier::new(Some(server.fingerprint.clone()));
     let client = reqwest::blocking::Client::builder()
         .use_preconfigured_tls(verifier.client_config())
         .build()
@@ -454,9 +454,11 @@ fn my_profile_in_a_browser_signs_in_with_the_cli_password_and_changes_what_the_s
     );
     let invoices: Vec<Option<i64>> = server
         .db()
-        .query_map("SELECT account_id FROM invoices", ibackup::params![], |r| {
-            r.get(0)
-        })
+        .query_map(
+            "SELECT account_id FROM invoices",
+            ibackup_server::params![],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(
         invoices,
@@ -526,13 +528,14 @@ fn signing_up_in_a_browser_makes_keys_the_cli_reads_and_a_recovery_key_that_work
         .db()
         .query_row(
             "SELECT kdf_salt, kdf_params FROM accounts WHERE email = ?1",
-            ibackup::params!["bob@example.com"],
+            ibackup_server::params!["bob@example.com"],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
     let params = serde_json::from_str(&params).unwrap();
     let (kek, auth) =
-        ibackup::crypto::kdf::derive(crate::util::PASSWORD.as_bytes(), &salt, &params).unwrap();
+        ibackup_proto::crypto::kdf::derive(crate::util::PASSWORD.as_bytes(), &salt, &params)
+            .unwrap();
     let logged = fs::read(&log).unwrap();
     for needle in [
         digits.clone().into_bytes(),
@@ -878,17 +881,17 @@ fn the_page_refuses_contents_a_key_holder_sealed_under_an_objects_key() {
     let library = crate::sharing::open(&alice, "Backups");
     let key = library
         .keys
-        .object_key(ibackup::crypto::BlobKind::Chunk, &real);
+        .object_key(ibackup_proto::crypto::BlobKind::Chunk, &real);
     let mut other = vec![0u8; real.len()];
     rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut other);
     let forged = library
         .keys
-        .seal_object(ibackup::crypto::BlobKind::Chunk, &key, &other);
+        .seal_object(ibackup_proto::crypto::BlobKind::Chunk, &key, &other);
     let (pack, offset, size): (String, i64, i64) = server
         .db()
         .query_row(
             "SELECT pack_id, \"offset\", size FROM objects WHERE library_id = ?1 AND id = ?2",
-            ibackup::params![library.info.id, key.id().as_bytes().to_vec()],
+            ibackup_server::params![library.info.id, key.id().as_bytes().to_vec()],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
@@ -1121,7 +1124,9 @@ fn the_page_grants_a_new_key_only_to_members_the_owner_added() {
             .prepare("SELECT account_id, grant_epoch FROM library_members WHERE library_id = ?1")
             .unwrap();
         let rows = stmt
-            .query_map(ibackup::params![library], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_map(ibackup_server::params![library], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .unwrap();
         rows.map(Result::unwrap).collect()
     };
@@ -1164,7 +1169,7 @@ fn the_page_refuses_a_library_set_back_or_an_older_key() {
             .db()
             .query_row(
                 "SELECT head FROM libraries WHERE id = ?1",
-                ibackup::params![library],
+                ibackup_server::params![library],
                 |r| r.get(0),
             )
             .unwrap()
@@ -1177,7 +1182,7 @@ fn the_page_refuses_a_library_set_back_or_an_older_key() {
         .db()
         .query_row(
             "SELECT id FROM accounts WHERE email = ?1",
-            ibackup::params![ALICE],
+            ibackup_server::params![ALICE],
             |r| r.get(0),
         )
         .unwrap();
@@ -1186,7 +1191,7 @@ fn the_page_refuses_a_library_set_back_or_an_older_key() {
             .db()
             .query_row(
                 "SELECT key_grant, grant_epoch FROM library_members WHERE account_id = ?1",
-                ibackup::params![alice_id],
+                ibackup_server::params![alice_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .unwrap()
@@ -1212,7 +1217,7 @@ fn the_page_refuses_a_library_set_back_or_an_older_key() {
                 .db()
                 .execute(
                     "UPDATE libraries SET head = ?2 WHERE id = ?1",
-                    ibackup::params![library, first],
+                    ibackup_server::params![library, first],
                 )
                 .unwrap();
         }),
@@ -1225,7 +1230,7 @@ fn the_page_refuses_a_library_set_back_or_an_older_key() {
                 .execute(
                     "UPDATE library_members SET key_grant = ?2, grant_epoch = ?3 \
                      WHERE account_id = ?1",
-                    ibackup::params![alice_id, old_grant, old_epoch],
+                    ibackup_server::params![alice_id, old_grant, old_epoch],
                 )
                 .unwrap();
         }),

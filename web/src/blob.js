@@ -182,7 +182,7 @@ export function padme(length) {
   return Math.ceil(length / step) * step;
 }
 
-/** The level the command-line client compresses at (`ZSTD_LEVEL`, src/crypto/blob.rs). */
+/** The level the command-line client compresses at (`ZSTD_LEVEL`, src/proto/crypto/blob.rs). */
 const ZSTD_LEVEL = 3;
 /** Larger plaintexts are compressed only if a trial on their first bytes shows a gain, as
  * the command-line client does (`worth_compressing`). */

@@ -1,12 +1,12 @@
 // A blob's zstd body decompressed within what its kind may hold, as the client's
-// `decompress` (src/crypto/blob.rs) refuses more: anyone who holds an object's key could
+// `decompress` (src/proto/crypto/blob.rs) refuses more: anyone who holds an object's key could
 // seal a few hundred bytes that expand to gigabytes, or ask for a window of terabytes, and
 // the page would try to allocate it. fzstd decompresses; this module first reads the
 // frames' headers and block headers (RFC 8878) to bound what they can make.
 
 import { decompress } from "fzstd";
 
-/** The most a blob of each kind may expand to (`max_plaintext`, src/crypto/blob.rs). */
+/** The most a blob of each kind may expand to (`max_plaintext`, src/proto/crypto/blob.rs). */
 const LIMITS = { 1: 4 << 20, 2: 256 << 20, 3: 256 << 20 };
 /** The largest window a frame may ask for (`MAX_WINDOW_LOG`, 2^24 bytes). */
 const MAX_WINDOW_LOG = 24;

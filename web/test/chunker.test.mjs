@@ -26,10 +26,10 @@ const keyB = new Uint8Array(32).fill(2);
 const data = random(24 << 20);
 
 test("the gear table and the cuts are the command-line client's", async () => {
-  // src/crypto/epoch.rs `the_chunker_gear_is_the_one_the_page_derives`.
+  // src/proto/crypto/epoch.rs `the_chunker_gear_is_the_one_the_page_derives`.
   const entries = gearEntries(new Uint8Array(32).fill(7));
   assert.deepEqual([entries[0], entries[1], entries[255]], [0x8afd25912e465673n, 0xfc2cb8f3050f6936n, 0xb5988dfc1113b779n]);
-  // src/model/chunker.rs `cuts_of_the_shared_vector_are_the_ones_the_page_makes`.
+  // src/proto/model/chunker.rs `cuts_of_the_shared_vector_are_the_ones_the_page_makes`.
   const vector = blake3(new TextEncoder().encode("ibackup chunker vector"), { dkLen: 20 << 20 });
   const lengths = [];
   for await (const piece of chunks(new Blob([vector]), epochGear(new Uint8Array(32).fill(0xfe)))) lengths.push(piece.length);

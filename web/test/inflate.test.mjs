@@ -1,5 +1,5 @@
 // Compressed bodies are decompressed only within what their kind may hold, as the client
-// refuses more (`decompress`, src/crypto/blob.rs): frames that say their size, frames that
+// refuses more (`decompress`, src/proto/crypto/blob.rs): frames that say their size, frames that
 // do not, several frames, windows, and bodies that are not zstd. Run by `scripts/web --check`.
 import assert from "node:assert/strict";
 import { test } from "node:test";

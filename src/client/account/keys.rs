@@ -15,14 +15,14 @@ use super::password::{read_password, Purpose};
 use crate::api::account::{KeyGrant, RotateKeysRequest, SessionsEnded};
 use crate::api::routes;
 use crate::api::types::Permission;
-use crate::client::config::{KnownContacts, Paths, SessionFile};
-use crate::client::roster;
-use crate::client::session::{reseal_session_file, Listed, Session};
-use crate::client::sharing::{member_list, refused_warning, rotate_with};
-use crate::client::{ClientError, Result};
+use crate::config::{KnownContacts, Paths, SessionFile};
 use crate::crypto::epoch;
 use crate::crypto::keys::fingerprint;
 use crate::crypto::{AccountKeyPair, SymmetricKey};
+use crate::roster;
+use crate::session::{reseal_session_file, Listed, Session};
+use crate::sharing::{member_list, refused_warning, rotate_with};
+use crate::{ClientError, Result};
 
 #[derive(Debug, Serialize)]
 pub struct RotatedKeys {

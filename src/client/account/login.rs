@@ -13,12 +13,12 @@ use crate::api::types::{
     AccountInfo, Health, LoginMaterial, LoginRequest, PreloginRequest, PreloginResponse,
     SessionResponse,
 };
-use crate::client::config::{KnownServers, Paths, SessionFile};
-use crate::client::remote::{parse_server_url, Remote};
-use crate::client::session::{seal_private_key, Session};
-use crate::client::{client_label, ClientError, Result};
+use crate::config::{KnownServers, Paths, SessionFile};
 use crate::crypto::kdf::{self, KdfParams};
 use crate::crypto::{AccountKeyPair, SymmetricKey};
+use crate::remote::{parse_server_url, Remote};
+use crate::session::{seal_private_key, Session};
+use crate::{client_label, ClientError, Result};
 
 pub const DEFAULT_LIBRARY: &str = "Backups";
 

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal};
 
 use zeroize::Zeroizing;
 
-use crate::client::{ClientError, Result};
+use crate::{ClientError, Result};
 
 pub const MIN_PASSWORD_CHARS: usize = 8;
 

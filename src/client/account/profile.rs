@@ -19,10 +19,10 @@ use crate::api::account::{
 };
 use crate::api::routes;
 use crate::api::types::{AccountInfo, SessionResponse};
-use crate::client::config::{Paths, SessionFile};
-use crate::client::session::Session;
-use crate::client::{client_label, ClientError, Result};
+use crate::config::{Paths, SessionFile};
 use crate::crypto::{AccountKeyPair, SymmetricKey};
+use crate::session::Session;
+use crate::{client_label, ClientError, Result};
 
 pub fn show(session: &Session) -> Result<AccountInfo> {
     Ok(session.remote.get(routes::ACCOUNT)?)
@@ -384,10 +384,7 @@ pub fn delete(paths: &Paths, session: &Session, confirm: Option<String>) -> Resu
             ))
         }
     };
-    if crate::client::mount::status(paths)
-        .iter()
-        .any(|m| m.running)
-    {
+    if crate::mount::status(paths).iter().any(|m| m.running) {
         return Err(ClientError::Usage(
             "unmount first (`ibackup umount`), so nothing is left uploading to an account \
              that is about to go; nothing was deleted"
@@ -411,7 +408,7 @@ pub fn delete(paths: &Paths, session: &Session, confirm: Option<String>) -> Resu
     )?;
     SessionFile::delete(paths)?;
     // The account's encrypted caches and write-back journal on this computer go too.
-    let local = crate::client::mount::account_dir(paths, session);
+    let local = crate::mount::account_dir(paths, session);
     if let Err(e) = std::fs::remove_dir_all(&local) {
         if e.kind() != std::io::ErrorKind::NotFound {
             eprintln!(

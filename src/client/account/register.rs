@@ -6,10 +6,10 @@ use super::password::{read_password, Purpose};
 use super::profile;
 use crate::api::routes;
 use crate::api::types::{AccountInfo, RegisterRequest, SessionResponse};
-use crate::client::config::Paths;
-use crate::client::session::{new_library, Session};
-use crate::client::{client_label, ClientError, Result};
+use crate::config::Paths;
 use crate::crypto::{AccountKeyPair, SymmetricKey};
+use crate::session::{new_library, Session};
+use crate::{client_label, ClientError, Result};
 
 pub struct RegisterOptions {
     pub server: String,

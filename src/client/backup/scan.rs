@@ -8,9 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use crate::client::repo::content::FileJob;
 use crate::crypto::ObjectKey;
 use crate::model::{Entry, EntryKind, Tree, Xattr};
+use crate::repo::content::FileJob;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Change {

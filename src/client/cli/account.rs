@@ -4,13 +4,13 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use crate::account::profile;
 use crate::api::account::UpdateProfileRequest;
 use crate::api::types::AccountInfo;
-use crate::client::account::profile;
-use crate::client::config::Paths;
-use crate::client::session::Session;
-use crate::client::{ClientError, Result};
+use crate::config::Paths;
+use crate::session::Session;
 use crate::units::{format_size, money};
+use crate::{ClientError, Result};
 
 #[derive(Subcommand)]
 pub enum AccountCommand {
@@ -347,7 +347,7 @@ pub fn run(paths: &Paths, json: bool, command: AccountCommand) -> Result<()> {
             let info = profile::reactivate(&session)?;
             // After the grace period the data is gone: start again with the default library.
             let created = if session.libraries()?.is_empty() {
-                Some(session.create_library(crate::client::account::DEFAULT_LIBRARY)?)
+                Some(session.create_library(crate::account::DEFAULT_LIBRARY)?)
             } else {
                 None
             };
@@ -399,7 +399,7 @@ pub fn run(paths: &Paths, json: bool, command: AccountCommand) -> Result<()> {
             }
         }
         AccountCommand::RotateKeys => {
-            let rotated = crate::client::account::keys::rotate_keys(paths, &session)?;
+            let rotated = crate::account::keys::rotate_keys(paths, &session)?;
             if json {
                 print_json(&rotated);
             } else {

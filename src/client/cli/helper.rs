@@ -12,9 +12,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::client::config::{Paths, SessionFile};
-use crate::client::mount::{mount, MountOptions};
-use crate::client::{ClientError, Result};
+use crate::config::{Paths, SessionFile};
+use crate::mount::{mount, MountOptions};
+use crate::{ClientError, Result};
 
 /// Whether `ibackup` was started as a mount helper: by the name of the helper's link, or
 /// by `mount.fuse3` with `SOURCE DIR` (a source is `EMAIL:LIBRARY`, which no command is).

@@ -12,13 +12,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use crate::client::account::{self as accounts, RegisterOptions, DEFAULT_LIBRARY};
-use crate::client::backup::{self, BackupOptions};
-use crate::client::config::Paths;
-use crate::client::restore::{self, RestoreOptions};
-use crate::client::session::Session;
-use crate::client::store::Store;
-use crate::client::{snapshots, ClientError, Result};
+use crate::account::{self as accounts, RegisterOptions, DEFAULT_LIBRARY};
+use crate::backup::{self, BackupOptions};
+use crate::config::Paths;
+use crate::restore::{self, RestoreOptions};
+use crate::session::Session;
+use crate::store::Store;
+use crate::{snapshots, ClientError, Result};
 
 mod account;
 mod helper;
@@ -109,7 +109,7 @@ enum Command {
         library: String,
     },
     /// Mount your libraries and their snapshots as a folder (default ~/ibackup).
-    Mount(crate::client::mount::MountOptions),
+    Mount(crate::mount::MountOptions),
     /// Unmount, after uploading pending changes unless --no-wait.
     Umount {
         mountpoint: Option<PathBuf>,
@@ -419,7 +419,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Mount(options) if options.install_unit => {
-            let (path, name) = crate::client::mount::install_unit(&paths, &options)?;
+            let (path, name) = crate::mount::install_unit(&paths, &options)?;
             if json {
                 print_json(&serde_json::json!({ "unit": path, "name": name }));
             } else {
@@ -431,7 +431,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Mount(options) => {
-            let mountpoint = crate::client::mount::mount(&paths, &options)?;
+            let mountpoint = crate::mount::mount(&paths, &options)?;
             if !options.foreground {
                 if json {
                     print_json(&serde_json::json!({ "mounted": mountpoint }));
@@ -448,8 +448,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             no_wait,
         } => {
             let progress = !json && std::io::stderr().is_terminal();
-            let record =
-                crate::client::mount::umount(&paths, mountpoint.as_deref(), no_wait, progress)?;
+            let record = crate::mount::umount(&paths, mountpoint.as_deref(), no_wait, progress)?;
             if json {
                 print_json(&record);
             } else if record.uploads.pending_operations > 0 {
@@ -467,12 +466,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Status => {
-            let mounts = crate::client::mount::status(&paths);
+            let mounts = crate::mount::status(&paths);
             // Works without a session or the server; what the server says of shares is
             // added when it can be asked.
-            let queued = crate::client::mount::queued(&paths);
+            let queued = crate::mount::queued(&paths);
             let warnings = match Session::load(&paths) {
-                Ok(session) => crate::client::sharing::roster_warnings(&session)
+                Ok(session) => crate::sharing::roster_warnings(&session)
                     .unwrap_or_else(|e| vec![format!("the server could not be asked: {e}")]),
                 Err(_) => Vec::new(),
             };
@@ -538,7 +537,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dry_run,
         } => {
             let session = Session::load(&paths)?;
-            let done = crate::client::retention::forget(&session, &library, &snapshots, dry_run)?;
+            let done = crate::retention::forget(&session, &library, &snapshots, dry_run)?;
             if json {
                 print_json(&done);
             } else {
@@ -583,7 +582,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 read_data_subset
             };
-            let report = crate::client::check::run(&session, &library, share)?;
+            let report = crate::check::run(&session, &library, share)?;
             if json {
                 print_json(&report);
             } else {
@@ -616,7 +615,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             target,
             password_stdin,
         } => {
-            let link = crate::client::links::parse(&url)?;
+            let link = crate::links::parse(&url)?;
             let password = if password_stdin {
                 let mut line = String::new();
                 std::io::stdin()
@@ -630,8 +629,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .ok()
                     .map(zeroize::Zeroizing::new)
             };
-            let target = target.unwrap_or_else(|| crate::client::links::default_target(&link));
-            let summary = crate::client::links::get(&link, &target, password)?;
+            let target = target.unwrap_or_else(|| crate::links::default_target(&link));
+            let summary = crate::links::get(&link, &target, password)?;
             for warning in &summary.warnings {
                 eprintln!("warning: {}", shown(warning));
             }

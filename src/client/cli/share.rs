@@ -5,9 +5,9 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use crate::api::types::Permission;
-use crate::client::session::{Listed, Session};
-use crate::client::{links, sharing, ClientError, Result};
+use crate::session::{Listed, Session};
 use crate::units::format_size;
+use crate::{links, sharing, ClientError, Result};
 
 #[derive(Subcommand)]
 pub enum LibraryCommand {
@@ -203,7 +203,7 @@ pub fn library(session: &Session, json: bool, command: LibraryCommand) -> Result
             keep_yearly,
             keep_tags,
         } => {
-            let change = crate::client::retention::PolicyChange {
+            let change = crate::retention::PolicyChange {
                 keep_last,
                 keep_within,
                 keep_hourly,
@@ -213,7 +213,7 @@ pub fn library(session: &Session, json: bool, command: LibraryCommand) -> Result
                 keep_yearly,
                 keep_tags: (!keep_tags.is_empty()).then_some(keep_tags),
             };
-            let view = crate::client::retention::policy(session, &library, change)?;
+            let view = crate::retention::policy(session, &library, change)?;
             if json {
                 print_json(&view);
             } else {
@@ -261,8 +261,8 @@ pub fn library(session: &Session, json: bool, command: LibraryCommand) -> Result
                 Some(seen) => seen.forget(&library.info.id)?,
                 None => false,
             };
-            let store = crate::client::store::Store::new(&session.remote, &library);
-            let head = crate::client::repo::Repo::head(&store)?;
+            let store = crate::store::Store::new(&session.remote, &library);
+            let head = crate::repo::Repo::head(&store)?;
             if json {
                 print_json(
                     &serde_json::json!({ "library": name, "head": head, "forgotten": forgotten }),
@@ -294,7 +294,7 @@ pub fn share(session: &Session, json: bool, command: ShareCommand) -> Result<()>
                 Permission::Read
             };
             // A key seen for the first time is shown before anything is granted to it.
-            let confirm = |email: &str, presented: &str| -> crate::client::Result<()> {
+            let confirm = |email: &str, presented: &str| -> crate::Result<()> {
                 if yes {
                     eprintln!("{email}'s key fingerprint is {presented}; compare it with them.");
                     return Ok(());
@@ -308,7 +308,7 @@ pub fn share(session: &Session, json: bool, command: ShareCommand) -> Result<()>
                         presented.replace(' ', "")
                     )));
                 }
-                let answer = crate::client::account::password::prompt_line(&format!(
+                let answer = crate::account::password::prompt_line(&format!(
                     "{email}'s key fingerprint is\n    {presented}\nIt should match what \
                      `ibackup account fingerprint` shows them. Share with this key? [y/N] "
                 ))?;
@@ -413,7 +413,7 @@ pub fn link(session: &Session, json: bool, command: LinkCommand) -> Result<()> {
             follow,
         } => {
             let password = if password {
-                Some(crate::client::account::password::read_secret_line(
+                Some(crate::account::password::read_secret_line(
                     "IBACKUP_LINK_PASSWORD",
                     "Password visitors must give: ",
                 )?)

@@ -11,12 +11,12 @@ use lru::LruCache;
 
 use super::diskcache::DiskCache;
 use super::vfs::objects::Objects;
-use crate::client::remote::Remote;
-use crate::client::session::OpenLibrary;
-use crate::client::store::Store;
-use crate::client::Result;
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::Snapshot;
+use crate::remote::Remote;
+use crate::session::OpenLibrary;
+use crate::store::Store;
+use crate::Result;
 
 type Key = (String, ObjectId);
 

@@ -297,7 +297,7 @@ fn remove_segment(dir: &Path, seq: u64) {
 }
 
 /// `u16` library length, library, 32-byte id, `u64` offset, `u64` length; little-endian.
-pub(crate) fn encode_record(library: &str, id: &ObjectId, offset: u64, len: u64) -> Vec<u8> {
+pub fn encode_record(library: &str, id: &ObjectId, offset: u64, len: u64) -> Vec<u8> {
     let mut record = Vec::with_capacity(2 + library.len() + 32 + 16);
     record.extend_from_slice(&(library.len() as u16).to_le_bytes());
     record.extend_from_slice(library.as_bytes());
@@ -308,7 +308,7 @@ pub(crate) fn encode_record(library: &str, id: &ObjectId, offset: u64, len: u64)
 }
 
 /// One record and what follows it; `None` at the end or at a torn last record.
-pub(crate) fn decode_record(bytes: &[u8]) -> Option<(String, ObjectId, u64, u64, &[u8])> {
+pub fn decode_record(bytes: &[u8]) -> Option<(String, ObjectId, u64, u64, &[u8])> {
     let (len, rest) = bytes.split_first_chunk::<2>()?;
     let (library, rest) = rest.split_at_checked(u16::from_le_bytes(*len) as usize)?;
     let (id, rest) = rest.split_first_chunk::<32>()?;

@@ -340,7 +340,7 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let vfs = self.vfs();
+        let mut vfs = self.vfs();
         match vfs.readdir(fh.0, offset as usize) {
             Ok(entries) => {
                 for (i, (ino, kind, name)) in entries.iter().enumerate() {

@@ -119,11 +119,11 @@ pub struct Journal {
     conn: Mutex<Connection>,
 }
 
-pub(crate) fn encode(op: &Op) -> Vec<u8> {
+pub fn encode(op: &Op) -> Vec<u8> {
     crate::model::codec::encode(op)
 }
 
-pub(crate) fn decode(bytes: &[u8]) -> Option<Op> {
+pub fn decode(bytes: &[u8]) -> Option<Op> {
     crate::model::codec::decode(bytes).ok()
 }
 

@@ -4,9 +4,9 @@ use std::sync::Mutex;
 
 use super::vfs::{MountedLibrary, Vfs};
 use crate::api::types::Permission;
-use crate::client::session::{OpenLibrary, Session};
-use crate::client::store::Store;
-use crate::client::{ClientError, Result};
+use crate::session::{OpenLibrary, Session};
+use crate::store::Store;
+use crate::{ClientError, Result};
 
 /// A library as a mount shows it, with its head's root tree; `--read-only` shows every
 /// library as if shared read-only.
@@ -73,9 +73,9 @@ pub fn refresh_libraries(
         }
     }
     for library in listed {
-        let (library, refused) = crate::client::sharing::rotate_if_asked(session, library)?;
+        let (library, refused) = crate::sharing::rotate_if_asked(session, library)?;
         if !refused.is_empty() {
-            let warning = crate::client::sharing::refused_warning(&library.name, &refused);
+            let warning = crate::sharing::refused_warning(&library.name, &refused);
             tracing::warn!("{warning}");
         }
         let current = shown

@@ -30,102 +30,27 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::client::config::Paths;
-use crate::client::session::Session;
-use crate::client::{ClientError, Result};
+use crate::config::Paths;
+use crate::session::Session;
 use crate::units::parse_size;
+use crate::{ClientError, Result};
 pub use records::{is_mounted, queued, status, umount, MountRecord};
 
-/// A write-back journal entry as the mount reads it back from disk (for `crate::fuzz`).
-pub(crate) fn decode_journal_op(bytes: &[u8]) -> Option<journal::Op> {
-    journal::decode(bytes)
+/// The mount's two on-disk formats, which it reads back after a crash and so must refuse
+/// damage without panicking: a write-back journal entry and a disk-cache index record.
+/// Public for the fuzzer (`ibackup-tools`).
+pub mod disk_formats {
+    pub use super::diskcache::{
+        decode_record as decode_cache_record, encode_record as encode_cache_record,
+    };
+    pub use super::journal::{
+        decode as decode_journal_op, encode as encode_journal_op, Op as JournalOp,
+    };
 }
 
-/// Journal entries of every kind, encoded (seeds for `crate::fuzz`).
-pub(crate) fn journal_op_seeds() -> Vec<Vec<u8>> {
-    use crate::model::tree::{EntryKind, Xattr};
-    use journal::Op;
-    let path = b"docs/notes.txt".to_vec();
-    let ops = [
-        Op::Write {
-            path: path.clone(),
-            stage: "00000000000000000000000000000001".into(),
-            mode: 0o644,
-            uid: 1000,
-            gid: 1000,
-            mtime_ns: 1_700_000_000_000_000_000,
-            xattrs: vec![Xattr {
-                name: b"user.a".to_vec(),
-                value: b"b".to_vec(),
-            }],
-            base: Some("sig".into()),
-            link: 3,
-            atime_ns: Some(7),
-        },
-        Op::Mkdir {
-            path: b"docs".to_vec(),
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime_ns: 1,
-        },
-        Op::Symlink {
-            path: b"latest".to_vec(),
-            target: path.clone(),
-            uid: 0,
-            gid: 0,
-            mtime_ns: 1,
-        },
-        Op::Link {
-            from: path.clone(),
-            to: b"twin".to_vec(),
-            link: 3,
-        },
-        Op::Special {
-            path: b"fifo".to_vec(),
-            kind: EntryKind::Fifo,
-            mode: 0o600,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            mtime_ns: 1,
-        },
-        Op::Remove { path: path.clone() },
-        Op::Rename {
-            from: path.clone(),
-            to: b"moved".to_vec(),
-        },
-        Op::SetAttr {
-            path: path.clone(),
-            mode: Some(0o600),
-            uid: None,
-            gid: Some(5),
-            mtime_ns: Some(9),
-            atime_ns: None,
-        },
-        Op::SetXattrs {
-            path,
-            xattrs: Vec::new(),
-        },
-    ];
-    ops.iter().map(journal::encode).collect()
-}
-
-/// Reads a disk-cache index as the mount does at start: records until the first torn one.
-pub(crate) fn decode_disk_index(mut bytes: &[u8]) {
-    while let Some((_, _, _, _, rest)) = diskcache::decode_record(bytes) {
-        bytes = rest;
-    }
-}
-
-/// A disk-cache index of a few records (a seed for `crate::fuzz`).
-pub(crate) fn disk_index_seed() -> Vec<u8> {
-    let id = crate::crypto::ObjectId::from_bytes([5; 32]);
-    [
-        diskcache::encode_record("0123456789abcdef0123456789abcdef", &id, 0, 4096),
-        diskcache::encode_record("0123456789abcdef0123456789abcdef", &id, 4096, 100),
-    ]
-    .concat()
+/// `path` from `/`, for the mount process, which does not work from the caller's folder.
+fn absolute(path: &Path) -> Result<PathBuf> {
+    std::path::absolute(path).map_err(ClientError::io(path))
 }
 
 fn size_arg(text: &str) -> std::result::Result<u64, String> {
@@ -302,8 +227,11 @@ pub fn mount(paths: &Paths, options: &MountOptions) -> Result<PathBuf> {
         .args(["--write-back-delay", &options.write_back_delay.to_string()])
         .args(["--poll-interval", &options.poll_interval.to_string()])
         // The folders this mount was given, which a mount helper may have named itself.
-        .env("IBACKUP_CONFIG_DIR", &paths.config_dir)
-        .env("IBACKUP_CACHE_DIR", &paths.cache_dir)
+        .env("IBACKUP_CONFIG_DIR", absolute(&paths.config_dir)?)
+        .env("IBACKUP_CACHE_DIR", absolute(&paths.cache_dir)?)
+        // A daemon works from `/`: started from a shell inside another mount, it would keep
+        // that one busy (its `umount` failing) for as long as it runs.
+        .current_dir("/")
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().map_err(ClientError::io(&log_path))?)
         .stderr(log);
@@ -375,8 +303,8 @@ fn account_dir_of(paths: &Paths, base: &str, email: &str) -> PathBuf {
 /// The write-back journal of the account signed in on this computer, found without the
 /// server (the session file names it); `None` when nobody is signed in.
 fn signed_in_journal(paths: &Paths) -> Option<PathBuf> {
-    let file = crate::client::config::SessionFile::load(paths).ok()?;
-    let url = crate::client::remote::parse_server_url(&file.server).ok()?;
+    let file = crate::config::SessionFile::load(paths).ok()?;
+    let url = crate::remote::parse_server_url(&file.server).ok()?;
     let base = url.as_str().trim_end_matches('/');
     Some(
         account_dir_of(paths, base, &file.email)

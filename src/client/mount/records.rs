@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::default_mountpoint;
 use super::journal::Journal;
 use super::writeback::UploadStatus;
-use crate::client::config::Paths;
-use crate::client::{ClientError, Result};
+use crate::config::Paths;
 use crate::units::{count, format_size};
+use crate::{ClientError, Result};
 
 /// What a running mount publishes about itself.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

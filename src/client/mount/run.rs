@@ -22,11 +22,11 @@ use super::vfs::Vfs;
 use super::workers::Workers;
 use super::writeback::{UploadStatus, Uploader};
 use super::{account_dir, MountOptions};
-use crate::client::config::Paths;
-use crate::client::session::Session;
-use crate::client::{ClientError, Result};
+use crate::config::Paths;
 use crate::model::EntryKind;
+use crate::session::Session;
 use crate::units::{count, format_size};
+use crate::{ClientError, Result};
 
 /// Threads reading kernel requests. Requests mostly wait (on the network, the disk, or the
 /// file-system lock), so more threads than CPUs pay.

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::MountOptions;
-use crate::client::config::Paths;
-use crate::client::{ClientError, Result};
+use crate::config::Paths;
+use crate::{ClientError, Result};
 
 /// The unit's name for a mount at `mountpoint`, escaped as `systemd-escape --path` does:
 /// `/home/alice/ibackup` → `ibackup-mount-home-alice-ibackup.service`.

@@ -20,10 +20,10 @@ use indicatif::ProgressBar;
 
 use super::{Batch, Repo};
 use crate::api::types::UploadObject;
-use crate::client::{ClientError, Result};
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::chunker::{self, Piece};
 use crate::model::ChunkRef;
+use crate::{ClientError, Result};
 
 const READERS: usize = 2;
 const SEALERS: usize = 2;

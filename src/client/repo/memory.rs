@@ -9,10 +9,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::{Batch, Repo};
 use crate::api::types::UploadResponse;
-use crate::client::objects::ObjectSource;
-use crate::client::Result;
 use crate::crypto::{BlobKind, LibraryKeys, ObjectId, ObjectKey};
 use crate::model::Snapshot;
+use crate::objects::ObjectSource;
+use crate::Result;
 
 pub struct MemoryRepo {
     keys: LibraryKeys,
@@ -75,9 +75,9 @@ impl MemoryRepo {
 
     fn blob(&self, id: &ObjectId) -> Result<BytesMut> {
         let blobs = self.blobs.lock().unwrap_or_else(|p| p.into_inner());
-        let blob = blobs.get(id).ok_or_else(|| {
-            crate::client::ClientError::State(format!("object {id} is not stored"))
-        })?;
+        let blob = blobs
+            .get(id)
+            .ok_or_else(|| crate::ClientError::State(format!("object {id} is not stored")))?;
         Ok(BytesMut::from(&blob[..]))
     }
 }

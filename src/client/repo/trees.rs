@@ -8,9 +8,9 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Batch, Repo};
 use crate::api::types::UploadObject;
-use crate::client::Result;
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::{Entry, EntryKind, Tree};
+use crate::Result;
 
 pub struct TreeWriter<'a> {
     store: &'a dyn Repo,

@@ -6,7 +6,7 @@
 //! declines the well-known test numbers.
 
 use super::card::CheckedCard;
-use crate::server::db::{billing, random_id, Db, DbError};
+use crate::db::{billing, random_id, Db, DbError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessorError {

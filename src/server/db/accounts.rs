@@ -1,6 +1,6 @@
 //! Accounts: identity, plan, login material and the wrapped account key.
 
-use crate::server::db::{params, Conn, OptionalExtension, Row};
+use crate::db::{params, Conn, OptionalExtension, Row};
 
 use super::{now, DbError};
 
@@ -47,7 +47,7 @@ const COLUMNS: &str = "id, email, first_name, last_name, plan, quota_override, a
                        created_at, status, canceled_at, period_end, quota_warned, \
                        email_confirmed_at";
 
-fn from_row(row: &Row<'_>) -> Result<AccountRow, crate::server::db::DbError> {
+fn from_row(row: &Row<'_>) -> Result<AccountRow, crate::db::DbError> {
     Ok(AccountRow {
         id: row.get(0)?,
         email: row.get(1)?,

@@ -1,7 +1,7 @@
 //! Cards on file (brand, last four, expiry and the processor's token; never the number or
 //! the security code), plan history, invoices, and the offline processor's own ledger.
 
-use crate::server::db::{params, Conn, OptionalExtension};
+use crate::db::{params, Conn, OptionalExtension};
 
 use super::{now, DbError};
 pub use crate::api::account::{Invoice, PlanChange};

@@ -3,7 +3,7 @@
 //! the lease named for the work; only the one that got it does the work, and nobody else
 //! until the lease runs out. A server that dies holding one lets it run out.
 
-use crate::server::db::{params, Conn};
+use crate::db::{params, Conn};
 
 use super::DbError;
 

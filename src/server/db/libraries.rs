@@ -4,7 +4,7 @@
 //! sealed by clients, keys travel as grants boxed between accounts, and each epoch's link to
 //! the one before it is sealed under that epoch's key.
 
-use crate::server::db::{params, Conn, OptionalExtension};
+use crate::db::{params, Conn, OptionalExtension};
 
 use super::{now, DbError};
 use crate::api::account::{LibrarySummary, Membership};

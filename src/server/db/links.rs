@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use crate::server::db::{params, Conn, OptionalExtension};
+use crate::db::{params, Conn, OptionalExtension};
 
 use super::{now, DbError};
 use crate::api::links::LinkInfo;

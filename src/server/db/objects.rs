@@ -4,7 +4,7 @@
 //! Invariant: an object row exists only when every object it references has a row, so a
 //! stored snapshot is always complete.
 
-use crate::server::db::{params, Conn, OptionalExtension};
+use crate::db::{params, Conn, OptionalExtension};
 
 use super::{now, DbError};
 use crate::api::types::SnapshotMeta;

@@ -1,7 +1,7 @@
 //! Consent history, feedback, surveys (answers kept only as counts, apart from who answered)
 //! and login throttling.
 
-use crate::server::db::{params, Conn, OptionalExtension};
+use crate::db::{params, Conn, OptionalExtension};
 
 use super::{now, DbError};
 pub use crate::api::account::ConsentEvent;

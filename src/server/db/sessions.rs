@@ -1,7 +1,7 @@
 //! Sessions: opaque bearer tokens, stored only as their SHA-256 hash, and each session's
 //! record: when, from where, how many requests and bytes, how long. Never what was done.
 
-use crate::server::db::{params, Conn, OptionalExtension, Row};
+use crate::db::{params, Conn, OptionalExtension, Row};
 
 use super::{now, random_id, DbError};
 pub use crate::api::account::SessionRecord as Record;
@@ -140,7 +140,7 @@ pub fn add_usage(conn: &Conn, session_id: &str, usage: &Usage<'_>) -> Result<(),
     Ok(())
 }
 
-fn record(row: &Row<'_>) -> Result<Record, crate::server::db::DbError> {
+fn record(row: &Row<'_>) -> Result<Record, crate::db::DbError> {
     Ok(Record {
         id: row.get(0)?,
         current: false,

@@ -3,7 +3,7 @@
 //! server to open it, and numbers of its own running (`server_state`, e.g. when verify last
 //! ran).
 
-use crate::server::db::{params, Conn, OptionalExtension};
+use crate::db::{params, Conn, OptionalExtension};
 
 use super::{immediate, DbError};
 

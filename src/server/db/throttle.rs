@@ -1,6 +1,6 @@
 //! Counts of failed attempts per throttle key (see `server::throttle`).
 
-use crate::server::db::{params, Conn, OptionalExtension};
+use crate::db::{params, Conn, OptionalExtension};
 
 use super::DbError;
 

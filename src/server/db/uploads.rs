@@ -4,13 +4,13 @@
 
 use std::collections::HashSet;
 
-use crate::server::db::Conn;
+use crate::db::Conn;
 
 use super::objects::{self, Location};
 use super::{accounts, immediate, libraries, retention, DbError};
 use crate::api::types::UploadObject;
+use crate::config::ServerConfig;
 use crate::crypto::ObjectId;
-use crate::server::config::ServerConfig;
 
 /// Why an upload was not recorded.
 #[derive(Debug, thiserror::Error)]

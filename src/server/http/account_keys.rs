@@ -15,10 +15,10 @@ use super::extract::{ApiJson, Caller};
 use super::sessions::confirm_password;
 use crate::api::account::{RotateKeysRequest, SessionsEnded};
 use crate::api::{ErrorCode, GRANT_BYTES};
-use crate::server::db::{self, accounts, libraries, sessions};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
-use crate::server::validate;
+use crate::db::{self, accounts, libraries, sessions};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::validate;
 
 pub async fn rotate(
     State(state): State<AppState>,

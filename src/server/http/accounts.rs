@@ -15,13 +15,13 @@ use crate::api::types::{
     SessionResponse,
 };
 use crate::api::ErrorCode;
+use crate::config::ServerConfig;
 use crate::crypto::kdf::{self, KdfParams};
-use crate::server::config::ServerConfig;
-use crate::server::db::{accounts, billing, libraries};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
-use crate::server::throttle::Signup;
-use crate::server::validate;
+use crate::db::{accounts, billing, libraries};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::throttle::Signup;
+use crate::validate;
 
 /// Wrapped 32-byte keys: nonce, key, tag.
 pub const WRAPPED_KEY_LEN: std::ops::RangeInclusive<usize> = 60..=60;
@@ -128,7 +128,7 @@ pub async fn register(
                 &tx,
                 account_id,
                 &billing::PlanChange {
-                    at: crate::server::db::now(),
+                    at: crate::db::now(),
                     from_plan: None,
                     to_plan: plan.name.clone(),
                     amount_cents: 0,
@@ -231,7 +231,7 @@ pub async fn show(State(state): State<AppState>, caller: Caller) -> ApiResult<Js
 }
 
 pub fn account_info(
-    conn: &crate::server::db::Conn,
+    conn: &crate::db::Conn,
     config: &ServerConfig,
     account_id: i64,
 ) -> ApiResult<AccountInfo> {
@@ -265,7 +265,7 @@ pub fn account_info(
 }
 
 pub fn session_response(
-    conn: &crate::server::db::Conn,
+    conn: &crate::db::Conn,
     config: &ServerConfig,
     account_id: i64,
     token: String,

@@ -13,9 +13,9 @@ use subtle::ConstantTimeEq;
 use super::billing::send_service_mail;
 use super::extract::Caller;
 use super::pages::{Confirm, Page};
-use crate::server::db::{self, accounts};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
+use crate::db::{self, accounts};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 /// How long a confirmation link works.
 const LINK_SECS: i64 = 7 * 86_400;

@@ -14,9 +14,9 @@ use axum::body::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::mpsc;
 
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::memory::{Held, MemoryBound};
-use crate::server::storage::BlobStore;
+use crate::error::{ApiError, ApiResult};
+use crate::memory::{Held, MemoryBound};
+use crate::storage::BlobStore;
 
 /// How much of an answer is read from the packs at once.
 pub const PIECE_BYTES: u64 = 8 << 20;

@@ -1,6 +1,6 @@
 //! Plans, cards, plan changes with proration, invoices, cancel and reactivate: the routes.
 //!
-//! Money moves only through a [`PaymentProcessor`](crate::server::billing::processor::PaymentProcessor);
+//! Money moves only through a [`PaymentProcessor`](crate::billing::processor::PaymentProcessor);
 //! the server keeps a card's brand, last four digits, expiry and the processor's token,
 //! never the number or the code.
 
@@ -16,14 +16,14 @@ use crate::api::account::{
 };
 use crate::api::types::AccountInfo;
 use crate::api::ErrorCode;
-use crate::server::billing::card;
-use crate::server::billing::processor::ProcessorError;
-use crate::server::billing::TURN_SECS;
-use crate::server::config::{Plan, ServerConfig};
-use crate::server::db::{self, accounts, billing};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::mail::Kind;
-use crate::server::state::AppState;
+use crate::billing::card;
+use crate::billing::processor::ProcessorError;
+use crate::billing::TURN_SECS;
+use crate::config::{Plan, ServerConfig};
+use crate::db::{self, accounts, billing};
+use crate::error::{ApiError, ApiResult};
+use crate::mail::Kind;
+use crate::state::AppState;
 use crate::units::format_size;
 use crate::units::money;
 
@@ -420,7 +420,7 @@ async fn reactivate_in_turn(state: &AppState, caller: Caller) -> ApiResult<Json<
                 .db
                 .call(move |conn| -> ApiResult<AccountInfo> {
                     let tx = conn.transaction()?;
-                    crate::server::db::libraries::delete_owned(&tx, account.id)?;
+                    crate::db::libraries::delete_owned(&tx, account.id)?;
                     accounts::set_plan(&tx, account.id, &config.default_plan().name, None)?;
                     accounts::set_status(&tx, account.id, "active", None)?;
                     tx.commit()?;
@@ -535,7 +535,7 @@ mod tests {
 
     #[test]
     fn proration() {
-        let config = ServerConfig::parse(crate::server::config::DEFAULT_CONFIG).unwrap();
+        let config = ServerConfig::parse(crate::config::DEFAULT_CONFIG).unwrap();
         let free = config.plan("free").unwrap();
         let personal = config.plan("personal").unwrap();
         let pro = config.plan("pro").unwrap();

@@ -7,10 +7,10 @@ use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::server::db::sessions;
-use crate::server::error::ApiError;
-use crate::server::records::SessionSlot;
-use crate::server::state::AppState;
+use crate::db::sessions;
+use crate::error::ApiError;
+use crate::records::SessionSlot;
+use crate::state::AppState;
 
 /// A JSON body of at most `MAX_JSON_BYTES`; malformed, mistyped or oversized bodies become
 /// 400 or 413 with the reason.
@@ -49,7 +49,7 @@ pub async fn upload_body(
     state: &AppState,
     account_id: i64,
     req: Request,
-) -> Result<(Bytes, crate::server::memory::Held), ApiError> {
+) -> Result<(Bytes, crate::memory::Held), ApiError> {
     let limit = crate::api::routes::MAX_BATCH_BYTES;
     let announced = req
         .headers()
@@ -239,7 +239,7 @@ impl FromRequestParts<AppState> for Caller {
         let session = found.ok_or_else(|| {
             ApiError::unauthorized("session expired or logged out; run `ibackup login`")
         })?;
-        let now = crate::server::db::now();
+        let now = crate::db::now();
         let config = &state.config;
         let idle = now - session.last_seen > config.idle_timeout.as_secs() as i64;
         let too_old = now - session.created_at > config.absolute_timeout.as_secs() as i64;

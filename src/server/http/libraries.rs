@@ -14,10 +14,10 @@ use crate::api::types::{
 use crate::api::ErrorCode;
 use crate::api::GRANT_BYTES;
 use crate::crypto::BlobKind;
-use crate::server::db::{self, libraries, objects};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
-use crate::server::validate;
+use crate::db::{self, libraries, objects};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::validate;
 
 /// What a request needs to do with a library.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -35,7 +35,7 @@ pub struct Granted {
 }
 
 pub fn require(
-    conn: &crate::server::db::Conn,
+    conn: &crate::db::Conn,
     library_id: &str,
     account_id: i64,
     need: Need,
@@ -67,7 +67,7 @@ pub fn require(
             ))
         }
         libraries::Access::Member { owner_id, .. }
-            if need == Need::Write && !crate::server::db::accounts::is_active(conn, owner_id)? =>
+            if need == Need::Write && !crate::db::accounts::is_active(conn, owner_id)? =>
         {
             Err(ApiError::new(
                 ErrorCode::AccountInactive,

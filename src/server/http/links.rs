@@ -24,11 +24,11 @@ use crate::api::links::{
 };
 use crate::api::{ErrorCode, CHAIN_LINK_BYTES};
 use crate::crypto::{kdf, BlobKind, ObjectId};
-use crate::server::db::{self, links, objects};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
-use crate::server::throttle::Guess;
-use crate::server::validate;
+use crate::db::{self, links, objects};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::throttle::Guess;
+use crate::validate;
 
 /// How long a visitor's token lasts after opening a link.
 const TOKEN_SECS: i64 = 3600;

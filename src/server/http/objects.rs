@@ -20,14 +20,14 @@ use super::libraries::{require, Need};
 use crate::api::routes::{MAX_BATCH_BYTES, MAX_IDS_PER_REQUEST};
 use crate::api::types::{IdList, MissingResponse, UploadObject, UploadResponse};
 use crate::api::{frame, ErrorCode};
+use crate::config::ServerConfig;
 use crate::crypto::blob::{blob_epoch, max_sealed_len, BLOB_VERSION, MIN_BLOB_LEN};
 use crate::crypto::{BlobKind, ObjectId};
+use crate::db::uploads::{self, OverQuota, Refused, Upload};
+use crate::db::{self, libraries, objects, retention};
+use crate::error::{ApiError, ApiResult};
 use crate::model::chunker::MAX_CHUNK;
-use crate::server::config::ServerConfig;
-use crate::server::db::uploads::{self, OverQuota, Refused, Upload};
-use crate::server::db::{self, libraries, objects, retention};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
+use crate::state::AppState;
 
 /// Largest tree or snapshot blob.
 const MAX_METADATA_BLOB: usize = 32 << 20;
@@ -303,7 +303,7 @@ fn quota_error(over: OverQuota, caller_owns: bool) -> ApiError {
 
 /// Checks the quota before anything is written (the transaction that records checks again).
 fn check_quota(
-    conn: &crate::server::db::Conn,
+    conn: &crate::db::Conn,
     config: &ServerConfig,
     owner_id: i64,
     caller_id: i64,

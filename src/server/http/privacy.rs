@@ -15,9 +15,9 @@ use crate::api::account::{
     SurveyInfo, SurveyList, SurveyQuestion,
 };
 use crate::api::ErrorCode;
-use crate::server::db::{self, accounts, billing, libraries, privacy, sessions};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
+use crate::db::{self, accounts, billing, libraries, privacy, sessions};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 pub async fn export(
     State(state): State<AppState>,
@@ -56,8 +56,8 @@ pub async fn export(
                     .collect(),
                 libraries: libraries::export_owned(conn, id)?,
                 memberships: libraries::export_memberships(conn, id)?,
-                links: crate::server::db::links::export(conn, id)?,
-                holds: crate::server::db::retention::holds_of(conn, id)?,
+                links: crate::db::links::export(conn, id)?,
+                holds: crate::db::retention::holds_of(conn, id)?,
                 notes: vec![
                     "Library contents are encrypted with keys only you hold; restore them with \
                      `ibackup restore` or the mount."

@@ -18,10 +18,10 @@ use crate::api::account::{
 };
 use crate::api::types::AccountInfo;
 use crate::api::ErrorCode;
-use crate::server::db::{accounts, sessions};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
-use crate::server::validate;
+use crate::db::{accounts, sessions};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::validate;
 
 /// Changes names and the e-mail address. A new address needs the password (a stolen
 /// session must not move the account to another inbox), is unconfirmed until its mailed

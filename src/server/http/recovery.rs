@@ -19,11 +19,11 @@ use crate::api::account::{
 use crate::api::types::SessionResponse;
 use crate::api::ErrorCode;
 use crate::crypto::AccountKeyPair;
-use crate::server::db::{self, accounts, sessions};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
-use crate::server::throttle::Guess;
-use crate::server::validate;
+use crate::db::{self, accounts, sessions};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::throttle::Guess;
+use crate::validate;
 
 /// Replaces the recovery key (the old one stops working): for accounts from before recovery
 /// proofs, and after a recovery key was exposed. Needs the password.

@@ -8,10 +8,10 @@ use axum::Json;
 use super::extract::{ApiJson, Caller};
 use super::libraries::{require, Need};
 use crate::api::types::{ForgetRequest, ForgetResponse, HoldRequest};
+use crate::db::{self, libraries, retention};
+use crate::error::{ApiError, ApiResult};
 use crate::model::retention::Policy;
-use crate::server::db::{self, libraries, retention};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
+use crate::state::AppState;
 
 const MAX_KEEP: u32 = 100_000;
 const MAX_TAGS: usize = 64;

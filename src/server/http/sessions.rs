@@ -14,13 +14,13 @@ use super::extract::{new_token, session_cookie, ApiJson, Caller};
 use crate::api::account::{SessionList, SessionsEnded};
 use crate::api::types::{KeyShare, LoginRequest, SessionResponse};
 use crate::api::ErrorCode;
+use crate::config::ServerConfig;
 use crate::crypto::kdf;
-use crate::server::config::ServerConfig;
-use crate::server::db::{accounts, sessions};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
-use crate::server::throttle::Guess;
-use crate::server::validate;
+use crate::db::{accounts, sessions};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::throttle::Guess;
+use crate::validate;
 
 pub fn invalid_credentials() -> ApiError {
     ApiError::new(ErrorCode::InvalidCredentials, "wrong e-mail or password")
@@ -124,7 +124,7 @@ impl SessionStart {
     /// Records the session and answers with it, the account and its wrapped key.
     pub fn create(
         self,
-        conn: &crate::server::db::Conn,
+        conn: &crate::db::Conn,
         config: &ServerConfig,
         account_id: i64,
     ) -> ApiResult<SessionResponse> {
@@ -187,7 +187,7 @@ pub async fn revoke(
     Path(session_id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = session_id.clone();
-    let found = crate::server::db::is_random_id(&session_id)
+    let found = crate::db::is_random_id(&session_id)
         && state
             .db
             .call(move |conn| sessions::revoke_own(conn, caller.account_id, &id))

@@ -18,10 +18,10 @@ use crate::api::types::{
     RotateRequest,
 };
 use crate::api::{ErrorCode, CHAIN_LINK_BYTES, GRANT_BYTES, ROSTER_BYTES};
-use crate::server::db::{accounts, immediate, libraries};
-use crate::server::error::{ApiError, ApiResult};
-use crate::server::state::AppState;
-use crate::server::validate;
+use crate::db::{accounts, immediate, libraries};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+use crate::validate;
 
 fn no_account(email: &str) -> ApiError {
     ApiError::not_found(format!(
@@ -37,7 +37,7 @@ pub async fn contact(
     ApiJson(req): ApiJson<ContactRequest>,
 ) -> ApiResult<Json<ContactKey>> {
     let email = validate::email(&req.email)?;
-    let lookup = crate::server::throttle::Lookup::new(&state, caller.account_id);
+    let lookup = crate::throttle::Lookup::new(&state, caller.account_id);
     let account = state
         .db
         .call(move |conn| -> ApiResult<_> {

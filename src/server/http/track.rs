@@ -9,8 +9,8 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::server::records::SessionSlot;
-use crate::server::state::AppState;
+use crate::records::SessionSlot;
+use crate::state::AppState;
 
 /// Middleware: measures each request and, if it authenticated, counts it for its session.
 pub async fn track(State(state): State<AppState>, mut request: Request, next: Next) -> Response {

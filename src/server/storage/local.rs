@@ -148,7 +148,7 @@ impl BlobStore for LocalStore {
                 let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                     continue;
                 };
-                if crate::server::db::is_random_id(&name) {
+                if crate::db::is_random_id(&name) {
                     let meta = entry.metadata()?;
                     packs.push(PackInfo {
                         id: name,
@@ -173,7 +173,7 @@ impl BlobStore for LocalStore {
         for entry in fs::read_dir(&self.root)? {
             let name = entry?.file_name();
             if let Some(name) = name.to_str() {
-                if crate::server::db::is_random_id(name) {
+                if crate::db::is_random_id(name) {
                     ids.push(name.to_owned());
                 }
             }

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::server::db::Database;
+use crate::db::Database;
 
 pub use frames::{Frames, FramesBody};
 pub use local::LocalStore;

@@ -379,7 +379,7 @@ impl BlobStore for S3Store {
             .into_iter()
             .filter_map(|meta| {
                 let name = meta.location.filename()?;
-                crate::server::db::is_random_id(name).then(|| PackInfo {
+                crate::db::is_random_id(name).then(|| PackInfo {
                     id: name.to_owned(),
                     modified: meta.last_modified.into(),
                     size: meta.size,
@@ -405,7 +405,7 @@ impl BlobStore for S3Store {
             .common_prefixes
             .iter()
             .filter_map(|path| path.filename())
-            .filter(|name| crate::server::db::is_random_id(name))
+            .filter(|name| crate::db::is_random_id(name))
             .map(str::to_owned)
             .collect())
     }

@@ -5,8 +5,8 @@
 
 use super::nodes::{Body, Ino, Place};
 use super::{Stat, Vfs, VfsError, VfsResult};
-use crate::client::mount::journal::{join_path, Op};
 use crate::model::EntryKind;
+use crate::mount::journal::{join_path, Op};
 
 impl Vfs {
     /// The top directory `dir` lies in: a library's live view or a snapshot's root. Link

@@ -26,10 +26,10 @@ use std::sync::Arc;
 
 use self::nodes::{Attr, Body, Ino, Node, Nodes, Place, ROOT};
 use self::objects::Objects;
-use crate::client::session::OpenLibrary;
-use crate::client::ClientError;
 use crate::crypto::{ObjectId, ObjectKey};
 use crate::model::EntryKind;
+use crate::session::OpenLibrary;
+use crate::ClientError;
 
 pub use self::acl::is_acl;
 pub use self::read::{Handle, Opened};
@@ -109,6 +109,14 @@ pub struct Stat {
     pub immutable: bool,
 }
 
+/// A folder's entries as an open handle reads them.
+struct Listing {
+    dir: Ino,
+    entries: Vec<(Ino, EntryKind, Vec<u8>)>,
+    /// Whether the handle has read from it: a read from the start after that is a rewind.
+    read: bool,
+}
+
 pub struct Vfs {
     pub(crate) nodes: Nodes,
     pub(crate) libraries: Vec<LibraryView>,
@@ -116,7 +124,7 @@ pub struct Vfs {
     pub(crate) handles: HashMap<u64, Handle>,
     next_handle: u64,
     /// Listings taken at opendir, by handle.
-    listings: HashMap<u64, Vec<(Ino, EntryKind, Vec<u8>)>>,
+    listings: HashMap<u64, Listing>,
     /// Where staged (written, not yet uploaded) files live.
     pub(crate) stage_dir: std::path::PathBuf,
     pub(crate) journal: Arc<super::journal::Journal>,
@@ -341,7 +349,7 @@ impl Vfs {
 
     /// Takes a library's keys and permission as they are now (after a key rotation, or a
     /// share changed from read to read-write).
-    pub fn update_library(&mut self, index: usize, library: crate::client::session::OpenLibrary) {
+    pub fn update_library(&mut self, index: usize, library: crate::session::OpenLibrary) {
         let view = &mut self.libraries[index];
         view.writable = library.info.permission.can_write();
         view.library = Arc::new(library);
@@ -538,6 +546,22 @@ impl Vfs {
 
     /// Takes a listing of a directory (with `.` and `..`) for readdir to page through.
     pub fn opendir(&mut self, ino: Ino) -> VfsResult<u64> {
+        let listing = self.listing(ino)?;
+        let fh = self.next_handle;
+        self.next_handle += 1;
+        self.listings.insert(
+            fh,
+            Listing {
+                dir: ino,
+                entries: listing,
+                read: false,
+            },
+        );
+        Ok(fh)
+    }
+
+    /// A folder's entries as they are now, `.` and `..` first.
+    fn listing(&mut self, ino: Ino) -> VfsResult<Vec<(Ino, EntryKind, Vec<u8>)>> {
         let parent = self.node(ino)?.parent;
         let mut listing = vec![
             (ino, EntryKind::Dir, b".".to_vec()),
@@ -551,16 +575,21 @@ impl Vfs {
         for (name, child) in children {
             listing.push((child, self.node(child)?.kind, name));
         }
-        let fh = self.next_handle;
-        self.next_handle += 1;
-        self.listings.insert(fh, listing);
-        Ok(fh)
+        Ok(listing)
     }
 
-    /// Entries from position `offset` of the listing taken at opendir.
-    pub fn readdir(&self, fh: u64, offset: usize) -> VfsResult<&[(Ino, EntryKind, Vec<u8>)]> {
+    /// Entries from position `offset` of the handle's listing, taken at opendir and taken
+    /// again when the reader starts over (`rewinddir`, which POSIX requires to show the
+    /// names added since: fstests generic/471).
+    pub fn readdir(&mut self, fh: u64, offset: usize) -> VfsResult<&[(Ino, EntryKind, Vec<u8>)]> {
         let listing = self.listings.get(&fh).ok_or(VfsError::BadHandle)?;
-        Ok(listing.get(offset..).unwrap_or(&[]))
+        if offset == 0 && listing.read {
+            let entries = self.listing(listing.dir)?;
+            self.listings.get_mut(&fh).expect("looked up above").entries = entries;
+        }
+        let listing = self.listings.get_mut(&fh).expect("looked up above");
+        listing.read = true;
+        Ok(listing.entries.get(offset..).unwrap_or(&[]))
     }
 
     pub fn releasedir(&mut self, fh: u64) {

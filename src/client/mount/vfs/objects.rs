@@ -3,16 +3,16 @@
 //! read through an in-memory library (`MemoryRepo`), so the read path, snapshot folders
 //! and write-back run without a server or a kernel.
 //!
-//! [`Fetcher`]: crate::client::mount::cache::Fetcher
+//! [`Fetcher`]: crate::mount::cache::Fetcher
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::client::session::OpenLibrary;
-use crate::client::Result;
 use crate::crypto::{BlobKind, ObjectId, ObjectKey};
 use crate::model::{Snapshot, Tree};
+use crate::session::OpenLibrary;
+use crate::Result;
 
 pub trait Objects: Send + Sync {
     /// Chunks or trees of `library`, opened and verified, in the order of `keys`.
@@ -45,9 +45,9 @@ pub trait Objects: Send + Sync {
 #[cfg(test)]
 mod memory {
     use super::*;
-    use crate::client::objects::ObjectSource;
-    use crate::client::repo::memory::MemoryRepo;
-    use crate::client::repo::Repo;
+    use crate::objects::ObjectSource;
+    use crate::repo::memory::MemoryRepo;
+    use crate::repo::Repo;
 
     /// One library held in memory; the library argument is the one it was mounted as.
     impl Objects for MemoryRepo {

@@ -11,9 +11,9 @@ use bytes::Bytes;
 use super::nodes::{Body, Ino, Place};
 use super::objects::Objects;
 use super::{Vfs, VfsError, VfsResult};
-use crate::client::session::OpenLibrary;
 use crate::crypto::{BlobKind, ObjectKey};
 use crate::model::ChunkRef;
+use crate::session::OpenLibrary;
 
 /// Chunks fetched ahead of a sequential reader.
 const READ_AHEAD: usize = 8;

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use super::nodes::ROOT;
 use super::{AttrChange, Caller, MountedLibrary, Vfs, VfsError};
 use crate::api::types::{LibraryInfo, Permission};
-use crate::client::mount::journal::{Journal, Op};
-use crate::client::repo::memory::MemoryRepo;
-use crate::client::session::OpenLibrary;
 use crate::crypto::LibraryKeys;
 use crate::model::EntryKind;
+use crate::mount::journal::{Journal, Op};
+use crate::repo::memory::MemoryRepo;
+use crate::session::OpenLibrary;
 
 const ME: Caller = Caller {
     uid: 1000,
@@ -409,9 +409,9 @@ fn read_only_share_refuses_changes() {
 /// object seam: the read path and the snapshot folders, with no server.
 #[test]
 fn committed_files_and_snapshot_folders_read_through_the_object_seam() {
-    use crate::client::repo::trees::TreeWriter;
-    use crate::client::repo::Repo;
     use crate::model::{Entry, Snapshot, SnapshotKind, Tree};
+    use crate::repo::trees::TreeWriter;
+    use crate::repo::Repo;
 
     let dir = tempfile::tempdir().unwrap();
     let repo = Arc::new(MemoryRepo::default());

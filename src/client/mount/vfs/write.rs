@@ -12,10 +12,10 @@ use std::sync::Arc;
 use super::nodes::{Attr, Body, Ino, Node, Place};
 use super::read::{Handle, Opened};
 use super::{now_ns, Stat, Vfs, VfsError, VfsResult};
-use crate::client::mount::journal::Op;
 use crate::crypto::BlobKind;
 use crate::model::tree::valid_name;
 use crate::model::{EntryKind, Xattr};
+use crate::mount::journal::Op;
 
 /// What `setattr` changes: each field given is set.
 #[derive(Clone, Copy, Debug, Default)]

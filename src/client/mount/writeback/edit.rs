@@ -7,12 +7,12 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::client::mount::journal::{join_path, Op};
-use crate::client::mount::vfs::nodes::content_sig;
-use crate::client::repo::trees::TreeWriter;
-use crate::client::Result;
 use crate::crypto::ObjectKey;
 use crate::model::{ChunkRef, Entry, EntryKind, Tree};
+use crate::mount::journal::{join_path, Op};
+use crate::mount::vfs::nodes::content_sig;
+use crate::repo::trees::TreeWriter;
+use crate::Result;
 
 enum Item {
     /// Unchanged: a file, symlink, or a directory not loaded.
@@ -184,7 +184,7 @@ impl EditDir {
                 return Ok(None);
             }
             None if create => {
-                let now = crate::client::mount::vfs::now_ns();
+                let now = crate::mount::vfs::now_ns();
                 Some(EditDir {
                     meta: dir_entry(name, 0o755, 0, 0, now),
                     items: BTreeMap::new(),
@@ -210,7 +210,7 @@ impl EditTree {
     pub fn new(writer: &mut TreeWriter<'_>, root: Option<ObjectKey>, author: &str) -> Result<Self> {
         let mut meta = dir_entry(b"", 0o755, 0, 0, 0);
         meta.subtree = root;
-        let stamp = crate::model::snapshot::format_time_ns(crate::client::mount::vfs::now_ns());
+        let stamp = crate::model::snapshot::format_time_ns(crate::mount::vfs::now_ns());
         let suffix = format!(
             " (conflict {author} {} {}{})",
             &stamp[..10],
@@ -599,9 +599,9 @@ impl EditTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::objects::ObjectSource;
-    use crate::client::repo::memory::MemoryRepo;
     use crate::crypto::BlobKind;
+    use crate::objects::ObjectSource;
+    use crate::repo::memory::MemoryRepo;
 
     fn mkdir(path: &str) -> Op {
         Op::Mkdir {

@@ -23,14 +23,14 @@ pub use self::edit::LinkFree;
 use self::edit::{within, EditTree};
 use super::journal::{Journal, Op};
 use super::vfs::Vfs;
-use crate::client::remote::Remote;
-use crate::client::repo::content::{self, ContentStats, FileJob, FileRead};
-use crate::client::repo::trees::TreeWriter;
-use crate::client::repo::Repo;
-use crate::client::store::Store;
-use crate::client::{hostname, ClientError, Result};
 use crate::crypto::{ObjectId, ObjectKey};
 use crate::model::{ChunkRef, Snapshot, SnapshotKind, SnapshotSummary};
+use crate::remote::Remote;
+use crate::repo::content::{self, ContentStats, FileJob, FileRead};
+use crate::repo::trees::TreeWriter;
+use crate::repo::Repo;
+use crate::store::Store;
+use crate::{hostname, ClientError, Result};
 
 const COMMIT_ATTEMPTS: usize = 10;
 
@@ -73,7 +73,7 @@ pub struct Uploader {
     pub prepared: Mutex<HashMap<String, Prepared>>,
     /// The account committing: its e-mail is recorded in each snapshot and in the names of
     /// conflict copies, and its keys re-point the owner's `--follow` links after a commit.
-    pub account: Arc<crate::client::session::Session>,
+    pub account: Arc<crate::session::Session>,
     /// Set when the server refused an upload under an old key epoch: the mount's poller
     /// then reloads the libraries' keys at once.
     pub refresh_keys: Arc<AtomicBool>,
@@ -350,7 +350,7 @@ impl Uploader {
             let snapshot = Snapshot {
                 tree: new_root,
                 parent: head,
-                time_ns: crate::client::mount::vfs::now_ns(),
+                time_ns: crate::mount::vfs::now_ns(),
                 host: host.clone(),
                 username: std::env::var("USER").unwrap_or_default(),
                 author: self.account.email.clone(),
@@ -364,7 +364,7 @@ impl Uploader {
             if store.set_head(head, id)?.is_err() {
                 continue;
             }
-            if let Err(e) = crate::client::links::repoint(&self.account, &library, new_root) {
+            if let Err(e) = crate::links::repoint(&self.account, &library, new_root) {
                 tracing::warn!("links not re-pointed to the new snapshot: {e}");
             }
             // The snapshot folders show the new snapshot before the journal lets go of the

@@ -7,10 +7,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use super::{state_error, Uploader};
-use crate::client::mount::journal::Op;
-use crate::client::store::Store;
-use crate::client::{ClientError, Result};
 use crate::crypto::ObjectId;
+use crate::mount::journal::Op;
+use crate::store::Store;
+use crate::{ClientError, Result};
 
 impl Uploader {
     /// Moves what is pending for libraries the mount no longer shows (unshared or deleted
@@ -51,7 +51,7 @@ impl Uploader {
                     _ => {}
                 }
             }
-            let stamp = crate::model::snapshot::format_time_ns(crate::client::mount::vfs::now_ns());
+            let stamp = crate::model::snapshot::format_time_ns(crate::mount::vfs::now_ns());
             let kept = self
                 .stage_dir
                 .parent()

@@ -66,9 +66,9 @@ pub type Params<'a> = [&'a dyn Param];
 /// them.
 #[macro_export]
 macro_rules! params {
-    () => { &[] as &[&dyn $crate::server::db::Param] };
+    () => { &[] as &[&dyn $crate::db::Param] };
     ($($value:expr),+ $(,)?) => {
-        &[$(&$value as &dyn $crate::server::db::Param),+] as &[&dyn $crate::server::db::Param]
+        &[$(&$value as &dyn $crate::db::Param),+] as &[&dyn $crate::db::Param]
     };
 }
 pub use params;

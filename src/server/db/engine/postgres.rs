@@ -15,7 +15,7 @@ use ::postgres::types::{IsNull, ToSql, Type};
 use ::postgres::{Client, Config, NoTls, Statement};
 
 use super::{Flow, Params, Row, Value};
-use crate::server::db::DbError;
+use crate::db::DbError;
 
 /// How long a connection attempt may take before the database counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -3,7 +3,7 @@
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
 use super::{Flow, Params, Row, Value};
-use crate::server::db::DbError;
+use crate::db::DbError;
 
 /// A bound value, as rusqlite takes it.
 struct Bound<'a>(Value<'a>);

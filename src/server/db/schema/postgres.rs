@@ -6,7 +6,7 @@
 //! before they reach the database (`api::check_email`), which SQLite's `COLLATE NOCASE`
 //! repeated and a `CHECK` states here.
 
-use crate::server::db::{params, Conn, DbError, OptionalExtension};
+use crate::db::{params, Conn, DbError, OptionalExtension};
 
 const MIGRATIONS: &[&str] = &[
     r#"

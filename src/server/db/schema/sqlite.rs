@@ -1,6 +1,6 @@
 //! SQLite's schema migrations, applied in order; `PRAGMA user_version` records how many ran.
 
-use crate::server::db::{params, Conn, DbError};
+use crate::db::{params, Conn, DbError};
 
 const MIGRATIONS: &[&str] = &[
     r#"

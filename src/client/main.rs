@@ -12,5 +12,5 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
-    ibackup::client::cli::main()
+    ibackup_client::cli::main()
 }

@@ -188,7 +188,7 @@ pub fn max_sealed_len(len: usize) -> usize {
 
 /// Seals `inner` (the compression flag, then the body) as it is: what a writer holding the
 /// key can make, for the fuzz harness.
-pub(crate) fn seal_envelope(key: &ObjectKey, kind: BlobKind, inner: &[u8]) -> Vec<u8> {
+pub fn seal_envelope(key: &ObjectKey, kind: BlobKind, inner: &[u8]) -> Vec<u8> {
     let (flag, body) = inner.split_first().map_or((RAW, inner), |(f, b)| (*f, b));
     seal_parts(key.as_bytes(), 1, kind, &key.id(), flag, &[body], 0)
 }

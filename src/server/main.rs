@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use ibackup::server;
+use ibackup_server as server;
 
 #[derive(Parser)]
 #[command(name = "ibackup-server", version, about = "The ibackup storage server")]

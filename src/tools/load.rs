@@ -14,15 +14,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ibackup::client::account::{self, RegisterOptions, DEFAULT_LIBRARY};
-use ibackup::client::backup::{self, BackupOptions};
-use ibackup::client::config::Paths;
-use ibackup::client::remote::{observe_requests, parse_server_url};
-use ibackup::client::repo::Repo;
-use ibackup::client::restore::{self, RestoreOptions};
-use ibackup::client::session::Session;
-use ibackup::client::snapshots;
-use ibackup::client::store::Store;
+use ibackup_client::account::{self, RegisterOptions, DEFAULT_LIBRARY};
+use ibackup_client::backup::{self, BackupOptions};
+use ibackup_client::config::Paths;
+use ibackup_client::remote::{observe_requests, parse_server_url};
+use ibackup_client::repo::Repo;
+use ibackup_client::restore::{self, RestoreOptions};
+use ibackup_client::session::Session;
+use ibackup_client::snapshots;
+use ibackup_client::store::Store;
 use rand::{Rng, RngCore, SeedableRng};
 use serde::Serialize;
 
@@ -226,7 +226,7 @@ impl Client {
     }
 
     fn run(&mut self, operation: Operation, session: &Session) -> Result<(), String> {
-        let error = |e: ibackup::client::ClientError| e.to_string();
+        let error = |e: ibackup_client::ClientError| e.to_string();
         match operation {
             Operation::ListLibraries => session.list().map(drop).map_err(error),
             Operation::ListSnapshots | Operation::PollHead => {

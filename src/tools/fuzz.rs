@@ -12,11 +12,12 @@ use bytes::BytesMut;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::api::frame;
-use crate::api::types::{SnapshotMeta, UploadHeader, UploadObject};
-use crate::crypto::{BlobKind, LibraryKeys, ObjectId, ObjectKey};
-use crate::model::tree::{ChunkRef, Entry, EntryKind, Tree, Xattr};
-use crate::model::{Snapshot, SnapshotKind, SnapshotSummary};
+use crate::mount_seeds;
+use ibackup_proto::api::frame;
+use ibackup_proto::api::types::{SnapshotMeta, UploadHeader, UploadObject};
+use ibackup_proto::crypto::{BlobKind, LibraryKeys, ObjectId, ObjectKey};
+use ibackup_proto::model::tree::{ChunkRef, Entry, EntryKind, Tree, Xattr};
+use ibackup_proto::model::{Snapshot, SnapshotKind, SnapshotSummary};
 
 /// The decoders, by name.
 pub const TARGETS: &[&str] = &[
@@ -77,13 +78,13 @@ fn decoder(target: &str) -> fn(&[u8]) {
             let (keys, key) = keys();
             let _ = keys.open_object(BlobKind::Chunk, key, BytesMut::from(input));
             let _ = keys.open_snapshot(&key.id(), BytesMut::from(input));
-            let _ = crate::crypto::blob::blob_epoch(input);
+            let _ = ibackup_proto::crypto::blob::blob_epoch(input);
         },
         // What a writer holding the key can make: any inner envelope (flag and body, e.g. a
         // zstd frame that claims gigabytes), properly sealed.
         "blob-inner" => |input| {
             let (_, key) = keys();
-            let sealed = crate::crypto::blob::seal_envelope(key, BlobKind::Chunk, input);
+            let sealed = ibackup_proto::crypto::blob::seal_envelope(key, BlobKind::Chunk, input);
             let _ = key.open(BlobKind::Chunk, BytesMut::from(&sealed[..]));
         },
         "tree" => |input| {
@@ -100,10 +101,10 @@ fn decoder(target: &str) -> fn(&[u8]) {
             let _ = frame::split_frames(BytesMut::from(input));
         },
         "journal-op" => |input| {
-            let _ = crate::client::mount::decode_journal_op(input);
+            let _ = ibackup_client::mount::disk_formats::decode_journal_op(input);
         },
         "disk-index" => |input| {
-            crate::client::mount::decode_disk_index(input);
+            mount_seeds::decode_disk_index(input);
         },
         other => panic!("no fuzz target `{other}`; targets: {}", TARGETS.join(", ")),
     }
@@ -199,8 +200,8 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         "snapshot" => vec![snapshot.encode()],
         "upload" => vec![frame::encode_upload(&header, &blobs)],
         "frames" => vec![frame::encode_frames(blobs.iter().map(Vec::as_slice))],
-        "journal-op" => crate::client::mount::journal_op_seeds(),
-        "disk-index" => vec![crate::client::mount::disk_index_seed()],
+        "journal-op" => mount_seeds::journal_ops(),
+        "disk-index" => vec![mount_seeds::disk_index()],
         _ => Vec::new(),
     }
 }

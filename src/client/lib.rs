@@ -4,6 +4,9 @@
 //! wrong and what to do; `cli` prints it and picks the exit code. Nothing secret (password,
 //! keys, tokens) is ever part of an error or a log line.
 
+// What client and server share, named here as if it were this crate's own.
+pub use ibackup_proto::{api, crypto, fsutil, model, units};
+
 pub mod account;
 pub mod backup;
 pub mod check;

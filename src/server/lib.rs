@@ -9,6 +9,9 @@
 //! (work of its own, also run by `admin` commands); `billing`, `mail`, `throttle`, `hashing`,
 //! `records` (services the routes and the maintenance pass use).
 
+// What client and server share, named here as if it were this crate's own.
+pub use ibackup_proto::{api, crypto, fsutil, model, units};
+
 pub mod admin;
 pub mod billing;
 pub mod config;
