@@ -66,11 +66,16 @@ fn as_root() -> bool {
 }
 
 /// `program` from PostgreSQL's folder, as the `postgres` user when the tests run as root.
+/// `setpriv` changes user and runs the program in its own place (`runuser` stays as its
+/// parent and passes no signal on, so the watchdog's SIGINT never reached the postmaster
+/// and clusters outlived the tests).
 fn command(program: &str) -> Command {
     let path = binaries().unwrap().join(program);
     if as_root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(path);
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"])
+            .arg(path);
         command
     } else {
         Command::new(path)
