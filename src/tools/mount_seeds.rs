@@ -66,10 +66,12 @@ pub(crate) fn journal_ops() -> Vec<Vec<u8>> {
             gid: Some(5),
             mtime_ns: Some(9),
             atime_ns: None,
+            ctime_ns: Some(10),
         },
         Op::SetXattrs {
             path,
             xattrs: Vec::new(),
+            ctime_ns: Some(11),
         },
     ];
     ops.iter().map(encode_journal_op).collect()

@@ -599,3 +599,44 @@ fn a_folder_read_again_from_the_start_shows_the_names_added_since() {
     drop(reader);
     mount.unmount();
 }
+
+#[test]
+fn a_change_of_mode_or_attributes_moves_ctime_and_a_fresh_mount_keeps_it() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("mount-ctime@example.com");
+    client.register(&server);
+    let mount = TestMount::start(&client, &[]);
+    let (moded, tagged) = (mount.live().join("moded"), mount.live().join("tagged"));
+    fs::write(&moded, b"m").unwrap();
+    fs::write(&tagged, b"t").unwrap();
+    mount.unmount();
+    let mount = TestMount::start(&client, &[]);
+    let before = |path: &Path| fs::metadata(path).unwrap();
+    let (moded_before, tagged_before) = (before(&moded), before(&tagged));
+    std::thread::sleep(Duration::from_millis(1100));
+    // fstests generic/307: a setfacl the mode can say alone is a chmod.
+    fs::set_permissions(&moded, std::os::unix::fs::PermissionsExt::from_mode(0o711)).unwrap();
+    xattr::set(&tagged, "user.colour", b"blue").unwrap();
+    let after = |path: &Path, was: &fs::Metadata| {
+        let now = fs::metadata(path).unwrap();
+        assert!(
+            now.ctime() > was.ctime(),
+            "{}: ctime did not move",
+            path.display()
+        );
+        assert_eq!(now.mtime(), was.mtime(), "{}", path.display());
+        (now.ctime(), now.ctime_nsec())
+    };
+    let changed = [after(&moded, &moded_before), after(&tagged, &tagged_before)];
+    mount.unmount();
+    let mount = TestMount::start(&client, &[]);
+    let kept = [&moded, &tagged].map(|path| {
+        let meta = fs::metadata(path).unwrap();
+        (meta.ctime(), meta.ctime_nsec())
+    });
+    assert_eq!(kept, changed, "the status-change times after a fresh mount");
+    mount.unmount();
+}

@@ -107,6 +107,7 @@ pub fn entry_for(name: Vec<u8>, path: &Path, meta: &Metadata) -> Entry {
         },
         inode: meta.ino(),
         atime_ns: None,
+        ctime_ns: None,
         link: 0,
         nlink: 0,
         rdev: if kind.is_device() { meta.rdev() } else { 0 },

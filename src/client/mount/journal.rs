@@ -103,11 +103,18 @@ pub enum Op {
         /// Absent in entries journaled before access times were kept.
         #[serde(default)]
         atime_ns: Option<i64>,
+        /// The status-change time the change set; absent in entries journaled before
+        /// it was kept.
+        #[serde(default)]
+        ctime_ns: Option<i64>,
     },
     SetXattrs {
         #[serde(with = "serde_bytes")]
         path: Vec<u8>,
         xattrs: Vec<Xattr>,
+        /// As in `SetAttr`.
+        #[serde(default)]
+        ctime_ns: Option<i64>,
     },
 }
 

@@ -96,6 +96,11 @@ pub struct Entry {
     /// (`touch -a`, `utimensat`); absent means "the modification time".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub atime_ns: Option<i64>,
+    /// Status-change time in nanoseconds, when a change in the mount (mode, owner,
+    /// extended attributes, ACLs) came after the last modification; absent means "the
+    /// modification time".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime_ns: Option<i64>,
     /// A device's number (`st_rdev`); 0 for everything else.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rdev: u64,
@@ -133,6 +138,7 @@ impl Entry {
             size: 0,
             inode: 0,
             atime_ns: None,
+            ctime_ns: None,
             rdev: 0,
             link: 0,
             nlink: 0,
@@ -240,6 +246,7 @@ mod tests {
             size: 3,
             inode: 42,
             atime_ns: None,
+            ctime_ns: None,
             rdev: 0,
             link: 0,
             nlink: 0,

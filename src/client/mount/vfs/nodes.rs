@@ -126,7 +126,7 @@ impl Node {
                 uid: entry.uid,
                 gid: entry.gid,
                 mtime_ns: entry.mtime_ns,
-                ctime_ns: entry.mtime_ns,
+                ctime_ns: entry.ctime_ns.unwrap_or(entry.mtime_ns),
                 atime_ns: entry.atime_ns,
                 size: entry.size,
             },

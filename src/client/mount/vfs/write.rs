@@ -222,7 +222,12 @@ impl Vfs {
     fn record_inherited(&mut self, index: usize, ino: Ino, acls: Vec<Xattr>) -> VfsResult<()> {
         match self.live_path(ino) {
             Some((_, path)) if !acls.is_empty() => {
-                self.record(index, Op::SetXattrs { path, xattrs: acls }, false)
+                let op = Op::SetXattrs {
+                    path,
+                    xattrs: acls,
+                    ctime_ns: None,
+                };
+                self.record(index, op, false)
             }
             _ => Ok(()),
         }
@@ -808,6 +813,7 @@ impl Vfs {
             node.attr.atime_ns = atime_ns;
         }
         node.attr.ctime_ns = now_ns();
+        let ctime_ns = Some(node.attr.ctime_ns);
         if let Some(mode) = mode {
             self.chmod_acl(index, ino, mode)?;
         }
@@ -838,6 +844,7 @@ impl Vfs {
                         gid,
                         mtime_ns,
                         atime_ns,
+                        ctime_ns,
                     },
                     false,
                 )?;
@@ -925,9 +932,15 @@ impl Vfs {
         if !existed && asked_removal {
             return Err(VfsError::NoAttribute);
         }
-        let xattrs = node.xattrs.clone();
+        node.attr.ctime_ns = now_ns();
+        let (xattrs, ctime_ns) = (node.xattrs.clone(), Some(node.attr.ctime_ns));
         if let Some((_, path)) = self.live_path(ino) {
-            self.record(index, Op::SetXattrs { path, xattrs }, false)?;
+            let op = Op::SetXattrs {
+                path,
+                xattrs,
+                ctime_ns,
+            };
+            self.record(index, op, false)?;
         }
         if let Some(mode) = mode {
             let change = AttrChange {
@@ -950,9 +963,16 @@ impl Vfs {
             Some(changed) if changed != access.value => access.value = changed,
             _ => return Ok(()),
         }
-        let xattrs = node.xattrs.clone();
+        let (xattrs, ctime_ns) = (node.xattrs.clone(), Some(node.attr.ctime_ns));
         match self.live_path(ino) {
-            Some((_, path)) => self.record(index, Op::SetXattrs { path, xattrs }, false),
+            Some((_, path)) => {
+                let op = Op::SetXattrs {
+                    path,
+                    xattrs,
+                    ctime_ns,
+                };
+                self.record(index, op, false)
+            }
             None => Ok(()),
         }
     }

@@ -322,6 +322,8 @@ impl EditTree {
                     size: *size,
                     inode: 0,
                     atime_ns: *atime_ns,
+                    // Written now: changed when modified.
+                    ctime_ns: None,
                     // A conflict copy is a file of its own.
                     link: if clash { 0 } else { *link },
                     nlink: 0,
@@ -466,6 +468,7 @@ impl EditTree {
                 gid,
                 mtime_ns,
                 atime_ns,
+                ctime_ns,
             } => {
                 let changed = match self.entry_mut(writer, path)? {
                     Some(entry) => {
@@ -474,6 +477,7 @@ impl EditTree {
                         entry.gid = gid.unwrap_or(entry.gid);
                         entry.mtime_ns = mtime_ns.unwrap_or(entry.mtime_ns);
                         entry.atime_ns = atime_ns.or(entry.atime_ns);
+                        set_ctime(entry, *ctime_ns);
                         (entry.link != 0).then(|| entry.clone())
                     }
                     None => None,
@@ -482,10 +486,15 @@ impl EditTree {
                     self.attributes_changed(changed);
                 }
             }
-            Op::SetXattrs { path, xattrs } => {
+            Op::SetXattrs {
+                path,
+                xattrs,
+                ctime_ns,
+            } => {
                 let changed = match self.entry_mut(writer, path)? {
                     Some(entry) => {
                         entry.xattrs = xattrs.clone();
+                        set_ctime(entry, *ctime_ns);
                         (entry.link != 0).then(|| entry.clone())
                     }
                     None => None,
@@ -594,6 +603,12 @@ impl EditTree {
             .filter(|e| e.kind == EntryKind::File)
             .map(|e| content_sig(&e.chunks)))
     }
+}
+
+/// Keeps the status-change time a journaled change set, where it is later than the
+/// modification time (otherwise the entry says nothing: it is the modification time).
+fn set_ctime(entry: &mut Entry, ctime_ns: Option<i64>) {
+    entry.ctime_ns = ctime_ns.or(entry.ctime_ns).filter(|c| *c > entry.mtime_ns);
 }
 
 #[cfg(test)]
@@ -954,6 +969,7 @@ mod tests {
             gid: None,
             mtime_ns: None,
             atime_ns: None,
+            ctime_ns: None,
         };
         let (after, _) = replay(
             &repo,
