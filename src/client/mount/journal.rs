@@ -155,6 +155,19 @@ impl Journal {
                 PRAGMA user_version = 1;",
             )?;
         }
+        if version < 2 {
+            // Counting and reading one library's operations go by index, and the counts
+            // read the index alone: a journal another mount of the account filled with a
+            // hundred thousand operations costs this one nothing, and a mount's own large
+            // journal does not slow its writers (fstests' generic/521 slowed as its journal
+            // grew: every count, ten a second, was a sort of the whole table, and appends
+            // waited for it).
+            conn.execute_batch(
+                "CREATE INDEX IF NOT EXISTS ops_by_library ON ops (library, seq);
+                CREATE INDEX IF NOT EXISTS ops_by_stage ON ops (library, stage, bytes);
+                PRAGMA user_version = 2;",
+            )?;
+        }
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -390,5 +403,27 @@ mod tests {
         journal.complete("lib", first, &[]).unwrap();
         assert_eq!(journal.pending("lib").unwrap().len(), 1);
         assert_eq!(journal.counts().unwrap().0, 2);
+    }
+
+    #[test]
+    fn one_librarys_counts_and_operations_are_read_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("journal.db")).unwrap();
+        let plan = |sql: &str| -> String {
+            let conn = journal.conn();
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt.query_map([], |row| row.get::<_, String>(3)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("; ")
+        };
+        let counts = plan("SELECT COUNT(*), COUNT(DISTINCT stage) FROM ops WHERE library = 'l'");
+        assert!(counts.contains("COVERING INDEX ops_by_stage"), "{counts}");
+        let bytes = plan(
+            "SELECT MAX(bytes) FROM ops WHERE stage IS NOT NULL AND library = 'l' GROUP BY stage",
+        );
+        assert!(bytes.contains("COVERING INDEX ops_by_stage"), "{bytes}");
+        assert!(!bytes.contains("TEMP B-TREE"), "{bytes}");
+        let pending = plan("SELECT seq, op FROM ops WHERE library = 'l' AND seq > 0 ORDER BY seq");
+        assert!(pending.contains("INDEX ops_by_library"), "{pending}");
+        assert!(!pending.contains("TEMP B-TREE"), "{pending}");
     }
 }

@@ -111,9 +111,16 @@ impl Uploader {
         let mut next_try = Instant::now();
         let mut last_prepare = Instant::now();
         let mut hurried = false;
+        let mut next_count = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(100));
-            self.refresh_status();
+            if Instant::now() >= next_count {
+                // Counting a large journal holds it from the file system's writers: at
+                // most a tenth of the time.
+                let started = Instant::now();
+                self.refresh_status();
+                next_count = Instant::now() + started.elapsed() * 9;
+            }
             if !hurried && self.hurry.load(Ordering::SeqCst) {
                 // Asked to end: try now, whatever the backoff after earlier failures.
                 hurried = true;
