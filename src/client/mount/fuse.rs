@@ -47,6 +47,7 @@ pub fn errno(error: &VfsError) -> Errno {
 fn errno_code(error: &VfsError) -> i32 {
     match error {
         VfsError::NotFound => libc::ENOENT,
+        VfsError::Stale => libc::ESTALE,
         VfsError::NotDir => libc::ENOTDIR,
         VfsError::IsDir => libc::EISDIR,
         VfsError::Exists => libc::EEXIST,

@@ -41,6 +41,11 @@ pub use self::write::{AttrChange, Caller};
 pub enum VfsError {
     #[error("no such file or directory")]
     NotFound,
+    /// The kernel named a node the mount no longer has (the view was rebuilt after another
+    /// client's change since the kernel looked the name up): ESTALE, on which the kernel
+    /// looks the path up again.
+    #[error("stale file handle")]
+    Stale,
     #[error("not a directory")]
     NotDir,
     #[error("is a directory")]
@@ -373,7 +378,7 @@ impl Vfs {
     }
 
     pub(crate) fn node(&self, ino: Ino) -> VfsResult<&Node> {
-        self.nodes.get(ino).ok_or(VfsError::NotFound)
+        self.nodes.get(ino).ok_or(VfsError::Stale)
     }
 
     pub(crate) fn new_handle(&mut self, handle: Handle) -> u64 {

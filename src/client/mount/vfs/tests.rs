@@ -654,3 +654,17 @@ fn library_names_from_their_owners_become_safe_folder_names() {
     let snapshots = f.vfs.lookup(ROOT, b"snapshots").unwrap();
     assert!(snapshots.read_only);
 }
+
+#[test]
+fn a_node_dropped_when_the_view_was_rebuilt_is_stale_not_missing() {
+    let mut f = fixture(Permission::Owner);
+    let (made, opened) = f.vfs.create(f.live, b"old", 0o644, ME).unwrap();
+    f.vfs.close(opened.fh).unwrap();
+    // Another client's head shown: the kernel may still name the old node for a second
+    // (its entry timeout); ESTALE makes it look the name up again, ENOENT would not.
+    let root = crate::crypto::IdKey::new([1; 32]).object_key(1, b"a tree");
+    f.vfs
+        .show_new_head(0, crate::crypto::ObjectId::from_bytes([5; 32]), root);
+    assert!(matches!(f.vfs.stat(made.ino), Err(VfsError::Stale)));
+    assert!(matches!(f.vfs.open_read(made.ino), Err(VfsError::Stale)));
+}

@@ -796,7 +796,7 @@ impl Vfs {
             result?;
             closed?;
         }
-        let node = self.nodes.get_mut(ino).ok_or(VfsError::NotFound)?;
+        let node = self.nodes.get_mut(ino).ok_or(VfsError::Stale)?;
         if let Some(mode) = mode {
             node.attr.mode = mode & 0o7777;
         }
@@ -915,7 +915,7 @@ impl Vfs {
             // files': not kept.
             return Err(VfsError::NotSupported);
         }
-        let node = self.nodes.get_mut(ino).ok_or(VfsError::NotFound)?;
+        let node = self.nodes.get_mut(ino).ok_or(VfsError::Stale)?;
         let mut xattrs: BTreeMap<Vec<u8>, Vec<u8>> =
             node.xattrs.drain(..).map(|x| (x.name, x.value)).collect();
         let existed = match value {
@@ -955,7 +955,7 @@ impl Vfs {
     /// After a `chmod` of `ino` to `mode`: its access ACL, if it has one, takes the new
     /// bits (the kernel leaves that to the file system).
     fn chmod_acl(&mut self, index: usize, ino: Ino, mode: u32) -> VfsResult<()> {
-        let node = self.nodes.get_mut(ino).ok_or(VfsError::NotFound)?;
+        let node = self.nodes.get_mut(ino).ok_or(VfsError::Stale)?;
         let Some(access) = (node.xattrs.iter_mut()).find(|x| x.name == super::acl::ACCESS) else {
             return Ok(());
         };
