@@ -5,7 +5,7 @@
 //! snapshots and file paths it affects. Exit 0 when all is well, 1 when anything is
 //! damaged (as restic does).
 
-mod links;
+mod hardlinks;
 
 use std::collections::{HashMap, HashSet};
 
@@ -98,7 +98,7 @@ pub fn run(session: &Session, name: &str, read_share: Option<f64>) -> Result<Che
     // In the order the trees hold them, which is about the order they were stored in: a
     // request of neighbours reads a few long ranges of a pack, not many short ones.
     let mut order: Vec<ObjectKey> = Vec::new();
-    let mut link_counts = links::LinkCounts::default();
+    let mut link_counts = hardlinks::LinkCounts::default();
     while !level.is_empty() {
         level.retain(|(key, _)| trees_seen.insert(*key));
         let mut next = Vec::new();

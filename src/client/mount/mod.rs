@@ -17,9 +17,9 @@ mod iomode;
 mod journal;
 mod libraries;
 mod locks;
-mod records;
 mod run;
 mod spin;
+mod status_file;
 mod unit;
 pub mod vfs;
 mod workers;
@@ -34,7 +34,7 @@ use crate::config::Paths;
 use crate::session::Session;
 use crate::units::parse_size;
 use crate::{ClientError, Result};
-pub use records::{is_mounted, queued, status, umount, MountRecord};
+pub use status_file::{is_mounted, queued, status, umount, MountRecord};
 
 /// The mount's two on-disk formats, which it reads back after a crash and so must refuse
 /// damage without panicking: a write-back journal entry and a disk-cache index record.

@@ -10,7 +10,7 @@
 
 mod acl;
 mod commit;
-mod links;
+mod hardlinks;
 pub mod nodes;
 pub mod objects;
 mod passthrough;
@@ -141,8 +141,8 @@ pub struct Vfs {
     pub(crate) free_stages: Vec<String>,
     /// Staged files the kernel reads and writes itself, by inode.
     pub(crate) passed: HashMap<Ino, passthrough::PassedThrough>,
-    /// The node of each hard-link group loaded, by (top directory, link id): see `links`.
-    links: HashMap<(Ino, u64), Ino>,
+    /// The node of each hard-link group loaded, by (top directory, link id): see `hardlinks`.
+    hardlinks: HashMap<(Ino, u64), Ino>,
 }
 
 /// Where uploaded stages wait, truncated, to be reused.
@@ -246,7 +246,7 @@ impl Vfs {
             journal,
             last_change: std::time::Instant::now(),
             prefetched_dirs: std::collections::HashSet::new(),
-            links: HashMap::new(),
+            hardlinks: HashMap::new(),
             free_stages: Vec::new(),
             passed: HashMap::new(),
         }
@@ -490,7 +490,7 @@ impl Vfs {
                         None => {
                             let node = self.nodes.insert(Node::from_entry(entry, ino, place));
                             if let Some(group) = group {
-                                self.links.insert(group, node);
+                                self.hardlinks.insert(group, node);
                             }
                             node
                         }
@@ -607,7 +607,7 @@ impl Vfs {
         let view = &mut self.libraries[index];
         view.head = Some(head);
         let live = view.live;
-        self.links.retain(|(top, _), _| *top != live);
+        self.hardlinks.retain(|(top, _), _| *top != live);
         self.reset_dir(live, Some(root));
     }
 

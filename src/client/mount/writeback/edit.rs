@@ -36,7 +36,7 @@ pub struct EditTree {
     pub conflicts: Vec<String>,
     /// Hard-link groups the replay changed: the entry every name of the group takes (`None`
     /// when only names came or went, so only the count changes).
-    links: HashMap<u64, Option<Entry>>,
+    hardlinks: HashMap<u64, Option<Entry>>,
     /// Groups with a name linked to a file whose write has not come yet in this replay: the
     /// file counts as one more name, and the others keep the group's id for when it comes.
     awaiting: HashSet<u64>,
@@ -223,7 +223,7 @@ impl EditTree {
             alone: false,
             conflict_suffix: suffix,
             conflicts: Vec::new(),
-            links: HashMap::new(),
+            hardlinks: HashMap::new(),
             awaiting: HashSet::new(),
         })
     }
@@ -337,7 +337,7 @@ impl EditTree {
                 dir.items.insert(name.clone(), Item::Clean(entry));
                 if let Some(linked) = linked {
                     self.awaiting.remove(&linked.link);
-                    self.links.insert(linked.link, Some(linked));
+                    self.hardlinks.insert(linked.link, Some(linked));
                 }
                 if clash {
                     self.conflicts
@@ -411,7 +411,7 @@ impl EditTree {
                         ..Entry::new(b"", EntryKind::File)
                     };
                     self.put_name(writer, to, &placeholder)?;
-                    self.links.entry(*link).or_insert(None);
+                    self.hardlinks.entry(*link).or_insert(None);
                     self.awaiting.insert(*link);
                     return Ok(());
                 };
@@ -419,7 +419,7 @@ impl EditTree {
                 let source = source.clone();
                 self.put_name(writer, to, &source)?;
                 // A version from earlier in this replay is newer than `from`'s entry.
-                let group = self.links.entry(*link).or_insert(None);
+                let group = self.hardlinks.entry(*link).or_insert(None);
                 if group.is_none() {
                     *group = Some(source);
                 }
@@ -428,7 +428,7 @@ impl EditTree {
                 if let Some((dir, name)) = self.parent(writer, path, false)? {
                     if let Some(Item::Clean(gone)) = dir.items.remove(&name) {
                         if gone.link != 0 {
-                            self.links.entry(gone.link).or_insert(None);
+                            self.hardlinks.entry(gone.link).or_insert(None);
                         }
                     }
                 }
@@ -523,7 +523,7 @@ impl EditTree {
     /// the change goes onto that version (this name's content may be older: the names are
     /// brought in line only at the end); otherwise this entry is the group's version.
     fn attributes_changed(&mut self, changed: Entry) {
-        match self.links.get_mut(&changed.link) {
+        match self.hardlinks.get_mut(&changed.link) {
             Some(Some(group)) => {
                 group.mode = changed.mode;
                 group.uid = changed.uid;
@@ -533,7 +533,7 @@ impl EditTree {
                 group.xattrs = changed.xattrs;
             }
             _ => {
-                self.links.insert(changed.link, Some(changed));
+                self.hardlinks.insert(changed.link, Some(changed));
             }
         }
     }
@@ -542,10 +542,10 @@ impl EditTree {
     /// content and attributes, and the count of names. The names may be anywhere in the
     /// library, so this reads every tree (only when a replay touched a group).
     fn settle_links(&mut self, writer: &mut TreeWriter<'_>, free: &mut LinkFree) -> Result<()> {
-        if self.links.is_empty() {
+        if self.hardlinks.is_empty() {
             return Ok(());
         }
-        let groups: HashSet<u64> = self.links.keys().copied().collect();
+        let groups: HashSet<u64> = self.hardlinks.keys().copied().collect();
         let mut search = LinkSearch {
             writer,
             groups: &groups,
@@ -554,7 +554,7 @@ impl EditTree {
         };
         search.in_dir(&self.root, b"")?;
         let mut members = search.found;
-        for (link, source) in std::mem::take(&mut self.links) {
+        for (link, source) in std::mem::take(&mut self.hardlinks) {
             let paths = members.remove(&link).unwrap_or_default();
             let count = paths.len() as u32 + u32::from(self.awaiting.contains(&link));
             for path in paths {

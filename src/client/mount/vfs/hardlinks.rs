@@ -26,7 +26,7 @@ impl Vfs {
 
     /// The node already loaded for link group `link` under `root`, if any.
     pub(super) fn linked_node(&self, root: Ino, link: u64) -> Option<Ino> {
-        let ino = *self.links.get(&(root, link))?;
+        let ino = *self.hardlinks.get(&(root, link))?;
         self.nodes.get(ino).filter(|n| n.link == link).map(|_| ino)
     }
 
@@ -57,7 +57,7 @@ impl Vfs {
         node.nlink += 1;
         node.other_names.push((new_parent, new_name.to_vec()));
         node.attr.ctime_ns = super::now_ns();
-        self.links.insert((root, link), ino);
+        self.hardlinks.insert((root, link), ino);
         self.insert_child(new_parent, new_name, ino);
         let to = self
             .name_path(new_parent, new_name)
