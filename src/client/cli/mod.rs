@@ -5,25 +5,27 @@
 //! 3 a backup or restore finished but skipped or could not fully restore something, as
 //! the warnings say (like restic).
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
-use crate::account::{self as accounts, RegisterOptions, DEFAULT_LIBRARY};
-use crate::backup::{self, BackupOptions};
+use crate::account::{RegisterOptions, DEFAULT_LIBRARY};
 use crate::config::Paths;
-use crate::restore::{self, RestoreOptions};
+use crate::restore::RestoreOptions;
 use crate::session::Session;
-use crate::store::Store;
-use crate::{snapshots, ClientError, Result};
+use crate::Result;
 
 mod account;
+mod backup;
+mod check;
 mod helper;
+mod login;
+mod mount;
+mod restore;
 mod share;
-use crate::units::{count, format_size};
+mod snapshots;
 
 #[derive(Parser)]
 #[command(
@@ -234,6 +236,7 @@ fn print_json<T: Serialize>(value: &T) {
 fn run(cli: Cli) -> Result<ExitCode> {
     let paths = Paths::from_env()?;
     let json = cli.json;
+    let done = |result: Result<()>| result.map(|()| ExitCode::SUCCESS);
     match cli.command {
         Command::Register {
             server,
@@ -255,402 +258,72 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 password_stdin: server.password_stdin,
                 card_stdin,
             };
-            let registered = accounts::register(&paths, &options)?;
-            if json {
-                print_json(&serde_json::json!({
-                    "account": registered.account,
-                    "recovery_key": registered.recovery_key,
-                    "plan_problem": registered.plan_problem,
-                }));
-            } else {
-                println!(
-                    "Account {} created and logged in; library `{DEFAULT_LIBRARY}` is ready.\n\n\
-                     Your recovery key (shown only this once; keep it somewhere safe):\n\n    {}\n\n\
-                     It lets you set a new password without losing your data if you forget \
-                     yours. ibackup cannot read your files, so without the password or this \
-                     key nobody can recover them.\n\nA link to confirm your address was mailed to \
-                     {}; news and offers, if you chose them, wait for it.",
-                    registered.account.email, registered.recovery_key, registered.account.email
-                );
-            }
-            if let Some(problem) = &registered.plan_problem {
-                eprintln!(
-                    "ibackup: the account is on the free plan for now: {problem}. Run `ibackup \
-                     account card add`, then `ibackup account plan NAME`."
-                );
-                return Ok(ExitCode::from(3));
-            }
+            login::register(&paths, json, &options)
         }
-        Command::Login { server, email } => {
-            let account = accounts::login(
-                &paths,
-                &server.server,
-                &email,
-                server.trust_new,
-                server.password_stdin,
-            )?;
-            if json {
-                print_json(&account);
-            } else {
-                println!(
-                    "Logged in as {} ({} plan, {} of {} used).",
-                    account.email,
-                    account.plan,
-                    format_size(account.used_bytes),
-                    format_size(account.quota_bytes)
-                );
-            }
-        }
-        Command::Logout => {
-            let confirmed = accounts::logout(&paths)?;
-            if json {
-                print_json(
-                    &serde_json::json!({ "logged_out": true, "server_confirmed": confirmed }),
-                );
-            } else if confirmed {
-                println!("Logged out.");
-            } else {
-                println!(
-                    "Logged out here; the server could not be reached, so the session stays \
-                     valid there until it expires."
-                );
-            }
-        }
+        Command::Login { server, email } => login::login(&paths, json, &server, &email),
+        Command::Logout => login::logout(&paths, json),
         Command::Backup {
             paths: sources,
             library,
             tags,
-        } => {
-            let session = Session::load(&paths)?;
-            let options = BackupOptions {
-                paths: sources,
-                library,
-                tags,
-                progress: !json && std::io::stderr().is_terminal(),
-            };
-            let summary = backup::run(&session, &options)?;
-            for warning in &summary.warnings {
-                eprintln!("warning: {}", shown(warning));
-            }
-            if json {
-                print_json(&summary);
-            } else {
-                println!(
-                    "Files: {} new, {} changed, {} unmodified; {} directories\n\
-                     Read {}, uploaded {} ({} chunks) in {:.1}s\n\
-                     Snapshot {} saved",
-                    summary.files_new,
-                    summary.files_changed,
-                    summary.files_unmodified,
-                    summary.dirs,
-                    format_size(summary.bytes_read),
-                    format_size(summary.bytes_uploaded),
-                    summary.chunks_uploaded,
-                    summary.duration_secs,
-                    summary.snapshot.map(|id| id.short()).unwrap_or_default(),
-                );
-            }
-            if !summary.warnings.is_empty() {
-                return Ok(ExitCode::from(3));
-            }
-        }
-        Command::Snapshots { library } => {
-            let session = Session::load(&paths)?;
-            let open = session.open_library(&library)?;
-            let store = Store::new(&session.remote, &open);
-            let list = snapshots::list(&store)?;
-            if json {
-                print_json(&list);
-            } else if list.is_empty() {
-                println!("No snapshots yet in `{library}`; run `ibackup backup PATH`.");
-            } else {
-                println!(
-                    "{:<10} {:<22} {:<24} {:<16} {:>10}  PATHS",
-                    "ID", "TIME", "AUTHOR", "HOST", "SIZE"
-                );
-                // Author, host and paths are what any writer of the library put there.
-                for s in &list {
-                    println!(
-                        "{:<10} {:<22} {:<24} {:<16} {:>10}  {}{}",
-                        s.short_id,
-                        s.time,
-                        shown(&s.author),
-                        shown(&s.host),
-                        format_size(s.summary.bytes),
-                        shown(&s.paths.join(", ")),
-                        if s.latest { "  (latest)" } else { "" }
-                    );
-                }
-            }
-        }
+        } => backup::run(&paths, json, sources, library, tags),
+        Command::Snapshots { library } => snapshots::list(&paths, json, &library),
         Command::Restore {
             snapshot,
             target,
             library,
         } => {
-            let session = Session::load(&paths)?;
             let options = RestoreOptions {
                 spec: snapshot,
                 target,
                 library,
             };
-            let summary = restore::run(&session, &options)?;
-            for warning in &summary.warnings {
-                eprintln!("warning: {}", shown(warning));
-            }
-            if json {
-                print_json(&summary);
-            } else {
-                let specials = match summary.specials {
-                    0 => String::new(),
-                    n => format!(", {n} FIFOs, sockets or devices"),
-                };
-                println!(
-                    "Restored {} files, {} directories, {} symlinks{specials} ({}) in {:.1}s",
-                    summary.files,
-                    summary.dirs,
-                    summary.symlinks,
-                    format_size(summary.bytes),
-                    summary.duration_secs
-                );
-            }
-            if !summary.warnings.is_empty() {
-                return Ok(ExitCode::from(3));
-            }
+            restore::run(&paths, json, &options)
         }
         Command::Mount(options) if options.install_unit => {
-            let (path, name) = crate::mount::install_unit(&paths, &options)?;
-            if json {
-                print_json(&serde_json::json!({ "unit": path, "name": name }));
-            } else {
-                println!("Wrote {}", path.display());
-                println!("Turn it on (mounts now and at every login):");
-                println!(
-                    "  systemctl --user daemon-reload && systemctl --user enable --now {name}"
-                );
-            }
+            mount::install_unit(&paths, json, &options)
         }
-        Command::Mount(options) => {
-            let mountpoint = crate::mount::mount(&paths, &options)?;
-            if !options.foreground {
-                if json {
-                    print_json(&serde_json::json!({ "mounted": mountpoint }));
-                } else {
-                    println!(
-                        "Mounted at {}; `ibackup umount` ends it.",
-                        mountpoint.display()
-                    );
-                }
-            }
-        }
+        Command::Mount(options) => mount::mount(&paths, json, &options),
         Command::Umount {
             mountpoint,
             no_wait,
-        } => {
-            let progress = !json && std::io::stderr().is_terminal();
-            let record = crate::mount::umount(&paths, mountpoint.as_deref(), no_wait, progress)?;
-            if json {
-                print_json(&record);
-            } else if record.uploads.pending_operations > 0 {
-                println!(
-                    "Unmounted {}; {} ({}) stay queued and upload at the next mount.",
-                    record.mountpoint.display(),
-                    count(record.uploads.pending_files, "file"),
-                    format_size(record.uploads.pending_bytes)
-                );
-            } else {
-                println!(
-                    "Unmounted {}; all changes are uploaded.",
-                    record.mountpoint.display()
-                );
-            }
-        }
-        Command::Status => {
-            let mounts = crate::mount::status(&paths);
-            // Works without a session or the server; what the server says of shares is
-            // added when it can be asked.
-            let queued = crate::mount::queued(&paths);
-            let warnings = match Session::load(&paths) {
-                Ok(session) => crate::sharing::roster_warnings(&session)
-                    .unwrap_or_else(|e| vec![format!("the server could not be asked: {e}")]),
-                Err(_) => Vec::new(),
-            };
-            if !json {
-                for warning in &warnings {
-                    eprintln!("warning: {}", shown(warning));
-                }
-            }
-            if json {
-                print_json(&serde_json::json!({
-                    "mounts": mounts,
-                    "queued": queued,
-                    "warnings": warnings,
-                }));
-            } else if mounts.is_empty() {
-                println!("Nothing mounted.");
-                if let Some(queued) = &queued {
-                    println!(
-                        "{} ({}, {}) queued for upload by the next `ibackup mount`",
-                        count(queued.pending_operations, "change"),
-                        count(queued.pending_files, "file"),
-                        format_size(queued.pending_bytes)
-                    );
-                }
-            } else {
-                for m in &mounts {
-                    println!(
-                        "{}: {} ({}) pending upload{}",
-                        m.mountpoint.display(),
-                        count(m.uploads.pending_files, "file"),
-                        format_size(m.uploads.pending_bytes),
-                        m.uploads
-                            .last_error
-                            .as_ref()
-                            .map(|e| format!("; last error: {e}"))
-                            .unwrap_or_default()
-                    );
-                    if m.passthrough {
-                        println!("  writes go straight to local disk (FUSE passthrough)");
-                    }
-                    for conflict in &m.uploads.conflicts {
-                        println!("  conflict kept as: {conflict}");
-                    }
-                    for kept in &m.uploads.set_aside {
-                        println!(
-                            "  not uploaded (the library is no longer shared with you), kept \
-                             in: {kept}"
-                        );
-                    }
-                }
-            }
-        }
-        Command::Account { command } => self::account::run(&paths, json, command)?,
+        } => mount::umount(&paths, json, mountpoint.as_deref(), no_wait),
+        Command::Status => mount::status(&paths, json),
+        Command::Account { command } => done(self::account::run(&paths, json, command)),
         Command::Feedback { rating, message } => {
-            self::account::feedback(&paths, json, rating, message)?
+            done(self::account::feedback(&paths, json, rating, message))
         }
-        Command::Library { command } => share::library(&Session::load(&paths)?, json, command)?,
-        Command::Share { command } => share::share(&Session::load(&paths)?, json, command)?,
-        Command::Contact { command } => share::contact(&Session::load(&paths)?, json, command)?,
+        Command::Library { command } => {
+            done(share::library(&Session::load(&paths)?, json, command))
+        }
+        Command::Share { command } => done(share::share(&Session::load(&paths)?, json, command)),
+        Command::Contact { command } => {
+            done(share::contact(&Session::load(&paths)?, json, command))
+        }
         Command::Forget {
             snapshots,
             library,
             dry_run,
-        } => {
-            let session = Session::load(&paths)?;
-            let done = crate::retention::forget(&session, &library, &snapshots, dry_run)?;
-            if json {
-                print_json(&done);
-            } else {
-                if !done.decisions.is_empty() {
-                    println!("{:<10} {:<22} {:<24} {:<6} WHY", "ID", "TIME", "AUTHOR", "");
-                    for d in &done.decisions {
-                        println!(
-                            "{:<10} {:<22} {:<24} {:<6} {}",
-                            d.id,
-                            d.time,
-                            d.author,
-                            if d.keep { "keep" } else { "forget" },
-                            if d.keep {
-                                d.reasons.join(", ")
-                            } else {
-                                "no rule keeps it".into()
-                            }
-                        );
-                    }
-                }
-                println!(
-                    "{} {} of `{}`{}",
-                    if dry_run { "Would forget" } else { "Forgot" },
-                    count(done.forgotten, "snapshot"),
-                    done.library,
-                    if dry_run || done.forgotten == 0 {
-                        ".".to_owned()
-                    } else {
-                        "; the server frees their space at its next collection.".to_owned()
-                    }
-                );
-            }
-        }
+        } => snapshots::forget(&paths, json, &snapshots, &library, dry_run),
         Command::Check {
             library,
             read_data,
             read_data_subset,
         } => {
-            let session = Session::load(&paths)?;
             let share = if read_data {
                 Some(1.0)
             } else {
                 read_data_subset
             };
-            let report = crate::check::run(&session, &library, share)?;
-            if json {
-                print_json(&report);
-            } else {
-                println!(
-                    "Checked `{}`: {}, {}, {} ({} read, {})",
-                    report.library,
-                    count(report.snapshots, "snapshot"),
-                    count(report.trees, "tree"),
-                    count(report.chunks, "chunk"),
-                    report.chunks_read,
-                    format_size(report.bytes_read)
-                );
-                for d in &report.damage {
-                    println!(
-                        "DAMAGED: snapshot {} {}: object {}: {}",
-                        d.snapshot, d.path, d.object, d.problem
-                    );
-                }
-                if report.damage.is_empty() {
-                    println!("No errors were found.");
-                }
-            }
-            if !report.damage.is_empty() {
-                return Ok(ExitCode::FAILURE);
-            }
+            check::run(&paths, json, &library, share)
         }
-        Command::Link { command } => share::link(&Session::load(&paths)?, json, command)?,
+        Command::Link { command } => done(share::link(&Session::load(&paths)?, json, command)),
         Command::Get {
             url,
             target,
             password_stdin,
-        } => {
-            let link = crate::links::parse(&url)?;
-            let password = if password_stdin {
-                let mut line = String::new();
-                std::io::stdin()
-                    .read_line(&mut line)
-                    .map_err(ClientError::io("standard input"))?;
-                Some(zeroize::Zeroizing::new(
-                    line.trim_end_matches(['\r', '\n']).to_owned(),
-                ))
-            } else {
-                std::env::var("IBACKUP_LINK_PASSWORD")
-                    .ok()
-                    .map(zeroize::Zeroizing::new)
-            };
-            let target = target.unwrap_or_else(|| crate::links::default_target(&link));
-            let summary = crate::links::get(&link, &target, password)?;
-            for warning in &summary.warnings {
-                eprintln!("warning: {}", shown(warning));
-            }
-            if json {
-                print_json(&summary);
-            } else {
-                println!(
-                    "Downloaded {} files, {} directories ({}) into {}",
-                    summary.files,
-                    summary.dirs,
-                    format_size(summary.bytes),
-                    target.display()
-                );
-            }
-            if !summary.warnings.is_empty() {
-                return Ok(ExitCode::from(3));
-            }
-        }
+        } => restore::get(json, &url, target, password_stdin),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `text` with its control characters escaped (`\u{1b}`), for a terminal: names, hosts and
