@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{print_json, shown};
+use super::{print_json, print_warnings};
 use crate::backup::BackupOptions;
 use crate::config::Paths;
 use crate::session::Session;
@@ -26,9 +26,7 @@ pub(super) fn run(
         progress: !json && std::io::stderr().is_terminal(),
     };
     let summary = crate::backup::run(&session, &options)?;
-    for warning in &summary.warnings {
-        eprintln!("warning: {}", shown(warning));
-    }
+    print_warnings(&summary.warnings);
     if json {
         print_json(&summary);
     } else {

@@ -226,6 +226,13 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Each warning on standard error, as shown on a terminal.
+fn print_warnings(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {}", shown(warning));
+    }
+}
+
 fn print_json<T: Serialize>(value: &T) {
     println!(
         "{}",

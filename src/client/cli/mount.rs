@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
-use super::{print_json, shown};
+use super::{print_json, print_warnings};
 use crate::config::Paths;
 use crate::mount::MountOptions;
 use crate::session::Session;
@@ -75,9 +75,7 @@ pub(super) fn status(paths: &Paths, json: bool) -> Result<ExitCode> {
         Err(_) => Vec::new(),
     };
     if !json {
-        for warning in &warnings {
-            eprintln!("warning: {}", shown(warning));
-        }
+        print_warnings(&warnings);
     }
     if json {
         print_json(&serde_json::json!({

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{print_json, shown};
+use super::{print_json, print_warnings};
 use crate::config::Paths;
 use crate::restore::RestoreOptions;
 use crate::session::Session;
@@ -13,9 +13,7 @@ use crate::{ClientError, Result};
 pub(super) fn run(paths: &Paths, json: bool, options: &RestoreOptions) -> Result<ExitCode> {
     let session = Session::load(paths)?;
     let summary = crate::restore::run(&session, options)?;
-    for warning in &summary.warnings {
-        eprintln!("warning: {}", shown(warning));
-    }
+    print_warnings(&summary.warnings);
     if json {
         print_json(&summary);
     } else {
@@ -60,9 +58,7 @@ pub(super) fn get(
     };
     let target = target.unwrap_or_else(|| crate::links::default_target(&link));
     let summary = crate::links::get(&link, &target, password)?;
-    for warning in &summary.warnings {
-        eprintln!("warning: {}", shown(warning));
-    }
+    print_warnings(&summary.warnings);
     if json {
         print_json(&summary);
     } else {
