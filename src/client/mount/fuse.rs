@@ -768,7 +768,7 @@ impl Filesystem for FuseFs {
         size: Option<u64>,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
+        ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
@@ -806,6 +806,7 @@ impl Filesystem for FuseFs {
                     size,
                     atime_ns: atime.map(ns),
                     mtime_ns: mtime.map(ns),
+                    ctime_ns: ctime.map(|t| ns(TimeOrNow::SpecificTime(t))),
                 };
                 self.shown(vfs.setattr(ino, change))
             }),

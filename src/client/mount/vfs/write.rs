@@ -26,6 +26,9 @@ pub struct AttrChange {
     pub size: Option<u64>,
     pub atime_ns: Option<i64>,
     pub mtime_ns: Option<i64>,
+    /// The status-change time the kernel keeps itself when it caches writes, sent with
+    /// the times it writes back; otherwise the change's own time.
+    pub ctime_ns: Option<i64>,
 }
 
 /// Who asks, as the kernel says.
@@ -776,6 +779,7 @@ impl Vfs {
             size,
             atime_ns,
             mtime_ns,
+            ctime_ns,
         } = change;
         let index = self.writable(ino)?;
         self.sync_passed(ino)?;
@@ -812,7 +816,7 @@ impl Vfs {
         if atime_ns.is_some() {
             node.attr.atime_ns = atime_ns;
         }
-        node.attr.ctime_ns = now_ns();
+        node.attr.ctime_ns = ctime_ns.unwrap_or_else(now_ns);
         let ctime_ns = Some(node.attr.ctime_ns);
         if let Some(mode) = mode {
             self.chmod_acl(index, ino, mode)?;
@@ -833,6 +837,7 @@ impl Vfs {
             || gid.is_some()
             || mtime_ns.is_some()
             || atime_ns.is_some()
+            || change.ctime_ns.is_some()
         {
             if let Some((_, path)) = self.live_path(ino) {
                 self.record(
