@@ -228,3 +228,38 @@ fn copy_file_range_copies_between_staged_and_committed_files() {
     let run = mount.unmount();
     assert_eq!(run.code, 0, "{}", run.stderr);
 }
+
+#[test]
+fn data_the_kernel_still_caches_is_found_by_seek_data() {
+    if !fuse_or_skip() {
+        return;
+    }
+    let server = TestServer::start();
+    let client = TestClient::new("space-cached-seek@example.com");
+    client.register(&server);
+    // `--allow-other`: no passthrough, so writes wait in the kernel's cache, and with them
+    // the file's size (fstests' seek_sanity_test found ENXIO here).
+    let mount = TestMount::start(&client, &["--allow-other"]);
+    let path = mount.live().join("growing");
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    file.write_all_at(b"a", 4096).unwrap();
+    let data = rustix::fs::seek(&file, SeekFrom::Data(0)).unwrap();
+    assert!(data <= 4096, "data at {data}");
+    file.write_all_at(&[b'b'; 8192], 0).unwrap();
+    file.set_len(32768).unwrap();
+    assert_eq!(rustix::fs::seek(&file, SeekFrom::Data(0)).unwrap(), 0);
+    let hole = rustix::fs::seek(&file, SeekFrom::Hole(0)).unwrap();
+    assert!((8192..=32768).contains(&hole), "hole at {hole}");
+    assert_eq!(
+        rustix::fs::seek(&file, SeekFrom::Data(32768)),
+        Err(rustix::io::Errno::NXIO)
+    );
+    drop(file);
+    mount.unmount();
+}

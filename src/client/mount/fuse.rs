@@ -18,7 +18,7 @@ use fuser::{
 
 use super::iomode::{Choice, IoModes};
 use super::spin::Spinner;
-use super::vfs::{AttrChange, Caller, Opened, Seek, Stat, Vfs, VfsError};
+use super::vfs::{AttrChange, Caller, Opened, Seek, Sought, Stat, Vfs, VfsError};
 use super::workers::Workers;
 use crate::model::EntryKind;
 
@@ -625,8 +625,9 @@ impl Filesystem for FuseFs {
             return reply.error(Errno::ENXIO);
         };
         match self.vfs().seek(fh.0, offset, whence) {
-            Ok(Some(at)) => reply.offset(at as i64),
-            Ok(None) => reply.error(Errno::ENXIO),
+            Ok(Sought::At(at)) => reply.offset(at as i64),
+            Ok(Sought::PastEnd) => reply.error(Errno::ENXIO),
+            Ok(Sought::Unknown) => reply.error(Errno::ENOSYS),
             Err(e) => reply.error(errno(&e)),
         }
     }

@@ -33,7 +33,7 @@ use crate::ClientError;
 
 pub use self::acl::is_acl;
 pub use self::read::{Handle, Opened};
-pub use self::space::Seek;
+pub use self::space::{Seek, Sought};
 pub use self::write::{AttrChange, Caller};
 
 /// What went wrong, in terms a file system can report. `client::fuse` maps each to an errno.
