@@ -160,25 +160,53 @@ fn mounts_that_cannot_be_made_say_why_and_leave_nothing_mounted() {
     bob.run(&["umount", bobs.to_str().unwrap()]).ok();
 }
 
-/// `/sbin/mount.fuse.ibackup`, the link through which mount(8) runs `ibackup` for the type
-/// `fuse.ibackup` (`scripts/setup` and the README make it): made to point at `client`, and
-/// held (the guard) while the test that made it runs. `None` unless root, who alone may
-/// make it.
-fn helper_link(client: &Path) -> Option<std::sync::MutexGuard<'static, ()>> {
-    static HELPER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// `/sbin/mount.fuse.ibackup` linked to `client` while it lives (one test at a time), and
+/// put back as it was after: a developer's own link, or none, survives the suite.
+struct HelperLink {
+    previous: Option<std::path::PathBuf>,
+    _held: std::sync::MutexGuard<'static, ()>,
+}
+
+const HELPER: &str = "/sbin/mount.fuse.ibackup";
+
+fn point_helper(target: Option<&Path>) {
+    let link = Path::new(HELPER);
+    let staged = Path::new("/sbin/.mount.fuse.ibackup.new");
+    let _ = fs::remove_file(staged);
+    match target {
+        Some(target) => {
+            std::os::unix::fs::symlink(target, staged).unwrap();
+            fs::rename(staged, link).unwrap();
+        }
+        None => {
+            let _ = fs::remove_file(link);
+        }
+    }
+}
+
+impl Drop for HelperLink {
+    fn drop(&mut self) {
+        if fs::read_link(HELPER).ok() != self.previous {
+            point_helper(self.previous.as_deref());
+        }
+    }
+}
+
+fn helper_link(client: &Path) -> Option<HelperLink> {
+    static HELD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     if !rustix::process::geteuid().is_root() {
         eprintln!("not root: the mount helper's link cannot be made here");
         return None;
     }
-    let held = HELPER.lock().unwrap_or_else(|p| p.into_inner());
-    let link = Path::new("/sbin/mount.fuse.ibackup");
-    if fs::read_link(link).ok().as_deref() != Some(client) {
-        let staged = Path::new("/sbin/.mount.fuse.ibackup.new");
-        let _ = fs::remove_file(staged);
-        std::os::unix::fs::symlink(client, staged).unwrap();
-        fs::rename(staged, link).unwrap();
+    let held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    let previous = fs::read_link(HELPER).ok();
+    if previous.as_deref() != Some(client) {
+        point_helper(Some(client));
     }
-    Some(held)
+    Some(HelperLink {
+        previous,
+        _held: held,
+    })
 }
 
 fn system(program: &str, args: &[&str]) -> crate::util::Run {
