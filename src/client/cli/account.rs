@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use super::print_json;
 use crate::account::profile;
 use crate::api::account::UpdateProfileRequest;
 use crate::api::types::AccountInfo;
@@ -120,13 +121,6 @@ pub enum SessionsCommand {
         #[arg(long, conflicts_with = "id")]
         others: bool,
     },
-}
-
-fn print_json<T: serde::Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("serialises")
-    );
 }
 
 pub fn date(secs: i64) -> String {

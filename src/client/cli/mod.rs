@@ -233,7 +233,8 @@ fn print_warnings(warnings: &[String]) {
     }
 }
 
-fn print_json<T: Serialize>(value: &T) {
+/// `value` as one pretty JSON document on standard output (`--json`).
+pub(super) fn print_json<T: Serialize>(value: &T) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("serialises")

@@ -4,6 +4,7 @@
 use clap::Subcommand;
 use serde::Serialize;
 
+use super::print_json;
 use crate::api::types::Permission;
 use crate::session::{Listed, Session};
 use crate::units::format_size;
@@ -116,13 +117,6 @@ pub enum ContactCommand {
     Show { email: String },
     /// Pin EMAIL's key after comparing its fingerprint with them out of band.
     Verify { email: String, fingerprint: String },
-}
-
-fn print_json<T: Serialize>(value: &T) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("serialises")
-    );
 }
 
 #[derive(Serialize)]
