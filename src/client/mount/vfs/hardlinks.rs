@@ -49,7 +49,7 @@ impl Vfs {
         self.check_new_name(new_parent, new_name)?;
         let from = self.live_path(ino).ok_or(VfsError::NotFound)?.1;
         let root = self.link_root(new_parent);
-        let node = self.nodes.get_mut(ino).ok_or(VfsError::Stale)?;
+        let node = self.nodes.known_mut(ino)?;
         if node.link == 0 {
             node.link = rand::random::<u64>().max(1);
         }

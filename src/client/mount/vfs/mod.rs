@@ -378,7 +378,7 @@ impl Vfs {
     }
 
     pub(crate) fn node(&self, ino: Ino) -> VfsResult<&Node> {
-        self.nodes.get(ino).ok_or(VfsError::Stale)
+        self.nodes.known(ino)
     }
 
     pub(crate) fn new_handle(&mut self, handle: Handle) -> u64 {
@@ -588,11 +588,15 @@ impl Vfs {
     /// names added since: fstests generic/471).
     pub fn readdir(&mut self, fh: u64, offset: usize) -> VfsResult<&[(Ino, EntryKind, Vec<u8>)]> {
         let listing = self.listings.get(&fh).ok_or(VfsError::BadHandle)?;
-        if offset == 0 && listing.read {
-            let entries = self.listing(listing.dir)?;
-            self.listings.get_mut(&fh).expect("looked up above").entries = entries;
-        }
+        let again = if offset == 0 && listing.read {
+            Some(self.listing(listing.dir)?)
+        } else {
+            None
+        };
         let listing = self.listings.get_mut(&fh).expect("looked up above");
+        if let Some(entries) = again {
+            listing.entries = entries;
+        }
         listing.read = true;
         Ok(listing.entries.get(offset..).unwrap_or(&[]))
     }

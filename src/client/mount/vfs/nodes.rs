@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::VfsError;
 use crate::crypto::ObjectKey;
 use crate::model::{ChunkRef, Entry, EntryKind, Xattr};
 
@@ -181,6 +182,16 @@ impl Nodes {
 
     pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Node> {
         self.slots.get_mut((ino as usize).checked_sub(1)?)?.as_mut()
+    }
+
+    /// The node the kernel names by `ino`; [`VfsError::Stale`] if the mount dropped it.
+    pub fn known(&self, ino: Ino) -> Result<&Node, VfsError> {
+        self.get(ino).ok_or(VfsError::Stale)
+    }
+
+    /// [`Nodes::known`], to change.
+    pub fn known_mut(&mut self, ino: Ino) -> Result<&mut Node, VfsError> {
+        self.get_mut(ino).ok_or(VfsError::Stale)
     }
 
     /// Drops a node and everything loaded below it.

@@ -800,7 +800,7 @@ impl Vfs {
             result?;
             closed?;
         }
-        let node = self.nodes.get_mut(ino).ok_or(VfsError::Stale)?;
+        let node = self.nodes.known_mut(ino)?;
         if let Some(mode) = mode {
             node.attr.mode = mode & 0o7777;
         }
@@ -817,7 +817,7 @@ impl Vfs {
             node.attr.atime_ns = atime_ns;
         }
         node.attr.ctime_ns = ctime_ns.unwrap_or_else(now_ns);
-        let ctime_ns = Some(node.attr.ctime_ns);
+        let changed_at = node.attr.ctime_ns;
         if let Some(mode) = mode {
             self.chmod_acl(index, ino, mode)?;
         }
@@ -837,7 +837,7 @@ impl Vfs {
             || gid.is_some()
             || mtime_ns.is_some()
             || atime_ns.is_some()
-            || change.ctime_ns.is_some()
+            || ctime_ns.is_some()
         {
             if let Some((_, path)) = self.live_path(ino) {
                 self.record(
@@ -849,7 +849,7 @@ impl Vfs {
                         gid,
                         mtime_ns,
                         atime_ns,
-                        ctime_ns,
+                        ctime_ns: Some(changed_at),
                     },
                     false,
                 )?;
@@ -920,7 +920,7 @@ impl Vfs {
             // files': not kept.
             return Err(VfsError::NotSupported);
         }
-        let node = self.nodes.get_mut(ino).ok_or(VfsError::Stale)?;
+        let node = self.nodes.known_mut(ino)?;
         let mut xattrs: BTreeMap<Vec<u8>, Vec<u8>> =
             node.xattrs.drain(..).map(|x| (x.name, x.value)).collect();
         let existed = match value {
@@ -960,7 +960,7 @@ impl Vfs {
     /// After a `chmod` of `ino` to `mode`: its access ACL, if it has one, takes the new
     /// bits (the kernel leaves that to the file system).
     fn chmod_acl(&mut self, index: usize, ino: Ino, mode: u32) -> VfsResult<()> {
-        let node = self.nodes.get_mut(ino).ok_or(VfsError::Stale)?;
+        let node = self.nodes.known_mut(ino)?;
         let Some(access) = (node.xattrs.iter_mut()).find(|x| x.name == super::acl::ACCESS) else {
             return Ok(());
         };
